@@ -1,0 +1,99 @@
+// Package limiter holds Warden's rate-limit model: limits and their algorithms (token bucket
+// in GCRA form, sliding window, fixed window), the descriptor configuration that picks which
+// limits apply to a request, the Store contract that counts, and the failure policy used when
+// a store cannot answer.
+//
+// It knows nothing of gRPC, protobuf, Envoy or Redis: it takes plain Go values and returns
+// plain Go values. Stores live in limiter/memstore (in process) and limiter/redisstore.
+package limiter
+
+import (
+	"context"
+	"time"
+)
+
+// Algorithm is how a limit counts.
+type Algorithm uint8
+
+const (
+	// TokenBucket is a bucket of Burst tokens refilled at Limit per Period, kept in GCRA form:
+	// one theoretical arrival time per key.
+	TokenBucket Algorithm = iota
+	// SlidingWindow approximates a window sliding over time by weighting the previous fixed
+	// window's count by how much of it still overlaps the sliding window.
+	SlidingWindow
+	// FixedWindow counts in windows aligned to multiples of Period since the Unix epoch, as
+	// envoyproxy/ratelimit does.
+	FixedWindow
+	// SlidingLog keeps one timestamp per admitted unit: exact, for small limits only.
+	SlidingLog
+)
+
+var algorithmNames = [...]string{"token_bucket", "sliding_window", "fixed_window", "sliding_log"}
+
+func (a Algorithm) String() string {
+	if int(a) < len(algorithmNames) {
+		return algorithmNames[a]
+	}
+	return "unknown"
+}
+
+// Limit is one rule: at most Limit units per Period. It is a plain value, comparable, and
+// safe to copy.
+type Limit struct {
+	// Name identifies the limit in responses, headers and metrics (e.g. "burst", "per_tenant").
+	Name      string
+	Algorithm Algorithm
+	// Limit is the number of units allowed per Period (for TokenBucket, the refill rate).
+	Limit int64
+	// Period is the window length (any positive duration, not only a second/minute/hour).
+	Period time.Duration
+	// Burst is the bucket size for TokenBucket; 0 means Limit. Ignored by the others.
+	Burst int64
+}
+
+// Hit asks a Store to count Cost units of one Limit against one counter key.
+type Hit struct {
+	// Key names the counter. Keys are opaque to the store, which may prefix them.
+	Key   string
+	Limit Limit
+	// Cost is the number of units to consume. 0 peeks: the status is computed, nothing is
+	// consumed, and the hit is allowed if the counter is not over its limit.
+	Cost int64
+}
+
+// Status is one limit's answer for one Take.
+type Status struct {
+	// Allowed is false when this limit alone would refuse the request's cost.
+	Allowed bool
+	// Limit is the limit's quota per period (for TokenBucket, its burst).
+	Limit int64
+	// Remaining is how many units are left after this request (never negative).
+	Remaining int64
+	// ResetAfter is how long until the counter is back to its full quota.
+	ResetAfter time.Duration
+	// RetryAfter is how long until a retry of the same cost could be allowed; zero when
+	// Allowed.
+	RetryAfter time.Duration
+}
+
+// Store counts hits. It is the contract that limiter/memstore and limiter/redisstore
+// implement and that limiter/limitertest checks.
+//
+// Take checks every hit and, only if all of them are allowed, consumes each hit's cost; if any
+// hit is refused nothing is consumed (all or nothing, atomically with respect to concurrent
+// Takes, including Takes from other processes sharing the same backing store). It writes one
+// Status per hit into out, which must have len(out) == len(hits), and reports whether the
+// request as a whole was allowed.
+//
+// tag groups the keys of one call: a store that shards keys (Redis Cluster) must place every
+// key of one Take in the same shard, and derives that placement from tag alone. Callers pass
+// the same tag for every Take that touches a given key.
+//
+// Take is called on the request path: it must be safe for concurrent use, must not retain
+// hits or out after it returns, should not allocate on the common path, and must honour ctx
+// (returning ctx.Err() or a wrapped error when ctx ends first). An error means the store could
+// not decide; out is then undefined.
+type Store interface {
+	Take(ctx context.Context, tag string, hits []Hit, out []Status) (allowed bool, err error)
+}
