@@ -97,3 +97,10 @@ type Status struct {
 type Store interface {
 	Take(ctx context.Context, tag string, hits []Hit, out []Status) (allowed bool, err error)
 }
+
+// Resetter is implemented by stores that can forget a counter, for the admin reset call. A
+// reset counter is at its full quota on the next Take. Reading a counter needs no extra
+// method: a Take with Cost 0 peeks.
+type Resetter interface {
+	Reset(ctx context.Context, tag, key string) error
+}
