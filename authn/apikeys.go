@@ -1,0 +1,376 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// APIKeysConfig configures APIKeys. Store, Pepper and Env are required; every other field
+// has the default stated beside it.
+type APIKeysConfig struct {
+	// Store holds the key records. Required.
+	Store KeyStore
+	// Pepper keys the digests. Required.
+	Pepper *Pepper
+	// Env is the only environment this deployment accepts (a live deployment refuses
+	// sk-test- keys without a lookup). Required.
+	Env Environment
+	// CacheSize bounds the local cache of records (positive and negative). Default 10000.
+	CacheSize int
+	// CacheTTL is how long a found record is trusted before it is read again. Revocations
+	// reach the cache sooner through Invalidate (redisauth.Subscriber). Default 30s.
+	CacheTTL time.Duration
+	// NegativeTTL is how long an unknown id is remembered as unknown. Default 5s.
+	NegativeTTL time.Duration
+	// StoreTimeout caps one store lookup on a cache miss. Default 500ms.
+	StoreTimeout time.Duration
+	// LastUsedInterval is how often, at most, a key's LastUsedAt is written back (by Run).
+	// Default 10m.
+	LastUsedInterval time.Duration
+	// RotationGrace is how long Rotate keeps the old key working. Default 24h.
+	RotationGrace time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives admin actions and store failures (key ids only, never secrets or
+	// digests). Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *APIKeysConfig) setDefaults() {
+	if c.CacheSize <= 0 {
+		c.CacheSize = 10000
+	}
+	if c.CacheTTL <= 0 {
+		c.CacheTTL = 30 * time.Second
+	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = 5 * time.Second
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 500 * time.Millisecond
+	}
+	if c.LastUsedInterval <= 0 {
+		c.LastUsedInterval = 10 * time.Minute
+	}
+	if c.RotationGrace <= 0 {
+		c.RotationGrace = 24 * time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// APIKeyStats counts what APIKeys did since it was built. Tests use Lookups to show that a
+// malformed key or a cached key costs no store lookup.
+type APIKeyStats struct {
+	Lookups   uint64 // KeyStore.Key calls
+	CacheHits uint64 // authentications answered from the cache (positive or negative)
+	Malformed uint64 // keys refused by format, checksum or environment, with no lookup
+}
+
+// APIKeys authenticates API keys and manages them (create, rotate, revoke).
+//
+// Authenticate parses the key (format, checksum, environment: no lookup for a bad key),
+// finds the record by id in a bounded local cache or else in the KeyStore, and compares
+// HMAC-SHA256(pepper, secret) with the stored digest in constant time. On a cached key it
+// does not allocate. The cache is invalidated by Invalidate/Flush (called locally by Revoke
+// and Rotate, and across replicas by redisauth.Subscriber), and otherwise trusted for
+// CacheTTL.
+//
+// Build one with NewAPIKeys; the zero value is not usable. Run writes LastUsedAt back in the
+// background. Safe for concurrent use.
+type APIKeys struct {
+	cfg    APIKeysConfig
+	now    func() time.Time
+	log    *slog.Logger
+	touchC chan touch
+
+	mu    sync.RWMutex
+	gen   uint64 // bumped by every invalidation: a miss that started earlier does not fill
+	cache map[string]*keyEntry
+
+	lookups, hits, malformed atomic.Uint64
+}
+
+type touch struct {
+	id string
+	at time.Time
+}
+
+// keyEntry is a cached record, immutable except lastTouch.
+type keyEntry struct {
+	found     bool
+	env       Environment
+	digest    Digest
+	expiresAt time.Time
+	revokedAt time.Time
+	until     time.Time // cache expiry
+	principal Principal
+	lastTouch atomic.Int64 // unix nanos of the last LastUsedAt written or queued
+}
+
+// NewAPIKeys checks cfg, applies defaults and returns an APIKeys.
+func NewAPIKeys(cfg APIKeysConfig) (*APIKeys, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("authn: APIKeysConfig.Store is required")
+	}
+	if cfg.Pepper == nil || !cfg.Pepper.set {
+		return nil, errors.New("authn: APIKeysConfig.Pepper is required")
+	}
+	if cfg.Env != EnvLive && cfg.Env != EnvTest {
+		return nil, errors.New("authn: APIKeysConfig.Env must be EnvLive or EnvTest")
+	}
+	cfg.setDefaults()
+	return &APIKeys{
+		cfg:    cfg,
+		now:    cfg.Now,
+		log:    cfg.Logger,
+		touchC: make(chan touch, 1024),
+		cache:  make(map[string]*keyEntry),
+	}, nil
+}
+
+// Stats returns the counters.
+func (a *APIKeys) Stats() APIKeyStats {
+	return APIKeyStats{Lookups: a.lookups.Load(), CacheHits: a.hits.Load(), Malformed: a.malformed.Load()}
+}
+
+// Authenticate returns the principal that key stands for, or the reason it is refused.
+// Unavailable means the store failed. The returned Principal shares its slices with the
+// cache: read-only.
+func (a *APIKeys) Authenticate(ctx context.Context, key string) (Principal, Reason) {
+	pk, err := ParseAPIKey(key)
+	if err != nil || pk.Env != a.cfg.Env {
+		a.malformed.Add(1)
+		return Principal{}, Malformed
+	}
+	now := a.now()
+	e := a.cached(pk.ID, now)
+	if e == nil {
+		var r Reason
+		if e, r = a.fill(ctx, pk.ID, now); e == nil {
+			return Principal{}, r
+		}
+	} else {
+		a.hits.Add(1)
+	}
+	if !e.found || e.env != pk.Env {
+		return Principal{}, Unknown
+	}
+	d := a.cfg.Pepper.Digest(pk.Secret)
+	if !digestEqual(&d, &e.digest) {
+		return Principal{}, BadSignature
+	}
+	if !e.revokedAt.IsZero() && !now.Before(e.revokedAt) {
+		return Principal{}, Revoked
+	}
+	if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+		return Principal{}, Expired
+	}
+	a.maybeTouch(e, now)
+	return e.principal, OK
+}
+
+func (a *APIKeys) cached(id string, now time.Time) *keyEntry {
+	a.mu.RLock()
+	e := a.cache[id]
+	a.mu.RUnlock()
+	if e == nil || !now.Before(e.until) {
+		return nil
+	}
+	return e
+}
+
+func (a *APIKeys) fill(ctx context.Context, id string, now time.Time) (*keyEntry, Reason) {
+	a.mu.RLock()
+	gen := a.gen
+	a.mu.RUnlock()
+
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+	defer cancel()
+	a.lookups.Add(1)
+	rec, err := a.cfg.Store.Key(ctx, id)
+	e := &keyEntry{}
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+		e.until = now.Add(a.cfg.NegativeTTL)
+	case err != nil:
+		a.log.LogAttrs(ctx, slog.LevelWarn, "api key store lookup failed",
+			slog.String("key_id", id), slog.String("error", err.Error()))
+		return nil, Unavailable
+	default:
+		e.found = true
+		e.env = rec.Env
+		e.digest = rec.Digest
+		e.expiresAt = rec.ExpiresAt
+		e.revokedAt = rec.RevokedAt
+		e.until = now.Add(a.cfg.CacheTTL)
+		e.principal = Principal{
+			Subject:      rec.Owner,
+			Tenant:       rec.Tenant,
+			Roles:        rec.Roles,
+			Scopes:       rec.Scopes,
+			Method:       MethodAPIKey,
+			CredentialID: rec.ID,
+			Tier:         rec.Tier,
+			ExpiresAt:    rec.effectiveExpiry(),
+			Claims:       rec.Labels,
+		}
+		if !rec.LastUsedAt.IsZero() {
+			e.lastTouch.Store(rec.LastUsedAt.UnixNano())
+		}
+	}
+	a.mu.Lock()
+	if a.gen == gen { // no invalidation since the lookup started
+		if _, ok := a.cache[id]; !ok && len(a.cache) >= a.cfg.CacheSize {
+			for k := range a.cache { // map order is random: evict an arbitrary entry
+				delete(a.cache, k)
+				break
+			}
+		}
+		a.cache[id] = e
+	}
+	a.mu.Unlock()
+	return e, OK
+}
+
+func (a *APIKeys) maybeTouch(e *keyEntry, now time.Time) {
+	last := e.lastTouch.Load()
+	n := now.UnixNano()
+	if n-last < int64(a.cfg.LastUsedInterval) || !e.lastTouch.CompareAndSwap(last, n) {
+		return
+	}
+	select {
+	case a.touchC <- touch{id: e.principal.CredentialID, at: now}:
+	default: // Run is behind or not running: LastUsedAt is approximate anyway
+	}
+}
+
+// Run writes LastUsedAt back to the store until ctx is done; it returns nil then. Run it
+// once per APIKeys (cmd runs it in its errgroup).
+func (a *APIKeys) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-a.touchC:
+			tctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+			if err := a.cfg.Store.Touch(tctx, t.id, t.at); err != nil && ctx.Err() == nil {
+				a.log.LogAttrs(ctx, slog.LevelWarn, "api key last-used update failed",
+					slog.String("key_id", t.id), slog.String("error", err.Error()))
+			}
+			cancel()
+		}
+	}
+}
+
+// InvalidateKey drops id from the local cache, so the next use reads the store.
+func (a *APIKeys) InvalidateKey(id string) {
+	a.mu.Lock()
+	a.gen++
+	delete(a.cache, id)
+	a.mu.Unlock()
+}
+
+// FlushKeys empties the local cache (after a pub/sub reconnect, when invalidations may have
+// been missed).
+func (a *APIKeys) FlushKeys() {
+	a.mu.Lock()
+	a.gen++
+	clear(a.cache)
+	a.mu.Unlock()
+}
+
+// KeySpec describes the principal a new key authenticates.
+type KeySpec struct {
+	Owner  string
+	Tenant string
+	Roles  []string
+	Scopes []string // nil: not narrowed
+	Tier   string
+	Labels map[string]string
+	// ExpiresAt is when the key stops working; zero means never.
+	ExpiresAt time.Time
+}
+
+// Create issues a key in the configured environment and stores its record. The plaintext
+// key is returned once and never stored.
+func (a *APIKeys) Create(ctx context.Context, spec KeySpec) (string, KeyRecord, error) {
+	if spec.Owner == "" {
+		return "", KeyRecord{}, errors.New("authn: create API key: owner is required")
+	}
+	now := a.now()
+	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {
+		return "", KeyRecord{}, errors.New("authn: create API key: expiry is in the past")
+	}
+	key, pk, err := NewAPIKey(a.cfg.Env)
+	if err != nil {
+		return "", KeyRecord{}, err
+	}
+	rec := KeyRecord{
+		ID: pk.ID, Env: pk.Env, Digest: a.cfg.Pepper.Digest(pk.Secret),
+		Owner: spec.Owner, Tenant: spec.Tenant, Roles: spec.Roles, Scopes: spec.Scopes,
+		Tier: spec.Tier, Labels: spec.Labels, CreatedAt: now, ExpiresAt: spec.ExpiresAt,
+	}
+	if err := a.cfg.Store.Put(ctx, rec); err != nil {
+		return "", KeyRecord{}, fmt.Errorf("authn: create API key: %w", err)
+	}
+	a.InvalidateKey(rec.ID) // a negative entry may exist
+	a.log.LogAttrs(ctx, slog.LevelInfo, "api key created", slog.String("key_id", rec.ID),
+		slog.String("owner", rec.Owner), slog.String("tenant", rec.Tenant))
+	return key, rec, nil
+}
+
+// Rotate issues a new key for the same principal as key id and keeps the old key working
+// until now + RotationGrace (or its earlier expiry or revocation). It returns the new
+// plaintext key once.
+func (a *APIKeys) Rotate(ctx context.Context, id string) (string, KeyRecord, error) {
+	old, err := a.cfg.Store.Key(ctx, id)
+	if err != nil {
+		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: %w", id, err)
+	}
+	now := a.now()
+	if !old.RevokedAt.IsZero() && !now.Before(old.RevokedAt) {
+		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: already revoked", id)
+	}
+	key, pk, err := NewAPIKey(a.cfg.Env)
+	if err != nil {
+		return "", KeyRecord{}, err
+	}
+	rec := old
+	rec.ID, rec.Env, rec.Digest = pk.ID, pk.Env, a.cfg.Pepper.Digest(pk.Secret)
+	rec.CreatedAt, rec.LastUsedAt, rec.RevokedAt, rec.RotatedFrom = now, time.Time{}, time.Time{}, id
+	if err := a.cfg.Store.Put(ctx, rec); err != nil {
+		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: %w", id, err)
+	}
+	a.InvalidateKey(rec.ID)
+	until := now.Add(a.cfg.RotationGrace)
+	if old.RevokedAt.IsZero() || until.Before(old.RevokedAt) {
+		if err := a.cfg.Store.Revoke(ctx, id, until); err != nil {
+			return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: revoke old key: %w", id, err)
+		}
+	}
+	a.InvalidateKey(id)
+	a.log.LogAttrs(ctx, slog.LevelInfo, "api key rotated", slog.String("key_id", id),
+		slog.String("new_key_id", rec.ID), slog.Time("old_valid_until", until))
+	return key, rec, nil
+}
+
+// Revoke makes key id stop working now, here at once and on other replicas through the
+// store's invalidation (redisauth).
+func (a *APIKeys) Revoke(ctx context.Context, id string) error {
+	if err := a.cfg.Store.Revoke(ctx, id, a.now()); err != nil {
+		return fmt.Errorf("authn: revoke API key %s: %w", id, err)
+	}
+	a.InvalidateKey(id)
+	a.log.LogAttrs(ctx, slog.LevelInfo, "api key revoked", slog.String("key_id", id))
+	return nil
+}
