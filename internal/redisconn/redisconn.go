@@ -1,0 +1,160 @@
+// Package redisconn builds Warden's go-redis client from the config file's redis section
+// (single node, Sentinel or Cluster; TLS; username and password), checks the connection at
+// start with an error that says what to fix, and tracks Redis health for readiness.
+//
+// It knows nothing of what Warden stores in Redis.
+package redisconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wardenhq/warden/internal/config"
+)
+
+// New builds a client for c. It does not connect; call Check.
+func New(c config.Redis) (redis.UniversalClient, error) {
+	tlsCfg, err := tlsConfig(c.TLS)
+	if err != nil {
+		return nil, err
+	}
+	switch c.Mode {
+	case "single":
+		return redis.NewClient(&redis.Options{
+			Addr: c.Addrs[0], Username: c.Username, Password: c.Password.Reveal(), DB: c.DB,
+			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
+			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true,
+		}), nil
+	case "sentinel":
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: c.MasterName, SentinelAddrs: c.Addrs, SentinelPassword: c.SentinelPassword.Reveal(),
+			Username: c.Username, Password: c.Password.Reveal(), DB: c.DB,
+			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
+			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true,
+		}), nil
+	case "cluster":
+		if c.DB != 0 {
+			return nil, errors.New("redis: cluster mode has no databases: db must be 0")
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: c.Addrs, Username: c.Username, Password: c.Password.Reveal(),
+			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
+			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true,
+		}), nil
+	}
+	return nil, fmt.Errorf("redis: no mode configured")
+}
+
+func tlsConfig(t config.RedisTLS) (*tls.Config, error) {
+	if !t.Enabled {
+		if t.CAFile != "" || t.CertFile != "" {
+			return nil, errors.New("redis.tls: files are set but enabled is false")
+		}
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis.tls.ca_file: %s holds no PEM certificate", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls: client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// Check pings Redis (every master, for a cluster) and explains a failure in one line.
+func Check(ctx context.Context, c redis.UniversalClient, addrs []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+			return n.Ping(ctx).Err()
+		})
+	} else {
+		err = c.Ping(ctx).Err()
+	}
+	if err == nil {
+		return nil
+	}
+	hint := ""
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"):
+		hint = " (check redis.username and redis.password)"
+	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "no such host"):
+		hint = " (is Redis running and reachable at that address?)"
+	case strings.Contains(msg, "tls"), strings.Contains(msg, "x509"):
+		hint = " (check redis.tls)"
+	}
+	return fmt.Errorf("redis %s: %v%s", strings.Join(addrs, ","), err, hint)
+}
+
+// Health tracks whether Redis answers, for /readyz. The zero value is not usable; use
+// NewHealth. Safe for concurrent use.
+type Health struct {
+	c        redis.UniversalClient
+	addrs    []string
+	interval time.Duration
+	log      *slog.Logger
+	ok       atomic.Bool
+}
+
+// NewHealth returns a Health that starts healthy (New callers Check first).
+func NewHealth(c redis.UniversalClient, addrs []string, interval time.Duration, log *slog.Logger) *Health {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	h := &Health{c: c, addrs: addrs, interval: interval, log: log}
+	h.ok.Store(true)
+	return h
+}
+
+// Healthy reports the last check's result.
+func (h *Health) Healthy() bool { return h.ok.Load() }
+
+// Run checks Redis every interval until ctx ends, logging each change.
+func (h *Health) Run(ctx context.Context) error {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		err := Check(ctx, h.c, h.addrs)
+		if ctx.Err() != nil {
+			return nil
+		}
+		was := h.ok.Swap(err == nil)
+		switch {
+		case was && err != nil:
+			h.log.Error("redis unhealthy", "err", err)
+		case !was && err == nil:
+			h.log.Info("redis healthy again")
+		}
+	}
+}
