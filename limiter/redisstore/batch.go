@@ -1,0 +1,187 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wardenhq/warden/limiter"
+)
+
+// States of a call, switched once by compare-and-swap: whoever moves it out of pending decides
+// who recycles it. The batcher answers (pending → answered, then the caller recycles); a caller
+// whose ctx ended gives up (pending → abandoned, then the batcher recycles when done with it).
+const (
+	pending int32 = iota
+	answered
+	abandoned
+)
+
+// call is one Take on its way through the batcher. It is pooled: its buffers and its done
+// channel are reused, so a Take allocates only what go-redis needs for its command. The
+// batcher never touches the caller's hits or out: everything it needs is copied into args.
+type call struct {
+	ctx    context.Context
+	keybuf []byte
+	keys   []string
+	args   []any // "evalsha", sha, len(keys), keys..., now, 5 values per hit
+	cmd    *redis.Cmd
+	err    error
+	state  atomic.Int32
+	done   chan struct{} // capacity 1: the batcher's answer
+}
+
+// build fills c.keys and c.args for hits under tag.
+func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
+	c.keybuf = c.keybuf[:0]
+	for _, h := range hits {
+		if err := validate(h.Limit); err != nil {
+			return err
+		}
+		if h.Cost < 0 {
+			return fmt.Errorf("redisstore: limit %q: negative cost %d", h.Limit.Name, h.Cost)
+		}
+		c.keybuf = append(c.keybuf, s.opts.Prefix...)
+		c.keybuf = append(c.keybuf, '{')
+		c.keybuf = append(c.keybuf, tag...)
+		c.keybuf = append(c.keybuf, "}:"...)
+		c.keybuf = append(c.keybuf, h.Key...)
+	}
+	all := string(c.keybuf) // one allocation for every key of the Take
+	c.keys = c.keys[:0]
+	c.args = append(c.args[:0], "evalsha", s.sha, len(hits))
+	off := 0
+	for _, h := range hits {
+		n := len(s.opts.Prefix) + len(tag) + 3 + len(h.Key)
+		k := all[off : off+n]
+		off += n
+		c.keys = append(c.keys, k)
+		c.args = append(c.args, k)
+	}
+	if s.opts.Now != nil {
+		c.args = append(c.args, strconv.FormatInt(s.opts.Now().UnixMicro(), 10))
+	} else {
+		c.args = append(c.args, "")
+	}
+	for _, h := range hits {
+		burst := h.Limit.Burst
+		if burst == 0 {
+			burst = h.Limit.Limit
+		}
+		c.args = append(c.args, int64(h.Limit.Algorithm), h.Limit.Limit, h.Limit.Period.Microseconds(), burst, h.Cost)
+	}
+	return nil
+}
+
+func (s *Store) recycle(c *call) {
+	c.ctx, c.cmd, c.err = nil, nil, nil
+	clear(c.args)
+	clear(c.keys)
+	c.state.Store(pending)
+	s.pool.Put(c)
+}
+
+// deliver hands c's answer to its caller, or recycles c if the caller gave up.
+func (s *Store) deliver(c *call) {
+	if c.state.CompareAndSwap(pending, answered) {
+		c.done <- struct{}{}
+		return
+	}
+	s.recycle(c)
+}
+
+// batcher is one of Options.Pipelines goroutines sharing the queue s.reqs. It waits for a
+// call, then takes whatever else is already queued (up to MaxBatch) without waiting, and sends
+// it all as one pipeline: a lone call goes out at once, and under load the calls that queue up
+// while a pipeline is in Redis form the next one. There is no timer. It returns once Close has
+// closed the queue and the queue is drained.
+func (s *Store) batcher() {
+	defer s.workers.Done()
+	batch := make([]*call, 0, s.opts.MaxBatch)
+	for {
+		c, ok := <-s.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], c)
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case c, ok := <-s.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, c)
+			default:
+				break fill
+			}
+		}
+		s.exec(batch)
+		clear(batch)
+	}
+}
+
+// exec sends batch as one pipeline (go-redis splits a Cluster pipeline by node) and answers
+// every call. Calls whose ctx has already ended are answered with ctx.Err() and not sent. The
+// pipeline's deadline is the latest of its callers' deadlines, capped by Options.Timeout:
+// no caller wants an answer after that.
+func (s *Store) exec(batch []*call) {
+	deadline := time.Now().Add(s.opts.Timeout)
+	var latest time.Time
+	unbounded := false
+	live := 0
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			s.deliver(c)
+			continue
+		}
+		batch[live] = c
+		live++
+		if d, ok := c.ctx.Deadline(); ok {
+			if d.After(latest) {
+				latest = d
+			}
+		} else {
+			unbounded = true
+		}
+	}
+	if !unbounded && latest.Before(deadline) {
+		deadline = latest
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	for _, c := range batch[:live] {
+		c.cmd = redis.NewCmd(ctx, c.args...)
+		c.cmd.SetFirstKeyPos(3)
+		_ = pipe.Process(ctx, c.cmd)
+	}
+	if live > 0 {
+		_, _ = pipe.Exec(ctx)
+	}
+	// NOSCRIPT: that server lost its script cache (restart, failover, SCRIPT FLUSH). The
+	// script did not run, so sending the same call again as EVAL is safe; EVAL caches it.
+	var retry redis.Pipeliner
+	for _, c := range batch[:live] {
+		if isNoScript(c.cmd.Err()) {
+			if retry == nil {
+				retry = s.client.Pipeline()
+			}
+			c.cmd = s.evalCmd(ctx, c)
+			_ = retry.Process(ctx, c.cmd)
+		}
+	}
+	if retry != nil {
+		s.log.Info("redisstore: script not cached on a Redis server, sent with EVAL", "calls", retry.Len())
+		_, _ = retry.Exec(ctx)
+	}
+	for _, c := range batch[:live] {
+		c.err = c.cmd.Err()
+		s.deliver(c)
+	}
+}

@@ -1,0 +1,562 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/wardenhq/warden/internal/redistest"
+	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/redisstore"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// newClient returns a client on addr, closed in t.Cleanup.
+func newClient(t testing.TB, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DialTimeout:           time.Second,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// newStore returns a Store on client, closed in t.Cleanup (before the client: cleanups run
+// last in, first out).
+func newStore(t testing.TB, client redisstore.Client, opts redisstore.Options) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(client, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+var modes = []struct {
+	name      string
+	unbatched bool
+}{{"batched", false}, {"unbatched", true}}
+
+// grid is a clock that a test moves by hand.
+type grid struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (g *grid) Now() time.Time  { g.mu.Lock(); defer g.mu.Unlock(); return g.t }
+func (g *grid) Set(t time.Time) { g.mu.Lock(); g.t = t; g.mu.Unlock() }
+
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// TestAlgorithms walks a fixed grid of instants for each algorithm and checks every Status.
+func TestAlgorithms(t *testing.T) {
+	srv := redistest.Start(t)
+	type step struct {
+		at   time.Duration // since t0 (t0 is a multiple of every period below)
+		cost int64
+		want limiter.Status
+	}
+	tests := []struct {
+		name  string
+		limit limiter.Limit
+		steps []step
+	}{
+		{
+			name:  "token bucket",
+			limit: limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 10, Period: time.Second, Burst: 3},
+			steps: []step{
+				{0, 1, limiter.Status{Allowed: true, Limit: 3, Remaining: 2, ResetAfter: 100 * time.Millisecond}},
+				{0, 2, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: 300 * time.Millisecond}},
+				{0, 1, limiter.Status{Allowed: false, Limit: 3, Remaining: 0, ResetAfter: 300 * time.Millisecond, RetryAfter: 100 * time.Millisecond}},
+				{50 * time.Millisecond, 0, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: 250 * time.Millisecond}},
+				{100 * time.Millisecond, 1, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: 300 * time.Millisecond}},
+				{250 * time.Millisecond, 3, limiter.Status{Allowed: false, Limit: 3, Remaining: 1, ResetAfter: 150 * time.Millisecond, RetryAfter: 150 * time.Millisecond}},
+				{time.Second, 4, limiter.Status{Allowed: false, Limit: 3, Remaining: 3, RetryAfter: time.Duration(1<<63 - 1)}},
+			},
+		},
+		{
+			name:  "fixed window",
+			limit: limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 3, Period: time.Second},
+			steps: []step{
+				{100 * time.Millisecond, 2, limiter.Status{Allowed: true, Limit: 3, Remaining: 1, ResetAfter: 900 * time.Millisecond}},
+				{900 * time.Millisecond, 2, limiter.Status{Allowed: false, Limit: 3, Remaining: 1, ResetAfter: 100 * time.Millisecond, RetryAfter: 100 * time.Millisecond}},
+				{900 * time.Millisecond, 1, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: 100 * time.Millisecond}},
+				{time.Second, 3, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: time.Second}},
+			},
+		},
+		{
+			name:  "sliding window",
+			limit: limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: 4, Period: time.Second},
+			steps: []step{
+				{500 * time.Millisecond, 4, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 1500 * time.Millisecond}},
+				{900 * time.Millisecond, 1, limiter.Status{Allowed: false, Limit: 4, Remaining: 0, ResetAfter: 1100 * time.Millisecond, RetryAfter: 350 * time.Millisecond}},
+				// previous window 4, weighted 4×0.75 = 3: one left.
+				{1250 * time.Millisecond, 2, limiter.Status{Allowed: false, Limit: 4, Remaining: 1, ResetAfter: 750 * time.Millisecond, RetryAfter: 250 * time.Millisecond}},
+				{1250 * time.Millisecond, 1, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 1750 * time.Millisecond}},
+				{3 * time.Second, 4, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 2 * time.Second}},
+			},
+		},
+		{
+			name:  "sliding log",
+			limit: limiter.Limit{Algorithm: limiter.SlidingLog, Limit: 3, Period: time.Second},
+			steps: []step{
+				{100 * time.Millisecond, 1, limiter.Status{Allowed: true, Limit: 3, Remaining: 2, ResetAfter: time.Second}},
+				{600 * time.Millisecond, 2, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: time.Second}},
+				{700 * time.Millisecond, 1, limiter.Status{Allowed: false, Limit: 3, Remaining: 0, ResetAfter: 900 * time.Millisecond, RetryAfter: 400 * time.Millisecond}},
+				{1100 * time.Millisecond, 1, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: time.Second}},
+				{1100 * time.Millisecond, 0, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: time.Second}},
+			},
+		},
+	}
+	for _, m := range modes {
+		for _, tt := range tests {
+			t.Run(m.name+"/"+tt.name, func(t *testing.T) {
+				var clock grid
+				s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Now: clock.Now, Unbatched: m.unbatched})
+				key := t.Name()
+				for i, st := range tt.steps {
+					clock.Set(t0.Add(st.at))
+					out := make([]limiter.Status, 1)
+					allowed, err := s.Take(t.Context(), "tag", []limiter.Hit{{Key: key, Limit: tt.limit, Cost: st.cost}}, out)
+					if err != nil {
+						t.Fatalf("step %d: Take: %v", i, err)
+					}
+					if allowed != st.want.Allowed {
+						t.Errorf("step %d: allowed = %v, want %v", i, allowed, st.want.Allowed)
+					}
+					if diff := cmp.Diff(out[0], st.want); diff != "" {
+						t.Errorf("step %d (at %v, cost %d): status (-got +want):\n%s", i, st.at, st.cost, diff)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestAllOrNothing: a Take with one refused hit consumes nothing from the others, and the same
+// key twice in one Take counts both hits.
+func TestAllOrNothing(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			var clock grid
+			clock.Set(t0)
+			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Now: clock.Now, Unbatched: m.unbatched})
+			big := limiter.Limit{Name: "big", Algorithm: limiter.FixedWindow, Limit: 10, Period: time.Minute}
+			small := limiter.Limit{Name: "small", Algorithm: limiter.TokenBucket, Limit: 1, Period: time.Minute}
+			hits := []limiter.Hit{{Key: m.name + "big", Limit: big, Cost: 1}, {Key: m.name + "small", Limit: small, Cost: 1}}
+			out := make([]limiter.Status, 2)
+			var got []bool
+			for range 3 {
+				allowed, err := s.Take(t.Context(), "t", hits, out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, allowed)
+			}
+			if diff := cmp.Diff(got, []bool{true, false, false}); diff != "" {
+				t.Errorf("allowed (-got +want):\n%s", diff)
+			}
+			// big was consumed once only: 9 remain.
+			peek := []limiter.Hit{{Key: m.name + "big", Limit: big}}
+			if _, err := s.Take(t.Context(), "t", peek, out[:1]); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := out[0].Remaining, int64(9); got != want {
+				t.Errorf("big remaining = %d, want %d", got, want)
+			}
+			// The same key twice in one Take: 2 × 6 > 10 is refused as a whole.
+			twice := []limiter.Hit{{Key: m.name + "big", Limit: big, Cost: 6}, {Key: m.name + "big", Limit: big, Cost: 6}}
+			allowed, err := s.Take(t.Context(), "t", twice, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if allowed || !out[0].Allowed || out[1].Allowed {
+				t.Errorf("same key twice: allowed = %v, statuses %+v; want refused on the second hit", allowed, out)
+			}
+		})
+	}
+}
+
+// allLimits has one limit of n per hour for each algorithm.
+func allLimits(n int64) []limiter.Limit {
+	return []limiter.Limit{
+		{Name: "tb", Algorithm: limiter.TokenBucket, Limit: n, Period: time.Hour},
+		{Name: "sw", Algorithm: limiter.SlidingWindow, Limit: n, Period: time.Hour},
+		{Name: "fw", Algorithm: limiter.FixedWindow, Limit: n, Period: time.Hour},
+		{Name: "sl", Algorithm: limiter.SlidingLog, Limit: n, Period: time.Hour},
+	}
+}
+
+// admitExactlyN sends many concurrent Takes of cost 1 through stores (round robin) and checks
+// that exactly n are admitted for each limit.
+func admitExactlyN(t *testing.T, stores []*redisstore.Store, tag, key string, n int64) {
+	t.Helper()
+	for _, l := range allLimits(n) {
+		var admitted, refused atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, 1)
+		const workers, each = 32, 10 // 320 attempts
+		for w := range workers {
+			wg.Go(func() {
+				s := stores[w%len(stores)]
+				hits := []limiter.Hit{{Key: key + l.Name, Limit: l, Cost: 1}}
+				out := make([]limiter.Status, 1)
+				for range each {
+					allowed, err := s.Take(t.Context(), tag, hits, out)
+					if err != nil {
+						select {
+						case errs <- err:
+						default:
+						}
+						return
+					}
+					if allowed {
+						admitted.Add(1)
+					} else {
+						refused.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		select {
+		case err := <-errs:
+			t.Fatalf("%s: Take: %v", l.Name, err)
+		default:
+		}
+		if got := admitted.Load(); got != n {
+			t.Errorf("%s: admitted %d of %d, want %d", l.Name, got, got+refused.Load(), n)
+		}
+	}
+}
+
+// skewed is a local clock off by d. The stores under test never read it for decisions.
+func skewed(d time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(d) } }
+
+// TestExactlyNAcrossInstances runs 4 independent stores (4 clients) on one Redis, as 4 Warden
+// replicas whose clocks disagree by up to 4 s. With Now nil, time is Redis TIME, and exactly
+// n of many concurrent requests are admitted. The control case shows what the same skew does
+// when each replica's own clock decides.
+func TestExactlyNAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	skews := []time.Duration{-2 * time.Second, -700 * time.Millisecond, 700 * time.Millisecond, 2 * time.Second}
+	for _, m := range modes {
+		t.Run(m.name+"/redis time", func(t *testing.T) {
+			var stores []*redisstore.Store
+			for range skews {
+				stores = append(stores, newStore(t, newClient(t, srv.Addr()), redisstore.Options{Unbatched: m.unbatched}))
+			}
+			admitExactlyN(t, stores, "tenant", m.name+":k:", 50)
+		})
+	}
+	t.Run("control: local clocks", func(t *testing.T) {
+		// The replica 2 s behind drains a bucket of 50 per 10 s; the one 2 s ahead sees it
+		// 4 s refilled. With Redis TIME it would see it empty.
+		l := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 50, Period: 10 * time.Second}
+		behind := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Now: skewed(-2 * time.Second)})
+		ahead := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Now: skewed(2 * time.Second)})
+		count := func(s *redisstore.Store) int {
+			n := 0
+			out := make([]limiter.Status, 1)
+			for range 100 {
+				ok, err := s.Take(t.Context(), "c", []limiter.Hit{{Key: "k", Limit: l, Cost: 1}}, out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					n++
+				}
+			}
+			return n
+		}
+		if got := count(behind); got != 50 {
+			t.Fatalf("behind admitted %d, want 50", got)
+		}
+		if got := count(ahead); got < 15 {
+			t.Errorf("ahead admitted %d after the bucket was drained; want about 20 (skew makes local clocks over-admit)", got)
+		}
+	})
+}
+
+// TestWindowBoundary walks a 1 ms grid across window boundaries with more demand than the
+// limit and checks, for every interval between two admissions, the algorithm's bound: a
+// token bucket admits at most burst + d/T in any span d; a sliding window at most
+// n + n·d/period (+1 for rounding), never the 2n in a moment that a fixed window allows.
+func TestWindowBoundary(t *testing.T) {
+	srv := redistest.Start(t)
+	const n = 10
+	period := time.Second
+	tests := []struct {
+		name  string
+		limit limiter.Limit
+		bound func(d time.Duration) int
+	}{
+		{"token bucket", limiter.Limit{Algorithm: limiter.TokenBucket, Limit: n, Period: period},
+			func(d time.Duration) int { return n + int(d/(period/n)) }},
+		{"sliding window", limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: n, Period: period},
+			func(d time.Duration) int { return n + int(int64(n)*int64(d)/int64(period)) + 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var clock grid
+			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Now: clock.Now})
+			hits := []limiter.Hit{{Key: tt.name, Limit: tt.limit, Cost: 1}}
+			out := make([]limiter.Status, 1)
+			var admitted []time.Duration
+			// Idle until just before a boundary, then demand on every tick.
+			for at := 990 * time.Millisecond; at < 3500*time.Millisecond; at += time.Millisecond {
+				clock.Set(t0.Add(at))
+				for range 2 {
+					ok, err := s.Take(t.Context(), "b", hits, out)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if ok {
+						admitted = append(admitted, at)
+					}
+				}
+			}
+			if len(admitted) < 2*n {
+				t.Fatalf("admitted only %d over 2.5 periods", len(admitted))
+			}
+			for i := range admitted {
+				for j := i; j < len(admitted); j++ {
+					d := admitted[j] - admitted[i]
+					if got, limit := j-i+1, tt.bound(d); got > limit {
+						t.Fatalf("admitted %d within %v (from %v to %v), bound %d", got, d, admitted[i], admitted[j], limit)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestTTL: after a run over every algorithm, every key the store wrote expires.
+func TestTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	client := newClient(t, srv.Addr())
+	s := newStore(t, client, redisstore.Options{})
+	out := make([]limiter.Status, 1)
+	for i := range 20 {
+		for _, l := range allLimits(5) {
+			l.Period = time.Duration(i+1) * time.Second
+			hit := []limiter.Hit{{Key: fmt.Sprintf("%s:%d", l.Name, i%7), Limit: l, Cost: int64(i % 3)}}
+			if _, err := s.Take(t.Context(), fmt.Sprint("tag", i%3), hit, out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	keys, err := client.Keys(t.Context(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		t.Fatal("no keys written")
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "warden:rl:{tag") {
+			t.Errorf("key %q lacks the prefix and hash tag", k)
+		}
+		ttl, err := client.PTTL(t.Context(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 {
+			t.Errorf("key %q: PTTL %v, want > 0", k, ttl)
+		}
+	}
+}
+
+// TestNoScript: SCRIPT FLUSH in the middle of a run costs nothing but one EVAL per server.
+func TestNoScript(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			client := newClient(t, srv.Addr())
+			s := newStore(t, client, redisstore.Options{Unbatched: m.unbatched})
+			l := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 100, Period: time.Hour}
+			var admitted atomic.Int64
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Go(func() {
+					out := make([]limiter.Status, 1)
+					for i := range 20 {
+						if w == 0 && i == 10 {
+							if err := client.ScriptFlush(t.Context()).Err(); err != nil {
+								t.Error(err)
+							}
+						}
+						ok, err := s.Take(t.Context(), "ns", []limiter.Hit{{Key: m.name, Limit: l, Cost: 1}}, out)
+						if err != nil {
+							t.Errorf("Take: %v", err)
+							return
+						}
+						if ok {
+							admitted.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if got := admitted.Load(); got != 100 {
+				t.Errorf("admitted %d of 160, want 100", got)
+			}
+		})
+	}
+}
+
+// TestRedisRestart: while Redis is down Take fails (quickly, with an error); after a restart it
+// works again on the empty data set.
+func TestRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Unbatched: m.unbatched, Timeout: 200 * time.Millisecond})
+			l := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 3, Period: time.Hour}
+			hits := []limiter.Hit{{Key: "restart" + m.name, Limit: l, Cost: 1}}
+			out := make([]limiter.Status, 1)
+			take := func() (bool, error) {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				defer cancel()
+				return s.Take(ctx, "r", hits, out)
+			}
+			for range 3 {
+				if ok, err := take(); !ok || err != nil {
+					t.Fatalf("before stop: Take = %v, %v; want allowed", ok, err)
+				}
+			}
+			srv.Stop()
+			for i := range 5 {
+				if _, err := take(); err == nil {
+					t.Fatalf("Take %d while Redis is down: no error", i)
+				}
+			}
+			srv.Restart()
+			var err error
+			var ok bool
+			for range 50 { // the client redials on the next command
+				if ok, err = take(); err == nil {
+					break
+				}
+			}
+			if err != nil || !ok {
+				t.Fatalf("after restart: Take = %v, %v; want allowed (the data set is empty)", ok, err)
+			}
+		})
+	}
+}
+
+// TestContextEnds: a caller whose ctx ends while its command is held up in Redis gets
+// ctx.Err() without waiting for Redis.
+func TestContextEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := newClient(t, srv.Addr())
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Unbatched: m.unbatched})
+			l := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 3, Period: time.Hour}
+			out := make([]limiter.Status, 1)
+			// Warm the connection and the script cache.
+			if _, err := s.Take(t.Context(), "c", []limiter.Hit{{Key: "k", Limit: l, Cost: 1}}, out); err != nil {
+				t.Fatal(err)
+			}
+			const pause = 2 * time.Second
+			if err := admin.Do(t.Context(), "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err(); err != nil {
+				t.Fatal(err)
+			}
+			pausedUntil := time.Now().Add(pause)
+			defer admin.Do(context.Background(), "CLIENT", "UNPAUSE")
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			defer cancel()
+			_, err := s.Take(ctx, "c", []limiter.Hit{{Key: "k", Limit: l, Cost: 1}}, out)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Take = %v, want context.DeadlineExceeded", err)
+			}
+			if time.Now().After(pausedUntil) {
+				t.Errorf("Take returned after Redis resumed: it waited for Redis, not for ctx")
+			}
+			if err := admin.Do(t.Context(), "CLIENT", "UNPAUSE").Err(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestReset(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{})
+	l := limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: 1, Period: time.Hour}
+	hits := []limiter.Hit{{Key: "k", Limit: l, Cost: 1}}
+	out := make([]limiter.Status, 1)
+	var got []bool
+	for _, reset := range []bool{false, false, true} {
+		if reset {
+			if err := s.Reset(t.Context(), "t", "k"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ok, err := s.Take(t.Context(), "t", hits, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ok)
+	}
+	if diff := cmp.Diff(got, []bool{true, false, true}); diff != "" {
+		t.Errorf("allowed (-got +want):\n%s", diff)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{})
+	tests := []struct {
+		name string
+		hit  limiter.Hit
+	}{
+		{"zero limit", limiter.Hit{Key: "k", Limit: limiter.Limit{Period: time.Second}, Cost: 1}},
+		{"zero period", limiter.Hit{Key: "k", Limit: limiter.Limit{Limit: 1}, Cost: 1}},
+		{"negative cost", limiter.Hit{Key: "k", Limit: limiter.Limit{Limit: 1, Period: time.Second}, Cost: -1}},
+		{"unknown algorithm", limiter.Hit{Key: "k", Limit: limiter.Limit{Algorithm: 9, Limit: 1, Period: time.Second}, Cost: 1}},
+		{"too large", limiter.Hit{Key: "k", Limit: limiter.Limit{Limit: 1 << 40, Period: 24 * time.Hour}, Cost: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.Take(t.Context(), "t", []limiter.Hit{tt.hit}, make([]limiter.Status, 1)); err == nil {
+				t.Errorf("Take(%+v): no error", tt.hit)
+			}
+		})
+	}
+	if _, err := s.Take(t.Context(), "t", []limiter.Hit{{Key: "k"}}, nil); err == nil {
+		t.Error("Take with len(out) != len(hits): no error")
+	}
+}
+
+func TestClosed(t *testing.T) {
+	srv := redistest.Start(t)
+	s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l := limiter.Limit{Limit: 1, Period: time.Second}
+	_, err := s.Take(t.Context(), "t", []limiter.Hit{{Key: "k", Limit: l, Cost: 1}}, make([]limiter.Status, 1))
+	if !errors.Is(err, redisstore.ErrClosed) {
+		t.Errorf("Take after Close = %v, want ErrClosed", err)
+	}
+}
