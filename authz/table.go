@@ -1,0 +1,510 @@
+package authz
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/wardenhq/warden/authn"
+)
+
+// RouteTable matches a method and a request path to a Route. It is part of a compiled Policy:
+// immutable and safe for concurrent use.
+//
+// Matching:
+//   - The query string (from the first `?`) is ignored. A `#` makes the path malformed.
+//   - The path is checked before matching and refused (MalformedRequest) rather than
+//     normalized when it could mean something else to another parser: not starting with `/`,
+//     longer than MaxPathLength or with more than MaxSegments segments, an empty segment
+//     (`//`), a `.` or `..` segment raw or percent-encoded (`%2e%2e`), a `\`, `;` or control
+//     character raw or encoded, an encoded `/` (`%2F`), an encoded `%` (`%25`, so a backend
+//     that decodes twice cannot be fed `%2e%2e`), invalid percent-encoding, invalid UTF-8.
+//   - A single trailing slash is removed (TrailingSlash "strip", the default) or refused
+//     ("strict"). The root path `/` is kept.
+//   - Segments are compared after percent-decoding, case-sensitively: `/v1/%75sers` is
+//     `/v1/users`.
+//   - Precedence, segment by segment from the left: a literal segment beats a parameter, which
+//     beats a catch-all. If the preferred branch leads to no route the next one is tried, so the
+//     most specific template wins; each trie node is visited at most once per lookup.
+//   - Routes of the request's method are tried first, then routes with method `*`. HEAD does
+//     not fall back to GET.
+//   - Two templates with the same method and the same shape (the same literals and parameter
+//     positions, whatever the parameter names) are a configuration error.
+type RouteTable struct {
+	methods     []methodTrie
+	any         *node
+	n           int
+	stripSlash  bool
+	maxPath     int
+	maxSegments int
+}
+
+type methodTrie struct {
+	method string
+	root   *node
+}
+
+type node struct {
+	lits     []litEdge
+	param    *node
+	route    *Route // a template ends here
+	catchAll *Route // a template ends with {name...} here
+}
+
+type litEdge struct {
+	seg  string
+	next *node
+}
+
+// Len returns the number of routes.
+func (t *RouteTable) Len() int { return t.n }
+
+func compileRoutes(cfg Config, pl *Policy, e *errs) RouteTable {
+	t := RouteTable{
+		stripSlash:  cfg.TrailingSlash != "strict",
+		maxPath:     positive(cfg.MaxPathLength, DefaultMaxPathLength),
+		maxSegments: positive(cfg.MaxSegments, DefaultMaxSegments),
+	}
+	if cfg.TrailingSlash != "" && cfg.TrailingSlash != "strip" && cfg.TrailingSlash != "strict" {
+		e.add("authz.trailing_slash", `%q: want "strip" or "strict"`, cfg.TrailingSlash)
+	}
+	if cfg.MaxPathLength < 0 {
+		e.add("authz.max_path_length", "must not be negative")
+	}
+	if cfg.MaxSegments < 0 {
+		e.add("authz.max_segments", "must not be negative")
+	}
+	names := map[string]int{}
+	where := map[*Route]int{}
+	for i, rc := range cfg.Routes {
+		path := idx("authz.routes", i)
+		r, segs, ok := compileRoute(rc, path, pl, t.maxSegments, e)
+		if !ok {
+			continue
+		}
+		if j, dup := names[rc.Name]; dup {
+			e.add(path+".name", "%q is already the name of authz.routes[%d]", rc.Name, j)
+			continue
+		}
+		names[rc.Name] = i
+		if prev := t.insert(r, segs); prev != nil {
+			e.add(path+".path", "%s %s has the same shape as authz.routes[%d] (%s %s)", r.Method, r.Path, where[prev], prev.Method, prev.Path)
+			continue
+		}
+		where[r] = i
+		t.n++
+	}
+	return t
+}
+
+var methodBits = map[string]authn.Method{"api_key": authn.MethodAPIKey, "jwt": authn.MethodJWT, "mtls": authn.MethodMTLS, "oauth2": authn.MethodOAuth2}
+
+func compileRoute(rc RouteConfig, path string, pl *Policy, maxSeg int, e *errs) (*Route, []segment, bool) {
+	before := len(*e)
+	r := &Route{
+		Name: rc.Name, Method: rc.Method, Path: rc.Path, Action: rc.Action, ResourceType: rc.ResourceType,
+		OwnerParam: rc.OwnerParam, TenantParam: rc.TenantParam, IDParam: rc.IDParam, SkipOwnership: rc.SkipOwnership,
+		RequiredScopes: rc.RequiredScopes, Public: rc.Public, Webhook: rc.Webhook,
+		ownerIdx: -1, tenantIdx: -1, idIdx: -1,
+	}
+	if !validName(rc.Name) {
+		e.add(path+".name", "%q: a route name is 1-64 characters of [A-Za-z0-9_.-]", rc.Name)
+	}
+	if !validMethod(rc.Method) {
+		e.add(path+".method", "%q: want an upper-case HTTP method or *", rc.Method)
+	}
+	segs, err := parseTemplate(rc.Path, maxSeg)
+	if err != nil {
+		e.addErr(path+".path", err)
+	}
+	kinds := map[string]segKind{}
+	for _, s := range segs {
+		if s.kind != segLiteral {
+			kinds[s.text] = s.kind
+			r.ParamNames = append(r.ParamNames, s.text)
+		}
+	}
+	if rc.Public && rc.Webhook != "" {
+		e.add(path+".webhook", "a route is either public or a webhook")
+	}
+	if rc.Webhook != "" && !validName(rc.Webhook) {
+		e.add(path+".webhook", "%q is not a webhook source name", rc.Webhook)
+	}
+	guarded := !rc.Public && rc.Webhook == ""
+	if rc.Action != "" || guarded {
+		rt, _, ok := splitAction(rc.Action)
+		if !ok {
+			e.add(path+".action", "%q: want resource:verb without wildcards", rc.Action)
+		}
+		if r.ResourceType == "" {
+			r.ResourceType = rt
+		}
+	}
+	if rc.ResourceType != "" && !validName(rc.ResourceType) {
+		e.add(path+".resource_type", "%q is not a resource type", rc.ResourceType)
+	}
+	param := func(field, name string, dst *int) {
+		if name == "" {
+			return
+		}
+		switch k, ok := kinds[name]; {
+		case !ok:
+			e.add(path+"."+field, "%q is not a parameter of %s", name, rc.Path)
+		case k == segCatchAll:
+			e.add(path+"."+field, "%q is a catch-all; its value spans segments and cannot name a resource", name)
+		default:
+			*dst = indexOf(r.ParamNames, name)
+		}
+	}
+	param("owner_param", rc.OwnerParam, &r.ownerIdx)
+	param("tenant_param", rc.TenantParam, &r.tenantIdx)
+	param("id_param", rc.IDParam, &r.idIdx)
+	if rule := pl.ownership[r.ResourceType]; rule != nil && guarded && !rc.SkipOwnership {
+		switch rule.res.kind {
+		case resOwner:
+			if rc.OwnerParam == "" {
+				e.add(path+".owner_param", "resource type %q has an ownership rule: name the path parameter that holds the owner, or set skip_ownership", r.ResourceType)
+			}
+		case resID:
+			if rc.IDParam == "" {
+				e.add(path+".id_param", "resource type %q is owned through its id: name the path parameter that holds it, or set skip_ownership", r.ResourceType)
+			}
+		case resAttr:
+			e.add(path+".skip_ownership", "resource type %q is owned through an attribute, which a route cannot supply: set skip_ownership and authorize in the backend", r.ResourceType)
+		}
+	}
+	for i, s := range rc.RequiredScopes {
+		if s == "" || strings.ContainsFunc(s, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+			e.add(idx(path+".required_scopes", i), "%q is not a scope", s)
+		}
+	}
+	for i, m := range rc.AllowedMethods {
+		bit, ok := methodBits[m]
+		if !ok {
+			e.add(idx(path+".allowed_methods", i), "%q: want api_key, jwt, mtls or oauth2", m)
+			continue
+		}
+		r.methods |= 1 << bit
+		r.AllowedMethods = append(r.AllowedMethods, bit)
+	}
+	for i, h := range rc.StripHeaders {
+		if !validHeaderName(h) {
+			e.add(idx(path+".strip_headers", i), "%q is not a header name", h)
+			continue
+		}
+		r.StripHeaders = append(r.StripHeaders, strings.ToLower(h))
+	}
+	for i, rl := range rc.RateLimits {
+		lpath := idx(path+".rate_limits", i)
+		spec := RateLimitSpec{Domain: rl.Domain}
+		if rl.Domain == "" {
+			e.add(lpath+".domain", "required")
+		}
+		if len(rl.Descriptors) == 0 {
+			e.add(lpath+".descriptors", "at least one entry")
+		}
+		for j, d := range rl.Descriptors {
+			dpath := idx(lpath+".descriptors", j)
+			ds, err := compileDescriptor(d, r.ParamNames)
+			if err != nil {
+				e.addErr(dpath, err)
+				continue
+			}
+			spec.Entries = append(spec.Entries, ds)
+		}
+		r.RateLimits = append(r.RateLimits, spec)
+	}
+	return r, segs, len(*e) == before
+}
+
+func compileDescriptor(d DescriptorConfig, params []string) (DescriptorSpec, error) {
+	ds := DescriptorSpec{Key: d.Key, Value: d.Value, ParamIndex: -1}
+	if d.Key == "" {
+		return ds, fmt.Errorf("key is required")
+	}
+	if (d.Value == "") == (d.From == "") {
+		return ds, fmt.Errorf("set exactly one of value and from")
+	}
+	switch f := d.From; {
+	case f == "":
+		ds.Source = FromLiteral
+	case f == "principal.subject":
+		ds.Source = FromPrincipalSubject
+	case f == "principal.tenant":
+		ds.Source = FromPrincipalTenant
+	case f == "principal.tier":
+		ds.Source = FromPrincipalTier
+	case f == "route.name":
+		ds.Source = FromRouteName
+	case strings.HasPrefix(f, "param."):
+		ds.Source, ds.Name = FromParam, f[len("param."):]
+		if ds.ParamIndex = indexOf(params, ds.Name); ds.ParamIndex < 0 {
+			return ds, fmt.Errorf("from %q: no such path parameter", f)
+		}
+	case strings.HasPrefix(f, "header.") && validHeaderName(f[len("header."):]):
+		ds.Source, ds.Name = FromHeader, strings.ToLower(f[len("header."):])
+	default:
+		return ds, fmt.Errorf("from %q: want principal.subject, principal.tenant, principal.tier, route.name, param.<name> or header.<name>", f)
+	}
+	return ds, nil
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func validMethod(m string) bool {
+	if m == "*" {
+		return true
+	}
+	if m == "" || len(m) > 20 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if m[i] < 'A' || m[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// insert adds r under segs; it returns the route already there if the shape is taken.
+func (t *RouteTable) insert(r *Route, segs []segment) *Route {
+	var root **node
+	if r.Method == "*" {
+		root = &t.any
+	} else {
+		i := 0
+		for i < len(t.methods) && t.methods[i].method != r.Method {
+			i++
+		}
+		if i == len(t.methods) {
+			t.methods = append(t.methods, methodTrie{method: r.Method})
+		}
+		root = &t.methods[i].root
+	}
+	if *root == nil {
+		*root = &node{}
+	}
+	n := *root
+	for _, s := range segs {
+		switch s.kind {
+		case segLiteral:
+			var next *node
+			for _, l := range n.lits {
+				if l.seg == s.text {
+					next = l.next
+				}
+			}
+			if next == nil {
+				next = &node{}
+				n.lits = append(n.lits, litEdge{seg: s.text, next: next})
+			}
+			n = next
+		case segParam:
+			if n.param == nil {
+				n.param = &node{}
+			}
+			n = n.param
+		case segCatchAll:
+			if n.catchAll != nil {
+				return n.catchAll
+			}
+			n.catchAll = r
+			return nil
+		}
+	}
+	if n.route != nil {
+		return n.route
+	}
+	n.route = r
+	return nil
+}
+
+// Match finds the route for method and path (a request target: the query is ignored) and
+// fills ps with its parameters. It returns (route, OK), (nil, NoRoute) or
+// (nil, MalformedRequest). It does not allocate unless a matched segment is percent-encoded.
+func (t *RouteTable) Match(method, path string, ps *Params) (*Route, Reason) {
+	ps.reset()
+	p, ok := t.clean(path)
+	if !ok {
+		return nil, MalformedRequest
+	}
+	rest := p[1:]
+	for i := range t.methods {
+		if t.methods[i].method == method {
+			if r := t.methods[i].root.match(rest, ps); r != nil {
+				ps.route = r
+				return r, OK
+			}
+			break
+		}
+	}
+	if t.any != nil {
+		if r := t.any.match(rest, ps); r != nil {
+			ps.route = r
+			return r, OK
+		}
+	}
+	return nil, NoRoute
+}
+
+// match matches rest (the path after the slash that led to n; "" at the end) below n.
+func (n *node) match(rest string, ps *Params) *Route {
+	if rest == "" {
+		return n.route
+	}
+	seg, tail, more := strings.Cut(rest, "/")
+	dec := unescape(seg)
+	for i := range n.lits {
+		if n.lits[i].seg == dec {
+			if r := n.lits[i].next.next(tail, more, ps); r != nil {
+				return r
+			}
+			break
+		}
+	}
+	if n.param != nil && ps.n < MaxParams {
+		ps.vals[ps.n] = dec
+		ps.n++
+		if r := n.param.next(tail, more, ps); r != nil {
+			return r
+		}
+		ps.n--
+	}
+	if n.catchAll != nil && ps.n < MaxParams {
+		ps.vals[ps.n] = unescape(rest)
+		ps.n++
+		return n.catchAll
+	}
+	return nil
+}
+
+func (n *node) next(tail string, more bool, ps *Params) *Route {
+	if !more {
+		return n.route
+	}
+	return n.match(tail, ps)
+}
+
+// clean applies the path rules documented on RouteTable. It returns the path without query
+// and without a stripped trailing slash, or false. It does not allocate.
+func (t *RouteTable) clean(p string) (string, bool) {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if len(p) == 0 || p[0] != '/' || len(p) > t.maxPath {
+		return "", false
+	}
+	if len(p) > 1 && p[len(p)-1] == '/' {
+		if !t.stripSlash {
+			return "", false
+		}
+		p = p[:len(p)-1]
+	}
+	if p == "/" {
+		return p, true
+	}
+	segs := 0
+	for start := 1; start <= len(p); {
+		end := strings.IndexByte(p[start:], '/')
+		if end < 0 {
+			end = len(p)
+		} else {
+			end += start
+		}
+		if segs++; segs > t.maxSegments || !validSegment(p[start:end]) {
+			return "", false
+		}
+		start = end + 1
+	}
+	return p, true
+}
+
+// validSegment checks one raw path segment: non-empty, valid percent-encoding, and neither
+// raw nor decoded holds a forbidden byte or forms a dot segment.
+func validSegment(s string) bool {
+	if s == "" {
+		return false
+	}
+	dots, n := 0, 0 // decoded dots and decoded length
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' {
+			if i+2 >= len(s) {
+				return false
+			}
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if !ok1 || !ok2 {
+				return false
+			}
+			c = hi<<4 | lo
+			if c == '/' || c == '%' {
+				return false
+			}
+			i += 2
+		}
+		if c < 0x20 || c == 0x7f || c == '\\' || c == ';' || c == '#' {
+			return false
+		}
+		if c == '.' {
+			dots++
+		}
+		n++
+	}
+	if dots == n && n <= 2 {
+		return false
+	}
+	return utf8.ValidString(s) // raw bytes; decoded ones are checked on the values that matter (Resource)
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// unescape percent-decodes a segment that validSegment accepted. It allocates only when s
+// holds a `%`.
+func unescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			hi, _ := unhex(s[i+1])
+			lo, _ := unhex(s[i+2])
+			b = append(b, hi<<4|lo)
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
