@@ -1,0 +1,30 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// adminHandler serves /healthz (the process is alive), /readyz (it should get traffic: gRPC
+// SERVING and Redis, when configured, answering) and /metrics (Prometheus).
+func (a *app) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		resp, err := a.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		switch {
+		case err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
+			http.Error(w, "not serving", http.StatusServiceUnavailable)
+		case a.redisHealth != nil && !a.redisHealth.Healthy():
+			http.Error(w, "redis unavailable", http.StatusServiceUnavailable)
+		default:
+			w.Write([]byte("ready\n"))
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.tel.reg, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wardenhq/warden/internal/config"
+)
+
+// reloader re-reads the config file when it changes (or on SIGHUP) and swaps the service's
+// capabilities. An invalid file keeps the running config and logs why. It watches the
+// directory, not the file, because editors and Kubernetes ConfigMaps replace files by rename
+// or symlink swap.
+type reloader struct {
+	app  *app
+	path string
+	log  *slog.Logger
+}
+
+func (r *reloader) run(ctx context.Context, hup <-chan os.Signal) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(r.path)); err != nil {
+		r.log.Warn("cannot watch the config directory; reload with SIGHUP", "err", err)
+	}
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			r.reload(ctx, true)
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			_ = ev
+			debounce = time.After(100 * time.Millisecond)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			r.log.Warn("config watch error", "err", err)
+		case <-debounce:
+			debounce = nil
+			r.reload(ctx, false)
+		}
+	}
+}
+
+// reload reads the file and applies it if it changed (or always, when forced).
+func (r *reloader) reload(ctx context.Context, force bool) {
+	a := r.app
+	data, err := os.ReadFile(r.path)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sum := sha256.Sum256(data)
+	if !force && hex.EncodeToString(sum[:8]) == a.cfg.Version {
+		return
+	}
+	cfg, err := config.Parse(r.path, data, a.env)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	deps, err := a.build(ctx, cfg)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	if !reflect.DeepEqual(cfg.Server, a.cfg.Server) || !reflect.DeepEqual(cfg.Redis, a.cfg.Redis) ||
+		cfg.Log != a.cfg.Log || cfg.Telemetry != a.cfg.Telemetry {
+		r.log.Warn("config reload: server, redis, log and telemetry changes take effect at the next restart")
+	}
+	a.srv.SetDeps(deps)
+	old := a.cfg.Version
+	a.cfg = cfg
+	a.tel.setConfigVersion(cfg.Version)
+	a.tel.reloads.Add(ctx, 1, metric.WithAttributes(attrResult("ok")))
+	r.log.Info("config reloaded", "from", old, "to", cfg.Version)
+}
+
+func (r *reloader) fail(err error) {
+	r.app.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(attrResult("error")))
+	r.log.Error("config reload failed; keeping the running config", "err", err.Error())
+}

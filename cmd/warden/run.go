@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/internal/redisconn"
+	"github.com/wardenhq/warden/service"
+)
+
+// addrs is what run reports once it listens (tests use it).
+type addrs struct {
+	GRPC, Admin string
+}
+
+// run is the whole server. It returns when ctx ends (after a graceful shutdown) or on a
+// start-up error. ready, if not nil, is called once the listeners are open.
+func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, ready func(addrs)) error {
+	fs := flag.NewFlagSet("warden", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path to the YAML config file (none: loopback, in-memory store)")
+	grpcAddr := fs.String("grpc-addr", "", "override server.grpc_addr (e.g. 127.0.0.1:0)")
+	adminAddr := fs.String("admin-addr", "", "override server.admin_addr (\"off\" disables it)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *configPath == "" {
+		if p, ok := env("WARDEN_CONFIG"); ok {
+			*configPath = p
+		}
+	}
+	cfg, err := config.Load(*configPath, env)
+	if err != nil {
+		return err
+	}
+	if *grpcAddr != "" {
+		cfg.Server.GRPCAddr = *grpcAddr
+	}
+	if *adminAddr != "" {
+		cfg.Server.AdminAddr = *adminAddr
+	}
+	log := newLogger(stderr, cfg.Log)
+
+	a := &app{log: log, cfg: cfg, env: env}
+	defer a.close()
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+	return a.serve(ctx, ready)
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// app holds what one run of the server owns.
+type app struct {
+	log *slog.Logger
+	env config.Env
+
+	mu  sync.Mutex // guards cfg during reloads
+	cfg *config.File
+
+	redis       redis.UniversalClient
+	redisHealth *redisconn.Health
+	tel         *telemetry
+	srv         *service.Server
+	grpc        *grpc.Server
+	health      *health.Server
+	background  []func(context.Context) error
+	closers     []func()
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+func (a *app) start(ctx context.Context) error {
+	cfg := a.cfg
+	var err error
+	if a.tel, err = newTelemetry(cfg.Telemetry); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, a.tel.close)
+
+	if cfg.Redis.Mode != "" {
+		if a.redis, err = redisconn.New(cfg.Redis); err != nil {
+			return err
+		}
+		a.closers = append(a.closers, func() { _ = a.redis.Close() })
+		if err := redisconn.Check(ctx, a.redis, cfg.Redis.Addrs); err != nil {
+			return err
+		}
+		a.redisHealth = redisconn.NewHealth(a.redis, cfg.Redis.Addrs, time.Second, a.log)
+		a.background = append(a.background, a.redisHealth.Run)
+	}
+
+	deps, err := a.build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	a.srv = service.New(service.Config{Logger: a.log, Deps: deps})
+	a.tel.setConfigVersion(cfg.Version)
+
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
+		grpc.MaxConcurrentStreams(cfg.Server.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             cfg.Server.KeepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ChainUnaryInterceptor(service.RecoverUnary(a.log)),
+		grpc.ChainStreamInterceptor(service.RecoverStream(a.log)),
+	}
+	if h := a.tel.statsHandler(); h != nil {
+		opts = append(opts, grpc.StatsHandler(h))
+	}
+	creds, err := serverCreds(cfg.Server.TLS)
+	if err != nil {
+		return err
+	}
+	if creds != nil {
+		opts = append(opts, grpc.Creds(creds))
+	}
+	a.grpc = grpc.NewServer(opts...)
+	wardenv1.RegisterWardenServiceServer(a.grpc, a.srv)
+	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv))
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	reflection.Register(a.grpc)
+	for _, name := range []string{"", wardenv1.WardenService_ServiceDesc.ServiceName, wardenv1.AdminService_ServiceDesc.ServiceName} {
+		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	return nil
+}
+
+// build turns one config into the service's capabilities. It is called at start and on
+// every reload; an error keeps the running config.
+func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, error) {
+	d := &service.Deps{Version: cfg.Version}
+	for name, s := range map[string]config.Section{
+		"rate_limit": cfg.RateLimit, "authn": cfg.Authn, "authz": cfg.Authz,
+		"webhooks": cfg.Webhooks, "envoy": cfg.Envoy,
+	} {
+		if !s.IsZero() {
+			return nil, &config.Error{File: cfg.Path, Line: s.Line(), Field: name, Msg: "this Warden does not support this section yet"}
+		}
+	}
+	return d, nil
+}
+
+func (a *app) serve(ctx context.Context, ready func(addrs)) error {
+	cfg := a.cfg
+	lis, err := net.Listen("tcp", cfg.Server.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listener: %w", err)
+	}
+	var adminLis net.Listener
+	if cfg.Server.AdminAddr != "off" {
+		if adminLis, err = net.Listen("tcp", cfg.Server.AdminAddr); err != nil {
+			lis.Close()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	got := addrs{GRPC: lis.Addr().String()}
+	if adminLis != nil {
+		got.Admin = adminLis.Addr().String()
+	}
+	store := "in-memory (single replica)"
+	if a.redis != nil {
+		store = "redis " + cfg.Redis.Mode
+	}
+	a.log.Info("warden listening", "grpc", got.GRPC, "admin_http", got.Admin, "store", store, "config", cfg.Path)
+	if cfg.Path == "" {
+		a.log.Info("no config file: try `grpcurl -plaintext " + got.GRPC + " grpc.health.v1.Health/Check` and `grpcurl -plaintext " + got.GRPC + " list`; see README.md for the config reference")
+	}
+
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error {
+		if err := a.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc: %w", err)
+		}
+		return nil
+	})
+	var httpSrv *http.Server
+	if adminLis != nil {
+		httpSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := httpSrv.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin http: %w", err)
+			}
+			return nil
+		})
+	}
+	for _, fn := range a.background {
+		g.Go(func() error { return fn(gctx) })
+	}
+	if cfg.Path != "" {
+		w := &reloader{app: a, path: cfg.Path, log: a.log}
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		g.Go(func() error {
+			defer signal.Stop(hup)
+			return w.run(gctx, hup)
+		})
+	}
+	if ready != nil {
+		ready(got)
+	}
+
+	// Wait for a stop signal (or a component failing), then shut down in order.
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down: reporting NOT_SERVING, then draining", "drain", cfg.Server.Drain)
+	case <-gctx.Done():
+		a.log.Error("a component failed; shutting down")
+	}
+	a.health.Shutdown() // every service NOT_SERVING
+	select {
+	case <-time.After(cfg.Server.Drain):
+	case <-gctx.Done():
+	}
+	stopped := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.Server.ShutdownTimeout):
+		a.log.Warn("graceful stop timed out; closing connections", "timeout", cfg.Server.ShutdownTimeout)
+		a.grpc.Stop()
+		<-stopped
+	}
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	cancelRun()
+	err = g.Wait()
+	a.log.Info("stopped")
+	return err
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc/stats"
+
+	"github.com/wardenhq/warden/internal/config"
+)
+
+// telemetry owns the meter provider (exported for Prometheus on the admin listener) and, when
+// sampling is on, a tracer provider behind the gRPC stats handler.
+type telemetry struct {
+	reg     *prometheus.Registry
+	mp      *sdkmetric.MeterProvider
+	tp      *sdktrace.TracerProvider
+	meter   metric.Meter
+	version atomic.Value // string
+
+	reloads metric.Int64Counter
+}
+
+func newTelemetry(c config.Telemetry) (*telemetry, error) {
+	t := &telemetry{reg: prometheus.NewRegistry()}
+	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg))
+	if err != nil {
+		return nil, err
+	}
+	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	t.meter = t.mp.Meter("github.com/wardenhq/warden")
+	if c.TraceSampleRatio > 0 {
+		t.tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
+	}
+	t.version.Store("")
+	if t.reloads, err = t.meter.Int64Counter("warden.config.reloads",
+		metric.WithDescription("Config reloads by result (ok, error).")); err != nil {
+		return nil, err
+	}
+	if _, err = t.meter.Int64ObservableGauge("warden.config.info",
+		metric.WithDescription("1, labelled with the running config's version."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(1, metric.WithAttributes(attrVersion(t.version.Load().(string))))
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *telemetry) setConfigVersion(v string) { t.version.Store(v) }
+
+// statsHandler traces sampled RPCs; nil when tracing is off, so that unsampled deployments
+// do not pay the stats handler's few µs per call.
+func (t *telemetry) statsHandler() stats.Handler {
+	if t.tp == nil {
+		return nil
+	}
+	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithMeterProvider(t.mp))
+}
+
+func (t *telemetry) close() {
+	ctx := context.Background()
+	_ = t.mp.Shutdown(ctx)
+	if t.tp != nil {
+		_ = t.tp.Shutdown(ctx)
+	}
+}

@@ -1,0 +1,29 @@
+package service
+
+import (
+	"context"
+
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+)
+
+// Each RPC answers UNIMPLEMENTED, naming what is missing, until its capability is wired in.
+
+func (s *Server) Authenticate(ctx context.Context, req *wardenv1.AuthenticateRequest) (*wardenv1.AuthenticateResponse, error) {
+	return nil, unimplemented("Authenticate: authentication (API keys, JWT, mTLS, OAuth2) is not built into this Warden yet")
+}
+
+func (s *Server) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) (*wardenv1.AuthorizeResponse, error) {
+	return nil, unimplemented("Authorize: the authorization policy (roles, scopes, ownership) is not built into this Warden yet")
+}
+
+func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error) {
+	return nil, unimplemented("CheckRateLimit: rate limiting is not built into this Warden yet")
+}
+
+func (s *Server) VerifyWebhook(ctx context.Context, req *wardenv1.VerifyWebhookRequest) (*wardenv1.VerifyWebhookResponse, error) {
+	return nil, unimplemented("VerifyWebhook: webhook verification is not built into this Warden yet")
+}
+
+func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	return nil, unimplemented("Check: authentication, authorization and rate limiting are not built into this Warden yet")
+}

@@ -1,0 +1,65 @@
+// Package service implements Warden's gRPC API (warden.v1.WardenService and AdminService):
+// it turns protobuf requests into plain Go values for limiter, authn and authz, turns their
+// answers back into responses, and maps failures to canonical gRPC codes in one place.
+//
+// It never imports a concrete store or reads configuration: cmd/warden builds the
+// capabilities and passes them in as Deps, and swaps them whole on a config reload.
+package service
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+)
+
+// Deps are the capabilities the server answers with, built from one version of the config.
+// A nil capability makes its RPCs answer UNIMPLEMENTED with a message naming what is missing.
+// Deps are immutable once passed to SetDeps.
+type Deps struct {
+	// Version identifies the config the Deps were built from.
+	Version string
+}
+
+// Config configures a Server. The zero value is usable: no capabilities, slog.Default, and
+// time.Now.
+type Config struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	Deps   *Deps
+}
+
+// Server implements WardenService. Create it with New; it is safe for concurrent use, and
+// SetDeps may be called while requests are served.
+type Server struct {
+	wardenv1.UnimplementedWardenServiceServer
+
+	log  *slog.Logger
+	now  func() time.Time
+	deps atomic.Pointer[Deps]
+}
+
+// New returns a Server.
+func New(c Config) *Server {
+	s := &Server{log: c.Logger, now: c.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	d := c.Deps
+	if d == nil {
+		d = &Deps{}
+	}
+	s.deps.Store(d)
+	return s
+}
+
+// SetDeps swaps the capabilities atomically: requests already running finish with the old
+// ones, new requests see the new ones.
+func (s *Server) SetDeps(d *Deps) { s.deps.Store(d) }
+
+// Deps returns the current capabilities.
+func (s *Server) Deps() *Deps { return s.deps.Load() }
