@@ -39,8 +39,8 @@ type call struct {
 func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 	c.keybuf = c.keybuf[:0]
 	for _, h := range hits {
-		if err := validate(h.Limit); err != nil {
-			return err
+		if err := h.Limit.Validate(); err != nil {
+			return fmt.Errorf("redisstore: limit %q: %w", h.Limit.Name, err)
 		}
 		if h.Cost < 0 {
 			return fmt.Errorf("redisstore: limit %q: negative cost %d", h.Limit.Name, h.Cost)
@@ -63,16 +63,18 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 		c.args = append(c.args, k)
 	}
 	if s.opts.Now != nil {
-		c.args = append(c.args, strconv.FormatInt(s.opts.Now().UnixMicro(), 10))
+		c.args = append(c.args, strconv.FormatInt(s.opts.Now().UnixMicro(), 10), testMinTTL)
 	} else {
-		c.args = append(c.args, "")
+		c.args = append(c.args, "", 1)
 	}
 	for _, h := range hits {
-		burst := h.Limit.Burst
-		if burst == 0 {
-			burst = h.Limit.Limit
+		p := h.Limit.Params()
+		x, y := p.Granule, p.Granules
+		l := p.Limit
+		if p.Algorithm == limiter.TokenBucket {
+			x, y, l = p.UnitTicks, p.MicroTicks, p.Burst
 		}
-		c.args = append(c.args, int64(h.Limit.Algorithm), h.Limit.Limit, h.Limit.Period.Microseconds(), burst, h.Cost)
+		c.args = append(c.args, int64(p.Algorithm), h.Cost, p.Period, l, x, y)
 	}
 	return nil
 }

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strings"
 	"sync"
 	"time"
@@ -48,7 +47,8 @@ type Options struct {
 	Prefix string
 	// Now, when set, supplies the time passed to the script instead of the Redis server's
 	// TIME. Only for tests that walk a grid of instants: in production, nil, so that replicas
-	// with skewed clocks agree. Default nil (Redis TIME).
+	// with skewed clocks agree. With Now set, keys live at least a minute (Redis expires them
+	// on its own clock, which a test's clock does not follow). Default nil (Redis TIME).
 	Now func() time.Time
 	// Timeout caps how long one Redis round trip may take, whatever the caller's deadline.
 	// Default 1s. It is applied through the context passed to go-redis, which honours it for
@@ -72,9 +72,9 @@ const (
 	defaultTimeout   = time.Second
 	defaultMaxBatch  = 128
 	defaultPipelines = 2
-	// maxScaled bounds period(µs) × max(limit, burst): the script computes in doubles, exact
-	// below 2^53.
-	maxScaled = 1 << 53
+	// testMinTTL is the smallest key TTL (ms) when Options.Now supplies the time: a test's
+	// clock does not follow Redis's, so keys must not expire on Redis's clock mid-test.
+	testMinTTL = 60000
 )
 
 //go:embed take.lua
@@ -240,16 +240,10 @@ func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []l
 			Limit:      h.Limit.Limit,
 			Remaining:  remaining,
 			ResetAfter: time.Duration(reset) * time.Microsecond,
+			RetryAfter: time.Duration(retry) * time.Microsecond,
 		}
 		if h.Limit.Algorithm == limiter.TokenBucket && h.Limit.Burst > 0 {
 			st.Limit = h.Limit.Burst
-		}
-		if !st.Allowed {
-			if retry < 0 {
-				st.RetryAfter = time.Duration(math.MaxInt64) // never: cost above the quota
-			} else {
-				st.RetryAfter = time.Duration(retry) * time.Microsecond
-			}
 		}
 		out[i] = st
 	}
@@ -295,25 +289,4 @@ func (s *Store) evalCmd(ctx context.Context, c *call) *redis.Cmd {
 
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
-}
-
-// validate refuses limits the script cannot compute exactly.
-func validate(l limiter.Limit) error {
-	if l.Limit <= 0 {
-		return fmt.Errorf("redisstore: limit %q: Limit %d must be positive", l.Name, l.Limit)
-	}
-	if l.Period < time.Microsecond {
-		return fmt.Errorf("redisstore: limit %q: Period %v must be at least 1µs", l.Name, l.Period)
-	}
-	if l.Burst < 0 {
-		return fmt.Errorf("redisstore: limit %q: Burst %d must not be negative", l.Name, l.Burst)
-	}
-	if l.Algorithm > limiter.SlidingLog {
-		return fmt.Errorf("redisstore: limit %q: unknown algorithm %v", l.Name, l.Algorithm)
-	}
-	m := max(l.Limit, l.Burst)
-	if us := l.Period.Microseconds(); us > maxScaled/m {
-		return fmt.Errorf("redisstore: limit %q: Period × Limit too large (%v × %d)", l.Name, l.Period, m)
-	}
-	return nil
 }

@@ -87,7 +87,8 @@ func TestAlgorithms(t *testing.T) {
 				{50 * time.Millisecond, 0, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: 250 * time.Millisecond}},
 				{100 * time.Millisecond, 1, limiter.Status{Allowed: true, Limit: 3, Remaining: 0, ResetAfter: 300 * time.Millisecond}},
 				{250 * time.Millisecond, 3, limiter.Status{Allowed: false, Limit: 3, Remaining: 1, ResetAfter: 150 * time.Millisecond, RetryAfter: 150 * time.Millisecond}},
-				{time.Second, 4, limiter.Status{Allowed: false, Limit: 3, Remaining: 3, RetryAfter: time.Duration(1<<63 - 1)}},
+				// A cost above the burst: never allowed; RetryAfter is max(ResetAfter, Period).
+				{time.Second, 4, limiter.Status{Allowed: false, Limit: 3, Remaining: 3, RetryAfter: time.Second}},
 			},
 		},
 		{

@@ -1,270 +1,323 @@
 -- Warden rate limiter: one Take, every algorithm, all or nothing.
 --
--- KEYS[i]   the counter of hit i (all KEYS share one hash tag, so one Cluster slot).
--- ARGV[1]   now in integer microseconds since the Unix epoch, or "" to read Redis TIME.
--- ARGV[1+5*(i-1)+1 .. +5] for hit i: algorithm, limit, period (µs), burst, cost.
---           algorithm: 0 token bucket (GCRA), 1 sliding window, 2 fixed window, 3 sliding log.
+-- This script mirrors limiter/algo.go line for line (same state, same integer units, same
+-- rounding) and the Take of limiter/memstore (hits applied in order, rolled back if any is
+-- refused, the allowed hits of a refused Take then reported as peeks). Read algo.go for the
+-- formulas; the comments here only say where each one lives.
+--
+-- KEYS[i]  the counter of hit i. All KEYS share one hash tag, so one Cluster slot.
+-- ARGV[1]  now, integer µs since the Unix epoch, or "" to read Redis TIME.
+-- ARGV[2]  the smallest TTL in ms to give a key (1 in production).
+-- ARGV[3 + 6*(i-1) ...] for hit i: algorithm (0 token bucket, 1 sliding window, 2 fixed
+--          window, 3 sliding log), cost n, P (µs), L (B for the token bucket), then
+--          UnitTicks, MicroTicks (token bucket) or Granule, Granules (sliding window).
 --
 -- Reply: {allowed, then for each hit: allowed, remaining, reset_after µs, retry_after µs}.
 --
--- Every hit's status is computed first, against the state as already changed by the hits
--- before it in the same Take (one key may appear twice); the new states are written only if
--- every hit is allowed. A denied Take writes nothing, apart from dropping expired sliding log
--- entries, which no answer depends on. Every written key gets a PEXPIRE at the moment its
--- state stops mattering. Integers stay below 2^53, so Lua's doubles hold them exactly.
+-- State: the token bucket and both windows keep a hash {a = algorithm, t = At, n = N,
+-- p = Prev}; the sliding log keeps a sorted set with one member per unit, scored by its
+-- timestamp (member "timestamp:k", k counting the units of one timestamp). A key counted by
+-- another algorithm (or of another type) is an absent counter. Every written key gets a
+-- PEXPIRE at its limiter.Params.Expiry, rounded up to a millisecond.
+-- Every integer stays below 2^53 (limiter.Limit.Validate sees to it), so doubles are exact.
 
 local now = tonumber(ARGV[1])
 if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local tm = redis.call('TIME')
+  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
+local minttl = tonumber(ARGV[2])
 
 local floor = math.floor
+local function ceildiv(x, y) return floor((x + y - 1) / y) end
+local function max(a, b) if a > b then return a end return b end
+local function min(a, b) if a < b then return a end return b end
 
--- ceil(a/b) for a >= 0, b > 0.
-local function ceildiv(a, b)
-  return floor((a + b - 1) / b)
+-- A status: allowed (bool), remaining, reset, retry.
+local function impossible(P, remaining, reset)
+  return false, max(0, remaining), reset, max(reset, P)
 end
 
--- ms TTL from a µs duration, at least 1.
-local function ttlms(us)
-  local ms = ceildiv(us, 1000)
-  if ms < 1 then ms = 1 end
-  return ms
+-- Token bucket (algo.go: debt, evalBucket, Commit).
+local function debt(c, t, B, UT, MT)
+  if c.At < t then return 0 end
+  local cp = B * UT
+  local d = c.At - t
+  if d > floor(cp / MT) then return cp end
+  return min(cp, d * MT + c.N)
 end
 
--- Token bucket in GCRA form. State: the theoretical arrival time (tat, µs).
--- emission interval T = period/limit, tolerance = burst*T; a cost c is allowed when
--- tat + c*T - tolerance <= now.
-local function tb_load(key)
-  return { tat = tonumber(redis.call('GET', key)) }
-end
-
-local function tb(st, limit, period, burst, cost)
-  local tat = st.tat
-  if not tat or tat < now then tat = now end
-  local tolerance = burst * period                    -- scaled by limit: burst*T*limit
-  -- Work in units scaled by limit to keep integers: x*limit for a time x.
-  local used = (tat - now) * limit                    -- scaled
-  local need = used + cost * period                   -- scaled, after this cost
-  if need <= tolerance then
-    local newtat = now + ceildiv(need, limit)
-    local remaining = floor((tolerance - need) / period)
-    return true, remaining, newtat - now, 0, { tat = newtat }
+local function bucket(c, t, n, P, B, UT, MT)
+  local cp = B * UT
+  local dt = debt(c, t, B, UT, MT)
+  if n > B then
+    return impossible(P, floor((cp - dt) / UT), ceildiv(dt, MT))
   end
-  local remaining = 0
-  if used < tolerance then remaining = floor((tolerance - used) / period) end
-  local retry = -1
-  if cost <= burst then retry = ceildiv(need - tolerance, limit) end
-  return false, remaining, tat - now, retry, nil
+  local nx = dt + n * UT
+  local ok = nx <= cp
+  local after, retry = dt, 0
+  if ok then after = nx else retry = ceildiv(nx - cp, MT) end
+  return ok, floor((cp - after) / UT), ceildiv(after, MT), retry
 end
 
-local function tb_save(key, st)
-  redis.call('SET', key, st.tat, 'PX', ttlms(st.tat - now))
+local function bucketCommit(c, t, n, B, UT, MT)
+  local d = debt(c, t, B, UT, MT) + n * UT
+  c.At, c.N = t + floor(d / MT), d % MT
 end
 
--- Fixed window aligned to multiples of period since the epoch. State: window start, count.
-local function fw_load(key)
-  local v = redis.call('HMGET', key, 'w', 'c')
-  return { w = tonumber(v[1]), c = tonumber(v[2]) }
-end
-
-local function fw(st, limit, period, cost)
-  local w = now - now % period
-  local c = 0
-  if st.w == w and st.c then c = st.c end
-  local reset = w + period - now
-  if c + cost <= limit then
-    return true, limit - c - cost, reset, 0, { w = w, c = c + cost, ttl = reset }
-  end
-  local remaining = limit - c
-  if remaining < 0 then remaining = 0 end
-  local retry = -1
-  if cost <= limit then retry = reset end
-  return false, remaining, reset, retry, nil
-end
-
-local function fw_save(key, st)
-  redis.call('HSET', key, 'w', st.w, 'c', st.c)
-  redis.call('PEXPIRE', key, ttlms(st.ttl))
-end
-
--- Sliding window: the current fixed window's count plus the previous window's count
--- weighted by the share of the previous window that the sliding window still covers.
--- State: current window start, its count, the previous window's count.
-local function sw_load(key)
-  local v = redis.call('HMGET', key, 'w', 'c', 'p')
-  return { w = tonumber(v[1]), c = tonumber(v[2]), p = tonumber(v[3]) }
-end
-
-local function sw(st, limit, period, cost)
-  local w = now - now % period
-  local c, p = 0, 0
-  if st.w == w then
-    c, p = st.c or 0, st.p or 0
-  elseif st.w == w - period then
-    p = st.c or 0
-  end
-  local elapsed = now - w
-  -- weighted count, scaled by period: p*(period-elapsed) + c*period; used = ceil of it.
-  local wp = p * (period - elapsed)
-  local used = c + ceildiv(wp, period)
-  -- reset: the previous window has slid out at w+period; the current one at w+2*period.
-  local reset = 0
-  if c > 0 then
-    reset = w + 2 * period - now
-  elseif p > 0 then
-    reset = w + period - now
-  end
-  if used + cost <= limit then
-    local nc = c + cost
-    local r = 0
-    if nc > 0 then r = w + 2 * period - now elseif p > 0 then r = w + period - now end
-    return true, limit - used - cost, r, 0, { w = w, c = nc, p = p, ttl = w + 2 * period - now }
-  end
-  local remaining = limit - used
-  if remaining < 0 then remaining = 0 end
-  local retry = -1
-  if cost <= limit then
-    -- Earliest t in this window with c + ceil(p*(period-e)/period) + cost <= limit, else
-    -- in the next window, where this window's c becomes the weighted previous count.
-    local room = limit - cost - c                     -- allowed weighted previous count
-    if room >= 0 then
-      -- need p*(period-e) <= room*period  =>  e >= period - room*period/p
-      local e = period - floor(room * period / p)
-      retry = w + e - now
-    else
-      -- next window starts at w+period with p' = c; need c*(period-e) <= (limit-cost)*period
-      local room2 = limit - cost
-      local e = 0
-      if c > 0 then e = period - floor(room2 * period / c) end
-      if e < 0 then e = 0 end
-      retry = w + period + e - now
-    end
-    if retry < 1 then retry = 1 end
-  end
-  return false, remaining, reset, retry, nil
-end
-
-local function sw_save(key, st)
-  redis.call('HSET', key, 'w', st.w, 'c', st.c, 'p', st.p)
-  redis.call('PEXPIRE', key, ttlms(st.ttl))
-end
-
--- Sliding log: one sorted-set entry per admitted unit, scored by its time; entries older
--- than one period are dropped. State: the entries, plus units added earlier in this Take.
-local function sl_load(key, period)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
-  return { n = redis.call('ZCARD', key), add = 0 }
-end
-
-local function sl(key, st, limit, period, cost)
-  local n = st.n + st.add
-  if n + cost <= limit then
+-- Fixed window (algo.go: evalFixed, Commit).
+local function fixed(c, t, n, P, L)
+  t = max(t, c.At)
+  local w = t - t % P
+  local count = 0
+  if c.At == w then count = c.N end
+  local toEnd = w + P - t
+  if n > L then
     local reset = 0
-    if cost > 0 or st.add > 0 then
-      reset = period
-    elseif n > 0 then
-      local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-      reset = tonumber(last[2]) + period - now
-    end
-    return true, limit - n - cost, reset, 0, { n = st.n, add = st.add + cost }
+    if count > 0 then reset = toEnd end
+    return impossible(P, L - count, reset)
   end
-  local remaining = limit - n
-  if remaining < 0 then remaining = 0 end
-  local reset = period
-  if st.add == 0 and n > 0 then
-    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-    reset = tonumber(last[2]) + period - now
+  local ok = count + n <= L
+  local after, retry = count, 0
+  if ok then after = count + n else retry = toEnd end
+  local reset = 0
+  if after > 0 then reset = toEnd end
+  return ok, max(0, L - after), reset, retry
+end
+
+local function fixedCommit(c, t, n, P)
+  t = max(t, c.At)
+  local w = t - t % P
+  if c.At ~= w then c.At, c.N = w, 0 end
+  c.N = c.N + n
+end
+
+-- Sliding window (algo.go: roll, evalSliding, slidingRetry, Commit).
+local function roll(c, w, P)
+  if c.At == w then return c.N, c.Prev end
+  if c.At == w - P then return 0, c.N end
+  return 0, 0
+end
+
+local function sliding(c, t, n, P, L, G, Gs)
+  t = max(t, c.At)
+  local w = t - t % P
+  local k = floor((t - w) / G)
+  local cur, prev = roll(c, w, P)
+  local est = cur + ceildiv(prev * (Gs - k), Gs)
+  local function reset(cu)
+    if cu > 0 then return w + 2 * P - t end
+    if prev > 0 then return w + P - t end
+    return 0
   end
-  local retry = -1
-  if cost <= limit then
-    -- the (n+cost-limit)-th oldest unit must expire first.
-    local rank = n + cost - limit - 1
-    if rank < st.n then
-      local e = redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')
-      retry = tonumber(e[2]) + period - now
+  if n > L then
+    return impossible(P, L - est, reset(cur))
+  end
+  if est + n <= L then
+    return true, max(0, L - est - n), reset(cur + n), 0
+  end
+  local retry
+  local r = L - cur - n
+  if r >= 0 and prev > 0 then
+    local j = Gs - floor(r * Gs / prev)
+    if j * G < P then retry = w + j * G - t end
+  end
+  if not retry then
+    local j = 0
+    if cur > 0 then j = Gs - floor((L - n) * Gs / cur) end
+    if j <= 0 then
+      retry = w + P - t
+    elseif j * G < P then
+      retry = w + P + j * G - t
     else
-      retry = period
+      retry = w + 2 * P - t
     end
   end
-  return false, remaining, reset, retry, nil
+  return false, max(0, L - est), reset(cur), retry
 end
 
-local function sl_save(key, st, period)
-  if st.add > 0 then
-    local base = redis.call('ZCOUNT', key, now, now)
+local function slidingCommit(c, t, n, P)
+  t = max(t, c.At)
+  local w = t - t % P
+  local cur, prev = roll(c, w, P)
+  c.At, c.N, c.Prev = w, cur + n, prev
+end
+
+-- Sliding log (algo.go: logStart, evalLog, Commit). c.Log ascending, 1-based.
+local function logStart(c, t, P)
+  local lo, hi = 1, #c.Log + 1
+  while lo < hi do
+    local m = floor((lo + hi) / 2)
+    if c.Log[m] <= t - P then lo = m + 1 else hi = m end
+  end
+  return lo
+end
+
+local function slog(c, t, n, P, L)
+  local newest = 0
+  if #c.Log > 0 then
+    newest = c.Log[#c.Log]
+    t = max(t, newest)
+  end
+  local i = logStart(c, t, P)
+  local count = #c.Log - i + 1
+  local reset = 0
+  if count > 0 then reset = newest + P - t end
+  if n > L then
+    return impossible(P, L - count, reset)
+  end
+  if count + n <= L then
+    if n > 0 then reset = P end
+    return true, max(0, L - count - n), reset, 0
+  end
+  return false, max(0, L - count), reset, c.Log[i + count + n - L - 1] + P - t
+end
+
+local function slogCommit(c, t, n, P)
+  if #c.Log > 0 then t = max(t, c.Log[#c.Log]) end
+  local i = logStart(c, t, P)
+  local kept = {}
+  for j = i, #c.Log do kept[#kept + 1] = c.Log[j] end
+  for _ = 1, n do kept[#kept + 1] = t end
+  c.Log = kept
+  c.dropped = c.dropped + (i - 1)
+end
+
+-- Expiry (algo.go: Params.Expiry).
+local function expiry(c, algo, P)
+  if algo == 0 then
+    if c.N > 0 then return c.At + 1 end
+    return c.At
+  elseif algo == 1 then
+    if c.N > 0 then return c.At + 2 * P end
+    if c.Prev > 0 then return c.At + P end
+    return c.At
+  elseif algo == 2 then
+    return c.At + P
+  end
+  if #c.Log == 0 then return 0 end
+  return c.Log[#c.Log] + P
+end
+
+-- Loading and saving. A counter is {algo, At, N, Prev, Log, foreign, dropped, loaded}.
+local function absent(algo, foreign)
+  return { algo = algo, At = 0, N = 0, Prev = 0, Log = {}, foreign = foreign, dropped = 0, loaded = 0 }
+end
+
+local function load(key, algo)
+  if algo == 3 then
+    local r = redis.pcall('ZRANGE', key, 0, -1, 'WITHSCORES')
+    if r.err then return absent(algo, true) end
+    local c = absent(algo, false)
+    for j = 2, #r, 2 do c.Log[#c.Log + 1] = tonumber(r[j]) end
+    c.loaded = #c.Log
+    return c
+  end
+  local r = redis.pcall('HMGET', key, 'a', 't', 'n', 'p')
+  if r.err then return absent(algo, true) end
+  if tonumber(r[1]) ~= algo then return absent(algo, r[1] ~= false) end
+  local c = absent(algo, false)
+  c.At, c.N, c.Prev = tonumber(r[2]), tonumber(r[3]), tonumber(r[4])
+  return c
+end
+
+local function copy(c)
+  local d = {}
+  for k, v in pairs(c) do d[k] = v end
+  local log = {}
+  for j = 1, #c.Log do log[j] = c.Log[j] end
+  d.Log = log
+  return d
+end
+
+local function save(key, c, P)
+  if c.foreign then redis.call('DEL', key) end
+  if c.algo == 3 then
+    if not c.foreign and c.dropped > 0 then
+      redis.call('ZREMRANGEBYRANK', key, 0, min(c.dropped, c.loaded) - 1)
+    end
+    -- Units taken now are the tail beyond what was kept of the loaded log. Their member
+    -- is "timestamp:k", k counting the units with that timestamp before them.
+    local first = max(c.loaded - c.dropped, 0) + 1
+    if c.foreign then first = 1 end
     local args = {}
-    for j = 1, st.add do
-      args[#args + 1] = now
-      args[#args + 1] = string.format('%d:%d', now, base + j)
+    for j = first, #c.Log do
+      local ts = c.Log[j]
+      local k = 0
+      local m = j - 1
+      while m >= 1 and c.Log[m] == ts do k = k + 1; m = m - 1 end
+      args[#args + 1] = ts
+      args[#args + 1] = string.format('%d:%d', ts, k)
     end
-    redis.call('ZADD', key, unpack(args))
+    if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  else
+    redis.call('HSET', key, 'a', c.algo, 't', c.At, 'n', c.N, 'p', c.Prev)
   end
-  redis.call('PEXPIRE', key, ttlms(period))
+  redis.call('PEXPIRE', key, max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000)))
 end
 
-local states = {}
-local algos = {}
-local order = {}
+local function eval(c, algo, t, n, P, L, x, y)
+  if algo == 0 then return bucket(c, t, n, P, L, x, y)
+  elseif algo == 1 then return sliding(c, t, n, P, L, x, y)
+  elseif algo == 2 then return fixed(c, t, n, P, L)
+  end
+  return slog(c, t, n, P, L)
+end
+
+local function commit(c, algo, t, n, P, L, x, y)
+  if algo == 0 then bucketCommit(c, t, n, L, x, y)
+  elseif algo == 1 then slidingCommit(c, t, n, P)
+  elseif algo == 2 then fixedCommit(c, t, n, P)
+  else slogCommit(c, t, n, P) end
+end
+
+local states, origs, periods, order = {}, {}, {}, {}
 local out = { 1 }
 local all = true
-
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local b = 1 + (i - 1) * 5
-  local algo = tonumber(ARGV[b + 1])
-  local limit = tonumber(ARGV[b + 2])
-  local period = tonumber(ARGV[b + 3])
-  local burst = tonumber(ARGV[b + 4])
-  local cost = tonumber(ARGV[b + 5])
-  local st = states[key]
-  if st == nil then
-    if algo == 0 then st = tb_load(key)
-    elseif algo == 1 then st = sw_load(key)
-    elseif algo == 2 then st = fw_load(key)
-    else st = sl_load(key, period) end
-    order[#order + 1] = key
+  local b = 2 + (i - 1) * 6
+  local algo, n = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  local P, L = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+  local x, y = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+  local c = states[key]
+  if c == nil then
+    c = load(key, algo)
+    states[key], origs[key] = c, copy(c)
+  elseif c.algo ~= algo then
+    c = absent(algo, true)
+    states[key] = c
   end
-  local ok, remaining, reset, retry, nst
-  if algo == 0 then
-    ok, remaining, reset, retry, nst = tb(st, limit, period, burst, cost)
-  elseif algo == 1 then
-    ok, remaining, reset, retry, nst = sw(st, limit, period, cost)
-  elseif algo == 2 then
-    ok, remaining, reset, retry, nst = fw(st, limit, period, cost)
-  else
-    ok, remaining, reset, retry, nst = sl(key, st, limit, period, cost)
-  end
-  if ok then
-    if cost > 0 then
-      if algo == 3 then nst.period = period end
-      states[key] = nst
-      algos[key] = algo
-    else
-      states[key] = st
-    end
-    out[#out + 1] = 1
-  else
-    states[key] = st
+  local ok, remaining, reset, retry = eval(c, algo, now, n, P, L, x, y)
+  if not ok then
     all = false
-    out[1] = 0
-    out[#out + 1] = 0
+  elseif n > 0 and all then
+    commit(c, algo, now, n, P, L, x, y)
+    if not periods[key] then order[#order + 1] = key end
+    periods[key] = P
   end
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  out[#out + 1] = retry
+  local o = #out
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = ok and 1 or 0, remaining, reset, retry
 end
 
 if all then
-  for _, key in ipairs(order) do
-    local algo = algos[key]
-    local st = states[key]
-    if algo == 0 then tb_save(key, st)
-    elseif algo == 1 then sw_save(key, st)
-    elseif algo == 2 then fw_save(key, st)
-    elseif algo == 3 then sl_save(key, st, st.period) end
-  end
+  for _, key in ipairs(order) do save(key, states[key], periods[key]) end
+  return out
 end
 
+-- Refused: nothing is written; the hits this limit alone allowed are reported as peeks of
+-- the state before the Take.
+out[1] = 0
+for i = 1, #KEYS do
+  local o = 1 + (i - 1) * 4
+  if out[o + 1] == 1 then
+    local b = 2 + (i - 1) * 6
+    local algo = tonumber(ARGV[b + 1])
+    local c = origs[KEYS[i]]
+    if c.algo ~= algo then c = absent(algo, true) end
+    local ok, remaining, reset, retry = eval(c, algo, now, 0,
+      tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]))
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = ok and 1 or 0, remaining, reset, retry
+  end
+end
 return out
