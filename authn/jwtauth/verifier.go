@@ -1,0 +1,389 @@
+package jwtauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wardenhq/warden/authn"
+)
+
+// Defaults for zero Config and IssuerConfig fields.
+const (
+	DefaultMaxTokenBytes   = 8 << 10
+	DefaultCacheSize       = 10_000
+	DefaultUnknownKIDWait  = 100 * time.Millisecond
+	DefaultLeeway          = 30 * time.Second
+	DefaultRefreshInterval = 5 * time.Minute
+	DefaultRefreshCooldown = 30 * time.Second
+	DefaultFetchTimeout    = 5 * time.Second
+	DefaultMaxJWKSBytes    = 1 << 20
+)
+
+// Config configures a Verifier. Zero fields take the documented defaults.
+type Config struct {
+	// Issuers are the trusted token issuers; at least one, each Issuer string once.
+	Issuers []IssuerConfig
+	// MaxTokenBytes refuses longer tokens before decoding them. Default 8 KiB.
+	MaxTokenBytes int
+	// CacheSize bounds the verified-token cache (entries). Default 10,000; negative
+	// disables the cache.
+	CacheSize int
+	// UnknownKIDWait is how long a request with an unknown kid waits for the refetch it
+	// triggered (never beyond its context's deadline). Default 100 ms; negative: do not
+	// wait, answer Unknown and let the fetch finish in the background.
+	UnknownKIDWait time.Duration
+	// Revocations is consulted for every token with a jti. Default: a MemoryRevocations
+	// private to this Verifier (one replica only).
+	Revocations RevocationStore
+	// HTTPClient fetches JWKS URLs. Default: a client that follows at most 3 redirects,
+	// only to http(s) and never from https down to http. Per-fetch time is bounded by
+	// IssuerConfig.FetchTimeout either way.
+	HTTPClient *http.Client
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives JWKS events (Warn on failed fetches) and, at Debug, why tokens were
+	// refused. It never receives a token. Default: discard.
+	Logger *slog.Logger
+}
+
+// IssuerConfig is one trusted issuer.
+type IssuerConfig struct {
+	// Issuer is the exact "iss" value. Required.
+	Issuer string
+	// Audiences: the token's "aud" must contain one of them. Required.
+	Audiences []string
+	// Exactly one of JWKSURL (http or https) and JWKSFile gives the issuer's JWK Set.
+	JWKSURL  string
+	JWKSFile string
+	// Algorithms allowed for this issuer, from RS256, PS256, ES256, EdDSA. Default: all
+	// four (each key still verifies only what its type allows).
+	Algorithms []string
+	// Leeway for exp, nbf and iat. Default 30 s; negative means none.
+	Leeway time.Duration
+	// Types, when set, are the accepted "typ" header values (e.g. "at+jwt"); compared
+	// without case and with an optional "application/" prefix. Empty: typ is not checked.
+	Types []string
+	// Claims maps claims to the Principal.
+	Claims ClaimsConfig
+	// RequiredClaims are claim paths that must be present and not null (e.g. "jti").
+	RequiredClaims []string
+	// RefreshInterval between background fetches of the set. Default 5 min.
+	RefreshInterval time.Duration
+	// RefreshCooldown is the least time between two fetches triggered by unknown kids
+	// (and after a failed background fetch). Default 30 s.
+	RefreshCooldown time.Duration
+	// FetchTimeout bounds one fetch. Default 5 s.
+	FetchTimeout time.Duration
+	// MaxJWKSBytes refuses larger sets. Default 1 MiB.
+	MaxJWKSBytes int64
+}
+
+// ClaimsConfig maps claims to Principal fields. A path names a top-level claim, or, when no
+// top-level claim has that exact name (claim names may contain dots, e.g.
+// "https://example.com/roles"), nested members separated by dots ("realm_access.roles").
+type ClaimsConfig struct {
+	// Subject is the path of Principal.Subject, a non-empty string. Default "sub".
+	Subject string
+	// Tenant is the path of Principal.Tenant (a string). Empty: no tenant.
+	Tenant string
+	// Roles is the path of Principal.Roles: an array of strings or a space-separated
+	// string. Empty: no roles.
+	Roles string
+	// Scopes is the path of Principal.Scopes (array or space-separated string). Default:
+	// "scope" (space-separated string, RFC 8693), else "scp" (array). No scope claim gives
+	// nil Scopes (not narrowed).
+	Scopes string
+	// Tier is the path of Principal.Tier (a string). Empty: default tier.
+	Tier string
+	// Copy lists claim paths copied into Principal.Claims under their path: strings as
+	// they are, numbers and booleans as JSON text, arrays of strings space-separated.
+	// Other values are skipped.
+	Copy []string
+}
+
+// Verifier verifies JWT bearer tokens of the configured issuers. It satisfies
+// authn.TokenVerifier. Create it with New; call Run in the background to keep JWK Sets
+// fresh (or Refresh to load them once). It is safe for concurrent use.
+type Verifier struct {
+	issuers       map[string]*issuer
+	ordered       []*issuer
+	maxTokenBytes int
+	cache         *tokenCache // nil when disabled
+	waitKID       time.Duration
+	revocations   RevocationStore
+	maxLeeway     time.Duration
+	now           func() time.Time
+	log           *slog.Logger
+}
+
+type issuer struct {
+	name      string
+	audiences []string
+	allowed   alg
+	leeway    time.Duration
+	types     []string
+	claims    ClaimsConfig
+	required  []string
+	src       *source
+}
+
+// New validates cfg and returns a Verifier. It does not fetch anything: keys are loaded by
+// Run, Refresh, or the first token that needs them.
+func New(cfg Config) (*Verifier, error) {
+	v := &Verifier{
+		issuers:       make(map[string]*issuer),
+		maxTokenBytes: cmp0(cfg.MaxTokenBytes, DefaultMaxTokenBytes),
+		waitKID:       cmp0(cfg.UnknownKIDWait, DefaultUnknownKIDWait),
+		revocations:   cfg.Revocations,
+		now:           cfg.Now,
+		log:           cfg.Logger,
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
+	if v.revocations == nil {
+		v.revocations = NewMemoryRevocations(v.now)
+	}
+	if size := cmp0(cfg.CacheSize, DefaultCacheSize); size > 0 {
+		v.cache = newTokenCache(size)
+	}
+	client := cfg.HTTPClient
+	if client == nil {
+		client = httpClient()
+	}
+	if len(cfg.Issuers) == 0 {
+		return nil, errors.New("jwtauth: no issuer configured")
+	}
+	for i, ic := range cfg.Issuers {
+		is, err := v.newIssuer(ic, client)
+		if err != nil {
+			return nil, fmt.Errorf("jwtauth: issuer %d (%q): %w", i, ic.Issuer, err)
+		}
+		if _, dup := v.issuers[is.name]; dup {
+			return nil, fmt.Errorf("jwtauth: issuer %q configured twice", is.name)
+		}
+		v.issuers[is.name] = is
+		v.maxLeeway = max(v.maxLeeway, is.leeway)
+		v.ordered = append(v.ordered, is)
+	}
+	return v, nil
+}
+
+func cmp0[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (v *Verifier) newIssuer(ic IssuerConfig, client *http.Client) (*issuer, error) {
+	if ic.Issuer == "" {
+		return nil, errors.New("Issuer is required")
+	}
+	if len(ic.Audiences) == 0 || slices.Contains(ic.Audiences, "") {
+		return nil, errors.New("Audiences are required and must not be empty strings")
+	}
+	is := &issuer{
+		name:      ic.Issuer,
+		audiences: ic.Audiences,
+		leeway:    max(0, cmp0(ic.Leeway, DefaultLeeway)),
+		claims:    ic.Claims,
+		required:  ic.RequiredClaims,
+		allowed:   algAll,
+	}
+	if is.claims.Subject == "" {
+		is.claims.Subject = "sub"
+	}
+	if len(ic.Algorithms) > 0 {
+		is.allowed = 0
+		for _, name := range ic.Algorithms {
+			a := algByName(name)
+			if a == 0 {
+				return nil, fmt.Errorf("algorithm %q not supported (want RS256, PS256, ES256 or EdDSA)", name)
+			}
+			is.allowed |= a
+		}
+	}
+	for _, t := range ic.Types {
+		is.types = append(is.types, normType(t))
+	}
+	src := &source{
+		issuer:   ic.Issuer,
+		client:   client,
+		maxBytes: cmp0(ic.MaxJWKSBytes, DefaultMaxJWKSBytes),
+		timeout:  cmp0(ic.FetchTimeout, DefaultFetchTimeout),
+		interval: cmp0(ic.RefreshInterval, DefaultRefreshInterval),
+		cooldown: cmp0(ic.RefreshCooldown, DefaultRefreshCooldown),
+		allowed:  is.allowed,
+		now:      v.now,
+		log:      v.log,
+	}
+	switch {
+	case (ic.JWKSURL == "") == (ic.JWKSFile == ""):
+		return nil, errors.New("exactly one of JWKSURL and JWKSFile is required")
+	case ic.JWKSFile != "":
+		src.file = ic.JWKSFile
+	default:
+		u, err := url.Parse(ic.JWKSURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("JWKSURL %q: want an absolute http or https URL", ic.JWKSURL)
+		}
+		src.url = ic.JWKSURL
+	}
+	is.src = src
+	return is, nil
+}
+
+func normType(t string) string {
+	t = strings.ToLower(t)
+	return strings.TrimPrefix(t, "application/")
+}
+
+// Run loads every issuer's JWK Set at once and then refreshes each every RefreshInterval
+// until ctx ends, keeping the last good set on errors (logged). It returns nil when ctx
+// ends.
+func (v *Verifier) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, is := range v.ordered {
+		wg.Go(func() { is.src.run(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// Refresh fetches every issuer's JWK Set once, now, and returns the errors joined. A failed
+// fetch keeps that issuer's last good set.
+func (v *Verifier) Refresh(ctx context.Context) error {
+	var errs []error
+	for _, is := range v.ordered {
+		if err := is.src.refresh(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("jwtauth: issuer %q: %w", is.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Revoke revokes the token id jti in the Verifier's RevocationStore until exp plus the
+// largest issuer leeway, since a token is accepted until exp + leeway. Callers that write to
+// a shared RevocationStore directly should add the leeway themselves.
+func (v *Verifier) Revoke(ctx context.Context, jti string, exp time.Time) error {
+	return v.revocations.Revoke(ctx, jti, exp.Add(v.maxLeeway))
+}
+
+// Verify verifies token (the compact JWS, without "Bearer ") and returns the principal it
+// stands for, or the zero Principal and why not. Unavailable means the decision could not be
+// made (no key set loaded yet, revocation store down). A cached token costs a digest, a map
+// lookup and the revocation check.
+func (v *Verifier) Verify(ctx context.Context, token string) (authn.Principal, authn.Reason) {
+	if token == "" {
+		return authn.Principal{}, authn.NoCredentials
+	}
+	if len(token) > v.maxTokenBytes {
+		return v.refuse(ctx, fail(authn.Malformed, "token of %d bytes exceeds %d", len(token), v.maxTokenBytes))
+	}
+	now := v.now()
+	var key [32]byte
+	if v.cache != nil {
+		key = digest(token)
+		if p, ok := v.cache.get(key, now); ok {
+			if f := v.checkRevoked(ctx, p.CredentialID); f != nil {
+				return v.refuse(ctx, f)
+			}
+			return p, authn.OK
+		}
+	}
+	p, f := v.verify(ctx, token, now)
+	if f == nil {
+		f = v.checkRevoked(ctx, p.CredentialID)
+	}
+	if f != nil {
+		return v.refuse(ctx, f)
+	}
+	if v.cache != nil {
+		v.cache.put(key, p, now)
+	}
+	return p, authn.OK
+}
+
+func (v *Verifier) refuse(ctx context.Context, f *failure) (authn.Principal, authn.Reason) {
+	if v.log.Enabled(ctx, slog.LevelDebug) {
+		v.log.DebugContext(ctx, "jwtauth: token refused", "reason", f.reason.String(), "detail", f.detail)
+	}
+	return authn.Principal{}, f.reason
+}
+
+func (v *Verifier) checkRevoked(ctx context.Context, jti string) *failure {
+	if jti == "" {
+		return nil
+	}
+	revoked, err := v.revocations.Revoked(ctx, jti)
+	switch {
+	case err != nil:
+		return fail(authn.Unavailable, "revocation store: %v", err)
+	case revoked:
+		return fail(authn.Revoked, "jti revoked")
+	}
+	return nil
+}
+
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (authn.Principal, *failure) {
+	t, f := parseJWS(token)
+	if f != nil {
+		return authn.Principal{}, f
+	}
+	iss, _ := t.claims["iss"].(string)
+	is := v.issuers[iss]
+	if is == nil {
+		return authn.Principal{}, fail(authn.WrongIssuer, "issuer %.100q not trusted", iss)
+	}
+	if t.alg&is.allowed == 0 {
+		return authn.Principal{}, fail(authn.UnsupportedAlgorithm, "%v not allowed for this issuer", t.alg)
+	}
+	if len(is.types) > 0 && !slices.Contains(is.types, normType(t.typ)) {
+		return authn.Principal{}, fail(authn.Malformed, "typ %.40q not accepted", t.typ)
+	}
+	k, f := v.key(ctx, is, &t)
+	if f != nil {
+		return authn.Principal{}, f
+	}
+	if !k.verify(t.alg, t.signingInput, t.sig) {
+		return authn.Principal{}, fail(authn.BadSignature, "%v signature does not verify", t.alg)
+	}
+	return is.principal(t.claims, now)
+}
+
+// key finds the key for t, fetching the set again (at most once per cooldown) when it is not
+// loaded yet or does not know t's kid.
+func (v *Verifier) key(ctx context.Context, is *issuer, t *jws) (*jwk, *failure) {
+	ks := is.src.keys()
+	if ks != nil {
+		k, f := ks.find(t.kid, t.hasKID, t.alg)
+		if f == nil || f.reason != authn.Unknown {
+			return k, f
+		}
+	}
+	if ch := is.src.kick(); ch != nil && v.waitKID > 0 {
+		timer := time.NewTimer(v.waitKID)
+		select {
+		case <-ch:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+	if ks = is.src.keys(); ks == nil {
+		return nil, fail(authn.Unavailable, "no JWK Set loaded for this issuer yet")
+	}
+	return ks.find(t.kid, t.hasKID, t.alg)
+}
