@@ -190,7 +190,7 @@ func (pl *Policy) compileRoles(cfg map[string]RoleConfig, cc *celCompiler, e *er
 		flat := &role{includes: map[string]struct{}{}}
 		var walk func(n string)
 		walk = func(n string) {
-			if _, ok := flat.includes[n]; ok {
+			if _, ok := flat.includes[n]; ok || own[n] == nil {
 				return
 			}
 			flat.includes[n] = struct{}{}
