@@ -170,7 +170,7 @@ func TestRouteCompileErrors(t *testing.T) {
 		{"fields", []authz.RouteConfig{{Name: "a", Method: "get", Path: "/a/{x}/{rest...}", Action: "orders",
 			OwnerParam: "nope", IDParam: "rest", RequiredScopes: []string{"a b"}, AllowedMethods: []string{"password"}, StripHeaders: []string{"bad header"},
 			RateLimits: []authz.RateLimitConfig{{Descriptors: []authz.DescriptorConfig{{Key: "k"}, {Key: "k", Value: "v", From: "route.name"}, {Key: "k", From: "param.zz"}, {Key: "k", From: "body.owner"}}}},
-			Webhook: "stripe", Public: true}},
+			Webhook:    "stripe", Public: true}},
 			[]string{"authz.routes[0].method", "authz.routes[0].webhook", "authz.routes[0].action", "authz.routes[0].owner_param", "authz.routes[0].id_param",
 				"authz.routes[0].required_scopes[0]", "authz.routes[0].allowed_methods[0]", "authz.routes[0].strip_headers[0]",
 				"authz.routes[0].rate_limits[0].domain", "authz.routes[0].rate_limits[0].descriptors[0]", "authz.routes[0].rate_limits[0].descriptors[1]",

@@ -344,14 +344,14 @@ func (t *RouteTable) insert(r *Route, segs []segment) *Route {
 // (nil, MalformedRequest). It does not allocate unless a matched segment is percent-encoded.
 func (t *RouteTable) Match(method, path string, ps *Params) (*Route, Reason) {
 	ps.reset()
-	p, ok := t.clean(path)
+	p, enc, ok := t.clean(path)
 	if !ok {
 		return nil, MalformedRequest
 	}
 	rest := p[1:]
 	for i := range t.methods {
 		if t.methods[i].method == method {
-			if r := t.methods[i].root.match(rest, ps); r != nil {
+			if r := t.methods[i].root.match(rest, enc, ps); r != nil {
 				ps.route = r
 				return r, OK
 			}
@@ -359,7 +359,7 @@ func (t *RouteTable) Match(method, path string, ps *Params) (*Route, Reason) {
 		}
 	}
 	if t.any != nil {
-		if r := t.any.match(rest, ps); r != nil {
+		if r := t.any.match(rest, enc, ps); r != nil {
 			ps.route = r
 			return r, OK
 		}
@@ -367,104 +367,125 @@ func (t *RouteTable) Match(method, path string, ps *Params) (*Route, Reason) {
 	return nil, NoRoute
 }
 
-// match matches rest (the path after the slash that led to n; "" at the end) below n.
-func (n *node) match(rest string, ps *Params) *Route {
+// match matches rest (the path after the slash that led to n; "" at the end) below n. enc
+// says whether the path holds percent-encoding.
+func (n *node) match(rest string, enc bool, ps *Params) *Route {
 	if rest == "" {
 		return n.route
 	}
-	seg, tail, more := strings.Cut(rest, "/")
-	dec := unescape(seg)
-	for i := range n.lits {
-		if n.lits[i].seg == dec {
-			if r := n.lits[i].next.next(tail, more, ps); r != nil {
+	i := 0
+	for i < len(rest) && rest[i] != '/' {
+		i++
+	}
+	seg, tail, more := rest[:i], "", i < len(rest)
+	if more {
+		tail = rest[i+1:]
+	}
+	if enc {
+		seg = unescape(seg)
+	}
+	for j := range n.lits {
+		if n.lits[j].seg == seg {
+			if r := n.lits[j].next.next(tail, more, enc, ps); r != nil {
 				return r
 			}
 			break
 		}
 	}
 	if n.param != nil && ps.n < MaxParams {
-		ps.vals[ps.n] = dec
+		ps.vals[ps.n] = seg
 		ps.n++
-		if r := n.param.next(tail, more, ps); r != nil {
+		if r := n.param.next(tail, more, enc, ps); r != nil {
 			return r
 		}
 		ps.n--
 	}
 	if n.catchAll != nil && ps.n < MaxParams {
-		ps.vals[ps.n] = unescape(rest)
+		if enc {
+			rest = unescape(rest)
+		}
+		ps.vals[ps.n] = rest
 		ps.n++
 		return n.catchAll
 	}
 	return nil
 }
 
-func (n *node) next(tail string, more bool, ps *Params) *Route {
+func (n *node) next(tail string, more, enc bool, ps *Params) *Route {
 	if !more {
 		return n.route
 	}
-	return n.match(tail, ps)
+	return n.match(tail, enc, ps)
 }
 
 // clean applies the path rules documented on RouteTable. It returns the path without query
-// and without a stripped trailing slash, or false. It does not allocate.
-func (t *RouteTable) clean(p string) (string, bool) {
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		p = p[:i]
+// and without a stripped trailing slash, and whether it holds percent-encoding, or false. It
+// does not allocate.
+func (t *RouteTable) clean(p string) (clean string, encoded, ok bool) {
+	for i := 0; i < len(p); i++ {
+		if p[i] == '?' {
+			p = p[:i]
+			break
+		}
 	}
 	if len(p) == 0 || p[0] != '/' || len(p) > t.maxPath {
-		return "", false
+		return "", false, false
 	}
 	if len(p) > 1 && p[len(p)-1] == '/' {
 		if !t.stripSlash {
-			return "", false
+			return "", false, false
 		}
 		p = p[:len(p)-1]
 	}
 	if p == "/" {
-		return p, true
+		return p, false, true
 	}
-	segs := 0
-	for start := 1; start <= len(p); {
-		end := strings.IndexByte(p[start:], '/')
-		if end < 0 {
-			end = len(p)
-		} else {
-			end += start
+	segs, start := 0, 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			continue
 		}
-		if segs++; segs > t.maxSegments || !validSegment(p[start:end]) {
-			return "", false
+		segs++
+		ok, enc := validSegment(p[start:i])
+		if !ok || segs > t.maxSegments {
+			return "", false, false
 		}
-		start = end + 1
+		encoded = encoded || enc
+		start = i + 1
 	}
-	return p, true
+	return p, encoded, true
 }
 
-// validSegment checks one raw path segment: non-empty, valid percent-encoding, and neither
-// raw nor decoded holds a forbidden byte or forms a dot segment.
-func validSegment(s string) bool {
+// validSegment checks one raw path segment: non-empty, valid percent-encoding, valid UTF-8,
+// and neither raw nor decoded holds a forbidden byte or forms a dot segment. encoded reports
+// a `%`.
+func validSegment(s string) (ok, encoded bool) {
 	if s == "" {
-		return false
+		return false, false
 	}
-	dots, n := 0, 0 // decoded dots and decoded length
+	dots, n, ascii := 0, 0, true // decoded dots and decoded length
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '%' {
 			if i+2 >= len(s) {
-				return false
+				return false, true
 			}
 			hi, ok1 := unhex(s[i+1])
 			lo, ok2 := unhex(s[i+2])
 			if !ok1 || !ok2 {
-				return false
+				return false, true
 			}
 			c = hi<<4 | lo
 			if c == '/' || c == '%' {
-				return false
+				return false, true
 			}
+			encoded = true
 			i += 2
+		} else if c >= 0x80 {
+			ascii = false
 		}
 		if c < 0x20 || c == 0x7f || c == '\\' || c == ';' || c == '#' {
-			return false
+			return false, encoded
 		}
 		if c == '.' {
 			dots++
@@ -472,9 +493,10 @@ func validSegment(s string) bool {
 		n++
 	}
 	if dots == n && n <= 2 {
-		return false
+		return false, encoded
 	}
-	return utf8.ValidString(s) // raw bytes; decoded ones are checked on the values that matter (Resource)
+	// Raw bytes only: decoded values are checked where they matter (Resource).
+	return ascii || utf8.ValidString(s), encoded
 }
 
 func unhex(c byte) (byte, bool) {
