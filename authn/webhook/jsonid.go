@@ -6,7 +6,7 @@ const maxJSONDepth = 1000
 // topLevelID returns the value of the first top-level "id" member of a JSON object, as Stripe
 // sends its event id. It reads only as far as that member and does not validate the rest of
 // the document (the body is already authenticated). An id that is not a string, contains an
-// escape, or is longer than maxIDLen is not returned. It allocates only the returned string.
+// escape, or is not 1 to maxIDLen bytes of printable ASCII is not returned. It allocates only the returned string.
 func topLevelID(b []byte) (string, bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -34,10 +34,13 @@ func topLevelID(b []byte) (string, bool) {
 				return "", false
 			}
 			end, escaped, ok := scanString(b, i)
-			if !ok || escaped || end-i-2 > maxIDLen || end-i-2 == 0 {
+			if !ok || escaped {
 				return "", false
 			}
-			return string(b[i+1 : end-1]), true
+			if id := string(b[i+1 : end-1]); validID(id) {
+				return id, true
+			}
+			return "", false
 		}
 		if i, ok = skipValue(b, i); !ok {
 			return "", false

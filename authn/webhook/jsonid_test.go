@@ -1,6 +1,9 @@
 package webhook
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestTopLevelID(t *testing.T) {
 	tests := []struct {
@@ -22,7 +25,10 @@ func TestTopLevelID(t *testing.T) {
 		{`{"id":"evt`, "", false},
 		{`{"a":{"b":"c"`, "", false},
 		{``, "", false},
-		{`{"id":"` + string(make([]byte, maxIDLen+1)) + `"}`, "", false},
+		{`{"id":"` + strings.Repeat("a", maxIDLen) + `"}`, strings.Repeat("a", maxIDLen), true},
+		{`{"id":"` + strings.Repeat("a", maxIDLen+1) + `"}`, "", false},
+		{"{\"id\":\"evt\x01\"}", "", false},
+		{"{\"id\":\"\xff\"}", "", false},
 	}
 	for _, tt := range tests {
 		got, ok := topLevelID([]byte(tt.body))

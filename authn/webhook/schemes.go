@@ -108,6 +108,20 @@ func (s *source) parse(h Headers, d *delivery) Reason {
 	}
 }
 
+// validID reports whether id is 1 to maxIDLen bytes of printable ASCII: ids go into store
+// keys, logs and responses.
+func validID(id string) bool {
+	if id == "" || len(id) > maxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // lookupID reads an event id header: required, bounded, and free of sep (the byte that
 // follows the id in the signed string; 0 for none).
 func lookupID(h Headers, name string, sep byte, d *delivery) Reason {
@@ -115,7 +129,7 @@ func lookupID(h Headers, name string, sep byte, d *delivery) Reason {
 	if !ok || id == "" {
 		return MissingHeader
 	}
-	if len(id) > maxIDLen || sep != 0 && strings.IndexByte(id, sep) >= 0 {
+	if !validID(id) || sep != 0 && strings.IndexByte(id, sep) >= 0 {
 		return BadFormat
 	}
 	d.id = id
@@ -247,8 +261,8 @@ func parseGitHub(h Headers, d *delivery) Reason {
 	if r := parsePrefixed(v, "sha256=", Hex, d); r != OK {
 		return r
 	}
-	if id, ok := h.Lookup(hGitHubDelivery); ok {
-		if len(id) > maxIDLen {
+	if id, ok := h.Lookup(hGitHubDelivery); ok && id != "" {
+		if !validID(id) {
 			return BadFormat
 		}
 		d.id = id

@@ -244,6 +244,8 @@ func TestRefusals(t *testing.T) {
 		{"standard: v1a version", "standard_webhooks", with(std, "webhook-signature", "v1a"+stdSig[2:]), body, webhook.NoMatchingSignature},
 		{"standard: v2 version", "standard_webhooks", with(std, "webhook-signature", "v2"+stdSig[2:]), body, webhook.NoMatchingSignature},
 		{"standard: no comma", "standard_webhooks", with(std, "webhook-signature", "v1"), body, webhook.BadFormat},
+		{"standard: id with a control byte", "standard_webhooks", with(std, "webhook-id", "msg\n1"), body, webhook.BadFormat},
+		{"standard: id too long", "standard_webhooks", with(std, "webhook-id", strings.Repeat("m", 257)), body, webhook.BadFormat},
 		{"standard: other id", "standard_webhooks", with(std, "webhook-id", "msg_2"), body, webhook.NoMatchingSignature},
 
 		{"stripe: v0 only", "stripe", with(stripe, "Stripe-Signature", strings.Replace(stripeSig, "v1=", "v0=", 1)), body, webhook.NoMatchingSignature},

@@ -2,7 +2,6 @@ package redisreplay_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -89,41 +88,11 @@ func newVerifier(t *testing.T, store webhook.ReplayStore, now time.Time) (*webho
 }
 
 // TestConcurrentDeliveries: 100 deliveries of one event at once, through two Verifiers (two
-// replicas) on one Redis: exactly one is first.
+// replicas, two clients) on one Redis: exactly one is first.
 func TestConcurrentDeliveries(t *testing.T) {
 	srv := redistest.Start(t)
-	now := time.Unix(1700000000, 0)
-	var replicas []*webhook.Verifier
-	var src webhook.Source
-	for range 2 {
-		var v *webhook.Verifier
-		v, src = newVerifier(t, redisreplay.New(newClient(t, srv), redisreplay.Config{}), now)
-		replicas = append(replicas, v)
-	}
-	body := []byte(`{"type":"invoice.paid"}`)
-	h, err := webhook.Sign(src, "msg_concurrent", now, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		counts = map[webhook.Reason]int{}
-	)
-	start := make(chan struct{})
-	for i := range 100 {
-		wg.Go(func() {
-			<-start
-			r := replicas[i%2].Verify(context.Background(), src.Name, webhook.Map(h), body)
-			mu.Lock()
-			counts[r.Reason]++
-			mu.Unlock()
-		})
-	}
-	close(start)
-	wg.Wait()
-	want := map[webhook.Reason]int{webhook.OK: 1, webhook.Duplicate: 99}
-	if diff := cmp.Diff(counts, want); diff != "" {
-		t.Errorf("reasons of 100 concurrent deliveries (-got +want):\n%s", diff)
-	}
+	replaytest.ConcurrentDeliveries(t, []webhook.ReplayStore{
+		redisreplay.New(newClient(t, srv), redisreplay.Config{}),
+		redisreplay.New(newClient(t, srv), redisreplay.Config{}),
+	}, 100)
 }

@@ -91,3 +91,48 @@ func Run(t *testing.T, newStore func(t *testing.T) webhook.ReplayStore) {
 		}
 	})
 }
+
+// ConcurrentDeliveries delivers one Standard Webhooks event n times at once through
+// len(stores) Verifiers (one per replica, each on its own store value sharing one backend)
+// and checks that exactly one delivery is accepted and every other one answers Duplicate.
+func ConcurrentDeliveries(t *testing.T, stores []webhook.ReplayStore, n int) {
+	t.Helper()
+	now := time.Unix(1700000000, 0)
+	src := webhook.Source{
+		Name: "billing", Scheme: webhook.StandardWebhooks, Replay: true,
+		Secrets: []string{"whsec_c2VjcmV0LUEtMDEyMzQ1Njc4OWFiY2RlZmdoaWo="},
+	}
+	var replicas []*webhook.Verifier
+	for _, s := range stores {
+		v, err := webhook.New(webhook.Config{Sources: []webhook.Source{src}, Replay: s, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, v)
+	}
+	body := []byte(`{"type":"invoice.paid"}`)
+	h, err := webhook.Sign(src, "msg_concurrent", now, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		counts = map[webhook.Reason]int{}
+	)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			r := replicas[i%len(replicas)].Verify(context.Background(), src.Name, webhook.Map(h), body)
+			mu.Lock()
+			counts[r.Reason]++
+			mu.Unlock()
+		})
+	}
+	close(start)
+	wg.Wait()
+	if counts[webhook.OK] != 1 || counts[webhook.Duplicate] != n-1 {
+		t.Errorf("reasons of %d concurrent deliveries = %v; want 1 %v and %d %v", n, counts, webhook.OK, n-1, webhook.Duplicate)
+	}
+}
