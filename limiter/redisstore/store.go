@@ -222,6 +222,11 @@ func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []l
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
+		// The connection's deadline (ctx's, with ContextTimeoutEnabled) can fire a moment
+		// before ctx itself reports it.
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return false, context.DeadlineExceeded
+		}
 		return false, fmt.Errorf("redisstore: %w", c.err)
 	}
 	reply, ok := c.cmd.Val().([]any)

@@ -423,42 +423,81 @@ func TestNoScript(t *testing.T) {
 	}
 }
 
-// TestRedisRestart: while Redis is down Take fails (quickly, with an error); after a restart it
-// works again on the empty data set.
+// TestRedisRestart kills Redis in the middle of a run of concurrent Takes and brings it back:
+// every Take that starts while Redis is down fails (with an error, not a hang), and Takes
+// succeed again after the restart, on the empty data set.
 func TestRedisRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Unbatched: m.unbatched, Timeout: 200 * time.Millisecond})
-			l := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 3, Period: time.Hour}
-			hits := []limiter.Hit{{Key: "restart" + m.name, Limit: l, Cost: 1}}
-			out := make([]limiter.Status, 1)
-			take := func() (bool, error) {
-				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-				defer cancel()
-				return s.Take(ctx, "r", hits, out)
+			l := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 1 << 20, Period: time.Hour}
+			const (
+				up = iota
+				down
+				restarted
+			)
+			var phase atomic.Int32
+			var ok, failed [3]atomic.Int64 // by the phase when the Take returned
+			var wrong atomic.Int64         // succeeded, and both started and returned while down
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					hits := []limiter.Hit{{Key: "restart" + m.name, Limit: l, Cost: 1}}
+					out := make([]limiter.Status, 1)
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						start := phase.Load()
+						ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+						allowed, err := s.Take(ctx, "r", hits, out)
+						cancel()
+						end := phase.Load()
+						switch {
+						case err != nil:
+							failed[end].Add(1)
+						case allowed && start == down && end == down:
+							wrong.Add(1)
+						case allowed:
+							ok[end].Add(1)
+						}
+					}
+				})
 			}
-			for range 3 {
-				if ok, err := take(); !ok || err != nil {
-					t.Fatalf("before stop: Take = %v, %v; want allowed", ok, err)
+			waitFor := func(what string, cond func() bool) {
+				for range 500 {
+					if cond() {
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
 				}
+				close(stop)
+				wg.Wait()
+				t.Fatalf("gave up waiting for %s", what)
 			}
+			waitFor("Takes before the kill", func() bool { return ok[up].Load() > 100 })
 			srv.Stop()
-			for i := range 5 {
-				if _, err := take(); err == nil {
-					t.Fatalf("Take %d while Redis is down: no error", i)
-				}
-			}
+			phase.Store(down)
+			waitFor("failed Takes while down", func() bool { return failed[down].Load() > 20 })
 			srv.Restart()
-			var err error
-			var ok bool
-			for range 50 { // the client redials on the next command
-				if ok, err = take(); err == nil {
-					break
-				}
+			phase.Store(restarted)
+			waitFor("Takes after the restart", func() bool { return ok[restarted].Load() > 100 })
+			close(stop)
+			wg.Wait()
+			if got := wrong.Load(); got != 0 {
+				t.Errorf("%d Takes that ran while Redis was down succeeded, want 0", got)
 			}
-			if err != nil || !ok {
-				t.Fatalf("after restart: Take = %v, %v; want allowed (the data set is empty)", ok, err)
+			// The restarted server is empty: the counter starts again from zero.
+			out := make([]limiter.Status, 1)
+			if _, err := s.Take(t.Context(), "r", []limiter.Hit{{Key: "restart" + m.name, Limit: l}}, out); err != nil {
+				t.Fatal(err)
+			}
+			if got, max := l.Limit-out[0].Remaining, ok[restarted].Load(); got > max {
+				t.Errorf("counter after restart = %d, want at most the %d Takes admitted since", got, max)
 			}
 		})
 	}
@@ -471,7 +510,7 @@ func TestContextEnds(t *testing.T) {
 	admin := newClient(t, srv.Addr())
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Unbatched: m.unbatched})
+			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Unbatched: m.unbatched, Timeout: 10 * time.Second})
 			l := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 3, Period: time.Hour}
 			out := make([]limiter.Status, 1)
 			// Warm the connection and the script cache.
