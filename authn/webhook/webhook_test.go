@@ -184,9 +184,8 @@ func TestGenericSignedString(t *testing.T) {
 	}}
 	v := newVerifier(t, now, []webhook.Source{src}, nil)
 	body := []byte("payload")
-	// HMAC-SHA256 of "id1|1700000000|payload|end" under secretA is, as computed by the
-	// Stripe signer over the same bytes (Stripe signs "{t}.{body}"): we rebuild the string by
-	// hand and sign it with the GitHub signer, which signs exactly its input.
+	// The signed string is rebuilt by hand and signed with the GitHub signer, which computes
+	// HMAC-SHA256 over exactly its input, with no code shared with the template.
 	sig := webhook.SignGitHub(secretA, []byte("id1|1700000000|payload|end"))
 	h := webhook.Map{"x-sig": sig, "x-ts": "1700000000", "x-id": "id1"}
 	if got := v.Verify(context.Background(), "g", h, body); !got.Valid {
