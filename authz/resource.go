@@ -29,12 +29,15 @@ func validValue(s string, max int) bool {
 	if len(s) > max || s == "." || s == ".." {
 		return false
 	}
+	ascii := true
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f || c == '/' || c == '\\' {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c == '/' || c == '\\' {
 			return false
 		}
+		ascii = ascii && c < 0x80
 	}
-	return utf8.ValidString(s)
+	return ascii || utf8.ValidString(s)
 }
 
 // fieldKind names a field of the resource or the principal that an ownership rule compares.
