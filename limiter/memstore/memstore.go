@@ -257,3 +257,6 @@ func (s *Store) Len() int {
 	}
 	return n
 }
+
+// NonBlocking implements limiter.NonBlocking: Take never waits on I/O.
+func (*Store) NonBlocking() bool { return true }

@@ -1,0 +1,496 @@
+package limiter
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The descriptor configuration mirrors envoyproxy/ratelimit's YAML one to one, so that a
+// loader can convert a ratelimit config file field by field, and extends it (marked "Warden"
+// below). Paths in *ConfigError use the YAML names given with each field, and
+// "domains[i]" for the i-th Domain passed to Limiter.SetDomains or Config.Domains.
+
+// Domain is one rate-limit domain: a tree of descriptors (ratelimit's top-level "domain" and
+// "descriptors").
+type Domain struct {
+	// Name is the domain ("domain"). Required, unique.
+	Name string
+	// Descriptors are the top-level descriptors ("descriptors").
+	Descriptors []Descriptor
+
+	// FailurePolicy is what Check does when the store cannot answer ("failure_policy";
+	// Warden). Default FailOpen.
+	FailurePolicy FailurePolicy
+	// HashTagKey, when set, names a descriptor entry key whose value (the first entry with that
+	// key in the request) is the request's hash tag, instead of the domain name
+	// ("hash_tag_key"; Warden). Use it to spread a big domain over a Redis Cluster: all the
+	// counters of one request still share one slot.
+	HashTagKey string
+}
+
+// Descriptor is one node of a domain's tree ("descriptors[i]").
+type Descriptor struct {
+	// Key is the entry key to match ("key"). Required.
+	Key string
+	// Value is the entry value to match ("value"). Empty matches any value and counts each
+	// distinct value separately. A value ending in "*" matches every value with that prefix
+	// (one counter per distinct value, unless ShareThreshold).
+	Value string
+	// RateLimit is the limit applied when a request descriptor ends at this node ("rate_limit");
+	// nil applies none (the node only holds nested descriptors).
+	RateLimit *RateLimit
+	// ShadowMode counts against the limit and reports it, but never denies ("shadow_mode").
+	ShadowMode bool
+	// DetailedMetric counts this limit's decisions in metrics under its name
+	// ("detailed_metric").
+	DetailedMetric bool
+	// ShareThreshold makes all values matched by a wildcard Value share one counter
+	// ("share_threshold").
+	ShareThreshold bool
+	// Descriptors are the nested descriptors ("descriptors").
+	Descriptors []Descriptor
+}
+
+// RateLimit is a descriptor's limit ("rate_limit").
+type RateLimit struct {
+	// Name names the limit in responses, headers and metrics, and for Replaces ("name").
+	// Default: the descriptor path, e.g. "domain.key_value.key".
+	Name string
+	// Replaces lists the names of limits that this one replaces when both apply to a request
+	// ("replaces": [{name: ...}]).
+	Replaces []string
+	// Unlimited applies no limit ("unlimited").
+	Unlimited bool
+	// Unit is the period as envoyproxy/ratelimit spells it ("unit"): second, minute, hour,
+	// day, week (case-insensitive). Ignored when Period is set.
+	Unit string
+	// RequestsPerUnit is the number of units allowed per period ("requests_per_unit").
+	RequestsPerUnit int64
+
+	// Period is any period, overriding Unit ("period"; Warden).
+	Period time.Duration
+	// Algorithm counts the limit ("algorithm"; Warden). The zero value is TokenBucket;
+	// a loader converting envoyproxy/ratelimit files sets FixedWindow, its semantics.
+	Algorithm Algorithm
+	// Burst is the token bucket's size; 0 means RequestsPerUnit ("burst"; Warden).
+	Burst int64
+	// Tiers override RequestsPerUnit, the period and Burst for principals of a tier
+	// (Request.Tier), e.g. {"free": 100 per minute, "paid": 1000 per minute} ("tiers"; Warden).
+	// A request of another tier, or none, gets the limit above.
+	Tiers map[string]TierLimit
+}
+
+// TierLimit is a RateLimit's override for one tier ("tiers.NAME"). Zero fields keep the
+// RateLimit's values, except that a tier setting RequestsPerUnit without Burst gets the default
+// burst (its own RequestsPerUnit), not the base limit's Burst.
+type TierLimit struct {
+	Unlimited       bool          // "unlimited"
+	Unit            string        // "unit"
+	RequestsPerUnit int64         // "requests_per_unit"
+	Period          time.Duration // "period"
+	Burst           int64         // "burst"
+}
+
+// FailurePolicy is what Check does for a domain when the store fails or its circuit breaker
+// is open.
+type FailurePolicy uint8
+
+const (
+	// FailOpen allows the request; statuses report Source FromFailOpen and unknown remaining.
+	FailOpen FailurePolicy = iota
+	// FailClosed returns an error wrapping ErrUnavailable.
+	FailClosed
+	// Local counts in Config.Fallback, an in-process store, with each limit divided by
+	// Config.Replicas (rounded up): every replica enforces its share.
+	Local
+)
+
+var policyNames = [...]string{"fail_open", "fail_closed", "local"}
+
+func (p FailurePolicy) String() string {
+	if int(p) < len(policyNames) {
+		return policyNames[p]
+	}
+	return "unknown"
+}
+
+// ParseFailurePolicy parses "fail_open", "fail_closed" or "local".
+func ParseFailurePolicy(s string) (FailurePolicy, error) {
+	for i, n := range policyNames {
+		if s == n {
+			return FailurePolicy(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown failure policy %q (want fail_open, fail_closed or local)", s)
+}
+
+// ParseAlgorithm parses an Algorithm's String form: "token_bucket", "sliding_window",
+// "fixed_window" or "sliding_log".
+func ParseAlgorithm(s string) (Algorithm, error) {
+	for i, n := range algorithmNames {
+		if s == n {
+			return Algorithm(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown algorithm %q (want token_bucket, sliding_window, fixed_window or sliding_log)", s)
+}
+
+// UnitPeriod returns the period of an envoyproxy/ratelimit unit.
+func UnitPeriod(unit string) (time.Duration, error) {
+	switch strings.ToLower(unit) {
+	case "second":
+		return time.Second, nil
+	case "minute":
+		return time.Minute, nil
+	case "hour":
+		return time.Hour, nil
+	case "day":
+		return 24 * time.Hour, nil
+	case "week":
+		return 7 * 24 * time.Hour, nil
+	}
+	return 0, fmt.Errorf("unknown unit %q (want second, minute, hour, day or week, or set period)", unit)
+}
+
+// ValidateDomains checks domains as SetDomains would, returning the first error as a
+// *ConfigError whose Path names the field.
+func ValidateDomains(domains []Domain) error {
+	_, err := compile(domains)
+	return err
+}
+
+// compiled is an immutable, validated configuration.
+type compiled struct {
+	domains map[string]*cdomain
+}
+
+type cdomain struct {
+	name    string
+	tagKey  string
+	policy  FailurePolicy
+	root    *level
+	metrics domainMetrics
+}
+
+// level is one level of the tree: exact value matches beat wildcards, which beat value-less
+// keys.
+type level struct {
+	exact   map[kv]*node
+	wild    []wildNode // in configuration order
+	keyOnly map[string]*node
+}
+
+type kv struct{ key, value string }
+
+type wildNode struct {
+	key, prefix string
+	n           *node
+}
+
+type node struct {
+	wildcard bool // matched by prefix
+	share    bool // ShareThreshold: the pattern, not the value, goes into the counter key
+	pattern  string
+	lim      *climit // nil: no limit at this node
+	children *level
+}
+
+// climit is a compiled RateLimit.
+type climit struct {
+	name     string
+	shadow   bool
+	detailed bool
+	replaces []string
+	base     tierLimit
+	tiers    map[string]*tierLimit
+	// staticPrefix is the counter key without the limit suffix when every node on the path is
+	// an exact match ("" otherwise).
+	staticPrefix string
+}
+
+type tierLimit struct {
+	unlimited bool
+	limit     Limit
+	params    Params
+	// key is the full counter key for a static path ("" otherwise).
+	key string
+	// suffix identifies the algorithm and period in the counter key.
+	suffix string
+}
+
+func compile(domains []Domain) (*compiled, error) {
+	c := &compiled{domains: make(map[string]*cdomain, len(domains))}
+	for i := range domains {
+		d := &domains[i]
+		path := "domains[" + strconv.Itoa(i) + "]"
+		if d.Name == "" {
+			return nil, &ConfigError{Path: path + ".domain", Err: errors.New("required")}
+		}
+		if _, dup := c.domains[d.Name]; dup {
+			return nil, &ConfigError{Path: path + ".domain", Err: fmt.Errorf("duplicate domain %q", d.Name)}
+		}
+		if d.FailurePolicy > Local {
+			return nil, &ConfigError{Path: path + ".failure_policy", Err: fmt.Errorf("unknown failure policy %d", d.FailurePolicy)}
+		}
+		cd := &cdomain{name: d.Name, tagKey: d.HashTagKey, policy: d.FailurePolicy}
+		names := map[string]bool{}
+		var replaces []replaceRef
+		root, err := compileLevel(d.Descriptors, path+".descriptors", escape(d.Name), d.Name, true, names, &replaces)
+		if err != nil {
+			return nil, err
+		}
+		cd.root = root
+		for _, r := range replaces {
+			if !names[r.name] {
+				return nil, &ConfigError{Path: r.path, Err: fmt.Errorf("no limit named %q in domain %q", r.name, d.Name)}
+			}
+		}
+		c.domains[d.Name] = cd
+	}
+	return c, nil
+}
+
+type replaceRef struct{ name, path string }
+
+func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bool, names map[string]bool, replaces *[]replaceRef) (*level, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	lv := &level{exact: map[kv]*node{}, keyOnly: map[string]*node{}}
+	seen := map[kv]bool{}
+	for i := range ds {
+		d := &ds[i]
+		p := path + "[" + strconv.Itoa(i) + "]"
+		if d.Key == "" {
+			return nil, &ConfigError{Path: p + ".key", Err: errors.New("required")}
+		}
+		if seen[kv{d.Key, d.Value}] {
+			return nil, &ConfigError{Path: p, Err: fmt.Errorf("duplicate descriptor key %q value %q", d.Key, d.Value)}
+		}
+		seen[kv{d.Key, d.Value}] = true
+		n := &node{}
+		exact := d.Value != "" && !strings.HasSuffix(d.Value, "*")
+		childStatic := static && exact
+		name := namePrefix + "." + d.Key
+		if d.Value != "" {
+			name += "_" + d.Value
+		}
+		kp := keyPrefix + "|" + escape(d.Key) + "="
+		switch {
+		case exact:
+			kp += escape(d.Value)
+			lv.exact[kv{d.Key, d.Value}] = n
+		case d.Value != "":
+			n.wildcard, n.share, n.pattern = true, d.ShareThreshold, d.Value
+			lv.wild = append(lv.wild, wildNode{key: d.Key, prefix: strings.TrimSuffix(d.Value, "*"), n: n})
+		default:
+			lv.keyOnly[d.Key] = n
+		}
+		if d.RateLimit != nil {
+			cl, err := compileLimit(d, p, name, names, replaces)
+			if err != nil {
+				return nil, err
+			}
+			if childStatic {
+				cl.staticPrefix = kp
+				cl.base.key = kp + cl.base.suffix
+				for _, tl := range cl.tiers {
+					tl.key = kp + tl.suffix
+				}
+			}
+			n.lim = cl
+		}
+		children, err := compileLevel(d.Descriptors, p+".descriptors", kp, name, childStatic, names, replaces)
+		if err != nil {
+			return nil, err
+		}
+		n.children = children
+	}
+	return lv, nil
+}
+
+func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool, replaces *[]replaceRef) (*climit, error) {
+	r := d.RateLimit
+	path += ".rate_limit"
+	cl := &climit{name: r.Name, shadow: d.ShadowMode, detailed: d.DetailedMetric, replaces: r.Replaces}
+	if cl.name == "" {
+		cl.name = defaultName
+	}
+	if err := checkName(cl.name); err != nil {
+		return nil, &ConfigError{Path: path + ".name", Err: err}
+	}
+	names[cl.name] = true
+	for i, rn := range r.Replaces {
+		*replaces = append(*replaces, replaceRef{rn, path + ".replaces[" + strconv.Itoa(i) + "].name"})
+	}
+	if r.Algorithm > SlidingLog {
+		return nil, &ConfigError{Path: path + ".algorithm", Err: fmt.Errorf("unknown algorithm %d", r.Algorithm)}
+	}
+	base, err := compileTier(path, cl.name, r.Algorithm, r.Unlimited, r.Unit, r.RequestsPerUnit, r.Period, r.Burst)
+	if err != nil {
+		return nil, err
+	}
+	cl.base = base
+	if len(r.Tiers) > 0 {
+		cl.tiers = make(map[string]*tierLimit, len(r.Tiers))
+		for t, o := range r.Tiers {
+			tp := path + ".tiers." + t
+			if t == "" {
+				return nil, &ConfigError{Path: path + ".tiers", Err: errors.New("empty tier name")}
+			}
+			unit, rpu, period, burst := r.Unit, r.RequestsPerUnit, r.Period, r.Burst
+			if o.Unit != "" || o.Period != 0 {
+				unit, period = o.Unit, o.Period
+			}
+			if o.RequestsPerUnit != 0 {
+				// A tier with its own rate gets its own default burst.
+				rpu, burst = o.RequestsPerUnit, 0
+			}
+			if o.Burst != 0 {
+				burst = o.Burst
+			}
+			tl, err := compileTier(tp, cl.name, r.Algorithm, o.Unlimited, unit, rpu, period, burst)
+			if err != nil {
+				return nil, err
+			}
+			cl.tiers[t] = &tl
+		}
+	}
+	return cl, nil
+}
+
+func compileTier(path, name string, alg Algorithm, unlimited bool, unit string, rpu int64, period time.Duration, burst int64) (tierLimit, error) {
+	if unlimited {
+		if rpu != 0 && !strings.Contains(path, ".tiers.") {
+			return tierLimit{}, &ConfigError{Path: path + ".requests_per_unit", Err: errors.New("must not be set with unlimited")}
+		}
+		return tierLimit{unlimited: true}, nil
+	}
+	if period == 0 {
+		if unit == "" {
+			return tierLimit{}, &ConfigError{Path: path + ".unit", Err: errors.New("required (or period)")}
+		}
+		p, err := UnitPeriod(unit)
+		if err != nil {
+			return tierLimit{}, &ConfigError{Path: path + ".unit", Err: err}
+		}
+		period = p
+	}
+	l := Limit{Name: name, Algorithm: alg, Limit: rpu, Period: period, Burst: burst}
+	if err := l.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			field := map[string]string{"limit": "requests_per_unit", "period": "period", "burst": "burst", "algorithm": "algorithm"}[ce.Path]
+			if field == "period" && unit != "" {
+				field = "unit"
+			}
+			return tierLimit{}, &ConfigError{Path: path + "." + field, Err: ce.Err}
+		}
+		return tierLimit{}, at(path, err)
+	}
+	return tierLimit{
+		limit:  l,
+		params: l.Params(),
+		suffix: "|" + string("tsfl"[alg]) + strconv.FormatInt(int64(period/time.Microsecond), 10),
+	}, nil
+}
+
+// checkName accepts names that are printable ASCII: they appear in HTTP headers.
+func checkName(s string) error {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return fmt.Errorf("name %q: only printable ASCII", s)
+		}
+	}
+	return nil
+}
+
+// escape makes a key part unambiguous: '%', '|' and '=' are percent-encoded.
+func escape(s string) string {
+	if !strings.ContainsAny(s, "%|=") {
+		return s
+	}
+	return string(appendEscaped(nil, s))
+}
+
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%', '|', '=':
+			b = append(b, '%', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// find returns the child of lv matching one entry: an exact value, else the first wildcard
+// whose prefix the value has, else a value-less key.
+func (lv *level) find(e Entry) *node {
+	if lv == nil {
+		return nil
+	}
+	if n := lv.exact[kv{e.Key, e.Value}]; n != nil {
+		return n
+	}
+	for i := range lv.wild {
+		if w := &lv.wild[i]; w.key == e.Key && strings.HasPrefix(e.Value, w.prefix) {
+			return w.n
+		}
+	}
+	return lv.keyOnly[e.Key]
+}
+
+// resolve walks the tree as envoyproxy/ratelimit does: a limit applies when the node matching
+// the last entry has one.
+func (d *cdomain) resolve(entries []Entry) *climit {
+	lv := d.root
+	for i, e := range entries {
+		n := lv.find(e)
+		if n == nil {
+			return nil
+		}
+		if i == len(entries)-1 {
+			return n.lim
+		}
+		lv = n.children
+	}
+	return nil
+}
+
+// tier picks the limit for a tier.
+func (cl *climit) tier(t string) *tierLimit {
+	if t != "" && cl.tiers != nil {
+		if tl := cl.tiers[t]; tl != nil {
+			return tl
+		}
+	}
+	return &cl.base
+}
+
+// appendKey appends the counter key of entries for a limit whose path is not static:
+// domain|key=value|...|suffix, with values matched by a shared wildcard replaced by the
+// pattern.
+func (d *cdomain) appendKey(b []byte, entries []Entry, tl *tierLimit) []byte {
+	b = appendEscaped(b, d.name)
+	lv := d.root
+	for _, e := range entries {
+		n := lv.find(e)
+		b = append(b, '|')
+		b = appendEscaped(b, e.Key)
+		b = append(b, '=')
+		if n != nil && n.share {
+			b = appendEscaped(b, n.pattern)
+		} else {
+			b = appendEscaped(b, e.Value)
+		}
+		if n != nil {
+			lv = n.children
+		}
+	}
+	return append(b, tl.suffix...)
+}

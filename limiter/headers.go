@@ -1,0 +1,92 @@
+package limiter
+
+import (
+	"strconv"
+	"time"
+)
+
+// Header values follow the IETF draft "RateLimit header fields for HTTP"
+// (draft-ietf-httpapi-ratelimit-headers): two Structured Fields lists with one item per limit
+// that applied, named by the limit's name as an sf-string.
+//
+//	RateLimit-Policy: "burst";q=10;w=1, "daily";q=1000;w=86400
+//	RateLimit: "burst";r=3;t=1, "daily";r=998;t=52000
+//
+// q is the quota (Limit, or the burst of a token bucket) and w the period in seconds, rounded
+// up; r is the remaining quota and t the seconds until the counter is full again, rounded up.
+// Limits in shadow mode, unlimited ones and descriptors with no limit are left out; so are
+// limits whose remaining quota is unknown (failure policy, cache) from RateLimit.
+// Retry-After is delay-seconds, rounded up.
+
+// AppendPolicyHeader appends the RateLimit-Policy field value to b.
+func (r *Result) AppendPolicyHeader(b []byte) []byte { return r.appendItems(b, true) }
+
+// AppendRateLimitHeader appends the RateLimit field value to b.
+func (r *Result) AppendRateLimitHeader(b []byte) []byte { return r.appendItems(b, false) }
+
+// appendItems appends one list item per limit: its policy (q, w), or its state (r, t).
+func (r *Result) appendItems(b []byte, policy bool) []byte {
+	first := true
+	for i := range r.Statuses {
+		s := &r.Statuses[i]
+		if !s.Applied || s.Unlimited || s.Shadow || (!policy && s.Remaining < 0) {
+			continue
+		}
+		if !first {
+			b = append(b, ", "...)
+		}
+		first = false
+		b = appendSFString(b, s.Name)
+		if policy {
+			b = append(b, ";q="...)
+			b = strconv.AppendInt(b, s.Quota, 10)
+			b = append(b, ";w="...)
+			b = strconv.AppendInt(b, ceilSeconds(s.Limit.Period), 10)
+		} else {
+			b = append(b, ";r="...)
+			b = strconv.AppendInt(b, s.Remaining, 10)
+			b = append(b, ";t="...)
+			b = strconv.AppendInt(b, ceilSeconds(s.ResetAfter), 10)
+		}
+	}
+	return b
+}
+
+// RetryAfterSeconds is the Retry-After value: RetryAfter in seconds, rounded up; 0 when the
+// request is allowed (send no Retry-After then).
+func (r *Result) RetryAfterSeconds() int64 {
+	return ceilSeconds(r.RetryAfter())
+}
+
+// Headers returns the three header values as strings (empty when there is nothing to send):
+// a convenience over the Append methods, which allocate nothing given a buffer.
+func (r *Result) Headers() (policy, rateLimit, retryAfter string) {
+	var buf [256]byte
+	policy = string(r.AppendPolicyHeader(buf[:0]))
+	rateLimit = string(r.AppendRateLimitHeader(buf[:0]))
+	if s := r.RetryAfterSeconds(); s > 0 && !r.Allowed {
+		retryAfter = strconv.FormatInt(s, 10)
+	}
+	return policy, rateLimit, retryAfter
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// appendSFString appends s as a Structured Fields string (RFC 9651): quoted, with '"' and
+// '\' escaped. Names are printable ASCII (checked by the configuration).
+func appendSFString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\', c)
+		} else {
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,692 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// Config configures a Limiter. Only Store is required; every other field has the default
+// stated beside it.
+type Config struct {
+	// Store counts the hits. Required.
+	Store Store
+	// Domains is the initial descriptor configuration (see SetDomains). Default none: every
+	// request is allowed with no limit applied.
+	Domains []Domain
+	// Now is the clock of the over-limit cache and the circuit breaker (the store keeps its
+	// own). Default time.Now.
+	Now func() time.Time
+	// Logger receives breaker transitions, store errors and shadow-mode refusals. Default: a
+	// logger that discards.
+	Logger *slog.Logger
+	// Meter creates the decision counters. Default: no-op.
+	Meter metric.Meter
+	// StoreTimeout caps how long one store call may take, below the caller's own deadline.
+	// Default 5ms; negative: no cap beyond the caller's deadline. Not applied to stores that
+	// implement NonBlocking.
+	StoreTimeout time.Duration
+	// Fallback is the in-process store that domains with the Local failure policy count in
+	// while Store is failing (memstore.New(...) in cmd/warden). Required if a domain uses
+	// Local.
+	Fallback Store
+	// Replicas is the number of Warden replicas sharing Store: under the Local policy each
+	// replica enforces ceil(limit/Replicas). Default 1.
+	Replicas int
+	// BreakerFailures is how many consecutive store errors open the circuit breaker.
+	// Default 5.
+	BreakerFailures int
+	// BreakerCooldown is how long an open breaker keeps every call away from the store before
+	// letting one probe through. Default 1s.
+	BreakerCooldown time.Duration
+	// OverLimitCacheSize bounds the over-limit cache: counters known to be over their limit
+	// until an instant, answered without a store call. Default 10000; negative disables it.
+	OverLimitCacheSize int
+}
+
+// NonBlocking is implemented by stores whose Take never waits (in-process stores). The
+// Limiter calls them with the caller's context as is, without deriving a deadline, which
+// saves a timer and allocations per call.
+type NonBlocking interface {
+	NonBlocking() bool
+}
+
+// Entry is one key/value pair of a request descriptor, as in envoyproxy/ratelimit.
+type Entry struct {
+	Key, Value string
+}
+
+// RequestDescriptor is one descriptor of a request: an ordered list of entries that walks a
+// domain's tree and picks at most one limit.
+type RequestDescriptor struct {
+	Entries []Entry
+	// Cost overrides Request.Cost for this descriptor when HasCost is set (envoy's
+	// per-descriptor hits_addend).
+	Cost    int64
+	HasCost bool
+}
+
+// Request asks whether a request is within its limits.
+type Request struct {
+	Domain      string
+	Descriptors []RequestDescriptor
+	// Cost is the number of units to consume from each limit (envoy's hits_addend). 0 peeks:
+	// statuses are computed and nothing is consumed.
+	Cost int64
+	// Tier is the principal's tier, selecting RateLimit.Tiers; "" uses the base limits.
+	Tier string
+}
+
+// Code is a descriptor's outcome.
+type Code uint8
+
+const (
+	// CodeOK: within the limit, or no limit applied.
+	CodeOK Code = iota
+	// CodeOverLimit: the limit refuses the request (which is still allowed if the limit is in
+	// shadow mode).
+	CodeOverLimit
+)
+
+func (c Code) String() string {
+	if c == CodeOverLimit {
+		return "OVER_LIMIT"
+	}
+	return "OK"
+}
+
+// Source says who decided a descriptor's status.
+type Source uint8
+
+const (
+	// FromStore: the store counted it.
+	FromStore Source = iota
+	// FromCache: the over-limit cache knew the counter was over its limit; the store was not
+	// asked.
+	FromCache
+	// FromFallback: the store failed and the Local policy counted in the fallback store.
+	FromFallback
+	// FromFailOpen: the store failed and the FailOpen policy allowed the request.
+	FromFailOpen
+)
+
+var sourceNames = [...]string{"store", "cache", "fallback", "fail_open"}
+
+func (s Source) String() string {
+	if int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return "unknown"
+}
+
+// DescriptorStatus is the outcome for one request descriptor.
+type DescriptorStatus struct {
+	Code Code
+	// Applied is false when no limit matched the descriptor, or the limit that matched was
+	// replaced by another (RateLimit.Replaces); the other fields are then zero.
+	Applied bool
+	// Unlimited: the limit that matched is "unlimited" (Applied is true, nothing is counted).
+	Unlimited bool
+	// Shadow: the limit is in shadow mode; CodeOverLimit then does not deny the request.
+	Shadow bool
+	// Name is the limit's name.
+	Name string
+	// Limit is the limit applied (scaled down by Replicas under the Local policy).
+	Limit Limit
+	// Quota is Limit.Limit, or the burst for a token bucket: what Remaining counts down from.
+	Quota int64
+	// Remaining is what is left after this request, or -1 when unknown (the store was not
+	// asked: FromFailOpen, or FromCache for descriptors other than the cached one).
+	Remaining int64
+	// ResetAfter is how long until the counter is at its full quota again.
+	ResetAfter time.Duration
+	// RetryAfter is how long until a retry could be allowed; zero unless CodeOverLimit.
+	RetryAfter time.Duration
+	Source     Source
+}
+
+// Result is Check's answer. Reuse one Result across calls to reuse its Statuses.
+type Result struct {
+	// Allowed is false when some limit not in shadow mode refused the request.
+	Allowed bool
+	// Statuses holds one status per request descriptor, in order.
+	Statuses []DescriptorStatus
+}
+
+// RetryAfter is the longest RetryAfter of the limits that deny the request (zero when
+// allowed).
+func (r *Result) RetryAfter() time.Duration {
+	var d time.Duration
+	for i := range r.Statuses {
+		if s := &r.Statuses[i]; s.Code == CodeOverLimit && !s.Shadow {
+			d = max(d, s.RetryAfter)
+		}
+	}
+	return d
+}
+
+// ErrInvalidRequest is wrapped by the errors Check returns for malformed requests; the
+// service maps them to codes.InvalidArgument. Use errors.As with *RequestError for the field.
+var ErrInvalidRequest = errors.New("limiter: invalid request")
+
+// ErrNoLimit is returned by the admin calls when no limit matches the descriptor.
+var ErrNoLimit = errors.New("limiter: no limit matches the descriptor")
+
+// RequestError is a malformed request: Field is a path in Request such as
+// "descriptors[1].entries".
+type RequestError struct {
+	Field  string
+	Reason string
+}
+
+func (e *RequestError) Error() string { return "invalid request: " + e.Field + ": " + e.Reason }
+
+// Unwrap returns ErrInvalidRequest.
+func (e *RequestError) Unwrap() error { return ErrInvalidRequest }
+
+// Limiter decides whether requests are within their limits: it resolves a request's
+// descriptors to limits through the domain configuration, asks the store for all of them at
+// once (all or nothing), and applies the domain's failure policy when the store fails.
+//
+// Create one with New and call Check per request; SetDomains replaces the configuration
+// atomically (hot reload). A Limiter is safe for concurrent use.
+type Limiter struct {
+	store, fallback Store
+	storeBlocks     bool
+	now             func() time.Time
+	log             *slog.Logger
+	timeout         time.Duration
+	replicas        int64
+	rules           atomic.Pointer[compiled]
+	br              breaker
+	cache           *overCache
+	pool            sync.Pool
+	m               instruments
+}
+
+// New returns a Limiter, or a *ConfigError if the configuration is invalid.
+func New(c Config) (*Limiter, error) {
+	if c.Store == nil {
+		return nil, &ConfigError{Path: "store", Err: errors.New("required")}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Meter == nil {
+		c.Meter = noop.NewMeterProvider().Meter("")
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = 5 * time.Millisecond
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.BreakerFailures <= 0 {
+		c.BreakerFailures = 5
+	}
+	if c.BreakerCooldown <= 0 {
+		c.BreakerCooldown = time.Second
+	}
+	if c.OverLimitCacheSize == 0 {
+		c.OverLimitCacheSize = 10000
+	}
+	l := &Limiter{
+		store:    c.Store,
+		fallback: c.Fallback,
+		now:      c.Now,
+		log:      c.Logger,
+		timeout:  c.StoreTimeout,
+		replicas: int64(c.Replicas),
+		br:       breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown},
+	}
+	if nb, ok := c.Store.(NonBlocking); !ok || !nb.NonBlocking() {
+		l.storeBlocks = true
+	}
+	if c.OverLimitCacheSize > 0 {
+		l.cache = newOverCache(c.OverLimitCacheSize)
+	}
+	var err error
+	if l.m, err = newInstruments(c.Meter); err != nil {
+		return nil, err
+	}
+	l.pool.New = func() any { return new(scratch) }
+	if err := l.SetDomains(c.Domains); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// SetDomains validates domains and, if they are valid, makes them the configuration for the
+// following Checks. On error the previous configuration stays.
+func (l *Limiter) SetDomains(domains []Domain) error {
+	c, err := compile(domains)
+	if err != nil {
+		return err
+	}
+	for i, d := range domains {
+		if d.FailurePolicy == Local && l.fallback == nil {
+			return &ConfigError{Path: "domains[" + strconv.Itoa(i) + "].failure_policy", Err: errors.New("local needs a fallback store (Config.Fallback)")}
+		}
+	}
+	for _, d := range c.domains {
+		d.metrics = l.m.forDomain(d.name, d.policy)
+	}
+	l.rules.Store(c)
+	return nil
+}
+
+// scratch holds one Check's buffers; Limiter.pool recycles them.
+type scratch struct {
+	hits []Hit
+	out  []Status
+	desc []int     // hit i belongs to request descriptor desc[i]
+	lims []*climit // and to limit lims[i]
+	key  []byte
+}
+
+func (l *Limiter) getScratch() *scratch {
+	sc := l.pool.Get().(*scratch)
+	sc.hits, sc.out, sc.desc, sc.lims = sc.hits[:0], sc.out[:0], sc.desc[:0], sc.lims[:0]
+	return sc
+}
+
+func (l *Limiter) putScratch(sc *scratch) {
+	clear(sc.hits[:cap(sc.hits)]) // drop key strings
+	clear(sc.lims[:cap(sc.lims)])
+	l.pool.Put(sc)
+}
+
+// Check decides req and writes the outcome into res (reusing res.Statuses). An error means no
+// decision: a *RequestError (ErrInvalidRequest) for a malformed request, an error wrapping
+// ErrUnavailable when the store failed under FailClosed, or ctx's error when ctx ended
+// first. A request whose domain is not configured is allowed with no limit applied, as
+// envoyproxy/ratelimit does.
+func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
+	res.Allowed = true
+	res.Statuses = res.Statuses[:0]
+	if req.Cost < 0 {
+		return &RequestError{Field: "cost", Reason: "must not be negative"}
+	}
+	for range req.Descriptors {
+		res.Statuses = append(res.Statuses, DescriptorStatus{})
+	}
+	d := l.rules.Load().domains[req.Domain]
+	sc := l.getScratch()
+	defer l.putScratch(sc)
+	for i := range req.Descriptors {
+		rd := &req.Descriptors[i]
+		if len(rd.Entries) == 0 {
+			return &RequestError{Field: "descriptors[" + strconv.Itoa(i) + "].entries", Reason: "empty"}
+		}
+		cost := req.Cost
+		if rd.HasCost {
+			if cost = rd.Cost; cost < 0 {
+				return &RequestError{Field: "descriptors[" + strconv.Itoa(i) + "].cost", Reason: "must not be negative"}
+			}
+		}
+		if d == nil {
+			continue
+		}
+		cl := d.resolve(rd.Entries)
+		if cl == nil {
+			continue
+		}
+		tl := cl.tier(req.Tier)
+		st := &res.Statuses[i]
+		st.Applied, st.Name, st.Shadow = true, cl.name, cl.shadow
+		if tl.unlimited {
+			st.Unlimited = true
+			continue
+		}
+		st.Limit, st.Quota = tl.limit, tl.params.Burst
+		key := tl.key
+		if key == "" {
+			sc.key = d.appendKey(sc.key[:0], rd.Entries, tl)
+			key = string(sc.key)
+		}
+		sc.hits = append(sc.hits, Hit{Key: key, Limit: tl.limit, Cost: cost})
+		sc.desc = append(sc.desc, i)
+		sc.lims = append(sc.lims, cl)
+	}
+	if d == nil {
+		return nil
+	}
+	l.applyReplaces(sc, res)
+	if len(sc.hits) == 0 {
+		d.metrics.decision(ctx, true, FromStore)
+		return nil
+	}
+	tag := d.tag(&req)
+	now := l.now()
+	if l.fromCache(sc, res, tag, now) {
+		d.metrics.decision(ctx, false, FromCache)
+		return nil
+	}
+	for range sc.hits {
+		sc.out = append(sc.out, Status{})
+	}
+	src, err := l.take(ctx, d, tag, sc, now)
+	if err != nil {
+		return err
+	}
+	l.fill(ctx, d, sc, res, src, now, tag)
+	d.metrics.decision(ctx, res.Allowed, src)
+	return nil
+}
+
+// tag is the request's hash tag: the value of the domain's HashTagKey, else the domain.
+func (d *cdomain) tag(req *Request) string {
+	if d.tagKey != "" {
+		for i := range req.Descriptors {
+			for _, e := range req.Descriptors[i].Entries {
+				if e.Key == d.tagKey {
+					return e.Value
+				}
+			}
+		}
+	}
+	return d.name
+}
+
+// applyReplaces drops the hits whose limit another applied limit replaces.
+func (l *Limiter) applyReplaces(sc *scratch, res *Result) {
+	any := false
+	for _, cl := range sc.lims {
+		if len(cl.replaces) > 0 {
+			any = true
+			break
+		}
+	}
+	if !any {
+		return
+	}
+	replaced := func(name string) bool {
+		for _, cl := range sc.lims {
+			for _, r := range cl.replaces {
+				if r == name && cl.name != name {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	j := 0
+	for i := range sc.hits {
+		if replaced(sc.lims[i].name) {
+			res.Statuses[sc.desc[i]] = DescriptorStatus{}
+			continue
+		}
+		sc.hits[j], sc.desc[j], sc.lims[j] = sc.hits[i], sc.desc[i], sc.lims[i]
+		j++
+	}
+	sc.hits, sc.desc, sc.lims = sc.hits[:j], sc.desc[:j], sc.lims[:j]
+}
+
+// fromCache answers a request from the over-limit cache when one of its counters (not in
+// shadow mode) is known to be over its limit: the request is denied and nothing is consumed,
+// as the store would have done.
+func (l *Limiter) fromCache(sc *scratch, res *Result, tag string, now time.Time) bool {
+	if l.cache == nil || l.cache.empty() {
+		return false
+	}
+	hit := -1
+	var ce cacheEntry
+	for i := range sc.hits {
+		if sc.hits[i].Cost == 0 || sc.lims[i].shadow {
+			continue
+		}
+		if e, ok := l.cache.get(tag, sc.hits[i].Key, now); ok {
+			hit, ce = i, e
+			break
+		}
+	}
+	if hit < 0 {
+		return false
+	}
+	res.Allowed = false
+	for i := range sc.hits {
+		st := &res.Statuses[sc.desc[i]]
+		st.Source, st.Remaining = FromCache, -1
+	}
+	st := &res.Statuses[sc.desc[hit]]
+	st.Code, st.Remaining = CodeOverLimit, 0
+	st.RetryAfter = time.Duration(ce.until - now.UnixNano())
+	st.ResetAfter = max(st.RetryAfter, time.Duration(ce.resetAt-now.UnixNano()))
+	return true
+}
+
+// take asks the store, through the breaker, and applies the failure policy when it cannot
+// answer. It leaves the statuses in sc.out (except for FromFailOpen).
+func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch, now time.Time) (Source, error) {
+	var err error
+	if l.br.allow(now) {
+		err = l.storeTake(ctx, tag, sc)
+		if err == nil {
+			if l.br.success() {
+				l.log.LogAttrs(ctx, slog.LevelInfo, "rate limit store recovered: circuit breaker closed")
+			}
+			return FromStore, nil
+		}
+		if ctx.Err() != nil {
+			// The caller gave up: not the store's fault.
+			return 0, ctx.Err()
+		}
+		if l.br.failure(now) {
+			l.log.LogAttrs(ctx, slog.LevelWarn, "rate limit store failing: circuit breaker open",
+				slog.String("error", err.Error()), slog.Duration("cooldown", l.br.cooldown))
+		}
+	} else {
+		err = errBreakerOpen
+	}
+	d.metrics.fallback(ctx)
+	switch d.policy {
+	case FailClosed:
+		return 0, fmt.Errorf("%w: domain %q: %w", ErrUnavailable, d.name, err)
+	case Local:
+		for i := range sc.hits {
+			h := &sc.hits[i]
+			h.Limit.Limit = ceilDiv(h.Limit.Limit, l.replicas)
+			h.Limit.Burst = ceilDiv(h.Limit.Burst, l.replicas)
+		}
+		if ferr := l.takeFrom(ctx, l.fallback, tag, sc); ferr != nil {
+			return 0, fmt.Errorf("%w: domain %q: fallback: %w", ErrUnavailable, d.name, ferr)
+		}
+		return FromFallback, nil
+	}
+	return FromFailOpen, nil
+}
+
+var errBreakerOpen = errors.New("circuit breaker open")
+
+// storeTake calls the store with a deadline capped by StoreTimeout, and retakes without the
+// shadow-mode limits when only they refused (they must not block the others' counting).
+func (l *Limiter) storeTake(ctx context.Context, tag string, sc *scratch) error {
+	if l.storeBlocks && l.timeout > 0 {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > l.timeout {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, l.timeout)
+			defer cancel()
+		}
+	}
+	return l.takeFrom(ctx, l.store, tag, sc)
+}
+
+func (l *Limiter) takeFrom(ctx context.Context, s Store, tag string, sc *scratch) error {
+	ok, err := s.Take(ctx, tag, sc.hits, sc.out)
+	if err != nil || ok {
+		return err
+	}
+	return retakeWithoutShadow(ctx, s, tag, sc)
+}
+
+// retakeWithoutShadow handles a refused Take: if every refusal came from a shadow-mode limit,
+// the request is allowed, so the hits are taken again without those limits (keeping their
+// refused statuses).
+func retakeWithoutShadow(ctx context.Context, s Store, tag string, sc *scratch) error {
+	for i := range sc.out {
+		if !sc.out[i].Allowed && !sc.lims[i].shadow {
+			return nil // a real refusal: nothing consumed, statuses are final
+		}
+	}
+	// Move the refused shadow hits to the end and take the rest.
+	n := len(sc.hits)
+	j := 0
+	for i := range n {
+		if sc.out[i].Allowed {
+			sc.hits[j], sc.out[j], sc.desc[j], sc.lims[j] = sc.hits[i], sc.out[i], sc.desc[i], sc.lims[i]
+			j++
+		} else {
+			sc.hits = append(sc.hits, sc.hits[i])
+			sc.out = append(sc.out, sc.out[i])
+			sc.desc = append(sc.desc, sc.desc[i])
+			sc.lims = append(sc.lims, sc.lims[i])
+		}
+	}
+	k := copy(sc.hits[j:], sc.hits[n:])
+	copy(sc.out[j:], sc.out[n:])
+	copy(sc.desc[j:], sc.desc[n:])
+	copy(sc.lims[j:], sc.lims[n:])
+	sc.hits, sc.out, sc.desc, sc.lims = sc.hits[:j+k], sc.out[:j+k], sc.desc[:j+k], sc.lims[:j+k]
+	if j == 0 {
+		return nil
+	}
+	_, err := s.Take(ctx, tag, sc.hits[:j], sc.out[:j])
+	return err
+}
+
+// fill turns the store's statuses into the result, and remembers counters found over their
+// limit.
+func (l *Limiter) fill(ctx context.Context, d *cdomain, sc *scratch, res *Result, src Source, now time.Time, tag string) {
+	for i := range sc.hits {
+		st := &res.Statuses[sc.desc[i]]
+		st.Source = src
+		if src == FromFailOpen {
+			st.Remaining = -1
+			continue
+		}
+		s := &sc.out[i]
+		st.Limit = sc.hits[i].Limit
+		st.Quota, st.Remaining, st.ResetAfter, st.RetryAfter = s.Limit, s.Remaining, s.ResetAfter, s.RetryAfter
+		if s.Allowed {
+			st.Code = CodeOK
+		} else {
+			st.Code = CodeOverLimit
+			if st.Shadow {
+				if l.log.Enabled(ctx, slog.LevelInfo) {
+					l.log.LogAttrs(ctx, slog.LevelInfo, "shadow mode limit over",
+						slog.String("domain", d.name), slog.String("limit", st.Name), slog.String("key", sc.hits[i].Key))
+				}
+			} else {
+				res.Allowed = false
+				// Remember a counter with nothing left: any cost of 1 or more is refused until
+				// RetryAfter of a cost-1 request.
+				if l.cache != nil && src == FromStore && sc.hits[i].Cost == 1 && s.Remaining == 0 && s.RetryAfter > 0 {
+					l.cache.put(tag, sc.hits[i].Key, cacheEntry{
+						until:   now.Add(s.RetryAfter).UnixNano(),
+						resetAt: now.Add(s.ResetAfter).UnixNano(),
+					}, now)
+				}
+			}
+		}
+		if sc.lims[i].detailed {
+			d.metrics.detailed(ctx, st)
+		}
+	}
+}
+
+// Peek returns the status of one descriptor's counter without consuming anything (a cost 0
+// request), asking the store directly (no cache, no failure policy). It returns ErrNoLimit
+// when no counted limit matches.
+func (l *Limiter) Peek(ctx context.Context, domain, tier string, entries []Entry) (DescriptorStatus, error) {
+	d, cl, err := l.lookup(domain, entries)
+	if err != nil {
+		return DescriptorStatus{}, err
+	}
+	tl := cl.tier(tier)
+	if tl.unlimited {
+		return DescriptorStatus{Applied: true, Unlimited: true, Name: cl.name, Shadow: cl.shadow}, nil
+	}
+	key := tl.key
+	if key == "" {
+		key = string(d.appendKey(nil, entries, tl))
+	}
+	hits := []Hit{{Key: key, Limit: tl.limit}}
+	out := make([]Status, 1)
+	req := Request{Domain: domain, Descriptors: []RequestDescriptor{{Entries: entries}}}
+	if _, err := l.store.Take(ctx, d.tag(&req), hits, out); err != nil {
+		return DescriptorStatus{}, err
+	}
+	s := out[0]
+	code := CodeOK
+	if !s.Allowed {
+		code = CodeOverLimit
+	}
+	return DescriptorStatus{
+		Code: code, Applied: true, Shadow: cl.shadow, Name: cl.name, Limit: tl.limit,
+		Quota: s.Limit, Remaining: s.Remaining, ResetAfter: s.ResetAfter, RetryAfter: s.RetryAfter,
+	}, nil
+}
+
+// Reset forgets one descriptor's counters (the base limit's and every tier's) in the store,
+// the fallback store and the over-limit cache. The store must implement Resetter.
+func (l *Limiter) Reset(ctx context.Context, domain string, entries []Entry) error {
+	d, cl, err := l.lookup(domain, entries)
+	if err != nil {
+		return err
+	}
+	r, ok := l.store.(Resetter)
+	if !ok {
+		return errors.New("limiter: the store cannot reset counters")
+	}
+	fr, _ := l.fallback.(Resetter)
+	req := Request{Domain: domain, Descriptors: []RequestDescriptor{{Entries: entries}}}
+	tag := d.tag(&req)
+	tls := []*tierLimit{&cl.base}
+	for _, tl := range cl.tiers {
+		tls = append(tls, tl)
+	}
+	for _, tl := range tls {
+		if tl.unlimited {
+			continue
+		}
+		key := string(d.appendKey(nil, entries, tl))
+		if err := r.Reset(ctx, tag, key); err != nil {
+			return err
+		}
+		if fr != nil {
+			if err := fr.Reset(ctx, tag, key); err != nil {
+				return err
+			}
+		}
+		if l.cache != nil {
+			l.cache.remove(tag, key)
+		}
+	}
+	return nil
+}
+
+func (l *Limiter) lookup(domain string, entries []Entry) (*cdomain, *climit, error) {
+	if len(entries) == 0 {
+		return nil, nil, &RequestError{Field: "entries", Reason: "empty"}
+	}
+	d := l.rules.Load().domains[domain]
+	if d == nil {
+		return nil, nil, fmt.Errorf("%w: unknown domain %q", ErrNoLimit, domain)
+	}
+	cl := d.resolve(entries)
+	if cl == nil {
+		return nil, nil, ErrNoLimit
+	}
+	return d, cl, nil
+}

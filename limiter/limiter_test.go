@@ -1,0 +1,724 @@
+package limiter_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/memstore"
+)
+
+var base = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// clock is the test's time grid: stores and limiter read it, the test moves it.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) at(d time.Duration) {
+	c.mu.Lock()
+	c.t = base.Add(d)
+	c.mu.Unlock()
+}
+
+// recorder wraps a store and records the calls that reach it.
+type recorder struct {
+	limiter.Store
+	mu    sync.Mutex
+	calls int
+	tags  []string
+	keys  []string
+}
+
+func (r *recorder) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	r.mu.Lock()
+	r.calls++
+	r.tags = append(r.tags, tag)
+	for _, h := range hits {
+		r.keys = append(r.keys, h.Key)
+	}
+	r.mu.Unlock()
+	return r.Store.Take(ctx, tag, hits, out)
+}
+
+func (r *recorder) Reset(ctx context.Context, tag, key string) error {
+	return r.Store.(limiter.Resetter).Reset(ctx, tag, key)
+}
+
+func rl(n int64, unit string) *limiter.RateLimit {
+	return &limiter.RateLimit{Unit: unit, RequestsPerUnit: n, Algorithm: limiter.FixedWindow}
+}
+
+func newLimiter(t *testing.T, c *clock, domains []limiter.Domain, opts ...func(*limiter.Config)) (*limiter.Limiter, *recorder) {
+	t.Helper()
+	rec := &recorder{Store: memstore.New(memstore.Options{Now: c.now})}
+	cfg := limiter.Config{Store: rec, Domains: domains, Now: c.now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	l, err := limiter.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return l, rec
+}
+
+func desc(kvs ...string) limiter.RequestDescriptor {
+	var d limiter.RequestDescriptor
+	for i := 0; i+1 < len(kvs); i += 2 {
+		d.Entries = append(d.Entries, limiter.Entry{Key: kvs[i], Value: kvs[i+1]})
+	}
+	return d
+}
+
+func check(t *testing.T, l *limiter.Limiter, req limiter.Request) limiter.Result {
+	t.Helper()
+	var res limiter.Result
+	if err := l.Check(context.Background(), req, &res); err != nil {
+		t.Fatalf("Check(%+v): %v", req, err)
+	}
+	return res
+}
+
+// admitted sends n requests and counts the allowed ones.
+func admitted(t *testing.T, l *limiter.Limiter, req limiter.Request, n int) int {
+	t.Helper()
+	got := 0
+	for range n {
+		if check(t, l, req).Allowed {
+			got++
+		}
+	}
+	return got
+}
+
+// envoyDomain is a configuration in envoyproxy/ratelimit's shape.
+func envoyDomain() limiter.Domain {
+	return limiter.Domain{
+		Name: "edge",
+		Descriptors: []limiter.Descriptor{
+			{Key: "remote_address", RateLimit: rl(3, "second")},
+			{Key: "path", Value: "/login", RateLimit: rl(1, "minute")},
+			{Key: "path", Value: "/api/*", RateLimit: rl(5, "minute")},
+			{Key: "path", RateLimit: rl(10, "minute")},
+			{Key: "tenant", Descriptors: []limiter.Descriptor{
+				{Key: "user", RateLimit: rl(2, "hour")},
+				{Key: "user", Value: "vip", RateLimit: &limiter.RateLimit{Unlimited: true, Name: "vip"}},
+			}},
+			{Key: "shared", Value: "s*", ShareThreshold: true, RateLimit: rl(2, "hour")},
+		},
+	}
+}
+
+func TestResolution(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		d     limiter.RequestDescriptor
+		n     int
+		want  int
+		limit int64 // 0: no limit applies
+	}{
+		{"value-less key", desc("remote_address", "10.0.0.1"), 5, 3, 3},
+		{"exact value beats wildcard and key", desc("path", "/login"), 3, 1, 1},
+		{"wildcard beats key", desc("path", "/api/users"), 7, 5, 5},
+		{"value-less key for other values", desc("path", "/other"), 12, 10, 10},
+		{"nested", desc("tenant", "t1", "user", "u1"), 4, 2, 2},
+		{"nested exact unlimited", desc("tenant", "t1", "user", "vip"), 50, 50, 0},
+		{"a prefix of entries has no limit", desc("tenant", "t1"), 50, 50, 0},
+		{"more entries than the tree", desc("remote_address", "10.0.0.1", "x", "y"), 50, 50, 0},
+		{"unknown key", desc("nope", "x"), 50, 50, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &clock{t: base}
+			l, _ := newLimiter(t, c, []limiter.Domain{envoyDomain()})
+			req := limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{tc.d}}
+			if got := admitted(t, l, req, tc.n); got != tc.want {
+				t.Errorf("got %d of %d admitted, want %d", got, tc.n, tc.want)
+			}
+			if got := check(t, l, req).Statuses[0].Quota; got != tc.limit {
+				t.Errorf("quota: got %d, want %d", got, tc.limit)
+			}
+		})
+	}
+}
+
+func TestCountersPerValue(t *testing.T) {
+	c := &clock{t: base}
+	l, _ := newLimiter(t, c, []limiter.Domain{envoyDomain()})
+	r := func(kvs ...string) limiter.Request {
+		return limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc(kvs...)}}
+	}
+	for _, tc := range []struct {
+		req  limiter.Request
+		want int
+	}{
+		{r("remote_address", "a"), 3},
+		{r("remote_address", "b"), 3}, // one counter per value
+		{r("path", "/api/x"), 5},
+		{r("path", "/api/y"), 5}, // wildcard: one counter per value
+		{r("shared", "s1"), 2},
+		{r("shared", "s2"), 0}, // share_threshold: one counter for the pattern
+		{r("tenant", "t1", "user", "u"), 2},
+		{r("tenant", "t2", "user", "u"), 2}, // the whole entry list is the key
+	} {
+		if got := admitted(t, l, tc.req, 6); got != tc.want {
+			t.Errorf("%+v: got %d admitted, want %d", tc.req.Descriptors[0].Entries, got, tc.want)
+		}
+	}
+	// The window resets at the boundary.
+	c.at(time.Second)
+	if got := admitted(t, l, r("remote_address", "a"), 6); got != 3 {
+		t.Errorf("next second: got %d admitted, want 3", got)
+	}
+}
+
+func TestUnknownDomain(t *testing.T) {
+	c := &clock{t: base}
+	l, rec := newLimiter(t, c, []limiter.Domain{envoyDomain()})
+	res := check(t, l, limiter.Request{Domain: "nope", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("remote_address", "a")}})
+	if !res.Allowed || len(res.Statuses) != 1 || res.Statuses[0].Applied {
+		t.Errorf("unknown domain: got %+v, want allowed, one status with no limit", res)
+	}
+	if rec.calls != 0 {
+		t.Errorf("unknown domain: got %d store calls, want 0", rec.calls)
+	}
+}
+
+func TestTiersAndAlgorithms(t *testing.T) {
+	c := &clock{t: base}
+	d := limiter.Domain{Name: "api", Descriptors: []limiter.Descriptor{{
+		Key: "user",
+		RateLimit: &limiter.RateLimit{
+			Name: "per_user", Algorithm: limiter.TokenBucket, RequestsPerUnit: 10, Period: 90 * time.Second, Burst: 4,
+			Tiers: map[string]limiter.TierLimit{
+				"paid":       {RequestsPerUnit: 100, Burst: 40},
+				"enterprise": {Unlimited: true},
+				"daily":      {RequestsPerUnit: 7, Unit: "day"},
+			},
+		},
+	}}}
+	l, _ := newLimiter(t, c, []limiter.Domain{d})
+	for _, tc := range []struct {
+		tier, user string
+		want       int
+	}{
+		{"", "u1", 4},
+		{"free", "u2", 4}, // an unknown tier gets the base limit
+		{"paid", "u3", 40},
+		{"enterprise", "u4", 60},
+		{"daily", "u5", 7},
+	} {
+		req := limiter.Request{Domain: "api", Tier: tc.tier, Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("user", tc.user)}}
+		if got := admitted(t, l, req, 60); got != tc.want {
+			t.Errorf("tier %q: got %d of 60 admitted, want %d", tc.tier, got, tc.want)
+		}
+	}
+	// The base bucket refills one token per 9 s.
+	c.at(9 * time.Second)
+	req := limiter.Request{Domain: "api", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("user", "u1")}}
+	if got := admitted(t, l, req, 5); got != 1 {
+		t.Errorf("after 9s: got %d admitted, want 1", got)
+	}
+}
+
+func TestCostAndPeek(t *testing.T) {
+	c := &clock{t: base}
+	l, _ := newLimiter(t, c, []limiter.Domain{envoyDomain()})
+	path := desc("path", "/x") // 10 per minute
+	addr := desc("remote_address", "a")
+	addr.Cost, addr.HasCost = 1, true
+	res := check(t, l, limiter.Request{Domain: "edge", Cost: 4, Descriptors: []limiter.RequestDescriptor{path, addr}})
+	if !res.Allowed || res.Statuses[0].Remaining != 6 || res.Statuses[1].Remaining != 2 {
+		t.Fatalf("cost 4 with an override of 1: got %+v, want remaining 6 and 2", res.Statuses)
+	}
+	for range 3 {
+		res = check(t, l, limiter.Request{Domain: "edge", Cost: 0, Descriptors: []limiter.RequestDescriptor{path}})
+		if !res.Allowed || res.Statuses[0].Remaining != 6 {
+			t.Fatalf("peek: got %+v, want allowed, remaining 6", res.Statuses[0])
+		}
+	}
+	res = check(t, l, limiter.Request{Domain: "edge", Cost: 7, Descriptors: []limiter.RequestDescriptor{path}})
+	if res.Allowed || res.Statuses[0].Code != limiter.CodeOverLimit || res.Statuses[0].Remaining != 6 {
+		t.Fatalf("cost 7 of 6 left: got %+v, want over limit, remaining 6", res.Statuses[0])
+	}
+	var res2 limiter.Result
+	err := l.Check(context.Background(), limiter.Request{Domain: "edge", Cost: -1, Descriptors: []limiter.RequestDescriptor{path}}, &res2)
+	var re *limiter.RequestError
+	if !errors.As(err, &re) || re.Field != "cost" || !errors.Is(err, limiter.ErrInvalidRequest) {
+		t.Errorf("negative cost: got %v, want a RequestError on cost", err)
+	}
+	err = l.Check(context.Background(), limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{path, {}}}, &res2)
+	if !errors.As(err, &re) || re.Field != "descriptors[1].entries" {
+		t.Errorf("empty descriptor: got %v, want a RequestError on descriptors[1].entries", err)
+	}
+}
+
+func TestAllOrNothingAndShadow(t *testing.T) {
+	c := &clock{t: base}
+	d := limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{
+		{Key: "a", RateLimit: rl(10, "minute")},
+		{Key: "b", RateLimit: rl(2, "minute")},
+		{Key: "s", RateLimit: rl(1, "minute"), ShadowMode: true},
+	}}
+	l, _ := newLimiter(t, c, []limiter.Domain{d})
+	ab := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("a", "x"), desc("b", "x")}}
+	if got := admitted(t, l, ab, 5); got != 2 {
+		t.Fatalf("a and b: got %d admitted, want 2", got)
+	}
+	// b refused three times: a was not consumed by them.
+	a := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("a", "x")}}
+	if got := admitted(t, l, a, 10); got != 8 {
+		t.Fatalf("a alone after: got %d admitted, want 8", got)
+	}
+
+	// A shadow limit over its limit never denies, and does not keep the others from counting.
+	as := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("a", "y"), desc("s", "y")}}
+	for i := range 4 {
+		res := check(t, l, as)
+		if !res.Allowed {
+			t.Fatalf("request %d with a shadow limit: denied %+v", i, res.Statuses)
+		}
+		wantCode := limiter.CodeOK
+		if i > 0 {
+			wantCode = limiter.CodeOverLimit
+		}
+		if s := res.Statuses[1]; s.Code != wantCode || !s.Shadow {
+			t.Fatalf("request %d: shadow status %+v, want code %v, shadow", i, s, wantCode)
+		}
+		if s := res.Statuses[0]; s.Code != limiter.CodeOK || s.Remaining != int64(9-i) {
+			t.Fatalf("request %d: a's status %+v, want OK, remaining %d", i, s, 9-i)
+		}
+		if res.RetryAfter() != 0 || res.RetryAfterSeconds() != 0 {
+			t.Fatalf("request %d: retry %v for an allowed request", i, res.RetryAfter())
+		}
+	}
+}
+
+func TestReplaces(t *testing.T) {
+	c := &clock{t: base}
+	d := limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{
+		{Key: "user", RateLimit: &limiter.RateLimit{Name: "per_user", Unit: "minute", RequestsPerUnit: 2, Algorithm: limiter.FixedWindow}},
+		{Key: "bot", Value: "crawler", RateLimit: &limiter.RateLimit{Name: "crawler", Unit: "minute", RequestsPerUnit: 5, Algorithm: limiter.FixedWindow, Replaces: []string{"per_user"}}},
+	}}
+	l, _ := newLimiter(t, c, []limiter.Domain{d})
+	req := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("user", "u"), desc("bot", "crawler")}}
+	if got := admitted(t, l, req, 8); got != 5 {
+		t.Errorf("per_user replaced by crawler: got %d admitted, want 5", got)
+	}
+	res := check(t, l, req)
+	if res.Statuses[0].Applied || !res.Statuses[1].Applied || res.Statuses[1].Name != "crawler" {
+		t.Errorf("statuses: got %+v, want the first not applied, the second crawler", res.Statuses)
+	}
+	alone := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("user", "u")}}
+	if got := admitted(t, l, alone, 4); got != 2 {
+		t.Errorf("per_user alone: got %d admitted, want 2 (not consumed while replaced)", got)
+	}
+}
+
+func TestHeaders(t *testing.T) {
+	c := &clock{t: base.Add(250 * time.Millisecond)}
+	d := limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{
+		{Key: "k", RateLimit: &limiter.RateLimit{Name: "burst", Unit: "second", RequestsPerUnit: 10, Algorithm: limiter.FixedWindow}},
+		{Key: "k2", RateLimit: &limiter.RateLimit{Name: `da"ily`, Unit: "day", RequestsPerUnit: 1000, Algorithm: limiter.FixedWindow}},
+		{Key: "k3", RateLimit: rl(1, "second"), ShadowMode: true},
+	}}
+	l, _ := newLimiter(t, c, []limiter.Domain{d})
+	req := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("k", "v"), desc("k2", "v"), desc("k3", "v")}}
+	var res limiter.Result
+	for range 7 {
+		res = check(t, l, req)
+	}
+	policy, rate, retry := res.Headers()
+	want := []string{`"burst";q=10;w=1, "da\"ily";q=1000;w=86400`, `"burst";r=3;t=1, "da\"ily";r=993;t=86400`, ""}
+	if diff := cmp.Diff(want, []string{policy, rate, retry}); diff != "" {
+		t.Errorf("allowed: headers (-want +got):\n%s", diff)
+	}
+	for range 4 {
+		res = check(t, l, req)
+	}
+	policy, rate, retry = res.Headers()
+	want = []string{`"burst";q=10;w=1, "da\"ily";q=1000;w=86400`, `"burst";r=0;t=1, "da\"ily";r=990;t=86400`, "1"}
+	if diff := cmp.Diff(want, []string{policy, rate, retry}); diff != "" {
+		t.Errorf("denied: headers (-want +got):\n%s", diff)
+	}
+	if got := res.RetryAfter(); got != 750*time.Millisecond {
+		t.Errorf("RetryAfter: got %v, want 750ms", got)
+	}
+}
+
+func TestOverLimitCache(t *testing.T) {
+	c := &clock{t: base}
+	d := limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{
+		{Key: "k", RateLimit: &limiter.RateLimit{Unit: "second", RequestsPerUnit: 2, Algorithm: limiter.TokenBucket}},
+		{Key: "other", RateLimit: rl(100, "second")},
+	}}
+	l, rec := newLimiter(t, c, []limiter.Domain{d})
+	req := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("k", "v"), desc("other", "o")}}
+	if got := admitted(t, l, req, 3); got != 2 {
+		t.Fatalf("got %d admitted, want 2", got)
+	}
+	calls := rec.calls
+	res := check(t, l, req)
+	if res.Allowed || rec.calls != calls {
+		t.Fatalf("known over limit: allowed %v, %d store calls, want denied with none", res.Allowed, rec.calls-calls)
+	}
+	want := []limiter.DescriptorStatus{
+		{Code: limiter.CodeOverLimit, Applied: true, Name: "d.k", Remaining: 0, RetryAfter: 500 * time.Millisecond, ResetAfter: time.Second, Source: limiter.FromCache},
+		{Code: limiter.CodeOK, Applied: true, Name: "d.other", Remaining: -1, Source: limiter.FromCache},
+	}
+	if diff := cmp.Diff(want, res.Statuses, cmp.FilterPath(func(p cmp.Path) bool {
+		f := p.Last().String()
+		return f == ".Limit" || f == ".Quota"
+	}, cmp.Ignore())); diff != "" {
+		t.Errorf("cached statuses (-want +got):\n%s", diff)
+	}
+	// Until one token is back (500 ms), no store call; then the store again.
+	c.at(499 * time.Millisecond)
+	check(t, l, req)
+	if rec.calls != calls {
+		t.Fatalf("at 499ms: got %d store calls, want 0", rec.calls-calls)
+	}
+	c.at(500 * time.Millisecond)
+	if res := check(t, l, req); !res.Allowed || rec.calls != calls+1 {
+		t.Fatalf("at 500ms: allowed %v after %d store calls, want allowed after 1", res.Allowed, rec.calls-calls)
+	}
+	// A peek is never answered from the cache.
+	check(t, l, req)
+	calls = rec.calls
+	check(t, l, limiter.Request{Domain: "d", Cost: 0, Descriptors: req.Descriptors})
+	if rec.calls != calls+1 {
+		t.Errorf("peek: got %d store calls, want 1", rec.calls-calls)
+	}
+}
+
+func TestHashTag(t *testing.T) {
+	c := &clock{t: base}
+	domains := []limiter.Domain{envoyDomain(), {Name: "tenants", HashTagKey: "tenant", Descriptors: []limiter.Descriptor{
+		{Key: "tenant", Descriptors: []limiter.Descriptor{{Key: "user", RateLimit: rl(5, "minute")}}},
+	}}}
+	l, rec := newLimiter(t, c, domains)
+	check(t, l, limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("remote_address", "a")}})
+	check(t, l, limiter.Request{Domain: "tenants", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("tenant", "acme", "user", "u")}})
+	if diff := cmp.Diff([]string{"edge", "acme"}, rec.tags); diff != "" {
+		t.Errorf("tags (-want +got):\n%s", diff)
+	}
+	// Keys are deterministic: domain, entries, algorithm and period.
+	want := []string{"edge|remote_address=a|f1000000", "tenants|tenant=acme|user=u|f60000000"}
+	if diff := cmp.Diff(want, rec.keys); diff != "" {
+		t.Errorf("keys (-want +got):\n%s", diff)
+	}
+}
+
+func TestAdmin(t *testing.T) {
+	c := &clock{t: base}
+	l, _ := newLimiter(t, c, []limiter.Domain{envoyDomain()})
+	ctx := context.Background()
+	req := limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("tenant", "t", "user", "u")}}
+	admitted(t, l, req, 2)
+	st, err := l.Peek(ctx, "edge", "", req.Descriptors[0].Entries)
+	if err != nil || st.Remaining != 0 || st.Quota != 2 || st.Code != limiter.CodeOK {
+		t.Fatalf("Peek: got %+v, %v, want remaining 0 of 2", st, err)
+	}
+	if admitted(t, l, req, 1) != 0 {
+		t.Fatalf("over the limit: admitted")
+	}
+	if err := l.Reset(ctx, "edge", req.Descriptors[0].Entries); err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	if st, _ := l.Peek(ctx, "edge", "", req.Descriptors[0].Entries); st.Remaining != 2 {
+		t.Fatalf("Peek after Reset: remaining %d, want 2", st.Remaining)
+	}
+	// The over-limit cache forgot it too.
+	if got := admitted(t, l, req, 3); got != 2 {
+		t.Fatalf("after Reset: got %d admitted, want 2", got)
+	}
+	if _, err := l.Peek(ctx, "edge", "", []limiter.Entry{{Key: "nope", Value: "x"}}); !errors.Is(err, limiter.ErrNoLimit) {
+		t.Errorf("Peek of no limit: got %v, want ErrNoLimit", err)
+	}
+}
+
+// failing is a Store whose Take fails while down is set; it counts the calls that reach it.
+type failing struct {
+	limiter.Store
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+var errDown = errors.New("store down")
+
+func (f *failing) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	f.calls.Add(1)
+	if f.down.Load() {
+		return false, errDown
+	}
+	return f.Store.Take(ctx, tag, hits, out)
+}
+
+func TestFailurePolicyAndBreaker(t *testing.T) {
+	for _, policy := range []limiter.FailurePolicy{limiter.FailOpen, limiter.FailClosed, limiter.Local} {
+		t.Run(policy.String(), func(t *testing.T) {
+			c := &clock{t: base}
+			f := &failing{Store: memstore.New(memstore.Options{Now: c.now})}
+			reader := sdkmetric.NewManualReader()
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+			d := limiter.Domain{Name: "d", FailurePolicy: policy, Descriptors: []limiter.Descriptor{{Key: "k", RateLimit: rl(10, "hour")}}}
+			l, err := limiter.New(limiter.Config{
+				Store: f, Domains: []limiter.Domain{d}, Now: c.now, Meter: mp.Meter("test"),
+				Fallback: memstore.New(memstore.Options{Now: c.now}), Replicas: 4,
+				BreakerFailures: 3, BreakerCooldown: 10 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("k", "v")}}
+			f.down.Store(true)
+			allowed := 0
+			for i := range 8 {
+				var res limiter.Result
+				err := l.Check(context.Background(), req, &res)
+				switch policy {
+				case limiter.FailClosed:
+					if !errors.Is(err, limiter.ErrUnavailable) {
+						t.Fatalf("request %d: got %v, want ErrUnavailable", i, err)
+					}
+				case limiter.FailOpen:
+					if err != nil || !res.Allowed || res.Statuses[0].Source != limiter.FromFailOpen || res.Statuses[0].Remaining != -1 {
+						t.Fatalf("request %d: got %+v, %v, want allowed from fail_open", i, res, err)
+					}
+				case limiter.Local:
+					if err != nil || res.Statuses[0].Source != limiter.FromFallback || res.Statuses[0].Quota != 3 {
+						t.Fatalf("request %d: got %+v, %v, want a fallback decision on ceil(10/4) = 3", i, res, err)
+					}
+				}
+				if err == nil && res.Allowed {
+					allowed++
+				}
+			}
+			if policy == limiter.Local && allowed != 3 {
+				t.Errorf("local: got %d allowed, want 3", allowed)
+			}
+			// Three failures opened the breaker: the other five never reached the store.
+			if got := f.calls.Load(); got != 3 {
+				t.Errorf("store calls: got %d, want 3", got)
+			}
+			if got := sum(t, reader, "warden.ratelimit.store_unavailable", attribute.String("policy", policy.String())); got != 8 {
+				t.Errorf("store_unavailable counter: got %d, want 8", got)
+			}
+			// Cooldown over, the store still down: one probe, open again.
+			c.at(10 * time.Second)
+			l.Check(context.Background(), req, &limiter.Result{})
+			l.Check(context.Background(), req, &limiter.Result{})
+			if got := f.calls.Load(); got != 4 {
+				t.Errorf("after the cooldown with the store down: got %d calls, want 4 (one probe)", got)
+			}
+			// The store is back: the next probe closes the breaker.
+			f.down.Store(false)
+			c.at(20 * time.Second)
+			for i := range 3 {
+				var res limiter.Result
+				if err := l.Check(context.Background(), req, &res); err != nil || !res.Allowed || res.Statuses[0].Source != limiter.FromStore {
+					t.Fatalf("store back, request %d: got %+v, %v, want allowed by the store", i, res, err)
+				}
+			}
+			if got := f.calls.Load(); got != 7 {
+				t.Errorf("store back: got %d calls, want 7", got)
+			}
+			if got := sum(t, reader, "warden.ratelimit.decisions", attribute.String("source", "store")); got != 3 {
+				t.Errorf("store decisions counter: got %d, want 3", got)
+			}
+		})
+	}
+}
+
+// sum reads an Int64 counter's total over the data points that carry attr.
+func sum(t *testing.T, r *sdkmetric.ManualReader, name string, attr attribute.KeyValue) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				if v, ok := dp.Attributes.Value(attr.Key); ok && v == attr.Value {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
+}
+
+// deadlineStore records the deadline of the context it is called with.
+type deadlineStore struct {
+	limiter.Store
+	deadline time.Time
+	ok       bool
+}
+
+func (s *deadlineStore) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	s.deadline, s.ok = ctx.Deadline()
+	return s.Store.Take(ctx, tag, hits, out)
+}
+
+func TestStoreDeadline(t *testing.T) {
+	c := &clock{t: base}
+	ds := &deadlineStore{Store: memstore.New(memstore.Options{Now: c.now})}
+	l, err := limiter.New(limiter.Config{Store: ds, Now: c.now, StoreTimeout: time.Hour, Domains: []limiter.Domain{envoyDomain()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("remote_address", "a")}}
+	var res limiter.Result
+	before := time.Now()
+	if err := l.Check(context.Background(), req, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !ds.ok || ds.deadline.Before(before.Add(time.Hour)) || ds.deadline.After(time.Now().Add(time.Hour)) {
+		t.Errorf("no caller deadline: store got deadline %v (set %v), want now + StoreTimeout", ds.deadline, ds.ok)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), before.Add(time.Minute))
+	defer cancel()
+	if err := l.Check(ctx, req, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !ds.deadline.Equal(before.Add(time.Minute)) {
+		t.Errorf("caller deadline sooner than the cap: store got %v, want %v", ds.deadline, before.Add(time.Minute))
+	}
+}
+
+func TestValidation(t *testing.T) {
+	ok := func(d limiter.Descriptor) limiter.Domain {
+		return limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{{Key: "a", RateLimit: rl(1, "second")}, d}}
+	}
+	for _, tc := range []struct {
+		name    string
+		domains []limiter.Domain
+		path    string
+	}{
+		{"no domain name", []limiter.Domain{{}}, "domains[0].domain"},
+		{"duplicate domain", []limiter.Domain{{Name: "d"}, {Name: "d"}}, "domains[1].domain"},
+		{"no key", []limiter.Domain{ok(limiter.Descriptor{})}, "domains[0].descriptors[1].key"},
+		{"duplicate descriptor", []limiter.Domain{ok(limiter.Descriptor{Key: "a"})}, "domains[0].descriptors[1]"},
+		{"bad unit", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: rl(1, "fortnight")})}, "domains[0].descriptors[1].rate_limit.unit"},
+		{"no unit", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: rl(1, "")})}, "domains[0].descriptors[1].rate_limit.unit"},
+		{"zero requests", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: rl(0, "second")})}, "domains[0].descriptors[1].rate_limit.requests_per_unit"},
+		{"nested", []limiter.Domain{ok(limiter.Descriptor{Key: "b", Descriptors: []limiter.Descriptor{{Key: "c"}, {Key: "d", RateLimit: rl(-1, "hour")}}})}, "domains[0].descriptors[1].descriptors[1].rate_limit.requests_per_unit"},
+		{"big sliding log", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: &limiter.RateLimit{Algorithm: limiter.SlidingLog, Unit: "hour", RequestsPerUnit: 5000}})}, "domains[0].descriptors[1].rate_limit.requests_per_unit"},
+		{"sub-microsecond period", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: &limiter.RateLimit{Period: 1500 * time.Nanosecond, RequestsPerUnit: 5}})}, "domains[0].descriptors[1].rate_limit.period"},
+		{"bad tier", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: &limiter.RateLimit{Unit: "hour", RequestsPerUnit: 5, Tiers: map[string]limiter.TierLimit{"x": {Unit: "eon"}}}})}, "domains[0].descriptors[1].rate_limit.tiers.x.unit"},
+		{"unknown replaces", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: &limiter.RateLimit{Unit: "hour", RequestsPerUnit: 5, Replaces: []string{"nope"}}})}, "domains[0].descriptors[1].rate_limit.replaces[0].name"},
+		{"unlimited with a number", []limiter.Domain{ok(limiter.Descriptor{Key: "b", RateLimit: &limiter.RateLimit{Unlimited: true, RequestsPerUnit: 5}})}, "domains[0].descriptors[1].rate_limit.requests_per_unit"},
+		{"local without fallback", []limiter.Domain{{Name: "d", FailurePolicy: limiter.Local}}, "domains[0].failure_policy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := limiter.New(limiter.Config{Store: memstore.New(memstore.Options{}), Domains: tc.domains})
+			var ce *limiter.ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want a *ConfigError at %s", err, tc.path)
+			}
+			if ce.Path != tc.path {
+				t.Errorf("got path %q (%v), want %q", ce.Path, err, tc.path)
+			}
+		})
+	}
+	if err := limiter.ValidateDomains([]limiter.Domain{envoyDomain()}); err != nil {
+		t.Errorf("valid domain: %v", err)
+	}
+}
+
+func TestSetDomainsKeepsOldOnError(t *testing.T) {
+	c := &clock{t: base}
+	l, _ := newLimiter(t, c, []limiter.Domain{envoyDomain()})
+	if err := l.SetDomains([]limiter.Domain{{}}); err == nil {
+		t.Fatal("SetDomains with an invalid domain: no error")
+	}
+	req := limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("remote_address", "a")}}
+	if got := admitted(t, l, req, 5); got != 3 {
+		t.Errorf("after a rejected SetDomains: got %d admitted, want 3 (old config)", got)
+	}
+}
+
+func TestCheckAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	c := &clock{t: base}
+	l, _ := newLimiter(t, c, []limiter.Domain{envoyDomain()}, func(cfg *limiter.Config) {
+		cfg.Store = memstore.New(memstore.Options{Now: c.now})
+	})
+	for _, tc := range []struct {
+		name string
+		d    limiter.RequestDescriptor
+		want float64
+	}{
+		{"static key", desc("path", "/login"), 0},
+		{"one counter per value", desc("remote_address", "10.1.2.3"), 1}, // the key string
+	} {
+		req := limiter.Request{Domain: "edge", Cost: 0, Descriptors: []limiter.RequestDescriptor{tc.d}}
+		var res limiter.Result
+		ctx := context.Background()
+		l.Check(ctx, req, &res)
+		got := testing.AllocsPerRun(100, func() {
+			if err := l.Check(ctx, req, &res); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if got > tc.want {
+			t.Errorf("%s: got %v allocs per Check, want at most %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		d    limiter.RequestDescriptor
+	}{
+		{"static", desc("path", "/api/users")},
+		{"per_value", desc("remote_address", "10.1.2.3")},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			store := memstore.New(memstore.Options{})
+			d := envoyDomain()
+			// Large limits so that the benchmark measures admissions.
+			d.Descriptors[2].RateLimit = &limiter.RateLimit{Unit: "second", RequestsPerUnit: 1 << 30, Algorithm: limiter.TokenBucket}
+			d.Descriptors[0].RateLimit = &limiter.RateLimit{Unit: "second", RequestsPerUnit: 1 << 30, Algorithm: limiter.TokenBucket}
+			l, err := limiter.New(limiter.Config{Store: store, Domains: []limiter.Domain{d}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{tc.d}}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var res limiter.Result
+				ctx := context.Background()
+				for pb.Next() {
+					if err := l.Check(ctx, req, &res); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
