@@ -92,6 +92,16 @@ func defaultJWKS(k *testKeys) []byte {
 		jwkEd(k.ed.Public().(ed25519.PublicKey), "ed"))
 }
 
+// algCase is one algorithm with the default JWKS key that verifies it.
+type algCase struct {
+	alg, kid string
+	key      crypto.Signer
+}
+
+func eachAlgorithm(k *testKeys) []algCase {
+	return []algCase{{"RS256", "rsa", k.rsa}, {"PS256", "rsa", k.rsa}, {"ES256", "ec", k.ec}, {"EdDSA", "ed", k.ed}}
+}
+
 // signRaw signs header and claims JSON given verbatim, with alg's scheme and key.
 func signRaw(t testing.TB, alg string, key crypto.Signer, header, claims string) string {
 	t.Helper()

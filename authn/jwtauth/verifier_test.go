@@ -29,15 +29,7 @@ import (
 func TestVerifyEachAlgorithm(t *testing.T) {
 	e := newEnv(t, nil)
 	k := e.keys
-	for _, tc := range []struct {
-		alg, kid string
-		key      crypto.Signer
-	}{
-		{"RS256", "rsa", k.rsa},
-		{"PS256", "rsa", k.rsa},
-		{"ES256", "ec", k.ec},
-		{"EdDSA", "ed", k.ed},
-	} {
+	for _, tc := range eachAlgorithm(k) {
 		t.Run(tc.alg, func(t *testing.T) {
 			tok := sign(t, tc.alg, tc.key, map[string]any{"alg": tc.alg, "kid": tc.kid, "typ": "JWT"},
 				with(claimsAt(t0), "jti", "id-"+tc.alg))

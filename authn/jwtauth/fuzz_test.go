@@ -1,0 +1,100 @@
+package jwtauth
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// A token-shaped seed: {"alg":"RS256","kid":"k"} . {"sub":"a","exp":1} . "sig"
+const seedToken = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.eyJzdWIiOiJhIiwiZXhwIjoxfQ.c2ln"
+
+func FuzzParseJWS(f *testing.F) {
+	for _, s := range []string{
+		seedToken,
+		"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.",
+		"e30.e30.e30",
+		"eyJhbGciOiJFUzI1NiIsImFsZyI6IkVTMjU2In0.e30.AA",
+		"a.b.c.d.e",
+		"eyJhbGciOiJFZERTQSIsImp3ayI6e319.e30.AA==",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		j, fl := parseJWS(token)
+		if fl != nil {
+			if fl.reason == 0 {
+				t.Fatalf("failure without a reason: %s", fl.detail)
+			}
+			return
+		}
+		// Whatever parses is canonical: three non-empty URL-alphabet segments, a known
+		// algorithm, a signing input that is the token's prefix, and JSON objects without
+		// duplicate members (re-encoding the claims must give an object of the same size).
+		if strings.Count(token, ".") != 2 || !strings.HasPrefix(token, j.signingInput+".") {
+			t.Fatalf("parsed a token that is not three segments: %q", token)
+		}
+		if j.alg == 0 || j.alg&algAll != j.alg {
+			t.Fatalf("parsed alg %v", j.alg)
+		}
+		for _, seg := range strings.Split(token, ".") {
+			if _, err := decodeB64(seg); err != nil {
+				t.Fatalf("segment %q parsed but is not canonical base64url: %v", seg, err)
+			}
+			if b64.EncodeToString(mustDecode(t, seg)) != seg {
+				t.Fatalf("segment %q does not re-encode to itself", seg)
+			}
+		}
+		payload := mustDecode(t, strings.Split(token, ".")[1])
+		var loose map[string]any
+		if err := json.Unmarshal(payload, &loose); err != nil {
+			t.Fatalf("strict decoder accepted what encoding/json refuses: %v", err)
+		}
+		if len(loose) != len(j.claims) {
+			t.Fatalf("claims: %d members strictly, %d loosely", len(j.claims), len(loose))
+		}
+	})
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	b, err := decodeB64(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func FuzzParseJWKS(f *testing.F) {
+	for _, s := range []string{
+		`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
+		`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`,
+		`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`,
+		`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`,
+		`{"keys":[],"keys":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ks, err := parseJWKS(data, algAll)
+		if err != nil {
+			return
+		}
+		if len(ks.all) == 0 {
+			t.Fatal("a set without usable keys was accepted")
+		}
+		for _, k := range ks.all {
+			switch {
+			case k.algs == 0 || k.algs&algAll != k.algs:
+				t.Fatalf("key %q bound to %v", k.kid, k.algs)
+			case k.rsa != nil && (k.algs&^(algRS256|algPS256) != 0 || k.rsa.N.BitLen() < minRSABits):
+				t.Fatalf("RSA key %q: algs %v, %d bits", k.kid, k.algs, k.rsa.N.BitLen())
+			case k.ec != nil && k.algs != algES256:
+				t.Fatalf("EC key %q bound to %v", k.kid, k.algs)
+			case k.ed != nil && k.algs != algEdDSA:
+				t.Fatalf("Ed25519 key %q bound to %v", k.kid, k.algs)
+			case k.rsa == nil && k.ec == nil && k.ed == nil:
+				t.Fatalf("key %q has no public key", k.kid)
+			}
+		}
+	})
+}
