@@ -73,8 +73,9 @@ type request struct {
 }
 
 // evalInput is the CEL activation: it resolves variables lazily from plain values, so an
-// expression pays only for the variables it reads. One is allocated per Authorize call that
-// evaluates a condition.
+// expression pays only for the variables it reads. Policy pools them; what remains per
+// evaluation is the boxing of each string variable read (measured: 2 allocs, 32 B for a
+// one-variable condition).
 type evalInput struct {
 	p   authn.Principal
 	r   Resource

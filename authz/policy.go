@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 
@@ -25,6 +26,7 @@ type Policy struct {
 	maxID        int
 	defaultAllow bool
 	routes       RouteTable
+	inputs       sync.Pool // *evalInput, reused across CEL evaluations
 }
 
 type role struct {
@@ -330,9 +332,16 @@ func (pl *Policy) authorize(p *authn.Principal, action string, res *Resource, ro
 	if granted && (rule == nil || rule.cond == nil) {
 		return allow()
 	}
-	in := &evalInput{p: *p, r: *res, req: request{action: action, resource: rt, verb: verb, route: route}}
+	in, _ := pl.inputs.Get().(*evalInput)
+	if in == nil {
+		in = new(evalInput)
+	}
+	*in = evalInput{p: *p, r: *res, req: request{action: action, resource: rt, verb: verb, route: route}}
 	in.r.Type = typ
-	return pl.conditions(in, granted, rule)
+	d := pl.conditions(in, granted, rule)
+	*in = evalInput{} // drop references to the request's data before pooling
+	pl.inputs.Put(in)
+	return d
 }
 
 // conditions evaluates the conditional grants (when no unconditional one applied) and the

@@ -329,3 +329,29 @@ func merge(a, b map[string]any) map[string]any {
 	}
 	return m
 }
+
+// A compiled Policy is shared by every request goroutine; run under -race.
+func TestPolicyConcurrentUse(t *testing.T) {
+	pol := mustCompile(t, routeConfig())
+	alice := authn.Principal{Subject: "alice", Tenant: "acme", Roles: []string{"customer", "refunder"}, Method: authn.MethodAPIKey}
+	paid := authz.Resource{Type: "orders", Owner: "alice", Tenant: "acme", Attributes: map[string]string{"status": "paid"}}
+	done := make(chan authz.Decision)
+	for range 4 {
+		go func() {
+			var ps authz.Params
+			var last authz.Decision
+			for range 200 {
+				last = pol.Check(alice, "GET", "/v1/users/alice/orders/o-1", &ps)
+				if d := pol.Authorize(alice, "orders:refund", paid); !d.Allowed {
+					last = d
+				}
+			}
+			done <- last
+		}()
+	}
+	for range 4 {
+		if got, want := <-done, (authz.Decision{Allowed: true}); got != want {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	}
+}
