@@ -695,15 +695,17 @@ func BenchmarkCheck(b *testing.B) {
 		name string
 		d    limiter.RequestDescriptor
 	}{
-		{"static", desc("path", "/api/users")},
+		{"static", desc("path", "/login")},
+		{"wildcard", desc("path", "/api/users")},
 		{"per_value", desc("remote_address", "10.1.2.3")},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			store := memstore.New(memstore.Options{})
 			d := envoyDomain()
 			// Large limits so that the benchmark measures admissions.
-			d.Descriptors[2].RateLimit = &limiter.RateLimit{Unit: "second", RequestsPerUnit: 1 << 30, Algorithm: limiter.TokenBucket}
-			d.Descriptors[0].RateLimit = &limiter.RateLimit{Unit: "second", RequestsPerUnit: 1 << 30, Algorithm: limiter.TokenBucket}
+			for i := range 3 {
+				d.Descriptors[i].RateLimit = &limiter.RateLimit{Unit: "second", RequestsPerUnit: 1 << 30, Algorithm: limiter.TokenBucket}
+			}
 			l, err := limiter.New(limiter.Config{Store: store, Domains: []limiter.Domain{d}})
 			if err != nil {
 				b.Fatal(err)

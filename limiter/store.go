@@ -86,6 +86,12 @@ type Status struct {
 // Status per hit into out, which must have len(out) == len(hits), and reports whether the
 // request as a whole was allowed.
 //
+// Hits are applied in order, each against the state the previous ones left (two hits on one
+// key see each other). When the Take is refused, the Status of each hit that its limit alone
+// allowed is that of a peek (Cost 0: nothing consumed), and a refused hit's Status is its
+// refusal. The algorithms, their stored state and units are in algo.go (Params.Eval, Commit,
+// Expiry); every store computes exactly what they compute.
+//
 // tag groups the keys of one call: a store that shards keys (Redis Cluster) must place every
 // key of one Take in the same shard, and derives that placement from tag alone. Callers pass
 // the same tag for every Take that touches a given key.

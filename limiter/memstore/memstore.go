@@ -52,6 +52,27 @@ type entry struct {
 	c      limiter.Counter
 	alg    limiter.Algorithm
 	expiry int64 // µs since the epoch; see limiter.Params.Expiry
+	// p caches the Params of the limit last applied, lk (computing them takes a gcd).
+	p  limiter.Params
+	lk limitKey
+}
+
+// limitKey is a Limit without its Name: what its Params depend on.
+type limitKey struct {
+	alg                  limiter.Algorithm
+	limit, burst, period int64
+}
+
+func keyOf(l *limiter.Limit) limitKey {
+	return limitKey{l.Algorithm, l.Limit, l.Burst, int64(l.Period)}
+}
+
+// paramsFor returns l's Params, from e's cache when l is the limit e last saw.
+func paramsFor(e *entry, l *limiter.Limit) limiter.Params {
+	if e != nil && e.lk == keyOf(l) {
+		return e.p
+	}
+	return l.Params()
 }
 
 type shard struct {
@@ -136,10 +157,10 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 	allowed := true
 	for i := range hits {
 		h := &hits[i]
-		p := h.Limit.Params()
 		sh := &s.shards[hitShard[i]]
 		mk := mapKey{tag, h.Key}
 		e := sh.m[mk]
+		p := paramsFor(e, &h.Limit)
 		var zero limiter.Counter
 		c := &zero
 		if e != nil {
@@ -170,7 +191,7 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		}
 		undos = append(undos, undo{e: e, c: e.c, expiry: e.expiry, alg: e.alg, p: p, cost: h.Cost, applied: true})
 		p.Commit(&e.c, now, h.Cost)
-		e.expiry = p.Expiry(&e.c)
+		e.expiry, e.p, e.lk = p.Expiry(&e.c), p, keyOf(&h.Limit)
 	}
 	if allowed {
 		return true, nil
