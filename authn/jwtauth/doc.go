@@ -48,7 +48,8 @@
 //     selects among what the key allows. "none" in any casing, HS*, and every other algorithm
 //     are refused (UnsupportedAlgorithm); symmetric ("oct") keys in a JWK Set are ignored.
 //   - ES256 signatures must be raw r||s of 64 bytes (DER is refused); r or s of zero is
-//     refused before the curve arithmetic.
+//     refused before the curve arithmetic. PS256 requires a salt as long as the hash
+//     (RFC 7518 §3.5).
 //   - Per RFC 8725 §3.10, the key-locating headers "jku", "x5u" and "jwk" are never followed:
 //     a token carrying any of them is refused as Malformed, because a token from a configured
 //     issuer has no reason to name its own key source. "x5c", "x5t" and "x5t#S256" are
@@ -63,9 +64,11 @@
 //
 // # Keys and refresh
 //
-// Keys are matched by exact "kid" (an opaque string: no path or pattern meaning). A token
-// without a kid is verified only when exactly one key of the issuer's set can verify its
-// algorithm; otherwise it is Unknown. Run refreshes every set in the background (every 5 min
+// Keys are matched by exact "kid" (an opaque string: no path or pattern meaning, so
+// traversal or injection strings simply match nothing). A token with a kid never uses a key
+// without one. A token without a kid is verified only when exactly one key of the issuer's set
+// (with or without a kid) can verify its algorithm; otherwise it is Unknown. Two keys with the
+// same kid make the whole set invalid (the last good set stays). Run refreshes every set in the background (every 5 min
 // by default), keeping the last good set when a fetch fails. An unknown kid triggers at most
 // one refetch per cooldown (30 s by default) per issuer; the request that triggered it waits
 // for that fetch at most Config.UnknownKIDWait (100 ms by default, never past its context's
@@ -75,7 +78,9 @@
 // # Revocation and cache
 //
 // A token whose "jti" was revoked (RevocationStore, in memory here or shared through Redis
-// in jwtauth/redisrevoke) is refused until its exp. Verified tokens are cached by the SHA-256
+// in jwtauth/redisrevoke) is refused until its exp plus leeway (Verifier.Revoke adds the
+// leeway). A token without a jti cannot be revoked: list "jti" in RequiredClaims to refuse
+// such tokens. A failing RevocationStore makes Verify answer Unavailable (fail closed). Verified tokens are cached by the SHA-256
 // of the token: a hit costs about a microsecond and no allocation, is never served at or
 // after exp, and still consults the RevocationStore on every call.
 //

@@ -98,3 +98,15 @@ func FuzzParseJWKS(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseJWS(b *testing.B) {
+	const tok = "eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYSIsInR5cCI6ImF0K2p3dCJ9." +
+		"eyJhdWQiOiJ3YXJkZW4iLCJleHAiOjE3NzIzNzA4MDAsImlhdCI6MTc3MjM2NzIwMCwiaXNzIjoiaHR0cHM6Ly9pc3N1ZXIudGVzdC8iLCJqdGkiOiJqdGktMSIsIm5iZiI6MTc3MjM2NzIwMCwic2NvcGUiOiJvcmRlcnM6cmVhZCBvcmRlcnM6d3JpdGUiLCJzdWIiOiJ1c2VyLTEiLCJ0ZW5hbnQiOiJ0LTEifQ." +
+		"c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, f := parseJWS(tok); f != nil {
+			b.Fatal(f.detail)
+		}
+	}
+}
