@@ -20,10 +20,6 @@ func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 	return nil, unimplemented("CheckRateLimit: rate limiting is not built into this Warden yet")
 }
 
-func (s *Server) VerifyWebhook(ctx context.Context, req *wardenv1.VerifyWebhookRequest) (*wardenv1.VerifyWebhookResponse, error) {
-	return nil, unimplemented("VerifyWebhook: webhook verification is not built into this Warden yet")
-}
-
 func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 	return nil, unimplemented("Check: authentication, authorization and rate limiting are not built into this Warden yet")
 }

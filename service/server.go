@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardenhq/warden/authn/webhook"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
@@ -20,6 +21,8 @@ import (
 type Deps struct {
 	// Version identifies the config the Deps were built from.
 	Version string
+	// Webhooks verifies VerifyWebhook requests.
+	Webhooks *webhook.Verifier
 }
 
 // Config configures a Server. The zero value is usable: no capabilities, slog.Default, and
@@ -35,9 +38,10 @@ type Config struct {
 type Server struct {
 	wardenv1.UnimplementedWardenServiceServer
 
-	log  *slog.Logger
-	now  func() time.Time
-	deps atomic.Pointer[Deps]
+	log   *slog.Logger
+	audit *slog.Logger
+	now   func() time.Time
+	deps  atomic.Pointer[Deps]
 }
 
 // New returns a Server.
@@ -49,6 +53,7 @@ func New(c Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.audit = s.log.With("log", "audit")
 	d := c.Deps
 	if d == nil {
 		d = &Deps{}

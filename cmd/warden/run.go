@@ -94,6 +94,7 @@ type app struct {
 	srv         *service.Server
 	grpc        *grpc.Server
 	health      *health.Server
+	stores      stores
 	background  []func(context.Context) error
 	closers     []func()
 }
@@ -124,6 +125,9 @@ func (a *app) start(ctx context.Context) error {
 		a.background = append(a.background, a.redisHealth.Run)
 	}
 
+	if err := a.openStores(); err != nil {
+		return err
+	}
 	deps, err := a.build(ctx, cfg)
 	if err != nil {
 		return err
@@ -162,21 +166,6 @@ func (a *app) start(ctx context.Context) error {
 		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	return nil
-}
-
-// build turns one config into the service's capabilities. It is called at start and on
-// every reload; an error keeps the running config.
-func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, error) {
-	d := &service.Deps{Version: cfg.Version}
-	for name, s := range map[string]config.Section{
-		"rate_limit": cfg.RateLimit, "authn": cfg.Authn, "authz": cfg.Authz,
-		"webhooks": cfg.Webhooks, "envoy": cfg.Envoy,
-	} {
-		if !s.IsZero() {
-			return nil, &config.Error{File: cfg.Path, Line: s.Line(), Field: name, Msg: "this Warden does not support this section yet"}
-		}
-	}
-	return d, nil
 }
 
 func (a *app) serve(ctx context.Context, ready func(addrs)) error {

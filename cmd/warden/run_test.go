@@ -340,3 +340,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+func TestWebhookConfigErrorsNameTheLine(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "w.yaml")
+	src := "webhooks:\n  sources:\n    - name: gh\n      scheme: github\n      secrets: [\"${GH_SECRET}\"]\n    - name: stripe\n      scheme: stripe\n      secrets:\n        - ${SHORT}\n"
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"GH_SECRET": "a-github-secret-that-is-long-enough", "SHORT": "too-short"}
+	err := run(context.Background(), []string{"-config", p}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, nil)
+	want := p + `:9: webhooks.sources[1].secrets[0]: source "stripe": secret is 9 bytes, need at least 24`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+	if strings.Contains(err.Error(), "too-short") {
+		t.Fatal("the error leaks the secret")
+	}
+}

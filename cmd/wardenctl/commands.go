@@ -22,6 +22,8 @@ func commands() []command {
 		{"tokens revoke", "revoke a JWT by jti until its exp", tokensRevoke},
 		{"limits get", "read rate-limit counters without consuming", limitsGet},
 		{"limits reset", "reset rate-limit counters", limitsReset},
+		{"webhook sign", "sign a body as a webhook sender would and print the headers", webhookSign},
+		{"webhook verify", "verify a webhook delivery locally", webhookVerify},
 		{"check", "ask Warden for a decision on an HTTP request (dry run of Check) and print why", check},
 	}
 }

@@ -63,6 +63,9 @@ type command struct {
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	if env == nil {
+		env = func(string) (string, bool) { return "", false }
+	}
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, env: env}
 	fs := flag.NewFlagSet("wardenctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -461,3 +461,6 @@ func lineOf(n *yaml.Node, path string) int {
 	}
 	return line
 }
+
+// File is the path of the file the section came from.
+func (s Section) File() string { return s.file }

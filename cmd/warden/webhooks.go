@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wardenhq/warden/authn/webhook"
+	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/service"
+)
+
+// webhooksYAML is the webhooks section.
+type webhooksYAML struct {
+	Sources []webhookSourceYAML `yaml:"sources"`
+}
+
+type webhookSourceYAML struct {
+	Name string `yaml:"name"`
+	// Scheme is standard_webhooks, stripe, github, slack or generic.
+	Scheme     string          `yaml:"scheme"`
+	Secrets    []config.Secret `yaml:"secrets"`
+	Tolerance  time.Duration   `yaml:"tolerance"`
+	MaxPayload int             `yaml:"max_payload"`
+	Replay     bool            `yaml:"replay"`
+	ReplayTTL  time.Duration   `yaml:"replay_ttl"`
+	Generic    struct {
+		SignatureHeader string `yaml:"signature_header"`
+		Prefix          string `yaml:"prefix"`
+		Encoding        string `yaml:"encoding"` // hex (default) or base64
+		TimestampHeader string `yaml:"timestamp_header"`
+		IDHeader        string `yaml:"id_header"`
+		Template        string `yaml:"template"`
+	} `yaml:"generic"`
+}
+
+func webhookSources(s config.Section) ([]webhook.Source, error) {
+	var y webhooksYAML
+	if err := s.Decode("webhooks", &y); err != nil {
+		return nil, err
+	}
+	out := make([]webhook.Source, 0, len(y.Sources))
+	for i, ys := range y.Sources {
+		scheme, ok := webhook.ParseScheme(ys.Scheme)
+		if !ok {
+			return nil, fieldError(s, "webhooks", fmt.Sprintf("sources[%d].scheme", i),
+				fmt.Sprintf("unknown scheme %q: use standard_webhooks, stripe, github, slack or generic", ys.Scheme))
+		}
+		src := webhook.Source{
+			Name: ys.Name, Scheme: scheme, Tolerance: ys.Tolerance, MaxPayload: ys.MaxPayload,
+			Replay: ys.Replay, ReplayTTL: ys.ReplayTTL,
+			Generic: webhook.GenericConfig{
+				SignatureHeader: ys.Generic.SignatureHeader, Prefix: ys.Generic.Prefix,
+				TimestampHeader: ys.Generic.TimestampHeader, IDHeader: ys.Generic.IDHeader,
+				Template: ys.Generic.Template,
+			},
+		}
+		switch ys.Generic.Encoding {
+		case "", "hex":
+			src.Generic.Encoding = webhook.Hex
+		case "base64":
+			src.Generic.Encoding = webhook.Base64
+		default:
+			return nil, fieldError(s, "webhooks", fmt.Sprintf("sources[%d].generic.encoding", i),
+				fmt.Sprintf("must be hex or base64, not %q", ys.Generic.Encoding))
+		}
+		for _, sec := range ys.Secrets {
+			src.Secrets = append(src.Secrets, sec.Reveal())
+		}
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+func (a *app) buildWebhooks(cfg *config.File, d *service.Deps) error {
+	sources, err := webhookSources(cfg.Webhooks)
+	if err != nil {
+		return err
+	}
+	v, err := webhook.New(webhook.Config{Sources: sources, Replay: a.stores.webhookReplay, Logger: a.log})
+	if err != nil {
+		var ce *webhook.ConfigError
+		if errors.As(first(err), &ce) {
+			msg := ce.Msg
+			if ce.Source != "" {
+				msg = fmt.Sprintf("source %q: %s", ce.Source, ce.Msg)
+			}
+			return fieldError(cfg.Webhooks, "webhooks", ce.Field, msg)
+		}
+		return &config.Error{File: cfg.Path, Line: cfg.Webhooks.Line(), Field: "webhooks", Msg: err.Error()}
+	}
+	d.Webhooks = v
+	return nil
+}
