@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -158,7 +159,8 @@ var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 func newTestAPIKeys(t testing.TB, store KeyStore, c *clock) *APIKeys {
 	t.Helper()
 	a, err := NewAPIKeys(APIKeysConfig{Store: store, Pepper: testPepper(t), Env: EnvLive, Now: c.now,
-		CacheTTL: time.Minute, NegativeTTL: 5 * time.Second, RotationGrace: time.Hour})
+		CacheTTL: time.Minute, NegativeTTL: 5 * time.Second, RotationGrace: time.Hour,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
