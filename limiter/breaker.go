@@ -56,6 +56,3 @@ func (b *breaker) failure(now time.Time) bool {
 	}
 	return false
 }
-
-// open reports whether the breaker is open (or half-open) at now.
-func (b *breaker) open() bool { return b.openUntil.Load() != 0 }

@@ -724,3 +724,41 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+func TestCheckConcurrent(t *testing.T) {
+	for _, alg := range []limiter.Algorithm{limiter.TokenBucket, limiter.SlidingWindow, limiter.FixedWindow, limiter.SlidingLog} {
+		t.Run(alg.String(), func(t *testing.T) {
+			c := &clock{t: base}
+			d := limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{
+				{Key: "k", RateLimit: &limiter.RateLimit{Unit: "hour", RequestsPerUnit: 250, Algorithm: alg}},
+				{Key: "j", RateLimit: &limiter.RateLimit{Unit: "hour", RequestsPerUnit: 1000, Algorithm: alg}},
+			}}
+			l, _ := newLimiter(t, c, []limiter.Domain{d})
+			req := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("k", "v"), desc("j", "v")}}
+			var n atomic.Int64
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					var res limiter.Result
+					for range 100 {
+						if err := l.Check(context.Background(), req, &res); err != nil {
+							t.Error(err)
+							return
+						}
+						if res.Allowed {
+							n.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n.Load() != 250 {
+				t.Errorf("8 x 100 requests on a limit of 250: got %d admitted, want 250", n.Load())
+			}
+			st, err := l.Peek(context.Background(), "d", "", req.Descriptors[1].Entries)
+			if err != nil || st.Remaining != 750 {
+				t.Errorf("the other limit: got %+v, %v, want 750 remaining (only admitted requests count)", st, err)
+			}
+		})
+	}
+}
