@@ -1,7 +1,10 @@
 // Package limiter holds Warden's rate-limit model: limits and their algorithms (token bucket
-// in GCRA form, sliding window, fixed window), the descriptor configuration that picks which
-// limits apply to a request, the Store contract that counts, and the failure policy used when
-// a store cannot answer.
+// in GCRA form, sliding window, fixed window, sliding log), the descriptor configuration that
+// picks which limits apply to a request, the Store contract that counts, and the failure policy
+// used when a store cannot answer.
+//
+// The service builds one Limiter with New(Config{Store: ..., Domains: ...}) and calls
+// Limiter.Check per request; see the example.
 //
 // It knows nothing of gRPC, protobuf, Envoy or Redis: it takes plain Go values and returns
 // plain Go values. Stores live in limiter/memstore (in process) and limiter/redisstore.
