@@ -12,10 +12,6 @@ func (s *Server) Authenticate(ctx context.Context, req *wardenv1.AuthenticateReq
 	return nil, unimplemented("Authenticate: authentication (API keys, JWT, mTLS, OAuth2) is not built into this Warden yet")
 }
 
-func (s *Server) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) (*wardenv1.AuthorizeResponse, error) {
-	return nil, unimplemented("Authorize: the authorization policy (roles, scopes, ownership) is not built into this Warden yet")
-}
-
 func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error) {
 	return nil, unimplemented("CheckRateLimit: rate limiting is not built into this Warden yet")
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/authn/webhook"
+	"github.com/wardenhq/warden/authz"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
@@ -23,6 +24,10 @@ type Deps struct {
 	Version string
 	// Webhooks verifies VerifyWebhook requests.
 	Webhooks *webhook.Verifier
+	// Policy answers Authorize and holds the route table for Check; Auditor logs its
+	// denials.
+	Policy  *authz.Policy
+	Auditor *authz.Auditor
 }
 
 // Config configures a Server. The zero value is usable: no capabilities, slog.Default, and
@@ -58,13 +63,23 @@ func New(c Config) *Server {
 	if d == nil {
 		d = &Deps{}
 	}
-	s.deps.Store(d)
+	s.deps.Store(s.complete(d))
 	return s
 }
 
 // SetDeps swaps the capabilities atomically: requests already running finish with the old
 // ones, new requests see the new ones.
-func (s *Server) SetDeps(d *Deps) { s.deps.Store(d) }
+func (s *Server) SetDeps(d *Deps) { s.deps.Store(s.complete(d)) }
+
+// complete fills what a Deps built in code may leave out.
+func (s *Server) complete(d *Deps) *Deps {
+	if d.Policy != nil && d.Auditor == nil {
+		c := *d
+		c.Auditor = authz.NewAuditor(s.audit)
+		return &c
+	}
+	return d
+}
 
 // Deps returns the current capabilities.
 func (s *Server) Deps() *Deps { return s.deps.Load() }

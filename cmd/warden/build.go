@@ -37,7 +37,7 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, error
 		{"webhooks", cfg.Webhooks, a.buildWebhooks},
 		{"rate_limit", cfg.RateLimit, nil},
 		{"authn", cfg.Authn, nil},
-		{"authz", cfg.Authz, nil},
+		{"authz", cfg.Authz, a.buildAuthz},
 		{"envoy", cfg.Envoy, nil},
 	}
 	for _, b := range builders {

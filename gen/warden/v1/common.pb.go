@@ -107,6 +107,8 @@ const (
 	DenyReason_DENY_REASON_NO_ROUTE           DenyReason = 24
 	DenyReason_DENY_REASON_CONDITION_FAILED   DenyReason = 25
 	DenyReason_DENY_REASON_MALFORMED_RESOURCE DenyReason = 26
+	// The action or the request path is malformed.
+	DenyReason_DENY_REASON_MALFORMED_REQUEST DenyReason = 27
 	// Rate limiting.
 	DenyReason_DENY_REASON_RATE_LIMITED DenyReason = 40
 	// Webhooks.
@@ -118,6 +120,8 @@ const (
 	DenyReason_DENY_REASON_DUPLICATE             DenyReason = 55
 	DenyReason_DENY_REASON_PAYLOAD_TOO_LARGE     DenyReason = 56
 	DenyReason_DENY_REASON_UNKNOWN_SOURCE        DenyReason = 57
+	// A webhook route was reached without a verified signature.
+	DenyReason_DENY_REASON_WEBHOOK_UNVERIFIED DenyReason = 58
 )
 
 // Enum value maps for DenyReason.
@@ -144,6 +148,7 @@ var (
 		24: "DENY_REASON_NO_ROUTE",
 		25: "DENY_REASON_CONDITION_FAILED",
 		26: "DENY_REASON_MALFORMED_RESOURCE",
+		27: "DENY_REASON_MALFORMED_REQUEST",
 		40: "DENY_REASON_RATE_LIMITED",
 		50: "DENY_REASON_MISSING_HEADER",
 		51: "DENY_REASON_BAD_FORMAT",
@@ -153,6 +158,7 @@ var (
 		55: "DENY_REASON_DUPLICATE",
 		56: "DENY_REASON_PAYLOAD_TOO_LARGE",
 		57: "DENY_REASON_UNKNOWN_SOURCE",
+		58: "DENY_REASON_WEBHOOK_UNVERIFIED",
 	}
 	DenyReason_value = map[string]int32{
 		"DENY_REASON_UNSPECIFIED":                 0,
@@ -176,6 +182,7 @@ var (
 		"DENY_REASON_NO_ROUTE":                    24,
 		"DENY_REASON_CONDITION_FAILED":            25,
 		"DENY_REASON_MALFORMED_RESOURCE":          26,
+		"DENY_REASON_MALFORMED_REQUEST":           27,
 		"DENY_REASON_RATE_LIMITED":                40,
 		"DENY_REASON_MISSING_HEADER":              50,
 		"DENY_REASON_BAD_FORMAT":                  51,
@@ -185,6 +192,7 @@ var (
 		"DENY_REASON_DUPLICATE":                   55,
 		"DENY_REASON_PAYLOAD_TOO_LARGE":           56,
 		"DENY_REASON_UNKNOWN_SOURCE":              57,
+		"DENY_REASON_WEBHOOK_UNVERIFIED":          58,
 	}
 )
 
@@ -605,7 +613,7 @@ const file_warden_v1_common_proto_rawDesc = "" +
 	"\x13AUTH_METHOD_API_KEY\x10\x01\x12\x13\n" +
 	"\x0fAUTH_METHOD_JWT\x10\x02\x12\x14\n" +
 	"\x10AUTH_METHOD_MTLS\x10\x03\x12\x16\n" +
-	"\x12AUTH_METHOD_OAUTH2\x10\x04*\xd6\a\n" +
+	"\x12AUTH_METHOD_OAUTH2\x10\x04*\x9d\b\n" +
 	"\n" +
 	"DenyReason\x12\x1b\n" +
 	"\x17DENY_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
@@ -629,7 +637,8 @@ const file_warden_v1_common_proto_rawDesc = "" +
 	"\x18DENY_REASON_OTHER_TENANT\x10\x17\x12\x18\n" +
 	"\x14DENY_REASON_NO_ROUTE\x10\x18\x12 \n" +
 	"\x1cDENY_REASON_CONDITION_FAILED\x10\x19\x12\"\n" +
-	"\x1eDENY_REASON_MALFORMED_RESOURCE\x10\x1a\x12\x1c\n" +
+	"\x1eDENY_REASON_MALFORMED_RESOURCE\x10\x1a\x12!\n" +
+	"\x1dDENY_REASON_MALFORMED_REQUEST\x10\x1b\x12\x1c\n" +
 	"\x18DENY_REASON_RATE_LIMITED\x10(\x12\x1e\n" +
 	"\x1aDENY_REASON_MISSING_HEADER\x102\x12\x1a\n" +
 	"\x16DENY_REASON_BAD_FORMAT\x103\x12\x1f\n" +
@@ -638,7 +647,8 @@ const file_warden_v1_common_proto_rawDesc = "" +
 	"!DENY_REASON_NO_MATCHING_SIGNATURE\x106\x12\x19\n" +
 	"\x15DENY_REASON_DUPLICATE\x107\x12!\n" +
 	"\x1dDENY_REASON_PAYLOAD_TOO_LARGE\x108\x12\x1e\n" +
-	"\x1aDENY_REASON_UNKNOWN_SOURCE\x109B3Z1github.com/wardenhq/warden/gen/warden/v1;wardenv1b\x06proto3"
+	"\x1aDENY_REASON_UNKNOWN_SOURCE\x109\x12\"\n" +
+	"\x1eDENY_REASON_WEBHOOK_UNVERIFIED\x10:B3Z1github.com/wardenhq/warden/gen/warden/v1;wardenv1b\x06proto3"
 
 var (
 	file_warden_v1_common_proto_rawDescOnce sync.Once
