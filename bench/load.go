@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bojand/ghz/runner"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// load is one kind of measured run: closed loop (rps 0) or open loop at rps calls/s.
+type load struct {
+	name string
+	rps  uint
+}
+
+// loadSettings are the flags that shape every ghz run.
+type loadSettings struct {
+	duration    time.Duration
+	concurrency uint
+	connections uint
+}
+
+// row is one line of a table: a scenario measured on one setup, compared with floor (the
+// row of the floor on the same setup; itself for a floor).
+type row struct {
+	label    string
+	sc       Scenario
+	st       *setup
+	floor    *row
+	dataFile string
+
+	// results[load][round], and the decisions sampled around them.
+	results   map[string][]result
+	decisions map[string]int
+}
+
+// result is one measured run.
+type result struct {
+	ok, errors uint64
+	rps        float64
+	p50, p99   time.Duration
+	usage
+	disturbed bool
+	errText   string // the most frequent error, for the report
+}
+
+// cpuPerCall is Warden's (and Redis's) CPU-µs per call answered OK.
+func (r result) cpuPerCall() float64 {
+	if r.ok == 0 {
+		return 0
+	}
+	return r.cpuSeconds * 1e6 / float64(r.ok)
+}
+
+// writeData writes the row's requests as a JSON array for ghz's round robin.
+func writeData(dir string, r *row, n int) error {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range n {
+		j, err := protojson.Marshal(r.sc.Request(i))
+		if err != nil {
+			return fmt.Errorf("%s: request %d: %w", r.sc.Name, i, err)
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(j)
+	}
+	b.WriteByte(']')
+	f, err := os.CreateTemp(dir, "data-*.json")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteString(b.String()); err != nil {
+		return err
+	}
+	r.dataFile = f.Name()
+	return f.Close()
+}
+
+// ghzRun runs one load of the row's scenario and measures Warden's CPU around it.
+func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration, serverCPU string) (result, error) {
+	opts := []runner.Option{
+		runner.WithInsecure(true),
+		runner.WithConcurrency(ls.concurrency),
+		runner.WithConnections(ls.connections),
+		runner.WithRunDuration(duration),
+		runner.WithDurationStopAction("wait"), // in-flight calls finish and count, not errors
+		runner.WithTimeout(10 * time.Second),
+		runner.WithDataFromFile(r.dataFile),
+		runner.WithDisableTemplateFuncs(true),
+		runner.WithDisableTemplateData(true),
+	}
+	if l.rps > 0 {
+		opts = append(opts, runner.WithRPS(l.rps))
+	}
+	if r.sc.Proto != "" {
+		opts = append(opts, runner.WithProtoFile(filepath.Join(root, r.sc.Proto), []string{filepath.Join(root, "proto")}))
+	}
+	pids := r.st.pids()
+	before, err := takeSample(pids)
+	if err != nil {
+		return result{}, err
+	}
+	rep, err := runner.Run(r.sc.Method, r.st.grpcAddr, opts...)
+	if err != nil {
+		return result{}, fmt.Errorf("%s: ghz: %w", r.label, err)
+	}
+	after, err := takeSample(pids)
+	if err != nil {
+		return result{}, err
+	}
+	res := result{usage: diff(before, after, "cpu"+serverCPU), rps: rep.Rps}
+	for code, n := range rep.StatusCodeDist {
+		if code == "OK" {
+			res.ok += uint64(n)
+		} else {
+			res.errors += uint64(n)
+		}
+	}
+	res.errText = mostFrequent(rep.ErrorDist)
+	for _, d := range rep.LatencyDistribution {
+		switch d.Percentage {
+		case 50:
+			res.p50 = d.Latency
+		case 99:
+			res.p99 = d.Latency
+		}
+	}
+	return res, nil
+}
+
+func mostFrequent(m map[string]int) string {
+	best, n := "", 0
+	for k, v := range m {
+		if v > n || (v == n && k < best) {
+			best, n = k, v
+		}
+	}
+	return best
+}
+
+// sampleDecisions makes n of the row's requests with a real client and counts the
+// decisions. It runs outside the CPU window.
+func sampleDecisions(ctx context.Context, cc *grpc.ClientConn, r *row, n, total int) error {
+	if r.sc.Decide == nil {
+		return nil
+	}
+	for k := range n {
+		i := k * total / n // spread over the data file
+		req := r.sc.Request(i)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		d, err := r.sc.Decide(cctx, cc, req)
+		cancel()
+		if err != nil {
+			reqJSON, _ := json.Marshal(req)
+			return fmt.Errorf("%s: decision check on request %d %s: %w", r.label, i, reqJSON, err)
+		}
+		r.decisions[d]++
+	}
+	return nil
+}
+
+func decisionSummary(m map[string]int) string {
+	if len(m) == 0 {
+		return "not checked (no Decide)"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s ×%d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report renders the tables: one per load, medians over the rounds, every ratio taken to
+// the floor of the same round on the same process.
+func report(o *options, root, pinNote string, loads []load, rows []*row) string {
+	var b strings.Builder
+	sha, dirty := gitState(root)
+	fmt.Fprintf(&b, "# Warden bench, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "- commit %s%s; %s; %s; %d CPUs (%s)\n", sha, dirty, runtime.Version(), kernel(), onlineCPUs(), cpuModel())
+	fmt.Fprintf(&b, "- %s; CPU from /proc/PID/stat at CLK_TCK %v\n", pinNote, clockTicks)
+	fmt.Fprintf(&b, "- %d round(s), medians; each load %v after a %v warm-up; ghz concurrency %d, %d connections; %d distinct requests round robin\n",
+		o.rounds, o.duration, o.warmup, o.concurrency, o.connections, requests)
+	for _, l := range loads {
+		fmt.Fprintf(&b, "\n## %s\n\n", l.name)
+		b.WriteString("| scenario | CPU-µs/call | ×floor CPU | RPS | ×floor RPS | p50 | p99 | ×floor p99 | errors | steal% | CPU0 other% |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, r := range rows {
+			b.WriteString(tableRow(r, l))
+		}
+	}
+	b.WriteString("\n## Decisions\n\nSampled with a real gRPC client before and after every measured load, outside the CPU window.\n\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "- %s: %s\n", r.label, decisionSummary(r.decisions))
+	}
+	b.WriteString("\nCPU-µs/call: Warden's (and its Redis's) utime+stime over the calls answered OK. " +
+		"×floor: the median over rounds of this row's figure divided by its floor's in the same round. " +
+		"errors: total over all rounds. steal%: the worst round's hypervisor steal, share of all CPUs. " +
+		"CPU0 other%: the worst round's CPU 0 time busy with anything but Warden and Redis (other " +
+		"processes, and interrupts not charged to a process). † marks a row with a disturbed round " +
+		"(steal or other above the limits) that stayed disturbed after re-running.\n")
+	return b.String()
+}
+
+func tableRow(r *row, l load) string {
+	res := r.results[l.name]
+	if len(res) == 0 {
+		return fmt.Sprintf("| %s | – | | | | | | | | | |\n", r.label)
+	}
+	floor := r.floor.results[l.name]
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(res))
+		for i, x := range res {
+			v[i] = f(x)
+		}
+		return median(v)
+	}
+	ratio := func(f func(result) float64) string {
+		if r.floor == r {
+			return "floor"
+		}
+		var v []float64
+		for i := range min(len(res), len(floor)) {
+			if d := f(floor[i]); d > 0 {
+				v = append(v, f(res[i])/d)
+			}
+		}
+		if len(v) == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", median(v))
+	}
+	cpu := func(x result) float64 { return x.cpuPerCall() }
+	rps := func(x result) float64 { return x.rps }
+	p50 := func(x result) float64 { return float64(x.p50) }
+	p99 := func(x result) float64 { return float64(x.p99) }
+	var errs uint64
+	var steal, other float64
+	disturbed := ""
+	for _, x := range res {
+		errs += x.errors
+		steal = max(steal, x.stealPct)
+		other = max(other, x.otherPct)
+		if x.disturbed {
+			disturbed = " †"
+		}
+	}
+	return fmt.Sprintf("| %s%s | %.1f | %s | %.0f | %s | %s | %s | %s | %d | %.1f | %.1f |\n",
+		r.label, disturbed, pick(cpu), ratio(cpu), pick(rps), ratio(rps),
+		ms(pick(p50)), ms(pick(p99)), ratio(p99), errs, steal, other)
+}
+
+func ms(ns float64) string {
+	return fmt.Sprintf("%.2f ms", ns/float64(time.Millisecond))
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// writeReport writes md to dir/<date>-<gitsha>.md.
+func writeReport(dir, root, md string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	sha, _ := gitState(root)
+	path := filepath.Join(dir, time.Now().UTC().Format("2006-01-02")+"-"+sha+".md")
+	return path, os.WriteFile(path, []byte(md), 0o644)
+}
+
+// gitState is the short commit and " (dirty)" when tracked files differ from it: the
+// binary is built from the working tree.
+func gitState(root string) (sha, dirty string) {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "nogit", ""
+	}
+	sha = strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		dirty = " (working tree differs from it)"
+	}
+	return sha, dirty
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return runtime.GOOS
+	}
+	return "Linux " + strings.TrimSpace(string(b))
+}
+
+// onlineCPUs counts the machine's CPUs (runtime.NumCPU counts this process's pinned mask).
+func onlineCPUs() int {
+	m, err := cpuStat()
+	if err != nil {
+		return 0
+	}
+	return len(m) - 1 // the aggregate "cpu" line
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}

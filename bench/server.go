@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// buildWarden compiles cmd/warden with the root module's own dependency versions
+// (GOWORK=off), so bench/'s larger module graph never reaches the binary. With rev "" it
+// builds the working tree; else the tree of that commit, exported with git archive.
+func buildWarden(ctx context.Context, root, rev, dir string) (string, error) {
+	src := root
+	if rev != "" {
+		src = filepath.Join(dir, "src")
+		if err := os.Mkdir(src, 0o755); err != nil {
+			return "", err
+		}
+		sh := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", root, rev, src)
+		if out, err := sh.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("git archive %s: %v\n%s", rev, err, out)
+		}
+	}
+	bin := filepath.Join(dir, "warden")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/warden")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/warden: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// pinned returns the command line that runs argv on cpu ("" or no taskset: unpinned).
+func pinned(cpu string, argv ...string) []string {
+	if cpu == "" {
+		return argv
+	}
+	return append([]string{"taskset", "-c", cpu}, argv...)
+}
+
+// proc is a child process with the tail of its output kept for error messages.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	tail *tailBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // valid after done
+}
+
+func startProc(name string, argv []string, onLine func(string)) (*proc, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	r, w := io.Pipe()
+	cmd.Stdout, cmd.Stderr = w, w
+	p := &proc{name: name, cmd: cmd, tail: &tailBuffer{}, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.tail.add(sc.Text())
+			if onLine != nil {
+				onLine(sc.Text())
+			}
+		}
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		w.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM, then SIGKILL after grace.
+func (p *proc) stop(grace time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) failure(what string) error {
+	return fmt.Errorf("%s %s; its last output:\n%s", p.name, what, p.tail)
+}
+
+// tailBuffer keeps the last lines written to it.
+type tailBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (t *tailBuffer) add(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == 20 {
+		t.lines = t.lines[1:]
+	}
+	t.lines = append(t.lines, s)
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, "\n")
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startRedis starts a throwaway redis-server on a free loopback port.
+func startRedis(cpu string) (*proc, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p, err := startProc("redis-server", pinned(cpu, "redis-server", "--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"), nil)
+	if err != nil {
+		return nil, "", err
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if pingRedis(addr) == nil {
+			return p, addr, nil
+		}
+		select {
+		case <-p.done:
+			return nil, "", p.failure("exited")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop(time.Second)
+			return nil, "", p.failure("did not answer PING within 5s")
+		}
+	}
+}
+
+func pingRedis(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("PING: %q", line)
+	}
+	return nil
+}
+
+// setup is one Warden process (and its Redis) that serves some rows.
+type setup struct {
+	label  string // "" for the default setup; else the first row that needed it
+	config string
+	redis  bool
+
+	warden    *proc
+	redisProc *proc
+	grpcAddr  string
+	stopped   bool
+}
+
+// key identifies a setup: rows with the same config and Redis share a process.
+func setupKey(s Scenario) string {
+	return strconv.FormatBool(s.Redis) + "\x00" + s.Config
+}
+
+// pids are the processes whose CPU a decision costs.
+func (s *setup) pids() []int {
+	pids := []int{s.warden.pid()}
+	if s.redisProc != nil {
+		pids = append(pids, s.redisProc.pid())
+	}
+	return pids
+}
+
+func (s *setup) start(bin, dir, cpu string) error {
+	var data configData
+	if s.redis {
+		p, addr, err := startRedis(cpu)
+		if err != nil {
+			return err
+		}
+		s.redisProc, data.RedisAddr = p, addr
+	}
+	text := s.config
+	if text == "" {
+		text = defaultConfig
+	}
+	tmpl, err := template.New("config").Option("missingkey=error").Parse(text)
+	if err != nil {
+		return fmt.Errorf("config template: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		return fmt.Errorf("config template: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "warden-*.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+
+	listening := make(chan string, 1)
+	p, err := startProc("warden", pinned(cpu, bin, "-config", f.Name(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off"),
+		func(line string) {
+			var m struct{ Msg, GRPC string }
+			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "warden listening" {
+				select {
+				case listening <- m.GRPC:
+				default:
+				}
+			}
+		})
+	if err != nil {
+		return err
+	}
+	s.warden = p
+	select {
+	case s.grpcAddr = <-listening:
+		return nil
+	case <-p.done:
+		return p.failure("exited at start")
+	case <-time.After(30 * time.Second):
+		return p.failure(`did not log "warden listening" within 30s`)
+	}
+}
+
+// stop stops Warden, then Redis. It reports a process that died before it was stopped.
+func (s *setup) stop() error {
+	s.stopped = true
+	var errs []error
+	for _, p := range []*proc{s.warden, s.redisProc} {
+		if p == nil {
+			continue
+		}
+		select {
+		case <-p.done:
+			errs = append(errs, p.failure(fmt.Sprintf("exited during the run (%v)", p.err)))
+		default:
+			p.stop(5 * time.Second)
+		}
+	}
+	return errors.Join(errs...)
+}
