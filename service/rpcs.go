@@ -12,10 +12,6 @@ func (s *Server) Authenticate(ctx context.Context, req *wardenv1.AuthenticateReq
 	return nil, unimplemented("Authenticate: authentication (API keys, JWT, mTLS, OAuth2) is not built into this Warden yet")
 }
 
-func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error) {
-	return nil, unimplemented("CheckRateLimit: rate limiting is not built into this Warden yet")
-}
-
 func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 	return nil, unimplemented("Check: authentication, authorization and rate limiting are not built into this Warden yet")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authz"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/limiter"
 )
 
 // Deps are the capabilities the server answers with, built from one version of the config.
@@ -28,6 +29,8 @@ type Deps struct {
 	// denials.
 	Policy  *authz.Policy
 	Auditor *authz.Auditor
+	// Limiter answers CheckRateLimit and the rate-limit step of Check.
+	Limiter *limiter.Limiter
 }
 
 // Config configures a Server. The zero value is usable: no capabilities, slog.Default, and

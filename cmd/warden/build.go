@@ -6,6 +6,9 @@ import (
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authn/webhook/redisreplay"
 	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/memstore"
+	"github.com/wardenhq/warden/limiter/redisstore"
 	"github.com/wardenhq/warden/service"
 )
 
@@ -14,13 +17,26 @@ import (
 // so that, for example, a replayed webhook is still refused after a reload.
 type stores struct {
 	webhookReplay webhook.ReplayStore
+	// limits counts rate limits; limitsFallback serves the local failure policy.
+	limits, limitsFallback limiter.Store
 }
 
 func (a *app) openStores() error {
+	prefix := a.cfg.Redis.KeyPrefix
+	fallback := memstore.New(memstore.Options{})
+	a.background = append(a.background, fallback.Run)
+	a.stores.limitsFallback = fallback
 	if a.redis != nil {
-		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: a.cfg.Redis.KeyPrefix + "webhook:"})
+		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: prefix + "webhook:"})
+		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.closers = append(a.closers, func() { _ = rs.Close() }) // before the client closes
+		a.stores.limits = rs
 	} else {
 		a.stores.webhookReplay = webhook.NewMemoryReplay(webhook.MemoryReplayConfig{})
+		a.stores.limits = fallback
 	}
 	return nil
 }
@@ -35,7 +51,7 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, error
 		build   func(*config.File, *service.Deps) error
 	}{
 		{"webhooks", cfg.Webhooks, a.buildWebhooks},
-		{"rate_limit", cfg.RateLimit, nil},
+		{"rate_limit", cfg.RateLimit, a.buildRateLimit},
 		{"authn", cfg.Authn, nil},
 		{"authz", cfg.Authz, a.buildAuthz},
 		{"envoy", cfg.Envoy, nil},

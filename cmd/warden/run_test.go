@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/redistest"
 )
 
@@ -356,5 +357,59 @@ func TestWebhookConfigErrorsNameTheLine(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "too-short") {
 		t.Fatal("the error leaks the secret")
+	}
+}
+
+const rateLimitConfig = `rate_limit:
+  domains:
+    - domain: api
+      descriptors:
+        - key: key
+          rate_limit:
+            name: per_key
+            algorithm: sliding_window
+            period: 30s
+            requests_per_unit: 2
+        - key: tenant
+          rate_limit:
+            unit: minute
+            requests_per_unit: 100
+            tiers:
+              free: {unit: minute, requests_per_unit: 1}
+`
+
+func TestRateLimitFromConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "w.yaml")
+	if err := os.WriteFile(p, []byte(rateLimitConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, nil, "-config", p)
+	c := wardenv1.NewWardenServiceClient(dial(t, r.GRPC))
+	ask := func(tier string, kv ...string) bool {
+		t.Helper()
+		resp, err := c.CheckRateLimit(context.Background(), &wardenv1.CheckRateLimitRequest{Domain: "api", Tier: tier,
+			Descriptors: []*wardenv1.RateLimitDescriptor{{Entries: []*wardenv1.RateLimitDescriptor_Entry{{Key: kv[0], Value: kv[1]}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Allowed
+	}
+	if got := []bool{ask("", "key", "a"), ask("", "key", "a"), ask("", "key", "a")}; got[0] != true || got[1] != true || got[2] != false {
+		t.Errorf("2 per 30s: got %v, want [true true false]", got)
+	}
+	if got := []bool{ask("free", "tenant", "t"), ask("free", "tenant", "t"), ask("paid", "tenant", "u")}; got[0] != true || got[1] != false || got[2] != true {
+		t.Errorf("tiers: got %v, want [true false true]", got)
+	}
+}
+
+func TestRateLimitConfigErrorNamesTheLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "w.yaml")
+	bad := strings.Replace(rateLimitConfig, "unit: minute\n            requests_per_unit: 100", "unit: fortnight\n            requests_per_unit: 100", 1)
+	if err := os.WriteFile(p, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"-config", p}, nil, io.Discard, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), p+":13: rate_limit.domains[0].descriptors[1].rate_limit.unit: ") {
+		t.Fatalf("got %v, want an error at line 13 naming the unit", err)
 	}
 }
