@@ -11,7 +11,3 @@ import (
 func (s *Server) Authenticate(ctx context.Context, req *wardenv1.AuthenticateRequest) (*wardenv1.AuthenticateResponse, error) {
 	return nil, unimplemented("Authenticate: authentication (API keys, JWT, mTLS, OAuth2) is not built into this Warden yet")
 }
-
-func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
-	return nil, unimplemented("Check: authentication, authorization and rate limiting are not built into this Warden yet")
-}
