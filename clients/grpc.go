@@ -1,0 +1,143 @@
+package clients
+
+import (
+	"context"
+	"encoding/pem"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+)
+
+// UnaryServerInterceptor returns an interceptor that asks Warden about every unary call
+// before its handler runs, with one Check (or, with an AuthnCache, Authorize and
+// CheckRateLimit on a cached principal).
+//
+// It forwards the credential metadata (WithCredentialHeaders: authorization and x-api-key by
+// default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as
+// an HTTP request {method: "POST", path: full method, host: :authority, headers: the text
+// metadata} plus grpc_method, so that Warden's route table matches `POST /pkg.Service/Method`;
+// WithActions maps methods to explicit actions instead. On allow the handler's context
+// carries the principal (PrincipalFrom) and the incoming metadata carries Warden's upstream
+// headers (replacing any the client sent under the same names) without the ones Warden
+// removes. Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata,
+// allowed or not. A denial returns the status CheckError describes; a Warden that cannot
+// decide returns UNAVAILABLE (fail closed) or lets the call through without a principal
+// (WithFailOpen). Methods in the skip list (WithSkip; health and reflection by default) are
+// not checked.
+func UnaryServerInterceptor(c *Client, opts ...HandlerOption) grpc.UnaryServerInterceptor {
+	g := newGuard(c, opts)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if g.cfg.skipped(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		ctx, err := g.grpc(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streaming calls: Warden is asked once,
+// when the stream opens.
+func StreamServerInterceptor(c *Client, opts ...HandlerOption) grpc.StreamServerInterceptor {
+	g := newGuard(c, opts)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if g.cfg.skipped(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		ctx, err := g.grpc(ss.Context(), info.FullMethod, ss.SetHeader)
+		if err != nil {
+			return err
+		}
+		return handler(srv, &serverStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *serverStream) Context() context.Context { return s.ctx }
+
+// grpc decides on one call and returns the handler's context, or the status error to return.
+func (g *guard) grpc(ctx context.Context, method string, setHeader func(metadata.MD) error) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	r := &request{
+		name:       method,
+		grpcMethod: method,
+		creds:      &wardenv1.Credentials{Headers: g.cfg.credentialHeaders(md.Get), PeerCertificate: peerCertificate(ctx)},
+		http: func() *wardenv1.HttpRequest {
+			return &wardenv1.HttpRequest{Method: "POST", Path: method, Host: first(md.Get(":authority")), Headers: textMetadata(md)}
+		},
+	}
+	o, err := g.decide(ctx, r)
+	if err != nil {
+		return ctx, err
+	}
+	if len(o.responseHeaders) > 0 {
+		out := make(metadata.MD, len(o.responseHeaders))
+		for _, h := range o.responseHeaders {
+			out.Append(strings.ToLower(h.GetName()), h.GetValue())
+		}
+		_ = setHeader(out) // fails only if headers were already sent: nothing to do then
+	}
+	if !o.allowed {
+		return ctx, o.denied
+	}
+	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 {
+		md = md.Copy()
+		for _, n := range o.remove {
+			delete(md, strings.ToLower(n))
+		}
+		for _, h := range o.upstreamHeaders {
+			md.Set(h.GetName(), h.GetValue())
+		}
+		ctx = metadata.NewIncomingContext(ctx, md)
+	}
+	if o.principal != nil {
+		ctx = ContextWithPrincipal(ctx, o.principal)
+	}
+	return ctx, nil
+}
+
+// peerCertificate is the client's TLS leaf certificate as PEM, or "".
+func peerCertificate(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return ""
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ti.State.PeerCertificates[0].Raw}))
+}
+
+// textMetadata is md without pseudo-headers and binary values, repeated values joined with ",".
+func textMetadata(md metadata.MD) map[string]string {
+	if len(md) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(md))
+	for k, v := range md {
+		if strings.HasPrefix(k, ":") || strings.HasSuffix(k, "-bin") || len(v) == 0 {
+			continue
+		}
+		m[k] = strings.Join(v, ",")
+	}
+	return m
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
