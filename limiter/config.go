@@ -64,6 +64,11 @@ type RateLimit struct {
 	Replaces []string
 	// Unlimited applies no limit ("unlimited").
 	Unlimited bool
+	// Ban refuses every request that reaches this limit, without counting: what
+	// envoyproxy/ratelimit does for "requests_per_unit: 0" (limiter/rlconfig sets it then).
+	// RequestsPerUnit and Burst must be 0; Unit or Period still give Retry-After. Tiers are
+	// ignored.
+	Ban bool
 	// Unit is the period as envoyproxy/ratelimit spells it ("unit"): second, minute, hour,
 	// day, week (case-insensitive). Ignored when Period is set.
 	Unit string
@@ -213,8 +218,11 @@ type climit struct {
 
 type tierLimit struct {
 	unlimited bool
-	limit     Limit
-	params    Params
+	// ban: requests_per_unit 0, envoyproxy/ratelimit's way to refuse every request (its
+	// README, example 3). Nothing is counted; limit holds the name, algorithm and period.
+	ban    bool
+	limit  Limit
+	params Params
 	// key is the full counter key for a static path ("" otherwise).
 	key string
 	// suffix identifies the algorithm and period in the counter key.
@@ -328,6 +336,18 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 	}
 	if r.Algorithm > SlidingLog {
 		return nil, &ConfigError{Path: path + ".algorithm", Err: fmt.Errorf("unknown algorithm %d", r.Algorithm)}
+	}
+	if r.Ban {
+		if r.RequestsPerUnit != 0 || r.Burst != 0 || r.Unlimited {
+			return nil, &ConfigError{Path: path + ".requests_per_unit", Err: errors.New("must be 0 for a ban")}
+		}
+		base, err := compileTier(path, cl.name, r.Algorithm, false, r.Unit, 1, r.Period, 0)
+		if err != nil {
+			return nil, err
+		}
+		base.ban, base.limit.Limit = true, 0
+		cl.base = base
+		return cl, nil
 	}
 	base, err := compileTier(path, cl.name, r.Algorithm, r.Unlimited, r.Unit, r.RequestsPerUnit, r.Period, r.Burst)
 	if err != nil {

@@ -324,6 +324,7 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	d := l.rules.Load().domains[req.Domain]
 	sc := l.getScratch()
 	defer l.putScratch(sc)
+	banned := false
 	for i := range req.Descriptors {
 		rd := &req.Descriptors[i]
 		if len(rd.Entries) == 0 {
@@ -349,6 +350,15 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 			st.Unlimited = true
 			continue
 		}
+		if tl.ban {
+			// Over the limit whatever the cost (a peek excepted), without asking the store.
+			st.Limit, st.Remaining = tl.limit, 0
+			if cost > 0 {
+				st.Code, st.RetryAfter, st.ResetAfter = CodeOverLimit, tl.limit.Period, tl.limit.Period
+				banned = banned || !cl.shadow
+			}
+			continue
+		}
 		st.Limit, st.Quota = tl.limit, tl.params.Burst
 		key := tl.key
 		if key == "" {
@@ -363,6 +373,15 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		return nil
 	}
 	l.applyReplaces(sc, res)
+	if banned {
+		// A ban (requests_per_unit 0) refuses the request: nothing is consumed.
+		res.Allowed = false
+		for _, i := range sc.desc {
+			res.Statuses[i].Remaining = -1
+		}
+		d.metrics.decision(ctx, false, FromStore)
+		return nil
+	}
 	if len(sc.hits) == 0 {
 		d.metrics.decision(ctx, true, FromStore)
 		return nil
@@ -617,6 +636,9 @@ func (l *Limiter) Peek(ctx context.Context, domain, tier string, entries []Entry
 	if tl.unlimited {
 		return DescriptorStatus{Applied: true, Unlimited: true, Name: cl.name, Shadow: cl.shadow}, nil
 	}
+	if tl.ban {
+		return DescriptorStatus{Applied: true, Name: cl.name, Shadow: cl.shadow, Limit: tl.limit}, nil
+	}
 	key := tl.key
 	if key == "" {
 		key = string(d.appendKey(nil, entries, tl))
@@ -657,7 +679,7 @@ func (l *Limiter) Reset(ctx context.Context, domain string, entries []Entry) err
 		tls = append(tls, tl)
 	}
 	for _, tl := range tls {
-		if tl.unlimited {
+		if tl.unlimited || tl.ban {
 			continue
 		}
 		key := string(d.appendKey(nil, entries, tl))
