@@ -1,0 +1,230 @@
+package clients_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/wardenhq/warden/clients"
+)
+
+// wardenBin is the Warden binary built once by TestMain (empty if the build failed; tests
+// that need it then fail with buildErr).
+var wardenBin, buildErr = "", error(nil)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "warden-clients-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	bin := filepath.Join(dir, "warden")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/wardenhq/warden/cmd/warden")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		buildErr = fmt.Errorf("go build ./cmd/warden: %w", err)
+	} else {
+		wardenBin = bin
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testConfig is the Warden configuration the end-to-end tests run against: public routes to
+// exercise the route table and rate limits, roles and ownership for Authorize.
+const testConfig = `
+log: {level: info, format: json}
+server: {drain: 1ms, shutdown_timeout: 1s}
+authz:
+  roles:
+    reader: {permissions: ["orders:read"]}
+    writer: {permissions: ["orders:read", "orders:write"]}
+  ownership:
+    orders: {resource_field: resource.owner, principal_field: principal.subject}
+  routes:
+    - {name: ping, method: POST, path: /test.v1.Shop/Ping, public: true}
+    - {name: watch, method: POST, path: /test.v1.Shop/Watch, public: true}
+    - {name: http_ping, method: GET, path: /v1/ping, public: true}
+    - name: limited
+      method: POST
+      path: /test.v1.Shop/Limited
+      public: true
+      rate_limits: [{domain: api, descriptors: [{key: route, from: route.name}]}]
+    - name: http_limited
+      method: GET
+      path: /v1/limited
+      public: true
+      rate_limits: [{domain: api, descriptors: [{key: route, from: route.name}]}]
+rate_limit:
+  domains:
+    - domain: api
+      failure_policy: fail_closed
+      descriptors:
+        - key: route
+          value: limited
+          rate_limit: {name: limited_route, unit: minute, requests_per_unit: 2}
+        - key: route
+          value: http_limited
+          rate_limit: {name: http_limited_route, unit: minute, requests_per_unit: 1}
+        - key: client
+          rate_limit: {name: per_client, unit: minute, requests_per_unit: 1}
+`
+
+// startWarden runs the Warden binary with config on a free loopback port and returns its
+// gRPC address. The process is killed when the test ends.
+func startWarden(t testing.TB, config string) string {
+	t.Helper()
+	if wardenBin == "" {
+		t.Fatal(buildErr)
+	}
+	cfg := filepath.Join(t.TempDir(), "warden.yaml")
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(wardenBin, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off", "-config", cfg)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	var log strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if !sent {
+				log.WriteString(line + "\n")
+			}
+			var rec struct{ Msg, GRPC string }
+			if !sent && json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "warden listening" {
+				addr <- rec.GRPC
+				sent = true
+			}
+		}
+		if !sent {
+			close(addr)
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatalf("warden exited before listening:\n%s", log.String())
+		}
+		return a
+	case <-time.After(30 * time.Second):
+		t.Fatal("warden did not report listening within 30s")
+	}
+	return ""
+}
+
+// dial returns a connection to addr, closed when the test ends.
+func dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// shopDesc is a tiny hand-written gRPC service, test.v1.Shop, whose unary methods answer the
+// caller's principal subject (or "") and whose stream method sends it once.
+var shopDesc = grpc.ServiceDesc{
+	ServiceName: "test.v1.Shop",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Ping", Handler: shopUnary},
+		{MethodName: "Limited", Handler: shopUnary},
+		{MethodName: "GetOrder", Handler: shopUnary},
+		{MethodName: "Nowhere", Handler: shopUnary},
+	},
+	Streams: []grpc.StreamDesc{{StreamName: "Watch", Handler: shopStream, ServerStreams: true}},
+}
+
+func whoAmI(ctx context.Context) *wrapperspb.StringValue {
+	p, _ := clients.PrincipalFrom(ctx)
+	return wrapperspb.String(p.GetSubject())
+}
+
+func shopUnary(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+	in := new(emptypb.Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	h := func(ctx context.Context, _ any) (any, error) { return whoAmI(ctx), nil }
+	if icpt == nil {
+		return h(ctx, in)
+	}
+	m, _ := grpc.Method(ctx)
+	return icpt(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: m}, h)
+}
+
+func shopStream(_ any, ss grpc.ServerStream) error {
+	if err := ss.RecvMsg(new(emptypb.Empty)); err != nil {
+		return err
+	}
+	return ss.SendMsg(whoAmI(ss.Context()))
+}
+
+// startShop serves test.v1.Shop on loopback behind the interceptors and returns a connection
+// to it.
+func startShop(t testing.TB, wc *clients.Client, opts ...clients.HandlerOption) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(clients.UnaryServerInterceptor(wc, opts...)),
+		grpc.ChainStreamInterceptor(clients.StreamServerInterceptor(wc, opts...)),
+	)
+	srv.RegisterService(&shopDesc, struct{}{})
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return dial(t, lis.Addr().String())
+}
+
+// callShop calls a unary Shop method and returns the subject it saw.
+func callShop(ctx context.Context, conn *grpc.ClientConn, method string, opts ...grpc.CallOption) (string, error) {
+	out := new(wrapperspb.StringValue)
+	err := conn.Invoke(ctx, "/test.v1.Shop/"+method, &emptypb.Empty{}, out, opts...)
+	return out.GetValue(), err
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t testing.TB) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
+}
