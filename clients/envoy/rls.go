@@ -1,0 +1,217 @@
+package envoy
+
+import (
+	"context"
+	"math"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+)
+
+// RateLimiter decides on rate limits: *service.Server in process, or a
+// wardenv1.WardenServiceClient remotely.
+type RateLimiter interface {
+	CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error)
+}
+
+// RateLimitConfig configures a RateLimitServer. The zero value is usable.
+type RateLimitConfig struct {
+	// Disabled makes ShouldRateLimit answer UNIMPLEMENTED (config: envoy.rls.enabled false).
+	Disabled bool
+	// ResponseHeaders adds Warden's RateLimit-Policy, RateLimit and (when over the limit)
+	// Retry-After headers to the client's response through response_headers_to_add (config:
+	// envoy.rls.response_headers). Default off, as in envoyproxy/ratelimit.
+	ResponseHeaders bool
+}
+
+// RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a
+// RateLimiter: a drop-in for envoyproxy/ratelimit. Create it with NewRateLimitServer; it is
+// safe for concurrent use, and SetConfig may be called while it serves.
+type RateLimitServer struct {
+	rlsv3.UnimplementedRateLimitServiceServer
+	rl  RateLimiter
+	cfg atomic.Pointer[RateLimitConfig]
+}
+
+// NewRateLimitServer returns a RateLimitServer asking rl.
+func NewRateLimitServer(rl RateLimiter, cfg RateLimitConfig) *RateLimitServer {
+	s := &RateLimitServer{rl: rl}
+	s.SetConfig(cfg)
+	return s
+}
+
+// SetConfig replaces the configuration for the following calls.
+func (s *RateLimitServer) SetConfig(cfg RateLimitConfig) { s.cfg.Store(&cfg) }
+
+// ShouldRateLimit answers one request of Envoy's rate limit filter. A gRPC error (Warden
+// could not decide, e.g. UNAVAILABLE from a fail_closed domain whose store is down) lets
+// Envoy's failure_mode_deny decide.
+func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	cfg := s.cfg.Load()
+	if cfg.Disabled {
+		return nil, status.Error(codes.Unimplemented, "the rate limit service is not enabled on this Warden (config: envoy.rls.enabled)")
+	}
+	if len(req.GetDescriptors()) == 0 {
+		// Nothing to limit (Envoy does not call without descriptors; envoyproxy/ratelimit
+		// answers OK).
+		return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
+	}
+	wreq, err := RateLimitRequestFromEnvoy(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.rl.CheckRateLimit(ctx, wreq)
+	if err != nil {
+		return nil, err
+	}
+	return RateLimitResponseToEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders), nil
+}
+
+// RateLimitRequestFromEnvoy maps an RLS request to a Warden CheckRateLimit request, with
+// envoyproxy/ratelimit's hits_addend semantics (src/utils/utilities.go, GetHitsAddends): a
+// descriptor's own hits_addend, when set, is its cost (0 checks without consuming); otherwise
+// the request's hits_addend, where 0 (unset) means 1.
+//
+// A descriptor's limit override (descriptor.limit) and is_negative_hits are not supported:
+// the limit comes from Warden's configuration, and negative hits are not counted.
+func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRateLimitRequest, error) {
+	cost := int64(max(1, req.GetHitsAddend()))
+	out := &wardenv1.CheckRateLimitRequest{
+		Domain:      req.GetDomain(),
+		Descriptors: make([]*wardenv1.RateLimitDescriptor, len(req.GetDescriptors())),
+		Cost:        &cost,
+	}
+	entries := 0
+	for _, d := range req.GetDescriptors() {
+		entries += len(d.GetEntries())
+	}
+	backing := make([]wardenv1.RateLimitDescriptor_Entry, entries)
+	ptrs := make([]*wardenv1.RateLimitDescriptor_Entry, entries)
+	descs := make([]wardenv1.RateLimitDescriptor, len(req.GetDescriptors()))
+	k := 0
+	for i, d := range req.GetDescriptors() {
+		wd := &descs[i]
+		start := k
+		for _, e := range d.GetEntries() {
+			backing[k].Key, backing[k].Value = e.GetKey(), e.GetValue()
+			ptrs[k] = &backing[k]
+			k++
+		}
+		wd.Entries = ptrs[start:k:k]
+		if ha := d.GetHitsAddend(); ha != nil {
+			if ha.GetValue() > math.MaxInt64 {
+				return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].hits_addend: too large", i)
+			}
+			c := int64(ha.GetValue())
+			wd.Cost = &c
+		}
+		out.Descriptors[i] = wd
+	}
+	return out, nil
+}
+
+// RateLimitResponseToEnvoy maps Warden's answer to Envoy's: one status per request descriptor,
+// in order, as envoyproxy/ratelimit answers. A descriptor no limit applied to (unknown domain,
+// no matching descriptor) is OK with no current_limit; an unlimited one is OK with
+// limit_remaining MaxUint32 (envoyproxy/ratelimit's README, example 5); a shadow-mode one is
+// always OK. current_limit carries the limit's name, requests_per_unit and unit (with
+// unit_multiplier for periods such as 30 s), so Envoy's enable_x_ratelimit_headers can compute
+// its own X-RateLimit headers. With headers set, Warden's RateLimit headers are added to the
+// client's response.
+func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors int, headers bool) *rlsv3.RateLimitResponse {
+	out := &rlsv3.RateLimitResponse{
+		OverallCode: rlsv3.RateLimitResponse_OK,
+		Statuses:    make([]*rlsv3.RateLimitResponse_DescriptorStatus, descriptors),
+	}
+	if !r.GetAllowed() {
+		out.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+	}
+	backing := make([]rlsv3.RateLimitResponse_DescriptorStatus, descriptors)
+	for i := range out.Statuses {
+		backing[i].Code = rlsv3.RateLimitResponse_OK
+		out.Statuses[i] = &backing[i]
+	}
+	for _, st := range r.GetStatuses() {
+		i := int(st.GetDescriptorIndex())
+		if i < 0 || i >= descriptors {
+			continue
+		}
+		ds := out.Statuses[i]
+		window := st.GetWindow().AsDuration()
+		if window <= 0 {
+			// Unlimited: nothing counted.
+			ds.LimitRemaining = math.MaxUint32
+			continue
+		}
+		unit, mult := envoyUnit(window)
+		ds.CurrentLimit = &rlsv3.RateLimitResponse_RateLimit{
+			Name:            st.GetName(),
+			RequestsPerUnit: clampUint32(st.GetLimit()),
+			Unit:            unit,
+		}
+		if mult > 1 {
+			ds.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(mult)
+		}
+		ds.LimitRemaining = clampUint32(st.GetRemaining())
+		if st.GetRemaining() < 0 { // unknown (a fail-open decision): report the full quota
+			ds.LimitRemaining = clampUint32(st.GetLimit())
+		}
+		ds.DurationUntilReset = durationpb.New(st.GetResetAfter().AsDuration())
+		if st.GetCode() == wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT && !st.GetShadow() {
+			ds.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+		}
+	}
+	if headers && len(r.GetHeaders()) > 0 {
+		out.ResponseHeadersToAdd = make([]*corev3.HeaderValue, len(r.GetHeaders()))
+		for i, h := range r.GetHeaders() {
+			out.ResponseHeadersToAdd[i] = &corev3.HeaderValue{Key: h.GetName(), Value: h.GetValue()}
+		}
+	}
+	return out
+}
+
+func clampUint32(v int64) uint32 {
+	switch {
+	case v < 0:
+		return 0
+	case v > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(v)
+}
+
+// envoyUnit expresses a window as Envoy's unit, times a multiplier when the window is not one
+// unit (30 s = SECOND x 30). Month and year are envoyproxy/ratelimit's 30 and 365 days.
+func envoyUnit(w time.Duration) (rlsv3.RateLimitResponse_RateLimit_Unit, uint32) {
+	const day = 24 * time.Hour
+	switch w {
+	case 30 * day:
+		return rlsv3.RateLimitResponse_RateLimit_MONTH, 1
+	case 365 * day:
+		return rlsv3.RateLimitResponse_RateLimit_YEAR, 1
+	case 7 * day:
+		return rlsv3.RateLimitResponse_RateLimit_WEEK, 1
+	}
+	for _, u := range []struct {
+		d    time.Duration
+		unit rlsv3.RateLimitResponse_RateLimit_Unit
+	}{
+		{day, rlsv3.RateLimitResponse_RateLimit_DAY},
+		{time.Hour, rlsv3.RateLimitResponse_RateLimit_HOUR},
+		{time.Minute, rlsv3.RateLimitResponse_RateLimit_MINUTE},
+		{time.Second, rlsv3.RateLimitResponse_RateLimit_SECOND},
+	} {
+		if w%u.d == 0 && w/u.d <= math.MaxUint32 {
+			return u.unit, uint32(w / u.d)
+		}
+	}
+	return rlsv3.RateLimitResponse_RateLimit_UNKNOWN, 1
+}
