@@ -136,6 +136,7 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 	if err != nil {
 		return err
 	}
+	o.repo = root
 	dir, err := os.MkdirTemp("", "warden-bench-")
 	if err != nil {
 		return err
@@ -255,10 +256,10 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 		}
 	}
 
-	md := report(o, root, pinNote, loads, rows)
+	md := report(o, pinNote, loads, rows)
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
-		path, err := writeReport(o.out, root, md)
+		path, err := writeReport(o, md)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,9 +14,9 @@ import (
 
 // report renders the tables: one per load, medians over the rounds, every ratio taken to
 // the floor of the same round on the same process.
-func report(o *options, root, pinNote string, loads []load, rows []*row) string {
+func report(o *options, pinNote string, loads []load, rows []*row) string {
 	var b strings.Builder
-	sha, dirty := gitState(root)
+	sha, dirty := gitState(o)
 	fmt.Fprintf(&b, "# Warden bench, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "- commit %s%s; %s; %s; %d CPUs (%s)\n", sha, dirty, runtime.Version(), kernel(), onlineCPUs(), cpuModel())
 	fmt.Fprintf(&b, "- %s; CPU from /proc/PID/stat at CLK_TCK %v\n", pinNote, clockTicks)
@@ -108,27 +109,36 @@ func median(v []float64) float64 {
 }
 
 // writeReport writes md to dir/<date>-<gitsha>.md.
-func writeReport(dir, root, md string) (string, error) {
+func writeReport(o *options, md string) (string, error) {
+	dir := o.out
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	sha, _ := gitState(root)
+	sha, _ := gitState(o)
 	path := filepath.Join(dir, time.Now().UTC().Format("2006-01-02")+"-"+sha+".md")
 	return path, os.WriteFile(path, []byte(md), 0o644)
 }
 
-// gitState is the short commit and " (dirty)" when tracked files differ from it: the
-// binary is built from the working tree.
-func gitState(root string) (sha, dirty string) {
-	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+// gitState names what Warden was built from: the short commit of o.rev, or of HEAD with a
+// note when tracked files differ from it (the working tree was built), or a given binary.
+func gitState(o *options) (sha, note string) {
+	rev := cmp.Or(o.rev, "HEAD")
+	out, err := exec.Command("git", "-C", o.repo, "rev-parse", "--short", rev+"^{commit}").Output()
 	if err != nil {
 		return "nogit", ""
 	}
 	sha = strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-		dirty = " (working tree differs from it)"
+	switch {
+	case o.wardenBin != "":
+		note = " (but Warden is the given binary " + o.wardenBin + ")"
+	case o.rev != "":
+		note = " (built from the commit: git archive " + o.rev + ")"
+	default:
+		if st, err := exec.Command("git", "-C", o.repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+			note = " (built from the working tree, which differs from it)"
+		}
 	}
-	return sha, dirty
+	return sha, note
 }
 
 func kernel() string {
