@@ -54,7 +54,7 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, error
 		{"rate_limit", cfg.RateLimit, a.buildRateLimit},
 		{"authn", cfg.Authn, nil},
 		{"authz", cfg.Authz, a.buildAuthz},
-		{"envoy", cfg.Envoy, nil},
+		{"envoy", cfg.Envoy, a.buildEnvoy},
 	}
 	for _, b := range builders {
 		if b.build == nil {

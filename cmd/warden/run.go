@@ -95,6 +95,7 @@ type app struct {
 	grpc        *grpc.Server
 	health      *health.Server
 	stores      stores
+	envoy       envoyState
 	background  []func(context.Context) error
 	closers     []func()
 }
@@ -164,6 +165,9 @@ func (a *app) start(ctx context.Context) error {
 	reflection.Register(a.grpc)
 	for _, name := range []string{"", wardenv1.WardenService_ServiceDesc.ServiceName, wardenv1.AdminService_ServiceDesc.ServiceName} {
 		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	if err := a.startEnvoy(opts); err != nil {
+		return err
 	}
 	return nil
 }

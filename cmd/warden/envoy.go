@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/fsnotify/fsnotify"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/wardenhq/warden/clients/envoy"
+	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/rlconfig"
+	"github.com/wardenhq/warden/service"
+)
+
+// envoyYAML is the envoy section:
+//
+//	envoy:
+//	  ratelimit_config: /etc/ratelimit/config   # envoyproxy/ratelimit files: a file or a directory
+//	  rls: {enabled: true, response_headers: false}
+//	  ext_authz: {enabled: true, failure_mode: closed}   # or open
+//	  listen_addr: 127.0.0.1:8081                # optional: also serve both on this port
+type envoyYAML struct {
+	// RateLimitConfig is a file or directory of envoyproxy/ratelimit config files; their
+	// domains join the rate_limit section's. Watched for changes.
+	RateLimitConfig string `yaml:"ratelimit_config"`
+	RLS             struct {
+		Enabled         *bool `yaml:"enabled"` // default true
+		ResponseHeaders bool  `yaml:"response_headers"`
+	} `yaml:"rls"`
+	ExtAuthz struct {
+		Enabled     *bool  `yaml:"enabled"` // default true
+		FailureMode string `yaml:"failure_mode"`
+	} `yaml:"ext_authz"`
+	// ListenAddr, when set, serves the two Envoy services (and health) on a separate
+	// listener too, with the same server options. Read at start only.
+	ListenAddr string `yaml:"listen_addr"`
+}
+
+// envoyState is what the app keeps of the Envoy adapters: they are registered once and
+// reconfigured on reload.
+type envoyState struct {
+	auth *envoy.AuthServer
+	rls  *envoy.RateLimitServer
+	// pending is the adapters' config built by the last build, applied by applyEnvoy.
+	pendingAuth envoy.AuthConfig
+	pendingRLS  envoy.RateLimitConfig
+}
+
+func decodeEnvoy(cfg *config.File) (envoyYAML, error) {
+	var y envoyYAML
+	if err := cfg.Envoy.Decode("envoy", &y); err != nil {
+		return y, err
+	}
+	return y, nil
+}
+
+// buildEnvoy reads the envoy section: the adapters' settings, and the envoyproxy/ratelimit
+// files whose domains it merges into the limiter the rate_limit section built (it runs after
+// it). The settings are applied to the running adapters here: this builder is the last one,
+// so a build that reaches it succeeds.
+func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
+	y, err := decodeEnvoy(cfg)
+	if err != nil {
+		return err
+	}
+	authCfg := envoy.AuthConfig{Logger: a.log, Disabled: y.ExtAuthz.Enabled != nil && !*y.ExtAuthz.Enabled}
+	if y.ExtAuthz.FailureMode != "" {
+		m, ok := envoy.ParseFailureMode(y.ExtAuthz.FailureMode)
+		if !ok {
+			return cfg.Envoy.Errorf("envoy.ext_authz.failure_mode", "must be closed or open, not %q", y.ExtAuthz.FailureMode)
+		}
+		authCfg.FailureMode = m
+	}
+	rlsCfg := envoy.RateLimitConfig{Disabled: y.RLS.Enabled != nil && !*y.RLS.Enabled, ResponseHeaders: y.RLS.ResponseHeaders}
+
+	if y.RateLimitConfig != "" {
+		path := y.RateLimitConfig
+		if !filepath.IsAbs(path) && cfg.Path != "" {
+			path = filepath.Join(filepath.Dir(cfg.Path), path)
+		}
+		files, err := rlconfig.Load(path)
+		if err != nil {
+			return err // names the ratelimit file, line and field
+		}
+		var ry rateLimitYAML
+		if err := cfg.RateLimit.Decode("rate_limit", &ry); err != nil {
+			return err
+		}
+		own, err := rateLimitDomains(cfg.RateLimit, ry)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			for _, o := range own {
+				if o.Name == f.Name {
+					return cfg.Envoy.Errorf("envoy.ratelimit_config", "domain %q is defined both in %s and in the rate_limit section", f.Name, path)
+				}
+			}
+		}
+		if d.Limiter == nil {
+			return cfg.Envoy.Errorf("envoy.ratelimit_config", "no limiter was built (rate_limit section)")
+		}
+		if err := d.Limiter.SetDomains(append(own, files...)); err != nil {
+			var ce *limiter.ConfigError
+			if errors.As(err, &ce) {
+				return cfg.Envoy.Errorf("envoy.ratelimit_config", "%s: %v", path, err)
+			}
+			return err
+		}
+	}
+	a.envoy.pendingAuth, a.envoy.pendingRLS = authCfg, rlsCfg
+	if a.envoy.auth != nil {
+		a.applyEnvoy()
+	}
+	return nil
+}
+
+// applyEnvoy applies the last built settings to the registered adapters.
+func (a *app) applyEnvoy() {
+	a.envoy.auth.SetConfig(a.envoy.pendingAuth)
+	a.envoy.rls.SetConfig(a.envoy.pendingRLS)
+}
+
+// startEnvoy registers the ext_authz and RLS services on Warden's gRPC server (they answer
+// UNIMPLEMENTED while disabled) and, when envoy.listen_addr is set, on a second server with
+// the same options on that address. It also watches envoy.ratelimit_config for changes.
+func (a *app) startEnvoy(opts []grpc.ServerOption) error {
+	a.envoy.auth = envoy.NewAuthServer(a.srv, a.envoy.pendingAuth)
+	a.envoy.rls = envoy.NewRateLimitServer(a.srv, a.envoy.pendingRLS)
+	register := func(s *grpc.Server) {
+		authv3.RegisterAuthorizationServer(s, a.envoy.auth)
+		rlsv3.RegisterRateLimitServiceServer(s, a.envoy.rls)
+	}
+	register(a.grpc)
+	for _, name := range []string{authv3.Authorization_ServiceDesc.ServiceName, rlsv3.RateLimitService_ServiceDesc.ServiceName} {
+		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	y, err := decodeEnvoy(a.cfg)
+	if err != nil {
+		return err
+	}
+	if cfgPath := a.cfg.Path; y.RateLimitConfig != "" && cfgPath != "" {
+		path := y.RateLimitConfig
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(cfgPath), path)
+		}
+		a.background = append(a.background, func(ctx context.Context) error { return a.watchRateLimitConfig(ctx, cfgPath, path) })
+	}
+	if y.ListenAddr == "" {
+		return nil
+	}
+	lis, err := net.Listen("tcp", y.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("envoy listener: %w", err)
+	}
+	s := grpc.NewServer(opts...)
+	register(s)
+	healthpb.RegisterHealthServer(s, a.health)
+	a.log.Info("envoy services listening", "addr", lis.Addr().String())
+	a.closers = append(a.closers, func() { s.Stop(); lis.Close() })
+	a.background = append(a.background, func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- s.Serve(lis) }()
+		select {
+		case err := <-errc:
+			if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("envoy grpc: %w", err)
+			}
+			return nil
+		case <-ctx.Done():
+		}
+		stopped := make(chan struct{})
+		go func() { s.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(a.cfg.Server.ShutdownTimeout):
+			s.Stop()
+		}
+		return nil
+	})
+	return nil
+}
+
+// watchRateLimitConfig reloads the whole config (as SIGHUP does) when a file in the
+// ratelimit config directory (or the file's directory) changes. It watches the directory, so
+// that a Kubernetes ConfigMap's symlink swap is seen.
+func (a *app) watchRateLimitConfig(ctx context.Context, cfgPath, path string) error {
+	dir := path
+	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
+		dir = filepath.Dir(path)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.Add(dir); err != nil {
+		a.log.Warn("cannot watch the ratelimit config; reload with SIGHUP", "path", dir, "err", err)
+		return nil
+	}
+	r := &reloader{app: a, path: cfgPath, log: a.log}
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			debounce = time.After(100 * time.Millisecond)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			a.log.Warn("ratelimit config watch error", "err", err)
+		case <-debounce:
+			debounce = nil
+			r.reload(ctx, true)
+		}
+	}
+}
