@@ -97,7 +97,7 @@ func (c *Client) Check(ctx context.Context, req *wardenv1.CheckRequest) (*Decisi
 		if c.failOpen(ctx, "Check", err) {
 			return &Decision{CheckResponse: &wardenv1.CheckResponse{Allowed: true, HttpStatus: 200}, FailedOpen: true, Cause: err}, nil
 		}
-		return nil, err
+		return nil, unmark(err)
 	}
 	return &Decision{CheckResponse: resp}, nil
 }
@@ -107,6 +107,12 @@ func (c *Client) Check(ctx context.Context, req *wardenv1.CheckRequest) (*Decisi
 // call it when an AuthnCache misses, let the request through without a principal under
 // WithFailOpen, as Check does.)
 func (c *Client) Authenticate(ctx context.Context, creds *wardenv1.Credentials) (*wardenv1.AuthenticateResponse, error) {
+	resp, err := c.authenticate(ctx, creds)
+	return resp, unmark(err)
+}
+
+// authenticate is Authenticate with the error still marked for failOpen.
+func (c *Client) authenticate(ctx context.Context, creds *wardenv1.Credentials) (*wardenv1.AuthenticateResponse, error) {
 	return invoke(ctx, c, &wardenv1.AuthenticateRequest{Credentials: creds}, c.svc.Authenticate)
 }
 
@@ -118,7 +124,7 @@ func (c *Client) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) 
 		if c.failOpen(ctx, "Authorize", err) {
 			return &AuthorizeDecision{AuthorizeResponse: &wardenv1.AuthorizeResponse{Allowed: true, HttpStatus: 200}, FailedOpen: true, Cause: err}, nil
 		}
-		return nil, err
+		return nil, unmark(err)
 	}
 	return &AuthorizeDecision{AuthorizeResponse: resp}, nil
 }
@@ -130,7 +136,7 @@ func (c *Client) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 		if c.failOpen(ctx, "CheckRateLimit", err) {
 			return &RateLimitDecision{CheckRateLimitResponse: &wardenv1.CheckRateLimitResponse{Allowed: true}, FailedOpen: true, Cause: err}, nil
 		}
-		return nil, err
+		return nil, unmark(err)
 	}
 	return &RateLimitDecision{CheckRateLimitResponse: resp}, nil
 }
@@ -149,7 +155,8 @@ func Unreachable(err error) bool {
 // failOpen reports whether err should become an allowed decision, and logs it if so. The
 // caller's own cancellation or deadline never fails open: its request is over anyway.
 func (c *Client) failOpen(ctx context.Context, op string, err error) bool {
-	if !c.cfg.failOpen || ctx.Err() != nil || !Unreachable(err) {
+	var cd *callerDeadline
+	if !c.cfg.failOpen || ctx.Err() != nil || !Unreachable(err) || errors.As(err, &cd) {
 		return false
 	}
 	c.cfg.log.WarnContext(ctx, "warden unreachable: failing open", "op", op, "err", err)
@@ -158,7 +165,17 @@ func (c *Client) failOpen(ctx context.Context, op string, err error) bool {
 
 // invoke calls rpc within the client's timeout and the caller's deadline, retrying
 // UNAVAILABLE answers with exponential backoff and full jitter.
-func invoke[Req, Resp any](ctx context.Context, c *Client, req Req, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+//
+// An error is marked (*callerDeadline) when the caller's own deadline was the one that
+// bound the call, so that failOpen never turns it into an allowed decision.
+func invoke[Req, Resp any](ctx context.Context, c *Client, req Req, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error)) (resp Resp, err error) {
+	if dl, ok := ctx.Deadline(); ok && (c.cfg.timeout <= 0 || time.Until(dl) <= c.cfg.timeout) {
+		defer func() {
+			if status.Code(err) == codes.DeadlineExceeded {
+				err = &callerDeadline{err}
+			}
+		}()
+	}
 	var zero Resp
 	if c.cfg.timeout > 0 {
 		var cancel context.CancelFunc
@@ -186,6 +203,22 @@ func invoke[Req, Resp any](ctx context.Context, c *Client, req Req, rpc func(con
 		case <-t.C:
 		}
 	}
+}
+
+// callerDeadline marks a DEADLINE_EXCEEDED caused by the caller's deadline.
+type callerDeadline struct{ error }
+
+func (e *callerDeadline) Unwrap() error { return e.error }
+
+// GRPCStatus keeps status.Code and status.FromError working on the marked error.
+func (e *callerDeadline) GRPCStatus() *status.Status { return status.Convert(e.error) }
+
+// unmark returns err without the callerDeadline mark.
+func unmark(err error) error {
+	if cd, ok := err.(*callerDeadline); ok {
+		return cd.error
+	}
+	return err
 }
 
 // contextCode turns a context error into its gRPC status, and leaves status errors as they

@@ -36,19 +36,23 @@ func CheckError(r *wardenv1.CheckResponse) error {
 	if r.GetAllowed() {
 		return nil
 	}
-	st := r.GetHttpStatus()
-	if st == 0 {
-		switch r.GetStage() {
-		case wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE:
-			st = http.StatusUnauthorized
-		case wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT:
-			st = http.StatusTooManyRequests
-		}
-	}
-	if st == 0 && r.GetReason() == wardenv1.DenyReason_DENY_REASON_RATE_LIMITED {
-		st = http.StatusTooManyRequests
-	}
+	st := checkStatus(r)
 	return denial(st, r.GetRateLimits(), nil, r.GetResponseHeaders())
+}
+
+// checkStatus is the HTTP status of a Check denial: http_status, else derived from the stage
+// or the reason.
+func checkStatus(r *wardenv1.CheckResponse) int32 {
+	if st := r.GetHttpStatus(); st != 0 {
+		return st
+	}
+	switch {
+	case r.GetStage() == wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE:
+		return http.StatusUnauthorized
+	case r.GetStage() == wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT, r.GetReason() == wardenv1.DenyReason_DENY_REASON_RATE_LIMITED:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusForbidden
 }
 
 // AuthenticateError returns the UNAUTHENTICATED error for a failed authentication, or nil.

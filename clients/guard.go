@@ -92,13 +92,12 @@ func fromCheck(d *Decision) outcome {
 		allowed:         d.GetAllowed(),
 		failedOpen:      d.FailedOpen,
 		principal:       d.GetPrincipal(),
-		httpStatus:      d.GetHttpStatus(),
 		responseHeaders: d.GetResponseHeaders(),
 	}
 	if o.allowed {
 		o.upstreamHeaders, o.remove = d.GetUpstreamHeaders(), d.GetUpstreamHeadersToRemove()
 	} else {
-		o.denied, o.reason = d.Err(), d.GetReason()
+		o.httpStatus, o.denied, o.reason = checkStatus(d.CheckResponse), d.Err(), d.GetReason()
 	}
 	return o
 }
@@ -110,12 +109,12 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 	key := credentialsDigest(r.creds)
 	p, hit := g.cfg.cache.get(key)
 	if !hit {
-		ar, err := g.c.Authenticate(ctx, r.creds)
+		ar, err := g.c.authenticate(ctx, r.creds)
 		if err != nil {
 			if g.c.failOpen(ctx, "Authenticate", err) {
 				return outcome{allowed: true, failedOpen: true}, nil
 			}
-			return outcome{}, err
+			return outcome{}, unmark(err)
 		}
 		if !ar.GetAuthenticated() {
 			st := ar.GetHttpStatus()

@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -162,7 +164,7 @@ var shopDesc = grpc.ServiceDesc{
 		{MethodName: "Ping", Handler: shopUnary},
 		{MethodName: "Limited", Handler: shopUnary},
 		{MethodName: "GetOrder", Handler: shopUnary},
-		{MethodName: "Nowhere", Handler: shopUnary},
+		{MethodName: "Echo", Handler: shopUnary},
 	},
 	Streams: []grpc.StreamDesc{{StreamName: "Watch", Handler: shopStream, ServerStreams: true}},
 }
@@ -177,12 +179,30 @@ func shopUnary(srv any, ctx context.Context, dec func(any) error, icpt grpc.Unar
 	if err := dec(in); err != nil {
 		return nil, err
 	}
-	h := func(ctx context.Context, _ any) (any, error) { return whoAmI(ctx), nil }
+	h := func(ctx context.Context, _ any) (any, error) {
+		if m, _ := grpc.Method(ctx); strings.HasSuffix(m, "/Echo") {
+			return echoMetadata(ctx), nil
+		}
+		return whoAmI(ctx), nil
+	}
 	if icpt == nil {
 		return h(ctx, in)
 	}
 	m, _ := grpc.Method(ctx)
 	return icpt(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: m}, h)
+}
+
+// echoMetadata answers the incoming x-* metadata as "k=v;…", sorted.
+func echoMetadata(ctx context.Context) *wrapperspb.StringValue {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var kv []string
+	for k, v := range md {
+		if strings.HasPrefix(k, "x-") {
+			kv = append(kv, k+"="+strings.Join(v, ","))
+		}
+	}
+	slices.Sort(kv)
+	return wrapperspb.String(strings.Join(kv, ";"))
 }
 
 func shopStream(_ any, ss grpc.ServerStream) error {
@@ -196,18 +216,25 @@ func shopStream(_ any, ss grpc.ServerStream) error {
 // to it.
 func startShop(t testing.TB, wc *clients.Client, opts ...clients.HandlerOption) *grpc.ClientConn {
 	t.Helper()
+	return dial(t, serveShop(t, nil, wc, opts...))
+}
+
+// serveShop serves test.v1.Shop on loopback behind the interceptors, with srvOpts, and
+// returns its address.
+func serveShop(t testing.TB, srvOpts []grpc.ServerOption, wc *clients.Client, opts ...clients.HandlerOption) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(
+	srv := grpc.NewServer(append(srvOpts,
 		grpc.ChainUnaryInterceptor(clients.UnaryServerInterceptor(wc, opts...)),
 		grpc.ChainStreamInterceptor(clients.StreamServerInterceptor(wc, opts...)),
-	)
+	)...)
 	srv.RegisterService(&shopDesc, struct{}{})
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	return dial(t, lis.Addr().String())
+	return lis.Addr().String()
 }
 
 // callShop calls a unary Shop method and returns the subject it saw.
