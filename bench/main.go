@@ -1,383 +1,75 @@
-// Command bench measures Warden's cost per decision with ghz and prints a markdown table.
+// Command bench runs Warden's benchmarks and prints the comparison table:
 //
-// It builds cmd/warden, starts it (and a throwaway redis-server when a scenario needs one)
-// pinned to CPU 0, runs itself, the load generator, on CPU 1, and for every scenario in
-// the registry (scenario.go) runs a closed-loop and open-loop loads in interleaved rounds.
-// The figure that decides is CPU-µs per call that Warden and its Redis spent, read from
-// /proc; RPS and latency are reported beside it, all as ratios to an empty-handler floor
-// measured on the same process in the same round. See README.md.
+//	go run ./bench -duration 2s -warmup 1s -rounds 1 -open-loop=false   # smoke
+//	go run ./bench -out bench/results                                  # full run
 //
-//	cd bench && go run .                                   # full: 3 rounds of 15 s loads
-//	cd bench && go run . -duration 2s -warmup 1s -rounds 1 -open-loop=false   # smoke
-//
-// It knows Warden only through its command line, its config file and its gRPC API.
+// The ghz-based runner lives in its own module, bench/runner, so that ghz's ~240 modules stay
+// out of Warden's go.mod. This launcher builds it with that module's go.mod and runs it with
+// the same arguments and working directory. See bench/README.md.
 package main
 
 import (
-	"bufio"
-	"cmp"
-	"context"
+	"bytes"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"runtime"
-	"strings"
-	"syscall"
-	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
-// pinEnv marks the re-executed, pinned load generator.
-const pinEnv = "WARDEN_BENCH_PINNED"
-
-// requests is how many distinct requests each data file holds.
-const requests = 1000
-
-type options struct {
-	repo, rev, wardenBin   string
-	out                    string
-	match                  *regexp.Regexp
-	warmup                 time.Duration
-	rounds, reruns, checks int
-	openLoop, pin          bool
-	maxSteal, maxOther     float64
-	loadSettings
-}
-
 func main() {
-	o, err := parseFlags(os.Args[1:])
+	os.Exit(run())
+}
+
+func run() int {
+	root, err := repoRoot()
 	if err != nil {
-		os.Exit(2)
-	}
-	serverCPU, note := pinning(o.pin)
-	code := 0
-	if err := run(context.Background(), o, serverCPU, note, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		code = 1
+		return 2
 	}
-	os.Exit(code)
-}
-
-func parseFlags(args []string) (*options, error) {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	o := &options{}
-	var match string
-	fs.StringVar(&o.repo, "repo", "", "Warden's repository root (default: found from the working directory)")
-	fs.StringVar(&o.rev, "rev", "", "build cmd/warden from this commit (git archive) instead of the working tree")
-	fs.StringVar(&o.wardenBin, "warden-bin", "", "use this warden binary instead of building cmd/warden")
-	fs.StringVar(&o.out, "out", "", "also write the table to DIR/<date>-<gitsha>.md (e.g. results)")
-	fs.StringVar(&match, "scenarios", "", "run only the scenarios whose name matches this regexp (their floors always run)")
-	fs.DurationVar(&o.warmup, "warmup", 5*time.Second, "discarded warm-up per process and method")
-	fs.DurationVar(&o.duration, "duration", 15*time.Second, "length of each measured load")
-	fs.UintVar(&o.concurrency, "concurrency", 50, "ghz concurrency (workers)")
-	fs.UintVar(&o.connections, "connections", 4, "ghz connections")
-	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (A, B, A, B, …); the table shows medians")
-	fs.BoolVar(&o.openLoop, "open-loop", true, "also run open-loop loads at 500 and 2000 calls/s")
-	fs.BoolVar(&o.pin, "pin", true, "pin Warden and Redis to CPU 0 and the load generator to CPU 1 (needs taskset)")
-	fs.Float64Var(&o.maxSteal, "max-steal", 2, "a run with more hypervisor steal (% of all CPU time) is disturbed")
-	fs.Float64Var(&o.maxOther, "max-other", 10, "a run where CPU 0 is busier than this (%) with anything but Warden and Redis is disturbed")
-	fs.IntVar(&o.reruns, "reruns", 1, "re-run a disturbed round up to this many times")
-	fs.IntVar(&o.checks, "checks", 10, "decision samples with a real client before and after every measured load")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	var err error
-	if o.match, err = regexp.Compile(match); err != nil {
-		fmt.Fprintln(fs.Output(), "-scenarios:", err)
-		return nil, err
-	}
-	if o.rounds < 1 || o.concurrency < 1 || o.connections < 1 || o.duration <= 0 {
-		fmt.Fprintln(fs.Output(), "-rounds, -concurrency, -connections and -duration must be positive")
-		return nil, errors.New("bad flags")
-	}
-	return o, nil
-}
-
-// pinning re-executes this program under `taskset -c 1` the first time through, so that
-// every thread of the load generator runs on CPU 1 (sched_setaffinity from Go would pin only
-// the calling thread). It returns the CPU for Warden and Redis ("" when unpinned) and a note
-// for the report.
-func pinning(want bool) (serverCPU, note string) {
-	if !want {
-		return "", "unpinned (-pin=false)"
-	}
-	if os.Getenv(pinEnv) != "" { // the re-executed child: its own mask is CPU 1 only
-		return "0", "Warden and Redis on CPU 0, ghz on CPU 1 (taskset)"
-	}
-	if runtime.NumCPU() < 2 {
-		return "", fmt.Sprintf("unpinned: %d CPU", runtime.NumCPU())
-	}
-	taskset, err := exec.LookPath("taskset")
+	tmp, err := os.MkdirTemp("", "warden-bench-")
 	if err != nil {
-		return "", "unpinned: taskset not found"
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
 	}
-	exe, err := os.Executable()
-	if err == nil {
-		argv := append([]string{"taskset", "-c", "1", exe}, os.Args[1:]...)
-		err = syscall.Exec(taskset, argv, append(os.Environ(), pinEnv+"=1"))
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "runner")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join(root, "bench", "runner")
+	build.Env = append(os.Environ(), "GOWORK=off")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: building bench/runner:", err)
+		return 2
 	}
-	return "", fmt.Sprintf("unpinned: re-exec under taskset failed: %v", err)
+	cmd := exec.Command(bin, os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	return 0
 }
 
-func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, stderr io.Writer) error {
-	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	root, err := repoRoot(o.repo)
-	if err != nil {
-		return err
-	}
-	o.repo = root
-	dir, err := os.MkdirTemp("", "warden-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-
-	rows, setups, err := plan(o.match)
-	if err != nil {
-		return err
-	}
-	for _, r := range rows {
-		if err := writeData(dir, r, requests); err != nil {
-			return err
-		}
-	}
-
-	bin := o.wardenBin
-	if bin == "" {
-		logf("building cmd/warden from %s …", cmp.Or(o.rev, "the working tree"))
-		if bin, err = buildWarden(ctx, root, o.rev, dir); err != nil {
-			return err
-		}
-	}
-	var failures []error
-	defer func() {
-		for _, st := range setups {
-			if (st.warden != nil || st.redisProc != nil) && !st.stopped {
-				if err := st.stop(); err != nil {
-					logf("%v", err)
-				}
-			}
-		}
-	}()
-	conns := map[*setup]*grpc.ClientConn{}
-	for _, st := range setups {
-		if err := st.start(bin, dir, serverCPU); err != nil {
-			return err
-		}
-		logf("warden %s listening on %s (pids %v)", st.label, st.grpcAddr, st.pids())
-		cc, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
-		}
-		defer cc.Close()
-		conns[st] = cc
-	}
-
-	loads := []load{{name: "closed loop"}}
-	if o.openLoop {
-		loads = append(loads, load{name: "open loop 500/s", rps: 500}, load{name: "open loop 2000/s", rps: 2000})
-	}
-
-	// Warm-up: once per process and method, discarded.
-	if o.warmup > 0 {
-		warmed := map[string]bool{}
-		for _, r := range rows {
-			k := fmt.Sprintf("%p %s", r.st, r.sc.Method)
-			if warmed[k] {
-				continue
-			}
-			warmed[k] = true
-			logf("warm-up %s for %v", r.label, o.warmup)
-			res, err := ghzRun(root, r, o.loadSettings, loads[0], o.warmup, serverCPU)
-			if err != nil {
-				return err
-			}
-			if res.errors > 0 {
-				return fmt.Errorf("warm-up %s: %d errors, e.g. %s", r.label, res.errors, res.errText)
-			}
-		}
-	}
-
-	for round := 1; round <= o.rounds; round++ {
-		for _, st := range setups {
-			for _, l := range loads {
-				var got []result
-				for attempt := 0; ; attempt++ {
-					got = got[:0]
-					disturbed := false
-					for _, r := range rows {
-						if r.st != st {
-							continue
-						}
-						if err := sampleDecisions(ctx, conns[st], r, o.checks, requests); err != nil {
-							failures = append(failures, err)
-						}
-						res, err := ghzRun(root, r, o.loadSettings, l, o.duration, serverCPU)
-						if err != nil {
-							return err
-						}
-						if err := sampleDecisions(ctx, conns[st], r, o.checks, requests); err != nil {
-							failures = append(failures, err)
-						}
-						res.disturbed = res.stealPct > o.maxSteal || res.otherPct > o.maxOther
-						disturbed = disturbed || res.disturbed
-						logf("round %d %-16s %-28s %8.0f rps %7.1f CPU-µs/call  p99 %-9v errors %d  steal %.1f%%  CPU0 other %.1f%%%s",
-							round, l.name, r.label, res.rps, res.cpuPerCall(), res.p99.Round(time.Microsecond),
-							res.errors, res.stealPct, res.otherPct, map[bool]string{true: "  DISTURBED"}[res.disturbed])
-						if res.errors > 0 {
-							failures = append(failures, fmt.Errorf("%s, %s, round %d: %d gRPC errors, e.g. %s", r.label, l.name, round, res.errors, res.errText))
-						}
-						got = append(got, res)
-					}
-					if !disturbed || attempt >= o.reruns {
-						break
-					}
-					logf("round %d %s disturbed: re-running it", round, l.name)
-				}
-				i := 0
-				for _, r := range rows {
-					if r.st == st {
-						r.results[l.name] = append(r.results[l.name], got[i])
-						i++
-					}
-				}
-			}
-		}
-	}
-
-	md := report(o, pinNote, loads, rows)
-	fmt.Fprint(stdout, md)
-	if o.out != "" {
-		path, err := writeReport(o, md)
-		if err != nil {
-			return err
-		}
-		logf("wrote %s", path)
-	}
-	for _, st := range setups {
-		if err := st.stop(); err != nil {
-			failures = append(failures, err)
-		}
-	}
-	return errors.Join(failures...)
-}
-
-// plan turns the registry into rows and the Warden processes they need. Every row is
-// preceded by its floor measured on the same process.
-func plan(match *regexp.Regexp) ([]*row, []*setup, error) {
-	byName := map[string]Scenario{}
-	for _, s := range scenarios {
-		if _, dup := byName[s.Name]; dup {
-			return nil, nil, fmt.Errorf("two scenarios named %q", s.Name)
-		}
-		if s.Request == nil || s.Method == "" {
-			return nil, nil, fmt.Errorf("scenario %q: Method and Request are required", s.Name)
-		}
-		byName[s.Name] = s
-	}
-	var (
-		rows    []*row
-		setups  []*setup
-		byKey   = map[string]*setup{}
-		haveRow = map[string]*row{}
-	)
-	setupFor := func(s Scenario) *setup {
-		k := setupKey(s)
-		if st := byKey[k]; st != nil {
-			return st
-		}
-		st := &setup{config: s.Config, redis: s.Redis}
-		if s.Config != "" || s.Redis {
-			st.label = s.Name
-		}
-		byKey[k] = st
-		setups = append(setups, st)
-		return st
-	}
-	addRow := func(s Scenario, st *setup, floor *row) *row {
-		label := s.Name
-		if floor == nil && st.label != "" && st.label != s.Name { // a floor on another row's process
-			label += " @ " + st.label
-		}
-		if r := haveRow[label]; r != nil {
-			return r
-		}
-		r := &row{label: label, sc: s, st: st, floor: floor, results: map[string][]result{}, decisions: map[string]int{}}
-		if floor == nil {
-			r.floor = r
-		}
-		haveRow[label] = r
-		rows = append(rows, r)
-		return r
-	}
-	for _, s := range scenarios {
-		if !match.MatchString(s.Name) {
-			continue
-		}
-		st := setupFor(s)
-		if s.Floor == "" {
-			addRow(s, st, nil)
-			continue
-		}
-		f, ok := byName[s.Floor]
-		if !ok {
-			return nil, nil, fmt.Errorf("scenario %q: no floor named %q", s.Name, s.Floor)
-		}
-		if f.Floor != "" {
-			return nil, nil, fmt.Errorf("scenario %q: its floor %q is not a floor", s.Name, s.Floor)
-		}
-		addRow(s, st, addRow(f, st, nil))
-	}
-	if len(rows) == 0 {
-		return nil, nil, errors.New("-scenarios matches no scenario")
-	}
-	return rows, setups, nil
-}
-
-// repoRoot finds the directory of Warden's go.mod: dir if given, else the working
-// directory or one of its parents.
-func repoRoot(dir string) (string, error) {
-	if dir != "" {
-		return filepath.Abs(dir)
-	}
+// repoRoot walks up from the working directory to Warden's go.mod.
+func repoRoot() (string, error) {
 	d, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if isWardenRoot(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/wardenhq/warden\n")) {
 			return d, nil
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			return "", errors.New("cannot find Warden's go.mod above the working directory: use -repo")
+			return "", errors.New("run from inside the Warden repository")
 		}
 		d = parent
 	}
-}
-
-func isWardenRoot(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "module ") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "module ")) == "github.com/wardenhq/warden"
-		}
-	}
-	return false
 }

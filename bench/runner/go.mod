@@ -2,7 +2,7 @@ module github.com/wardenhq/warden/bench
 
 go 1.26.0
 
-replace github.com/wardenhq/warden => ../
+replace github.com/wardenhq/warden => ../../
 
 require (
 	github.com/bojand/ghz v0.120.0
