@@ -153,15 +153,20 @@ func (m *MTLS) FromChain(chain []*x509.Certificate) (Principal, Reason) {
 	if len(chain) == 0 || chain[0] == nil {
 		return Principal{}, NoCredentials
 	}
-	leaf := chain[0]
-	now := m.cfg.Now()
-	if now.Before(leaf.NotBefore) {
-		return Principal{}, NotYetValid
+	if r := validity(chain[0], m.cfg.Now()); r != OK {
+		return Principal{}, r
 	}
-	if now.After(leaf.NotAfter) {
-		return Principal{}, Expired
+	return m.principal(chain[0])
+}
+
+func validity(leaf *x509.Certificate, now time.Time) Reason {
+	switch {
+	case now.Before(leaf.NotBefore):
+		return NotYetValid
+	case now.After(leaf.NotAfter):
+		return Expired
 	}
-	return m.principal(leaf)
+	return OK
 }
 
 func (m *MTLS) principal(leaf *x509.Certificate) (Principal, Reason) {
@@ -198,13 +203,9 @@ func (m *MTLS) FromPEM(encoded string) (Principal, Reason) {
 	if err != nil {
 		return Principal{}, Malformed
 	}
-	leaf := chain[0]
-	now := m.cfg.Now()
-	if now.Before(leaf.NotBefore) {
-		return Principal{}, NotYetValid
-	}
-	if now.After(leaf.NotAfter) {
-		return Principal{}, Expired
+	leaf, now := chain[0], m.cfg.Now()
+	if r := validity(leaf, now); r != OK {
+		return Principal{}, r
 	}
 	opts := x509.VerifyOptions{Roots: m.cfg.GatewayRoots, Intermediates: x509.NewCertPool(),
 		CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
