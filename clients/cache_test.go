@@ -81,7 +81,7 @@ func cacheFake(expires time.Time, rateBudget int) *fakeWarden {
 // shopActions maps GetOrder to orders:read and Ping to orders:write; the rest go to Check.
 func shopActions(name string) (string, *wardenv1.Resource, bool) {
 	switch name {
-	case "/test.v1.Shop/GetOrder":
+	case "/test.v1.Shop/GetOrder", "/test.v1.Shop/Echo":
 		return "orders:read", &wardenv1.Resource{Type: "orders"}, true
 	case "/test.v1.Shop/Ping":
 		return "orders:write", &wardenv1.Resource{Type: "orders"}, true
@@ -156,6 +156,12 @@ func TestAuthnCache(t *testing.T) {
 	expect("the most recent credential stays", [3]int{9, 12, 11})
 	get("good-alice", codes.OK, "alice")
 	expect("the least recently used was evicted", [3]int{10, 13, 12})
+
+	// Decisions made without Check carry no identity headers: the client's are removed.
+	ctx := metadata.AppendToOutgoingContext(withToken("good-alice"), "x-warden-subject", "forged", "x-other", "o")
+	if got, err := callShop(ctx, shop, "Echo"); err != nil || got != "x-other=o" {
+		t.Fatalf("Echo: got (%q, %v), want the client's x-warden-* metadata removed", got, err)
+	}
 
 	if n := cache.InvalidateSubject("erin"); n != 1 {
 		t.Fatalf("InvalidateSubject: removed %d, want 1", n)

@@ -91,10 +91,17 @@ func (g *guard) grpc(ctx context.Context, method string, setHeader func(metadata
 	if !o.allowed {
 		return ctx, o.denied
 	}
-	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 {
+	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || o.stripIdentity {
 		md = md.Copy()
 		for _, n := range o.remove {
 			delete(md, strings.ToLower(n))
+		}
+		if o.stripIdentity {
+			for k := range md {
+				if strings.HasPrefix(k, identityPrefix) {
+					delete(md, k)
+				}
+			}
 		}
 		for _, h := range o.upstreamHeaders {
 			md.Set(h.GetName(), h.GetValue())

@@ -93,10 +93,17 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				ctx = ContextWithPrincipal(ctx, o.principal)
 			}
 			r2 := r.WithContext(ctx)
-			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 {
+			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || o.stripIdentity {
 				r2.Header = r.Header.Clone()
 				for _, n := range o.remove {
 					r2.Header.Del(n)
+				}
+				if o.stripIdentity {
+					for k := range r2.Header {
+						if len(k) >= len(identityPrefix) && strings.EqualFold(k[:len(identityPrefix)], identityPrefix) {
+							delete(r2.Header, k)
+						}
+					}
 				}
 				for _, x := range o.upstreamHeaders {
 					r2.Header.Set(x.GetName(), x.GetValue())
