@@ -57,6 +57,14 @@ func (r *recorder) Take(ctx context.Context, tag string, hits []limiter.Hit, out
 	return r.Store.Take(ctx, tag, hits, out)
 }
 
+// NonBlocking forwards the wrapped store's marker: without it the limiter would put a
+// StoreTimeout deadline on in-process Takes, and under CPU load an expired one would be
+// decided by the failure policy instead of the store.
+func (r *recorder) NonBlocking() bool {
+	nb, ok := r.Store.(limiter.NonBlocking)
+	return ok && nb.NonBlocking()
+}
+
 func (r *recorder) Reset(ctx context.Context, tag, key string) error {
 	return r.Store.(limiter.Resetter).Reset(ctx, tag, key)
 }
@@ -729,7 +737,9 @@ func TestCheckConcurrent(t *testing.T) {
 	for _, alg := range []limiter.Algorithm{limiter.TokenBucket, limiter.SlidingWindow, limiter.FixedWindow, limiter.SlidingLog} {
 		t.Run(alg.String(), func(t *testing.T) {
 			c := &clock{t: base}
-			d := limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{
+			// FailClosed: a decision the store did not make is an error here, never a
+			// silent admission.
+			d := limiter.Domain{Name: "d", FailurePolicy: limiter.FailClosed, Descriptors: []limiter.Descriptor{
 				{Key: "k", RateLimit: &limiter.RateLimit{Unit: "hour", RequestsPerUnit: 250, Algorithm: alg}},
 				{Key: "j", RateLimit: &limiter.RateLimit{Unit: "hour", RequestsPerUnit: 1000, Algorithm: alg}},
 			}}
