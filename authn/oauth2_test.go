@@ -1,0 +1,216 @@
+package authn
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// introServer answers introspection requests from a table of tokens; status, if set,
+// overrides every answer.
+type introServer struct {
+	*httptest.Server
+	calls  atomic.Int64
+	status atomic.Int64
+}
+
+func newIntroServer(t *testing.T, answers map[string]string) *introServer {
+	t.Helper()
+	s := &introServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.calls.Add(1)
+		if st := s.status.Load(); st != 0 {
+			w.WriteHeader(int(st))
+			return
+		}
+		id, secret, ok := r.BasicAuth()
+		if r.Method != http.MethodPost || !ok || id != "warden" || secret != "s3cret" ||
+			r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" || r.URL.RawQuery != "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		ans, ok := answers[r.PostFormValue("token")]
+		if !ok {
+			ans = `{"active":false}`
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, ans)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func newTestIntrospector(t *testing.T, url string, c *clock, mod func(*IntrospectionConfig)) *Introspector {
+	t.Helper()
+	cfg := IntrospectionConfig{Endpoint: url, ClientID: "warden", ClientSecret: "s3cret",
+		Issuer: "https://idp.example", Audiences: []string{"warden"}, TenantClaim: "tenant",
+		MaxCacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second, BreakerFailures: 2,
+		BreakerCooldown: 10 * time.Second, Now: c.now, Logger: slog.New(slog.DiscardHandler)}
+	if mod != nil {
+		mod(&cfg)
+	}
+	in, err := NewIntrospector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestIntrospectorVerify(t *testing.T) {
+	exp := t0.Add(30 * time.Second).Unix()
+	answers := map[string]string{
+		"good":      fmt.Sprintf(`{"active":true,"sub":"alice","client_id":"app","scope":"orders:read orders:write","iss":"https://idp.example","aud":["x","warden"],"exp":%d,"tenant":"acme"}`, exp),
+		"client":    fmt.Sprintf(`{"active":true,"client_id":"batch","iss":"https://idp.example","aud":"warden","exp":%d}`, exp),
+		"expired":   fmt.Sprintf(`{"active":true,"sub":"a","iss":"https://idp.example","aud":"warden","exp":%d}`, t0.Unix()-1),
+		"future":    fmt.Sprintf(`{"active":true,"sub":"a","iss":"https://idp.example","aud":"warden","nbf":%d}`, t0.Unix()+60),
+		"issuer":    `{"active":true,"sub":"a","iss":"https://evil.example","aud":"warden"}`,
+		"audience":  `{"active":true,"sub":"a","iss":"https://idp.example","aud":"other"}`,
+		"anonymous": `{"active":true,"iss":"https://idp.example","aud":"warden"}`,
+	}
+	srv := newIntroServer(t, answers)
+	c := &clock{t0}
+	in := newTestIntrospector(t, srv.URL, c, nil)
+	ctx := context.Background()
+
+	tests := []struct {
+		token string
+		want  Reason
+	}{
+		{"good", OK}, {"client", OK}, {"inactive", Inactive}, {"expired", Expired},
+		{"future", NotYetValid}, {"issuer", WrongIssuer}, {"audience", WrongAudience},
+		{"anonymous", Malformed}, {"", NoCredentials}, {strings.Repeat("x", 5000), Malformed},
+	}
+	for _, tt := range tests {
+		if _, r := in.Verify(ctx, tt.token); r != tt.want {
+			t.Errorf("Verify(%.10q) = %v, want %v", tt.token, r, tt.want)
+		}
+	}
+	p, _ := in.Verify(ctx, "good")
+	want := Principal{Subject: "alice", Tenant: "acme", Scopes: []string{"orders:read", "orders:write"},
+		Method: MethodOAuth2, CredentialID: p.CredentialID, ExpiresAt: time.Unix(exp, 0),
+		Claims: map[string]string{"client_id": "app"}}
+	if diff := cmp.Diff(p, want); diff != "" {
+		t.Errorf("principal (-got +want):\n%s", diff)
+	}
+	if len(p.CredentialID) != 16 || strings.Contains(p.CredentialID, "good") {
+		t.Errorf("CredentialID = %q, want a 16-hex digest prefix", p.CredentialID)
+	}
+	if p, _ := in.Verify(ctx, "client"); p.Subject != "batch" || len(p.Scopes) != 0 || p.Scopes == nil {
+		t.Errorf("client token principal = %+v, want subject batch narrowed to no scope", p)
+	}
+}
+
+func TestIntrospectorCaching(t *testing.T) {
+	exp := t0.Add(30 * time.Second).Unix()
+	srv := newIntroServer(t, map[string]string{
+		"good":  fmt.Sprintf(`{"active":true,"sub":"alice","iss":"https://idp.example","aud":"warden","exp":%d}`, exp),
+		"noexp": `{"active":true,"sub":"bob","iss":"https://idp.example","aud":"warden"}`,
+	})
+	c := &clock{t0}
+	in := newTestIntrospector(t, srv.URL, c, nil)
+	ctx := context.Background()
+	steps := []struct {
+		at        time.Duration
+		token     string
+		want      Reason
+		wantCalls int64
+	}{
+		{0, "good", OK, 1},
+		{10 * time.Second, "good", OK, 1},      // cached
+		{29 * time.Second, "good", OK, 1},      // still cached: exp is at 30s
+		{30 * time.Second, "good", Expired, 2}, // never cached past exp
+		{30 * time.Second, "noexp", OK, 3},     //
+		{89 * time.Second, "noexp", OK, 3},     // cached up to MaxCacheTTL (1m)
+		{90 * time.Second, "noexp", OK, 4},     // asked again after MaxCacheTTL
+		{90 * time.Second, "unknown", Inactive, 5},
+		{94 * time.Second, "unknown", Inactive, 5}, // negative cache, 5s
+		{95 * time.Second, "unknown", Inactive, 6},
+	}
+	for _, s := range steps {
+		c.t = t0.Add(s.at)
+		if _, r := in.Verify(ctx, s.token); r != s.want {
+			t.Errorf("at %v Verify(%s) = %v, want %v", s.at, s.token, r, s.want)
+		}
+		if got := srv.calls.Load(); got != s.wantCalls {
+			t.Errorf("at %v Verify(%s): endpoint calls = %d, want %d", s.at, s.token, got, s.wantCalls)
+		}
+	}
+}
+
+func TestIntrospectorBreaker(t *testing.T) {
+	srv := newIntroServer(t, map[string]string{"good": `{"active":true,"sub":"alice","iss":"https://idp.example","aud":"warden"}`})
+	c := &clock{t0}
+	in := newTestIntrospector(t, srv.URL, c, nil)
+	ctx := context.Background()
+	srv.status.Store(http.StatusInternalServerError)
+	steps := []struct {
+		at        time.Duration
+		want      Reason
+		wantCalls int64
+	}{
+		{0, Unavailable, 1},
+		{0, Unavailable, 2},                // second failure opens the breaker
+		{time.Second, Unavailable, 2},      // open: no call
+		{10 * time.Second, Unavailable, 3}, // half-open probe fails: open again
+		{15 * time.Second, Unavailable, 3}, //
+		{20 * time.Second, OK, 4},          // probe succeeds (server healed below)
+		{20 * time.Second, OK, 4},          // and is cached
+	}
+	for i, s := range steps {
+		if i == 5 {
+			srv.status.Store(0)
+		}
+		c.t = t0.Add(s.at)
+		if _, r := in.Verify(ctx, "good"); r != s.want {
+			t.Errorf("step %d: Verify = %v, want %v", i, r, s.want)
+		}
+		if got := srv.calls.Load(); got != s.wantCalls {
+			t.Errorf("step %d: endpoint calls = %d, want %d", i, got, s.wantCalls)
+		}
+	}
+}
+
+func TestIntrospectorLimits(t *testing.T) {
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"active":true,"sub":"%s"}`, strings.Repeat("a", 2000))
+	}))
+	defer big.Close()
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hang.Close()
+	defer close(release) // before Close, which waits for handlers
+	notJSON := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "<html>")
+	}))
+	defer notJSON.Close()
+	tests := []struct {
+		name string
+		url  string
+	}{{"response too large", big.URL}, {"timeout", hang.URL}, {"not JSON", notJSON.URL}}
+	for _, tt := range tests {
+		in := newTestIntrospector(t, tt.url, &clock{t0}, func(c *IntrospectionConfig) {
+			c.MaxResponseBytes = 1024
+			c.Timeout = 50 * time.Millisecond
+			c.Issuer, c.Audiences = "", nil
+		})
+		if _, r := in.Verify(context.Background(), "tok"); r != Unavailable {
+			t.Errorf("%s: Verify = %v, want %v", tt.name, r, Unavailable)
+		}
+	}
+	if _, err := NewIntrospector(IntrospectionConfig{Endpoint: "ftp://x"}); err == nil {
+		t.Errorf("NewIntrospector(ftp endpoint) error = nil")
+	}
+}
