@@ -1,0 +1,68 @@
+package authn
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// StaticKey is one API key of a static setup, as written in Warden's YAML config (the config
+// package decodes it; Records validates it). It holds the key's digest, never the key:
+// wardenctl prints the digest of a key it creates (Pepper.DigestAPIKey).
+type StaticKey struct {
+	// ID is the key id (12 base62 characters). Required, unique.
+	ID string `yaml:"id" json:"id"`
+	// Env is "live" or "test". Required.
+	Env string `yaml:"env" json:"env"`
+	// Digest is HMAC-SHA256(pepper, secret) as 64 hex characters. Required.
+	Digest string `yaml:"digest" json:"digest"`
+	// Owner is the principal's subject. Required.
+	Owner  string   `yaml:"owner" json:"owner"`
+	Tenant string   `yaml:"tenant" json:"tenant"`
+	Roles  []string `yaml:"roles" json:"roles"`
+	// Scopes narrow the roles; absent means not narrowed.
+	Scopes []string `yaml:"scopes" json:"scopes"`
+	Tier   string   `yaml:"tier" json:"tier"`
+	// ExpiresAt is when the key stops working; absent means never.
+	ExpiresAt time.Time `yaml:"expires" json:"expires"`
+}
+
+// StaticKeyRecords validates keys and returns their records, to Put into a KeyStore. Every
+// problem is reported as a *FieldError whose path starts with path (e.g.
+// "authn.api_keys[2].digest"); several are joined with errors.Join.
+func StaticKeyRecords(path string, keys []StaticKey) ([]KeyRecord, error) {
+	var errs []error
+	bad := func(i int, field, msg string) {
+		errs = append(errs, &FieldError{Path: fmt.Sprintf("%s[%d].%s", path, i, field), Msg: msg})
+	}
+	seen := make(map[string]int, len(keys))
+	recs := make([]KeyRecord, 0, len(keys))
+	for i, k := range keys {
+		rec := KeyRecord{ID: k.ID, Owner: k.Owner, Tenant: k.Tenant, Roles: k.Roles,
+			Scopes: k.Scopes, Tier: k.Tier, ExpiresAt: k.ExpiresAt}
+		if !ValidAPIKeyID(k.ID) {
+			bad(i, "id", "want 12 base62 characters")
+		} else if j, dup := seen[k.ID]; dup {
+			bad(i, "id", fmt.Sprintf("duplicate of %s[%d]", path, j))
+		}
+		seen[k.ID] = i
+		var err error
+		if rec.Env, err = ParseEnvironment(k.Env); err != nil {
+			bad(i, "env", "want live or test")
+		}
+		if d, err := hex.DecodeString(k.Digest); err != nil || len(d) != len(rec.Digest) {
+			bad(i, "digest", "want 64 hex characters (HMAC-SHA256)")
+		} else {
+			copy(rec.Digest[:], d)
+		}
+		if k.Owner == "" {
+			bad(i, "owner", "required")
+		}
+		recs = append(recs, rec)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return recs, nil
+}
