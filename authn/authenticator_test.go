@@ -37,13 +37,7 @@ func TestAuthenticator(t *testing.T) {
 	opaque := fakeVerifier{"opaque-token", MethodOAuth2}
 	all := Config{APIKeys: keys, JWT: jwt, OAuth2: opaque, MTLS: m}
 	chain := []*x509.Certificate{leaf}
-	hdr := func(kv ...string) map[string][]string {
-		h := map[string][]string{}
-		for i := 0; i < len(kv); i += 2 {
-			h[kv[i]] = append(h[kv[i]], kv[i+1])
-		}
-		return h
-	}
+	hdr := headers
 	tests := []struct {
 		name    string
 		cfg     Config

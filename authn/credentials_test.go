@@ -37,13 +37,7 @@ func TestClassifyToken(t *testing.T) {
 func TestExtract(t *testing.T) {
 	key := formatAPIKey(livePrefix, testID, testSecret)
 	other := formatAPIKey(testPrefix, testID, testSecret)
-	h := func(kv ...string) map[string][]string {
-		m := map[string][]string{}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = append(m[kv[i]], kv[i+1])
-		}
-		return m
-	}
+	h := headers
 	tests := []struct {
 		name       string
 		cfg        ExtractConfig
@@ -87,6 +81,15 @@ func TestExtract(t *testing.T) {
 			}
 		})
 	}
+}
+
+// headers builds a header map from name, value pairs; a repeated name gets several values.
+func headers(kv ...string) map[string][]string {
+	m := map[string][]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = append(m[kv[i]], kv[i+1])
+	}
+	return m
 }
 
 func FuzzExtract(f *testing.F) {
