@@ -374,3 +374,9 @@ func (a *APIKeys) Revoke(ctx context.Context, id string) error {
 	a.log.LogAttrs(ctx, slog.LevelInfo, "api key revoked", slog.String("key_id", id))
 	return nil
 }
+
+// Env is the environment whose keys this deployment issues and accepts.
+func (a *APIKeys) Env() Environment { return a.cfg.Env }
+
+// Store is the key store behind the cache, for listing and reading records.
+func (a *APIKeys) Store() KeyStore { return a.cfg.Store }

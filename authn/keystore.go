@@ -61,6 +61,9 @@ func (f KeyFilter) match(r *KeyRecord) bool {
 }
 
 var (
+	// ErrReadOnlyKey is returned by stores whose key cannot be changed through the API (keys
+	// defined in the config file).
+	ErrReadOnlyKey = errors.New("authn: this API key is defined in the config file: change it there")
 	// ErrKeyNotFound is returned by KeyStore methods for an id that has no record.
 	ErrKeyNotFound = errors.New("authn: API key not found")
 	// ErrEmptyFilter is returned by KeyStore.List when the filter selects nothing.

@@ -31,6 +31,8 @@ type Deps struct {
 	Auditor *authz.Auditor
 	// Limiter answers CheckRateLimit and the rate-limit step of Check.
 	Limiter *limiter.Limiter
+	// Authn answers Authenticate and the authentication step of Authorize and Check.
+	Authn *Authn
 }
 
 // Config configures a Server. The zero value is usable: no capabilities, slog.Default, and

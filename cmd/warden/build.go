@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"sync"
 
+	"github.com/wardenhq/warden/authn"
+	"github.com/wardenhq/warden/authn/jwtauth"
+	"github.com/wardenhq/warden/authn/jwtauth/redisrevoke"
+	"github.com/wardenhq/warden/authn/redisauth"
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authn/webhook/redisreplay"
 	"github.com/wardenhq/warden/internal/config"
@@ -19,6 +24,9 @@ type stores struct {
 	webhookReplay webhook.ReplayStore
 	// limits counts rate limits; limitsFallback serves the local failure policy.
 	limits, limitsFallback limiter.Store
+	// apiKeys holds API keys created through AdminService; jwtRevocations revoked jtis.
+	apiKeys        authn.KeyStore
+	jwtRevocations jwtauth.RevocationStore
 }
 
 func (a *app) openStores() error {
@@ -34,16 +42,26 @@ func (a *app) openStores() error {
 		}
 		a.closers = append(a.closers, func() { _ = rs.Close() }) // before the client closes
 		a.stores.limits = rs
+		ks, err := redisauth.NewKeyStore(a.apiKeysRedis())
+		if err != nil {
+			return err
+		}
+		a.stores.apiKeys = ks
+		a.stores.jwtRevocations = redisrevoke.New(a.redis, redisrevoke.Config{Prefix: prefix + "jti:"})
 	} else {
 		a.stores.webhookReplay = webhook.NewMemoryReplay(webhook.MemoryReplayConfig{})
 		a.stores.limits = fallback
+		a.stores.apiKeys = &authn.MemoryKeyStore{}
+		a.stores.jwtRevocations = jwtauth.NewMemoryRevocations(nil)
 	}
 	return nil
 }
 
-// build turns one config into the service's capabilities. It is called at start and on
-// every reload; an error keeps the running config.
-func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, error) {
+// build turns one config into the service's capabilities and the background work they need
+// (JWKS refresh, cache invalidation), which runs while this config is the running one. It is
+// called at start and on every reload; an error keeps the running config.
+func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []func(context.Context) error, error) {
+	a.pending = nil
 	d := &service.Deps{Version: cfg.Version}
 	builders := []struct {
 		name    string
@@ -52,22 +70,58 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, error
 	}{
 		{"webhooks", cfg.Webhooks, a.buildWebhooks},
 		{"rate_limit", cfg.RateLimit, a.buildRateLimit},
-		{"authn", cfg.Authn, nil},
+		{"authn", cfg.Authn, a.buildAuthn},
 		{"authz", cfg.Authz, a.buildAuthz},
 		{"envoy", cfg.Envoy, a.buildEnvoy},
 	}
 	for _, b := range builders {
 		if b.build == nil {
 			if !b.section.IsZero() {
-				return nil, &config.Error{File: cfg.Path, Line: b.section.Line(), Field: b.name, Msg: "this Warden does not support this section yet"}
+				return nil, nil, &config.Error{File: cfg.Path, Line: b.section.Line(), Field: b.name, Msg: "this Warden does not support this section yet"}
 			}
 			continue
 		}
 		if err := b.build(cfg, d); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return d, nil
+	runners := a.pending
+	a.pending = nil
+	return d, runners, nil
+}
+
+// generation is the background work of one running config.
+type generation struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startGeneration runs a config's background work until stop. Failures are logged: a JWKS
+// endpoint that is down must not stop Warden.
+func (a *app) startGeneration(parent context.Context, runners []func(context.Context) error) *generation {
+	ctx, cancel := context.WithCancel(parent)
+	g := &generation{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		var wg sync.WaitGroup
+		for _, r := range runners {
+			wg.Go(func() {
+				if err := r(ctx); err != nil && ctx.Err() == nil {
+					a.log.Error("background task stopped", "err", err)
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	return g
+}
+
+func (g *generation) stop() {
+	if g == nil {
+		return
+	}
+	g.cancel()
+	<-g.done
 }
 
 // fieldError turns a capability's validation error that carries a field path into a

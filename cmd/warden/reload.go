@@ -61,42 +61,65 @@ func (r *reloader) run(ctx context.Context, hup <-chan os.Signal) error {
 }
 
 // reload reads the file and applies it if it changed (or always, when forced).
-func (r *reloader) reload(ctx context.Context, force bool) {
+func (r *reloader) reload(ctx context.Context, force bool) { _ = r.reloadErr(ctx, force) }
+
+func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 	a := r.app
 	data, err := os.ReadFile(r.path)
 	if err != nil {
 		r.fail(err)
-		return
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	sum := sha256.Sum256(data)
 	if !force && hex.EncodeToString(sum[:8]) == a.cfg.Version {
-		return
+		return nil
 	}
 	cfg, err := config.Parse(r.path, data, a.env)
 	if err != nil {
 		r.fail(err)
-		return
+		return err
 	}
-	deps, err := a.build(ctx, cfg)
+	deps, runners, err := a.build(ctx, cfg)
 	if err != nil {
 		r.fail(err)
-		return
+		return err
 	}
 	if !reflect.DeepEqual(cfg.Server, a.cfg.Server) || !reflect.DeepEqual(cfg.Redis, a.cfg.Redis) ||
 		cfg.Log != a.cfg.Log || cfg.Telemetry != a.cfg.Telemetry {
 		r.log.Warn("config reload: server, redis, log and telemetry changes take effect at the next restart")
 	}
 	a.srv.SetDeps(deps)
-	old := a.cfg.Version
+	old := a.gen
+	a.gen = a.startGeneration(a.genCtx, runners)
+	old.stop()
+	oldVersion := a.cfg.Version
 	a.cfg = cfg
 	a.tel.setConfigVersion(cfg.Version)
 	a.tel.reloads.Add(ctx, 1, metric.WithAttributes(attrResult("ok")))
-	r.log.Info("config reloaded", "from", old, "to", cfg.Version)
+	r.log.Info("config reloaded", "from", oldVersion, "to", cfg.Version)
+	return nil
 }
 
 func (r *reloader) fail(err error) {
 	r.app.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(attrResult("error")))
 	r.log.Error("config reload failed; keeping the running config", "err", err.Error())
+}
+
+// reloadFunc is AdminService.ReloadConfig's hook: it re-reads the file now and reports its
+// error, if any, to the caller (the running config stays).
+func (a *app) reloadFunc() func(ctx context.Context) (string, error) {
+	if a.cfg.Path == "" {
+		return nil
+	}
+	return func(ctx context.Context) (string, error) {
+		r := &reloader{app: a, path: a.cfg.Path, log: a.log}
+		if err := r.reloadErr(ctx, true); err != nil {
+			return "", err
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.cfg.Version, nil
+	}
 }

@@ -98,6 +98,12 @@ type app struct {
 	envoy       envoyState
 	background  []func(context.Context) error
 	closers     []func()
+	// pending collects the background work of the config being built; gen runs the running
+	// config's (both guarded by mu during reloads).
+	pending []func(context.Context) error
+	runners []func(context.Context) error
+	gen     *generation
+	genCtx  context.Context
 }
 
 func (a *app) close() {
@@ -129,10 +135,11 @@ func (a *app) start(ctx context.Context) error {
 	if err := a.openStores(); err != nil {
 		return err
 	}
-	deps, err := a.build(ctx, cfg)
+	deps, runners, err := a.build(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	a.runners = runners
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps})
 	a.tel.setConfigVersion(cfg.Version)
 
@@ -159,7 +166,7 @@ func (a *app) start(ctx context.Context) error {
 	}
 	a.grpc = grpc.NewServer(opts...)
 	wardenv1.RegisterWardenServiceServer(a.grpc, a.srv)
-	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv))
+	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv, a.reloadFunc()))
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
@@ -220,6 +227,15 @@ func (a *app) serve(ctx context.Context, ready func(addrs)) error {
 	for _, fn := range a.background {
 		g.Go(func() error { return fn(gctx) })
 	}
+	a.mu.Lock()
+	a.genCtx = gctx
+	a.gen = a.startGeneration(gctx, a.runners)
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.gen.stop()
+		a.mu.Unlock()
+	}()
 	if cfg.Path != "" {
 		w := &reloader{app: a, path: cfg.Path, log: a.log}
 		hup := make(chan os.Signal, 1)

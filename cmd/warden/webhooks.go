@@ -73,6 +73,9 @@ func webhookSources(s config.Section) ([]webhook.Source, error) {
 }
 
 func (a *app) buildWebhooks(cfg *config.File, d *service.Deps) error {
+	if cfg.Webhooks.IsZero() {
+		return nil
+	}
 	sources, err := webhookSources(cfg.Webhooks)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 
 func commands() []command {
 	return []command{
+		{"keys generate", "make a key offline for the config's static list (prints the key once, and the YAML entry)", keysGenerate},
 		{"keys create", "create an API key (the secret is printed once)", keysCreate},
 		{"keys rotate", "issue a new key; the old one stays valid for the grace period", keysRotate},
 		{"keys revoke", "revoke a key on every replica", keysRevoke},

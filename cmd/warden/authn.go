@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/wardenhq/warden/authn"
+	"github.com/wardenhq/warden/authn/jwtauth"
+	"github.com/wardenhq/warden/authn/redisauth"
+	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/service"
+)
+
+// authnYAML is the authn section.
+type authnYAML struct {
+	// APIKeyHeader carries a bare API key (besides Authorization: Bearer or ApiKey). Default
+	// x-api-key.
+	APIKeyHeader       string `yaml:"api_key_header"`
+	MaxCredentialBytes int    `yaml:"max_credential_bytes"`
+	// AdminRoles may call AdminService. Default [warden-admin].
+	AdminRoles []string     `yaml:"admin_roles"`
+	APIKeys    *apiKeysYAML `yaml:"api_keys"`
+	JWT        *jwtYAML     `yaml:"jwt"`
+	MTLS       *mtlsYAML    `yaml:"mtls"`
+	OAuth2     *oauth2YAML  `yaml:"oauth2"`
+	// PreferPeer lets the mTLS identity decide when a request also carries a bearer
+	// credential. Default false: the bearer credential decides.
+	PreferPeer bool `yaml:"prefer_peer"`
+}
+
+type apiKeysYAML struct {
+	// Environment is live or test: a deployment accepts only its own keys.
+	Environment string `yaml:"environment"`
+	// Pepper keys the HMAC that stores key secrets (at least 32 bytes). Required.
+	Pepper        config.Secret `yaml:"pepper"`
+	CacheSize     int           `yaml:"cache_size"`
+	CacheTTL      time.Duration `yaml:"cache_ttl"`
+	NegativeTTL   time.Duration `yaml:"negative_ttl"`
+	StoreTimeout  time.Duration `yaml:"store_timeout"`
+	RotationGrace time.Duration `yaml:"rotation_grace"`
+	// Keys are static keys, stored as digests (wardenctl keys generate prints an entry).
+	// They are read-only: to revoke one, remove it from the file.
+	Keys []authn.StaticKey `yaml:"keys"`
+}
+
+type jwtYAML struct {
+	MaxTokenBytes  int           `yaml:"max_token_bytes"`
+	CacheSize      int           `yaml:"cache_size"`
+	UnknownKIDWait time.Duration `yaml:"unknown_kid_wait"`
+	Issuers        []struct {
+		Issuer     string        `yaml:"issuer"`
+		Audiences  []string      `yaml:"audiences"`
+		JWKSURL    string        `yaml:"jwks_url"`
+		JWKSFile   string        `yaml:"jwks_file"`
+		Algorithms []string      `yaml:"algorithms"`
+		Leeway     time.Duration `yaml:"leeway"`
+		Types      []string      `yaml:"types"`
+		Claims     struct {
+			Subject string   `yaml:"subject"`
+			Tenant  string   `yaml:"tenant"`
+			Roles   string   `yaml:"roles"`
+			Scopes  string   `yaml:"scopes"`
+			Tier    string   `yaml:"tier"`
+			Copy    []string `yaml:"copy"`
+		} `yaml:"claims"`
+		RequiredClaims  []string      `yaml:"required_claims"`
+		RefreshInterval time.Duration `yaml:"refresh_interval"`
+		RefreshCooldown time.Duration `yaml:"refresh_cooldown"`
+		FetchTimeout    time.Duration `yaml:"fetch_timeout"`
+		MaxJWKSBytes    int64         `yaml:"max_jwks_bytes"`
+	} `yaml:"issuers"`
+}
+
+type mtlsYAML struct {
+	// Sources, in order: spiffe, dns, cn. Default all three.
+	Sources []string `yaml:"sources"`
+	// Allow lists principals (exact, or a SPIFFE prefix ending in /*). Empty allows none.
+	Allow []string `yaml:"allow"`
+	// GatewayRootsFile verifies client certificates forwarded by a gateway (Envoy's
+	// source.certificate).
+	GatewayRootsFile string `yaml:"gateway_roots_file"`
+	// TrustGatewayPrincipal accepts Envoy's source.principal as already verified.
+	TrustGatewayPrincipal bool `yaml:"trust_gateway_principal"`
+}
+
+type oauth2YAML struct {
+	Endpoint         string        `yaml:"endpoint"`
+	ClientID         string        `yaml:"client_id"`
+	ClientSecret     config.Secret `yaml:"client_secret"`
+	Timeout          time.Duration `yaml:"timeout"`
+	Issuer           string        `yaml:"issuer"`
+	Audiences        []string      `yaml:"audiences"`
+	ClientIDs        []string      `yaml:"client_ids"`
+	TenantClaim      string        `yaml:"tenant_claim"`
+	CacheSize        int           `yaml:"cache_size"`
+	MaxCacheTTL      time.Duration `yaml:"max_cache_ttl"`
+	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+}
+
+// staticKeys serves the config's static keys in front of the shared store. They are
+// read-only: Put, Revoke and Touch of a static id fail or do nothing.
+type staticKeys struct {
+	authn.KeyStore
+	keys map[string]authn.KeyRecord
+}
+
+var errStaticKey = authn.ErrReadOnlyKey
+
+func (s *staticKeys) Key(ctx context.Context, id string) (authn.KeyRecord, error) {
+	if r, ok := s.keys[id]; ok {
+		return r, nil
+	}
+	return s.KeyStore.Key(ctx, id)
+}
+
+func (s *staticKeys) Put(ctx context.Context, rec authn.KeyRecord) error {
+	if _, ok := s.keys[rec.ID]; ok {
+		return errStaticKey
+	}
+	return s.KeyStore.Put(ctx, rec)
+}
+
+func (s *staticKeys) Revoke(ctx context.Context, id string, at time.Time) error {
+	if _, ok := s.keys[id]; ok {
+		return errStaticKey
+	}
+	return s.KeyStore.Revoke(ctx, id, at)
+}
+
+func (s *staticKeys) Touch(ctx context.Context, id string, at time.Time) error {
+	if _, ok := s.keys[id]; ok {
+		return nil
+	}
+	return s.KeyStore.Touch(ctx, id, at)
+}
+
+func (s *staticKeys) List(ctx context.Context, f authn.KeyFilter) ([]authn.KeyRecord, error) {
+	out, err := s.KeyStore.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range s.keys {
+		if (f.Owner == "" || f.Owner == r.Owner) && (f.Tenant == "" || f.Tenant == r.Tenant) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
+	s := cfg.Authn
+	if s.IsZero() {
+		return nil
+	}
+	var y authnYAML
+	if err := s.Decode("authn", &y); err != nil {
+		return err
+	}
+	bad := func(path, format string, args ...any) error {
+		return fieldError(s, "authn", path, fmt.Sprintf(format, args...))
+	}
+	ac := &service.Authn{APIKeyHeader: strings.ToLower(y.APIKeyHeader), AdminRoles: y.AdminRoles}
+	ncfg := authn.Config{
+		Extract:    authn.ExtractConfig{APIKeyHeader: ac.APIKeyHeader, MaxCredentialBytes: y.MaxCredentialBytes},
+		PreferPeer: y.PreferPeer,
+	}
+	if len(ac.AdminRoles) == 0 {
+		ac.AdminRoles = []string{"warden-admin"}
+	}
+
+	if k := y.APIKeys; k != nil {
+		env, err := authn.ParseEnvironment(k.Environment)
+		if err != nil {
+			return bad("api_keys.environment", "%v", err)
+		}
+		if k.Pepper.IsZero() {
+			return bad("api_keys.pepper", "required: ${ENV_VAR} or file:/path holding at least 32 random bytes")
+		}
+		pepper, err := authn.NewPepper([]byte(k.Pepper.Reveal()))
+		if err != nil {
+			return bad("api_keys.pepper", "%v", err)
+		}
+		recs, err := authn.StaticKeyRecords("authn.api_keys.keys", k.Keys)
+		if err != nil {
+			var fe *authn.FieldError
+			if errors.As(first(err), &fe) {
+				return &config.Error{File: cfg.Path, Line: s.FieldLine(fe.Path), Field: fe.Path, Msg: fe.Msg}
+			}
+			return bad("api_keys.keys", "%v", err)
+		}
+		static := &staticKeys{KeyStore: a.stores.apiKeys, keys: make(map[string]authn.KeyRecord, len(recs))}
+		for _, rec := range recs {
+			if rec.Env != env {
+				continue // the other environment's keys are refused anyway
+			}
+			static.keys[rec.ID] = rec
+		}
+		keys, err := authn.NewAPIKeys(authn.APIKeysConfig{
+			Store: static, Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
+			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log,
+		})
+		if err != nil {
+			return bad("api_keys", "%v", err)
+		}
+		ac.APIKeys, ncfg.APIKeys = keys, keys
+		a.pending = append(a.pending, keys.Run)
+		if a.redis != nil {
+			sub, err := redisauth.NewSubscriber(redisauth.SubscriberConfig{Redis: a.apiKeysRedis(), Target: keys, Logger: a.log})
+			if err != nil {
+				return bad("api_keys", "%v", err)
+			}
+			a.pending = append(a.pending, sub.Run)
+		}
+	}
+
+	if j := y.JWT; j != nil {
+		jc := jwtauth.Config{MaxTokenBytes: j.MaxTokenBytes, CacheSize: j.CacheSize, UnknownKIDWait: j.UnknownKIDWait,
+			Revocations: a.stores.jwtRevocations, Logger: a.log}
+		for _, is := range j.Issuers {
+			if is.JWKSFile != "" && !strings.HasPrefix(is.JWKSFile, "/") && cfg.Path != "" {
+				is.JWKSFile = relativeTo(cfg.Path, is.JWKSFile)
+			}
+			jc.Issuers = append(jc.Issuers, jwtauth.IssuerConfig{
+				Issuer: is.Issuer, Audiences: is.Audiences, JWKSURL: is.JWKSURL, JWKSFile: is.JWKSFile,
+				Algorithms: is.Algorithms, Leeway: is.Leeway, Types: is.Types,
+				Claims: jwtauth.ClaimsConfig{Subject: is.Claims.Subject, Tenant: is.Claims.Tenant, Roles: is.Claims.Roles,
+					Scopes: is.Claims.Scopes, Tier: is.Claims.Tier, Copy: is.Claims.Copy},
+				RequiredClaims: is.RequiredClaims, RefreshInterval: is.RefreshInterval,
+				RefreshCooldown: is.RefreshCooldown, FetchTimeout: is.FetchTimeout, MaxJWKSBytes: is.MaxJWKSBytes,
+			})
+		}
+		v, err := jwtauth.New(jc)
+		if err != nil {
+			return bad("jwt", "%v", err)
+		}
+		ncfg.JWT, ac.Revoker = v, v
+		a.pending = append(a.pending, v.Run)
+	}
+
+	if m := y.MTLS; m != nil {
+		mc := authn.MTLSConfig{Allow: m.Allow, TrustGatewayPrincipal: m.TrustGatewayPrincipal}
+		for i, src := range m.Sources {
+			switch src {
+			case "spiffe":
+				mc.Sources = append(mc.Sources, authn.SourceSPIFFE)
+			case "dns":
+				mc.Sources = append(mc.Sources, authn.SourceDNS)
+			case "cn":
+				mc.Sources = append(mc.Sources, authn.SourceCN)
+			default:
+				return bad(fmt.Sprintf("mtls.sources[%d]", i), "must be spiffe, dns or cn, not %q", src)
+			}
+		}
+		if m.GatewayRootsFile != "" {
+			pem, err := os.ReadFile(relativeTo(cfg.Path, m.GatewayRootsFile))
+			if err != nil {
+				return bad("mtls.gateway_roots_file", "%v", err)
+			}
+			if mc.GatewayRoots, err = authn.CertPoolFromPEM(pem); err != nil {
+				return bad("mtls.gateway_roots_file", "%v", err)
+			}
+		}
+		mt, err := authn.NewMTLS(mc)
+		if err != nil {
+			var fe *authn.FieldError
+			if errors.As(err, &fe) {
+				return bad("mtls."+fe.Path, "%s", fe.Msg)
+			}
+			return bad("mtls", "%v", err)
+		}
+		ncfg.MTLS = mt
+	}
+
+	if o := y.OAuth2; o != nil {
+		in, err := authn.NewIntrospector(authn.IntrospectionConfig{
+			Endpoint: o.Endpoint, ClientID: o.ClientID, ClientSecret: o.ClientSecret.Reveal(), Timeout: o.Timeout,
+			Issuer: o.Issuer, Audiences: o.Audiences, ClientIDs: o.ClientIDs, TenantClaim: o.TenantClaim,
+			CacheSize: o.CacheSize, MaxCacheTTL: o.MaxCacheTTL, NegativeCacheTTL: o.NegativeCacheTTL, Logger: a.log,
+		})
+		if err != nil {
+			return bad("oauth2", "%v", err)
+		}
+		ncfg.OAuth2 = in
+	}
+	au, err := authn.NewAuthenticator(ncfg)
+	if err != nil {
+		return &config.Error{File: cfg.Path, Line: s.Line(), Field: "authn", Msg: "enable at least one of api_keys, jwt, mtls, oauth2"}
+	}
+	ac.Authenticator = au
+	d.Authn = ac
+	return nil
+}
+
+func (a *app) apiKeysRedis() redisauth.Config {
+	return redisauth.Config{Client: a.redis, Prefix: a.cfg.Redis.KeyPrefix + "apikey:", Channel: a.cfg.Redis.KeyPrefix + "apikey:invalidate"}
+}
+
+// relativeTo resolves p against the directory of the config file.
+func relativeTo(configPath, p string) string {
+	if p == "" || strings.HasPrefix(p, "/") || configPath == "" {
+		return p
+	}
+	i := strings.LastIndexByte(configPath, '/')
+	if i < 0 {
+		return p
+	}
+	return configPath[:i+1] + p
+}
