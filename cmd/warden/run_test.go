@@ -413,3 +413,21 @@ func TestRateLimitConfigErrorNamesTheLine(t *testing.T) {
 		t.Fatalf("got %v, want an error at line 13 naming the unit", err)
 	}
 }
+
+// TestShippedExampleConfig starts Warden from examples/warden.yaml, as the README says.
+func TestShippedExampleConfig(t *testing.T) {
+	env := map[string]string{
+		"WARDEN_PEPPER":         "an-example-pepper-that-is-long-enough-0123456789",
+		"GITHUB_WEBHOOK_SECRET": "an-example-github-secret-long-enough",
+	}
+	r := start(t, env, "-config", "../../examples/warden.yaml")
+	c := wardenv1.NewWardenServiceClient(dial(t, r.GRPC))
+	resp, err := c.Check(context.Background(), &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/healthz"}})
+	if err != nil || !resp.Allowed {
+		t.Fatalf("public route: got %v, %v", resp, err)
+	}
+	resp, err = c.Check(context.Background(), &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/v1/users/alice/orders"}})
+	if err != nil || resp.Allowed || resp.HttpStatus != 401 {
+		t.Fatalf("no credentials: got %v, %v; want 401", resp, err)
+	}
+}
