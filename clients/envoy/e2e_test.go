@@ -16,6 +16,7 @@ import (
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authz"
 	"github.com/wardenhq/warden/clients/envoy"
+	"github.com/wardenhq/warden/clients/envoy/envoytest"
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/memstore"
 	"github.com/wardenhq/warden/limiter/rlconfig"
@@ -72,9 +73,9 @@ func TestExtAuthzEndToEnd(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("rate-limited route until 429, spoofed identity removed", func(t *testing.T) {
-		req := envoyRequest{method: "GET", path: "/v1/status?verbose=1", host: "api", headers: [][2]string{{"x-warden-subject", "admin"}}}
+		req := envoytest.Request{Method: "GET", Path: "/v1/status?verbose=1", Host: "api", Headers: [][2]string{{"x-warden-subject", "admin"}}}
 		for i := range 3 {
-			resp, err := authc.Check(ctx, req.build())
+			resp, err := authc.Check(ctx, req.CheckRequest())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -82,36 +83,36 @@ func TestExtAuthzEndToEnd(t *testing.T) {
 			if _, ok := up["x-warden-subject"]; ok {
 				t.Errorf("request %d: the client's x-warden-subject reached the upstream", i)
 			}
-			if clientHeader(resp, "ratelimit") == "" {
+			if envoytest.ClientHeader(resp, "ratelimit") == "" {
 				t.Errorf("request %d: no RateLimit header for the client", i)
 			}
 		}
-		resp, err := authc.Check(ctx, req.build())
+		resp, err := authc.Check(ctx, req.CheckRequest())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := resp.GetDeniedResponse(); d == nil || d.GetStatus().GetCode() != 429 || clientHeader(resp, "retry-after") == "" {
+		if d := resp.GetDeniedResponse(); d == nil || d.GetStatus().GetCode() != 429 || envoytest.ClientHeader(resp, "retry-after") == "" {
 			t.Errorf("4th request on 3 per hour: got %v, want 429 with Retry-After", resp)
 		}
 	})
 	t.Run("webhook", func(t *testing.T) {
 		body := []byte(`{"action":"opened","number":1}`)
 		sig := webhook.SignGitHub(githubSecret, body)
-		good := envoyRequest{method: "POST", path: "/hooks/github", host: "api", packAsBytes: true, body: body,
-			headers: [][2]string{{"x-hub-signature-256", sig}, {"x-github-delivery", "d-1"}}}
-		resp, err := authc.Check(ctx, good.build())
+		good := envoytest.Request{Method: "POST", Path: "/hooks/github", Host: "api", PackAsBytes: true, Body: body,
+			Headers: [][2]string{{"x-hub-signature-256", sig}, {"x-github-delivery", "d-1"}}}
+		resp, err := authc.Check(ctx, good.CheckRequest())
 		if err != nil || resp.GetOkResponse() == nil {
 			t.Errorf("valid signature: got %v, %v; want OK", resp, err)
 		}
 		tampered := good
-		tampered.body = []byte(`{"action":"opened","number":2}`)
-		resp, err = authc.Check(ctx, tampered.build())
+		tampered.Body = []byte(`{"action":"opened","number":2}`)
+		resp, err = authc.Check(ctx, tampered.CheckRequest())
 		if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
 			t.Errorf("tampered body: got %v, %v; want denied 401", resp, err)
 		}
 	})
 	t.Run("no route", func(t *testing.T) {
-		resp, err := authc.Check(ctx, envoyRequest{method: "GET", path: "/nowhere", host: "api"}.build())
+		resp, err := authc.Check(ctx, envoytest.Request{Method: "GET", Path: "/nowhere", Host: "api"}.CheckRequest())
 		if err != nil || resp.GetOkResponse() != nil {
 			t.Errorf("unknown path: got %v, %v; want a denial", resp, err)
 		}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/wardenhq/warden/clients/envoy"
+	"github.com/wardenhq/warden/clients/envoy/envoytest"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
@@ -50,14 +51,14 @@ func TestCheckRequestMapping(t *testing.T) {
 	body := []byte(`{"id":"evt_1","amount":10}`)
 	tests := []struct {
 		name string
-		req  envoyRequest
+		req  envoytest.Request
 		want *wardenv1.CheckRequest
 	}{
 		{
 			name: "headers map, query split off, repeated header joined",
-			req: envoyRequest{method: "GET", path: "/v1/users/alice/orders?limit=10&x=%2F", host: "api.example.com",
-				headers: [][2]string{{"authorization", "Bearer t"}, {"x-api-key", "sk-live-1"}, {"accept", "a/b"}, {"accept", "c/d"}},
-				context: map[string]string{"policy": "public-api"}},
+			req: envoytest.Request{Method: "GET", Path: "/v1/users/alice/orders?limit=10&x=%2F", Host: "api.example.com",
+				Headers: [][2]string{{"authorization", "Bearer t"}, {"x-api-key", "sk-live-1"}, {"accept", "a/b"}, {"accept", "c/d"}},
+				Context: map[string]string{"policy": "public-api"}},
 			want: &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{
 				Method: "GET", Path: "/v1/users/alice/orders", Host: "api.example.com",
 				Headers: map[string]string{"authorization": "Bearer t", "x-api-key": "sk-live-1", "accept": "a/b,c/d"},
@@ -66,8 +67,8 @@ func TestCheckRequestMapping(t *testing.T) {
 		},
 		{
 			name: "raw header map and raw body",
-			req: envoyRequest{method: "POST", path: "/hooks/stripe", host: "api.example.com", rawHeaders: true, packAsBytes: true,
-				headers: [][2]string{{"Stripe-Signature", "t=1,v1=ab"}, {"x-a", "1"}, {"x-a", "2"}}, body: body},
+			req: envoytest.Request{Method: "POST", Path: "/hooks/stripe", Host: "api.example.com", RawHeaders: true, PackAsBytes: true,
+				Headers: [][2]string{{"Stripe-Signature", "t=1,v1=ab"}, {"x-a", "1"}, {"x-a", "2"}}, Body: body},
 			want: &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{
 				Method: "POST", Path: "/hooks/stripe", Host: "api.example.com",
 				Headers: map[string]string{"stripe-signature": "t=1,v1=ab", "x-a": "1,2", "x-envoy-auth-partial-body": "false"},
@@ -76,7 +77,7 @@ func TestCheckRequestMapping(t *testing.T) {
 		},
 		{
 			name: "string body",
-			req:  envoyRequest{method: "POST", path: "/hooks/github", host: "h", body: body},
+			req:  envoytest.Request{Method: "POST", Path: "/hooks/github", Host: "h", Body: body},
 			want: &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{
 				Method: "POST", Path: "/hooks/github", Host: "h", Body: body,
 				Headers: map[string]string{"x-envoy-auth-partial-body": "false"},
@@ -84,8 +85,8 @@ func TestCheckRequestMapping(t *testing.T) {
 		},
 		{
 			name: "mTLS peer",
-			req: envoyRequest{method: "GET", path: "/v1/internal", host: "h", principal: "spiffe://example.org/ns/prod/sa/billing",
-				cert: "-----BEGIN%20CERTIFICATE-----%0AMIIB...%0A-----END%20CERTIFICATE-----%0A"},
+			req: envoytest.Request{Method: "GET", Path: "/v1/internal", Host: "h", Principal: "spiffe://example.org/ns/prod/sa/billing",
+				Certificate: "-----BEGIN%20CERTIFICATE-----%0AMIIB...%0A-----END%20CERTIFICATE-----%0A"},
 			want: &wardenv1.CheckRequest{
 				Credentials: &wardenv1.Credentials{
 					Headers:         map[string]string{},
@@ -98,7 +99,7 @@ func TestCheckRequestMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := authc.Check(context.Background(), tt.req.build())
+			resp, err := authc.Check(context.Background(), tt.req.CheckRequest())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,8 +117,8 @@ func TestCheckResponseMapping(t *testing.T) {
 	var decision *wardenv1.CheckResponse
 	f := &fakeChecker{decide: func(*wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) { return decision, nil }}
 	authc, _ := serveEnvoy(t, envoy.NewAuthServer(f, envoy.AuthConfig{}), nil)
-	req := envoyRequest{method: "GET", path: "/v1/users/alice", host: "h",
-		headers: [][2]string{{"x-api-key", "sk-live-secret"}, {"x-warden-subject", "admin"}, {"x-warden-roles", "admin"}, {"x-request-id", "r1"}}}
+	req := envoytest.Request{Method: "GET", Path: "/v1/users/alice", Host: "h",
+		Headers: [][2]string{{"x-api-key", "sk-live-secret"}, {"x-warden-subject", "admin"}, {"x-warden-roles", "admin"}, {"x-request-id", "r1"}}}
 
 	t.Run("allowed: identity headers replace the client's", func(t *testing.T) {
 		decision = &wardenv1.CheckResponse{
@@ -126,7 +127,7 @@ func TestCheckResponseMapping(t *testing.T) {
 			UpstreamHeadersToRemove: []string{"x-warden-roles", "x-api-key"},
 			ResponseHeaders:         []*wardenv1.Header{{Name: "RateLimit", Value: `"r";r=9;t=1`}},
 		}
-		resp, err := authc.Check(context.Background(), req.build())
+		resp, err := authc.Check(context.Background(), req.CheckRequest())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,7 +138,7 @@ func TestCheckResponseMapping(t *testing.T) {
 		if diff := cmp.Diff(want, upstream(t, req, resp)); diff != "" {
 			t.Errorf("upstream headers (-want +got):\n%s", diff)
 		}
-		if got := clientHeader(resp, "ratelimit"); got != `"r";r=9;t=1` {
+		if got := envoytest.ClientHeader(resp, "ratelimit"); got != `"r";r=9;t=1` {
 			t.Errorf("RateLimit to the client: got %q", got)
 		}
 	})
@@ -163,7 +164,7 @@ func TestCheckResponseMapping(t *testing.T) {
 	for _, tt := range denials {
 		t.Run("denied "+tt.name, func(t *testing.T) {
 			decision = tt.decision
-			resp, err := authc.Check(context.Background(), req.build())
+			resp, err := authc.Check(context.Background(), req.CheckRequest())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +172,7 @@ func TestCheckResponseMapping(t *testing.T) {
 			if resp.GetStatus().GetCode() != int32(tt.code) || d == nil || int32(d.GetStatus().GetCode()) != tt.httpStatus {
 				t.Fatalf("got %v, want %v with HTTP %d", resp, tt.code, tt.httpStatus)
 			}
-			if got := clientHeader(resp, tt.header[0]); got != tt.header[1] {
+			if got := envoytest.ClientHeader(resp, tt.header[0]); got != tt.header[1] {
 				t.Errorf("%s: got %q, want %q", tt.header[0], got, tt.header[1])
 			}
 			if reason := strings.ToLower(tt.decision.GetReason().String()); strings.Contains(strings.ToLower(d.GetBody()), strings.TrimPrefix(reason, "deny_reason_")) {
@@ -190,15 +191,15 @@ func TestFailureModes(t *testing.T) {
 	f := &fakeChecker{decide: func(*wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) { return nil, fail }}
 	srv := envoy.NewAuthServer(f, envoy.AuthConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	authc, _ := serveEnvoy(t, srv, nil)
-	spoof := envoyRequest{method: "GET", path: "/x", host: "h", headers: [][2]string{{"x-warden-subject", "admin"}, {"x-warden-tier", "paid"}}}
+	spoof := envoytest.Request{Method: "GET", Path: "/x", Host: "h", Headers: [][2]string{{"x-warden-subject", "admin"}, {"x-warden-tier", "paid"}}}
 	openRoute := spoof
-	openRoute.context = map[string]string{envoy.ContextKeyFailureMode: "open"}
+	openRoute.Context = map[string]string{envoy.ContextKeyFailureMode: "open"}
 	closedRoute := spoof
-	closedRoute.context = map[string]string{envoy.ContextKeyFailureMode: "closed"}
+	closedRoute.Context = map[string]string{envoy.ContextKeyFailureMode: "closed"}
 
-	check := func(t *testing.T, r envoyRequest) *authv3.CheckResponse {
+	check := func(t *testing.T, r envoytest.Request) *authv3.CheckResponse {
 		t.Helper()
-		resp, err := authc.Check(context.Background(), r.build())
+		resp, err := authc.Check(context.Background(), r.CheckRequest())
 		if err != nil {
 			t.Fatalf("got error %v, want an answer", err)
 		}
@@ -210,7 +211,7 @@ func TestFailureModes(t *testing.T) {
 			t.Errorf("got %v, want denied %d", resp, httpStatus)
 		}
 	}
-	wantOpen := func(t *testing.T, r envoyRequest, resp *authv3.CheckResponse) {
+	wantOpen := func(t *testing.T, r envoytest.Request, resp *authv3.CheckResponse) {
 		t.Helper()
 		up := upstream(t, r, resp)
 		if _, ok := up["x-warden-subject"]; ok {
@@ -236,7 +237,7 @@ func TestFailureModes(t *testing.T) {
 	wantDenied(t, check(t, openRoute), 400)
 
 	srv.SetConfig(envoy.AuthConfig{Disabled: true})
-	if _, err := authc.Check(context.Background(), spoof.build()); status.Code(err) != codes.Unimplemented {
+	if _, err := authc.Check(context.Background(), spoof.CheckRequest()); status.Code(err) != codes.Unimplemented {
 		t.Errorf("disabled: got %v, want UNIMPLEMENTED", err)
 	}
 	if !strings.Contains(logs.String(), "redis down") {
