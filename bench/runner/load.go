@@ -50,6 +50,7 @@ type result struct {
 	usage
 	disturbed bool
 	errText   string // the most frequent error, for the report
+	peakRSS   uint64 // the server's VmHWM after the run (its peak since it started), bytes
 }
 
 // cpuPerCall is Warden's (and Redis's) CPU-µs per call answered OK.
@@ -119,7 +120,7 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 	if err != nil {
 		return result{}, err
 	}
-	res := result{usage: diff(before, after, "cpu"+serverCPU), rps: rep.Rps}
+	res := result{usage: diff(before, after, "cpu"+serverCPU), rps: rep.Rps, peakRSS: r.st.peakRSS()}
 	for code, n := range rep.StatusCodeDist {
 		if code == "OK" {
 			res.ok += uint64(n)

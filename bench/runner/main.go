@@ -153,12 +153,13 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 		}
 	}
 
-	bin := o.wardenBin
-	if bin == "" {
-		logf("building cmd/warden from %s …", cmp.Or(o.rev, "the working tree"))
-		if bin, err = buildWarden(ctx, root, o.rev, dir); err != nil {
-			return err
-		}
+	logf("building cmd/warden and bench/floor from %s …", cmp.Or(o.rev, "the working tree"))
+	var bins binaries
+	if bins.warden, bins.floor, err = buildWarden(ctx, root, o.rev, dir); err != nil {
+		return err
+	}
+	if o.wardenBin != "" {
+		bins.warden = o.wardenBin
 	}
 	var failures []error
 	defer func() {
@@ -172,7 +173,7 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 	}()
 	conns := map[*setup]*grpc.ClientConn{}
 	for _, st := range setups {
-		if err := st.start(bin, dir, serverCPU); err != nil {
+		if err := st.start(bins, dir, serverCPU); err != nil {
 			return err
 		}
 		logf("warden %s listening on %s (pids %v)", st.label, st.grpcAddr, st.pids())
@@ -297,8 +298,8 @@ func plan(match *regexp.Regexp) ([]*row, []*setup, error) {
 		if st := byKey[k]; st != nil {
 			return st
 		}
-		st := &setup{config: s.Config, redis: s.Redis}
-		if s.Config != "" || s.Redis {
+		st := &setup{config: s.Config, redis: s.Redis, server: s.Server, files: s.Files}
+		if s.Server == "" && (s.Config != "" || s.Redis) {
 			st.label = s.Name
 		}
 		byKey[k] = st
@@ -337,7 +338,11 @@ func plan(match *regexp.Regexp) ([]*row, []*setup, error) {
 		if f.Floor != "" {
 			return nil, nil, fmt.Errorf("scenario %q: its floor %q is not a floor", s.Name, s.Floor)
 		}
-		addRow(s, st, addRow(f, st, nil))
+		fst := st
+		if f.Server != s.Server { // a floor of its own server (bench/floor): one row for all
+			fst = setupFor(f)
+		}
+		addRow(s, st, addRow(f, fst, nil))
 	}
 	if len(rows) == 0 {
 		return nil, nil, errors.New("-scenarios matches no scenario")

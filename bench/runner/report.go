@@ -24,8 +24,8 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 		o.rounds, o.duration, o.warmup, o.concurrency, o.connections, requests)
 	for _, l := range loads {
 		fmt.Fprintf(&b, "\n## %s\n\n", l.name)
-		b.WriteString("| scenario | CPU-µs/call | ×floor CPU | RPS | ×floor RPS | p50 | p99 | ×floor p99 | errors | steal% | CPU0 other% |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		b.WriteString("| scenario | CPU-µs/call | ×floor CPU | RPS | ×floor RPS | p50 | p99 | ×floor p99 | errors | peak RSS | steal% | CPU0 other% |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, r := range rows {
 			b.WriteString(tableRow(r, l))
 		}
@@ -36,7 +36,9 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 	}
 	b.WriteString("\nCPU-µs/call: Warden's (and its Redis's) utime+stime over the calls answered OK. " +
 		"×floor: the median over rounds of this row's figure divided by its floor's in the same round. " +
-		"errors: total over all rounds. steal%: the worst round's hypervisor steal, share of all CPUs. " +
+		"errors: total over all rounds. peak RSS: the server process's VmHWM (/proc/PID/status; " +
+		"Warden's or the floor's, not Redis's) after the row's runs: its peak since it started, so a row shows " +
+		"the most of any row run on the same process until then. steal%: the worst round's hypervisor steal, share of all CPUs. " +
 		"CPU0 other%: the worst round's CPU 0 time busy with anything but Warden and Redis (other " +
 		"processes, and interrupts not charged to a process). † marks a row with a disturbed round " +
 		"(steal or other above the limits) that stayed disturbed after re-running.\n")
@@ -46,7 +48,7 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 func tableRow(r *row, l load) string {
 	res := r.results[l.name]
 	if len(res) == 0 {
-		return fmt.Sprintf("| %s | – | | | | | | | | | |\n", r.label)
+		return fmt.Sprintf("| %s | – | | | | | | | | | | |\n", r.label)
 	}
 	floor := r.floor.results[l.name]
 	pick := func(f func(result) float64) float64 {
@@ -77,18 +79,20 @@ func tableRow(r *row, l load) string {
 	p99 := func(x result) float64 { return float64(x.p99) }
 	var errs uint64
 	var steal, other float64
+	var rss uint64
 	disturbed := ""
 	for _, x := range res {
 		errs += x.errors
+		rss = max(rss, x.peakRSS)
 		steal = max(steal, x.stealPct)
 		other = max(other, x.otherPct)
 		if x.disturbed {
 			disturbed = " †"
 		}
 	}
-	return fmt.Sprintf("| %s%s | %.1f | %s | %.0f | %s | %s | %s | %s | %d | %.1f | %.1f |\n",
+	return fmt.Sprintf("| %s%s | %.1f | %s | %.0f | %s | %s | %s | %s | %d | %.1f MiB | %.1f | %.1f |\n",
 		r.label, disturbed, pick(cpu), ratio(cpu), pick(rps), ratio(rps),
-		ms(pick(p50)), ms(pick(p99)), ratio(p99), errs, steal, other)
+		ms(pick(p50)), ms(pick(p99)), ratio(p99), errs, float64(rss)/(1<<20), steal, other)
 }
 
 func ms(ns float64) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -38,6 +39,15 @@ type Scenario struct {
 	Config string
 	// Redis starts a throwaway redis-server pinned beside Warden; its CPU counts.
 	Redis bool
+	// Files are written, by name, into a directory of their own next to the generated
+	// config before Warden starts; the Config template sees it as {{.Dir}} (for secrets as
+	// file:{{.Dir}}/pepper, a JWKS file, …).
+	Files map[string]string
+	// Server is "" for Warden, or "floor" for bench/floor: a server with Warden's gRPC setup
+	// whose ext_authz Check always allows and whose RLS answers OK, the floor of the Envoy
+	// rows. A floor with a Server of its own is measured once, on that server, and every row
+	// naming it is compared with that row of the same round.
+	Server string
 	// Decide, if set, makes one call with a real client and names the decision it got
 	// ("OK", "OVER_LIMIT", "DENY:reason"): ghz sees only gRPC codes, and a denial travels
 	// in an OK response. The runner samples requests before and after every measured
@@ -49,6 +59,8 @@ type Scenario struct {
 type configData struct {
 	// RedisAddr is the throwaway redis-server's host:port ("" without Redis).
 	RedisAddr string
+	// Dir holds the scenario's Files.
+	Dir string
 }
 
 // defaultConfig is Warden's config for rows that need no capability section: the
@@ -76,6 +88,11 @@ func healthDecide(ctx context.Context, cc *grpc.ClientConn, req proto.Message) (
 	return resp.Status.String(), nil
 }
 
+var (
+	memConfig   = sync.OnceValue(func() string { return wardenConfig(false) })
+	redisConfig = sync.OnceValue(func() string { return wardenConfig(true) })
+)
+
 // scenarios is the registry, in table order. Floors first.
 var scenarios = []Scenario{
 	{
@@ -93,4 +110,28 @@ var scenarios = []Scenario{
 		Request: healthRequest,
 		Decide:  healthDecide,
 	},
+	{
+		Name:    "floor: ext_authz allow",
+		Method:  "envoy.service.auth.v3.Authorization/Check",
+		Request: extAuthzRequest,
+		Server:  serverFloor,
+		Decide:  extAuthzDecide,
+	},
+	{
+		Name:    "floor: RLS OK",
+		Method:  "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+		Request: rlsRequest,
+		Server:  serverFloor,
+		Decide:  rlsDecide,
+	},
+	wardenRow(Scenario{Name: "CheckRateLimit, memory", Method: wardenMethod + "CheckRateLimit", Request: checkRateLimitRequest, Decide: checkRateLimitDecide}),
+	wardenRow(Scenario{Name: "Authenticate, API key", Method: wardenMethod + "Authenticate", Request: apiKeyAuthnRequest, Decide: authnDecide}),
+	wardenRow(Scenario{Name: "Authenticate, cached JWT", Method: wardenMethod + "Authenticate", Request: jwtAuthnRequest, Decide: authnDecide}),
+	wardenRow(Scenario{Name: "Check, API key + route + memory limit", Method: wardenMethod + "Check", Request: checkRequest, Decide: checkDecide}),
+	wardenRow(Scenario{Name: "VerifyWebhook, GitHub", Method: wardenMethod + "VerifyWebhook", Request: webhookRequest, Decide: webhookDecide}),
+	envoyRow(Scenario{Name: "ext_authz, API key + route + memory limit", Method: "envoy.service.auth.v3.Authorization/Check", Request: extAuthzRequest, Decide: extAuthzDecide}),
+	envoyRow(Scenario{Name: "RLS, memory", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsRequest, Decide: rlsDecide}),
+	redisRow(wardenRow(Scenario{Name: "CheckRateLimit, Redis", Method: wardenMethod + "CheckRateLimit", Request: checkRateLimitRequest, Decide: checkRateLimitDecide})),
+	redisRow(envoyRow(Scenario{Name: "ext_authz, API key + route + Redis limit", Method: "envoy.service.auth.v3.Authorization/Check", Request: extAuthzRequest, Decide: extAuthzDecide})),
+	redisRow(envoyRow(Scenario{Name: "RLS, Redis", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsRequest, Decide: rlsDecide})),
 }

@@ -20,29 +20,37 @@ import (
 	"time"
 )
 
-// buildWarden compiles cmd/warden with the root module's own dependency versions
-// (GOWORK=off), so bench/'s larger module graph never reaches the binary. With rev "" it
-// builds the working tree; else the tree of that commit, exported with git archive.
-func buildWarden(ctx context.Context, root, rev, dir string) (string, error) {
+// buildWarden compiles cmd/warden and the Envoy floor server (bench/floor) with the root
+// module's own dependency versions (GOWORK=off), so bench/'s larger module graph never
+// reaches the binaries. With rev "" it builds the working tree; else the tree of that
+// commit, exported with git archive (a commit without bench/floor gets the working tree's).
+func buildWarden(ctx context.Context, root, rev, dir string) (warden, floor string, err error) {
 	src := root
 	if rev != "" {
 		src = filepath.Join(dir, "src")
 		if err := os.Mkdir(src, 0o755); err != nil {
-			return "", err
+			return "", "", err
 		}
 		sh := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", root, rev, src)
 		if out, err := sh.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("git archive %s: %v\n%s", rev, err, out)
+			return "", "", fmt.Errorf("git archive %s: %v\n%s", rev, err, out)
 		}
 	}
-	bin := filepath.Join(dir, "warden")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/warden")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/warden: %v\n%s", err, out)
+	warden = filepath.Join(dir, "warden")
+	floor = filepath.Join(dir, "floor")
+	floorSrc := src
+	if _, err := os.Stat(filepath.Join(src, "bench", "floor")); err != nil {
+		floorSrc = root
 	}
-	return bin, nil
+	for _, b := range []struct{ dir, out, pkg string }{{src, warden, "./cmd/warden"}, {floorSrc, floor, "./bench/floor"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
+		cmd.Dir = b.dir
+		cmd.Env = append(os.Environ(), "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return warden, floor, nil
 }
 
 // pinned returns the command line that runs argv on cpu ("" or no taskset: unpinned).
@@ -195,16 +203,44 @@ type setup struct {
 	label  string // "" for the default setup; else the first row that needed it
 	config string
 	redis  bool
+	server string            // Scenario.Server: "" Warden, "floor" bench/floor
+	files  map[string]string // Scenario.Files
 
 	warden    *proc
 	redisProc *proc
 	grpcAddr  string
+	listening chan string
 	stopped   bool
+}
+
+// binaries are the servers the runner starts.
+type binaries struct{ warden, floor string }
+
+// serverFloor is Scenario.Server for bench/floor.
+const serverFloor = "floor"
+
+// peakRSS is the server's (Warden's or the floor's, not Redis's) peak resident set so far,
+// VmHWM from /proc/PID/status, in bytes; 0 if unreadable.
+func (s *setup) peakRSS() uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.warden.pid()))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseUint(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 // key identifies a setup: rows with the same config and Redis share a process.
 func setupKey(s Scenario) string {
-	return strconv.FormatBool(s.Redis) + "\x00" + s.Config
+	return s.Server + "\x00" + strconv.FormatBool(s.Redis) + "\x00" + s.Config
 }
 
 // pids are the processes whose CPU a decision costs.
@@ -216,8 +252,20 @@ func (s *setup) pids() []int {
 	return pids
 }
 
-func (s *setup) start(bin, dir, cpu string) error {
-	var data configData
+func (s *setup) start(bins binaries, dir, cpu string) error {
+	if s.server == serverFloor {
+		return s.listen(startProc("floor", pinned(cpu, bins.floor, "-grpc-addr", "127.0.0.1:0"), s.onListening()))
+	}
+	dir, err := os.MkdirTemp(dir, "setup-")
+	if err != nil {
+		return err
+	}
+	data := configData{Dir: dir}
+	for name, content := range s.files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
 	if s.redis {
 		p, addr, err := startRedis(cpu)
 		if err != nil {
@@ -249,23 +297,31 @@ func (s *setup) start(bin, dir, cpu string) error {
 		return err
 	}
 
-	listening := make(chan string, 1)
-	p, err := startProc("warden", pinned(cpu, bin, "-config", f.Name(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off"),
-		func(line string) {
-			var m struct{ Msg, GRPC string }
-			if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "warden listening" {
-				select {
-				case listening <- m.GRPC:
-				default:
-				}
+	return s.listen(startProc("warden", pinned(cpu, bins.warden, "-config", f.Name(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off"), s.onListening()))
+}
+
+// onListening returns the output callback that reads the "warden listening" log line.
+func (s *setup) onListening() func(string) {
+	s.listening = make(chan string, 1)
+	return func(line string) {
+		var m struct{ Msg, GRPC string }
+		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "warden listening" {
+			select {
+			case s.listening <- m.GRPC:
+			default:
 			}
-		})
+		}
+	}
+}
+
+// listen waits for the started server's address.
+func (s *setup) listen(p *proc, err error) error {
 	if err != nil {
 		return err
 	}
 	s.warden = p
 	select {
-	case s.grpcAddr = <-listening:
+	case s.grpcAddr = <-s.listening:
 		return nil
 	case <-p.done:
 		return p.failure("exited at start")
