@@ -24,7 +24,7 @@ type Checker interface {
 }
 
 // FailureMode is what the ext_authz adapter answers when Warden cannot decide (Check returns
-// an error other than INVALID_ARGUMENT).
+// an error other than INVALID_ARGUMENT and UNIMPLEMENTED, which are always denied).
 type FailureMode uint8
 
 const (
@@ -121,11 +121,18 @@ func (s *AuthServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 }
 
 // failure answers when Warden could not decide: a malformed request is denied with 400 whatever
-// the mode; otherwise the failure mode (the route's, else the adapter's) applies.
+// the mode, and so is, with 503, a Warden that cannot decide at all (UNIMPLEMENTED: no route
+// table, no authn section), so that a configuration mistake never opens every route; otherwise
+// the failure mode (the route's, else the adapter's) applies.
 func (s *AuthServer) failure(ctx context.Context, cfg *AuthConfig, req *authv3.CheckRequest, err error) *authv3.CheckResponse {
 	st := status.Convert(err)
-	if st.Code() == codes.InvalidArgument {
+	switch st.Code() {
+	case codes.InvalidArgument:
 		return denied(codes.InvalidArgument, 400, nil)
+	case codes.Unimplemented:
+		cfg.Logger.LogAttrs(ctx, slog.LevelError, "ext_authz: Warden is not configured to decide this request; denying",
+			slog.String("error", st.Message()))
+		return denied(codes.Unavailable, 503, nil)
 	}
 	mode := cfg.FailureMode
 	if m, ok := ParseFailureMode(req.GetAttributes().GetContextExtensions()[ContextKeyFailureMode]); ok {

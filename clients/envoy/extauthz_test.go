@@ -236,6 +236,12 @@ func TestFailureModes(t *testing.T) {
 	fail = status.Error(codes.InvalidArgument, "http.path: required")
 	wantDenied(t, check(t, openRoute), 400)
 
+	// A Warden with no route table never fails open: that is a configuration mistake, not
+	// an outage.
+	fail = status.Error(codes.Unimplemented, "Check: no route table is configured")
+	wantDenied(t, check(t, openRoute), 503)
+	wantDenied(t, check(t, spoof), 503)
+
 	srv.SetConfig(envoy.AuthConfig{Disabled: true})
 	if _, err := authc.Check(context.Background(), spoof.CheckRequest()); status.Code(err) != codes.Unimplemented {
 		t.Errorf("disabled: got %v, want UNIMPLEMENTED", err)
