@@ -40,26 +40,94 @@ type MTLSConfig struct {
 	// verified itself (Envoy's source.principal). Enable it only when every caller is a
 	// trusted gateway (Warden's listener authenticates them). Default false.
 	TrustGatewayPrincipal bool
+	// Identities give authenticated principals their attributes: the first entry whose
+	// Match (same patterns as Allow) matches sets tenant, roles, scopes and tier. A principal
+	// that matches none has a subject only, which authorization can grant nothing.
+	Identities []MTLSIdentity
 	// MaxPEMBytes caps an encoded PEM chain. Default 16384.
 	MaxPEMBytes int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
 
+// MTLSIdentity is the attributes of the principals a pattern matches.
+type MTLSIdentity struct {
+	Match  string
+	Tenant string
+	Roles  []string
+	// Scopes narrow the roles; nil means not narrowed.
+	Scopes []string
+	Tier   string
+}
+
 // MTLS maps client certificates to principals and checks them against an allow-list.
 // Build it with NewMTLS; it is immutable and safe for concurrent use.
 type MTLS struct {
-	cfg     MTLSConfig
-	exact   map[string]bool
-	prefix  []string // "spiffe://td/ns/": allowed when the principal starts with it
-	suffix  []string // ".example.com"
-	anyone  bool
-	sources []IdentitySource
+	cfg        MTLSConfig
+	allow      principalSet
+	identities []identity
+	sources    []IdentitySource
+}
+
+type identity struct {
+	match principalSet
+	attrs MTLSIdentity
+}
+
+// principalSet is a compiled list of principal patterns.
+type principalSet struct {
+	exact  map[string]bool
+	prefix []string // "spiffe://td/ns/": matches when the principal starts with it
+	suffix []string // ".example.com"
+	anyone bool
+}
+
+// add compiles one pattern; the message says what is wrong with a bad one.
+func (ps *principalSet) add(a string) string {
+	if ps.exact == nil {
+		ps.exact = map[string]bool{}
+	}
+	star := strings.IndexByte(a, '*')
+	switch {
+	case a == "*":
+		ps.anyone = true
+	case star < 0 && a != "":
+		ps.exact[a] = true
+	case strings.HasPrefix(a, "*.") && star == 0 && strings.LastIndexByte(a, '*') == 0 && len(a) > 2:
+		ps.suffix = append(ps.suffix, a[1:])
+	case strings.HasSuffix(a, "/*") && star == len(a)-1 && len(a) > 2:
+		if u, err := url.Parse(a[:len(a)-1]); err != nil || u.Host == "" && u.Scheme != "" {
+			return "bad prefix pattern"
+		}
+		ps.prefix = append(ps.prefix, a[:len(a)-1])
+	default:
+		return `want an exact principal, a prefix ending in "/*", "*.domain" or "*"`
+	}
+	return ""
+}
+
+func (ps *principalSet) has(p string) bool {
+	if ps.anyone || ps.exact[p] {
+		return true
+	}
+	for _, pre := range ps.prefix {
+		if strings.HasPrefix(p, pre) {
+			return true
+		}
+	}
+	if !strings.Contains(p, "://") {
+		for _, suf := range ps.suffix {
+			if len(p) > len(suf) && strings.HasSuffix(p, suf) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // NewMTLS validates cfg and returns an MTLS.
 func NewMTLS(cfg MTLSConfig) (*MTLS, error) {
-	m := &MTLS{cfg: cfg, exact: map[string]bool{}, sources: cfg.Sources}
+	m := &MTLS{cfg: cfg, sources: cfg.Sources}
 	if len(m.sources) == 0 {
 		m.sources = []IdentitySource{SourceSPIFFE, SourceDNS, SourceCN}
 	}
@@ -75,44 +143,32 @@ func NewMTLS(cfg MTLSConfig) (*MTLS, error) {
 		m.cfg.Now = time.Now
 	}
 	for i, a := range cfg.Allow {
-		star := strings.IndexByte(a, '*')
-		switch {
-		case a == "*":
-			m.anyone = true
-		case star < 0 && a != "":
-			m.exact[a] = true
-		case strings.HasPrefix(a, "*.") && star == 0 && strings.LastIndexByte(a, '*') == 0 && len(a) > 2:
-			m.suffix = append(m.suffix, a[1:])
-		case strings.HasSuffix(a, "/*") && star == len(a)-1 && len(a) > 2:
-			if u, err := url.Parse(a[:len(a)-1]); err != nil || u.Host == "" && u.Scheme != "" {
-				return nil, &FieldError{Path: fmt.Sprintf("allow[%d]", i), Msg: "bad prefix pattern"}
-			}
-			m.prefix = append(m.prefix, a[:len(a)-1])
-		default:
-			return nil, &FieldError{Path: fmt.Sprintf("allow[%d]", i),
-				Msg: `want an exact principal, a prefix ending in "/*", "*.domain" or "*"`}
+		if msg := m.allow.add(a); msg != "" {
+			return nil, &FieldError{Path: fmt.Sprintf("allow[%d]", i), Msg: msg}
 		}
+	}
+	for i, id := range cfg.Identities {
+		var ps principalSet
+		if msg := ps.add(id.Match); msg != "" {
+			return nil, &FieldError{Path: fmt.Sprintf("identities[%d].match", i), Msg: msg}
+		}
+		m.identities = append(m.identities, identity{match: ps, attrs: id})
 	}
 	return m, nil
 }
 
-func (m *MTLS) allowed(p string) bool {
-	if m.anyone || m.exact[p] {
-		return true
-	}
-	for _, pre := range m.prefix {
-		if strings.HasPrefix(p, pre) {
-			return true
+func (m *MTLS) allowed(p string) bool { return m.allow.has(p) }
+
+// withAttributes gives an authenticated principal the attributes of its first matching
+// identity.
+func (m *MTLS) withAttributes(p Principal) Principal {
+	for i := range m.identities {
+		if id := &m.identities[i]; id.match.has(p.Subject) {
+			p.Tenant, p.Roles, p.Scopes, p.Tier = id.attrs.Tenant, id.attrs.Roles, id.attrs.Scopes, id.attrs.Tier
+			break
 		}
 	}
-	if !strings.Contains(p, "://") {
-		for _, suf := range m.suffix {
-			if len(p) > len(suf) && strings.HasSuffix(p, suf) {
-				return true
-			}
-		}
-	}
-	return false
+	return p
 }
 
 // Identity returns the principal name of a certificate, from the first of the configured
@@ -177,8 +233,8 @@ func (m *MTLS) principal(leaf *x509.Certificate) (Principal, Reason) {
 	if !m.allowed(id) {
 		return Principal{}, NotAllowed
 	}
-	return Principal{Subject: id, Method: MethodMTLS, CredentialID: leaf.SerialNumber.Text(16),
-		ExpiresAt: leaf.NotAfter}, OK
+	return m.withAttributes(Principal{Subject: id, Method: MethodMTLS, CredentialID: leaf.SerialNumber.Text(16),
+		ExpiresAt: leaf.NotAfter}), OK
 }
 
 // FromPEM authenticates a URL-encoded PEM chain (leaf first) passed by a gateway, as
@@ -231,7 +287,7 @@ func (m *MTLS) FromGatewayPrincipal(p string) (Principal, Reason) {
 	case !m.cfg.TrustGatewayPrincipal || !m.allowed(p):
 		return Principal{}, NotAllowed
 	}
-	return Principal{Subject: p, Method: MethodMTLS}, OK
+	return m.withAttributes(Principal{Subject: p, Method: MethodMTLS}), OK
 }
 
 func parsePEMChain(b []byte) ([]*x509.Certificate, error) {

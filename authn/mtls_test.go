@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +251,41 @@ func BenchmarkMTLSFromChain(b *testing.B) {
 		if _, r := m.FromChain(chain); r != OK {
 			b.Fatal(r)
 		}
+	}
+}
+
+func TestMTLSIdentitiesGiveAttributes(t *testing.T) {
+	m, err := NewMTLS(MTLSConfig{
+		Allow:                 []string{"spiffe://prod.example/*", "batch.internal"},
+		TrustGatewayPrincipal: true,
+		Identities: []MTLSIdentity{
+			{Match: "spiffe://prod.example/ns/payments/*", Tenant: "payments", Roles: []string{"payments-service"}, Scopes: []string{"ledger:write"}},
+			{Match: "spiffe://prod.example/*", Roles: []string{"service"}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		principal string
+		tenant    string
+		roles     []string
+		scopes    []string
+	}{
+		{"spiffe://prod.example/ns/payments/sa/api", "payments", []string{"payments-service"}, []string{"ledger:write"}}, // first match wins
+		{"spiffe://prod.example/ns/web/sa/api", "", []string{"service"}, nil},
+		{"batch.internal", "", nil, nil}, // allowed, but no identity: a subject only
+	}
+	for _, tt := range tests {
+		p, r := m.FromGatewayPrincipal(tt.principal)
+		if r != OK {
+			t.Fatalf("%s: got %v, want OK", tt.principal, r)
+		}
+		if p.Subject != tt.principal || p.Tenant != tt.tenant || !slices.Equal(p.Roles, tt.roles) || !slices.Equal(p.Scopes, tt.scopes) || (p.Scopes == nil) != (tt.scopes == nil) {
+			t.Errorf("%s: got %+v, want tenant %q roles %v scopes %v", tt.principal, p, tt.tenant, tt.roles, tt.scopes)
+		}
+	}
+	if _, err := NewMTLS(MTLSConfig{Allow: []string{"*"}, Identities: []MTLSIdentity{{Match: "a*b"}}}); err == nil {
+		t.Error("a bad identity pattern: got nil error")
 	}
 }

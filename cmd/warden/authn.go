@@ -85,6 +85,15 @@ type mtlsYAML struct {
 	GatewayRootsFile string `yaml:"gateway_roots_file"`
 	// TrustGatewayPrincipal accepts Envoy's source.principal as already verified.
 	TrustGatewayPrincipal bool `yaml:"trust_gateway_principal"`
+	// Identities give principals roles, a tenant, scopes and a tier: the first whose match
+	// (same patterns as allow) matches.
+	Identities []struct {
+		Match  string   `yaml:"match"`
+		Tenant string   `yaml:"tenant"`
+		Roles  []string `yaml:"roles"`
+		Scopes []string `yaml:"scopes"`
+		Tier   string   `yaml:"tier"`
+	} `yaml:"identities"`
 }
 
 type oauth2YAML struct {
@@ -243,6 +252,10 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 
 	if m := y.MTLS; m != nil {
 		mc := authn.MTLSConfig{Allow: m.Allow, TrustGatewayPrincipal: m.TrustGatewayPrincipal}
+		for _, id := range m.Identities {
+			mc.Identities = append(mc.Identities, authn.MTLSIdentity{Match: id.Match, Tenant: id.Tenant,
+				Roles: id.Roles, Scopes: id.Scopes, Tier: id.Tier})
+		}
 		for i, src := range m.Sources {
 			switch src {
 			case "spiffe":
