@@ -40,7 +40,8 @@ type CacheConfig struct {
 // cache is still authorized (Authorize with the principal) and rate-limited (CheckRateLimit
 // with the principal's tier) by Warden, each request exactly.
 //
-// Staleness bound: an entry lives for TTL after Warden answered, and never past the
+// Staleness bound: an entry lives for TTL counted from when the Authenticate call that
+// filled it was sent (so a slow answer or a retry does not stretch it), and never past the
 // principal's expires_at. Within that window a credential revoked in Warden, or a principal
 // whose roles changed, is still accepted by this process, unless the application calls
 // Invalidate, InvalidateSubject or Flush when it learns of the change. Those hooks are local
@@ -144,10 +145,13 @@ func (c *AuthnCache) get(key [sha256.Size]byte) (*wardenv1.Principal, bool) {
 	return ce.p, true
 }
 
-// put caches p under key until TTL from now, or p's expiry if earlier.
-func (c *AuthnCache) put(key [sha256.Size]byte, p *wardenv1.Principal) {
+// put caches p under key until TTL from asked (when the Authenticate call that returned p was
+// sent: Warden's answer reflects its state at some instant after that, so counting from the
+// answer's arrival would let an entry outlive a revocation by more than TTL), or p's expiry if
+// earlier.
+func (c *AuthnCache) put(key [sha256.Size]byte, p *wardenv1.Principal, asked time.Time) {
 	now := c.now()
-	expires := now.Add(c.ttl)
+	expires := asked.Add(c.ttl)
 	if x := p.GetExpiresAt(); x != nil {
 		if t := x.AsTime(); t.Before(expires) {
 			expires = t

@@ -227,3 +227,30 @@ func TestAuthnCacheRouteRequestsUseCheck(t *testing.T) {
 		t.Fatalf("got %d Authenticate and %d Check calls, want 0 and 2", a, c)
 	}
 }
+
+// The TTL counts from when Authenticate was sent, not from when its answer arrived: Warden's
+// answer reflects its state at some instant during the call, so a slow answer must not
+// stretch how long a revoked credential keeps working.
+func TestAuthnCacheTTLCountsFromTheCall(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	f := cacheFake(time.Time{}, 1000)
+	authenticate := f.authenticate
+	f.authenticate = func(ctx context.Context, req *wardenv1.AuthenticateRequest) (*wardenv1.AuthenticateResponse, error) {
+		clk.advance(2 * time.Second) // the answer takes 2s to come back
+		return authenticate(ctx, req)
+	}
+	cache := clients.NewAuthnCache(clients.CacheConfig{TTL: 5 * time.Second, Now: clk.now})
+	wc := clients.NewClient(dial(t, startFake(t, f)))
+	shop := startShop(t, wc, clients.WithActions(shopActions), clients.WithAuthnCache(cache))
+	// Sent at 0s, answered at 2s; then 2.999…s later (4.999…s after the send): a hit.
+	// Then at 5s after the send: a miss, although the answer is only 3s old.
+	for i, step := range []time.Duration{0, 3*time.Second - 1, 1} {
+		clk.advance(step)
+		if _, err := callShop(withToken("good-alice"), shop, "GetOrder"); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	if got := f.count("Authenticate"); got != 2 {
+		t.Fatalf("Authenticate calls: got %d, want 2 (the entry expires 5s after the first call was sent)", got)
+	}
+}

@@ -77,9 +77,10 @@ func (g *guard) decide(ctx context.Context, r *request) (outcome, error) {
 	return g.finish(ctx, r, o, err)
 }
 
-// checkAction asks for an explicit action in one Check.
+// checkAction asks for an explicit action in one Check. The request carries neither http nor
+// grpc_method: with either, Warden matches the route table and ignores the action.
 func (g *guard) checkAction(ctx context.Context, r *request, action string, res *wardenv1.Resource) (outcome, error) {
-	req := &wardenv1.CheckRequest{Credentials: r.creds, Action: action, Resource: res, GrpcMethod: r.grpcMethod}
+	req := &wardenv1.CheckRequest{Credentials: r.creds, Action: action, Resource: res}
 	if g.cfg.rateLimits != nil {
 		req.RateLimitDomain, req.RateLimitDescriptors = g.cfg.rateLimits(ctx, r.name)
 	}
@@ -112,6 +113,7 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 	key := credentialsDigest(r.creds)
 	p, hit := g.cfg.cache.get(key)
 	if !hit {
+		asked := g.cfg.cache.now()
 		ar, err := g.c.authenticate(ctx, r.creds)
 		if err != nil {
 			if g.c.failOpen(ctx, "Authenticate", err) {
@@ -127,7 +129,7 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 			return outcome{httpStatus: st, responseHeaders: ar.GetResponseHeaders(), denied: AuthenticateError(ar), reason: ar.GetReason()}, nil
 		}
 		p = ar.GetPrincipal()
-		g.cfg.cache.put(key, p)
+		g.cfg.cache.put(key, p, asked)
 	}
 	az, err := g.c.Authorize(ctx, &wardenv1.AuthorizeRequest{
 		Subject:  &wardenv1.AuthorizeRequest_Principal{Principal: p},
