@@ -3,6 +3,7 @@ package clients_test
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/clients"
 )
 
@@ -29,6 +31,12 @@ import (
 var wardenBin, buildErr = "", error(nil)
 
 func TestMain(m *testing.M) {
+	var err error
+	if keys, err = newTestKeys(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	testConfig = keys.config() + testRoutes
 	dir, err := os.MkdirTemp("", "warden-clients-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -47,14 +55,72 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testConfig is the Warden configuration the end-to-end tests run against: public routes to
-// exercise the route table and rate limits, roles and ownership for Authorize.
-const testConfig = `
+// testPepper keys the digests of the test's static API keys. Warden reads it from the
+// environment (${CLIENTS_TEST_PEPPER}): a pepper is never written in a config file.
+const testPepper = "clients-test-pepper-of-at-least-32-bytes-0123456789"
+
+// testKeys are the static API keys of testConfig, made afresh by TestMain.
+type testKeys struct {
+	// alice: tenant acme, role reader, tier free. bench: the same for owner bench.
+	// admin: owner ops, role warden-admin (AdminService).
+	alice, bench, admin string
+	entries             []string
+}
+
+var keys testKeys
+
+func newTestKeys() (testKeys, error) {
+	pepper, err := authn.NewPepper([]byte(testPepper))
+	if err != nil {
+		return testKeys{}, err
+	}
+	var k testKeys
+	for _, x := range []struct {
+		dst                 *string
+		owner, roles, extra string
+	}{
+		{&k.alice, "alice", "reader", ", tier: free"},
+		{&k.bench, "bench", "reader", ""},
+		{&k.admin, "ops", "warden-admin", ""},
+	} {
+		key, parsed, err := authn.NewAPIKey(authn.EnvLive)
+		if err != nil {
+			return testKeys{}, err
+		}
+		d := pepper.Digest(parsed.Secret)
+		*x.dst = key
+		k.entries = append(k.entries, fmt.Sprintf("      - {id: %s, env: live, digest: %s, owner: %s, tenant: acme, roles: [%s]%s}\n",
+			parsed.ID, hex.EncodeToString(d[:]), x.owner, x.roles, x.extra))
+	}
+	return k, nil
+}
+
+// config is the authn section with the static keys.
+func (k testKeys) config() string {
+	return `
+authn:
+  api_keys:
+    environment: live
+    pepper: ${CLIENTS_TEST_PEPPER}
+    keys:
+` + strings.Join(k.entries, "")
+}
+
+// testConfig is the Warden configuration the end-to-end tests run against (set by TestMain):
+// the authn section with keys' static API keys, then testRoutes.
+var testConfig string
+
+// testRoutes are public routes to exercise the route table and rate limits, authenticated
+// gRPC routes (GetOrder and the Follow stream need orders:read, Cancel needs orders:write), an
+// owner route over HTTP (/v1/users/{user_id}/orders: orders:read to GET, orders:write to
+// POST, and the user must be the caller), and roles and ownership for Authorize (orders are
+// owned, the catalog is not).
+const testRoutes = `
 log: {level: info, format: json}
 server: {drain: 1ms, shutdown_timeout: 1s}
 authz:
   roles:
-    reader: {permissions: ["orders:read"]}
+    reader: {permissions: ["orders:read", "catalog:read"]}
     writer: {permissions: ["orders:read", "orders:write"]}
   ownership:
     orders: {resource_field: resource.owner, principal_field: principal.subject}
@@ -62,6 +128,11 @@ authz:
     - {name: ping, method: POST, path: /test.v1.Shop/Ping, public: true}
     - {name: watch, method: POST, path: /test.v1.Shop/Watch, public: true}
     - {name: http_ping, method: GET, path: /v1/ping, public: true}
+    - {name: get_order, method: POST, path: /test.v1.Shop/GetOrder, action: "orders:read", skip_ownership: true}
+    - {name: cancel_order, method: POST, path: /test.v1.Shop/Cancel, action: "orders:write", skip_ownership: true}
+    - {name: follow, method: POST, path: /test.v1.Shop/Follow, action: "orders:read", skip_ownership: true}
+    - {name: user_orders, method: GET, path: "/v1/users/{user_id}/orders", action: "orders:read", owner_param: user_id}
+    - {name: new_user_order, method: POST, path: "/v1/users/{user_id}/orders", action: "orders:write", owner_param: user_id}
     - name: limited
       method: POST
       path: /test.v1.Shop/Limited
@@ -99,7 +170,7 @@ func startWarden(t testing.TB, config string) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(wardenBin, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off", "-config", cfg)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CLIENTS_TEST_PEPPER=" + testPepper}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -165,8 +236,12 @@ var shopDesc = grpc.ServiceDesc{
 		{MethodName: "Limited", Handler: shopUnary},
 		{MethodName: "GetOrder", Handler: shopUnary},
 		{MethodName: "Echo", Handler: shopUnary},
+		{MethodName: "Cancel", Handler: shopUnary},
 	},
-	Streams: []grpc.StreamDesc{{StreamName: "Watch", Handler: shopStream, ServerStreams: true}},
+	Streams: []grpc.StreamDesc{
+		{StreamName: "Watch", Handler: shopStream, ServerStreams: true},
+		{StreamName: "Follow", Handler: shopStream, ServerStreams: true},
+	},
 }
 
 func whoAmI(ctx context.Context) *wrapperspb.StringValue {

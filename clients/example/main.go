@@ -2,11 +2,15 @@
 // (example.v1.Orders/Get) behind clients.UnaryServerInterceptor and an HTTP API
 // (GET /v1/orders/{id}) behind clients.Middleware, both asking the Warden at -warden.
 //
-// Run Warden with the route table in warden.yaml beside this file, then the example:
+// Run Warden with warden.yaml beside this file (its route table, and two demo API keys whose
+// pepper comes from the environment), then the example, from the repository root:
 //
-//	go run ./cmd/warden -config clients/example/warden.yaml &
-//	go run ./clients/example -warden 127.0.0.1:50051
-//	curl -i -H 'Authorization: Bearer sk-test-…' 127.0.0.1:8080/v1/orders/o-1
+//	WARDEN_PEPPER=example-pepper-not-a-secret-0123456789abcdef go run ./cmd/warden -config clients/example/warden.yaml &
+//	go run ./clients/example -warden 127.0.0.1:50051 &
+//	curl -i -H 'Authorization: Bearer sk-test-jJynqe5WkfMZ_DOS6e0DY9Y710CBzC5ID3M4enLUS' 127.0.0.1:8080/v1/orders/o-1
+//
+// alice's key answers 200 "order o-1 for alice"; bob's (sk-test-vAxFXU4eaCBl_…, a role with
+// no grants) 403; no key 401 with WWW-Authenticate. main_test.go runs exactly this.
 //
 // The gRPC service is described by hand (grpc.ServiceDesc over wrapperspb.StringValue) so
 // that the example needs no generated code.
