@@ -613,7 +613,9 @@ func (x *HttpRequest) GetContext() map[string]string {
 type CheckRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Credentials *Credentials           `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
-	// Either an HTTP request matched against the route table ...
+	// Either an HTTP request (or grpc_method) matched against the route table, or an explicit
+	// action on a resource: giving both is INVALID_ARGUMENT.
+	// The HTTP request matched against the route table ...
 	Http *HttpRequest `protobuf:"bytes,2,opt,name=http,proto3" json:"http,omitempty"`
 	// ... or an explicit action on a resource (with rate limits given below).
 	Action   string    `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
