@@ -2,14 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,6 +14,7 @@ import (
 
 	"github.com/wardenhq/warden/authn"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/internal/testcred"
 )
 
 const testPepper = "a-test-pepper-of-at-least-32-bytes-0123456789"
@@ -29,58 +22,33 @@ const testPepper = "a-test-pepper-of-at-least-32-bytes-0123456789"
 // staticKey makes an API key and its config entry.
 func staticKey(t *testing.T, owner, roles string) (key, entry string) {
 	t.Helper()
-	p, err := authn.NewPepper([]byte(testPepper))
+	k, err := testcred.NewKey(testPepper, authn.EnvLive)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, parsed, err := authn.NewAPIKey(authn.EnvLive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := p.Digest(parsed.Secret)
-	return key, fmt.Sprintf("        - {id: %s, env: live, digest: %s, owner: %s, tenant: acme, roles: [%s]}\n", parsed.ID, hex.EncodeToString(d[:]), owner, roles)
+	return k.Key, "        - " + k.Entry("live", owner, "acme", roles) + "\n"
 }
 
 // jwtIssuer is a test issuer with one ES256 key, published as a JWKS file.
-type jwtIssuer struct {
-	key *ecdsa.PrivateKey
-}
+type jwtIssuer struct{ *testcred.Issuer }
 
 func newIssuer(t *testing.T, dir string) (*jwtIssuer, string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b64 := base64.RawURLEncoding.EncodeToString
-	pub, err := k.PublicKey.ECDH()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := pub.Bytes() // 0x04 || X || Y
-	jwks := fmt.Sprintf(`{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256","use":"sig","x":"%s","y":"%s"}]}`, b64(raw[1:33]), b64(raw[33:]))
 	p := filepath.Join(dir, "jwks.json")
-	if err := os.WriteFile(p, []byte(jwks), 0o600); err != nil {
+	is, err := testcred.NewIssuer(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &jwtIssuer{key: k}, p
+	return &jwtIssuer{is}, p
 }
 
 func (is *jwtIssuer) token(t *testing.T, claims map[string]any) string {
 	t.Helper()
-	b64 := base64.RawURLEncoding.EncodeToString
-	h, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": "k1", "typ": "JWT"})
-	c, _ := json.Marshal(claims)
-	signing := b64(h) + "." + b64(c)
-	sum := sha256.Sum256([]byte(signing))
-	r, s, err := ecdsa.Sign(rand.Reader, is.key, sum[:])
+	tok, err := is.Token(claims)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return signing + "." + b64(sig)
+	return tok
 }
 
 func TestEndToEnd(t *testing.T) {
