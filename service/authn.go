@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/wardenhq/warden/authn"
@@ -85,16 +86,35 @@ func (a *Authn) authenticate(ctx context.Context, c *wardenv1.Credentials) (auth
 		auth, hasAuth := hs["authorization"]
 		key, hasKey := hs[keyHeader]
 		if hasAuth || hasKey {
-			creds.Headers = make(map[string][]string, 2)
+			// A pooled map: the authenticator reads the headers only during the call.
+			hc := headerCredsPool.Get().(*headerCreds)
+			defer hc.release()
 			if hasAuth {
-				creds.Headers["authorization"] = []string{auth}
+				hc.vals[0] = auth
+				hc.m["authorization"] = hc.vals[0:1:1]
 			}
 			if hasKey {
-				creds.Headers[keyHeader] = []string{key}
+				hc.vals[1] = key
+				hc.m[keyHeader] = hc.vals[1:2:2]
 			}
+			creds.Headers = hc.m
 		}
 	}
 	return a.Authenticator.Authenticate(ctx, &creds)
+}
+
+// headerCreds is the credential headers of one authentication, reused through a pool.
+type headerCreds struct {
+	m    map[string][]string
+	vals [2]string
+}
+
+var headerCredsPool = sync.Pool{New: func() any { return &headerCreds{m: make(map[string][]string, 2)} }}
+
+func (hc *headerCreds) release() {
+	clear(hc.m)
+	hc.vals = [2]string{}
+	headerCredsPool.Put(hc)
 }
 
 func authnReason(r authn.Reason) wardenv1.DenyReason {

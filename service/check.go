@@ -203,8 +203,9 @@ func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 	if dom := req.GetRateLimitDomain(); dom != "" && !contains(doms, dom) {
 		doms = append(doms, dom)
 	}
+	var parts *rlParts
 	for _, dom := range doms {
-		routeDescs := resolveDescriptors(routeLimits, dom, ps, p, route, http)
+		routeDescs := resolveDescriptors(sc, routeLimits, dom, ps, p, route, http)
 		var own []*wardenv1.RateLimitDescriptor
 		if dom == req.GetRateLimitDomain() {
 			own = req.GetRateLimitDescriptors()
@@ -218,8 +219,11 @@ func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 		if err := d.Limiter.Check(ctx, sc.req, &sc.res); err != nil {
 			return s.limiterError(ctx, err)
 		}
-		resp.RateLimits = append(resp.RateLimits, rateLimitStatuses(&sc.res)...)
-		resp.ResponseHeaders = rateLimitHeaders(&sc.res, resp.ResponseHeaders)
+		if parts == nil {
+			parts = new(rlParts)
+		}
+		resp.RateLimits = parts.statuses(&sc.res, resp.RateLimits)
+		resp.ResponseHeaders = parts.headers(&sc.res, resp.ResponseHeaders)
 		if !sc.res.Allowed {
 			resp.Stage = wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT
 			resp.Reason = wardenv1.DenyReason_DENY_REASON_RATE_LIMITED
@@ -235,13 +239,16 @@ func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 // resolveDescriptors turns a route's descriptor specs for one domain into request
 // descriptors. A descriptor with an entry whose value is missing (an absent header, an
 // anonymous principal) is skipped, as Envoy skips a rate-limit action whose header is absent.
-func resolveDescriptors(specs []authz.RateLimitSpec, domain string, ps *authz.Params, p authn.Principal, route *authz.Route, http *wardenv1.HttpRequest) []limiter.RequestDescriptor {
-	var out []limiter.RequestDescriptor
+func resolveDescriptors(sc *rlScratch, specs []authz.RateLimitSpec, domain string, ps *authz.Params, p authn.Principal, route *authz.Route, http *wardenv1.HttpRequest) []limiter.RequestDescriptor {
+	// Entries go to the scratch's buffer; a descriptor slices it once its entries are all
+	// there (a growth of the buffer leaves earlier descriptors on the old array, unchanged).
+	out := sc.routeDescs[:0]
+	entries := sc.routeEntries[:0]
 	for _, spec := range specs {
 		if spec.Domain != domain {
 			continue
 		}
-		entries := make([]limiter.Entry, 0, len(spec.Entries))
+		start := len(entries)
 		for _, e := range spec.Entries {
 			var v string
 			switch e.Source {
@@ -261,15 +268,16 @@ func resolveDescriptors(specs []authz.RateLimitSpec, domain string, ps *authz.Pa
 				v = http.GetHeaders()[e.Name]
 			}
 			if v == "" {
-				entries = nil
+				entries = entries[:start]
 				break
 			}
 			entries = append(entries, limiter.Entry{Key: e.Key, Value: v})
 		}
-		if len(entries) > 0 {
-			out = append(out, limiter.RequestDescriptor{Entries: entries})
+		if len(entries) > start {
+			out = append(out, limiter.RequestDescriptor{Entries: entries[start:len(entries):len(entries)]})
 		}
 	}
+	sc.routeDescs, sc.routeEntries = out, entries
 	return out
 }
 
@@ -285,25 +293,54 @@ func contains(xs []string, x string) bool {
 // identityHeaders tells the upstream who called. Values always replace the client's
 // headers of the same name; empty ones are removed instead.
 func identityHeaders(p authn.Principal, route *authz.Route, resp *wardenv1.CheckResponse) {
-	set := func(name, value string) {
+	parts := new(identityParts)
+	set, remove := parts.ptrs[:0], parts.remove[:0]
+	add := func(name, value string) {
 		if value == "" {
-			resp.UpstreamHeadersToRemove = append(resp.UpstreamHeadersToRemove, name)
+			remove = append(remove, name)
 			return
 		}
-		resp.UpstreamHeaders = append(resp.UpstreamHeaders, &wardenv1.Header{Name: name, Value: value})
+		h := &parts.hdrs[len(set)]
+		h.Name, h.Value = name, value
+		set = append(set, h)
 	}
 	method := ""
 	if p.Method != authn.MethodUnspecified {
 		method = p.Method.String()
 	}
-	set(HeaderSubject, p.Subject)
-	set(HeaderTenant, p.Tenant)
-	set(HeaderRoles, strings.Join(p.Roles, ","))
-	set(HeaderScopes, strings.Join(p.Scopes, " "))
-	set(HeaderMethod, method)
-	set(HeaderCredentialID, p.CredentialID)
-	set(HeaderTier, p.Tier)
+	add(HeaderSubject, p.Subject)
+	add(HeaderTenant, p.Tenant)
+	add(HeaderRoles, strings.Join(p.Roles, ","))
+	add(HeaderScopes, strings.Join(p.Scopes, " "))
+	add(HeaderMethod, method)
+	add(HeaderCredentialID, p.CredentialID)
+	add(HeaderTier, p.Tier)
 	if route != nil {
-		resp.UpstreamHeadersToRemove = append(resp.UpstreamHeadersToRemove, route.StripHeaders...)
+		remove = append(remove, route.StripHeaders...)
 	}
+	if len(set) > 0 {
+		resp.UpstreamHeaders = appendOrUse(resp.UpstreamHeaders, set)
+	}
+	if len(remove) > 0 {
+		resp.UpstreamHeadersToRemove = appendOrUse(resp.UpstreamHeadersToRemove, remove)
+	}
+}
+
+// identityParts holds identityHeaders' headers and both slices in one allocation (a route's
+// strip_headers may grow the removals past it).
+type identityParts struct {
+	hdrs   [numIdentityHeaders]wardenv1.Header
+	ptrs   [numIdentityHeaders]*wardenv1.Header
+	remove [numIdentityHeaders]string
+}
+
+// numIdentityHeaders is how many headers identityHeaders sets or removes.
+const numIdentityHeaders = 7
+
+// appendOrUse appends xs to to, or returns xs itself when to is empty.
+func appendOrUse[T any](to, xs []T) []T {
+	if len(to) == 0 {
+		return xs
+	}
+	return append(to, xs...)
 }

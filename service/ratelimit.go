@@ -3,8 +3,10 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -27,6 +29,9 @@ type rlScratch struct {
 	descs   []limiter.RequestDescriptor
 	entries []limiter.Entry
 	res     limiter.Result
+	// A route's descriptors for Check (resolveDescriptors), copied into descs by fill.
+	routeDescs   []limiter.RequestDescriptor
+	routeEntries []limiter.Entry
 }
 
 // rlPool recycles scratch buffers; it carries no data from one call to the next.
@@ -123,16 +128,71 @@ func (s *Server) limiterError(ctx context.Context, err error) error {
 	return internal(ctx, s.log, "ratelimit", err)
 }
 
+// rlParts is one allocation for the messages of a rate-limit answer in the common case of a
+// few statuses and headers: a decision allocates this, its response and one string for its
+// headers, rather than one object per message, duration and header value. Past the arrays'
+// sizes the messages are allocated one by one.
+type rlParts struct {
+	hdrs   [2]wardenv1.Header // RateLimit-Policy, RateLimit (Retry-After, when denied, is extra)
+	hptrs  [3]*wardenv1.Header
+	sts    [1]wardenv1.RateLimitStatus
+	sptrs  [1]*wardenv1.RateLimitStatus
+	durs   [3]durationpb.Duration // reset, window and retry of one status (the overall retry is extra)
+	nh, ns int
+	nd     int
+}
+
+// rlAnswer is a CheckRateLimit response with its parts, allocated together.
+type rlAnswer struct {
+	resp wardenv1.CheckRateLimitResponse
+	rlParts
+}
+
+func (p *rlParts) duration(d time.Duration) *durationpb.Duration {
+	if p.nd == len(p.durs) {
+		return durationpb.New(d)
+	}
+	x := &p.durs[p.nd]
+	p.nd++
+	nanos := d.Nanoseconds()
+	secs := nanos / 1e9
+	x.Seconds, x.Nanos = secs, int32(nanos-secs*1e9)
+	return x
+}
+
+func (p *rlParts) header(name, value string) *wardenv1.Header {
+	if p.nh == len(p.hdrs) {
+		return &wardenv1.Header{Name: name, Value: value}
+	}
+	h := &p.hdrs[p.nh]
+	p.nh++
+	h.Name, h.Value = name, value
+	return h
+}
+
+func (p *rlParts) status() *wardenv1.RateLimitStatus {
+	if p.ns == len(p.sts) {
+		return &wardenv1.RateLimitStatus{}
+	}
+	st := &p.sts[p.ns]
+	p.ns++
+	return st
+}
+
 func rateLimitResponse(r *limiter.Result) *wardenv1.CheckRateLimitResponse {
-	resp := &wardenv1.CheckRateLimitResponse{Allowed: r.Allowed, Statuses: rateLimitStatuses(r)}
-	resp.Headers = rateLimitHeaders(r, nil)
+	a := new(rlAnswer)
+	resp := &a.resp
+	resp.Allowed = r.Allowed
+	resp.Statuses = a.statuses(r, nil)
+	resp.Headers = a.headers(r, nil)
 	if !r.Allowed {
-		resp.RetryAfter = durationpb.New(r.RetryAfter())
+		resp.RetryAfter = a.duration(r.RetryAfter())
 	}
 	return resp
 }
 
-func rateLimitStatuses(r *limiter.Result) []*wardenv1.RateLimitStatus {
+// statuses appends a status per limit that applied.
+func (p *rlParts) statuses(r *limiter.Result, to []*wardenv1.RateLimitStatus) []*wardenv1.RateLimitStatus {
 	n := 0
 	for i := range r.Statuses {
 		if r.Statuses[i].Applied {
@@ -140,44 +200,62 @@ func rateLimitStatuses(r *limiter.Result) []*wardenv1.RateLimitStatus {
 		}
 	}
 	if n == 0 {
-		return nil
+		return to
 	}
-	out := make([]*wardenv1.RateLimitStatus, 0, n)
+	if to == nil && n <= len(p.sptrs) {
+		to = p.sptrs[:0:len(p.sptrs)]
+	} else {
+		to = slices.Grow(to, n)
+	}
 	for i := range r.Statuses {
 		st := &r.Statuses[i]
 		if !st.Applied {
 			continue
 		}
-		ps := &wardenv1.RateLimitStatus{
-			Code:            wardenv1.RateLimitCode_RATE_LIMIT_CODE_OK,
-			Name:            st.Name,
-			Limit:           st.Quota,
-			Remaining:       st.Remaining,
-			ResetAfter:      durationpb.New(st.ResetAfter),
-			Window:          durationpb.New(st.Limit.Period),
-			DescriptorIndex: int32(i),
-			Shadow:          st.Shadow,
-		}
+		ps := p.status()
+		ps.Code = wardenv1.RateLimitCode_RATE_LIMIT_CODE_OK
+		ps.Name = st.Name
+		ps.Limit = st.Quota
+		ps.Remaining = st.Remaining
+		ps.ResetAfter = p.duration(st.ResetAfter)
+		ps.Window = p.duration(st.Limit.Period)
+		ps.DescriptorIndex = int32(i)
+		ps.Shadow = st.Shadow
 		if st.Code == limiter.CodeOverLimit {
 			ps.Code = wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT
-			ps.RetryAfter = durationpb.New(st.RetryAfter)
+			ps.RetryAfter = p.duration(st.RetryAfter)
 		}
-		out = append(out, ps)
+		to = append(to, ps)
 	}
-	return out
+	return to
 }
 
-// rateLimitHeaders appends RateLimit-Policy, RateLimit and (when denied) Retry-After.
-func rateLimitHeaders(r *limiter.Result, to []*wardenv1.Header) []*wardenv1.Header {
-	policy, rl, retry := r.Headers()
-	if policy != "" {
-		to = append(to, &wardenv1.Header{Name: "RateLimit-Policy", Value: policy})
+// headers appends RateLimit-Policy, RateLimit and (when denied) Retry-After. The two
+// RateLimit values share one string.
+func (p *rlParts) headers(r *limiter.Result, to []*wardenv1.Header) []*wardenv1.Header {
+	var buf [256]byte
+	b := r.AppendPolicyHeader(buf[:0])
+	n := len(b)
+	b = r.AppendRateLimitHeader(b)
+	var retry int64
+	if !r.Allowed {
+		retry = r.RetryAfterSeconds()
 	}
-	if rl != "" {
-		to = append(to, &wardenv1.Header{Name: "RateLimit", Value: rl})
+	if len(b) == 0 && retry == 0 {
+		return to
 	}
-	if !r.Allowed && retry != "" {
-		to = append(to, &wardenv1.Header{Name: "Retry-After", Value: retry})
+	if to == nil {
+		to = p.hptrs[:0:len(p.hptrs)]
+	}
+	v := string(b)
+	if policy := v[:n]; policy != "" {
+		to = append(to, p.header("RateLimit-Policy", policy))
+	}
+	if rl := v[n:]; rl != "" {
+		to = append(to, p.header("RateLimit", rl))
+	}
+	if retry > 0 {
+		to = append(to, p.header("Retry-After", strconv.FormatInt(retry, 10)))
 	}
 	return to
 }
