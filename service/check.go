@@ -39,6 +39,10 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*warden
 		http   = req.GetHttp()
 	)
 	if http != nil || req.GetGrpcMethod() != "" {
+		if req.GetAction() != "" {
+			// The route decides the action: an explicit one would be ignored, silently.
+			return nil, invalidArgument("action", "give either http or grpc_method (the route table decides), or action with resource, not both")
+		}
 		if d.Policy == nil {
 			return nil, unimplemented("Check: no route table is configured (config section authz.routes)")
 		}

@@ -151,3 +151,15 @@ func toLower(s string) string {
 	}
 	return string(b)
 }
+
+func TestCheckRefusesActionWithRoute(t *testing.T) {
+	c := serve(t, service.New(service.Config{Logger: quietLogger(), Deps: publicDeps(t, time.Now())}))
+	for name, req := range map[string]*wardenv1.CheckRequest{
+		"http":        {Action: "orders:read", Resource: &wardenv1.Resource{Type: "order"}, Http: &wardenv1.HttpRequest{Method: "GET", Path: "/v1/status"}},
+		"grpc_method": {Action: "orders:read", Resource: &wardenv1.Resource{Type: "order"}, GrpcMethod: "/pkg.Svc/Get"},
+	} {
+		if _, err := c.Check(context.Background(), req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s with an action: got %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+}
