@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -61,6 +62,9 @@ func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, r
 		cfg.Server.AdminAddr = *adminAddr
 	}
 	log := newLogger(stderr, cfg.Log)
+	if cfg.Server.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.Server.MemoryLimit))
+	}
 
 	a := &app{log: log, cfg: cfg, env: env}
 	defer a.close()
