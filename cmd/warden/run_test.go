@@ -431,3 +431,18 @@ func TestShippedExampleConfig(t *testing.T) {
 		t.Fatalf("no credentials: got %v, %v; want 401", resp, err)
 	}
 }
+
+func TestPprofIsOptIn(t *testing.T) {
+	r := start(t, nil)
+	if code, _ := httpGet(t, "http://"+r.Admin+"/debug/pprof/"); code != 404 {
+		t.Errorf("pprof without server.pprof: got %d, want 404", code)
+	}
+	p := filepath.Join(t.TempDir(), "w.yaml")
+	if err := os.WriteFile(p, []byte("server:\n  pprof: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, nil, "-config", p)
+	if code, _ := httpGet(t, "http://"+r.Admin+"/debug/pprof/"); code != 200 {
+		t.Errorf("pprof with server.pprof: got %d, want 200", code)
+	}
+}

@@ -58,6 +58,9 @@ type Server struct {
 	// collector works harder as the heap nears it, trading CPU for a smaller peak RSS.
 	// "64MiB", "1GiB" or bytes; default none. GOMEMLIMIT in the environment also works.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
+	// Pprof serves /debug/pprof/ on the admin listener. Default false: profiles show
+	// internals, so turn it on only where the admin listener is private.
+	Pprof bool `yaml:"pprof"`
 	// MaxConcurrentStreams per connection. Default 1000.
 	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
 	// KeepaliveMinTime is the shortest ping interval accepted from clients. Default 5s, so
