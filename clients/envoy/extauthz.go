@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -112,27 +113,112 @@ func (s *AuthServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	if cfg.Disabled {
 		return nil, status.Error(codes.Unimplemented, "ext_authz is not enabled on this Warden (config: envoy.ext_authz.enabled)")
 	}
-	wreq := CheckRequestFromEnvoy(req)
-	resp, err := s.checker.Check(ctx, wreq)
+	c := new(checkCall)
+	resp, err := s.checker.Check(ctx, c.request(req))
 	if err != nil {
-		return s.failure(ctx, cfg, req, err), nil
+		return s.failure(ctx, c, cfg, req, err), nil
 	}
-	return CheckResponseToEnvoy(resp), nil
+	return c.response(resp), nil
+}
+
+// checkCall is what one Check builds, in one allocation: the Warden request and Envoy's
+// answer when allowed. A denial's parts, the peer's credentials and the header options are
+// allocated apart, when needed. The parts live as long as the call (until gRPC has marshalled
+// the answer).
+type checkCall struct {
+	req  wardenv1.CheckRequest
+	http wardenv1.HttpRequest
+
+	resp   authv3.CheckResponse
+	ok     authv3.CheckResponse_OkResponse
+	okResp authv3.OkHttpResponse
+}
+
+// deniedParts is the rest of a denial, in one allocation.
+type deniedParts struct {
+	deny   authv3.CheckResponse_DeniedResponse
+	denied authv3.DeniedHttpResponse
+	httpSt typev3.HttpStatus
+}
+
+// The constant parts of the answers are built once and shared by all of them: a message is
+// only read when gRPC marshals it (the size cache it writes is atomic), and the answers are
+// not modified after Check returns them.
+var (
+	okStatus           = &rpcstatus.Status{Code: int32(codes.OK)}
+	deniedStatuses     [17]*rpcstatus.Status // by code: the denials' gRPC statuses
+	jsonContentType    = constOption("content-type", "application/json")
+	retryAfterOne      = constOption("retry-after", "1")
+	failureModeAllowed = constOption("x-envoy-auth-failure-mode-allowed", "true")
+)
+
+func init() {
+	for _, c := range []codes.Code{codes.InvalidArgument, codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.Unavailable} {
+		deniedStatuses[c] = &rpcstatus.Status{Code: int32(c), Message: c.String()}
+	}
+}
+
+func deniedStatus(c codes.Code) *rpcstatus.Status {
+	if int(c) < len(deniedStatuses) && deniedStatuses[c] != nil {
+		return deniedStatuses[c]
+	}
+	return &rpcstatus.Status{Code: int32(c), Message: c.String()}
+}
+
+func constOption(name, value string) *corev3.HeaderValueOption {
+	var h headerOption
+	h.set(name, value)
+	return &h.opt
+}
+
+// headerOption is one header option with its header.
+type headerOption struct {
+	opt corev3.HeaderValueOption
+	hv  corev3.HeaderValue
+}
+
+// headerOptions holds n header options: ptrs for a repeated field, opts to fill with set.
+type headerOptions struct {
+	ptrs []*corev3.HeaderValueOption
+	opts []headerOption
+}
+
+func newHeaderOptions(n int) headerOptions {
+	o := headerOptions{make([]*corev3.HeaderValueOption, n), make([]headerOption, n)}
+	for i := range o.ptrs {
+		o.ptrs[i] = &o.opts[i].opt
+	}
+	return o
+}
+
+// take splits the first n options off o.
+func (o *headerOptions) take(n int) headerOptions {
+	t := headerOptions{o.ptrs[:n:n], o.opts[:n:n]}
+	o.ptrs, o.opts = o.ptrs[n:], o.opts[n:]
+	return t
+}
+
+// set makes h set a header, replacing any value of the same name (Envoy's
+// OVERWRITE_IF_EXISTS_OR_ADD; "append" is left unset so that the action applies).
+func (h *headerOption) set(name, value string) {
+	h.hv.Key, h.hv.Value = name, value
+	h.opt.Header = &h.hv
+	h.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 }
 
 // failure answers when Warden could not decide: a malformed request is denied with 400 whatever
 // the mode, and so is, with 503, a Warden that cannot decide at all (UNIMPLEMENTED: no route
 // table, no authn section), so that a configuration mistake never opens every route; otherwise
 // the failure mode (the route's, else the adapter's) applies.
-func (s *AuthServer) failure(ctx context.Context, cfg *AuthConfig, req *authv3.CheckRequest, err error) *authv3.CheckResponse {
+func (s *AuthServer) failure(ctx context.Context, c *checkCall, cfg *AuthConfig, req *authv3.CheckRequest, err error) *authv3.CheckResponse {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.InvalidArgument:
-		return denied(codes.InvalidArgument, 400, nil)
+		return c.deniedResponse(codes.InvalidArgument, 400, nil)
 	case codes.Unimplemented:
 		cfg.Logger.LogAttrs(ctx, slog.LevelError, "ext_authz: Warden is not configured to decide this request; denying",
 			slog.String("error", st.Message()))
-		return denied(codes.Unavailable, 503, nil)
+		return c.deniedResponse(codes.Unavailable, 503, nil)
 	}
 	mode := cfg.FailureMode
 	if m, ok := ParseFailureMode(req.GetAttributes().GetContextExtensions()[ContextKeyFailureMode]); ok {
@@ -141,15 +227,11 @@ func (s *AuthServer) failure(ctx context.Context, cfg *AuthConfig, req *authv3.C
 	cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ext_authz: Warden could not decide; applying the failure mode",
 		slog.String("failure_mode", mode.String()), slog.String("code", st.Code().String()), slog.String("error", st.Message()))
 	if mode == FailOpen {
-		return &authv3.CheckResponse{
-			Status: &rpcstatus.Status{Code: int32(codes.OK)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				Headers:         []*corev3.HeaderValueOption{overwrite("x-envoy-auth-failure-mode-allowed", "true")},
-				HeadersToRemove: cfg.IdentityHeaders,
-			}},
-		}
+		c.okResp.Headers = []*corev3.HeaderValueOption{failureModeAllowed}
+		c.okResp.HeadersToRemove = cfg.IdentityHeaders
+		return c.okResponse()
 	}
-	return denied(codes.Unavailable, 503, nil)
+	return c.deniedResponse(codes.Unavailable, 503, nil)
 }
 
 // CheckRequestFromEnvoy maps an ext_authz request to a Warden Check request, reading the fields
@@ -159,8 +241,8 @@ func (s *AuthServer) failure(ctx context.Context, cfg *AuthConfig, req *authv3.C
 //   - method, host (the :authority) and path from attributes.request.http; the path is the
 //     :path header with its query string, which is split off;
 //   - headers: the headers map (names already lower case, repeated headers joined with ","),
-//     or header_map when the filter sets encode_raw_headers; pseudo-headers (":path", ...) are
-//     dropped, names are lower-cased;
+//     or header_map when the filter sets encode_raw_headers, whose names are lower-cased and
+//     repeated headers joined; pseudo-headers (":path", ...) are dropped;
 //   - the body (with_request_body): raw_body when pack_as_bytes is set, else body. Envoy marks
 //     a truncated body with x-envoy-auth-partial-body: true; such a body fails a webhook
 //     signature check, as it should;
@@ -169,32 +251,38 @@ func (s *AuthServer) failure(ctx context.Context, cfg *AuthConfig, req *authv3.C
 //     credentials;
 //   - context_extensions as http.context.
 //
-// The request's headers map is reused, not copied.
+// The request's headers map is reused, not copied (pseudo-headers are deleted from it), and a
+// string body is shared, not copied: the Warden request's body must not be written to.
 func CheckRequestFromEnvoy(req *authv3.CheckRequest) *wardenv1.CheckRequest {
+	return new(checkCall).request(req)
+}
+
+func (c *checkCall) request(req *authv3.CheckRequest) *wardenv1.CheckRequest {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	headers := h.GetHeaders()
 	if headers == nil && h.GetHeaderMap() != nil {
 		headers = make(map[string]string, len(h.GetHeaderMap().GetHeaders()))
 		for _, hv := range h.GetHeaderMap().GetHeaders() {
+			k := strings.ToLower(hv.GetKey())
+			if k == "" || k[0] == ':' {
+				continue
+			}
 			v := hv.GetValue()
 			if len(hv.GetRawValue()) > 0 {
 				v = string(hv.GetRawValue())
 			}
-			k := strings.ToLower(hv.GetKey())
 			if prev, ok := headers[k]; ok {
 				v = prev + "," + v
 			}
 			headers[k] = v
 		}
-	}
-	for k, v := range headers {
-		switch {
-		case k == "" || k[0] == ':':
+	} else if len(headers) > 0 {
+		// Envoy's map has lower-case names already (its codecs lower-case them), and only
+		// the pseudo-headers its codecs accept: delete those by name rather than scan the
+		// whole map.
+		for _, k := range pseudoHeaders {
 			delete(headers, k)
-		case hasUpper(k):
-			delete(headers, k)
-			headers[strings.ToLower(k)] = v
 		}
 	}
 	path := h.GetPath()
@@ -203,60 +291,63 @@ func CheckRequestFromEnvoy(req *authv3.CheckRequest) *wardenv1.CheckRequest {
 	}
 	body := h.GetRawBody()
 	if len(body) == 0 && h.GetBody() != "" {
-		body = []byte(h.GetBody())
+		// Shared with the string, not copied: read only.
+		body = unsafe.Slice(unsafe.StringData(h.GetBody()), len(h.GetBody()))
 	}
-	out := &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{
-		Method:  h.GetMethod(),
-		Path:    path,
-		Host:    h.GetHost(),
-		Headers: headers,
-		Body:    body,
-		Context: attrs.GetContextExtensions(),
-	}}
+	c.http.Method = h.GetMethod()
+	c.http.Path = path
+	c.http.Host = h.GetHost()
+	c.http.Headers = headers
+	c.http.Body = body
+	c.http.Context = attrs.GetContextExtensions()
+	c.req.Http = &c.http
 	if src := attrs.GetSource(); src.GetPrincipal() != "" || src.GetCertificate() != "" {
-		out.Credentials = &wardenv1.Credentials{
+		c.req.Credentials = &wardenv1.Credentials{
 			Headers:         headers,
 			PeerCertificate: src.GetCertificate(),
 			PeerPrincipal:   src.GetPrincipal(),
 		}
 	}
-	return out
+	return &c.req
 }
 
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
-		}
-	}
-	return false
-}
+// pseudoHeaders are the HTTP/2 and HTTP/3 pseudo-headers an Envoy request can carry (RFC 9113
+// 8.3.1, and :protocol for extended CONNECT, RFC 8441).
+var pseudoHeaders = [...]string{":authority", ":method", ":path", ":scheme", ":protocol"}
 
 // CheckResponseToEnvoy maps Warden's decision to Envoy's answer. Allowed: an OkHttpResponse
 // that sets Warden's upstream headers, replacing (never appending to) any header of the same
 // name the client sent, removes upstream_headers_to_remove, and adds the RateLimit headers to
 // the client's response. Denied: a DeniedHttpResponse with Warden's HTTP status and response
 // headers (WWW-Authenticate, RateLimit*, Retry-After) and a small JSON body with a generic
-// message: the detailed reason stays in Warden's logs.
+// message: the detailed reason stays in Warden's logs. The answer shares its constant parts
+// (statuses, content-type) with every other: do not modify it.
 func CheckResponseToEnvoy(r *wardenv1.CheckResponse) *authv3.CheckResponse {
+	return new(checkCall).response(r)
+}
+
+func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 	if r.GetAllowed() {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: r.GetUpstreamHeadersToRemove()}
-		if n := len(r.GetUpstreamHeaders()); n > 0 {
-			ok.Headers = make([]*corev3.HeaderValueOption, n)
-			for i, h := range r.GetUpstreamHeaders() {
-				ok.Headers[i] = overwrite(h.GetName(), h.GetValue())
+		c.okResp.HeadersToRemove = r.GetUpstreamHeadersToRemove()
+		up, down := r.GetUpstreamHeaders(), r.GetResponseHeaders()
+		if len(up)+len(down) == 0 {
+			return c.okResponse()
+		}
+		all := newHeaderOptions(len(up) + len(down))
+		if len(up) > 0 {
+			o := all.take(len(up))
+			for i, h := range up {
+				o.opts[i].set(h.GetName(), h.GetValue())
 			}
+			c.okResp.Headers = o.ptrs
 		}
-		if n := len(r.GetResponseHeaders()); n > 0 {
-			ok.ResponseHeadersToAdd = make([]*corev3.HeaderValueOption, n)
-			for i, h := range r.GetResponseHeaders() {
-				ok.ResponseHeadersToAdd[i] = overwrite(h.GetName(), h.GetValue())
+		if len(down) > 0 {
+			for i, h := range down {
+				all.opts[i].set(h.GetName(), h.GetValue())
 			}
+			c.okResp.ResponseHeadersToAdd = all.ptrs
 		}
-		return &authv3.CheckResponse{
-			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		}
+		return c.okResponse()
 	}
 	httpStatus := int(r.GetHttpStatus())
 	code := codes.PermissionDenied
@@ -268,27 +359,41 @@ func CheckResponseToEnvoy(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 	case 0:
 		httpStatus = 403
 	}
-	return denied(code, httpStatus, r.GetResponseHeaders())
+	return c.deniedResponse(code, httpStatus, r.GetResponseHeaders())
 }
 
-// denied builds a denial with a generic JSON body.
-func denied(code codes.Code, httpStatus int, headers []*wardenv1.Header) *authv3.CheckResponse {
-	d := &authv3.DeniedHttpResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(httpStatus)},
-		Headers: make([]*corev3.HeaderValueOption, 0, len(headers)+1),
-		Body:    deniedBody(httpStatus),
-	}
-	d.Headers = append(d.Headers, overwrite("content-type", "application/json"))
-	for _, h := range headers {
-		d.Headers = append(d.Headers, overwrite(h.GetName(), h.GetValue()))
+// okResponse answers OK with c.okResp.
+func (c *checkCall) okResponse() *authv3.CheckResponse {
+	c.ok.OkResponse = &c.okResp
+	c.resp.Status = okStatus
+	c.resp.HttpResponse = &c.ok
+	return &c.resp
+}
+
+// deniedResponse builds a denial with a generic JSON body.
+func (c *checkCall) deniedResponse(code codes.Code, httpStatus int, headers []*wardenv1.Header) *authv3.CheckResponse {
+	n := len(headers)
+	ptrs := make([]*corev3.HeaderValueOption, 0, n+2)
+	ptrs = append(ptrs, jsonContentType)
+	if n > 0 {
+		opts := make([]headerOption, n)
+		for i, h := range headers {
+			opts[i].set(h.GetName(), h.GetValue())
+			ptrs = append(ptrs, &opts[i].opt)
+		}
 	}
 	if httpStatus == 503 {
-		d.Headers = append(d.Headers, overwrite("retry-after", "1"))
+		ptrs = append(ptrs, retryAfterOne)
 	}
-	return &authv3.CheckResponse{
-		Status:       &rpcstatus.Status{Code: int32(code), Message: code.String()},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: d},
-	}
+	d := new(deniedParts)
+	d.httpSt.Code = typev3.StatusCode(httpStatus)
+	d.denied.Status = &d.httpSt
+	d.denied.Headers = ptrs
+	d.denied.Body = deniedBody(httpStatus)
+	d.deny.DeniedResponse = &d.denied
+	c.resp.Status = deniedStatus(code)
+	c.resp.HttpResponse = &d.deny
+	return &c.resp
 }
 
 // deniedBody is the client's body: a status and a generic message, never Warden's reason.
@@ -308,13 +413,4 @@ func deniedBody(httpStatus int) string {
 		return `{"status":503,"message":"service unavailable"}`
 	}
 	return `{"status":403,"message":"forbidden"}`
-}
-
-// overwrite sets a header, replacing any value of the same name (Envoy's
-// OVERWRITE_IF_EXISTS_OR_ADD; "append" is left unset so that the action applies).
-func overwrite(name, value string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: name, Value: value},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	}
 }
