@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -62,9 +61,6 @@ func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, r
 		cfg.Server.AdminAddr = *adminAddr
 	}
 	log := newLogger(stderr, cfg.Log)
-	if cfg.Server.MemoryLimit > 0 {
-		debug.SetMemoryLimit(int64(cfg.Server.MemoryLimit))
-	}
 
 	a := &app{log: log, cfg: cfg, env: env}
 	defer a.close()

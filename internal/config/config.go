@@ -54,10 +54,6 @@ type Server struct {
 	AdminAddr string `yaml:"admin_addr"`
 	// MaxRecvBytes caps a request message. Default 4 MiB.
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
-	// MemoryLimit is the Go runtime's soft memory limit (as GOMEMLIMIT): the garbage
-	// collector works harder as the heap nears it, trading CPU for a smaller peak RSS.
-	// "64MiB", "1GiB" or bytes; default none. GOMEMLIMIT in the environment also works.
-	MemoryLimit ByteSize `yaml:"memory_limit"`
 	// Pprof serves /debug/pprof/ on the admin listener. Default false: profiles show
 	// internals, so turn it on only where the admin listener is private.
 	Pprof bool `yaml:"pprof"`
@@ -128,31 +124,6 @@ type Telemetry struct {
 	// TraceSampleRatio samples this share of requests for tracing through the gRPC stats
 	// handler (0 disables tracing, which saves a few µs per call). Default 0.
 	TraceSampleRatio float64 `yaml:"trace_sample_ratio"`
-}
-
-// ByteSize is a size in bytes, written as a number or with a unit: KiB, MiB, GiB (or KB, MB,
-// GB as powers of 1000).
-type ByteSize int64
-
-// UnmarshalYAML parses "64MiB", "1GB" or a plain number.
-func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v := strings.TrimSpace(n.Value)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
-		if strings.HasSuffix(v, u.suffix) {
-			v, mult = strings.TrimSpace(strings.TrimSuffix(v, u.suffix)), u.m
-			break
-		}
-	}
-	x, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || x < 0 || x > (1<<62)/mult {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a size (e.g. 64MiB)", n.Line, n.Value)}}
-	}
-	*b = ByteSize(x * mult)
-	return nil
 }
 
 // Section is a capability's part of the file, kept as YAML until its builder decodes it.

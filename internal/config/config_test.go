@@ -69,11 +69,6 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 			want: "warden.yaml:2: cannot unmarshal !!str `soon` into time.Duration",
 		},
 		{
-			name: "bad size",
-			yaml: "server:\n  memory_limit: lots\n",
-			want: `warden.yaml:2: "lots" is not a size (e.g. 64MiB)`,
-		},
-		{
 			name: "redis mode",
 			yaml: "redis:\n  mode: ring\n  addrs: [a:1]\n",
 			want: `warden.yaml:2: redis.mode: must be single, sentinel or cluster, not "ring"`,
@@ -97,18 +92,6 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 				t.Errorf("error spans several lines: %q", err)
 			}
 		})
-	}
-}
-
-func TestByteSize(t *testing.T) {
-	for in, want := range map[string]config.ByteSize{"64MiB": 64 << 20, "1 GiB": 1 << 30, "1500": 1500, "2KB": 2000} {
-		f, err := config.Parse("w.yaml", []byte("server:\n  memory_limit: "+in+"\n"), nil)
-		if err != nil {
-			t.Fatalf("%s: %v", in, err)
-		}
-		if got := f.Server.MemoryLimit; got != want {
-			t.Errorf("%s: got %d, want %d", in, got, want)
-		}
 	}
 }
 
