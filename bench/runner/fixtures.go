@@ -1,13 +1,6 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,6 +8,7 @@ import (
 
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/webhook"
+	"github.com/wardenhq/warden/internal/testcred"
 )
 
 // Credentials the scenarios send, made once per run: requests API keys stored as static keys
@@ -46,38 +40,23 @@ var (
 func fixtures() *fixtureSet {
 	fixturesOnce.Do(func() {
 		f := &fixtureData
-		p, err := authn.NewPepper([]byte(benchPepper))
-		must(err)
 		var b strings.Builder
 		for i := range requests {
-			key, parsed, err := authn.NewAPIKey(authn.EnvLive)
+			k, err := testcred.NewKey(benchPepper, authn.EnvLive)
 			must(err)
-			d := p.Digest(parsed.Secret)
-			f.keys = append(f.keys, key)
-			fmt.Fprintf(&b, "      - {id: %s, env: live, digest: %s, owner: %s, tenant: acme, roles: [user]}\n",
-				parsed.ID, hex.EncodeToString(d[:]), user(i))
+			f.keys = append(f.keys, k.Key)
+			b.WriteString("      - " + k.Entry("live", user(i), "acme", "user") + "\n")
 		}
 		f.keysYAML = b.String()
 
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		is, err := testcred.NewIssuer("")
 		must(err)
-		pub, err := k.PublicKey.ECDH()
-		must(err)
-		raw := pub.Bytes() // 0x04 || X || Y
-		b64 := base64.RawURLEncoding.EncodeToString
-		f.jwksJSON = fmt.Sprintf(`{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256","use":"sig","x":"%s","y":"%s"}]}`, b64(raw[1:33]), b64(raw[33:]))
-		h, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": "k1", "typ": "JWT"})
+		f.jwksJSON = is.JWKS()
 		for i := range benchJWTs {
-			c, _ := json.Marshal(map[string]any{"iss": benchIssuer, "aud": "warden", "sub": user(i),
+			tok, err := is.Token(map[string]any{"iss": benchIssuer, "aud": "warden", "sub": user(i),
 				"tenant": "acme", "roles": []string{"user"}, "iat": time.Now().Unix(), "exp": time.Now().Add(24 * time.Hour).Unix()})
-			signing := b64(h) + "." + b64(c)
-			sum := sha256.Sum256([]byte(signing))
-			r, s, err := ecdsa.Sign(rand.Reader, k, sum[:])
 			must(err)
-			sig := make([]byte, 64)
-			r.FillBytes(sig[:32])
-			s.FillBytes(sig[32:])
-			f.jwts = append(f.jwts, signing+"."+b64(sig))
+			f.jwts = append(f.jwts, tok)
 		}
 
 		for i := range requests {

@@ -49,10 +49,14 @@ func (k Key) Entry(env, owner, tenant, roles string) string {
 
 // Issuer signs ES256 JWTs with one key, published with kid "k1".
 type Issuer struct {
-	key *ecdsa.PrivateKey
+	key  *ecdsa.PrivateKey
+	jwks string
 }
 
-// NewIssuer makes an issuer and writes its JWKS to jwksPath.
+// JWKS is the issuer's public key set, as JSON.
+func (is *Issuer) JWKS() string { return is.jwks }
+
+// NewIssuer makes an issuer and writes its JWKS to jwksPath (unless it is empty).
 func NewIssuer(jwksPath string) (*Issuer, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -66,10 +70,12 @@ func NewIssuer(jwksPath string) (*Issuer, error) {
 	b64 := base64.RawURLEncoding.EncodeToString
 	jwks := fmt.Sprintf(`{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256","use":"sig","x":"%s","y":"%s"}]}`,
 		b64(raw[1:33]), b64(raw[33:]))
-	if err := os.WriteFile(jwksPath, []byte(jwks), 0o600); err != nil {
-		return nil, err
+	if jwksPath != "" {
+		if err := os.WriteFile(jwksPath, []byte(jwks), 0o600); err != nil {
+			return nil, err
+		}
 	}
-	return &Issuer{key: k}, nil
+	return &Issuer{key: k, jwks: jwks}, nil
 }
 
 // Token signs claims as a compact JWS (raw r||s signature, as RFC 7518 requires).
