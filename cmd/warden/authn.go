@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -110,56 +109,6 @@ type oauth2YAML struct {
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
 }
 
-// staticKeys serves the config's static keys in front of the shared store. They are
-// read-only: Put, Revoke and Touch of a static id fail or do nothing.
-type staticKeys struct {
-	authn.KeyStore
-	keys map[string]authn.KeyRecord
-}
-
-var errStaticKey = authn.ErrReadOnlyKey
-
-func (s *staticKeys) Key(ctx context.Context, id string) (authn.KeyRecord, error) {
-	if r, ok := s.keys[id]; ok {
-		return r, nil
-	}
-	return s.KeyStore.Key(ctx, id)
-}
-
-func (s *staticKeys) Put(ctx context.Context, rec authn.KeyRecord) error {
-	if _, ok := s.keys[rec.ID]; ok {
-		return errStaticKey
-	}
-	return s.KeyStore.Put(ctx, rec)
-}
-
-func (s *staticKeys) Revoke(ctx context.Context, id string, at time.Time) error {
-	if _, ok := s.keys[id]; ok {
-		return errStaticKey
-	}
-	return s.KeyStore.Revoke(ctx, id, at)
-}
-
-func (s *staticKeys) Touch(ctx context.Context, id string, at time.Time) error {
-	if _, ok := s.keys[id]; ok {
-		return nil
-	}
-	return s.KeyStore.Touch(ctx, id, at)
-}
-
-func (s *staticKeys) List(ctx context.Context, f authn.KeyFilter) ([]authn.KeyRecord, error) {
-	out, err := s.KeyStore.List(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range s.keys {
-		if (f.Owner == "" || f.Owner == r.Owner) && (f.Tenant == "" || f.Tenant == r.Tenant) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
 func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	s := cfg.Authn
 	if s.IsZero() {
@@ -201,15 +150,8 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			}
 			return bad("api_keys.keys", "%v", err)
 		}
-		static := &staticKeys{KeyStore: a.stores.apiKeys, keys: make(map[string]authn.KeyRecord, len(recs))}
-		for _, rec := range recs {
-			if rec.Env != env {
-				continue // the other environment's keys are refused anyway
-			}
-			static.keys[rec.ID] = rec
-		}
 		keys, err := authn.NewAPIKeys(authn.APIKeysConfig{
-			Store: static, Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
+			Store: authn.NewStaticKeys(a.stores.apiKeys, recs), Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
 			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log,
 		})
 		if err != nil {
