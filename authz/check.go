@@ -27,9 +27,17 @@ func (pl *Policy) Routes() *RouteTable { return &pl.routes }
 // credential can change whose object the request is about.
 func (pl *Policy) Check(p authn.Principal, method, path string, ps *Params) Decision {
 	r, reason := pl.routes.Match(method, path, ps)
-	switch {
-	case reason == MalformedRequest:
+	if reason == MalformedRequest {
 		return deny(MalformedRequest)
+	}
+	return pl.CheckRoute(p, r, ps)
+}
+
+// CheckRoute is Check for a request Match has already matched: r is the route it found (nil
+// when none matched) and ps its parameters. Callers that need the route before authorizing
+// (to pick the credential, or verify a webhook) match once and call this.
+func (pl *Policy) CheckRoute(p authn.Principal, r *Route, ps *Params) Decision {
+	switch {
 	case r == nil && pl.defaultAllow && p.Subject != "":
 		return allow()
 	case r == nil && pl.defaultAllow:

@@ -102,7 +102,7 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*warden
 		var dec authz.Decision
 		switch {
 		case path != "":
-			dec = d.Policy.Check(p, method, path, &ps)
+			dec = d.Policy.CheckRoute(p, route, &ps) // matched above: not again
 		case req.GetAction() != "":
 			if d.Policy == nil {
 				return nil, unimplemented("Check: no authorization policy is configured (config section authz)")
