@@ -26,6 +26,9 @@ type loadSettings struct {
 	duration    time.Duration
 	concurrency uint
 	connections uint
+	// generatedCodec: ghz encodes and decodes with the generated Go types (generatedCodec)
+	// instead of its dynamic messages.
+	generatedCodec bool
 }
 
 // row is one line of a table: a scenario measured on one setup, compared with floor (the
@@ -48,9 +51,10 @@ type result struct {
 	rps        float64
 	p50, p99   time.Duration
 	usage
-	disturbed bool
-	errText   string // the most frequent error, for the report
-	peakRSS   uint64 // the server's VmHWM after the run (its peak since it started), bytes
+	clientSeconds float64 // the load generator's own CPU (this process) during the run
+	disturbed     bool
+	errText       string // the most frequent error, for the report
+	peakRSS       uint64 // the server's VmHWM after the run (its peak since it started), bytes
 }
 
 // cpuPerCall is Warden's (and Redis's) CPU-µs per call answered OK.
@@ -59,6 +63,15 @@ func (r result) cpuPerCall() float64 {
 		return 0
 	}
 	return r.cpuSeconds * 1e6 / float64(r.ok)
+}
+
+// clientCPUPerCall is the load generator's CPU-µs per call answered OK: when it nears the
+// run's wall time per call (one core), closed-loop RPS measures the load generator.
+func (r result) clientCPUPerCall() float64 {
+	if r.ok == 0 {
+		return 0
+	}
+	return r.clientSeconds * 1e6 / float64(r.ok)
 }
 
 // writeData writes the row's requests as a JSON array for ghz's round robin.
@@ -104,6 +117,10 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 	if l.rps > 0 {
 		opts = append(opts, runner.WithRPS(l.rps))
 	}
+	if ls.generatedCodec {
+		// A codec per run: it caches a generated twin per request message of this run's ghz.
+		opts = append(opts, runner.WithDefaultCallOptions([]grpc.CallOption{grpc.ForceCodecV2(newGeneratedCodec())}))
+	}
 	if r.sc.Proto != "" {
 		opts = append(opts, runner.WithProtoFile(filepath.Join(root, r.sc.Proto), []string{filepath.Join(root, "proto")}))
 	}
@@ -112,15 +129,24 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 	if err != nil {
 		return result{}, err
 	}
+	clientBefore, err := processTicks(os.Getpid())
+	if err != nil {
+		return result{}, err
+	}
 	rep, err := runner.Run(r.sc.Method, r.st.grpcAddr, opts...)
 	if err != nil {
 		return result{}, fmt.Errorf("%s: ghz: %w", r.label, err)
+	}
+	clientAfter, err := processTicks(os.Getpid())
+	if err != nil {
+		return result{}, err
 	}
 	after, err := takeSample(pids)
 	if err != nil {
 		return result{}, err
 	}
-	res := result{usage: diff(before, after, "cpu"+serverCPU), rps: rep.Rps, peakRSS: r.st.peakRSS()}
+	res := result{usage: diff(before, after, "cpu"+serverCPU), rps: rep.Rps, peakRSS: r.st.peakRSS(),
+		clientSeconds: float64(clientAfter-clientBefore) / clockTicks}
 	for code, n := range rep.StatusCodeDist {
 		if code == "OK" {
 			res.ok += uint64(n)

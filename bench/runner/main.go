@@ -78,6 +78,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "length of each measured load")
 	fs.UintVar(&o.concurrency, "concurrency", 50, "ghz concurrency (workers)")
 	fs.UintVar(&o.connections, "connections", 4, "ghz connections")
+	fs.BoolVar(&o.generatedCodec, "generated-codec", true, "ghz encodes requests and decodes responses with the generated Go types, as a Go client does; false: ghz's dynamic messages, whose decoding alone can bound RPS")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (A, B, A, B, …); the table shows medians")
 	fs.BoolVar(&o.openLoop, "open-loop", true, "also run open-loop loads at 500 and 2000 calls/s")
 	fs.BoolVar(&o.pin, "pin", true, "pin Warden and Redis to CPU 0 and the load generator to CPU 1 (needs taskset)")

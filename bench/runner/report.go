@@ -22,10 +22,15 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 	fmt.Fprintf(&b, "- %s; CPU from /proc/PID/stat at CLK_TCK %v\n", pinNote, clockTicks)
 	fmt.Fprintf(&b, "- %d round(s), medians; each load %v after a %v warm-up; ghz concurrency %d, %d connections; %d distinct requests round robin\n",
 		o.rounds, o.duration, o.warmup, o.concurrency, o.connections, requests)
+	codec := "the generated Go types, as a Go client (-generated-codec)"
+	if !o.generatedCodec {
+		codec = "its dynamic messages (-generated-codec=false)"
+	}
+	fmt.Fprintf(&b, "- ghz encodes requests and decodes responses with %s\n", codec)
 	for _, l := range loads {
 		fmt.Fprintf(&b, "\n## %s\n\n", l.name)
-		b.WriteString("| scenario | CPU-µs/call | ×floor CPU | RPS | ×floor RPS | p50 | p99 | ×floor p99 | errors | peak RSS | steal% | CPU0 other% |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		b.WriteString("| scenario | CPU-µs/call | ×floor CPU | ghz CPU-µs/call | RPS | ×floor RPS | p50 | p99 | ×floor p99 | errors | peak RSS | steal% | CPU0 other% |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, r := range rows {
 			b.WriteString(tableRow(r, l))
 		}
@@ -35,6 +40,8 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 		fmt.Fprintf(&b, "- %s: %s\n", r.label, decisionSummary(r.decisions))
 	}
 	b.WriteString("\nCPU-µs/call: Warden's (and its Redis's) utime+stime over the calls answered OK. " +
+		"ghz CPU-µs/call: the load generator's own CPU over the same calls; " +
+		"when it nears 1e6/RPS (ghz's one core busy), the RPS columns measure ghz, not the server. " +
 		"×floor: the median over rounds of this row's figure divided by its floor's in the same round. " +
 		"errors: total over all rounds. peak RSS: the server process's VmHWM (/proc/PID/status; " +
 		"Warden's or the floor's, not Redis's) after the row's runs: its peak since it started, so a row shows " +
@@ -48,7 +55,7 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 func tableRow(r *row, l load) string {
 	res := r.results[l.name]
 	if len(res) == 0 {
-		return fmt.Sprintf("| %s | – | | | | | | | | | | |\n", r.label)
+		return fmt.Sprintf("| %s | – | | | | | | | | | | | |\n", r.label)
 	}
 	floor := r.floor.results[l.name]
 	pick := func(f func(result) float64) float64 {
@@ -74,6 +81,7 @@ func tableRow(r *row, l load) string {
 		return fmt.Sprintf("%.2f", median(v))
 	}
 	cpu := func(x result) float64 { return x.cpuPerCall() }
+	client := func(x result) float64 { return x.clientCPUPerCall() }
 	rps := func(x result) float64 { return x.rps }
 	p50 := func(x result) float64 { return float64(x.p50) }
 	p99 := func(x result) float64 { return float64(x.p99) }
@@ -90,8 +98,8 @@ func tableRow(r *row, l load) string {
 			disturbed = " †"
 		}
 	}
-	return fmt.Sprintf("| %s%s | %.1f | %s | %.0f | %s | %s | %s | %s | %d | %.1f MiB | %.1f | %.1f |\n",
-		r.label, disturbed, pick(cpu), ratio(cpu), pick(rps), ratio(rps),
+	return fmt.Sprintf("| %s%s | %.1f | %s | %.1f | %.0f | %s | %s | %s | %s | %d | %.1f MiB | %.1f | %.1f |\n",
+		r.label, disturbed, pick(cpu), ratio(cpu), pick(client), pick(rps), ratio(rps),
 		ms(pick(p50)), ms(pick(p99)), ratio(p99), errs, float64(rss)/(1<<20), steal, other)
 }
 
