@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ const requests = 1000
 type options struct {
 	repo, rev, wardenBin   string
 	out                    string
+	cpuProfile             string
 	match                  *regexp.Regexp
 	warmup                 time.Duration
 	rounds, reruns, checks int
@@ -73,6 +75,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.rev, "rev", "", "build cmd/warden from this commit (git archive) instead of the working tree")
 	fs.StringVar(&o.wardenBin, "warden-bin", "", "use this warden binary instead of building cmd/warden")
 	fs.StringVar(&o.out, "out", "", "also write the table to DIR/<date>-<gitsha>.md (e.g. results)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to FILE; each measured load is labelled row=<row> load=<load> (go tool pprof -tagfocus)")
 	fs.StringVar(&match, "scenarios", "", "run only the scenarios whose name matches this regexp (their floors always run)")
 	fs.DurationVar(&o.warmup, "warmup", 5*time.Second, "discarded warm-up per process and method")
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "length of each measured load")
@@ -192,6 +195,17 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 	}
 
 	// Warm-up: once per process and method, discarded.
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.warmup > 0 {
 		warmed := map[string]bool{}
 		for _, r := range rows {
@@ -225,7 +239,10 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 						if err := sampleDecisions(ctx, conns[st], r, o.checks, requests); err != nil {
 							failures = append(failures, err)
 						}
-						res, err := ghzRun(root, r, o.loadSettings, l, o.duration, serverCPU)
+						var res result
+						pprof.Do(ctx, pprof.Labels("row", r.label, "load", l.name), func(context.Context) {
+							res, err = ghzRun(root, r, o.loadSettings, l, o.duration, serverCPU)
+						})
 						if err != nil {
 							return err
 						}
