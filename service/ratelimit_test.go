@@ -38,7 +38,10 @@ func domains() []limiter.Domain {
 
 func limiterServer(t *testing.T, store limiter.Store) wardenv1.WardenServiceClient {
 	t.Helper()
-	l, err := limiter.New(limiter.Config{Store: store, Domains: domains(), Logger: quietLogger(), BreakerFailures: 1000})
+	// A generous store deadline: these tests are about answers and failure policies, and the
+	// 5 ms default can pass while a Redis call loads the script on a machine busy with -race.
+	l, err := limiter.New(limiter.Config{Store: store, Domains: domains(), Logger: quietLogger(), BreakerFailures: 1000,
+		StoreTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
