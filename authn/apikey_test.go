@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -384,5 +386,138 @@ func BenchmarkParseAPIKey(b *testing.B) {
 		if _, err := ParseAPIKey(key); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// gatedStore is a MemoryKeyStore whose first Key call reads the record, then waits for
+// release: a lookup caught in flight.
+type gatedStore struct {
+	MemoryKeyStore
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (g *gatedStore) Key(ctx context.Context, id string) (KeyRecord, error) {
+	rec, err := g.MemoryKeyStore.Key(ctx, id)
+	if g.calls.Add(1) == 1 {
+		<-g.release
+	}
+	return rec, err
+}
+
+func putTestKey(t *testing.T, store KeyStore, id string) string {
+	t.Helper()
+	secret := strings.Repeat("s", 10) + id
+	rec := KeyRecord{ID: id, Env: EnvLive, Digest: testPepper(t).Digest(secret), Owner: "user-" + id, CreatedAt: t0}
+	if err := store.Put(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	return formatAPIKey(livePrefix, id, secret)
+}
+
+// waitFor polls cond for up to d and reports whether it became true.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+func TestAPIKeysConcurrentMissesShareALookup(t *testing.T) {
+	store := &gatedStore{release: make(chan struct{})}
+	a := newTestAPIKeys(t, store, &clock{t0})
+	key := putTestKey(t, store, "burst0000001")
+	const n = 50
+	var wg sync.WaitGroup
+	reasons := make(chan Reason, n)
+	for range n {
+		wg.Go(func() {
+			_, r := a.Authenticate(context.Background(), key)
+			reasons <- r
+		})
+	}
+	// Without sharing, every caller would reach the store while the first lookup is held.
+	if waitFor(100*time.Millisecond, func() bool { return store.calls.Load() > 1 }) {
+		t.Errorf("%d store lookups in flight for one key", store.calls.Load())
+	}
+	close(store.release)
+	wg.Wait()
+	close(reasons)
+	for r := range reasons {
+		if r != OK {
+			t.Fatalf("reason %v, want OK", r)
+		}
+	}
+	if got := a.Stats().Lookups; got != 1 {
+		t.Errorf("store lookups = %d, want 1", got)
+	}
+}
+
+// holdFirstLookup authenticates key in the background until its lookup is held in store,
+// and returns the channel its reason will come on once store.release is closed.
+func holdFirstLookup(t *testing.T, ctx context.Context, a *APIKeys, store *gatedStore, key string) <-chan Reason {
+	t.Helper()
+	first := make(chan Reason, 1)
+	go func() {
+		_, r := a.Authenticate(ctx, key)
+		first <- r
+	}()
+	if !waitFor(5*time.Second, func() bool { return store.calls.Load() == 1 }) {
+		t.Fatal("the first lookup never reached the store")
+	}
+	return first
+}
+
+// A miss after a revocation does not join a lookup that read the record before it.
+func TestAPIKeysMissAfterInvalidationLooksUpAgain(t *testing.T) {
+	ctx := context.Background()
+	store := &gatedStore{release: make(chan struct{})}
+	c := &clock{t0}
+	a := newTestAPIKeys(t, store, c)
+	key := putTestKey(t, store, "revoke000001")
+	first := holdFirstLookup(t, ctx, a, store, key)
+	if err := store.Revoke(ctx, "revoke000001", t0.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	a.InvalidateKey("revoke000001")
+	// Bounded: joining the held lookup would wait for it (and answer Unavailable here).
+	bctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, r := a.Authenticate(bctx, key); r != Revoked {
+		t.Errorf("after the revocation: reason %v, want %v", r, Revoked)
+	}
+	close(store.release)
+	if r := <-first; r != OK { // it read the record before the revocation
+		t.Errorf("the lookup in flight: reason %v, want OK", r)
+	}
+	if _, r := a.Authenticate(ctx, key); r != Revoked {
+		t.Errorf("afterwards: reason %v, want %v (the stale lookup must not fill the cache)", r, Revoked)
+	}
+}
+
+// The caller that started a shared lookup and then gave up does not fail the others.
+func TestAPIKeysSharedLookupOutlivesItsFirstCaller(t *testing.T) {
+	store := &gatedStore{release: make(chan struct{})}
+	a := newTestAPIKeys(t, store, &clock{t0})
+	key := putTestKey(t, store, "cancel000001")
+	ctx, cancel := context.WithCancel(context.Background())
+	first := holdFirstLookup(t, ctx, a, store, key)
+	second := make(chan Reason, 1)
+	go func() {
+		_, r := a.Authenticate(context.Background(), key)
+		second <- r
+	}()
+	cancel()
+	if r := <-first; r != Unavailable {
+		t.Errorf("cancelled caller: reason %v, want %v", r, Unavailable)
+	}
+	close(store.release)
+	if r := <-second; r != OK {
+		t.Errorf("other caller: reason %v, want OK", r)
+	}
+	if got := a.Stats().Lookups; got != 1 {
+		t.Errorf("store lookups = %d, want 1", got)
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // APIKeysConfig configures APIKeys. Store, Pepper and Env are required; every other field
@@ -96,6 +99,10 @@ type APIKeys struct {
 	mu    sync.RWMutex
 	gen   uint64 // bumped by every invalidation: a miss that started earlier does not fill
 	cache map[string]*keyEntry
+	// misses shares one store lookup among the concurrent misses of one id, so a burst on a
+	// key that is not cached (a new key, or every key after a flush) costs the store one
+	// read per key, not one per request.
+	misses singleflight.Group
 
 	lookups, hits, malformed atomic.Uint64
 }
@@ -189,11 +196,36 @@ func (a *APIKeys) cached(id string, now time.Time) *keyEntry {
 	return e
 }
 
+// fill reads id from the store into the cache. Concurrent misses of one id share a lookup;
+// each caller still waits no longer than its own ctx allows.
+// The generation is part of the shared key: a miss after an invalidation (a revocation, say)
+// never joins a lookup that started before it.
 func (a *APIKeys) fill(ctx context.Context, id string, now time.Time) (*keyEntry, Reason) {
 	a.mu.RLock()
 	gen := a.gen
 	a.mu.RUnlock()
+	ch := a.misses.DoChan(strconv.FormatUint(gen, 10)+":"+id, func() (any, error) {
+		// Detached from the first caller's cancellation, which must not fail the others;
+		// StoreTimeout still bounds it.
+		e, r := a.lookup(context.WithoutCancel(ctx), id, gen, now)
+		return fillResult{e, r}, nil
+	})
+	select {
+	case res := <-ch:
+		fr := res.Val.(fillResult)
+		return fr.e, fr.r
+	case <-ctx.Done():
+		return nil, Unavailable
+	}
+}
 
+type fillResult struct {
+	e *keyEntry
+	r Reason
+}
+
+// lookup is one store read of id, cached unless an invalidation came after generation gen.
+func (a *APIKeys) lookup(ctx context.Context, id string, gen uint64, now time.Time) (*keyEntry, Reason) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
 	defer cancel()
 	a.lookups.Add(1)
