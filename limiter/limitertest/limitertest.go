@@ -649,7 +649,7 @@ func testBurstAndSustained(t *testing.T, newStore NewStore) {
 				t.Fatalf("got %d admitted in total, want 100", total)
 			}
 			_, out := e.take(e.tag, hits...)
-			if out[0].Allowed != true || out[1].Allowed || out[1].Remaining != 0 {
+			if !out[0].Allowed || out[1].Allowed || out[1].Remaining != 0 {
 				t.Fatalf("after the sustained limit is spent: got %+v, want burst allowed, sustained refused", out)
 			}
 		})
