@@ -110,3 +110,51 @@ func BenchmarkParseJWS(b *testing.B) {
 		}
 	}
 }
+
+// FuzzClaimLists checks scope and role splitting (issue 16): only U+0020 separates values;
+// every other character, Unicode spaces and controls included, stays inside its value.
+func FuzzClaimLists(f *testing.F) {
+	for _, s := range []string{
+		"read admin", "read\u00a0admin", "admin\u00a0", "\u00a0admin", "read\u2003admin", "read\u3000admin",
+		"read\tadmin", "read\nadmin", "read\radmin", "read\vadmin", "read\fadmin", "read\u0085admin",
+		"read\u2028admin", "read\u200badmin", "read\ufeffadmin", "read\x00admin", "read\x1fadmin",
+		"  read   admin  ", "", " ", "admin", "orders:read orders:write",
+	} {
+		f.Add(s)
+	}
+	is := &issuer{}
+	f.Fuzz(func(t *testing.T, s string) {
+		var want []string
+		for _, v := range strings.Split(s, " ") {
+			if v != "" {
+				want = append(want, v)
+			}
+		}
+		got := splitSpaces(s)
+		if got == nil || len(got) != len(want) {
+			t.Fatalf("splitSpaces(%q): got %q, want %q", s, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("splitSpaces(%q): got %q, want %q", s, got, want)
+			}
+		}
+		// The same values whatever the claim: scope (string), scp (string), roles.
+		for _, claims := range []map[string]any{{"scope": s}, {"scp": s}} {
+			scopes, ok := is.scopes(claims)
+			if !ok || strings.Join(scopes, " ") != strings.Join(want, " ") {
+				t.Fatalf("scopes(%v): got %q, %v; want %q", claims, scopes, ok, want)
+			}
+		}
+		if roles, ok := stringList(s); !ok || strings.Join(roles, " ") != strings.Join(want, " ") {
+			t.Fatalf("stringList(%q): got %q, %v; want %q", s, roles, ok, want)
+		}
+		// An array as the scope claim is refused; as scp it is taken element by element.
+		if _, ok := is.scopes(map[string]any{"scope": []any{s}}); ok {
+			t.Fatalf("scope as an array accepted")
+		}
+		if scp, ok := is.scopes(map[string]any{"scp": []any{s}}); !ok || len(scp) != 1 || scp[0] != s {
+			t.Fatalf("scp [%q]: got %q, %v", s, scp, ok)
+		}
+	})
+}
