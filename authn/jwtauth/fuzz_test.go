@@ -75,7 +75,7 @@ func FuzzParseJWKS(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ks, err := parseJWKS(data, algAll)
+		ks, err := parseJWKS(data, algAll, false)
 		if err != nil {
 			return
 		}
