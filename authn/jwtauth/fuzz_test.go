@@ -2,6 +2,7 @@ package jwtauth
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -71,11 +72,20 @@ func FuzzParseJWKS(f *testing.F) {
 		`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`,
 		`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`,
 		`{"keys":[],"keys":[]}`,
+		"{\n \"keys\": [\n  {\"kty\":\"oct\",\"k\":\"c2VjcmV0\"},\n  {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"use\":\"enc\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}\n ]\n}",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ks, err := parseJWKS(data, algAll, false)
+		ks, err := parseJWKS(data, algAll, true)
+		strict, serr := parseJWKS(data, algAll, false)
+		if serr == nil && (err != nil || len(strict.all) != len(ks.all) || ks.dropped != 0) {
+			t.Fatalf("a set accepted strictly changes when unacceptable keys may be dropped: %v", err)
+		}
+		var je *JWKSError
+		if serr != nil && !errors.As(serr, &je) {
+			t.Fatalf("refusal is not a *JWKSError: %v", serr)
+		}
 		if err != nil {
 			return
 		}
