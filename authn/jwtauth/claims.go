@@ -69,17 +69,8 @@ func (is *issuer) principal(c map[string]any, now time.Time) (authn.Principal, *
 			}
 		}
 	}
-	scopes := []string{is.claims.Scopes}
-	if scopes[0] == "" {
-		scopes = []string{"scope", "scp"}
-	}
-	for _, path := range scopes {
-		if v, present := lookup(c, path); present {
-			if p.Scopes, ok = stringList(v); !ok {
-				return authn.Principal{}, fail(authn.Malformed, "scope claim %q is not a string list", path)
-			}
-			break
-		}
+	if p.Scopes, ok = is.scopes(c); !ok {
+		return authn.Principal{}, fail(authn.Malformed, "scope claim is neither a string nor (scp, or a configured path) an array of strings")
 	}
 	for _, path := range is.claims.Copy {
 		v, present := lookup(c, path)
@@ -173,16 +164,37 @@ func stringClaim(c map[string]any, path string) (string, bool) {
 	return s, ok
 }
 
-// stringList reads an array of strings or a space-separated string. An empty string or array
-// gives an empty, non-nil list.
+// scopes reads the principal's scopes: the configured path (a string or an array of
+// strings), or by default "scope", which RFC 8693 §4.2 and RFC 9068 §2.2.3 define as a
+// space-separated string (an array there is refused), else "scp" (an array, or a string as
+// some issuers send it). No scope claim gives nil: not narrowed.
+func (is *issuer) scopes(c map[string]any) ([]string, bool) {
+	if is.claims.Scopes != "" {
+		v, present := lookup(c, is.claims.Scopes)
+		if !present {
+			return nil, true
+		}
+		return stringList(v)
+	}
+	if v, present := c["scope"]; present {
+		s, ok := v.(string)
+		if !ok {
+			return nil, false
+		}
+		return splitSpaces(s), true
+	}
+	if v, present := c["scp"]; present {
+		return stringList(v)
+	}
+	return nil, true
+}
+
+// stringList reads an array of strings or a string of values separated by U+0020. An empty
+// string or array gives an empty, non-nil list.
 func stringList(v any) ([]string, bool) {
 	switch v := v.(type) {
 	case string:
-		f := strings.Fields(v)
-		if f == nil {
-			f = []string{}
-		}
-		return f, true
+		return splitSpaces(v), true
 	case []any:
 		out := make([]string, 0, len(v))
 		for _, e := range v {
@@ -195,6 +207,23 @@ func stringList(v any) ([]string, bool) {
 		return out, true
 	}
 	return nil, false
+}
+
+// splitSpaces splits a scope or role string on U+0020 only, the one separator RFC 6749 §3.3
+// allows, dropping empty values. Any other character, including other Unicode spaces
+// (U+00A0, U+2003, U+3000…), tabs, newlines and control characters, stays part of its value,
+// so "read\u00a0admin" is one scope that matches nothing, never "read" and "admin". The
+// result is empty and non-nil for a string with no value.
+func splitSpaces(s string) []string {
+	out := make([]string, 0, strings.Count(s, " ")+1)
+	for s != "" {
+		var v string
+		v, s, _ = strings.Cut(s, " ")
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func scalarText(v any) (string, bool) {

@@ -61,6 +61,10 @@
 //     must contain one of the issuer's audiences. "typ" is checked when the issuer lists
 //     accepted types (for example "at+jwt", RFC 9068); "application/" may be omitted and the
 //     comparison ignores case.
+//   - Scope and role strings are split on U+0020 only (RFC 6749 §3.3): any other character,
+//     other Unicode spaces and control characters included, stays inside its value, so
+//     "read\u00a0admin" is one scope that matches nothing. "scope" must be a string, "scp" a
+//     string or an array of strings; anything else refuses the token (Malformed).
 //
 // # Keys and refresh
 //
@@ -68,7 +72,20 @@
 // traversal or injection strings simply match nothing). A token with a kid never uses a key
 // without one. A token without a kid is verified only when exactly one key of the issuer's set
 // (with or without a kid) can verify its algorithm; otherwise it is Unknown. Two keys with the
-// same kid make the whole set invalid (the last good set stays). Run refreshes every set in the background (every 5 min
+// same kid make the whole set invalid (the last good set stays).
+//
+// A set replaces the last good one only if it parses, is not empty and holds no
+// unacceptable key: RSA outside 2048–8192 bits, "use" other than "sig", "key_ops" without
+// "verify", kty "oct", private material, malformed or off-curve key material, an "alg" the
+// key type contradicts. Such a key refuses the whole set (a *JWKSError with the key's line),
+// unless IssuerConfig.DropUnacceptableKeys drops it with a warning. Keys of another type,
+// curve or algorithm are skipped. Verifier.Load loads every set when a config is built, so
+// that a bad set fails the build instead of leaving an issuer without keys; Config.Previous
+// carries the last good sets across a reload. Redirects of a JWKS URL are refused (or, with
+// AllowSameHostRedirects, followed to the same scheme and host only). Every failed or
+// refused fetch is logged and counted (Verifier.JWKSStats).
+//
+// Run refreshes every set in the background (every 5 min
 // by default), keeping the last good set when a fetch fails. An unknown kid triggers at most
 // one refetch per cooldown (30 s by default) per issuer; the request that triggered it waits
 // for that fetch at most Config.UnknownKIDWait (100 ms by default, never past its context's
@@ -82,7 +99,10 @@
 // leeway). A token without a jti cannot be revoked: list "jti" in RequiredClaims to refuse
 // such tokens. A failing RevocationStore makes Verify answer Unavailable (fail closed). Verified tokens are cached by the SHA-256
 // of the token: a hit costs about a microsecond and no allocation, is never served at or
-// after exp, and still consults the RevocationStore on every call.
+// after exp, and still consults the RevocationStore on every call. An entry is bound to the
+// key that verified it: when a refresh removes that key from the set (or gives its kid other
+// key material), the token goes back to full verification against the current set, so a
+// withdrawn key's tokens are refused from the next refresh on.
 //
 // Example:
 //

@@ -2,6 +2,7 @@ package jwtauth
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -71,11 +72,20 @@ func FuzzParseJWKS(f *testing.F) {
 		`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}`,
 		`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`,
 		`{"keys":[],"keys":[]}`,
+		"{\n \"keys\": [\n  {\"kty\":\"oct\",\"k\":\"c2VjcmV0\"},\n  {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"use\":\"enc\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}\n ]\n}",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ks, err := parseJWKS(data, algAll)
+		ks, err := parseJWKS(data, algAll, true)
+		strict, serr := parseJWKS(data, algAll, false)
+		if serr == nil && (err != nil || len(strict.all) != len(ks.all) || ks.dropped != 0) {
+			t.Fatalf("a set accepted strictly changes when unacceptable keys may be dropped: %v", err)
+		}
+		var je *JWKSError
+		if serr != nil && !errors.As(serr, &je) {
+			t.Fatalf("refusal is not a *JWKSError: %v", serr)
+		}
 		if err != nil {
 			return
 		}
@@ -109,4 +119,52 @@ func BenchmarkParseJWS(b *testing.B) {
 			b.Fatal(f.detail)
 		}
 	}
+}
+
+// FuzzClaimLists checks scope and role splitting (issue 16): only U+0020 separates values;
+// every other character, Unicode spaces and controls included, stays inside its value.
+func FuzzClaimLists(f *testing.F) {
+	for _, s := range []string{
+		"read admin", "read\u00a0admin", "admin\u00a0", "\u00a0admin", "read\u2003admin", "read\u3000admin",
+		"read\tadmin", "read\nadmin", "read\radmin", "read\vadmin", "read\fadmin", "read\u0085admin",
+		"read\u2028admin", "read\u200badmin", "read\ufeffadmin", "read\x00admin", "read\x1fadmin",
+		"  read   admin  ", "", " ", "admin", "orders:read orders:write",
+	} {
+		f.Add(s)
+	}
+	is := &issuer{}
+	f.Fuzz(func(t *testing.T, s string) {
+		var want []string
+		for _, v := range strings.Split(s, " ") {
+			if v != "" {
+				want = append(want, v)
+			}
+		}
+		got := splitSpaces(s)
+		if got == nil || len(got) != len(want) {
+			t.Fatalf("splitSpaces(%q): got %q, want %q", s, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("splitSpaces(%q): got %q, want %q", s, got, want)
+			}
+		}
+		// The same values whatever the claim: scope (string), scp (string), roles.
+		for _, claims := range []map[string]any{{"scope": s}, {"scp": s}} {
+			scopes, ok := is.scopes(claims)
+			if !ok || strings.Join(scopes, " ") != strings.Join(want, " ") {
+				t.Fatalf("scopes(%v): got %q, %v; want %q", claims, scopes, ok, want)
+			}
+		}
+		if roles, ok := stringList(s); !ok || strings.Join(roles, " ") != strings.Join(want, " ") {
+			t.Fatalf("stringList(%q): got %q, %v; want %q", s, roles, ok, want)
+		}
+		// An array as the scope claim is refused; as scp it is taken element by element.
+		if _, ok := is.scopes(map[string]any{"scope": []any{s}}); ok {
+			t.Fatalf("scope as an array accepted")
+		}
+		if scp, ok := is.scopes(map[string]any{"scp": []any{s}}); !ok || len(scp) != 1 || scp[0] != s {
+			t.Fatalf("scp [%q]: got %q, %v", s, scp, ok)
+		}
+	})
 }

@@ -1,16 +1,19 @@
 package jwtauth
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
 	"slices"
+	"sync/atomic"
 
 	"github.com/wardenhq/warden/authn"
 )
@@ -21,63 +24,199 @@ const (
 	maxRSABits = 8192
 )
 
-// jwk is one usable verification key with the algorithms it is bound to. Immutable.
+// jwk is one usable verification key with the algorithms it is bound to. Its fields never
+// change once the set holding it is built; withdrawn turns true, once, when a refreshed set
+// no longer holds this key, which sends the tokens cached under it back to verification.
 type jwk struct {
-	kid    string
-	hasKID bool
-	algs   alg
-	rsa    *rsa.PublicKey
-	ec     *ecdsa.PublicKey
-	ed     ed25519.PublicKey
+	kid       string
+	hasKID    bool
+	algs      alg
+	rsa       *rsa.PublicKey
+	ec        *ecdsa.PublicKey
+	ed        ed25519.PublicKey
+	withdrawn atomic.Bool
+}
+
+// same reports whether k and o are the same key: kid, algorithms and public key material.
+func (k *jwk) same(o *jwk) bool {
+	if k.kid != o.kid || k.hasKID != o.hasKID || k.algs != o.algs {
+		return false
+	}
+	switch {
+	case k.rsa != nil:
+		return o.rsa != nil && k.rsa.Equal(o.rsa)
+	case k.ec != nil:
+		return o.ec != nil && k.ec.Equal(o.ec)
+	default:
+		return o.ed != nil && k.ed.Equal(o.ed)
+	}
 }
 
 // keySet is a parsed JWK Set. Immutable once built; replaced whole on refresh.
 type keySet struct {
 	byKID map[string]*jwk
 	all   []*jwk
-	// skipped counts keys that were ignored (unsupported type, curve, use, size…), for the log.
+	// skipped names keys that were ignored (another type, curve or algorithm; with
+	// dropUnacceptable also unacceptable ones), for the log.
 	skipped []string
+	// dropped counts the unacceptable keys among skipped.
+	dropped int
 }
 
+// adopt makes ks hold prev's key objects for the keys both sets hold, so that tokens
+// cached under those keys stay cached, and marks prev's other keys withdrawn. Call it
+// before ks is published; prev is the set ks replaces (nil for none).
+func (ks *keySet) adopt(prev *keySet) {
+	if prev == nil {
+		return
+	}
+	kept := make(map[*jwk]bool, len(prev.all))
+	for i, k := range ks.all {
+		for _, o := range prev.all {
+			if !kept[o] && !o.withdrawn.Load() && k.same(o) {
+				ks.all[i], kept[o] = o, true
+				if k.hasKID {
+					ks.byKID[k.kid] = o
+				}
+				break
+			}
+		}
+	}
+	for _, o := range prev.all {
+		if !kept[o] {
+			o.withdrawn.Store(true)
+		}
+	}
+}
+
+// JWKSError is a JWK Set that was refused: it does not parse, holds no usable key, or holds
+// an unacceptable key (see IssuerConfig.DropUnacceptableKeys). A refused set never replaces
+// the last good one.
+type JWKSError struct {
+	Issuer string // the issuer whose set it is
+	Source string // the JWKS file or URL
+	// Line is the line of the offending key's object in the set's text (1-based), 0 when the
+	// error is not about one key; Key is that key's index in "keys" (-1 when none) and KID its
+	// kid.
+	Line int
+	Key  int
+	KID  string
+	Err  error
+}
+
+func (e *JWKSError) Error() string {
+	src := e.Source
+	if src == "" {
+		src = "JWK Set"
+	}
+	switch {
+	case e.Key >= 0 && e.Line > 0:
+		return fmt.Sprintf("%s:%d: key %d (kid %.64q): %v", src, e.Line, e.Key, e.KID, e.Err)
+	case e.Key >= 0:
+		return fmt.Sprintf("%s: key %d (kid %.64q): %v", src, e.Key, e.KID, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", src, e.Err)
+}
+
+func (e *JWKSError) Unwrap() error { return e.Err }
+
+// notForUs is a well-formed key this package does not verify with: another key type, curve
+// or algorithm, or none the issuer allows. It is skipped; it never makes a set unacceptable.
+type notForUs string
+
+func (e notForUs) Error() string { return string(e) }
+
 // parseJWKS parses an RFC 7517 JWK Set and keeps the keys that can verify at least one
-// algorithm of allowed. A key that cannot be used is skipped (and named in skipped); a set
-// with no usable key, or two usable keys with the same kid, is an error.
-func parseJWKS(data []byte, allowed alg) (*keySet, error) {
+// algorithm of allowed. A well-formed key of another type, curve or algorithm is skipped
+// (named in skipped). An unacceptable key (too small, for encryption, without "verify",
+// symmetric, carrying private material, or malformed, such as an EC point off its curve)
+// refuses the whole set, or with dropUnacceptable is skipped too. A set with no usable key,
+// or two usable keys with the same kid, is refused. Errors are *JWKSError.
+func parseJWKS(data []byte, allowed alg, dropUnacceptable bool) (*keySet, error) {
 	doc, err := decodeObject(data)
 	if err != nil {
-		return nil, err
+		return nil, &JWKSError{Key: -1, Err: err}
 	}
 	raw, ok := doc["keys"].([]any)
 	if !ok {
-		return nil, errors.New(`JWK Set: "keys" missing or not an array`)
+		return nil, &JWKSError{Key: -1, Err: errors.New(`"keys" missing or not an array`)}
 	}
 	ks := &keySet{byKID: make(map[string]*jwk)}
 	for i, r := range raw {
 		obj, ok := r.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("JWK Set: key %d is not an object", i)
+			return nil, &JWKSError{Line: keyLine(data, i), Key: i, Err: errors.New("not an object")}
 		}
 		k, err := parseJWK(obj, allowed)
 		if err != nil {
+			var skip notForUs
+			if !errors.As(err, &skip) {
+				if !dropUnacceptable {
+					return nil, &JWKSError{Line: keyLine(data, i), Key: i, KID: str(obj["kid"]), Err: err}
+				}
+				ks.dropped++
+			}
 			ks.skipped = append(ks.skipped, fmt.Sprintf("key %d (kid %.64q): %v", i, str(obj["kid"]), err))
 			continue
 		}
 		if k.hasKID {
 			if _, dup := ks.byKID[k.kid]; dup {
-				return nil, fmt.Errorf("JWK Set: duplicate kid %.64q", k.kid)
+				return nil, &JWKSError{Line: keyLine(data, i), Key: i, KID: k.kid, Err: errors.New("duplicate kid")}
 			}
 			ks.byKID[k.kid] = k
 		}
 		ks.all = append(ks.all, k)
 	}
 	if len(ks.all) == 0 {
-		return nil, fmt.Errorf("JWK Set: no usable key (%d skipped)", len(ks.skipped))
+		return nil, &JWKSError{Key: -1, Err: fmt.Errorf("no usable key (%d skipped)", len(ks.skipped))}
 	}
 	return ks, nil
 }
 
+// keyLine returns the line (1-based) where element i of the set's "keys" array starts, or 0.
+// data has already been decoded strictly, so its "keys" member is unique.
+func keyLine(data []byte, i int) int {
+	d := json.NewDecoder(bytes.NewReader(data))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return 0
+	}
+	for d.More() {
+		name, err := d.Token()
+		if err != nil {
+			return 0
+		}
+		if name != "keys" {
+			var skip json.RawMessage
+			if d.Decode(&skip) != nil {
+				return 0
+			}
+			continue
+		}
+		if t, err := d.Token(); err != nil || t != json.Delim('[') {
+			return 0
+		}
+		for n := 0; d.More(); n++ {
+			off := int(d.InputOffset()) // just past '[' or the previous element
+			if n == i {
+				for off < len(data) && bytes.IndexByte([]byte(" \t\r\n,"), data[off]) >= 0 {
+					off++
+				}
+				return 1 + bytes.Count(data[:off], []byte("\n"))
+			}
+			var skip json.RawMessage
+			if d.Decode(&skip) != nil {
+				return 0
+			}
+		}
+		return 0
+	}
+	return 0
+}
+
 func str(v any) string { s, _ := v.(string); return s }
 
+// parseJWK reads one key. A notForUs error means the key is well formed but of no use here;
+// any other error makes the key unacceptable.
 func parseJWK(m map[string]any, allowed alg) (*jwk, error) {
 	k := &jwk{}
 	if v, ok := m["kid"]; ok {
@@ -87,7 +226,7 @@ func parseJWK(m map[string]any, allowed alg) (*jwk, error) {
 		k.hasKID = true
 	}
 	if v, ok := m["use"]; ok && v != "sig" {
-		return nil, errors.New(`use is not "sig"`)
+		return nil, fmt.Errorf(`use %.20q is not "sig"`, str(v))
 	}
 	if v, ok := m["key_ops"]; ok {
 		ops, _ := v.([]any)
@@ -108,7 +247,7 @@ func parseJWK(m map[string]any, allowed alg) (*jwk, error) {
 		k.rsa, bound = pub, algRS256|algPS256
 	case "EC":
 		if m["crv"] != "P-256" {
-			return nil, fmt.Errorf("EC curve %.20q not supported", str(m["crv"]))
+			return nil, notForUs(fmt.Sprintf("EC curve %.20q not supported", str(m["crv"])))
 		}
 		x, err1 := fixedB64(m, "x", 32)
 		y, err2 := fixedB64(m, "y", 32)
@@ -122,25 +261,33 @@ func parseJWK(m map[string]any, allowed alg) (*jwk, error) {
 		k.ec, bound = pub, algES256
 	case "OKP":
 		if m["crv"] != "Ed25519" {
-			return nil, fmt.Errorf("OKP curve %.20q not supported", str(m["crv"]))
+			return nil, notForUs(fmt.Sprintf("OKP curve %.20q not supported", str(m["crv"])))
 		}
 		x, err := fixedB64(m, "x", ed25519.PublicKeySize)
 		if err != nil {
 			return nil, err
 		}
 		k.ed, bound = ed25519.PublicKey(x), algEdDSA
+	case "oct":
+		return nil, errors.New("symmetric key (kty oct) in a public set")
 	default:
-		return nil, fmt.Errorf("kty %.20q not supported", str(m["kty"]))
+		return nil, notForUs(fmt.Sprintf("kty %.20q not supported", str(m["kty"])))
 	}
 	if v, ok := m["alg"]; ok {
 		name, _ := v.(string)
 		if name == "Ed25519" { // RFC 9864 fully-specified name
 			name = "EdDSA"
 		}
-		bound &= algByName(name)
+		a := algByName(name)
+		if a != 0 && bound&a == 0 {
+			return nil, fmt.Errorf("alg %.20q contradicts the key type", name)
+		}
+		if bound &= a; bound == 0 {
+			return nil, notForUs(fmt.Sprintf("alg %.20q not supported", name))
+		}
 	}
 	if k.algs = bound & allowed; k.algs == 0 {
-		return nil, errors.New("no allowed algorithm for this key")
+		return nil, notForUs("no algorithm the issuer allows")
 	}
 	return k, nil
 }

@@ -3,6 +3,7 @@ package jwtauth
 import (
 	"bytes"
 	"encoding/asn1"
+	"errors"
 	"math/big"
 	"strings"
 	"testing"
@@ -53,35 +54,46 @@ func TestParseJWKS(t *testing.T) {
 	ec := func(extra string) string {
 		return `{"keys":[{"kty":"EC","crv":"P-256","kid":"e","x":"` + ecX + `","y":"` + ecY + `"` + extra + `}]}`
 	}
+	ed := `{"kty":"OKP","crv":"Ed25519","x":"` + edX + `"}`
 	for _, tc := range []struct {
 		name     string
 		set      string
 		wantKeys int
 		wantErr  bool
+		drop     bool // DropUnacceptableKeys
 	}{
-		{"EC", ec(""), 1, false},
-		{"EC with use sig and key_ops verify", ec(`,"use":"sig","key_ops":["verify"]`), 1, false},
-		{"EC for encryption", ec(`,"use":"enc"`), 0, true},
-		{"EC key_ops sign only", ec(`,"key_ops":["sign"]`), 0, true},
-		{"EC with private d", ec(`,"d":"AAAA"`), 0, true},
-		{"EC alg RS256 contradicts the key", ec(`,"alg":"RS256"`), 0, true},
-		{"EC point not on the curve", strings.Replace(ec(""), ecY, "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1", 1), 0, true},
-		{"EC P-384", strings.Replace(ec(""), "P-256", "P-384", 1), 0, true},
-		{"EC short x", strings.Replace(ec(""), ecX, ecX[:40], 1), 0, true},
-		{"EC padded x", strings.Replace(ec(""), ecX, ecX+"=", 1), 0, true},
-		{"Ed25519", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + edX + `"}]}`, 1, false},
-		{"Ed25519 alg Ed25519", `{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"Ed25519","x":"` + edX + `"}]}`, 1, false},
-		{"X25519", `{"keys":[{"kty":"OKP","crv":"X25519","x":"` + edX + `"}]}`, 0, true},
-		{"oct", `{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`, 0, true},
-		{"RSA too small", `{"keys":[{"kty":"RSA","n":"` + strings.Repeat("A", 170) + `w","e":"AQAB"}]}`, 0, true},
-		{"one good one bad", `{"keys":[{"kty":"oct","k":"c2VjcmV0"},{"kty":"OKP","crv":"Ed25519","x":"` + edX + `"}]}`, 1, false},
-		{"duplicate kid", `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"` + edX + `"},{"kty":"OKP","crv":"Ed25519","kid":"a","x":"` + edX + `"}]}`, 0, true},
-		{"duplicate member", `{"keys":[{"kty":"OKP","crv":"Ed25519","crv":"X25519","x":"` + edX + `"}]}`, 0, true},
-		{"keys not an array", `{"keys":{}}`, 0, true},
-		{"not JSON", `<html>`, 0, true},
+		{"EC", ec(""), 1, false, false},
+		{"EC with use sig and key_ops verify", ec(`,"use":"sig","key_ops":["verify"]`), 1, false, false},
+		{"EC for encryption", ec(`,"use":"enc"`), 0, true, false},
+		{"EC key_ops sign only", ec(`,"key_ops":["sign"]`), 0, true, false},
+		{"EC with private d", ec(`,"d":"AAAA"`), 0, true, false},
+		{"EC alg RS256 contradicts the key", ec(`,"alg":"RS256"`), 0, true, false},
+		{"EC point not on the curve", strings.Replace(ec(""), ecY, "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1", 1), 0, true, false},
+		{"EC P-384", strings.Replace(ec(""), "P-256", "P-384", 1), 0, true, false},
+		{"EC short x", strings.Replace(ec(""), ecX, ecX[:40], 1), 0, true, false},
+		{"EC padded x", strings.Replace(ec(""), ecX, ecX+"=", 1), 0, true, false},
+		{"Ed25519", `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + edX + `"}]}`, 1, false, false},
+		{"Ed25519 alg Ed25519", `{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"Ed25519","x":"` + edX + `"}]}`, 1, false, false},
+		{"X25519", `{"keys":[{"kty":"OKP","crv":"X25519","x":"` + edX + `"}]}`, 0, true, false},
+		{"oct", `{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`, 0, true, false},
+		{"RSA too small", `{"keys":[{"kty":"RSA","n":"` + strings.Repeat("A", 170) + `w","e":"AQAB"}]}`, 0, true, false},
+		{"oct beside a good key refuses the set", `{"keys":[{"kty":"oct","k":"c2VjcmV0"},` + ed + `]}`, 0, true, false},
+		{"oct beside a good key, dropped", `{"keys":[{"kty":"oct","k":"c2VjcmV0"},` + ed + `]}`, 1, false, true},
+		{"enc key beside a good key refuses the set", strings.Replace(ec(`,"use":"enc"`), "]}", ","+ed+"]}", 1), 0, true, false},
+		{"enc key beside a good key, dropped", strings.Replace(ec(`,"use":"enc"`), "]}", ","+ed+"]}", 1), 1, false, true},
+		{"small RSA beside a good key refuses the set", `{"keys":[{"kty":"RSA","n":"` + strings.Repeat("A", 170) + `w","e":"AQAB"},` + ed + `]}`, 0, true, false},
+		{"off-curve point beside a good key refuses the set", strings.Replace(strings.Replace(ec(""), ecY, "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1", 1), "]}", ","+ed+"]}", 1), 0, true, false},
+		{"key_ops sign beside a good key refuses the set", strings.Replace(ec(`,"key_ops":["sign"]`), "]}", ","+ed+"]}", 1), 0, true, false},
+		{"P-384 beside a good key is skipped", strings.Replace(strings.Replace(ec(""), "P-256", "P-384", 1), "]}", ","+ed+"]}", 1), 1, false, false},
+		{"unknown alg beside a good key is skipped", strings.Replace(ec(`,"alg":"ES384"`), "]}", ","+ed+"]}", 1), 1, false, false},
+		{"contradicting alg beside a good key refuses the set", strings.Replace(ec(`,"alg":"RS256"`), "]}", ","+ed+"]}", 1), 0, true, false},
+		{"duplicate kid", `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"` + edX + `"},{"kty":"OKP","crv":"Ed25519","kid":"a","x":"` + edX + `"}]}`, 0, true, false},
+		{"duplicate member", `{"keys":[{"kty":"OKP","crv":"Ed25519","crv":"X25519","x":"` + edX + `"}]}`, 0, true, false},
+		{"keys not an array", `{"keys":{}}`, 0, true, false},
+		{"not JSON", `<html>`, 0, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ks, err := parseJWKS([]byte(tc.set), algAll)
+			ks, err := parseJWKS([]byte(tc.set), algAll, tc.drop)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("error: got %v, want error %v", err, tc.wantErr)
 			}
@@ -89,5 +101,30 @@ func TestParseJWKS(t *testing.T) {
 				t.Errorf("keys: got %d, want %d", len(ks.all), tc.wantKeys)
 			}
 		})
+	}
+}
+
+// A refused key is reported with the line of its object in the set's text.
+func TestParseJWKSNamesTheLine(t *testing.T) {
+	const set = `{
+  "keys": [
+    {"kty": "OKP", "crv": "Ed25519", "kid": "good", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+
+    {
+      "kty": "oct", "kid": "hmac", "k": "c2VjcmV0"
+    }
+  ]
+}`
+	_, err := parseJWKS([]byte(set), algAll, false)
+	var je *JWKSError
+	if !errors.As(err, &je) {
+		t.Fatalf("got %v, want a *JWKSError", err)
+	}
+	if je.Line != 5 || je.Key != 1 || je.KID != "hmac" {
+		t.Errorf("got line %d key %d kid %q, want line 5 key 1 kid hmac", je.Line, je.Key, je.KID)
+	}
+	je.Source = "jwks.json"
+	if got, want := je.Error(), `jwks.json:5: key 1 (kid "hmac"): symmetric key (kty oct) in a public set`; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +28,14 @@ type source struct {
 	interval time.Duration
 	cooldown time.Duration
 	allowed  alg
-	now      func() time.Time
-	log      *slog.Logger
+	// dropUnacceptable skips unacceptable keys instead of refusing the set.
+	dropUnacceptable bool
+	now              func() time.Time
+	log              *slog.Logger
+
+	// fetches and failures count fetch attempts and refused sets (unreachable, redirected,
+	// too large, unparsable, unacceptable or empty).
+	fetches, failures atomic.Uint64
 
 	set atomic.Pointer[keySet]
 
@@ -90,19 +98,30 @@ func (s *source) startLocked() chan struct{} {
 func (s *source) fetch(ctx context.Context, ch chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	s.fetches.Add(1)
 	data, err := s.read(ctx)
 	var ks *keySet
 	if err == nil {
-		ks, err = parseJWKS(data, s.allowed)
+		ks, err = parseJWKS(data, s.allowed, s.dropUnacceptable)
+		var je *JWKSError
+		if errors.As(err, &je) {
+			je.Issuer, je.Source = s.issuer, s.name()
+		}
 	}
 	if err != nil {
-		s.log.Warn("jwtauth: JWKS fetch failed, keeping the last good set",
-			"issuer", s.issuer, "error", err)
+		s.failures.Add(1)
+		s.log.Warn("jwtauth: JWK Set refused, keeping the last good set",
+			"issuer", s.issuer, "source", s.name(), "error", err)
 	} else {
+		ks.adopt(s.set.Load())
 		s.set.Store(ks)
 		s.log.Debug("jwtauth: JWKS loaded", "issuer", s.issuer, "keys", len(ks.all))
 		for _, sk := range ks.skipped {
-			s.log.Info("jwtauth: JWKS key ignored", "issuer", s.issuer, "key", sk)
+			level := slog.LevelInfo
+			if ks.dropped > 0 {
+				level = slog.LevelWarn
+			}
+			s.log.Log(ctx, level, "jwtauth: JWKS key ignored", "issuer", s.issuer, "key", sk)
 		}
 	}
 	s.mu.Lock()
@@ -111,6 +130,22 @@ func (s *source) fetch(ctx context.Context, ch chan struct{}) error {
 	s.mu.Unlock()
 	close(ch)
 	return err
+}
+
+// name is the set's file or URL, for errors and logs.
+func (s *source) name() string {
+	if s.file != "" {
+		return s.file
+	}
+	return s.url
+}
+
+// fresh reports whether the last fetch succeeded less than interval ago.
+func (s *source) fresh() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inflight == nil && s.lastErr == nil && !s.lastAttempt.IsZero() &&
+		s.now().Sub(s.lastAttempt) < s.interval && s.set.Load() != nil
 }
 
 func (s *source) read(ctx context.Context) ([]byte, error) {
@@ -148,37 +183,56 @@ func (s *source) read(ctx context.Context) ([]byte, error) {
 	return data, nil
 }
 
-// run fetches at once and then every interval until ctx ends; after a failure it tries again
-// after the cooldown (or the interval, if shorter).
+// run fetches at once (unless Load just did) and then every interval until ctx ends; after a
+// failure it tries again after the cooldown (or the interval, if shorter).
 func (s *source) run(ctx context.Context) {
+	var wait time.Duration
+	if s.fresh() {
+		wait = s.interval
+	}
 	for {
-		wait := s.interval
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		wait = s.interval
 		if err := s.refresh(ctx); err != nil {
 			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 				return
 			}
 			wait = min(s.cooldown, s.interval)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
 	}
 }
 
-func httpClient() *http.Client {
-	return &http.Client{
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 {
-				return errors.New("too many redirects")
-			}
-			if req.URL.Scheme != "https" && (req.URL.Scheme != "http" || via[0].URL.Scheme == "https") {
-				return fmt.Errorf("redirect to scheme %q refused", req.URL.Scheme)
-			}
-			return nil
-		},
+// redirectPolicy returns client with its CheckRedirect replaced by the issuer's policy:
+// refuse every redirect, or with sameHost follow at most 3 to the same scheme and host (port
+// included) as the JWKS URL. A redirect elsewhere would let whoever controls it choose the
+// keys Warden trusts.
+func redirectPolicy(client *http.Client, sameHost bool) *http.Client {
+	c := *client
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		switch {
+		case !sameHost:
+			return fmt.Errorf("redirect to %s refused (JWKS redirects are not followed)", redactURL(req.URL))
+		case len(via) >= 3:
+			return errors.New("too many redirects")
+		case req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host):
+			return fmt.Errorf("redirect to %s refused (another host)", redactURL(req.URL))
+		}
+		return nil
 	}
+	return &c
+}
+
+// redactURL is u without user info, query or fragment, for logs.
+func redactURL(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	return r.String()
 }

@@ -43,10 +43,15 @@ type Config struct {
 	// Revocations is consulted for every token with a jti. Default: a MemoryRevocations
 	// private to this Verifier (one replica only).
 	Revocations RevocationStore
-	// HTTPClient fetches JWKS URLs. Default: a client that follows at most 3 redirects,
-	// only to http(s) and never from https down to http. Per-fetch time is bounded by
-	// IssuerConfig.FetchTimeout either way.
+	// HTTPClient fetches JWKS URLs. Default: an http.Client with no timeout of its own. Its
+	// CheckRedirect is replaced by each issuer's redirect policy
+	// (IssuerConfig.AllowSameHostRedirects), and per-fetch time is bounded by
+	// IssuerConfig.FetchTimeout, either way.
 	HTTPClient *http.Client
+	// Previous is the Verifier this one replaces (a config reload), or nil. An issuer with the
+	// same name, JWKS source and key policy starts with Previous's last good set, so that a
+	// JWKS URL that cannot be reached at the reload does not leave it without keys.
+	Previous *Verifier
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives JWKS events (Warn on failed fetches) and, at Debug, why tokens were
@@ -84,6 +89,16 @@ type IssuerConfig struct {
 	FetchTimeout time.Duration
 	// MaxJWKSBytes refuses larger sets. Default 1 MiB.
 	MaxJWKSBytes int64
+	// DropUnacceptableKeys drops, with a warning, the keys of a set that are unacceptable
+	// (RSA under 2048 or over 8192 bits, "use" other than "sig", "key_ops" without
+	// "verify", kty "oct", private material, malformed or off-curve key material) and keeps
+	// the others. Default false: such a key refuses the whole set (Load reports it with the
+	// key's line; a refresh keeps the last good set). Keys of a type, curve or algorithm this
+	// package does not verify, or that Algorithms excludes, are skipped either way.
+	DropUnacceptableKeys bool
+	// AllowSameHostRedirects follows up to 3 redirects of JWKSURL to the same scheme and
+	// host (port included). Default false: a redirect is a failed fetch.
+	AllowSameHostRedirects bool
 }
 
 // ClaimsConfig maps claims to Principal fields. A path names a top-level claim, or, when no
@@ -133,6 +148,8 @@ type issuer struct {
 	claims    ClaimsConfig
 	required  []string
 	src       *source
+	// key identifies the set's source and policy, to carry a set over from Config.Previous.
+	srcKey string
 }
 
 // New validates cfg and returns a Verifier. It does not fetch anything: keys are loaded by
@@ -160,7 +177,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	client := cfg.HTTPClient
 	if client == nil {
-		client = httpClient()
+		client = &http.Client{}
 	}
 	if len(cfg.Issuers) == 0 {
 		return nil, errors.New("jwtauth: no issuer configured")
@@ -176,6 +193,11 @@ func New(cfg Config) (*Verifier, error) {
 		v.issuers[is.name] = is
 		v.maxLeeway = max(v.maxLeeway, is.leeway)
 		v.ordered = append(v.ordered, is)
+		if prev := cfg.Previous; prev != nil {
+			if old := prev.issuers[is.name]; old != nil && old.srcKey == is.srcKey {
+				is.src.set.Store(old.src.keys())
+			}
+		}
 	}
 	return v, nil
 }
@@ -228,6 +250,8 @@ func (v *Verifier) newIssuer(ic IssuerConfig, client *http.Client) (*issuer, err
 		allowed:  is.allowed,
 		now:      v.now,
 		log:      v.log,
+
+		dropUnacceptable: ic.DropUnacceptableKeys,
 	}
 	switch {
 	case (ic.JWKSURL == "") == (ic.JWKSFile == ""):
@@ -240,8 +264,10 @@ func (v *Verifier) newIssuer(ic IssuerConfig, client *http.Client) (*issuer, err
 			return nil, fmt.Errorf("JWKSURL %q: want an absolute http or https URL", ic.JWKSURL)
 		}
 		src.url = ic.JWKSURL
+		src.client = redirectPolicy(client, ic.AllowSameHostRedirects)
 	}
 	is.src = src
+	is.srcKey = fmt.Sprintf("%s\x00%s\x00%d\x00%t", src.file, src.url, is.allowed, src.dropUnacceptable)
 	return is, nil
 }
 
@@ -274,6 +300,39 @@ func (v *Verifier) Refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Load fetches every issuer's JWK Set once, now, as a config is built, and returns an error
+// for a set that cannot be trusted: a JWKS file that cannot be read, or a set (file or URL)
+// that is refused (a *JWKSError, naming the offending key's line). A JWKS URL that cannot
+// be reached (network error, HTTP status, redirect, timeout) is logged and not an error: the
+// issuer keeps the set carried over from Config.Previous, if any, and Run retries. Each
+// fetch is bounded by its issuer's FetchTimeout; issuers are fetched concurrently.
+func (v *Verifier) Load(ctx context.Context) error {
+	errs := make([]error, len(v.ordered))
+	var wg sync.WaitGroup
+	for i, is := range v.ordered {
+		wg.Go(func() {
+			err := is.src.refresh(ctx)
+			var je *JWKSError
+			if err != nil && (is.src.file != "" || errors.As(err, &je)) {
+				errs[i] = fmt.Errorf("jwtauth: issuer %q: %w", is.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// JWKSStats returns how many JWK Set fetches were attempted and how many of them were
+// refused (unreachable, redirected, too large, unparsable, unacceptable or empty), over all
+// issuers since New. A refused fetch never replaces the last good set.
+func (v *Verifier) JWKSStats() (fetches, refused uint64) {
+	for _, is := range v.ordered {
+		fetches += is.src.fetches.Load()
+		refused += is.src.failures.Load()
+	}
+	return fetches, refused
+}
+
 // Revoke revokes the token id jti in the Verifier's RevocationStore until exp plus the
 // largest issuer leeway, since a token is accepted until exp + leeway. Callers that write to
 // a shared RevocationStore directly should add the leeway themselves.
@@ -303,7 +362,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (authn.Principal, a
 			return p, authn.OK
 		}
 	}
-	p, f := v.verify(ctx, token, now)
+	p, k, f := v.verify(ctx, token, now)
 	if f == nil {
 		f = v.checkRevoked(ctx, p.CredentialID)
 	}
@@ -311,7 +370,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (authn.Principal, a
 		return v.refuse(ctx, f)
 	}
 	if v.cache != nil {
-		v.cache.put(key, p, now)
+		v.cache.put(key, p, k, now)
 	}
 	return p, authn.OK
 }
@@ -337,30 +396,32 @@ func (v *Verifier) checkRevoked(ctx context.Context, jti string) *failure {
 	return nil
 }
 
-func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (authn.Principal, *failure) {
+// verify verifies token fully and returns its principal and the key that verified it.
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (authn.Principal, *jwk, *failure) {
 	t, f := parseJWS(token)
 	if f != nil {
-		return authn.Principal{}, f
+		return authn.Principal{}, nil, f
 	}
 	iss, _ := t.claims["iss"].(string)
 	is := v.issuers[iss]
 	if is == nil {
-		return authn.Principal{}, fail(authn.WrongIssuer, "issuer %.100q not trusted", iss)
+		return authn.Principal{}, nil, fail(authn.WrongIssuer, "issuer %.100q not trusted", iss)
 	}
 	if t.alg&is.allowed == 0 {
-		return authn.Principal{}, fail(authn.UnsupportedAlgorithm, "%v not allowed for this issuer", t.alg)
+		return authn.Principal{}, nil, fail(authn.UnsupportedAlgorithm, "%v not allowed for this issuer", t.alg)
 	}
 	if len(is.types) > 0 && !slices.Contains(is.types, normType(t.typ)) {
-		return authn.Principal{}, fail(authn.Malformed, "typ %.40q not accepted", t.typ)
+		return authn.Principal{}, nil, fail(authn.Malformed, "typ %.40q not accepted", t.typ)
 	}
 	k, f := v.key(ctx, is, &t)
 	if f != nil {
-		return authn.Principal{}, f
+		return authn.Principal{}, nil, f
 	}
 	if !k.verify(t.alg, t.signingInput, t.sig) {
-		return authn.Principal{}, fail(authn.BadSignature, "%v signature does not verify", t.alg)
+		return authn.Principal{}, nil, fail(authn.BadSignature, "%v signature does not verify", t.alg)
 	}
-	return is.principal(t.claims, now)
+	p, f := is.principal(t.claims, now)
+	return p, k, f
 }
 
 // key finds the key for t, fetching the set again (at most once per cooldown) when it is not

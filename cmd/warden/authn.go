@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -71,6 +72,11 @@ type jwtYAML struct {
 		RefreshCooldown time.Duration `yaml:"refresh_cooldown"`
 		FetchTimeout    time.Duration `yaml:"fetch_timeout"`
 		MaxJWKSBytes    int64         `yaml:"max_jwks_bytes"`
+		// DropUnacceptableKeys drops unacceptable keys with a warning instead of refusing the
+		// whole set (and the config).
+		DropUnacceptableKeys bool `yaml:"drop_unacceptable_keys"`
+		// AllowSameHostRedirects follows JWKS URL redirects to the same scheme and host.
+		AllowSameHostRedirects bool `yaml:"allow_same_host_redirects"`
 	} `yaml:"issuers"`
 }
 
@@ -170,7 +176,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 
 	if j := y.JWT; j != nil {
 		jc := jwtauth.Config{MaxTokenBytes: j.MaxTokenBytes, CacheSize: j.CacheSize, UnknownKIDWait: j.UnknownKIDWait,
-			Revocations: a.stores.jwtRevocations, Logger: a.log}
+			Revocations: a.stores.jwtRevocations, Logger: a.log, Previous: a.jwt}
 		for _, is := range j.Issuers {
 			if is.JWKSFile != "" && !strings.HasPrefix(is.JWKSFile, "/") && cfg.Path != "" {
 				is.JWKSFile = relativeTo(cfg.Path, is.JWKSFile)
@@ -182,12 +188,32 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 					Scopes: is.Claims.Scopes, Tier: is.Claims.Tier, Copy: is.Claims.Copy},
 				RequiredClaims: is.RequiredClaims, RefreshInterval: is.RefreshInterval,
 				RefreshCooldown: is.RefreshCooldown, FetchTimeout: is.FetchTimeout, MaxJWKSBytes: is.MaxJWKSBytes,
+				DropUnacceptableKeys: is.DropUnacceptableKeys, AllowSameHostRedirects: is.AllowSameHostRedirects,
 			})
 		}
 		v, err := jwtauth.New(jc)
 		if err != nil {
 			return bad("jwt", "%v", err)
 		}
+		// The key sets are loaded and checked now, before this config can replace the running
+		// one. Each fetch is bounded by its issuer's fetch_timeout.
+		if err := v.Load(context.Background()); err != nil {
+			field := "jwt.issuers"
+			var je *jwtauth.JWKSError
+			if errors.As(first(err), &je) {
+				for i, is := range jc.Issuers {
+					if is.Issuer == je.Issuer {
+						field = fmt.Sprintf("jwt.issuers[%d].jwks_url", i)
+						if is.JWKSFile != "" {
+							field = fmt.Sprintf("jwt.issuers[%d].jwks_file", i)
+						}
+						return bad(field, "%v", je)
+					}
+				}
+			}
+			return bad(field, "%v", first(err))
+		}
+		a.jwtNext = v
 		ncfg.JWT, ac.Revoker = v, v
 		a.pending = append(a.pending, v.Run)
 	}

@@ -91,6 +91,7 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 		r.log.Warn("config reload: server, redis, log and telemetry changes take effect at the next restart")
 	}
 	a.srv.SetDeps(deps)
+	a.jwt = a.jwtNext
 	old := a.gen
 	a.gen = a.startGeneration(a.genCtx, runners)
 	old.stop()

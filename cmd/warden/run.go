@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/wardenhq/warden/authn/jwtauth"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/redisconn"
@@ -102,8 +103,11 @@ type app struct {
 	// config's (both guarded by mu during reloads).
 	pending []func(context.Context) error
 	runners []func(context.Context) error
-	gen     *generation
-	genCtx  context.Context
+	// jwt is the running config's JWT verifier (nil without one), whose key sets the next
+	// config's verifier starts from; jwtNext is the one of the config being built.
+	jwt, jwtNext *jwtauth.Verifier
+	gen          *generation
+	genCtx       context.Context
 }
 
 func (a *app) close() {
@@ -139,7 +143,7 @@ func (a *app) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.runners = runners
+	a.runners, a.jwt = runners, a.jwtNext
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps})
 	a.tel.setConfigVersion(cfg.Version)
 
