@@ -88,10 +88,3 @@ func (c *tokenCache) put(key [sha256.Size]byte, p authn.Principal, k *jwk, now t
 	}
 	sh.m[key] = cached{p, k}
 }
-
-func (c *tokenCache) remove(key [sha256.Size]byte) {
-	sh := &c.shards[key[0]%cacheShards]
-	sh.mu.Lock()
-	delete(sh.m, key)
-	sh.mu.Unlock()
-}

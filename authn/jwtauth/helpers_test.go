@@ -68,9 +68,11 @@ func jwkRSA(pub *rsa.PublicKey, kid string) map[string]any {
 }
 
 func jwkEC(pub *ecdsa.PublicKey, kid string) map[string]any {
-	x, y := make([]byte, 32), make([]byte, 32)
-	pub.X.FillBytes(x)
-	pub.Y.FillBytes(y)
+	b, err := pub.Bytes() // uncompressed: 0x04 || X || Y
+	if err != nil {
+		panic(err)
+	}
+	x, y := b[1:33], b[33:65]
 	return map[string]any{"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(x), "y": b64(y)}
 }
 

@@ -211,10 +211,10 @@ func cmp0[T int | int64 | time.Duration](v, def T) T {
 
 func (v *Verifier) newIssuer(ic IssuerConfig, client *http.Client) (*issuer, error) {
 	if ic.Issuer == "" {
-		return nil, errors.New("Issuer is required")
+		return nil, errors.New("issuer is required")
 	}
 	if len(ic.Audiences) == 0 || slices.Contains(ic.Audiences, "") {
-		return nil, errors.New("Audiences are required and must not be empty strings")
+		return nil, errors.New("audiences are required and must not be empty strings")
 	}
 	is := &issuer{
 		name:      ic.Issuer,
