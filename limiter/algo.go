@@ -75,8 +75,8 @@ type Counter struct {
 }
 
 // Params are a Limit's constants in the units the algorithms use. Compute them once per limit
-// with Limit.Params (after Validate); stores pass them to the Lua script as arguments so the
-// script never derives them itself.
+// with Limit.Params (after Validate); stores pass them to the Lua script as arguments, so the
+// script derives none but the sliding window's Q and S (one ceil and one floor division).
 type Params struct {
 	Algorithm Algorithm
 	// Period is P in microseconds.

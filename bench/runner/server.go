@@ -179,21 +179,12 @@ func startRedis(cpu string) (*proc, string, error) {
 }
 
 func pingRedis(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	reply, err := redisCommand(addr, "PING")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING: %q", line)
+	if reply != "PONG" {
+		return fmt.Errorf("PING: %q", reply)
 	}
 	return nil
 }

@@ -41,6 +41,7 @@ type counters struct {
 // validity is what a Redis row's check found over one load.
 type validity struct {
 	store, failOpen, fallback float64 // decisions by source during the load
+	total                     float64 // decisions of every source during the load
 	scripts                   uint64  // script calls Redis ran during the load
 	invalid                   string  // "" when valid, else why the row is not a figure
 }
@@ -172,12 +173,15 @@ func redisCommand(addr, cmd string) (string, error) {
 func check(before, after counters, perScript int) validity {
 	d := func(source string) float64 { return after.decisions[source] - before.decisions[source] }
 	v := validity{store: d("store"), failOpen: d("fail_open"), fallback: d("fallback")}
+	for source := range after.decisions {
+		v.total += d(source)
+	}
 	if after.scripts >= before.scripts {
 		v.scripts = after.scripts - before.scripts
 	}
 	switch {
 	case v.failOpen > 0 || v.fallback > 0:
-		v.invalid = fmt.Sprintf("%.0f decisions fail_open and %.0f fallback during the load: Warden answered without Redis", v.failOpen, v.fallback)
+		v.invalid = fmt.Sprintf("%.0f of %.0f decisions fail_open and %.0f fallback during the load: Warden answered without Redis", v.failOpen, v.total, v.fallback)
 	case v.store <= 0:
 		v.invalid = "no decision taken by the store during the load"
 	case float64(v.scripts)*float64(perScript) < v.store:

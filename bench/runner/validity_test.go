@@ -61,7 +61,7 @@ func TestCheck(t *testing.T) {
 	}{
 		{"every decision on Redis", at(1100, 2, 0, 1100), 1, ""},
 		{"batched as claimed", at(1100, 2, 0, 200), 10, ""},
-		{"fail_open during the load", at(1100, 3, 0, 1100), 1, "1 decisions fail_open"},
+		{"fail_open during the load", at(1100, 3, 0, 1100), 1, "1 of 1001 decisions fail_open"},
 		{"local fallback during the load", at(1100, 2, 4, 1100), 1, "4 fallback"},
 		{"no store decision", at(100, 2, 0, 100), 1, "no decision taken by the store"},
 		{"fewer script calls than decisions", at(1100, 2, 0, 600), 1, "500 script calls for 1000 store decisions"},
