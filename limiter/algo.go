@@ -40,6 +40,13 @@ const maxExact = 1 << 53
 // granulesPerWindow bounds the resolution of the sliding window's weight (see SlidingWindow).
 const granulesPerWindow = 1 << 20
 
+// SlidingBuckets is the number of sub-windows of a SlidingWindow: its period is cut into
+// SlidingBuckets buckets, and the oldest bucket's count may be discounted by at most
+// Limit/SlidingBuckets units (see SlidingWindow), so no interval of one period admits more
+// than Limit + floor(Limit/SlidingBuckets). The Lua script of limiter/redisstore has the same
+// constant.
+const SlidingBuckets = 10
+
 // maxLimit bounds Limit and Burst for every algorithm, so products in the formulas stay below
 // 2^53.
 const maxLimit = 1 << 32
@@ -56,20 +63,20 @@ const MaxLogLimit = 1000
 // FixedWindow: At is the start of the window the count belongs to (µs), N the units taken in
 // it.
 //
-// SlidingWindow: At is the start of the current window (µs), N the units taken in it, Prev the
-// units taken in the window before it (the one starting at At - P).
+// SlidingWindow: At is the start of the newest bucket written (µs); Log holds the units taken
+// in the SlidingBuckets+1 buckets that end with it, as a ring indexed by (bucket start / Q)
+// mod (SlidingBuckets+1). A Log of another length is all zeros.
 //
 // SlidingLog: Log holds one timestamp (µs) per unit taken, ascending; At and N are unused.
 type Counter struct {
-	At   int64
-	N    int64
-	Prev int64
-	Log  []int64
+	At  int64
+	N   int64
+	Log []int64
 }
 
 // Params are a Limit's constants in the units the algorithms use. Compute them once per limit
-// with Limit.Params (after Validate); stores pass them to the Lua script as arguments so the
-// script never derives them itself.
+// with Limit.Params (after Validate); stores pass them to the Lua script as arguments, so the
+// script derives none but the sliding window's Q and S (one ceil and one floor division).
 type Params struct {
 	Algorithm Algorithm
 	// Period is P in microseconds.
@@ -83,8 +90,12 @@ type Params struct {
 	// g = gcd(P, L), one unit costs UnitTicks = P/g ticks and one microsecond is
 	// MicroTicks = L/g ticks, so the interval P/L µs is UnitTicks/MicroTicks exactly.
 	UnitTicks, MicroTicks int64
-	// Granule and Granules are SlidingWindow's weight resolution: Granule = ceil(P / 2^20)
-	// microseconds, Granules = ceil(P / Granule) granules per window.
+	// Bucket is SlidingWindow's sub-window, Q = ceil(P / SlidingBuckets) µs; Slack is
+	// floor(L / SlidingBuckets), the most its oldest bucket's count may be discounted.
+	Bucket, Slack int64
+	// Granule and Granules are SlidingWindow's weight resolution within a bucket: Granule =
+	// ceil(Q / 2^20) microseconds, Granules = ceil(Q / Granule) granules per bucket. (The
+	// Lua script receives Granule and Granules and derives Q and Slack from P and L.)
 	Granule, Granules int64
 }
 
@@ -147,8 +158,10 @@ func (l Limit) Params() Params {
 		g := gcd(p.Period, p.Limit)
 		p.UnitTicks, p.MicroTicks = p.Period/g, p.Limit/g
 	case SlidingWindow:
-		p.Granule = ceilDiv(p.Period, granulesPerWindow)
-		p.Granules = ceilDiv(p.Period, p.Granule)
+		p.Bucket = ceilDiv(p.Period, SlidingBuckets)
+		p.Slack = p.Limit / SlidingBuckets
+		p.Granule = ceilDiv(p.Bucket, granulesPerWindow)
+		p.Granules = ceilDiv(p.Bucket, p.Granule)
 	}
 	return p
 }
@@ -201,9 +214,25 @@ func (p *Params) Commit(c *Counter, now, cost int64) {
 		c.At, c.N = now+d/p.MicroTicks, d%p.MicroTicks
 	case SlidingWindow:
 		now = max(now, c.At)
-		w := windowStart(now, p.Period)
-		cur, prev := p.roll(c, w)
-		c.At, c.N, c.Prev = w, cur+cost, prev
+		w := windowStart(now, p.Bucket)
+		if len(c.Log) != SlidingBuckets+1 {
+			if cap(c.Log) < SlidingBuckets+1 {
+				c.Log = make([]int64, SlidingBuckets+1)
+			}
+			c.Log = c.Log[:SlidingBuckets+1]
+			clear(c.Log)
+		}
+		// Zero the buckets between the newest written and w: their slots held buckets that
+		// have left the window.
+		if w-c.At > SlidingBuckets*p.Bucket {
+			clear(c.Log)
+		} else {
+			for s := c.At + p.Bucket; s <= w; s += p.Bucket {
+				c.Log[p.slot(s)] = 0
+			}
+		}
+		c.At = w
+		c.Log[p.slot(w)] += cost
 	case FixedWindow:
 		now = max(now, c.At)
 		w := windowStart(now, p.Period)
@@ -224,12 +253,22 @@ func (p *Params) Commit(c *Counter, now, cost int64) {
 	}
 }
 
-// Uncommit undoes the Commit of cost units for a Take that is rolled back. For SlidingLog it
-// removes the cost newest timestamps; for the others the caller restores At, N and Prev it
-// saved before Commit (Uncommit does nothing).
+// Uncommit undoes the Commit of cost units for a Take that is rolled back: call it on the
+// counter as that Commit left it, then restore At and N saved before the Commit. For
+// SlidingLog it removes the cost newest timestamps, for SlidingWindow it takes cost back from
+// the newest bucket (the buckets Commit zeroed are newer than the restored At, so they read as
+// zero anyway); for the others it does nothing.
 func (p *Params) Uncommit(c *Counter, cost int64) {
-	if p.Algorithm == SlidingLog && cost > 0 {
+	if cost <= 0 {
+		return
+	}
+	switch p.Algorithm {
+	case SlidingLog:
 		c.Log = c.Log[:max(0, int64(len(c.Log))-cost)]
+	case SlidingWindow:
+		if len(c.Log) == SlidingBuckets+1 {
+			c.Log[p.slot(c.At)] -= cost
+		}
 	}
 }
 
@@ -238,7 +277,7 @@ func (p *Params) Uncommit(c *Counter, cost int64) {
 //
 //	TokenBucket:   At + 1 if N > 0, else At (the TAT, rounded up)
 //	FixedWindow:   At + P
-//	SlidingWindow: At + 2P if N > 0; At + P if only Prev > 0; At otherwise
+//	SlidingWindow: At + (SlidingBuckets+1)*Q (when the newest bucket leaves the window)
 //	SlidingLog:    newest timestamp + P (0 when the log is empty)
 func (p *Params) Expiry(c *Counter) int64 {
 	switch p.Algorithm {
@@ -248,13 +287,7 @@ func (p *Params) Expiry(c *Counter) int64 {
 		}
 		return c.At
 	case SlidingWindow:
-		switch {
-		case c.N > 0:
-			return c.At + 2*p.Period
-		case c.Prev > 0:
-			return c.At + p.Period
-		}
-		return c.At
+		return c.At + (SlidingBuckets+1)*p.Bucket
 	case FixedWindow:
 		return c.At + p.Period
 	default:
@@ -362,88 +395,119 @@ func ifPositive(n, d int64) int64 {
 	return 0
 }
 
-// SlidingWindow: two fixed windows, the previous one weighted by how much of it the sliding
-// window [t-P, t) still overlaps. The overlap is measured in granules of G = Granule µs (Gs =
-// Granules per window) so that every product stays below 2^53 (for P <= 2^20 µs, about a
-// second, a granule is one microsecond).
+// SlidingWindow: the period cut into SlidingBuckets buckets of Q = ceil(P/SlidingBuckets) µs,
+// aligned to multiples of Q since the epoch. The sliding window [t-P, t) is covered by the
+// current bucket, the SlidingBuckets-1 before it (counted in full), and the oldest one, which
+// it overlaps only partly: that one is weighted by how much of it still overlaps, measured in
+// granules of G = Granule µs (Gs = Granules per bucket, so every product stays below 2^53), but
+// never discounted by more than S = Slack = floor(L/SlidingBuckets) units.
+//
+// The weight alone (the classic two-window estimate) assumes the oldest bucket's units were
+// spread evenly over it; when they all came at its end, the window [t-P, t) holds them all
+// while the estimate forgets them, and up to 2L pass in one period. The slack caps what is
+// forgotten: whatever the traffic, no interval of length P admits more than L + S (for L below
+// SlidingBuckets, S = 0: never more than L), and no run of SlidingBuckets whole buckets more
+// than L. Traffic at the limit's rate, L/SlidingBuckets per bucket, is never held back by the
+// cap.
 //
 //	t        = max(t, At)
-//	w        = t - (t mod P);  e = t - w;  k = e div G
-//	cur,prev = N, Prev   if At == w
-//	         = 0, N      if At == w - P
-//	         = 0, 0      otherwise
-//	est      = cur + ceil(prev * (Gs - k) / Gs)
+//	w        = t - (t mod Q);  k = (t - w) div G
+//	C(s)     = the units taken in the bucket starting at s (0 outside [At - NB*Q, At], NB =
+//	           SlidingBuckets)
+//	old      = C(w - NB*Q)
+//	est      = sum of C(w - j*Q) for j in [0, NB) + max(ceil(old * (Gs - k) / Gs), old - S)
 //	allowed  = n <= L and est + n <= L
 //	after    = est + n if allowed, else est
 //	Remaining  = max(0, L - after)
-//	ResetAfter = w + 2P - t if cur (after this hit) > 0; w + P - t if prev > 0; else 0
-//	RetryAfter (refused, n <= L): the first instant at which the same hit is allowed,
-//	  with no other traffic:
-//	    in this window, if r = L - cur - n >= 0 and prev > 0:
-//	      j = Gs - (r*Gs div prev); if j*G < P: w + j*G - t
-//	    else in the next window (prev' = cur, cur' = 0), r2 = L - n:
-//	      j = Gs - (r2*Gs div cur) if cur > 0, else 0;
-//	      if j <= 0: w + P - t; if j*G < P: w + P + j*G - t
-//	    else w + 2P - t
-//	Commit (n > 0): At = w; N = cur + n; Prev = prev
-func (p *Params) roll(c *Counter, w int64) (cur, prev int64) {
-	switch c.At {
-	case w:
-		return c.N, c.Prev
-	case w - p.Period:
-		return 0, c.N
+//	ResetAfter = s + (NB+1)*Q - t for the newest bucket s with units (w if allowed, n > 0);
+//	             0 if none
+//	RetryAfter (refused, n <= L): the first instant at which the same hit is allowed, with no
+//	  other traffic: for each bucket start b = w + i*Q, i in [0, NB]: with F the full sum and
+//	  O the oldest count at b, r = L - n - F; skip if r < 0 or O - S > r; else
+//	    j = Gs - (r*Gs div O) if O > 0, else 0; if j <= 0: b - t; if j*G < Q: b + j*G - t.
+//	  Failing all: w + (NB+1)*Q - t.
+//	Commit (n > 0): zero the buckets after At up to w; At = w; C(w) += n
+func (p *Params) slot(s int64) int {
+	i := (s / p.Bucket) % (SlidingBuckets + 1)
+	if i < 0 {
+		i += SlidingBuckets + 1
 	}
-	return 0, 0
+	return int(i)
+}
+
+// bucketCount is C(s) for a bucket start s.
+func (p *Params) bucketCount(c *Counter, s int64) int64 {
+	if s > c.At || s < c.At-SlidingBuckets*p.Bucket || len(c.Log) != SlidingBuckets+1 {
+		return 0
+	}
+	return c.Log[p.slot(s)]
+}
+
+// oldest is the oldest bucket's share of the estimate, k granules into the current bucket.
+func (p *Params) oldest(old, k int64) int64 {
+	return max(ceilDiv(old*(p.Granules-k), p.Granules), old-p.Slack)
 }
 
 func (p *Params) evalSliding(c *Counter, t, n int64) Status {
 	t = max(t, c.At)
-	w := windowStart(t, p.Period)
+	w := windowStart(t, p.Bucket)
 	k := (t - w) / p.Granule
-	cur, prev := p.roll(c, w)
-	est := cur + ceilDiv(prev*(p.Granules-k), p.Granules)
-	reset := func(cur int64) int64 {
-		switch {
-		case cur > 0:
-			return w + 2*p.Period - t
-		case prev > 0:
-			return w + p.Period - t
+	var est int64
+	reset := int64(0)
+	for j := range int64(SlidingBuckets) {
+		b := p.bucketCount(c, w-j*p.Bucket)
+		est += b
+		if b > 0 && reset == 0 {
+			reset = w - j*p.Bucket + (SlidingBuckets+1)*p.Bucket - t
 		}
-		return 0
+	}
+	old := p.bucketCount(c, w-SlidingBuckets*p.Bucket)
+	est += p.oldest(old, k)
+	if old > 0 && reset == 0 {
+		reset = w + p.Bucket - t
 	}
 	if n > p.Limit {
-		return p.impossible(p.Limit, p.Limit-est, reset(cur))
+		return p.impossible(p.Limit, p.Limit-est, reset)
 	}
 	s := Status{Limit: p.Limit, Allowed: est+n <= p.Limit}
 	after := est
 	if s.Allowed {
 		after += n
-		s.ResetAfter = micros(reset(cur + n))
+		if n > 0 {
+			reset = w + (SlidingBuckets+1)*p.Bucket - t
+		}
 	} else {
-		s.ResetAfter = micros(reset(cur))
-		s.RetryAfter = micros(p.slidingRetry(w, t, cur, prev, n))
+		s.RetryAfter = micros(p.slidingRetry(c, w, t, n))
 	}
 	s.Remaining = max(0, p.Limit-after)
+	s.ResetAfter = micros(reset)
 	return s
 }
 
-func (p *Params) slidingRetry(w, t, cur, prev, n int64) int64 {
-	if r := p.Limit - cur - n; r >= 0 && prev > 0 {
-		if j := p.Granules - r*p.Granules/prev; j*p.Granule < p.Period {
-			return w + j*p.Granule - t
+func (p *Params) slidingRetry(c *Counter, w, t, n int64) int64 {
+	for i := range int64(SlidingBuckets + 1) {
+		b := w + i*p.Bucket
+		var full int64
+		for j := range int64(SlidingBuckets) {
+			full += p.bucketCount(c, b-j*p.Bucket)
+		}
+		old := p.bucketCount(c, b-SlidingBuckets*p.Bucket)
+		r := p.Limit - n - full
+		if r < 0 || old-p.Slack > r {
+			continue
+		}
+		var j int64
+		if old > 0 {
+			j = p.Granules - r*p.Granules/old
+		}
+		switch {
+		case j <= 0:
+			return max(b, t) - t
+		case j*p.Granule < p.Bucket:
+			return b + j*p.Granule - t
 		}
 	}
-	var j int64
-	if cur > 0 {
-		j = p.Granules - (p.Limit-n)*p.Granules/cur
-	}
-	switch {
-	case j <= 0:
-		return w + p.Period - t
-	case j*p.Granule < p.Period:
-		return w + p.Period + j*p.Granule - t
-	}
-	return w + 2*p.Period - t
+	return w + (SlidingBuckets+1)*p.Bucket - t
 }
 
 // SlidingLog: exact. A timestamp counts while it is inside the window (t-P, t]; a unit taken

@@ -97,13 +97,17 @@ func FuzzAlgorithms(f *testing.F) {
 }
 
 type counterSnapshot struct {
-	at, n, prev int64
-	logLen      int
-	last        int64
+	at, n  int64
+	logLen int
+	logSum int64
+	last   int64
 }
 
 func snapshot(c Counter) counterSnapshot {
-	s := counterSnapshot{at: c.At, n: c.N, prev: c.Prev, logLen: len(c.Log)}
+	s := counterSnapshot{at: c.At, n: c.N, logLen: len(c.Log)}
+	for i, v := range c.Log {
+		s.logSum += int64(i+1) * v
+	}
 	if len(c.Log) > 0 {
 		s.last = c.Log[len(c.Log)-1]
 	}

@@ -20,15 +20,19 @@ type Algorithm uint8
 
 const (
 	// TokenBucket is a bucket of Burst tokens refilled at Limit per Period, kept in GCRA form:
-	// one theoretical arrival time per key.
+	// one theoretical arrival time per key. Exact: at most Burst + Limit*d/Period in any span
+	// d, so with the default Burst (= Limit) up to 2*Limit-1 in one Period.
 	TokenBucket Algorithm = iota
-	// SlidingWindow approximates a window sliding over time by weighting the previous fixed
-	// window's count by how much of it still overlaps the sliding window.
+	// SlidingWindow estimates a window sliding over time from SlidingBuckets sub-windows, the
+	// oldest weighted by how much of it still overlaps but discounted by at most
+	// Limit/SlidingBuckets: never more than Limit + floor(Limit/SlidingBuckets) in any interval
+	// of one Period (see algo.go).
 	SlidingWindow
 	// FixedWindow counts in windows aligned to multiples of Period since the Unix epoch, as
-	// envoyproxy/ratelimit does.
+	// envoyproxy/ratelimit does: up to 2*Limit across a window edge.
 	FixedWindow
-	// SlidingLog keeps one timestamp per admitted unit: exact, for small limits only.
+	// SlidingLog keeps one timestamp per admitted unit: exact (at most Limit in any interval
+	// of one Period), for small limits only.
 	SlidingLog
 )
 

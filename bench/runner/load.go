@@ -55,6 +55,8 @@ type result struct {
 	disturbed     bool
 	errText       string // the most frequent error, for the report
 	peakRSS       uint64 // the server's VmHWM after the run (its peak since it started), bytes
+	// redis is the validity check of a Redis row (see validity.go); zero for other rows.
+	redis validity
 }
 
 // cpuPerCall is Warden's (and Redis's) CPU-µs per call answered OK.

@@ -48,6 +48,7 @@ type options struct {
 	match                  *regexp.Regexp
 	warmup                 time.Duration
 	rounds, reruns, checks int
+	perScript              int
 	openLoop, pin          bool
 	maxSteal, maxOther     float64
 	loadSettings
@@ -89,6 +90,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.maxOther, "max-other", 10, "a run where CPU 0 is busier than this (%) with anything but Warden and Redis is disturbed")
 	fs.IntVar(&o.reruns, "reruns", 1, "re-run a disturbed round up to this many times")
 	fs.IntVar(&o.checks, "checks", 10, "decision samples with a real client before and after every measured load")
+	fs.IntVar(&o.perScript, "decisions-per-script", 1, "a Redis row is INVALID if Redis ran fewer than one script call per this many store decisions (the batching the Redis store claims: 1 = one EVALSHA per decision)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -101,8 +103,8 @@ func parseFlags(args []string) (*options, error) {
 		fmt.Fprintln(fs.Output(), "-scenarios:", err)
 		return nil, err
 	}
-	if o.rounds < 1 || o.concurrency < 1 || o.connections < 1 || o.duration <= 0 {
-		fmt.Fprintln(fs.Output(), "-rounds, -concurrency, -connections and -duration must be positive")
+	if o.rounds < 1 || o.concurrency < 1 || o.connections < 1 || o.duration <= 0 || o.perScript < 1 {
+		fmt.Fprintln(fs.Output(), "-rounds, -concurrency, -connections, -duration and -decisions-per-script must be positive")
 		return nil, errors.New("bad flags")
 	}
 	return o, nil
@@ -240,12 +242,22 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 							failures = append(failures, err)
 						}
 						var res result
-						pprof.Do(ctx, pprof.Labels("row", r.label, "load", l.name), func(context.Context) {
-							res, err = ghzRun(root, r, o.loadSettings, l, o.duration, serverCPU)
-						})
+						measure := func() (err error) {
+							pprof.Do(ctx, pprof.Labels("row", r.label, "load", l.name), func(context.Context) {
+								res, err = ghzRun(root, r, o.loadSettings, l, o.duration, serverCPU)
+							})
+							return err
+						}
+						var v validity
+						if r.sc.Redis {
+							v, err = checkLoad(ctx, st, o.perScript, measure)
+						} else {
+							err = measure()
+						}
 						if err != nil {
 							return err
 						}
+						res.redis = v
 						if err := sampleDecisions(ctx, conns[st], r, o.checks, requests); err != nil {
 							failures = append(failures, err)
 						}
@@ -254,6 +266,10 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 						logf("round %d %-16s %-28s %8.0f rps %7.1f CPU-µs/call  p99 %-9v errors %d  steal %.1f%%  CPU0 other %.1f%%%s",
 							round, l.name, r.label, res.rps, res.cpuPerCall(), res.p99.Round(time.Microsecond),
 							res.errors, res.stealPct, res.otherPct, map[bool]string{true: "  DISTURBED"}[res.disturbed])
+						if v.invalid != "" {
+							logf("round %d %-16s %-28s INVALID: %s", round, l.name, r.label, v.invalid)
+							failures = append(failures, fmt.Errorf("%s, %s, round %d: INVALID: %s", r.label, l.name, round, v.invalid))
+						}
 						if res.errors > 0 {
 							failures = append(failures, fmt.Errorf("%s, %s, round %d: %d gRPC errors, e.g. %s", r.label, l.name, round, res.errors, res.errText))
 						}

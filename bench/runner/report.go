@@ -39,6 +39,20 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 	for _, r := range rows {
 		fmt.Fprintf(&b, "- %s: %s\n", r.label, decisionSummary(r.decisions))
 	}
+	b.WriteString("\n## Redis rows: did Warden decide on Redis?\n\nWarden's decision counters (/metrics, by source) and Redis's script calls " +
+		"(INFO commandstats) read before and after every measured load; a row with a fail_open or fallback decision, " +
+		"no store decision, or fewer script calls than the batching claims is INVALID and shows no figures.\n\n")
+	for _, r := range rows {
+		if r.sc.Redis {
+			var vs []validity
+			for _, l := range loads {
+				for _, res := range r.results[l.name] {
+					vs = append(vs, res.redis)
+				}
+			}
+			fmt.Fprintf(&b, "- %s: %s\n", r.label, validitySummary(vs))
+		}
+	}
 	b.WriteString("\nCPU-µs/call: Warden's (and its Redis's) utime+stime over the calls answered OK. " +
 		"ghz CPU-µs/call: the load generator's own CPU over the same calls; " +
 		"when it nears 1e6/RPS (ghz's one core busy), the RPS columns measure ghz, not the server. " +
@@ -56,6 +70,11 @@ func tableRow(r *row, l load) string {
 	res := r.results[l.name]
 	if len(res) == 0 {
 		return fmt.Sprintf("| %s | – | | | | | | | | | | | |\n", r.label)
+	}
+	for _, x := range res {
+		if x.redis.invalid != "" {
+			return fmt.Sprintf("| %s | INVALID: %s | | | | | | | | | | | |\n", r.label, x.redis.invalid)
+		}
 	}
 	floor := r.floor.results[l.name]
 	pick := func(f func(result) float64) float64 {

@@ -179,21 +179,12 @@ func startRedis(cpu string) (*proc, string, error) {
 }
 
 func pingRedis(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	reply, err := redisCommand(addr, "PING")
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING: %q", line)
+	if reply != "PONG" {
+		return fmt.Errorf("PING: %q", reply)
 	}
 	return nil
 }
@@ -209,7 +200,9 @@ type setup struct {
 	warden    *proc
 	redisProc *proc
 	grpcAddr  string
-	listening chan string
+	adminAddr string // Warden's admin HTTP (/metrics), on Redis setups only
+	redisAddr string
+	listening chan [2]string // gRPC and admin addresses
 	stopped   bool
 }
 
@@ -271,7 +264,7 @@ func (s *setup) start(bins binaries, dir, cpu string) error {
 		if err != nil {
 			return err
 		}
-		s.redisProc, data.RedisAddr = p, addr
+		s.redisProc, s.redisAddr, data.RedisAddr = p, addr, addr
 	}
 	text := s.config
 	if text == "" {
@@ -297,17 +290,25 @@ func (s *setup) start(bins binaries, dir, cpu string) error {
 		return err
 	}
 
-	return s.listen(startProc("warden", pinned(cpu, bins.warden, "-config", f.Name(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off"), s.onListening()))
+	// The admin port serves /metrics, which the validity check of Redis rows reads.
+	admin := "off"
+	if s.redis {
+		admin = "127.0.0.1:0"
+	}
+	return s.listen(startProc("warden", pinned(cpu, bins.warden, "-config", f.Name(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", admin), s.onListening()))
 }
 
 // onListening returns the output callback that reads the "warden listening" log line.
 func (s *setup) onListening() func(string) {
-	s.listening = make(chan string, 1)
+	s.listening = make(chan [2]string, 1)
 	return func(line string) {
-		var m struct{ Msg, GRPC string }
+		var m struct {
+			Msg, GRPC string
+			Admin     string `json:"admin_http"`
+		}
 		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "warden listening" {
 			select {
-			case s.listening <- m.GRPC:
+			case s.listening <- [2]string{m.GRPC, m.Admin}:
 			default:
 			}
 		}
@@ -321,7 +322,8 @@ func (s *setup) listen(p *proc, err error) error {
 	}
 	s.warden = p
 	select {
-	case s.grpcAddr = <-s.listening:
+	case a := <-s.listening:
+		s.grpcAddr, s.adminAddr = a[0], a[1]
 		return nil
 	case <-p.done:
 		return p.failure("exited at start")

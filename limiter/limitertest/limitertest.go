@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore NewStore) {
 				})
 			}
 			t.Run("Values", func(t *testing.T) { testValues(t, newStore, alg) })
+			t.Run("Bunched", func(t *testing.T) { testBunched(t, newStore, alg) })
 			t.Run("AllOrNothing", func(t *testing.T) { testAllOrNothing(t, newStore, alg) })
 			t.Run("Independent", func(t *testing.T) { testIndependent(t, newStore, alg) })
 			t.Run("Reset", func(t *testing.T) { testReset(t, newStore, alg) })
@@ -294,15 +295,28 @@ func testValues(t *testing.T, newStore NewStore, alg limiter.Algorithm) {
 			{250 * ms, 3, limiter.Status{Limit: 10, Remaining: 2, ResetAfter: 750 * ms, RetryAfter: 50 * ms}},
 			{250 * ms, 2, limiter.Status{Allowed: true, Limit: 10, Remaining: 0, ResetAfter: 950 * ms}},
 		},
-		// Windows [0,1s), [1s,2s); the previous window weighs (1s - elapsed)/1s.
+		// Buckets of 100 ms; the oldest bucket of the window weighs how much of it still
+		// overlaps, but is never discounted by more than floor(10/10) = 1 unit.
 		limiter.SlidingWindow: {
-			{200 * ms, 6, limiter.Status{Allowed: true, Limit: 10, Remaining: 4, ResetAfter: 1800 * ms}},
-			{1500 * ms, 0, limiter.Status{Allowed: true, Limit: 10, Remaining: 7, ResetAfter: 500 * ms}},  // 6*0.5 = 3
-			{1500 * ms, 5, limiter.Status{Allowed: true, Limit: 10, Remaining: 2, ResetAfter: 1500 * ms}}, // 3+5 = 8
-			// 3+5+3 > 10; 6*(1-x) <= 2 from x = 2/3: at 1.666667 s.
-			{1500 * ms, 3, limiter.Status{Limit: 10, Remaining: 2, ResetAfter: 1500 * ms, RetryAfter: 166667 * time.Microsecond}},
-			// 5 in [1s,2s) weigh 10 - ... at 2.4 s: ceil(5*0.6)=3, cost 8 needs ceil(5*(1-x)) <= 2: x >= 0.6 -> 2.6 s.
-			{2400 * ms, 8, limiter.Status{Limit: 10, Remaining: 7, ResetAfter: 600 * ms, RetryAfter: 200 * ms}},
+			// Counted until the bucket [200ms, 300ms) leaves the window at 1.3 s.
+			{200 * ms, 6, limiter.Status{Allowed: true, Limit: 10, Remaining: 4, ResetAfter: 1100 * ms}},
+			// Half of the oldest bucket overlaps: the weight says 3, the slack keeps 6-1 = 5.
+			{1250 * ms, 0, limiter.Status{Allowed: true, Limit: 10, Remaining: 5, ResetAfter: 50 * ms}},
+			{1250 * ms, 5, limiter.Status{Allowed: true, Limit: 10, Remaining: 0, ResetAfter: 1050 * ms}},
+			// 5+5+1 > 10 until the 6 leave the window at 1.3 s.
+			{1250 * ms, 1, limiter.Status{Limit: 10, Remaining: 0, ResetAfter: 1050 * ms, RetryAfter: 50 * ms}},
+			{1300 * ms, 0, limiter.Status{Allowed: true, Limit: 10, Remaining: 5, ResetAfter: 1000 * ms}},
+			// The 5 of [1.2s, 1.3s) are the oldest bucket from 2.2 s: at 2.25 s they weigh
+			// max(ceil(5*0.5), 5-1) = 4.
+			{2250 * ms, 6, limiter.Status{Allowed: true, Limit: 10, Remaining: 0, ResetAfter: 1050 * ms}},
+			// At 2.26 s: 6 + max(ceil(5*0.4), 4) = 10; the 5 leave at 2.3 s.
+			{2260 * ms, 1, limiter.Status{Limit: 10, Remaining: 0, ResetAfter: 1040 * ms, RetryAfter: 40 * ms}},
+			{2300 * ms, 1, limiter.Status{Allowed: true, Limit: 10, Remaining: 3, ResetAfter: 1100 * ms}},
+			// At 3.25 s the 6 are the oldest bucket: max(ceil(6*0.5), 6-1) = 5, plus the 1.
+			{3250 * ms, 0, limiter.Status{Allowed: true, Limit: 10, Remaining: 4, ResetAfter: 150 * ms}},
+			// At 3.35 s the 1 is the oldest bucket, within the slack: max(ceil(1*0.5), 0) = 1.
+			{3350 * ms, 0, limiter.Status{Allowed: true, Limit: 10, Remaining: 9, ResetAfter: 50 * ms}},
+			{3400 * ms, 0, limiter.Status{Allowed: true, Limit: 10, Remaining: 10}},
 		},
 		limiter.FixedWindow: {
 			{300 * ms, 6, limiter.Status{Allowed: true, Limit: 10, Remaining: 4, ResetAfter: 700 * ms}},
@@ -328,6 +342,77 @@ func testValues(t *testing.T, newStore NewStore, alg limiter.Algorithm) {
 		if diff := cmp.Diff(st.want, e.one(k, l, st.cost)); diff != "" {
 			t.Errorf("step %d (cost %d at %v): status mismatch (-want +got):\n%s", i, st.cost, st.at, diff)
 		}
+	}
+}
+
+// WindowBound is the most a limit of each algorithm admits in one interval of length Period,
+// as the README documents it: L for the sliding log; L + floor(L/10) for the sliding window
+// (10 buckets, the oldest discounted by at most floor(L/10)); 2L for the fixed window (L at the
+// end of one window, L at the start of the next); Burst + L - 1 for the token bucket (a full
+// bucket, then the refill of a period less a microsecond: 2L - 1 with the default burst).
+func WindowBound(l limiter.Limit) int64 {
+	switch l.Algorithm {
+	case limiter.TokenBucket:
+		return quota(l) + l.Limit - 1
+	case limiter.SlidingWindow:
+		return l.Limit + l.Limit/10
+	case limiter.FixedWindow:
+		return 2 * l.Limit
+	}
+	return l.Limit
+}
+
+// testBunched offers 2L requests bunched at two instants a < b less than a period apart, on a
+// fixed grid of pairs around a window edge: a just before the edge, b anywhere up to a period
+// later. What is admitted at a and at b lies in one interval of length Period, so it must stay
+// within WindowBound; and for every algorithm some pair of the grid reaches the bound exactly
+// (the sliding window's slack included), so the bound is the algorithm's, not the grid's.
+func testBunched(t *testing.T, newStore NewStore, alg limiter.Algorithm) {
+	e := newEnv(t, newStore)
+	const lim = 20
+	p := time.Second
+	l := limitOf(alg, lim, p)
+	bound := WindowBound(l)
+	edge := 10 * p
+	// Take at one instant until refused: admission at a fixed instant is monotone.
+	bunch := func(k string) int64 {
+		var n int64
+		for n <= 2*lim {
+			if s := e.one(k, l, 1); !s.Allowed {
+				break
+			}
+			n++
+		}
+		return n
+	}
+	type pair struct {
+		before, gap   time.Duration
+		first, second int64
+	}
+	var worst pair
+	for i := range 11 {
+		before := time.Microsecond
+		if i > 0 {
+			before = time.Duration(i) * p / 20
+		}
+		for j := 1; j <= 20; j++ {
+			gap := time.Duration(j) * p / 20
+			if j == 20 {
+				gap = p - time.Microsecond
+			}
+			k := e.key(fmt.Sprintf("%d/%d", i, j))
+			e.at(edge - before)
+			first := bunch(k)
+			e.at(edge - before + gap)
+			second := bunch(k)
+			if first+second > worst.first+worst.second {
+				worst = pair{before, gap, first, second}
+			}
+		}
+	}
+	if n := worst.first + worst.second; n != bound {
+		t.Fatalf("most admitted in one period over the grid: %d (%d at %v before an edge, %d %v later), want the bound %d",
+			n, worst.first, worst.before, worst.second, worst.gap, bound)
 	}
 }
 
@@ -417,14 +502,17 @@ func (m *model) allowed(at time.Duration, cost int64) bool {
 	case limiter.SlidingLog:
 		return m.sum(at-p+1, at+1)+cost <= lim
 	default:
-		w := at - at%p
-		cur, prev := m.sum(w, w+p), m.sum(w-p, w)
-		// The weight is quantized to granules of ceil(P/2^20) µs.
-		pm := int64(p / time.Microsecond)
-		g := (pm + (1 << 20) - 1) >> 20
-		gs := (pm + g - 1) / g
+		// Ten buckets of q = ceil(P/10); the oldest one, which the window [at-P, at) overlaps
+		// only partly, weighted by the overlap quantized to granules of ceil(q/2^20) µs, but
+		// never discounted by more than floor(L/10).
+		qm := (int64(p/time.Microsecond) + 9) / 10
+		q := time.Duration(qm) * time.Microsecond
+		w := at - at%q
+		full, old := m.sum(w-9*q, w+q), m.sum(w-10*q, w-9*q)
+		g := (qm + (1 << 20) - 1) >> 20
+		gs := (qm + g - 1) / g
 		j := int64((at-w)/time.Microsecond) / g
-		est := cur + (prev*(gs-j)+gs-1)/gs
+		est := full + max((old*(gs-j)+gs-1)/gs, old-lim/10)
 		return est+cost <= lim
 	}
 }
@@ -441,8 +529,8 @@ func (m *model) add(at time.Duration, cost int64) {
 //   - token bucket: at most Burst + Limit*d/Period in any closed interval of length d;
 //   - sliding log: at most Limit in any half-open interval of length Period;
 //   - fixed window: at most Limit in each aligned window;
-//   - sliding window: at most Limit in each aligned window, and at most 2*Limit in any
-//     interval of length Period (the approximation's worst case).
+//   - sliding window: at most Limit in each aligned window (ten whole buckets), and at most
+//     Limit + floor(Limit/10) in any interval of length Period.
 func (m *model) checkGuarantee(t *testing.T) {
 	t.Helper()
 	l := m.l
@@ -463,8 +551,8 @@ func (m *model) checkGuarantee(t *testing.T) {
 					t.Fatalf("%d admitted in [%v, %v]: over %d per %v", n, h.at, h2.at, l.Limit, l.Period)
 				}
 			case limiter.SlidingWindow:
-				if d < l.Period && n > 2*l.Limit {
-					t.Fatalf("%d admitted in [%v, %v]: over twice %d per %v", n, h.at, h2.at, l.Limit, l.Period)
+				if bound := l.Limit + l.Limit/10; d < l.Period && n > bound {
+					t.Fatalf("%d admitted in [%v, %v]: over %d + %d per %v", n, h.at, h2.at, l.Limit, l.Limit/10, l.Period)
 				}
 			}
 		}

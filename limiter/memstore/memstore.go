@@ -114,7 +114,7 @@ var errOutLen = errors.New("memstore: len(out) != len(hits)")
 // undo is what a rolled-back Take restores.
 type undo struct {
 	e       *entry
-	c       limiter.Counter // At, N, Prev before the hit (Log is handled by Uncommit)
+	c       limiter.Counter // At and N before the hit (Log is handled by Uncommit)
 	expiry  int64
 	alg     limiter.Algorithm
 	p       limiter.Params
@@ -213,7 +213,7 @@ func (s *Store) rollback(tag string, hits []limiter.Hit, out []limiter.Status, h
 			continue
 		}
 		u.p.Uncommit(&u.e.c, u.cost)
-		u.e.c.At, u.e.c.N, u.e.c.Prev = u.c.At, u.c.N, u.c.Prev
+		u.e.c.At, u.e.c.N = u.c.At, u.c.N
 		u.e.expiry, u.e.alg = u.expiry, u.alg
 	}
 	for i := range hits {

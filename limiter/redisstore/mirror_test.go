@@ -26,7 +26,7 @@ type reference struct {
 func (r *reference) take(now int64, hits []limiter.Hit, out []limiter.Status) bool {
 	saved := make(map[string]limiter.Counter, len(r.counters))
 	for k, c := range r.counters {
-		saved[k] = limiter.Counter{At: c.At, N: c.N, Prev: c.Prev, Log: slices.Clone(c.Log)}
+		saved[k] = limiter.Counter{At: c.At, N: c.N, Log: slices.Clone(c.Log)}
 	}
 	counter := func(key string) *limiter.Counter {
 		c := r.counters[key]
@@ -75,6 +75,7 @@ func TestMirrorsAlgo(t *testing.T) {
 		{Name: "tb-odd", Algorithm: limiter.TokenBucket, Limit: 7, Period: 1001 * time.Microsecond},
 		{Name: "sw", Algorithm: limiter.SlidingWindow, Limit: 4, Period: 333333 * time.Microsecond},
 		{Name: "sw-long", Algorithm: limiter.SlidingWindow, Limit: 5, Period: 3 * time.Second},
+		{Name: "sw-slack", Algorithm: limiter.SlidingWindow, Limit: 23, Period: 700001 * time.Microsecond},
 		{Name: "fw", Algorithm: limiter.FixedWindow, Limit: 3, Period: 250 * time.Millisecond},
 		{Name: "sl", Algorithm: limiter.SlidingLog, Limit: 4, Period: 400 * time.Millisecond},
 	}

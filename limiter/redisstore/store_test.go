@@ -105,12 +105,13 @@ func TestAlgorithms(t *testing.T) {
 			name:  "sliding window",
 			limit: limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: 4, Period: time.Second},
 			steps: []step{
-				{500 * time.Millisecond, 4, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 1500 * time.Millisecond}},
-				{900 * time.Millisecond, 1, limiter.Status{Allowed: false, Limit: 4, Remaining: 0, ResetAfter: 1100 * time.Millisecond, RetryAfter: 350 * time.Millisecond}},
-				// previous window 4, weighted 4×0.75 = 3: one left.
-				{1250 * time.Millisecond, 2, limiter.Status{Allowed: false, Limit: 4, Remaining: 1, ResetAfter: 750 * time.Millisecond, RetryAfter: 250 * time.Millisecond}},
-				{1250 * time.Millisecond, 1, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 1750 * time.Millisecond}},
-				{3 * time.Second, 4, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 2 * time.Second}},
+				{500 * time.Millisecond, 4, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 1100 * time.Millisecond}},
+				// Buckets of 100 ms; below 10 there is no slack: the 4 count in full until their
+				// bucket [500ms, 600ms) leaves the window at 1.6 s.
+				{900 * time.Millisecond, 1, limiter.Status{Allowed: false, Limit: 4, Remaining: 0, ResetAfter: 700 * time.Millisecond, RetryAfter: 700 * time.Millisecond}},
+				{1550 * time.Millisecond, 1, limiter.Status{Allowed: false, Limit: 4, Remaining: 0, ResetAfter: 50 * time.Millisecond, RetryAfter: 50 * time.Millisecond}},
+				{1600 * time.Millisecond, 4, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 1100 * time.Millisecond}},
+				{3 * time.Second, 4, limiter.Status{Allowed: true, Limit: 4, Remaining: 0, ResetAfter: 1100 * time.Millisecond}},
 			},
 		},
 		{

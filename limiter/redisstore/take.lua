@@ -10,12 +10,14 @@
 -- ARGV[2]  the smallest TTL in ms to give a key (1 in production).
 -- ARGV[3 + 6*(i-1) ...] for hit i: algorithm (0 token bucket, 1 sliding window, 2 fixed
 --          window, 3 sliding log), cost n, P (µs), L (B for the token bucket), then
---          UnitTicks, MicroTicks (token bucket) or Granule, Granules (sliding window).
+--          UnitTicks, MicroTicks (token bucket) or Granule, Granules (sliding window, per
+--          bucket; the script derives Q and S from P and L).
 --
 -- Reply: {allowed, then for each hit: allowed, remaining, reset_after µs, retry_after µs}.
 --
--- State: the token bucket and both windows keep a hash {a = algorithm, t = At, n = N,
--- p = Prev}; the sliding log keeps a sorted set with one member per unit, scored by its
+-- State: the token bucket and the fixed window keep a hash {a = algorithm, t = At, n = N}; the
+-- sliding window a hash {a = "sw10", t = At, "0" .. "10" = the ring of bucket counts}
+-- (128 bytes by MEMORY USAGE, plus the key name); the sliding log keeps a sorted set with one member per unit, scored by its
 -- timestamp (member "timestamp:k", k counting the units of one timestamp). A key counted by
 -- another algorithm (or of another type) is an absent counter. Every written key gets a
 -- PEXPIRE at its limiter.Params.Expiry, rounded up to a millisecond.
@@ -92,55 +94,77 @@ local function fixedCommit(c, t, n, P)
   c.N = c.N + n
 end
 
--- Sliding window (algo.go: roll, evalSliding, slidingRetry, Commit).
-local function roll(c, w, P)
-  if c.At == w then return c.N, c.Prev end
-  if c.At == w - P then return 0, c.N end
-  return 0, 0
+-- Sliding window (algo.go: slot, bucketCount, oldest, evalSliding, slidingRetry, Commit).
+-- NB is limiter.SlidingBuckets; Q = ceil(P/NB) and S = floor(L/NB) are limiter.Params'
+-- Bucket and Slack. c.B is the ring of NB+1 bucket counts, 1-based.
+local NB = 10
+
+local function slot(s, Q) return (s / Q) % (NB + 1) + 1 end
+
+local function bcount(c, s, Q)
+  if s > c.At or s < c.At - NB * Q then return 0 end
+  return c.B[slot(s, Q)]
 end
 
 local function sliding(c, t, n, P, L, G, Gs)
+  local Q, S = ceildiv(P, NB), floor(L / NB)
   t = max(t, c.At)
-  local w = t - t % P
+  local w = t - t % Q
   local k = floor((t - w) / G)
-  local cur, prev = roll(c, w, P)
-  local est = cur + ceildiv(prev * (Gs - k), Gs)
-  local function reset(cu)
-    if cu > 0 then return w + 2 * P - t end
-    if prev > 0 then return w + P - t end
-    return 0
+  local est, reset = 0, 0
+  for j = 0, NB - 1 do
+    local b = bcount(c, w - j * Q, Q)
+    est = est + b
+    if b > 0 and reset == 0 then reset = w - j * Q + (NB + 1) * Q - t end
   end
+  local old = bcount(c, w - NB * Q, Q)
+  est = est + max(ceildiv(old * (Gs - k), Gs), old - S)
+  if old > 0 and reset == 0 then reset = w + Q - t end
   if n > L then
-    return impossible(P, L - est, reset(cur))
+    return impossible(P, L - est, reset)
   end
   if est + n <= L then
-    return true, max(0, L - est - n), reset(cur + n), 0
+    if n > 0 then reset = w + (NB + 1) * Q - t end
+    return true, max(0, L - est - n), reset, 0
   end
-  local retry
-  local r = L - cur - n
-  if r >= 0 and prev > 0 then
-    local j = Gs - floor(r * Gs / prev)
-    if j * G < P then retry = w + j * G - t end
-  end
-  if not retry then
-    local j = 0
-    if cur > 0 then j = Gs - floor((L - n) * Gs / cur) end
-    if j <= 0 then
-      retry = w + P - t
-    elseif j * G < P then
-      retry = w + P + j * G - t
-    else
-      retry = w + 2 * P - t
+  local retry = w + (NB + 1) * Q - t
+  for i = 0, NB do
+    local b = w + i * Q
+    local full = 0
+    for j = 0, NB - 1 do full = full + bcount(c, b - j * Q, Q) end
+    local o = bcount(c, b - NB * Q, Q)
+    local r = L - n - full
+    if r >= 0 and o - S <= r then
+      local j = 0
+      if o > 0 then j = Gs - floor(r * Gs / o) end
+      if j <= 0 then
+        retry = max(b, t) - t
+        break
+      elseif j * G < Q then
+        retry = b + j * G - t
+        break
+      end
     end
   end
-  return false, max(0, L - est), reset(cur), retry
+  return false, max(0, L - est), reset, retry
 end
 
 local function slidingCommit(c, t, n, P)
+  local Q = ceildiv(P, NB)
   t = max(t, c.At)
-  local w = t - t % P
-  local cur, prev = roll(c, w, P)
-  c.At, c.N, c.Prev = w, cur + n, prev
+  local w = t - t % Q
+  if w - c.At > NB * Q then
+    for j = 1, NB + 1 do c.B[j] = 0 end
+  else
+    local s = c.At + Q
+    while s <= w do
+      c.B[slot(s, Q)] = 0
+      s = s + Q
+    end
+  end
+  c.At = w
+  local i = slot(w, Q)
+  c.B[i] = c.B[i] + n
 end
 
 -- Sliding log (algo.go: logStart, evalLog, Commit). c.Log ascending, 1-based.
@@ -189,9 +213,7 @@ local function expiry(c, algo, P)
     if c.N > 0 then return c.At + 1 end
     return c.At
   elseif algo == 1 then
-    if c.N > 0 then return c.At + 2 * P end
-    if c.Prev > 0 then return c.At + P end
-    return c.At
+    return c.At + (NB + 1) * ceildiv(P, NB)
   elseif algo == 2 then
     return c.At + P
   end
@@ -199,10 +221,25 @@ local function expiry(c, algo, P)
   return c.Log[#c.Log] + P
 end
 
--- Loading and saving. A counter is {algo, At, N, Prev, Log, foreign, dropped, loaded}.
+-- Loading and saving. A counter is {algo, At, N, B, Log, foreign, dropped, loaded}.
 local function absent(algo, foreign)
-  return { algo = algo, At = 0, N = 0, Prev = 0, Log = {}, foreign = foreign, dropped = 0, loaded = 0 }
+  local B = {}
+  for j = 1, NB + 1 do B[j] = 0 end
+  return { algo = algo, At = 0, N = 0, B = B, Log = {}, foreign = foreign, dropped = 0, loaded = 0 }
 end
+
+-- The hash field 'a' of a counter: its algorithm, or SWTAG for the sliding window, whose
+-- layout changed (a Warden that kept two windows under a = 1 then reads the key as another
+-- algorithm's, rather than failing on its missing fields).
+local SWTAG = 'sw10'
+local function tag(algo)
+  if algo == 1 then return SWTAG end
+  return tostring(algo)
+end
+
+-- The sliding window's bucket fields, slot numbers 0 to NB.
+local BFIELDS = {}
+for j = 0, NB do BFIELDS[j + 1] = tostring(j) end
 
 local function load(key, algo)
   if algo == 3 then
@@ -213,11 +250,20 @@ local function load(key, algo)
     c.loaded = #c.Log
     return c
   end
-  local r = redis.pcall('HMGET', key, 'a', 't', 'n', 'p')
+  if algo == 1 then
+    local r = redis.pcall('HMGET', key, 'a', 't', unpack(BFIELDS))
+    if r.err then return absent(algo, true) end
+    if r[1] ~= SWTAG then return absent(algo, r[1] ~= false) end
+    local c = absent(algo, false)
+    c.At = tonumber(r[2])
+    for j = 1, NB + 1 do c.B[j] = tonumber(r[j + 2]) or 0 end
+    return c
+  end
+  local r = redis.pcall('HMGET', key, 'a', 't', 'n')
   if r.err then return absent(algo, true) end
-  if tonumber(r[1]) ~= algo then return absent(algo, r[1] ~= false) end
+  if r[1] ~= tag(algo) then return absent(algo, r[1] ~= false) end
   local c = absent(algo, false)
-  c.At, c.N, c.Prev = tonumber(r[2]), tonumber(r[3]), tonumber(r[4])
+  c.At, c.N = tonumber(r[2]), tonumber(r[3])
   return c
 end
 
@@ -227,6 +273,9 @@ local function copy(c)
   local log = {}
   for j = 1, #c.Log do log[j] = c.Log[j] end
   d.Log = log
+  local B = {}
+  for j = 1, NB + 1 do B[j] = c.B[j] end
+  d.B = B
   return d
 end
 
@@ -250,8 +299,15 @@ local function save(key, c, P)
       args[#args + 1] = string.format('%d:%d', ts, k)
     end
     if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  elseif c.algo == 1 then
+    local args = { 'a', SWTAG, 't', c.At }
+    for j = 1, NB + 1 do
+      args[#args + 1] = BFIELDS[j]
+      args[#args + 1] = c.B[j]
+    end
+    redis.call('HSET', key, unpack(args))
   else
-    redis.call('HSET', key, 'a', c.algo, 't', c.At, 'n', c.N, 'p', c.Prev)
+    redis.call('HSET', key, 'a', c.algo, 't', c.At, 'n', c.N)
   end
   redis.call('PEXPIRE', key, max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000)))
 end

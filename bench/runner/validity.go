@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A Redis row measures Warden deciding on Redis only if Warden did: with a store that timed
+// out or a circuit breaker that opened, Warden answers from its failure policy (fail_open:
+// allowed, uncounted) at a fraction of the cost, and the row's figures would measure that.
+// So around every measured load of a Redis row the runner reads Warden's own decision
+// counters (its /metrics on the admin port) and Redis's script calls (INFO commandstats), and
+// the row is INVALID, printed with the reason instead of its figures, unless:
+//
+//   - no decision was taken with source fail_open or fallback (Warden did not ask Redis);
+//   - some decisions were taken by the store;
+//   - Redis ran at least one script call per -decisions-per-script store decisions (the
+//     batching the Redis store claims: 1 while every decision is its own EVALSHA).
+
+// decisionsMetric is the Prometheus name of limiter's warden.ratelimit.decisions counter
+// (limiter/metrics.go), labelled domain, decision and source.
+const decisionsMetric = "warden_ratelimit_decisions_total"
+
+// counters are a Redis setup's decision and script counts at one instant.
+type counters struct {
+	// decisions sums warden_ratelimit_decisions_total by its source label (store, cache,
+	// fallback, fail_open).
+	decisions map[string]float64
+	// scripts is Redis's EVALSHA and EVAL calls since it started.
+	scripts uint64
+}
+
+// validity is what a Redis row's check found over one load.
+type validity struct {
+	store, failOpen, fallback float64 // decisions by source during the load
+	total                     float64 // decisions of every source during the load
+	scripts                   uint64  // script calls Redis ran during the load
+	invalid                   string  // "" when valid, else why the row is not a figure
+}
+
+// readCounters scrapes Warden's /metrics and Redis's INFO commandstats.
+func (s *setup) readCounters(ctx context.Context) (counters, error) {
+	var c counters
+	if s.adminAddr == "" || s.redisAddr == "" {
+		return c, fmt.Errorf("no admin address or no Redis to read counters from")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.adminAddr+"/metrics", nil)
+	if err != nil {
+		return c, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return c, fmt.Errorf("warden /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return c, fmt.Errorf("warden /metrics: %s", resp.Status)
+	}
+	if c.decisions, err = parseDecisions(resp.Body); err != nil {
+		return c, fmt.Errorf("warden /metrics: %w", err)
+	}
+	info, err := redisCommand(s.redisAddr, "INFO commandstats")
+	if err != nil {
+		return c, fmt.Errorf("redis INFO commandstats: %w", err)
+	}
+	if c.scripts, err = parseScriptCalls(info); err != nil {
+		return c, fmt.Errorf("redis INFO commandstats: %w", err)
+	}
+	return c, nil
+}
+
+// parseDecisions sums the decisions counter of a Prometheus text exposition by source.
+func parseDecisions(r io.Reader) (map[string]float64, error) {
+	bySource := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, decisionsMetric+"{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			return nil, fmt.Errorf("cannot parse %q", line)
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("cannot parse %q: %w", line, err)
+		}
+		source := ""
+		for _, kv := range strings.Split(labels, ",") {
+			if k, val, ok := strings.Cut(kv, "="); ok && k == "source" {
+				source = strings.Trim(val, `"`)
+			}
+		}
+		if source == "" {
+			return nil, fmt.Errorf("no source label in %q", line)
+		}
+		bySource[source] += v
+	}
+	return bySource, sc.Err()
+}
+
+// parseScriptCalls adds the calls of cmdstat_evalsha and cmdstat_eval in INFO commandstats.
+func parseScriptCalls(info string) (uint64, error) {
+	var n uint64
+	for _, line := range strings.Split(info, "\n") {
+		name, fields, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+			continue
+		}
+		for _, kv := range strings.Split(fields, ",") {
+			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+				calls, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("cannot parse %q", line)
+				}
+				n += calls
+			}
+		}
+	}
+	return n, nil
+}
+
+// redisCommand sends one inline command and returns its reply (a status, an integer or a bulk
+// string) as text.
+func redisCommand(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\r\n"); err != nil {
+		return "", err
+	}
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "-"):
+		return "", fmt.Errorf("%s", line[1:])
+	case strings.HasPrefix(line, "$"):
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("unexpected reply %q", line)
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return "", err
+		}
+		return string(b[:n]), nil
+	}
+	return line[1:], nil
+}
+
+// check compares the counters read before and after a load. perScript is the most store
+// decisions one script call may take.
+func check(before, after counters, perScript int) validity {
+	d := func(source string) float64 { return after.decisions[source] - before.decisions[source] }
+	v := validity{store: d("store"), failOpen: d("fail_open"), fallback: d("fallback")}
+	for source := range after.decisions {
+		v.total += d(source)
+	}
+	if after.scripts >= before.scripts {
+		v.scripts = after.scripts - before.scripts
+	}
+	switch {
+	case v.failOpen > 0 || v.fallback > 0:
+		v.invalid = fmt.Sprintf("%.0f of %.0f decisions fail_open and %.0f fallback during the load: Warden answered without Redis", v.failOpen, v.total, v.fallback)
+	case v.store <= 0:
+		v.invalid = "no decision taken by the store during the load"
+	case float64(v.scripts)*float64(perScript) < v.store:
+		v.invalid = fmt.Sprintf("Redis ran %d script calls for %.0f store decisions, fewer than one per %d", v.scripts, v.store, perScript)
+	}
+	return v
+}
+
+// checkLoad runs load between two readings of st's counters and returns the verdict;
+// unreadable counters make the row invalid too.
+func checkLoad(ctx context.Context, st *setup, perScript int, load func() error) (validity, error) {
+	before, err := st.readCounters(ctx)
+	if err != nil {
+		return validity{invalid: "cannot read the counters before the load: " + err.Error()}, load()
+	}
+	if err := load(); err != nil {
+		return validity{}, err
+	}
+	after, err := st.readCounters(ctx)
+	if err != nil {
+		return validity{invalid: "cannot read the counters after the load: " + err.Error()}, nil
+	}
+	return check(before, after, perScript), nil
+}
+
+// summary is a row's validity over all its loads and rounds, for the report.
+func validitySummary(vs []validity) string {
+	var store, scripts float64
+	for _, v := range vs {
+		if v.invalid != "" {
+			return "INVALID: " + v.invalid
+		}
+		store += v.store
+		scripts += float64(v.scripts)
+	}
+	per := math.NaN()
+	if scripts > 0 {
+		per = store / scripts
+	}
+	return fmt.Sprintf("valid: %.0f decisions by the store, 0 fail_open or fallback; Redis ran %.0f script calls (%.2f decisions per call)", store, scripts, per)
+}

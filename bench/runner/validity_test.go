@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+func TestParseDecisions(t *testing.T) {
+	text := `# HELP warden_ratelimit_decisions_total Rate limit decisions.
+# TYPE warden_ratelimit_decisions_total counter
+warden_ratelimit_decisions_total{decision="allowed",domain="api",otel_scope_name="warden",source="store"} 120
+warden_ratelimit_decisions_total{decision="over_limit",domain="api",otel_scope_name="warden",source="store"} 3
+warden_ratelimit_decisions_total{decision="allowed",domain="bench",otel_scope_name="warden",source="fail_open"} 7
+warden_ratelimit_decisions_total{decision="allowed",domain="bench",otel_scope_name="warden",source="cache"} 1e+06
+warden_ratelimit_store_unavailable_total{domain="bench",policy="fail_open"} 7
+`
+	got, err := parseDecisions(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"store": 123, "fail_open": 7, "cache": 1e6}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("source %s: got %v, want %v", k, got[k], v)
+		}
+	}
+	if _, err := parseDecisions(strings.NewReader(`warden_ratelimit_decisions_total{decision="allowed"} 1` + "\n")); err == nil {
+		t.Error("a line without a source label: got no error")
+	}
+}
+
+func TestParseScriptCalls(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_ping:calls=3,usec=1,usec_per_call=0.33,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_evalsha:calls=1000,usec=90000,usec_per_call=90.00,rejected_calls=0,failed_calls=2\r\n" +
+		"cmdstat_eval:calls=4,usec=900,usec_per_call=225.00,rejected_calls=0,failed_calls=0\r\n"
+	got, err := parseScriptCalls(info)
+	if err != nil || got != 1004 {
+		t.Fatalf("got %d, %v; want 1004", got, err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	at := func(store, failOpen, fallback float64, scripts uint64) counters {
+		return counters{decisions: map[string]float64{"store": store, "fail_open": failOpen, "fallback": fallback, "cache": 5}, scripts: scripts}
+	}
+	before := at(100, 2, 0, 100)
+	for _, tc := range []struct {
+		name      string
+		after     counters
+		perScript int
+		invalid   string // a substring of the reason; "" for valid
+	}{
+		{"every decision on Redis", at(1100, 2, 0, 1100), 1, ""},
+		{"batched as claimed", at(1100, 2, 0, 200), 10, ""},
+		{"fail_open during the load", at(1100, 3, 0, 1100), 1, "1 of 1001 decisions fail_open"},
+		{"local fallback during the load", at(1100, 2, 4, 1100), 1, "4 fallback"},
+		{"no store decision", at(100, 2, 0, 100), 1, "no decision taken by the store"},
+		{"fewer script calls than decisions", at(1100, 2, 0, 600), 1, "500 script calls for 1000 store decisions"},
+		{"fewer script calls than the batching claims", at(1100, 2, 0, 199), 10, "fewer than one per 10"},
+	} {
+		v := check(before, tc.after, tc.perScript)
+		if tc.invalid == "" && v.invalid != "" || !strings.Contains(v.invalid, tc.invalid) {
+			t.Errorf("%s: got invalid %q, want %q", tc.name, v.invalid, tc.invalid)
+		}
+	}
+}
+
+// TestRedisRowValidity starts a real Warden on a real redis-server, as the runner does for a
+// Redis row, and runs checkLoad around a load of CheckRateLimit calls: valid while Redis
+// answers; INVALID, with the fail_open decisions as the reason, when Redis stops answering
+// scripts in the middle of the load (CLIENT PAUSE WRITE: EVALSHA waits, INFO still answers).
+func TestRedisRowValidity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cmd/warden and starts Warden and redis-server")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed")
+	}
+	root, err := repoRoot("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var bins binaries
+	if bins.warden, bins.floor, err = buildWarden(t.Context(), root, "", dir); err != nil {
+		t.Fatal(err)
+	}
+	start := func(t *testing.T, config string) (*setup, *grpc.ClientConn) {
+		st := &setup{config: config, redis: true, files: benchFiles()}
+		if err := st.start(bins, dir, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.stop() })
+		cc, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return st, cc
+	}
+	calls := func(cc *grpc.ClientConn, from, n int) error {
+		for i := from; i < from+n; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := checkRateLimitDecide(ctx, cc, checkRateLimitRequest(i%requests))
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	t.Run("valid", func(t *testing.T) {
+		// A store deadline no loaded test machine reaches: every decision is Redis's.
+		st, cc := start(t, strings.Replace(redisConfig(), "rate_limit:\n", "rate_limit:\n  store_timeout: 2s\n", 1))
+		if err := calls(cc, 0, 5); err != nil { // the script is loaded
+			t.Fatal(err)
+		}
+		v, err := checkLoad(t.Context(), st, 1, func() error { return calls(cc, 5, 100) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.invalid != "" || v.store != 100 || v.scripts < 100 {
+			t.Fatalf("got %+v, want valid with 100 store decisions and at least 100 script calls", v)
+		}
+	})
+
+	t.Run("fail_open", func(t *testing.T) {
+		st, cc := start(t, redisConfig()) // the default store_timeout and failure policy
+		if err := calls(cc, 0, 5); err != nil {
+			t.Fatal(err)
+		}
+		v, err := checkLoad(t.Context(), st, 1, func() error {
+			if err := calls(cc, 5, 20); err != nil {
+				return err
+			}
+			if _, err := redisCommand(st.redisAddr, "CLIENT PAUSE 2000 WRITE"); err != nil {
+				return err
+			}
+			defer redisCommand(st.redisAddr, "CLIENT UNPAUSE")
+			return calls(cc, 25, 20) // allowed by fail_open: the figures would measure that
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(v.invalid, "fail_open") {
+			t.Fatalf("got %+v, want INVALID for fail_open decisions", v)
+		}
+		row := &row{label: "CheckRateLimit, Redis", results: map[string][]result{"closed loop": {{ok: 45, redis: v}}}}
+		if got := tableRow(row, load{name: "closed loop"}); !strings.Contains(got, "| INVALID: ") {
+			t.Errorf("table row: got %q, want INVALID and no figures", got)
+		}
+	})
+}
