@@ -61,7 +61,8 @@ func TestMatch(t *testing.T) {
 		{"GET", "/v1/%75sers/alice/orders", "list_orders", []string{"alice"}, authz.OK},
 		{"GET", "/v1/users/al%69ce/orders", "list_orders", []string{"alice"}, authz.OK},
 		{"DELETE", "/v1/users/alice/orders", "", nil, authz.NoRoute},
-		{"HEAD", "/v1/users/alice/orders", "", nil, authz.NoRoute},
+		{"HEAD", "/v1/users/alice/orders", "list_orders", []string{"alice"}, authz.OK}, // HEAD follows GET
+		{"HEAD", "/v1/users/alice/orders/o-1/items", "", nil, authz.NoRoute},
 		{"GET", "/static", "", nil, authz.NoRoute},
 		{"GET", "/V1/users/alice/orders", "", nil, authz.NoRoute},
 		{"GET", "/v1/users/alice/orders/o-1/items", "", nil, authz.NoRoute},
