@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authz"
 )
@@ -103,12 +101,7 @@ func TestCheckPlainScopes(t *testing.T) {
 	alice := func(scopes ...string) authn.Principal {
 		return authn.Principal{Subject: "alice", Tenant: "acme", Roles: []string{"customer"}, Scopes: scopes, Method: authn.MethodJWT}
 	}
-	tests := []struct {
-		name         string
-		p            authn.Principal
-		method, path string
-		want         authz.Reason
-	}{
+	tests := []checkCase{
 		{"read write on a read route", svc("read", "write"), "GET", "/docs/1", authz.OK},
 		{"Read is not read", svc("Read"), "GET", "/docs/1", authz.MissingScope},
 		{"no scopes", authn.Principal{Subject: "svc", Method: authn.MethodJWT}, "GET", "/docs/1", authz.MissingScope},
@@ -126,15 +119,7 @@ func TestCheckPlainScopes(t *testing.T) {
 		{"with an action: ownership", alice("orders"), "GET", "/v1/users/bob/orders", authz.NotOwner},
 		{"with an action: no role", svc("orders"), "GET", "/v1/users/svc/orders", authz.MissingRole},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var ps authz.Params
-			got := pol.Check(tt.p, tt.method, tt.path, &ps)
-			if want := (authz.Decision{Allowed: tt.want == authz.OK, Reason: tt.want}); got != want {
-				t.Errorf("Check(%s %s) = %v, want %v", tt.method, tt.path, got, want)
-			}
-		})
-	}
+	runChecks(t, pol, tests)
 }
 
 func prefixRoutes() authz.Config {
@@ -245,52 +230,5 @@ func TestPrefixRoute(t *testing.T) {
 	}
 	if got := pol.Check(authn.Principal{Subject: "bob", Roles: []string{"nobody"}}, "GET", "/docs", &ps); got.Reason != authz.MissingRole {
 		t.Errorf("Check without the role: got %v, want missing_role", got)
-	}
-}
-
-func TestPrefixAndScopeCompileErrors(t *testing.T) {
-	pfx := func(name, method, prefix string) authz.RouteConfig {
-		return authz.RouteConfig{Name: name, Method: method, Prefix: prefix, Public: true}
-	}
-	tmpl := func(name, method, path string) authz.RouteConfig {
-		return authz.RouteConfig{Name: name, Method: method, Path: path, Public: true}
-	}
-	scoped := func(s authz.ScopeRequirement) authz.RouteConfig {
-		return authz.RouteConfig{Name: "s", Method: "GET", Path: "/s/{id}", Scopes: s}
-	}
-	tests := []struct {
-		name   string
-		routes []authz.RouteConfig
-		want   []string
-	}{
-		{"same prefix, with and without slash", []authz.RouteConfig{pfx("a", "GET", "/api/"), pfx("b", "GET", "/api")}, []string{"authz.routes[1].prefix"}},
-		{"two root prefixes", []authz.RouteConfig{pfx("a", "*", "/"), pfx("b", "*", "/")}, []string{"authz.routes[1].prefix"}},
-		{"prefix then catch-all", []authz.RouteConfig{pfx("a", "GET", "/api/"), tmpl("b", "GET", "/api/{rest...}")}, []string{"authz.routes[1].path"}},
-		{"catch-all then prefix", []authz.RouteConfig{tmpl("a", "GET", "/api/{rest...}"), pfx("b", "GET", "/api/")}, []string{"authz.routes[1].prefix"}},
-		{"overlap is fine", []authz.RouteConfig{pfx("a", "GET", "/api/"), pfx("b", "POST", "/api/"), pfx("c", "*", "/api/"), tmpl("d", "GET", "/api"),
-			tmpl("e", "GET", "/api/{x}"), pfx("f", "GET", "/api/v1/"), tmpl("g", "GET", "/{x}/{y...}"), pfx("h", "GET", "/")}, nil},
-		{"root prefix and root catch-all", []authz.RouteConfig{tmpl("a", "GET", "/{x...}"), pfx("b", "GET", "/")}, []string{"authz.routes[1].prefix"}},
-		{"bad prefixes", []authz.RouteConfig{pfx("a", "GET", "api/"), pfx("b", "GET", "//"), pfx("c", "GET", "/a//b/"), pfx("d", "GET", "/api/{x}/"),
-			pfx("e", "GET", "/api/{rest...}"), pfx("f", "GET", "/a/../b/"), pfx("g", "GET", "/a%2F/")},
-			[]string{"authz.routes[0].prefix", "authz.routes[1].prefix", "authz.routes[2].prefix", "authz.routes[3].prefix", "authz.routes[4].prefix", "authz.routes[5].prefix", "authz.routes[6].prefix"}},
-		{"path and prefix", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a", Prefix: "/a/", Public: true}}, []string{"authz.routes[0].prefix"}},
-		{"neither path nor prefix", []authz.RouteConfig{{Name: "a", Method: "GET", Public: true}}, []string{"authz.routes[0].path"}},
-		{"a prefix has no parameters", []authz.RouteConfig{{Name: "a", Method: "GET", Prefix: "/orders/", Action: "orders:read", OwnerParam: "id"}}, []string{"authz.routes[0].owner_param"}},
-		{"bad scopes", []authz.RouteConfig{scoped(authz.ScopeRequirement{AnyOf: []string{"read", "a b"}, AllOf: []string{""}})}, []string{"authz.routes[0].scopes.any_of[1]", "authz.routes[0].scopes.all_of[0]"}},
-		{"too many scopes", []authz.RouteConfig{scoped(authz.ScopeRequirement{AllOf: make([]string, 65)})}, []string{"authz.routes[0].scopes.all_of"}},
-		{"scopes on a public route", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a", Public: true, Scopes: authz.ScopeRequirement{AnyOf: []string{"read"}}}}, []string{"authz.routes[0].scopes"}},
-		{"a scope-only route has no resource", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a/{id}", IDParam: "id", ResourceType: "docs", Scopes: authz.ScopeRequirement{AnyOf: []string{"read"}}}},
-			[]string{"authz.routes[0].resource_type", "authz.routes[0].id_param"}},
-		{"no action and no scopes", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a"}}, []string{"authz.routes[0].action"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig()
-			cfg.Routes = tt.routes
-			_, err := authz.Compile(cfg)
-			if diff := cmp.Diff(fieldPaths(err), tt.want); diff != "" {
-				t.Errorf("error paths (-got +want):\n%s\nerror: %v", diff, err)
-			}
-		})
 	}
 }

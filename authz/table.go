@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -376,22 +377,16 @@ func (t *RouteTable) insert(r *Route, segs []segment) *Route {
 			}
 			n = n.param
 		case segCatchAll:
-			if n.catchAll != nil {
-				return n.catchAll
-			}
-			if n.prefix != nil {
-				return n.prefix
+			if prev := cmp.Or(n.catchAll, n.prefix); prev != nil {
+				return prev
 			}
 			n.catchAll = r
 			return nil
 		}
 	}
 	if r.Prefix != "" {
-		if n.prefix != nil {
-			return n.prefix
-		}
-		if n.catchAll != nil {
-			return n.catchAll
+		if prev := cmp.Or(n.prefix, n.catchAll); prev != nil {
+			return prev
 		}
 		n.prefix = r
 		return nil
