@@ -138,8 +138,10 @@ func compileRoute(rc RouteConfig, path string, pl *Policy, maxSeg int, e *errs) 
 	case rc.Path != "" && rc.Prefix != "":
 		e.add(path+".prefix", "set either path (a template) or prefix, not both")
 	case rc.Prefix != "":
+		r.Prefix = rc.Prefix
 		if segs, err = parsePrefix(rc.Prefix, maxSeg); err != nil {
 			e.addErr(path+".prefix", err)
+			break
 		}
 		r.Prefix = "/" + joinLiterals(segs)
 	default:
