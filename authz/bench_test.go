@@ -13,6 +13,8 @@ var (
 	benchOrder   = authz.Resource{Type: "orders", ID: "o-1", Owner: "alice", Tenant: "acme"}
 	benchRefund  = authn.Principal{Subject: "rita", Tenant: "acme", Roles: []string{"refunder"}}
 	benchPaid    = authz.Resource{Type: "orders", ID: "o-9", Owner: "rita", Tenant: "acme", Attributes: map[string]string{"status": "paid"}}
+	benchScoped  = authn.Principal{Subject: "alice", Tenant: "acme", Roles: []string{"customer"}, Scopes: []string{"openid", "orders", "read"}, Method: authn.MethodJWT}
+	benchNeed    = authz.ScopeRequirement{AllOf: []string{"read"}, AnyOf: []string{"admin", "orders"}}
 )
 
 // The hot paths must not allocate: Authorize without CEL, Match and Check on plain paths.
@@ -21,6 +23,7 @@ func TestZeroAllocs(t *testing.T) {
 		t.Skip("allocation counts")
 	}
 	pol := mustCompile(t, routeConfig())
+	prefixes, scoped := mustCompile(t, prefixRoutes()), mustCompile(t, scopeRoutes())
 	var ps authz.Params
 	for _, tt := range []struct {
 		name string
@@ -32,6 +35,10 @@ func TestZeroAllocs(t *testing.T) {
 		{"Match", func() { pol.Match("GET", "/v1/tenants/acme/users/alice/orders/o-1?x=1", &ps) }},
 		{"Match malformed", func() { pol.Match("GET", "/v1/users/alice/%2e%2e/bob/orders", &ps) }},
 		{"Check", func() { pol.Check(benchAlice, "GET", "/v1/tenants/acme/users/alice/orders/o-1", &ps) }},
+		{"Match HEAD follows GET", func() { pol.Match("HEAD", "/v1/users/alice/orders/o-1", &ps) }},
+		{"Match prefix", func() { prefixes.Match("GET", "/api/v1/users/alice/extra", &ps) }},
+		{"Check plain scopes", func() { scoped.Check(benchScoped, "GET", "/v1/users/alice/orders", &ps) }},
+		{"AuthorizeScopes", func() { pol.AuthorizeScopes(benchScoped, benchNeed, "orders:read", benchOrder) }},
 	} {
 		if got := testing.AllocsPerRun(100, tt.f); got != 0 {
 			t.Errorf("%s: %v allocs/op, want 0", tt.name, got)
@@ -78,20 +85,27 @@ func BenchmarkAuthorizeParallel(b *testing.B) {
 
 func BenchmarkMatch(b *testing.B) {
 	pol := mustCompile(b, routeConfig())
-	for _, bb := range []struct{ name, path string }{
-		{"literal", "/v1/users/me/orders"},
-		{"params", "/v1/tenants/acme/users/alice/orders/o-1"},
-		{"backtrack", "/v1/users/me/orders/o-1"},
-		{"encoded", "/v1/users/al%69ce/orders/o-1"},
+	prefixes := mustCompile(b, prefixRoutes())
+	for _, bb := range []struct {
+		name         string
+		pol          *authz.Policy
+		method, path string
+	}{
+		{"literal", pol, "GET", "/v1/users/me/orders"},
+		{"params", pol, "GET", "/v1/tenants/acme/users/alice/orders/o-1"},
+		{"backtrack", pol, "GET", "/v1/users/me/orders/o-1"},
+		{"encoded", pol, "GET", "/v1/users/al%69ce/orders/o-1"},
+		{"head_follows_get", pol, "HEAD", "/v1/users/me/orders/o-1"},
+		{"prefix", prefixes, "GET", "/api/v1/users/alice/extra"},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			b.ReportAllocs()
 			var ps authz.Params
-			if _, r := pol.Match("GET", bb.path, &ps); r != authz.OK {
+			if _, r := bb.pol.Match(bb.method, bb.path, &ps); r != authz.OK {
 				b.Fatalf("Match = %v", r)
 			}
 			for b.Loop() {
-				pol.Match("GET", bb.path, &ps)
+				bb.pol.Match(bb.method, bb.path, &ps)
 			}
 		})
 	}

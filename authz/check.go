@@ -20,8 +20,9 @@ func (pl *Policy) Routes() *RouteTable { return &pl.routes }
 //   - public route: OK, whoever calls
 //   - webhook route: WebhookUnverified; the caller verifies the signature for Route.Webhook
 //     and allows the request only when it is valid
-//   - otherwise: NoCredentials, CredentialNotAllowed, MissingScope (route's required scopes),
-//     then Authorize's checks
+//   - otherwise: NoCredentials, CredentialNotAllowed, MissingScope (the route's Scopes, then
+//     its RequiredScopes), then Authorize's checks; a route with Scopes and no Action allows
+//     once its scopes are met
 //
 // Headers and bodies are not inputs: nothing a client sends besides the path and the
 // credential can change whose object the request is about.
@@ -52,6 +53,8 @@ func (pl *Policy) CheckRoute(p authn.Principal, r *Route, ps *Params) Decision {
 		return deny(NoCredentials)
 	case !r.allowsMethod(p.Method):
 		return deny(CredentialNotAllowed)
+	case !r.Scopes.SatisfiedBy(p.Scopes):
+		return deny(MissingScope)
 	}
 	if p.Scopes != nil {
 		for _, s := range r.RequiredScopes {
@@ -59,6 +62,9 @@ func (pl *Policy) CheckRoute(p authn.Principal, r *Route, ps *Params) Decision {
 				return deny(MissingScope)
 			}
 		}
+	}
+	if r.Action == "" {
+		return allow() // decided by its scopes alone (Compile allows no other route without an action)
 	}
 	res := r.Resource(ps)
 	return pl.authorize(&p, r.Action, &res, r.Name, r.SkipOwnership)

@@ -1,6 +1,7 @@
 // Package authz decides whether an authenticated principal may perform an action on a
-// resource: roles grant permissions, scopes on the credential narrow them, ownership rules tie
-// a resource to its owner, tenant isolation keeps tenants apart, and optional CEL conditions
+// resource: roles grant permissions, `resource:verb` scopes on the credential narrow them,
+// plain OAuth 2.0 scopes (`read`) can be required by name (ScopeRequirement), ownership rules
+// tie a resource to its owner, tenant isolation keeps tenants apart, and optional CEL conditions
 // refine any of these. A route table maps an HTTP method and path to the action, the resource
 // and the limits to apply, for callers (the Envoy ext_authz adapter, the one-call Check) that
 // only see a request line.

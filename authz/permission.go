@@ -37,18 +37,27 @@ func splitAction(action string) (resource, verb string, ok bool) {
 
 // checkPermission validates a permission pattern.
 func checkPermission(p string) error {
-	if p == "*" {
+	if isPermission(p) {
 		return nil
+	}
+	if strings.IndexByte(p, ':') < 0 {
+		return fmt.Errorf("%q is not resource:verb, resource:*, *:verb or *", p)
+	}
+	return fmt.Errorf("%q: resource and verb must be * or 1-64 characters of [A-Za-z0-9_.-]", p)
+}
+
+// isPermission reports whether p is a permission pattern: `resource:verb`, `resource:*`,
+// `*:verb` or `*`. It does not allocate.
+func isPermission(p string) bool {
+	if p == "*" {
+		return true
 	}
 	i := strings.IndexByte(p, ':')
 	if i < 0 {
-		return fmt.Errorf("%q is not resource:verb, resource:*, *:verb or *", p)
+		return false
 	}
 	res, verb := p[:i], p[i+1:]
-	if (res != "*" && !validName(res)) || (verb != "*" && !validName(verb)) {
-		return fmt.Errorf("%q: resource and verb must be * or 1-64 characters of [A-Za-z0-9_.-]", p)
-	}
-	return nil
+	return (res == "*" || validName(res)) && (verb == "*" || validName(verb))
 }
 
 // covers reports whether permission pattern p covers the action resource:verb. It does not
@@ -68,14 +77,26 @@ func covers(p, action, resource, verb string) bool {
 	return false
 }
 
-// anyCovers reports whether one of the patterns covers the action.
-func anyCovers(ps []string, action, resource, verb string) bool {
-	for _, p := range ps {
-		if covers(p, action, resource, verb) {
-			return true
-		}
+// narrowedOut reports whether a credential's scopes leave the action out. Only scopes that
+// are permissions (`resource:verb`, `resource:*`, `*:verb`, `*`) narrow: plain OAuth 2.0
+// scopes (`openid`, `read`) are for ScopeRequirement and narrow nothing, so a credential whose
+// scopes are all plain is limited by its roles alone. Nil scopes do not narrow; an empty,
+// non-nil list (an OAuth 2.0 token without scope) narrows to nothing.
+func narrowedOut(scopes []string, action, resource, verb string) bool {
+	if scopes == nil {
+		return false
 	}
-	return false
+	narrowed := len(scopes) == 0
+	for _, s := range scopes {
+		if !isPermission(s) {
+			continue
+		}
+		if covers(s, action, resource, verb) {
+			return false
+		}
+		narrowed = true
+	}
+	return narrowed
 }
 
 // permSet is a compiled set of permission patterns: lookups are map reads, no allocation.

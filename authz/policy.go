@@ -274,8 +274,31 @@ func (pl *Policy) compileOwnership(cfg map[string]OwnershipConfig, cc *celCompil
 // principal (empty Subject) is "no credentials" and is denied with NoCredentials.
 //
 // Checks run in this order, the first failure deciding the reason: principal present, action
-// well formed, resource well formed, scopes, roles, tenant, ownership, conditions.
+// well formed, resource well formed, scopes, roles, tenant, ownership, conditions. The scope
+// check is the narrowing of roles by the credential's `resource:verb` scopes (plain scopes
+// such as `read` or `openid` narrow nothing; see AuthorizeScopes to require them).
 func (pl *Policy) Authorize(p authn.Principal, action string, res Resource) Decision {
+	return pl.authorize(&p, action, &res, "", false)
+}
+
+// AuthorizeScopes is Authorize with plain OAuth 2.0 scopes required first: after the principal
+// check, need must be satisfied by p.Scopes (exact, case-sensitive; MissingScope if not, and
+// MalformedRequest if need is not valid, see ScopeRequirement.Check). With an empty action
+// the decision rests on the scopes alone, independent of roles and resources; otherwise
+// Authorize's checks follow.
+func (pl *Policy) AuthorizeScopes(p authn.Principal, need ScopeRequirement, action string, res Resource) Decision {
+	if p.Subject == "" {
+		return deny(NoCredentials)
+	}
+	if need.Check() != nil {
+		return deny(MalformedRequest)
+	}
+	if !need.SatisfiedBy(p.Scopes) {
+		return deny(MissingScope)
+	}
+	if action == "" {
+		return allow()
+	}
 	return pl.authorize(&p, action, &res, "", false)
 }
 
@@ -296,7 +319,7 @@ func (pl *Policy) authorize(p *authn.Principal, action string, res *Resource, ro
 	if !validValue(res.ID, pl.maxID) || !validValue(res.Owner, pl.maxID) || !validValue(res.Tenant, pl.maxID) {
 		return deny(MalformedResource)
 	}
-	if p.Scopes != nil && !anyCovers(p.Scopes, action, rt, verb) {
+	if narrowedOut(p.Scopes, action, rt, verb) {
 		return deny(MissingScope)
 	}
 	granted, conditional := false, false

@@ -7,20 +7,30 @@ import (
 	"github.com/wardenhq/warden/authn"
 )
 
-// RouteConfig maps a method and a path template to what a request there means.
+// RouteConfig maps a method and a path template or prefix to what a request there means.
 //
 // Path templates are absolute paths of segments separated by single slashes: literal segments
 // (RFC 3986 path characters except `%`, `;` and `*`), whole-segment parameters `{name}`, and a
 // final catch-all `{name...}` that matches one or more remaining segments. `/v1/{id}.json`
 // (a parameter inside a segment) is not supported.
+//
+// A prefix is literal segments only, with or without a final slash (`/api/` and `/api` are
+// the same prefix). It matches whole segments: `/api/` matches `/api`, `/api/` and
+// `/api/v1/x`, never `/apikeys`; `/` matches every path. See RouteTable for precedence.
 type RouteConfig struct {
 	// Name identifies the route in logs, metrics and rate-limit descriptors. Required, unique.
 	Name string `yaml:"name"`
-	// Method is an HTTP method in upper case, or "*" for any method.
+	// Method is an HTTP method in upper case, or "*" for any method. A GET route also serves
+	// HEAD requests that no HEAD route matches.
 	Method string `yaml:"method"`
-	// Path is the template, e.g. /v1/users/{user_id}/orders/{order_id}.
+	// Path is the template, e.g. /v1/users/{user_id}/orders/{order_id}. Set exactly one of
+	// Path and Prefix.
 	Path string `yaml:"path"`
-	// Action is the `resource:verb` to authorize. Required unless Public or Webhook is set.
+	// Prefix is a path prefix, e.g. /api/. A prefix route has no path parameters.
+	Prefix string `yaml:"prefix"`
+	// Action is the `resource:verb` to authorize. Required unless Public, Webhook or Scopes
+	// is set. A route with Scopes and no Action is decided by the scopes alone (after
+	// authentication and AllowedMethods): no role, resource or ownership check.
 	Action string `yaml:"action"`
 	// ResourceType defaults to the action's resource part.
 	ResourceType string `yaml:"resource_type"`
@@ -34,7 +44,12 @@ type RouteConfig struct {
 	// backend scopes results to the caller, or when the backend calls Authorize itself with the
 	// object it loaded. Default false.
 	SkipOwnership bool `yaml:"skip_ownership"`
-	// RequiredScopes must each be covered by the credential's scopes, when it has any.
+	// Scopes requires plain OAuth 2.0 scopes by exact, case-sensitive match:
+	// `scopes: {any_of: [read, admin]}` and/or `all_of`. A credential without scopes fails it.
+	Scopes ScopeRequirement `yaml:"scopes"`
+	// RequiredScopes must each be covered by the credential's scopes, when it has any: equal,
+	// or covered by a `resource:*`/`*:verb`/`*` scope. Kept for the permission model; plain
+	// scopes are better required with Scopes.
 	RequiredScopes []string `yaml:"required_scopes"`
 	// AllowedMethods lists the credential kinds accepted: api_key, jwt, mtls, oauth2. Default: all.
 	AllowedMethods []string `yaml:"allowed_methods"`
@@ -97,14 +112,18 @@ type DescriptorSpec struct {
 // must be treated as read-only.
 type Route struct {
 	Name, Method, Path, Action, ResourceType string
-	OwnerParam, TenantParam, IDParam         string
-	SkipOwnership                            bool
-	RequiredScopes                           []string
-	AllowedMethods                           []authn.Method
-	RateLimits                               []RateLimitSpec
-	StripHeaders                             []string
-	Public                                   bool
-	Webhook                                  string
+	// Prefix is set instead of Path for a prefix route, with its final slash removed
+	// (`/api`; the root prefix is `/`).
+	Prefix                           string
+	OwnerParam, TenantParam, IDParam string
+	SkipOwnership                    bool
+	Scopes                           ScopeRequirement
+	RequiredScopes                   []string
+	AllowedMethods                   []authn.Method
+	RateLimits                       []RateLimitSpec
+	StripHeaders                     []string
+	Public                           bool
+	Webhook                          string
 	// ParamNames are the template's parameters in path order; Params values follow it.
 	ParamNames []string
 
@@ -229,6 +248,26 @@ func parseTemplate(t string, maxSeg int) ([]segment, error) {
 				}
 			}
 			segs = append(segs, segment{kind: segLiteral, text: s})
+		}
+	}
+	return segs, nil
+}
+
+// parsePrefix parses a route prefix: literal segments only, an optional final slash.
+func parsePrefix(p string, maxSeg int) ([]segment, error) {
+	t := p
+	if len(t) > 1 && t[len(t)-1] == '/' {
+		if t = t[:len(t)-1]; t == "/" {
+			return nil, fmt.Errorf("prefix %q: empty segment (double slash)", p)
+		}
+	}
+	segs, err := parseTemplate(t, maxSeg)
+	if err != nil {
+		return nil, fmt.Errorf("prefix %s", err)
+	}
+	for _, s := range segs {
+		if s.kind != segLiteral {
+			return nil, fmt.Errorf("prefix %q: parameters are for path templates; a prefix is literal segments", p)
 		}
 	}
 	return segs, nil

@@ -61,7 +61,8 @@ func TestMatch(t *testing.T) {
 		{"GET", "/v1/%75sers/alice/orders", "list_orders", []string{"alice"}, authz.OK},
 		{"GET", "/v1/users/al%69ce/orders", "list_orders", []string{"alice"}, authz.OK},
 		{"DELETE", "/v1/users/alice/orders", "", nil, authz.NoRoute},
-		{"HEAD", "/v1/users/alice/orders", "", nil, authz.NoRoute},
+		{"HEAD", "/v1/users/alice/orders", "list_orders", []string{"alice"}, authz.OK}, // HEAD follows GET
+		{"HEAD", "/v1/users/alice/orders/o-1/items", "", nil, authz.NoRoute},
 		{"GET", "/static", "", nil, authz.NoRoute},
 		{"GET", "/V1/users/alice/orders", "", nil, authz.NoRoute},
 		{"GET", "/v1/users/alice/orders/o-1/items", "", nil, authz.NoRoute},
@@ -151,6 +152,15 @@ func TestRouteCompileErrors(t *testing.T) {
 	route := func(name, method, path string) authz.RouteConfig {
 		return authz.RouteConfig{Name: name, Method: method, Path: path, Action: "items:read"}
 	}
+	pfx := func(name, method, prefix string) authz.RouteConfig {
+		return authz.RouteConfig{Name: name, Method: method, Prefix: prefix, Public: true}
+	}
+	tmpl := func(name, method, path string) authz.RouteConfig {
+		return authz.RouteConfig{Name: name, Method: method, Path: path, Public: true}
+	}
+	scoped := func(s authz.ScopeRequirement) authz.RouteConfig {
+		return authz.RouteConfig{Name: "s", Method: "GET", Path: "/s/{id}", Scopes: s}
+	}
 	tests := []struct {
 		name   string
 		routes []authz.RouteConfig
@@ -178,6 +188,26 @@ func TestRouteCompileErrors(t *testing.T) {
 		{"owned type needs its owner param", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/orders/{id}", Action: "orders:read", IDParam: "id"}}, []string{"authz.routes[0].owner_param"}},
 		{"attribute ownership needs skip", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/secrets/{id}", Action: "secrets:read"}}, []string{"authz.routes[0].skip_ownership"}},
 		{"id ownership needs id param", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/accounts/{id}", Action: "accounts:read"}}, []string{"authz.routes[0].id_param"}},
+		// Prefixes and plain scopes.
+		{"same prefix, with and without slash", []authz.RouteConfig{pfx("a", "GET", "/api/"), pfx("b", "GET", "/api")}, []string{"authz.routes[1].prefix"}},
+		{"two root prefixes", []authz.RouteConfig{pfx("a", "*", "/"), pfx("b", "*", "/")}, []string{"authz.routes[1].prefix"}},
+		{"prefix then catch-all", []authz.RouteConfig{pfx("a", "GET", "/api/"), tmpl("b", "GET", "/api/{rest...}")}, []string{"authz.routes[1].path"}},
+		{"catch-all then prefix", []authz.RouteConfig{tmpl("a", "GET", "/api/{rest...}"), pfx("b", "GET", "/api/")}, []string{"authz.routes[1].prefix"}},
+		{"overlap is fine", []authz.RouteConfig{pfx("a", "GET", "/api/"), pfx("b", "POST", "/api/"), pfx("c", "*", "/api/"), tmpl("d", "GET", "/api"),
+			tmpl("e", "GET", "/api/{x}"), pfx("f", "GET", "/api/v1/"), tmpl("g", "GET", "/{x}/{y...}"), pfx("h", "GET", "/")}, nil},
+		{"root prefix and root catch-all", []authz.RouteConfig{tmpl("a", "GET", "/{x...}"), pfx("b", "GET", "/")}, []string{"authz.routes[1].prefix"}},
+		{"bad prefixes", []authz.RouteConfig{pfx("a", "GET", "api/"), pfx("b", "GET", "//"), pfx("c", "GET", "/a//b/"), pfx("d", "GET", "/api/{x}/"),
+			pfx("e", "GET", "/api/{rest...}"), pfx("f", "GET", "/a/../b/"), pfx("g", "GET", "/a%2F/")},
+			[]string{"authz.routes[0].prefix", "authz.routes[1].prefix", "authz.routes[2].prefix", "authz.routes[3].prefix", "authz.routes[4].prefix", "authz.routes[5].prefix", "authz.routes[6].prefix"}},
+		{"path and prefix", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a", Prefix: "/a/", Public: true}}, []string{"authz.routes[0].prefix"}},
+		{"neither path nor prefix", []authz.RouteConfig{{Name: "a", Method: "GET", Public: true}}, []string{"authz.routes[0].path"}},
+		{"a prefix has no parameters", []authz.RouteConfig{{Name: "a", Method: "GET", Prefix: "/orders/", Action: "orders:read", OwnerParam: "id"}}, []string{"authz.routes[0].owner_param"}},
+		{"bad scopes", []authz.RouteConfig{scoped(authz.ScopeRequirement{AnyOf: []string{"read", "a b"}, AllOf: []string{""}})}, []string{"authz.routes[0].scopes.any_of[1]", "authz.routes[0].scopes.all_of[0]"}},
+		{"too many scopes", []authz.RouteConfig{scoped(authz.ScopeRequirement{AllOf: make([]string, 65)})}, []string{"authz.routes[0].scopes.all_of"}},
+		{"scopes on a public route", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a", Public: true, Scopes: authz.ScopeRequirement{AnyOf: []string{"read"}}}}, []string{"authz.routes[0].scopes"}},
+		{"a scope-only route has no resource", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a/{id}", IDParam: "id", ResourceType: "docs", Scopes: authz.ScopeRequirement{AnyOf: []string{"read"}}}},
+			[]string{"authz.routes[0].resource_type", "authz.routes[0].id_param"}},
+		{"no action and no scopes", []authz.RouteConfig{{Name: "a", Method: "GET", Path: "/a"}}, []string{"authz.routes[0].action"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,12 +227,7 @@ func TestCheck(t *testing.T) {
 	pol := mustCompile(t, routeConfig())
 	alice := authn.Principal{Subject: "alice", Tenant: "acme", Roles: []string{"customer"}, Method: authn.MethodAPIKey}
 	with := func(f func(*authn.Principal)) authn.Principal { p := alice; f(&p); return p }
-	tests := []struct {
-		name         string
-		p            authn.Principal
-		method, path string
-		want         authz.Reason
-	}{
+	tests := []checkCase{
 		{"own order", alice, "GET", "/v1/users/alice/orders/o-1", authz.OK},
 		{"someone else's order", alice, "GET", "/v1/users/bob/orders/o-1", authz.NotOwner},
 		{"own order in another tenant", alice, "GET", "/v1/tenants/globex/users/alice/orders/o-1", authz.OtherTenant},
@@ -220,6 +245,19 @@ func TestCheck(t *testing.T) {
 		{"support reads", authn.Principal{Subject: "sam", Tenant: "warden", Roles: []string{"support"}}, "GET", "/v1/tenants/acme/users/alice/orders/o-1", authz.OK},
 		{"support cannot create", authn.Principal{Subject: "sam", Roles: []string{"support"}, Method: authn.MethodJWT}, "POST", "/v1/users/alice/orders", authz.MissingRole},
 	}
+	runChecks(t, pol, tests)
+}
+
+// checkCase is a Check on a policy and the reason it must give.
+type checkCase struct {
+	name         string
+	p            authn.Principal
+	method, path string
+	want         authz.Reason
+}
+
+func runChecks(t *testing.T, pol *authz.Policy, tests []checkCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var ps authz.Params

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -23,17 +24,25 @@ import (
 //     ("strict"). The root path `/` is kept.
 //   - Segments are compared after percent-decoding, case-sensitively: `/v1/%75sers` is
 //     `/v1/users`.
-//   - Precedence, segment by segment from the left: a literal segment beats a parameter, which
-//     beats a catch-all. If the preferred branch leads to no route the next one is tried, so the
-//     most specific template wins; each trie node is visited at most once per lookup.
-//   - Routes of the request's method are tried first, then routes with method `*`. HEAD does
-//     not fall back to GET.
+//   - Precedence among templates, segment by segment from the left: a literal segment beats a
+//     parameter, which beats a catch-all. If the preferred branch leads to no route the next
+//     one is tried, so the most specific template wins; each trie node is visited at most once
+//     per lookup.
+//   - Any template that matches (catch-alls included) beats every prefix. Among prefixes the
+//     longest (in segments) that matches wins.
+//   - Methods, in order: routes of the request's method (templates, then prefixes); for HEAD,
+//     then GET routes (HEAD follows GET unless a HEAD route matches); then routes with method
+//     `*`. The first of these groups with a match decides.
 //   - Two templates with the same method and the same shape (the same literals and parameter
-//     positions, whatever the parameter names) are a configuration error.
+//     positions, whatever the parameter names) are a configuration error; so are two prefixes
+//     with the same method and segments, and a prefix and a catch-all template with the same
+//     method and literals before the catch-all (`/api/` and `/api/{rest...}`), which differ
+//     only on `/api` itself.
 type RouteTable struct {
 	methods     []methodTrie
 	any         *node
 	n           int
+	prefixes    int // prefix routes: Match walks for them only when there are some
 	stripSlash  bool
 	maxPath     int
 	maxSegments int
@@ -49,6 +58,7 @@ type node struct {
 	param    *node
 	route    *Route // a template ends here
 	catchAll *Route // a template ends with {name...} here
+	prefix   *Route // a prefix ends here
 }
 
 type litEdge struct {
@@ -88,11 +98,18 @@ func compileRoutes(cfg Config, pl *Policy, e *errs) RouteTable {
 		}
 		names[rc.Name] = i
 		if prev := t.insert(r, segs); prev != nil {
-			e.add(path+".path", "%s %s has the same shape as authz.routes[%d] (%s %s)", r.Method, r.Path, where[prev], prev.Method, prev.Path)
+			field := ".path"
+			if r.Prefix != "" {
+				field = ".prefix"
+			}
+			e.add(path+field, "%s %s has the same shape as authz.routes[%d] (%s %s)", r.Method, r.pattern(), where[prev], prev.Method, prev.pattern())
 			continue
 		}
 		where[r] = i
 		t.n++
+		if r.Prefix != "" {
+			t.prefixes++
+		}
 	}
 	return t
 }
@@ -104,7 +121,7 @@ func compileRoute(rc RouteConfig, path string, pl *Policy, maxSeg int, e *errs) 
 	r := &Route{
 		Name: rc.Name, Method: rc.Method, Path: rc.Path, Action: rc.Action, ResourceType: rc.ResourceType,
 		OwnerParam: rc.OwnerParam, TenantParam: rc.TenantParam, IDParam: rc.IDParam, SkipOwnership: rc.SkipOwnership,
-		RequiredScopes: rc.RequiredScopes, Public: rc.Public, Webhook: rc.Webhook,
+		Scopes: rc.Scopes, RequiredScopes: rc.RequiredScopes, Public: rc.Public, Webhook: rc.Webhook,
 		ownerIdx: -1, tenantIdx: -1, idIdx: -1,
 	}
 	if !validName(rc.Name) {
@@ -113,9 +130,24 @@ func compileRoute(rc RouteConfig, path string, pl *Policy, maxSeg int, e *errs) 
 	if !validMethod(rc.Method) {
 		e.add(path+".method", "%q: want an upper-case HTTP method or *", rc.Method)
 	}
-	segs, err := parseTemplate(rc.Path, maxSeg)
-	if err != nil {
-		e.addErr(path+".path", err)
+	var segs []segment
+	var err error
+	switch {
+	case rc.Path == "" && rc.Prefix == "":
+		e.add(path+".path", "required: a path template, or a prefix")
+	case rc.Path != "" && rc.Prefix != "":
+		e.add(path+".prefix", "set either path (a template) or prefix, not both")
+	case rc.Prefix != "":
+		r.Prefix = rc.Prefix
+		if segs, err = parsePrefix(rc.Prefix, maxSeg); err != nil {
+			e.addErr(path+".prefix", err)
+			break
+		}
+		r.Prefix = "/" + joinLiterals(segs)
+	default:
+		if segs, err = parseTemplate(rc.Path, maxSeg); err != nil {
+			e.addErr(path+".path", err)
+		}
 	}
 	kinds := map[string]segKind{}
 	for _, s := range segs {
@@ -131,7 +163,19 @@ func compileRoute(rc RouteConfig, path string, pl *Policy, maxSeg int, e *errs) 
 		e.add(path+".webhook", "%q is not a webhook source name", rc.Webhook)
 	}
 	guarded := !rc.Public && rc.Webhook == ""
-	if rc.Action != "" || guarded {
+	rc.Scopes.problems(func(field, msg string) { e.add(path+".scopes."+field, "%s", msg) })
+	if !rc.Scopes.IsZero() && !guarded {
+		e.add(path+".scopes", "public and webhook routes take no credential scopes")
+	}
+	scopeOnly := guarded && rc.Action == "" && !rc.Scopes.IsZero()
+	if scopeOnly {
+		for _, f := range [...]struct{ field, v string }{{"resource_type", rc.ResourceType}, {"owner_param", rc.OwnerParam}, {"tenant_param", rc.TenantParam}, {"id_param", rc.IDParam}} {
+			if f.v != "" {
+				e.add(path+"."+f.field, "a route without an action is decided by its scopes alone and has no resource: set action, or remove %s", f.field)
+			}
+		}
+	}
+	if rc.Action != "" || guarded && !scopeOnly {
 		rt, _, ok := splitAction(rc.Action)
 		if !ok {
 			e.add(path+".action", "%q: want resource:verb without wildcards", rc.Action)
@@ -149,7 +193,7 @@ func compileRoute(rc RouteConfig, path string, pl *Policy, maxSeg int, e *errs) 
 		}
 		switch k, ok := kinds[name]; {
 		case !ok:
-			e.add(path+"."+field, "%q is not a parameter of %s", name, rc.Path)
+			e.add(path+"."+field, "%q is not a parameter of %s", name, r.pattern())
 		case k == segCatchAll:
 			e.add(path+"."+field, "%q is a catch-all; its value spans segments and cannot name a resource", name)
 		default:
@@ -159,7 +203,7 @@ func compileRoute(rc RouteConfig, path string, pl *Policy, maxSeg int, e *errs) 
 	param("owner_param", rc.OwnerParam, &r.ownerIdx)
 	param("tenant_param", rc.TenantParam, &r.tenantIdx)
 	param("id_param", rc.IDParam, &r.idIdx)
-	if rule := pl.ownership[r.ResourceType]; rule != nil && guarded && !rc.SkipOwnership {
+	if rule := pl.ownership[r.ResourceType]; rule != nil && guarded && !scopeOnly && !rc.SkipOwnership {
 		switch rule.res.kind {
 		case resOwner:
 			if rc.OwnerParam == "" {
@@ -286,6 +330,26 @@ func validHeaderName(h string) bool {
 	return true
 }
 
+// joinLiterals joins literal segments with slashes.
+func joinLiterals(segs []segment) string {
+	var b strings.Builder
+	for i, s := range segs {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(s.text)
+	}
+	return b.String()
+}
+
+// pattern is the route's template, or its prefix followed by "/ (prefix)", for messages.
+func (r *Route) pattern() string {
+	if r.Prefix == "" {
+		return r.Path
+	}
+	return strings.TrimSuffix(r.Prefix, "/") + "/ (prefix)"
+}
+
 // insert adds r under segs; it returns the route already there if the shape is taken.
 func (t *RouteTable) insert(r *Route, segs []segment) *Route {
 	var root **node
@@ -308,35 +372,44 @@ func (t *RouteTable) insert(r *Route, segs []segment) *Route {
 	for _, s := range segs {
 		switch s.kind {
 		case segLiteral:
-			var next *node
-			for _, l := range n.lits {
-				if l.seg == s.text {
-					next = l.next
-				}
-			}
-			if next == nil {
-				next = &node{}
-				n.lits = append(n.lits, litEdge{seg: s.text, next: next})
-			}
-			n = next
+			n = n.literal(s.text)
 		case segParam:
 			if n.param == nil {
 				n.param = &node{}
 			}
 			n = n.param
 		case segCatchAll:
-			if n.catchAll != nil {
-				return n.catchAll
+			if prev := cmp.Or(n.catchAll, n.prefix); prev != nil {
+				return prev
 			}
 			n.catchAll = r
 			return nil
 		}
+	}
+	if r.Prefix != "" {
+		if prev := cmp.Or(n.prefix, n.catchAll); prev != nil {
+			return prev
+		}
+		n.prefix = r
+		return nil
 	}
 	if n.route != nil {
 		return n.route
 	}
 	n.route = r
 	return nil
+}
+
+// literal returns n's child for literal segment seg, adding it if needed.
+func (n *node) literal(seg string) *node {
+	for _, l := range n.lits {
+		if l.seg == seg {
+			return l.next
+		}
+	}
+	next := &node{}
+	n.lits = append(n.lits, litEdge{seg: seg, next: next})
+	return next
 }
 
 // Match finds the route for method and path (a request target: the query is ignored) and
@@ -349,22 +422,73 @@ func (t *RouteTable) Match(method, path string, ps *Params) (*Route, Reason) {
 		return nil, MalformedRequest
 	}
 	rest := p[1:]
+	r := t.matchIn(t.root(method), rest, enc, ps)
+	if r == nil && method == "HEAD" {
+		r = t.matchIn(t.root("GET"), rest, enc, ps)
+	}
+	if r == nil {
+		r = t.matchIn(t.any, rest, enc, ps)
+	}
+	if r == nil {
+		return nil, NoRoute
+	}
+	ps.route = r
+	return r, OK
+}
+
+// root returns the trie of method's routes, or nil.
+func (t *RouteTable) root(method string) *node {
 	for i := range t.methods {
 		if t.methods[i].method == method {
-			if r := t.methods[i].root.match(rest, enc, ps); r != nil {
-				ps.route = r
-				return r, OK
+			return t.methods[i].root
+		}
+	}
+	return nil
+}
+
+// matchIn matches rest in the trie n: templates first, then the longest prefix.
+func (t *RouteTable) matchIn(n *node, rest string, enc bool, ps *Params) *Route {
+	if n == nil {
+		return nil
+	}
+	if r := n.match(rest, enc, ps); r != nil {
+		return r
+	}
+	if t.prefixes == 0 {
+		return nil
+	}
+	return n.longestPrefix(rest, enc)
+}
+
+// longestPrefix follows literal edges from n along rest and returns the prefix route of the
+// deepest node that has one.
+func (n *node) longestPrefix(rest string, enc bool) *Route {
+	best := n.prefix
+	for rest != "" {
+		seg := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if enc {
+			seg = unescape(seg)
+		}
+		var next *node
+		for j := range n.lits {
+			if n.lits[j].seg == seg {
+				next = n.lits[j].next
+				break
 			}
+		}
+		if next == nil {
 			break
 		}
-	}
-	if t.any != nil {
-		if r := t.any.match(rest, enc, ps); r != nil {
-			ps.route = r
-			return r, OK
+		if n = next; n.prefix != nil {
+			best = n.prefix
 		}
 	}
-	return nil, NoRoute
+	return best
 }
 
 // match matches rest (the path after the slash that led to n; "" at the end) below n. enc

@@ -9,18 +9,22 @@ import (
 )
 
 // Authorize decides whether a principal (given, or authenticated from credentials) may
-// perform an action on a resource. The reason is for the calling service; http_status is
-// what its client should see: a denial for someone else's object answers 404, the same as
-// an object that does not exist.
+// perform an action on a resource, and holds the plain scopes required_scopes names. The
+// reason is for the calling service; http_status is what its client should see: a denial for
+// someone else's object answers 404, the same as an object that does not exist.
 func (s *Server) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) (*wardenv1.AuthorizeResponse, error) {
 	d := s.deps.Load()
 	if d.Policy == nil {
 		return nil, unimplemented("Authorize: no authorization policy is configured (config section authz)")
 	}
-	if req.GetAction() == "" {
-		return nil, invalidArgument("action", `required: the permission asked for, "resource:verb"`)
+	need := authz.ScopeRequirement{AnyOf: req.GetRequiredScopes().GetAnyOf(), AllOf: req.GetRequiredScopes().GetAllOf()}
+	if err := need.Check(); err != nil {
+		return nil, invalidArgument("required_scopes", err.Error())
 	}
-	if req.GetResource().GetType() == "" {
+	if req.GetAction() == "" && need.IsZero() {
+		return nil, invalidArgument("action", `required (unless required_scopes is set): the permission asked for, "resource:verb"`)
+	}
+	if req.GetAction() != "" && req.GetResource().GetType() == "" {
 		return nil, invalidArgument("resource.type", "required")
 	}
 	var p authn.Principal
@@ -47,7 +51,7 @@ func (s *Server) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) 
 	}
 	r := req.GetResource()
 	res := authz.Resource{Type: r.GetType(), ID: r.GetId(), Owner: r.GetOwner(), Tenant: r.GetTenant(), Attributes: r.GetAttributes()}
-	dec := d.Policy.Authorize(p, req.GetAction(), res)
+	dec := d.Policy.AuthorizeScopes(p, need, req.GetAction(), res)
 	resp.Allowed = dec.Allowed
 	resp.Reason = authzReason(dec.Reason)
 	resp.HttpStatus = int32(dec.Reason.Public().HTTPStatus())

@@ -88,3 +88,56 @@ func TestAuthorize(t *testing.T) {
 		}
 	}
 }
+
+// required_scopes: plain OAuth 2.0 scopes, exact and case-sensitive, alone or before the action.
+func TestAuthorizePlainScopes(t *testing.T) {
+	c := serve(t, service.New(service.Config{Logger: quietLogger(), Deps: &service.Deps{Policy: policy(t)}}))
+	token := &wardenv1.Principal{Subject: "svc", Scoped: true, Scopes: []string{"read", "write"}}
+	alice := &wardenv1.Principal{Subject: "alice", Tenant: "acme", Roles: []string{"user"}, Scoped: true, Scopes: []string{"openid", "orders"}}
+	order := &wardenv1.Resource{Type: "order", Id: "o-1", Owner: "alice", Tenant: "acme"}
+	need := func(anyOf, allOf []string) *wardenv1.ScopeRequirement {
+		return &wardenv1.ScopeRequirement{AnyOf: anyOf, AllOf: allOf}
+	}
+	tests := []struct {
+		name       string
+		p          *wardenv1.Principal
+		need       *wardenv1.ScopeRequirement
+		action     string
+		res        *wardenv1.Resource
+		reason     wardenv1.DenyReason
+		httpStatus int32
+	}{
+		{"read write holds read", token, need([]string{"read"}, nil), "", nil, 0, 200},
+		{"Read is not read", token, need([]string{"Read"}, nil), "", nil, wardenv1.DenyReason_DENY_REASON_MISSING_SCOPE, 403},
+		{"all of", token, need(nil, []string{"read", "write"}), "", nil, 0, 200},
+		{"all of, one missing", token, need(nil, []string{"read", "admin"}), "", nil, wardenv1.DenyReason_DENY_REASON_MISSING_SCOPE, 403},
+		{"any of", token, need([]string{"admin", "write"}, nil), "", nil, 0, 200},
+		{"no scopes", &wardenv1.Principal{Subject: "svc"}, need([]string{"read"}, nil), "", nil, wardenv1.DenyReason_DENY_REASON_MISSING_SCOPE, 403},
+		{"scopes then the role", alice, need([]string{"orders"}, nil), "orders:write", order, 0, 200},
+		{"plain scopes do not narrow the role", alice, nil, "orders:write", order, 0, 200},
+		{"scopes do not grant a role", token, need([]string{"read"}, nil), "orders:read", order, wardenv1.DenyReason_DENY_REASON_MISSING_ROLE, 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := c.Authorize(context.Background(), &wardenv1.AuthorizeRequest{
+				Subject: &wardenv1.AuthorizeRequest_Principal{Principal: tt.p}, RequiredScopes: tt.need, Action: tt.action, Resource: tt.res})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Allowed != (tt.reason == 0) || resp.Reason != tt.reason || resp.HttpStatus != tt.httpStatus {
+				t.Errorf("got allowed=%v reason=%v status=%d; want reason %v status %d", resp.Allowed, resp.Reason, resp.HttpStatus, tt.reason, tt.httpStatus)
+			}
+		})
+	}
+	for _, bad := range []*wardenv1.AuthorizeRequest{
+		{Subject: &wardenv1.AuthorizeRequest_Principal{Principal: token}, RequiredScopes: need([]string{"read write"}, nil)},
+		{Subject: &wardenv1.AuthorizeRequest_Principal{Principal: token}, RequiredScopes: need(nil, []string{""})},
+		{Subject: &wardenv1.AuthorizeRequest_Principal{Principal: token}, RequiredScopes: need(nil, make([]string, 65))},
+		{Subject: &wardenv1.AuthorizeRequest_Principal{Principal: token}, RequiredScopes: need(nil, nil)},
+	} {
+		_, err := c.Authorize(context.Background(), bad)
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("malformed request %v: got %v, want INVALID_ARGUMENT", bad, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	commonrl "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/wardenhq/warden/authn/webhook"
@@ -109,6 +110,14 @@ func TestExtAuthzEndToEnd(t *testing.T) {
 		resp, err = authc.Check(ctx, tampered.CheckRequest())
 		if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
 			t.Errorf("tampered body: got %v, %v; want denied 401", resp, err)
+		}
+	})
+	t.Run("malformed path: HTTP 400 with INVALID_ARGUMENT", func(t *testing.T) {
+		for _, path := range []string{"/v1/status/../admin", "/v1/%2e%2e/admin", "/v1//status"} {
+			resp, err := authc.Check(ctx, envoytest.Request{Method: "GET", Path: path, Host: "api"}.CheckRequest())
+			if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 400 || resp.GetStatus().GetCode() != int32(codes.InvalidArgument) {
+				t.Errorf("%s: got %v, %v; want denied 400 with INVALID_ARGUMENT", path, resp, err)
+			}
 		}
 	})
 	t.Run("no route", func(t *testing.T) {

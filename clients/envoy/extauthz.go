@@ -352,6 +352,8 @@ func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 	httpStatus := int(r.GetHttpStatus())
 	code := codes.PermissionDenied
 	switch httpStatus {
+	case 400:
+		code = codes.InvalidArgument // a malformed path or resource: the same pair as a malformed request
 	case 401:
 		code = codes.Unauthenticated
 	case 429:

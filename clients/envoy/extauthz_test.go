@@ -157,6 +157,8 @@ func TestCheckResponseMapping(t *testing.T) {
 			codes.PermissionDenied, 403, [2]string{"content-type", "application/json"}},
 		{"404 not owner", &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_AUTHORIZE, Reason: wardenv1.DenyReason_DENY_REASON_NOT_OWNER, HttpStatus: 404},
 			codes.PermissionDenied, 404, [2]string{"content-type", "application/json"}},
+		{"400 malformed path", &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_AUTHORIZE, Reason: wardenv1.DenyReason_DENY_REASON_MALFORMED_REQUEST, HttpStatus: 400},
+			codes.InvalidArgument, 400, [2]string{"content-type", "application/json"}},
 		{"429", &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT, Reason: wardenv1.DenyReason_DENY_REASON_RATE_LIMITED, HttpStatus: 429,
 			ResponseHeaders: []*wardenv1.Header{{Name: "RateLimit-Policy", Value: `"r";q=10;w=1`}, {Name: "Retry-After", Value: "1"}}},
 			codes.ResourceExhausted, 429, [2]string{"retry-after", "1"}},

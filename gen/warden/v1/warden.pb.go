@@ -212,11 +212,17 @@ type AuthorizeRequest struct {
 	//	*AuthorizeRequest_Principal
 	//	*AuthorizeRequest_Credentials
 	Subject isAuthorizeRequest_Subject `protobuf_oneof:"subject"`
-	// The permission asked for, "resource:verb" (e.g. "orders:read").
-	Action        string    `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
-	Resource      *Resource `protobuf:"bytes,4,opt,name=resource,proto3" json:"resource,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The permission asked for, "resource:verb" (e.g. "orders:read"). Required unless
+	// required_scopes is set; with required_scopes and no action, the scopes alone decide.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// The resource acted on; type is required with action.
+	Resource *Resource `protobuf:"bytes,4,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Plain OAuth 2.0 scopes (RFC 6749 section 3.3) the credential must hold, checked before
+	// the action: compared exactly and case-sensitively ("Read" is not "read"), independent of
+	// roles. A credential without scopes holds none. Denied with DENY_REASON_MISSING_SCOPE.
+	RequiredScopes *ScopeRequirement `protobuf:"bytes,5,opt,name=required_scopes,json=requiredScopes,proto3" json:"required_scopes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AuthorizeRequest) Reset() {
@@ -288,6 +294,13 @@ func (x *AuthorizeRequest) GetResource() *Resource {
 	return nil
 }
 
+func (x *AuthorizeRequest) GetRequiredScopes() *ScopeRequirement {
+	if x != nil {
+		return x.RequiredScopes
+	}
+	return nil
+}
+
 type isAuthorizeRequest_Subject interface {
 	isAuthorizeRequest_Subject()
 }
@@ -304,6 +317,61 @@ func (*AuthorizeRequest_Principal) isAuthorizeRequest_Subject() {}
 
 func (*AuthorizeRequest_Credentials) isAuthorizeRequest_Subject() {}
 
+// ScopeRequirement: every scope of all_of, and at least one of any_of when it is not empty.
+// Each list holds at most 64 scope-tokens (1 to 256 printable ASCII characters except space,
+// '"' and '\').
+type ScopeRequirement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AnyOf         []string               `protobuf:"bytes,1,rep,name=any_of,json=anyOf,proto3" json:"any_of,omitempty"`
+	AllOf         []string               `protobuf:"bytes,2,rep,name=all_of,json=allOf,proto3" json:"all_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScopeRequirement) Reset() {
+	*x = ScopeRequirement{}
+	mi := &file_warden_v1_warden_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScopeRequirement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScopeRequirement) ProtoMessage() {}
+
+func (x *ScopeRequirement) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_warden_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScopeRequirement.ProtoReflect.Descriptor instead.
+func (*ScopeRequirement) Descriptor() ([]byte, []int) {
+	return file_warden_v1_warden_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ScopeRequirement) GetAnyOf() []string {
+	if x != nil {
+		return x.AnyOf
+	}
+	return nil
+}
+
+func (x *ScopeRequirement) GetAllOf() []string {
+	if x != nil {
+		return x.AllOf
+	}
+	return nil
+}
+
 type AuthorizeResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Allowed bool                   `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
@@ -319,7 +387,7 @@ type AuthorizeResponse struct {
 
 func (x *AuthorizeResponse) Reset() {
 	*x = AuthorizeResponse{}
-	mi := &file_warden_v1_warden_proto_msgTypes[3]
+	mi := &file_warden_v1_warden_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +399,7 @@ func (x *AuthorizeResponse) String() string {
 func (*AuthorizeResponse) ProtoMessage() {}
 
 func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_warden_proto_msgTypes[3]
+	mi := &file_warden_v1_warden_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +412,7 @@ func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_warden_proto_rawDescGZIP(), []int{3}
+	return file_warden_v1_warden_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AuthorizeResponse) GetAllowed() bool {
@@ -389,7 +457,7 @@ type VerifyWebhookRequest struct {
 
 func (x *VerifyWebhookRequest) Reset() {
 	*x = VerifyWebhookRequest{}
-	mi := &file_warden_v1_warden_proto_msgTypes[4]
+	mi := &file_warden_v1_warden_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +469,7 @@ func (x *VerifyWebhookRequest) String() string {
 func (*VerifyWebhookRequest) ProtoMessage() {}
 
 func (x *VerifyWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_warden_proto_msgTypes[4]
+	mi := &file_warden_v1_warden_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +482,7 @@ func (x *VerifyWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyWebhookRequest.ProtoReflect.Descriptor instead.
 func (*VerifyWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_warden_proto_rawDescGZIP(), []int{4}
+	return file_warden_v1_warden_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VerifyWebhookRequest) GetSource() string {
@@ -456,7 +524,7 @@ type VerifyWebhookResponse struct {
 
 func (x *VerifyWebhookResponse) Reset() {
 	*x = VerifyWebhookResponse{}
-	mi := &file_warden_v1_warden_proto_msgTypes[5]
+	mi := &file_warden_v1_warden_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +536,7 @@ func (x *VerifyWebhookResponse) String() string {
 func (*VerifyWebhookResponse) ProtoMessage() {}
 
 func (x *VerifyWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_warden_proto_msgTypes[5]
+	mi := &file_warden_v1_warden_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +549,7 @@ func (x *VerifyWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyWebhookResponse.ProtoReflect.Descriptor instead.
 func (*VerifyWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_warden_proto_rawDescGZIP(), []int{5}
+	return file_warden_v1_warden_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VerifyWebhookResponse) GetValid() bool {
@@ -540,7 +608,7 @@ type HttpRequest struct {
 
 func (x *HttpRequest) Reset() {
 	*x = HttpRequest{}
-	mi := &file_warden_v1_warden_proto_msgTypes[6]
+	mi := &file_warden_v1_warden_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +620,7 @@ func (x *HttpRequest) String() string {
 func (*HttpRequest) ProtoMessage() {}
 
 func (x *HttpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_warden_proto_msgTypes[6]
+	mi := &file_warden_v1_warden_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +633,7 @@ func (x *HttpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpRequest.ProtoReflect.Descriptor instead.
 func (*HttpRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_warden_proto_rawDescGZIP(), []int{6}
+	return file_warden_v1_warden_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HttpRequest) GetMethod() string {
@@ -634,7 +702,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_warden_v1_warden_proto_msgTypes[7]
+	mi := &file_warden_v1_warden_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +714,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_warden_proto_msgTypes[7]
+	mi := &file_warden_v1_warden_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +727,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_warden_proto_rawDescGZIP(), []int{7}
+	return file_warden_v1_warden_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CheckRequest) GetCredentials() *Credentials {
@@ -744,7 +812,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_warden_v1_warden_proto_msgTypes[8]
+	mi := &file_warden_v1_warden_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +824,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_warden_proto_msgTypes[8]
+	mi := &file_warden_v1_warden_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +837,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_warden_proto_rawDescGZIP(), []int{8}
+	return file_warden_v1_warden_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckResponse) GetAllowed() bool {
@@ -855,13 +923,17 @@ const file_warden_v1_warden_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\x0e2\x15.warden.v1.DenyReasonR\x06reason\x12\x1f\n" +
 	"\vhttp_status\x18\x04 \x01(\x05R\n" +
 	"httpStatus\x12<\n" +
-	"\x10response_headers\x18\x05 \x03(\v2\x11.warden.v1.HeaderR\x0fresponseHeaders\"\xd8\x01\n" +
+	"\x10response_headers\x18\x05 \x03(\v2\x11.warden.v1.HeaderR\x0fresponseHeaders\"\x9e\x02\n" +
 	"\x10AuthorizeRequest\x124\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x14.warden.v1.PrincipalH\x00R\tprincipal\x12:\n" +
 	"\vcredentials\x18\x02 \x01(\v2\x16.warden.v1.CredentialsH\x00R\vcredentials\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12/\n" +
-	"\bresource\x18\x04 \x01(\v2\x13.warden.v1.ResourceR\bresourceB\t\n" +
-	"\asubject\"\xb1\x01\n" +
+	"\bresource\x18\x04 \x01(\v2\x13.warden.v1.ResourceR\bresource\x12D\n" +
+	"\x0frequired_scopes\x18\x05 \x01(\v2\x1b.warden.v1.ScopeRequirementR\x0erequiredScopesB\t\n" +
+	"\asubject\"@\n" +
+	"\x10ScopeRequirement\x12\x15\n" +
+	"\x06any_of\x18\x01 \x03(\tR\x05anyOf\x12\x15\n" +
+	"\x06all_of\x18\x02 \x03(\tR\x05allOf\"\xb1\x01\n" +
 	"\x11AuthorizeResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12-\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x15.warden.v1.DenyReasonR\x06reason\x122\n" +
@@ -946,72 +1018,74 @@ func file_warden_v1_warden_proto_rawDescGZIP() []byte {
 }
 
 var file_warden_v1_warden_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_warden_v1_warden_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_warden_v1_warden_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_warden_v1_warden_proto_goTypes = []any{
 	(CheckStage)(0),                // 0: warden.v1.CheckStage
 	(*AuthenticateRequest)(nil),    // 1: warden.v1.AuthenticateRequest
 	(*AuthenticateResponse)(nil),   // 2: warden.v1.AuthenticateResponse
 	(*AuthorizeRequest)(nil),       // 3: warden.v1.AuthorizeRequest
-	(*AuthorizeResponse)(nil),      // 4: warden.v1.AuthorizeResponse
-	(*VerifyWebhookRequest)(nil),   // 5: warden.v1.VerifyWebhookRequest
-	(*VerifyWebhookResponse)(nil),  // 6: warden.v1.VerifyWebhookResponse
-	(*HttpRequest)(nil),            // 7: warden.v1.HttpRequest
-	(*CheckRequest)(nil),           // 8: warden.v1.CheckRequest
-	(*CheckResponse)(nil),          // 9: warden.v1.CheckResponse
-	nil,                            // 10: warden.v1.VerifyWebhookRequest.HeadersEntry
-	nil,                            // 11: warden.v1.HttpRequest.HeadersEntry
-	nil,                            // 12: warden.v1.HttpRequest.ContextEntry
-	(*Credentials)(nil),            // 13: warden.v1.Credentials
-	(*Principal)(nil),              // 14: warden.v1.Principal
-	(DenyReason)(0),                // 15: warden.v1.DenyReason
-	(*Header)(nil),                 // 16: warden.v1.Header
-	(*Resource)(nil),               // 17: warden.v1.Resource
-	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
-	(*RateLimitDescriptor)(nil),    // 19: warden.v1.RateLimitDescriptor
-	(*RateLimitStatus)(nil),        // 20: warden.v1.RateLimitStatus
-	(*CheckRateLimitRequest)(nil),  // 21: warden.v1.CheckRateLimitRequest
-	(*CheckRateLimitResponse)(nil), // 22: warden.v1.CheckRateLimitResponse
+	(*ScopeRequirement)(nil),       // 4: warden.v1.ScopeRequirement
+	(*AuthorizeResponse)(nil),      // 5: warden.v1.AuthorizeResponse
+	(*VerifyWebhookRequest)(nil),   // 6: warden.v1.VerifyWebhookRequest
+	(*VerifyWebhookResponse)(nil),  // 7: warden.v1.VerifyWebhookResponse
+	(*HttpRequest)(nil),            // 8: warden.v1.HttpRequest
+	(*CheckRequest)(nil),           // 9: warden.v1.CheckRequest
+	(*CheckResponse)(nil),          // 10: warden.v1.CheckResponse
+	nil,                            // 11: warden.v1.VerifyWebhookRequest.HeadersEntry
+	nil,                            // 12: warden.v1.HttpRequest.HeadersEntry
+	nil,                            // 13: warden.v1.HttpRequest.ContextEntry
+	(*Credentials)(nil),            // 14: warden.v1.Credentials
+	(*Principal)(nil),              // 15: warden.v1.Principal
+	(DenyReason)(0),                // 16: warden.v1.DenyReason
+	(*Header)(nil),                 // 17: warden.v1.Header
+	(*Resource)(nil),               // 18: warden.v1.Resource
+	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
+	(*RateLimitDescriptor)(nil),    // 20: warden.v1.RateLimitDescriptor
+	(*RateLimitStatus)(nil),        // 21: warden.v1.RateLimitStatus
+	(*CheckRateLimitRequest)(nil),  // 22: warden.v1.CheckRateLimitRequest
+	(*CheckRateLimitResponse)(nil), // 23: warden.v1.CheckRateLimitResponse
 }
 var file_warden_v1_warden_proto_depIdxs = []int32{
-	13, // 0: warden.v1.AuthenticateRequest.credentials:type_name -> warden.v1.Credentials
-	14, // 1: warden.v1.AuthenticateResponse.principal:type_name -> warden.v1.Principal
-	15, // 2: warden.v1.AuthenticateResponse.reason:type_name -> warden.v1.DenyReason
-	16, // 3: warden.v1.AuthenticateResponse.response_headers:type_name -> warden.v1.Header
-	14, // 4: warden.v1.AuthorizeRequest.principal:type_name -> warden.v1.Principal
-	13, // 5: warden.v1.AuthorizeRequest.credentials:type_name -> warden.v1.Credentials
-	17, // 6: warden.v1.AuthorizeRequest.resource:type_name -> warden.v1.Resource
-	15, // 7: warden.v1.AuthorizeResponse.reason:type_name -> warden.v1.DenyReason
-	14, // 8: warden.v1.AuthorizeResponse.principal:type_name -> warden.v1.Principal
-	10, // 9: warden.v1.VerifyWebhookRequest.headers:type_name -> warden.v1.VerifyWebhookRequest.HeadersEntry
-	15, // 10: warden.v1.VerifyWebhookResponse.reason:type_name -> warden.v1.DenyReason
-	18, // 11: warden.v1.VerifyWebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
-	11, // 12: warden.v1.HttpRequest.headers:type_name -> warden.v1.HttpRequest.HeadersEntry
-	12, // 13: warden.v1.HttpRequest.context:type_name -> warden.v1.HttpRequest.ContextEntry
-	13, // 14: warden.v1.CheckRequest.credentials:type_name -> warden.v1.Credentials
-	7,  // 15: warden.v1.CheckRequest.http:type_name -> warden.v1.HttpRequest
-	17, // 16: warden.v1.CheckRequest.resource:type_name -> warden.v1.Resource
-	19, // 17: warden.v1.CheckRequest.rate_limit_descriptors:type_name -> warden.v1.RateLimitDescriptor
-	0,  // 18: warden.v1.CheckResponse.stage:type_name -> warden.v1.CheckStage
-	15, // 19: warden.v1.CheckResponse.reason:type_name -> warden.v1.DenyReason
-	14, // 20: warden.v1.CheckResponse.principal:type_name -> warden.v1.Principal
-	16, // 21: warden.v1.CheckResponse.response_headers:type_name -> warden.v1.Header
-	16, // 22: warden.v1.CheckResponse.upstream_headers:type_name -> warden.v1.Header
-	20, // 23: warden.v1.CheckResponse.rate_limits:type_name -> warden.v1.RateLimitStatus
-	1,  // 24: warden.v1.WardenService.Authenticate:input_type -> warden.v1.AuthenticateRequest
-	3,  // 25: warden.v1.WardenService.Authorize:input_type -> warden.v1.AuthorizeRequest
-	21, // 26: warden.v1.WardenService.CheckRateLimit:input_type -> warden.v1.CheckRateLimitRequest
-	5,  // 27: warden.v1.WardenService.VerifyWebhook:input_type -> warden.v1.VerifyWebhookRequest
-	8,  // 28: warden.v1.WardenService.Check:input_type -> warden.v1.CheckRequest
-	2,  // 29: warden.v1.WardenService.Authenticate:output_type -> warden.v1.AuthenticateResponse
-	4,  // 30: warden.v1.WardenService.Authorize:output_type -> warden.v1.AuthorizeResponse
-	22, // 31: warden.v1.WardenService.CheckRateLimit:output_type -> warden.v1.CheckRateLimitResponse
-	6,  // 32: warden.v1.WardenService.VerifyWebhook:output_type -> warden.v1.VerifyWebhookResponse
-	9,  // 33: warden.v1.WardenService.Check:output_type -> warden.v1.CheckResponse
-	29, // [29:34] is the sub-list for method output_type
-	24, // [24:29] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	14, // 0: warden.v1.AuthenticateRequest.credentials:type_name -> warden.v1.Credentials
+	15, // 1: warden.v1.AuthenticateResponse.principal:type_name -> warden.v1.Principal
+	16, // 2: warden.v1.AuthenticateResponse.reason:type_name -> warden.v1.DenyReason
+	17, // 3: warden.v1.AuthenticateResponse.response_headers:type_name -> warden.v1.Header
+	15, // 4: warden.v1.AuthorizeRequest.principal:type_name -> warden.v1.Principal
+	14, // 5: warden.v1.AuthorizeRequest.credentials:type_name -> warden.v1.Credentials
+	18, // 6: warden.v1.AuthorizeRequest.resource:type_name -> warden.v1.Resource
+	4,  // 7: warden.v1.AuthorizeRequest.required_scopes:type_name -> warden.v1.ScopeRequirement
+	16, // 8: warden.v1.AuthorizeResponse.reason:type_name -> warden.v1.DenyReason
+	15, // 9: warden.v1.AuthorizeResponse.principal:type_name -> warden.v1.Principal
+	11, // 10: warden.v1.VerifyWebhookRequest.headers:type_name -> warden.v1.VerifyWebhookRequest.HeadersEntry
+	16, // 11: warden.v1.VerifyWebhookResponse.reason:type_name -> warden.v1.DenyReason
+	19, // 12: warden.v1.VerifyWebhookResponse.timestamp:type_name -> google.protobuf.Timestamp
+	12, // 13: warden.v1.HttpRequest.headers:type_name -> warden.v1.HttpRequest.HeadersEntry
+	13, // 14: warden.v1.HttpRequest.context:type_name -> warden.v1.HttpRequest.ContextEntry
+	14, // 15: warden.v1.CheckRequest.credentials:type_name -> warden.v1.Credentials
+	8,  // 16: warden.v1.CheckRequest.http:type_name -> warden.v1.HttpRequest
+	18, // 17: warden.v1.CheckRequest.resource:type_name -> warden.v1.Resource
+	20, // 18: warden.v1.CheckRequest.rate_limit_descriptors:type_name -> warden.v1.RateLimitDescriptor
+	0,  // 19: warden.v1.CheckResponse.stage:type_name -> warden.v1.CheckStage
+	16, // 20: warden.v1.CheckResponse.reason:type_name -> warden.v1.DenyReason
+	15, // 21: warden.v1.CheckResponse.principal:type_name -> warden.v1.Principal
+	17, // 22: warden.v1.CheckResponse.response_headers:type_name -> warden.v1.Header
+	17, // 23: warden.v1.CheckResponse.upstream_headers:type_name -> warden.v1.Header
+	21, // 24: warden.v1.CheckResponse.rate_limits:type_name -> warden.v1.RateLimitStatus
+	1,  // 25: warden.v1.WardenService.Authenticate:input_type -> warden.v1.AuthenticateRequest
+	3,  // 26: warden.v1.WardenService.Authorize:input_type -> warden.v1.AuthorizeRequest
+	22, // 27: warden.v1.WardenService.CheckRateLimit:input_type -> warden.v1.CheckRateLimitRequest
+	6,  // 28: warden.v1.WardenService.VerifyWebhook:input_type -> warden.v1.VerifyWebhookRequest
+	9,  // 29: warden.v1.WardenService.Check:input_type -> warden.v1.CheckRequest
+	2,  // 30: warden.v1.WardenService.Authenticate:output_type -> warden.v1.AuthenticateResponse
+	5,  // 31: warden.v1.WardenService.Authorize:output_type -> warden.v1.AuthorizeResponse
+	23, // 32: warden.v1.WardenService.CheckRateLimit:output_type -> warden.v1.CheckRateLimitResponse
+	7,  // 33: warden.v1.WardenService.VerifyWebhook:output_type -> warden.v1.VerifyWebhookResponse
+	10, // 34: warden.v1.WardenService.Check:output_type -> warden.v1.CheckResponse
+	30, // [30:35] is the sub-list for method output_type
+	25, // [25:30] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_warden_v1_warden_proto_init() }
@@ -1025,14 +1099,14 @@ func file_warden_v1_warden_proto_init() {
 		(*AuthorizeRequest_Principal)(nil),
 		(*AuthorizeRequest_Credentials)(nil),
 	}
-	file_warden_v1_warden_proto_msgTypes[7].OneofWrappers = []any{}
+	file_warden_v1_warden_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_warden_v1_warden_proto_rawDesc), len(file_warden_v1_warden_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
