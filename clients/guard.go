@@ -170,6 +170,10 @@ func (g *guard) finish(ctx context.Context, r *request, o outcome, err error) (o
 		switch code {
 		case codes.Canceled, codes.DeadlineExceeded:
 			return o, status.Error(code, "authorization did not complete: "+code.String())
+		case codes.InvalidArgument:
+			// Warden refused the request itself (too many headers, a NUL in one): the end
+			// client's fault, never a reason to fail open.
+			return o, status.Error(codes.InvalidArgument, "malformed request")
 		case codes.Unavailable:
 			log.WarnContext(ctx, "warden unreachable: failing closed", "request", r.name, "err", err)
 			return o, status.Error(codes.Unavailable, "authorization service unavailable")

@@ -73,6 +73,8 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				switch status.Code(err) {
 				case codes.DeadlineExceeded:
 					st = http.StatusGatewayTimeout
+				case codes.InvalidArgument:
+					st = http.StatusBadRequest
 				case codes.Internal:
 					st = http.StatusInternalServerError
 				}

@@ -142,3 +142,21 @@ func TestIdentityHeadersNeverPassedOn(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedRequestIsBadRequest: Warden's INVALID_ARGUMENT (headers no HTTP message can
+// carry) is the end client's fault: 400 / INVALID_ARGUMENT, never a failure to open.
+func TestMalformedRequestIsBadRequest(t *testing.T) {
+	f := &fakeWarden{check: func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+		return nil, status.Error(codes.InvalidArgument, "http.headers: a header name or value contains NUL, CR or LF")
+	}}
+	wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithFailOpen())
+	ran := false
+	w := httptest.NewRecorder()
+	clients.Middleware(wc)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran = true })).ServeHTTP(w, httptest.NewRequest("GET", "/v1/orders", nil))
+	if w.Code != http.StatusBadRequest || ran {
+		t.Errorf("middleware: got %d (handler ran: %v), want 400", w.Code, ran)
+	}
+	if _, err := callShop(context.Background(), startShop(t, wc), "Ping"); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("interceptor: got %v, want INVALID_ARGUMENT", err)
+	}
+}

@@ -19,6 +19,12 @@ const maxPath = 8192
 // at the first denial. The request is either an HTTP request matched against the route table
 // (http, or grpc_method as POST /pkg.Service/Method), or an explicit action on a resource.
 func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	if err := s.headers.check("http.headers", req.GetHttp().GetHeaders()); err != nil {
+		return nil, err
+	}
+	if err := s.headers.check("credentials.headers", req.GetCredentials().GetHeaders()); err != nil {
+		return nil, err
+	}
 	d := s.deps.Load()
 	var (
 		ps     authz.Params

@@ -353,6 +353,8 @@ func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 	httpStatus := int(r.GetHttpStatus())
 	code := codes.PermissionDenied
 	switch httpStatus {
+	case 400:
+		code = codes.InvalidArgument // a malformed request (a path Warden refuses to match)
 	case 401:
 		code = codes.Unauthenticated
 	case 429:

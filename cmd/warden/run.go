@@ -140,7 +140,8 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	a.runners = runners
-	a.srv = service.New(service.Config{Logger: a.log, Deps: deps})
+	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
+		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes})
 	a.tel.setConfigVersion(cfg.Version)
 
 	opts := []grpc.ServerOption{
