@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,9 +12,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authz"
@@ -78,19 +75,10 @@ func TestOversizedAndForgedHeadersRefusedBeforeAuthentication(t *testing.T) {
 	srv := service.New(service.Config{Logger: quiet, Deps: &service.Deps{Policy: pol, Authn: &service.Authn{Authenticator: an, APIKeys: keys}}})
 
 	// One real gRPC server with both APIs, as cmd/warden serves them.
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	wardenv1.RegisterWardenServiceServer(gs, srv)
-	authv3.RegisterAuthorizationServer(gs, envoy.NewAuthServer(srv, envoy.AuthConfig{Logger: quiet, FailureMode: envoy.FailOpen}))
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
+	cc := serveGRPC(t, func(gs *grpc.Server) {
+		wardenv1.RegisterWardenServiceServer(gs, srv)
+		authv3.RegisterAuthorizationServer(gs, envoy.NewAuthServer(srv, envoy.AuthConfig{Logger: quiet, FailureMode: envoy.FailOpen}))
+	})
 	authc, wardenc := authv3.NewAuthorizationClient(cc), wardenv1.NewWardenServiceClient(cc)
 
 	// The same request is allowed when well formed, after one lookup.

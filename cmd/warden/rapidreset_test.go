@@ -22,14 +22,21 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// startBinary builds cmd/warden and runs it with config, returning its gRPC and admin
-// addresses. The process is killed when the test ends.
-func startBinary(t *testing.T, config string) (grpcAddr, adminAddr string) {
+// buildWarden builds cmd/warden into a temporary directory and returns the binary's path.
+func buildWarden(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "warden")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// startBinary builds cmd/warden and runs it with config, returning its gRPC and admin
+// addresses. The process is killed when the test ends.
+func startBinary(t *testing.T, config string) (grpcAddr, adminAddr string) {
+	t.Helper()
+	bin := buildWarden(t)
 	cfgPath := filepath.Join(t.TempDir(), "warden.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -112,26 +119,22 @@ func attackConn(addr string, stop <-chan struct{}, sent *atomic.Int64, maxStream
 	_ = c.SetReadDeadline(time.Time{})
 	// Drain what the server sends (RST_STREAM, GOAWAY), so it never blocks on us.
 	go func() { _, _ = io.Copy(io.Discard, c) }()
+	// The first block adds the fields to HPACK's dynamic table; the later ones refer to them.
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	for _, f := range []hpack.HeaderField{
-		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
-		{Name: ":path", Value: "/grpc.health.v1.Health/Check"}, {Name: ":authority", Value: addr},
-		{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
-	} {
-		_ = enc.WriteField(f)
+	var blocks [2][]byte
+	for i := range blocks {
+		for _, f := range []hpack.HeaderField{
+			{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
+			{Name: ":path", Value: "/grpc.health.v1.Health/Check"}, {Name: ":authority", Value: addr},
+			{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+		} {
+			_ = enc.WriteField(f)
+		}
+		blocks[i] = slices.Clone(hb.Bytes())
+		hb.Reset()
 	}
-	block := slices.Clone(hb.Bytes())
-	hb.Reset()
-	// Later blocks refer to the entries the first one added to the dynamic table.
-	for _, f := range []hpack.HeaderField{
-		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
-		{Name: ":path", Value: "/grpc.health.v1.Health/Check"}, {Name: ":authority", Value: addr},
-		{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
-	} {
-		_ = enc.WriteField(f)
-	}
-	again := slices.Clone(hb.Bytes())
+	block, again := blocks[0], blocks[1]
 	for id := uint32(1); id < 1<<31-1; id += 2 {
 		if id%128 == 1 {
 			select {
