@@ -99,8 +99,9 @@ type Guard struct {
 	// tls: connections are read through Credentials, which counts resets after decryption.
 	tls atomic.Bool
 
+	conns sync.Map // connKey → *guardedConn: read by every new stream of every connection
+
 	mu        sync.RWMutex
-	conns     map[connKey]*guardedConn
 	penalties map[netip.Addr]time.Time // source → end of its penalty
 
 	refused, closed, rejected atomic.Uint64
@@ -109,7 +110,7 @@ type Guard struct {
 // New returns a Guard.
 func New(cfg Config) *Guard {
 	cfg.setDefaults()
-	return &Guard{cfg: cfg, conns: map[connKey]*guardedConn{}, penalties: map[netip.Addr]time.Time{}}
+	return &Guard{cfg: cfg, penalties: map[netip.Addr]time.Time{}}
 }
 
 // Stats returns the counters.
@@ -143,10 +144,12 @@ func (g *Guard) TapHandle(ctx context.Context, _ *tap.Info) (context.Context, er
 	if !ok {
 		return ctx, nil
 	}
-	g.mu.RLock()
-	c := g.conns[k]
-	g.mu.RUnlock()
-	if c == nil || c.admit(g.cfg.Now(), &g.cfg) {
+	v, ok := g.conns.Load(k)
+	if !ok {
+		return ctx, nil
+	}
+	c := v.(*guardedConn)
+	if c.admit(g.cfg.Now(), &g.cfg) {
 		return ctx, nil
 	}
 	g.refused.Add(1)
@@ -216,9 +219,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.g.tls.Load() {
 			gc.frames.off = true // read encrypted: Credentials counts
 		}
-		l.g.mu.Lock()
-		l.g.conns[k] = gc
-		l.g.mu.Unlock()
+		l.g.conns.Store(k, gc)
 		return gc, nil
 	}
 }
@@ -401,12 +402,6 @@ func (c *decryptedConn) Read(p []byte) (int, error) {
 // Close closes the connection and forgets it.
 func (c *guardedConn) Close() error {
 	err := c.Conn.Close()
-	c.closeOnce.Do(func() {
-		c.g.mu.Lock()
-		if c.g.conns[c.key] == c {
-			delete(c.g.conns, c.key)
-		}
-		c.g.mu.Unlock()
-	})
+	c.closeOnce.Do(func() { c.g.conns.CompareAndDelete(c.key, c) })
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/wardenhq/warden/internal/streamguard"
@@ -155,5 +156,34 @@ func TestRapidResetClosesTheConnectionAndPenalizesItsSource(t *testing.T) {
 	clk.advance(time.Minute)
 	if resetStreams(t, addr, 0, 200*time.Millisecond) {
 		t.Error("a new connection after the penalty was closed")
+	}
+}
+
+func TestTapHandleDoesNotAllocate(t *testing.T) {
+	clk := &clock{t: time.Unix(1000, 0)}
+	g := streamguard.New(streamguard.Config{Rate: 1, Burst: 1, CloseAfter: 1 << 30, Now: clk.now})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := g.Listener(lis)
+	defer gl.Close()
+	client, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := gl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: server.RemoteAddr(), LocalAddr: server.LocalAddr()})
+	// One admitted stream, then refusals: both paths.
+	if n := testing.AllocsPerRun(1000, func() { _, _ = g.TapHandle(ctx, nil) }); n != 0 {
+		t.Errorf("TapHandle allocs = %v, want 0", n)
+	}
+	if s := g.Stats(); s.Refused != 1000 {
+		t.Errorf("refused: got %d, want 1000 (the connection was found and its one token spent)", s.Refused)
 	}
 }
