@@ -51,7 +51,9 @@ type Config struct {
 	// connection.
 	ResetRate, ResetBurst float64
 	// Penalty is how long, after a connection is closed, new connections from the same
-	// source address are closed as they are accepted. Default 5s; negative: none.
+	// source address are closed as they are accepted. Default 1s (short, so that a client
+	// closed for cancelling many calls while its server was slow is back soon after);
+	// negative: none.
 	Penalty time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -74,7 +76,7 @@ func (c *Config) setDefaults() {
 		c.ResetBurst = c.ResetRate
 	}
 	if c.Penalty == 0 {
-		c.Penalty = 5 * time.Second
+		c.Penalty = time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
