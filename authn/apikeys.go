@@ -169,11 +169,15 @@ func (a *APIKeys) Authenticate(ctx context.Context, key string) (Principal, Reas
 	} else {
 		a.hits.Add(1)
 	}
+	// The digest is computed and compared for an unknown id too (against the zero digest of
+	// a negative entry), so that an unknown id costs what a wrong secret does: the time of
+	// an answer does not tell which ids exist.
+	d := a.cfg.Pepper.Digest(pk.Secret)
+	match := digestEqual(&d, &e.digest)
 	if !e.found || e.env != pk.Env {
 		return Principal{}, Unknown
 	}
-	d := a.cfg.Pepper.Digest(pk.Secret)
-	if !digestEqual(&d, &e.digest) {
+	if !match {
 		return Principal{}, BadSignature
 	}
 	if !e.revokedAt.IsZero() && !now.Before(e.revokedAt) {

@@ -24,7 +24,8 @@ import (
 // WithActions maps methods to explicit actions instead. On allow the handler's context
 // carries the principal (PrincipalFrom) and the incoming metadata carries Warden's upstream
 // headers (replacing any the client sent under the same names) without the ones Warden
-// removes. Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata,
+// removes; the client's own identity headers (every x-warden-* name) never reach the handler,
+// whatever the outcome (allowed, cached, failed open, skipped). Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata,
 // allowed or not. A denial returns the status CheckError describes; a Warden that cannot
 // decide returns UNAVAILABLE (fail closed) or lets the call through without a principal
 // (WithFailOpen). Methods in the skip list (WithSkip; health and reflection by default) are
@@ -33,7 +34,7 @@ func UnaryServerInterceptor(c *Client, opts ...HandlerOption) grpc.UnaryServerIn
 	g := newGuard(c, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if g.cfg.skipped(info.FullMethod) {
-			return handler(ctx, req)
+			return handler(contextWithoutIdentity(ctx), req)
 		}
 		ctx, err := g.grpc(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
 		if err != nil {
@@ -49,6 +50,9 @@ func StreamServerInterceptor(c *Client, opts ...HandlerOption) grpc.StreamServer
 	g := newGuard(c, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if g.cfg.skipped(info.FullMethod) {
+			if ctx := contextWithoutIdentity(ss.Context()); ctx != ss.Context() {
+				ss = &serverStream{ServerStream: ss, ctx: ctx}
+			}
 			return handler(srv, ss)
 		}
 		ctx, err := g.grpc(ss.Context(), info.FullMethod, ss.SetHeader)
@@ -91,18 +95,12 @@ func (g *guard) grpc(ctx context.Context, method string, setHeader func(metadata
 	if !o.allowed {
 		return ctx, o.denied
 	}
-	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || o.stripIdentity {
+	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(md) {
 		md = md.Copy()
 		for _, n := range o.remove {
 			delete(md, strings.ToLower(n))
 		}
-		if o.stripIdentity {
-			for k := range md {
-				if strings.HasPrefix(k, identityPrefix) {
-					delete(md, k)
-				}
-			}
-		}
+		deleteIdentity(md)
 		for _, h := range o.upstreamHeaders {
 			md.Set(h.GetName(), h.GetValue())
 		}

@@ -44,12 +44,10 @@ type outcome struct {
 	httpStatus int32
 	// responseHeaders go to the end client, allowed or not (RateLimit*, WWW-Authenticate).
 	responseHeaders []*wardenv1.Header
-	// upstreamHeaders and remove rewrite the request on allow; stripIdentity removes every
-	// header under identityPrefix (decisions made without Check, which has no identity
-	// headers to send, so that a client cannot pass off its own).
+	// upstreamHeaders and remove rewrite the request on allow, after the client's own
+	// identity headers are removed (always, whoever decided: see identity.go).
 	upstreamHeaders []*wardenv1.Header
 	remove          []string
-	stripIdentity   bool
 	// denied is the gRPC status error for a denial, and reason Warden's reason (for the log).
 	denied error
 	reason wardenv1.DenyReason
@@ -142,7 +140,7 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 	if !az.GetAllowed() {
 		return outcome{httpStatus: az.GetHttpStatus(), denied: az.Err(), reason: az.GetReason()}, nil
 	}
-	o := outcome{allowed: true, failedOpen: az.FailedOpen, principal: p, stripIdentity: true}
+	o := outcome{allowed: true, failedOpen: az.FailedOpen, principal: p}
 	if g.cfg.rateLimits == nil {
 		return o, nil
 	}
@@ -164,9 +162,6 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 	return o, nil
 }
 
-// identityPrefix starts the names of Warden's identity headers (x-warden-subject, …).
-const identityPrefix = "x-warden-"
-
 // finish logs the outcome and turns a client error into the status the end client sees.
 func (g *guard) finish(ctx context.Context, r *request, o outcome, err error) (outcome, error) {
 	log := g.c.cfg.log
@@ -175,6 +170,10 @@ func (g *guard) finish(ctx context.Context, r *request, o outcome, err error) (o
 		switch code {
 		case codes.Canceled, codes.DeadlineExceeded:
 			return o, status.Error(code, "authorization did not complete: "+code.String())
+		case codes.InvalidArgument:
+			// Warden refused the request itself (too many headers, a NUL in one): the end
+			// client's fault, never a reason to fail open.
+			return o, status.Error(codes.InvalidArgument, "malformed request")
 		case codes.Unavailable:
 			log.WarnContext(ctx, "warden unreachable: failing closed", "request", r.name, "err", err)
 			return o, status.Error(codes.Unavailable, "authorization service unavailable")

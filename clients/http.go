@@ -32,14 +32,16 @@ import (
 // the request through without a principal. On allow, next gets a request whose context
 // carries the principal (PrincipalFrom) and whose headers carry Warden's upstream headers
 // (replacing any the client sent under the same names) without the ones Warden removes; the
-// caller's request and its headers are not modified. Paths in the skip list (WithSkip; none
-// by default) are not checked.
+// caller's request and its headers are not modified. The client's own identity headers
+// (every x-warden-* name, any case) never reach next, whatever the outcome: allowed, served
+// from the cache, failed open or skipped. Paths in the skip list (WithSkip; none by default)
+// are not checked.
 func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handler {
 	g := newGuard(c, append([]HandlerOption{WithSkip()}, opts...))
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if g.cfg.skipped(r.URL.Path) {
-				next.ServeHTTP(w, r)
+				next.ServeHTTP(w, withoutIdentity(r))
 				return
 			}
 			var body []byte
@@ -71,6 +73,8 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				switch status.Code(err) {
 				case codes.DeadlineExceeded:
 					st = http.StatusGatewayTimeout
+				case codes.InvalidArgument:
+					st = http.StatusBadRequest
 				case codes.Internal:
 					st = http.StatusInternalServerError
 				}
@@ -93,18 +97,12 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				ctx = ContextWithPrincipal(ctx, o.principal)
 			}
 			r2 := r.WithContext(ctx)
-			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || o.stripIdentity {
+			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(r.Header) {
 				r2.Header = r.Header.Clone()
 				for _, n := range o.remove {
 					r2.Header.Del(n)
 				}
-				if o.stripIdentity {
-					for k := range r2.Header {
-						if len(k) >= len(identityPrefix) && strings.EqualFold(k[:len(identityPrefix)], identityPrefix) {
-							delete(r2.Header, k)
-						}
-					}
-				}
+				deleteIdentity(r2.Header)
 				for _, x := range o.upstreamHeaders {
 					r2.Header.Set(x.GetName(), x.GetValue())
 				}

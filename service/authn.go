@@ -30,6 +30,9 @@ type Authn struct {
 // false, a reason for the calling service, 401 and WWW-Authenticate for its client); a
 // backend that cannot answer is UNAVAILABLE.
 func (s *Server) Authenticate(ctx context.Context, req *wardenv1.AuthenticateRequest) (*wardenv1.AuthenticateResponse, error) {
+	if err := s.headers.check("credentials.headers", req.GetCredentials().GetHeaders()); err != nil {
+		return nil, err
+	}
 	d := s.deps.Load()
 	p, denied, err := s.authenticate(ctx, d, req.GetCredentials())
 	if err != nil {

@@ -36,6 +36,9 @@ func (s *Server) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) 
 		}
 		p = principalFromProto(sub.Principal)
 	case *wardenv1.AuthorizeRequest_Credentials:
+		if err := s.headers.check("credentials.headers", sub.Credentials.GetHeaders()); err != nil {
+			return nil, err
+		}
 		var denied *wardenv1.AuthenticateResponse
 		var err error
 		p, denied, err = s.authenticate(ctx, d, sub.Credentials)

@@ -9,19 +9,8 @@ import (
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authz"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/idheader"
 	"github.com/wardenhq/warden/limiter"
-)
-
-// Identity headers set on the upstream request when Check allows. They always replace what
-// the client sent: an empty value is sent as a removal, so a client cannot smuggle its own.
-const (
-	HeaderSubject      = "x-warden-subject"
-	HeaderTenant       = "x-warden-tenant"
-	HeaderRoles        = "x-warden-roles"
-	HeaderScopes       = "x-warden-scopes"
-	HeaderMethod       = "x-warden-auth-method"
-	HeaderCredentialID = "x-warden-credential-id"
-	HeaderTier         = "x-warden-tier"
 )
 
 const maxPath = 8192
@@ -30,6 +19,12 @@ const maxPath = 8192
 // at the first denial. The request is either an HTTP request matched against the route table
 // (http, or grpc_method as POST /pkg.Service/Method), or an explicit action on a resource.
 func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	if err := s.headers.check("http.headers", req.GetHttp().GetHeaders()); err != nil {
+		return nil, err
+	}
+	if err := s.headers.check("credentials.headers", req.GetCredentials().GetHeaders()); err != nil {
+		return nil, err
+	}
 	d := s.deps.Load()
 	var (
 		ps     authz.Params
@@ -134,7 +129,7 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*warden
 	}
 	resp.Allowed = true
 	resp.HttpStatus = 200
-	identityHeaders(p, route, resp)
+	identityHeaders(p, route, http.GetHeaders(), resp)
 	return resp, nil
 }
 
@@ -294,9 +289,11 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// identityHeaders tells the upstream who called. Values always replace the client's
-// headers of the same name; empty ones are removed instead.
-func identityHeaders(p authn.Principal, route *authz.Route, resp *wardenv1.CheckResponse) {
+// identityHeaders tells the upstream who called (the headers of package idheader). Values
+// always replace the client's headers of the same name; empty ones are removed instead, and
+// so is every other header of the request under idheader.Prefix: those names are Warden's
+// alone.
+func identityHeaders(p authn.Principal, route *authz.Route, reqHeaders map[string]string, resp *wardenv1.CheckResponse) {
 	parts := new(identityParts)
 	set, remove := parts.ptrs[:0], parts.remove[:0]
 	add := func(name, value string) {
@@ -312,13 +309,18 @@ func identityHeaders(p authn.Principal, route *authz.Route, resp *wardenv1.Check
 	if p.Method != authn.MethodUnspecified {
 		method = p.Method.String()
 	}
-	add(HeaderSubject, p.Subject)
-	add(HeaderTenant, p.Tenant)
-	add(HeaderRoles, strings.Join(p.Roles, ","))
-	add(HeaderScopes, strings.Join(p.Scopes, " "))
-	add(HeaderMethod, method)
-	add(HeaderCredentialID, p.CredentialID)
-	add(HeaderTier, p.Tier)
+	add(idheader.Subject, p.Subject)
+	add(idheader.Tenant, p.Tenant)
+	add(idheader.Roles, strings.Join(p.Roles, ","))
+	add(idheader.Scopes, strings.Join(p.Scopes, " "))
+	add(idheader.Method, method)
+	add(idheader.CredentialID, p.CredentialID)
+	add(idheader.Tier, p.Tier)
+	for name := range reqHeaders {
+		if idheader.Reserved(name) && !isIdentityName(name) {
+			remove = append(remove, name)
+		}
+	}
 	if route != nil {
 		remove = append(remove, route.StripHeaders...)
 	}
@@ -330,16 +332,24 @@ func identityHeaders(p authn.Principal, route *authz.Route, resp *wardenv1.Check
 	}
 }
 
-// identityParts holds identityHeaders' headers and both slices in one allocation (a route's
-// strip_headers may grow the removals past it).
-type identityParts struct {
-	hdrs   [numIdentityHeaders]wardenv1.Header
-	ptrs   [numIdentityHeaders]*wardenv1.Header
-	remove [numIdentityHeaders]string
+// isIdentityName reports whether name (in any case) is one of the headers identityHeaders
+// sets or removes itself.
+func isIdentityName(name string) bool {
+	for _, n := range idheader.Names() {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
 }
 
-// numIdentityHeaders is how many headers identityHeaders sets or removes.
-const numIdentityHeaders = 7
+// identityParts holds identityHeaders' headers and both slices in one allocation (a route's
+// strip_headers or the client's own x-warden-* headers may grow the removals past it).
+type identityParts struct {
+	hdrs   [idheader.Count]wardenv1.Header
+	ptrs   [idheader.Count]*wardenv1.Header
+	remove [idheader.Count]string
+}
 
 // appendOrUse appends xs to to, or returns xs itself when to is empty.
 func appendOrUse[T any](to, xs []T) []T {

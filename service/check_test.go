@@ -11,6 +11,7 @@ import (
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authz"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/idheader"
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/memstore"
 	"github.com/wardenhq/warden/service"
@@ -60,7 +61,7 @@ func TestCheckPublicRouteRateLimitedUntil429(t *testing.T) {
 	check := func(client string) *wardenv1.CheckResponse {
 		t.Helper()
 		resp, err := c.Check(context.Background(), &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{
-			Method: "GET", Path: "/v1/status?verbose=1", Headers: map[string]string{"x-client-id": client, "x-warden-subject": "spoofed"}}})
+			Method: "GET", Path: "/v1/status?verbose=1", Headers: map[string]string{"x-client-id": client, "x-warden-subject": "spoofed", "x-warden-impersonate": "root"}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,8 +80,9 @@ func TestCheckPublicRouteRateLimitedUntil429(t *testing.T) {
 		for _, h := range r.UpstreamHeadersToRemove {
 			removed[h] = true
 		}
-		if !removed[service.HeaderSubject] || !removed["x-internal"] || len(r.UpstreamHeaders) != 0 {
-			t.Errorf("request %d: upstream headers %v, removed %v; want the spoofed subject and x-internal removed", i, r.UpstreamHeaders, r.UpstreamHeadersToRemove)
+		if !removed[idheader.Subject] || !removed["x-warden-impersonate"] || !removed["x-internal"] || len(r.UpstreamHeaders) != 0 {
+			t.Errorf("request %d: upstream headers %v, removed %v; want the spoofed subject, x-warden-impersonate (a name Warden does not set, but its own) and x-internal removed",
+				i, r.UpstreamHeaders, r.UpstreamHeadersToRemove)
 		}
 	}
 	r := check("c1")

@@ -41,6 +41,10 @@ type Config struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 	Deps   *Deps
+	// MaxHeaders and MaxHeaderBytes (names and values) bound the headers of one request;
+	// more, or a name or value with NUL, CR or LF, is INVALID_ARGUMENT before any other
+	// work. Defaults DefaultMaxHeaders and DefaultMaxHeaderBytes.
+	MaxHeaders, MaxHeaderBytes int
 }
 
 // Server implements WardenService. Create it with New; it is safe for concurrent use, and
@@ -48,15 +52,22 @@ type Config struct {
 type Server struct {
 	wardenv1.UnimplementedWardenServiceServer
 
-	log   *slog.Logger
-	audit *slog.Logger
-	now   func() time.Time
-	deps  atomic.Pointer[Deps]
+	log     *slog.Logger
+	audit   *slog.Logger
+	now     func() time.Time
+	deps    atomic.Pointer[Deps]
+	headers headerLimits
 }
 
 // New returns a Server.
 func New(c Config) *Server {
-	s := &Server{log: c.Logger, now: c.Now}
+	s := &Server{log: c.Logger, now: c.Now, headers: headerLimits{c.MaxHeaders, c.MaxHeaderBytes}}
+	if s.headers.count <= 0 {
+		s.headers.count = DefaultMaxHeaders
+	}
+	if s.headers.bytes <= 0 {
+		s.headers.bytes = DefaultMaxHeaderBytes
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -21,6 +21,9 @@ func (s *Server) VerifyWebhook(ctx context.Context, req *wardenv1.VerifyWebhookR
 	if req.GetSource() == "" {
 		return nil, invalidArgument("source", "required: the name of a configured webhook source")
 	}
+	if err := s.headers.check("headers", req.GetHeaders()); err != nil {
+		return nil, err
+	}
 	r := v.Verify(ctx, req.GetSource(), webhook.Map(req.GetHeaders()), req.GetBody())
 	if r.Reason == webhook.Unavailable {
 		if err := fromContext(ctx, ctx.Err()); err != nil {

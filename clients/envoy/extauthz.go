@@ -3,6 +3,7 @@ package envoy
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/idheader"
 )
 
 // Checker decides on one request: *service.Server in process, or a
@@ -60,12 +62,9 @@ func (m FailureMode) String() string {
 // typed_per_filter_config for envoy.filters.http.ext_authz (check_settings.context_extensions).
 const ContextKeyFailureMode = "warden_failure_mode"
 
-// IdentityHeaders are the headers Warden sets on the upstream request when it allows one (the
-// names service.Check uses). On fail-open they are removed instead.
-var IdentityHeaders = []string{
-	"x-warden-subject", "x-warden-tenant", "x-warden-roles", "x-warden-scopes",
-	"x-warden-auth-method", "x-warden-credential-id", "x-warden-tier",
-}
+// defaultIdentityHeaders are the headers Warden sets on an allowed request (package
+// idheader), removed on fail-open. Read only.
+var defaultIdentityHeaders = func() []string { n := idheader.Names(); return n[:] }()
 
 // AuthConfig configures an AuthServer. The zero value is usable: fail closed, logs discarded.
 type AuthConfig struct {
@@ -73,8 +72,10 @@ type AuthConfig struct {
 	Disabled bool
 	// FailureMode applies when Warden cannot decide. Default FailClosed.
 	FailureMode FailureMode
-	// IdentityHeaders are removed from the upstream request on fail-open. Default
-	// IdentityHeaders.
+	// IdentityHeaders are removed from the upstream request on fail-open, besides every
+	// header of the request under idheader.Prefix (removed on every allow). Default: the
+	// headers Warden sets (idheader.Names), which Envoy may not have sent to Warden (its
+	// allowed_headers).
 	IdentityHeaders []string
 	// Logger receives the errors that triggered the failure mode. Default: discard.
 	Logger *slog.Logger
@@ -102,7 +103,7 @@ func (s *AuthServer) SetConfig(cfg AuthConfig) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.IdentityHeaders == nil {
-		cfg.IdentityHeaders = IdentityHeaders
+		cfg.IdentityHeaders = defaultIdentityHeaders
 	}
 	s.cfg.Store(&cfg)
 }
@@ -228,7 +229,7 @@ func (s *AuthServer) failure(ctx context.Context, c *checkCall, cfg *AuthConfig,
 		slog.String("failure_mode", mode.String()), slog.String("code", st.Code().String()), slog.String("error", st.Message()))
 	if mode == FailOpen {
 		c.okResp.Headers = []*corev3.HeaderValueOption{failureModeAllowed}
-		c.okResp.HeadersToRemove = cfg.IdentityHeaders
+		c.okResp.HeadersToRemove = c.withClientIdentity(cfg.IdentityHeaders, nil)
 		return c.okResponse()
 	}
 	return c.deniedResponse(codes.Unavailable, 503, nil)
@@ -328,8 +329,8 @@ func CheckResponseToEnvoy(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 
 func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 	if r.GetAllowed() {
-		c.okResp.HeadersToRemove = r.GetUpstreamHeadersToRemove()
 		up, down := r.GetUpstreamHeaders(), r.GetResponseHeaders()
+		c.okResp.HeadersToRemove = c.withClientIdentity(r.GetUpstreamHeadersToRemove(), up)
 		if len(up)+len(down) == 0 {
 			return c.okResponse()
 		}
@@ -362,6 +363,33 @@ func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 		httpStatus = 403
 	}
 	return c.deniedResponse(code, httpStatus, r.GetResponseHeaders())
+}
+
+// withClientIdentity is remove plus every header of the request under idheader.Prefix that
+// is neither in it nor set (Envoy removes after it sets), so that no identity header of the
+// client's own reaches the upstream, whoever answered. remove is not modified; with nothing to
+// add it is returned as is.
+func (c *checkCall) withClientIdentity(remove []string, set []*wardenv1.Header) []string {
+	added := false
+	for name := range c.http.Headers {
+		if !idheader.Reserved(name) || slices.Contains(remove, name) || isSet(set, name) {
+			continue
+		}
+		if !added {
+			remove, added = append(make([]string, 0, len(remove)+4), remove...), true
+		}
+		remove = append(remove, name)
+	}
+	return remove
+}
+
+func isSet(set []*wardenv1.Header, name string) bool {
+	for _, h := range set {
+		if strings.EqualFold(h.GetName(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // okResponse answers OK with c.okResp.

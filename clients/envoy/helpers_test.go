@@ -19,14 +19,24 @@ import (
 // the clients Envoy would use.
 func serveEnvoy(t *testing.T, auth *envoy.AuthServer, rls *envoy.RateLimitServer) (authv3.AuthorizationClient, rlsv3.RateLimitServiceClient) {
 	t.Helper()
+	cc := serveGRPC(t, func(gs *grpc.Server) {
+		if auth != nil {
+			authv3.RegisterAuthorizationServer(gs, auth)
+		}
+		if rls != nil {
+			rlsv3.RegisterRateLimitServiceServer(gs, rls)
+		}
+	})
+	return authv3.NewAuthorizationClient(cc), rlsv3.NewRateLimitServiceClient(cc)
+}
+
+// serveGRPC runs a real gRPC server with what register registers over an in-memory connection
+// and returns a connection to it.
+func serveGRPC(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
-	if auth != nil {
-		authv3.RegisterAuthorizationServer(gs, auth)
-	}
-	if rls != nil {
-		rlsv3.RegisterRateLimitServiceServer(gs, rls)
-	}
+	register(gs)
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)
 	cc, err := grpc.NewClient("passthrough:///bufnet",
@@ -36,7 +46,7 @@ func serveEnvoy(t *testing.T, auth *envoy.AuthServer, rls *envoy.RateLimitServer
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return authv3.NewAuthorizationClient(cc), rlsv3.NewRateLimitServiceClient(cc)
+	return cc
 }
 
 // upstream returns the headers the upstream receives when Envoy applies an OK response to r.

@@ -170,7 +170,7 @@ func (a *app) startEnvoy(opts []grpc.ServerOption) error {
 	a.closers = append(a.closers, func() { s.Stop(); lis.Close() })
 	a.background = append(a.background, func(ctx context.Context) error {
 		errc := make(chan error, 1)
-		go func() { errc <- s.Serve(lis) }()
+		go func() { errc <- s.Serve(a.streams.Listener(lis)) }()
 		select {
 		case err := <-errc:
 			if err != nil && !errors.Is(err, grpc.ErrServerStopped) {

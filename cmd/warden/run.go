@@ -27,6 +27,7 @@ import (
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/redisconn"
+	"github.com/wardenhq/warden/internal/streamguard"
 	"github.com/wardenhq/warden/service"
 )
 
@@ -94,6 +95,7 @@ type app struct {
 	tel         *telemetry
 	srv         *service.Server
 	grpc        *grpc.Server
+	streams     *streamguard.Guard // every gRPC listener's connections
 	health      *health.Server
 	stores      stores
 	envoy       envoyState
@@ -144,12 +146,19 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	a.runners, a.jwt = runners, a.jwtNext
-	a.srv = service.New(service.Config{Logger: a.log, Deps: deps})
+	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
+		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes})
 	a.tel.setConfigVersion(cfg.Version)
 
+	a.streams = streamguard.New(streamguard.Config{Rate: cfg.Server.StreamRate, Burst: cfg.Server.StreamBurst,
+		ResetRate: cfg.Server.StreamResetRate, Penalty: cfg.Server.StreamPenalty})
+	if err := a.tel.observeStreams(a.streams); err != nil {
+		return err
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(cfg.Server.MaxConcurrentStreams),
+		grpc.InTapHandle(a.streams.TapHandle),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             cfg.Server.KeepaliveMinTime,
 			PermitWithoutStream: true,
@@ -166,7 +175,7 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	if creds != nil {
-		opts = append(opts, grpc.Creds(creds))
+		opts = append(opts, grpc.Creds(a.streams.Credentials(creds)))
 	}
 	a.grpc = grpc.NewServer(opts...)
 	wardenv1.RegisterWardenServiceServer(a.grpc, a.srv)
@@ -213,7 +222,7 @@ func (a *app) serve(ctx context.Context, ready func(addrs)) error {
 	defer cancelRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error {
-		if err := a.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := a.grpc.Serve(a.streams.Listener(lis)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("grpc: %w", err)
 		}
 		return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/internal/streamguard"
 )
 
 // telemetry owns the meter provider (exported for Prometheus on the admin listener) and, when
@@ -53,6 +55,32 @@ func newTelemetry(c config.Telemetry) (*telemetry, error) {
 	}
 	return t, nil
 }
+
+// observeStreams exports the stream guard's counters.
+func (t *telemetry) observeStreams(g *streamguard.Guard) error {
+	if _, err := t.meter.Int64ObservableCounter("warden.grpc.streams_refused",
+		metric.WithDescription("gRPC streams refused before a handler: their connection opened streams faster than server.stream_rate (HTTP/2 rapid reset)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(g.Stats().Refused))
+			return nil
+		})); err != nil {
+		return err
+	}
+	_, err := t.meter.Int64ObservableCounter("warden.grpc.connections_closed",
+		metric.WithDescription("gRPC connections closed by the stream guard, by reason: stream_budget (opened or reset streams faster than its budget: HTTP/2 rapid reset), penalty (a new connection from a source closed recently)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			s := g.Stats()
+			o.Observe(int64(s.Closed), metric.WithAttributes(attrReasonStreamBudget))
+			o.Observe(int64(s.Rejected), metric.WithAttributes(attrReasonPenalty))
+			return nil
+		}))
+	return err
+}
+
+var (
+	attrReasonStreamBudget = attribute.String("reason", "stream_budget")
+	attrReasonPenalty      = attribute.String("reason", "penalty")
+)
 
 func (t *telemetry) setConfigVersion(v string) { t.version.Store(v) }
 

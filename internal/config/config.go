@@ -57,8 +57,26 @@ type Server struct {
 	// Pprof serves /debug/pprof/ on the admin listener. Default false: profiles show
 	// internals, so turn it on only where the admin listener is private.
 	Pprof bool `yaml:"pprof"`
-	// MaxConcurrentStreams per connection. Default 1000.
+	// MaxConcurrentStreams per connection. Default 256: Envoy opens another connection
+	// when one is full, and grpc-go clients queue.
 	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
+	// StreamRate and StreamBurst bound how fast one connection may open streams: a stream
+	// over the budget is refused (RESOURCE_EXHAUSTED) before it gets a handler, and a
+	// connection refused StreamBurst streams within a second is closed. StreamResetRate
+	// bounds the streams per second a client may reset (RST_STREAM; as many at once)
+	// before its connection is closed (HTTP/2 rapid reset). After a close, the source's new
+	// connections are refused for StreamPenalty. Defaults 20000/s, 2000, 500/s, 1s
+	// (negative StreamPenalty: none).
+	StreamRate      float64       `yaml:"stream_rate"`
+	StreamBurst     float64       `yaml:"stream_burst"`
+	StreamResetRate float64       `yaml:"stream_reset_rate"`
+	StreamPenalty   time.Duration `yaml:"stream_penalty"`
+	// MaxRequestHeaders and MaxRequestHeaderBytes (names and values) bound the headers of
+	// one request Warden decides on (ext_authz, Check, Authenticate, Authorize,
+	// VerifyWebhook): more is INVALID_ARGUMENT (ext_authz: 400) before any other work.
+	// Defaults 256 and 128 KiB, above Envoy's own limits (100 headers, 60 KiB).
+	MaxRequestHeaders     int `yaml:"max_request_headers"`
+	MaxRequestHeaderBytes int `yaml:"max_request_header_bytes"`
 	// KeepaliveMinTime is the shortest ping interval accepted from clients. Default 5s, so
 	// Envoy's 10 s pings are accepted.
 	KeepaliveMinTime time.Duration `yaml:"keepalive_min_time"`
@@ -292,7 +310,7 @@ func (f *File) applyDefaults() {
 		s.MaxRecvBytes = 4 << 20
 	}
 	if s.MaxConcurrentStreams == 0 {
-		s.MaxConcurrentStreams = 1000
+		s.MaxConcurrentStreams = 256
 	}
 	if s.KeepaliveMinTime == 0 {
 		s.KeepaliveMinTime = 5 * time.Second
@@ -336,6 +354,12 @@ func (f *File) validate(doc *yaml.Node) error {
 	}
 	if f.Server.MaxRecvBytes < 1024 {
 		return bad("server.max_recv_bytes", "must be at least 1024, not %d", f.Server.MaxRecvBytes)
+	}
+	if f.Server.StreamRate < 0 || f.Server.StreamBurst < 0 || f.Server.StreamResetRate < 0 {
+		return bad("server.stream_rate", "must not be negative (0: the default)")
+	}
+	if f.Server.MaxRequestHeaders < 0 || f.Server.MaxRequestHeaderBytes < 0 {
+		return bad("server.max_request_headers", "limits must not be negative (0: the default)")
 	}
 	if f.Server.Drain < 0 || f.Server.ShutdownTimeout < 0 {
 		return bad("server.drain", "durations must not be negative")

@@ -1,0 +1,55 @@
+package clients
+
+import (
+	"context"
+	"net/http"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/wardenhq/warden/idheader"
+)
+
+// The identity headers (x-warden-*, package idheader) are Warden's alone: the middleware and
+// the interceptors remove the request's own copies before any handler runs (allowed by Check,
+// by the cache, failed open, or on a skipped path), then set Warden's.
+
+// hasIdentity reports whether h (an http.Header or a metadata.MD) holds an identity header.
+func hasIdentity[M ~map[string][]string](h M) bool {
+	for k := range h {
+		if idheader.Reserved(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteIdentity removes every identity header from h, whatever the case of its name.
+func deleteIdentity[M ~map[string][]string](h M) {
+	for k := range h {
+		if idheader.Reserved(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// withoutIdentity is r, or a shallow copy of it without identity headers when it has some.
+func withoutIdentity(r *http.Request) *http.Request {
+	if !hasIdentity(r.Header) {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	deleteIdentity(r2.Header)
+	return r2
+}
+
+// contextWithoutIdentity is ctx, or ctx with incoming metadata without identity headers when
+// it has some.
+func contextWithoutIdentity(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if !hasIdentity(md) {
+		return ctx
+	}
+	md = md.Copy()
+	deleteIdentity(md)
+	return metadata.NewIncomingContext(ctx, md)
+}
