@@ -63,6 +63,9 @@ type Config struct {
 	Cooldown time.Duration
 	// Logger receives state changes, once each. Default slog.Default().
 	Logger *slog.Logger
+	// Now is the breaker's clock (the cooldown). Budgets are always measured in real time,
+	// against the caller's deadline. Default time.Now.
+	Now func() time.Time
 }
 
 // State is a breaker's state.
@@ -149,6 +152,9 @@ func New(cfg Config) *Guard {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Guard{cfg: cfg}
 }
 
@@ -192,13 +198,12 @@ func (g *Guard) Budget(ctx context.Context, now time.Time) time.Duration {
 // runs in a goroutine of its own, and its outcome reaches the breaker even when the caller
 // has left, so a probe always settles the breaker.
 func (g *Guard) Do(ctx context.Context, fn func(context.Context) error) error {
-	now := time.Now()
-	b := g.Budget(ctx, now)
+	b := g.Budget(ctx, time.Now())
 	if b <= 0 {
 		g.outcomes[OutcomeNoTime].Add(1)
 		return ErrNoTime
 	}
-	probe, ok := g.admit(now)
+	probe, ok := g.admit(g.cfg.Now())
 	if !ok {
 		g.outcomes[OutcomeOpen].Add(1)
 		return ErrOpen
@@ -246,7 +251,7 @@ func (c *call) settle(err error) {
 	default:
 		c.g.outcomes[OutcomeError].Add(1)
 	}
-	c.g.record(err == nil, c.probe, time.Now())
+	c.g.record(err == nil, c.probe, c.g.cfg.Now())
 	close(c.done)
 }
 
