@@ -267,7 +267,7 @@ func TestIntrospectorHang(t *testing.T) {
 	srv := newHangServer(t)
 	in := newTestIntrospector(t, srv.URL, &clock{t0}, func(c *IntrospectionConfig) { c.BreakerFailures = 3 })
 	for i := range 10 {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, r := in.Verify(ctx, fmt.Sprint("tok", i))
 		late := ctx.Err()
 		cancel()
