@@ -21,7 +21,7 @@ func (downReplay) Seen(context.Context, string, string, time.Duration) (bool, er
 
 type downKeys struct{ authn.MemoryKeyStore }
 
-func (downKeys) Key(context.Context, string) (authn.KeyRecord, error) {
+func (*downKeys) Key(context.Context, string) (authn.KeyRecord, error) {
 	return authn.KeyRecord{}, errors.New("key store down")
 }
 
