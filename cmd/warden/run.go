@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/wardenhq/warden/budget"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/redisconn"
@@ -102,8 +103,10 @@ type app struct {
 	// config's (both guarded by mu during reloads).
 	pending []func(context.Context) error
 	runners []func(context.Context) error
-	gen     *generation
-	genCtx  context.Context
+	// pendingGuards are the dependency guards of the config being built, for metrics.
+	pendingGuards []*budget.Guard
+	gen           *generation
+	genCtx        context.Context
 }
 
 func (a *app) close() {
