@@ -224,7 +224,9 @@ func (a *APIKeys) fill(ctx context.Context, id string, now time.Time) (*keyEntry
 	a.mu.RLock()
 	gen := a.gen
 	a.mu.RUnlock()
+	var led atomic.Bool // this caller's own lookup: it ends by this caller's budget
 	ch := a.misses.DoChan(strconv.FormatUint(gen, 10)+":"+id, func() (any, error) {
+		led.Store(true)
 		// Detached from the first caller's cancellation, which must not fail the others,
 		// but bounded by its deadline.
 		lctx := context.WithoutCancel(ctx)
@@ -236,18 +238,23 @@ func (a *APIKeys) fill(ctx context.Context, id string, now time.Time) (*keyEntry
 		e, r := a.lookup(lctx, id, gen, now)
 		return fillResult{e, r}, nil
 	})
-	// A millisecond of grace (inside the answering margin) lets the lookup this caller leads
-	// settle its own budget first, so that its breaker has counted it when the caller returns.
-	t := time.NewTimer(b + time.Millisecond)
+	t := time.NewTimer(b)
 	defer t.Stop()
-	select {
-	case res := <-ch:
-		fr := res.Val.(fillResult)
-		return fr.e, fr.r
-	case <-t.C:
-		return nil, Unavailable
-	case <-ctx.Done():
-		return nil, Unavailable
+	for {
+		select {
+		case res := <-ch:
+			fr := res.Val.(fillResult)
+			return fr.e, fr.r
+		case <-t.C:
+			if led.Load() {
+				// The lookup is this caller's: its guard settles it at the same moment, so
+				// that the breaker has counted it when the caller returns.
+				continue
+			}
+			return nil, Unavailable // joined a lookup that outlasts this caller's budget
+		case <-ctx.Done():
+			return nil, Unavailable
+		}
 	}
 }
 

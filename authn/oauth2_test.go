@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -298,4 +299,40 @@ func newHangServer(t *testing.T) *hangServer {
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// FuzzIntrospectionJudge: whatever the endpoint answers, judge does not panic, and it accepts
+// only an answer whose active is JSON true and whose token_type, if any, is an access token.
+func FuzzIntrospectionJudge(f *testing.F) {
+	for _, s := range []string{
+		`{"active":true,"sub":"a"}`, `{"active":true,"sub":"a","token_type":"refresh_token"}`,
+		`{"active":"true","sub":"a"}`, `{"active":true,"sub":"a","token_type":"bearer","aud":["x"],"exp":1e20}`,
+		`{"active":true,"sub":"a","active":false}`, `null`, `[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	in, err := NewIntrospector(IntrospectionConfig{Endpoint: "http://127.0.0.1:1/", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res := in.judge(body, t0)
+		if res.r != OK {
+			return
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("accepted an answer that is not a JSON object: %q", body)
+		}
+		var r struct {
+			Active    bool    `json:"active"`
+			TokenType *string `json:"token_type"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || !r.Active {
+			t.Fatalf("accepted an answer whose active is not true: %q", body)
+		}
+		if r.TokenType != nil && !strings.EqualFold(*r.TokenType, "access_token") && !strings.EqualFold(*r.TokenType, "bearer") {
+			t.Fatalf("accepted token_type %q", *r.TokenType)
+		}
+	})
 }
