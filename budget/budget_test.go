@@ -203,3 +203,18 @@ func BenchmarkDo(b *testing.B) {
 		_ = g.Do(ctx, func(context.Context) error { return nil })
 	}
 }
+
+// BenchmarkDoOpen is what a call costs while its dependency's breaker is open.
+func BenchmarkDoOpen(b *testing.B) {
+	g := New(Config{Name: "b", Failures: 1, Cooldown: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	_ = g.Do(context.Background(), func(context.Context) error { return errors.New("down") })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	fn := func(context.Context) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := g.Do(ctx, fn); err != ErrOpen {
+			b.Fatal(err)
+		}
+	}
+}
