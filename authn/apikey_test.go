@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -519,5 +520,48 @@ func TestAPIKeysSharedLookupOutlivesItsFirstCaller(t *testing.T) {
 	}
 	if got := a.Stats().Lookups; got != 1 {
 		t.Errorf("store lookups = %d, want 1", got)
+	}
+}
+
+// hangStore is a MemoryKeyStore whose Key hangs, ignoring its context, until released.
+type hangStore struct {
+	MemoryKeyStore
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (h *hangStore) Key(ctx context.Context, id string) (KeyRecord, error) {
+	h.calls.Add(1)
+	<-h.release
+	return h.MemoryKeyStore.Key(ctx, id)
+}
+
+// TestAPIKeysStoreHang: with a store that hangs (and ignores its context), a miss is
+// Unavailable before the caller's deadline, the hangs open the store's breaker (no more
+// lookups), and cached keys still authenticate.
+func TestAPIKeysStoreHang(t *testing.T) {
+	store := &hangStore{release: make(chan struct{})}
+	defer close(store.release)
+	c := &clock{t0}
+	a, err := NewAPIKeys(APIKeysConfig{Store: store, Pepper: testPepper(t), Env: EnvLive, Now: c.now,
+		StoreTimeout: 100 * time.Millisecond, BreakerCooldown: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		key := putTestKey(t, &store.MemoryKeyStore, fmt.Sprintf("hang%08d", i))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, r := a.Authenticate(ctx, key)
+		late := ctx.Err()
+		cancel()
+		if r != Unavailable || late != nil {
+			t.Fatalf("miss %d: reason %v (caller's context: %v), want Unavailable before the deadline", i, r, late)
+		}
+	}
+	if got := store.calls.Load(); got != 5 {
+		t.Errorf("store lookups = %d, want 5 (then the breaker opens)", got)
+	}
+	if st := a.Guard().State(); st.String() != "open" {
+		t.Errorf("breaker = %v, want open", st)
 	}
 }

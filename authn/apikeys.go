@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/wardenhq/warden/internal/budget"
 )
 
 // APIKeysConfig configures APIKeys. Store, Pepper and Env are required; every other field
@@ -30,8 +32,15 @@ type APIKeysConfig struct {
 	CacheTTL time.Duration
 	// NegativeTTL is how long an unknown id is remembered as unknown. Default 5s.
 	NegativeTTL time.Duration
-	// StoreTimeout caps one store lookup on a cache miss. Default 500ms.
+	// StoreTimeout caps one store lookup on a cache miss. A lookup's budget is the caller's
+	// deadline less a margin for answering (see package budget), at most StoreTimeout; a
+	// lookup that fails or runs out of budget is Unavailable, and consecutive failures open
+	// the store's circuit breaker (then a miss is Unavailable at once, until a probe lookup
+	// succeeds; cached keys are unaffected). Default 500ms.
 	StoreTimeout time.Duration
+	// BreakerCooldown is how long the store's breaker stays open before a probe lookup.
+	// Default 500ms.
+	BreakerCooldown time.Duration
 	// LastUsedInterval is how often, at most, a key's LastUsedAt is written back (by Run).
 	// Default 10m.
 	LastUsedInterval time.Duration
@@ -92,6 +101,7 @@ type APIKeyStats struct {
 // background. Safe for concurrent use.
 type APIKeys struct {
 	cfg    APIKeysConfig
+	guard  *budget.Guard // store lookups on the request path
 	now    func() time.Time
 	log    *slog.Logger
 	touchC chan touch
@@ -137,7 +147,9 @@ func NewAPIKeys(cfg APIKeysConfig) (*APIKeys, error) {
 	}
 	cfg.setDefaults()
 	return &APIKeys{
-		cfg:    cfg,
+		cfg: cfg,
+		guard: budget.New(budget.Config{Name: "apikey_store", Cap: cfg.StoreTimeout, Cooldown: cfg.BreakerCooldown,
+			Logger: cfg.Logger}),
 		now:    cfg.Now,
 		log:    cfg.Logger,
 		touchC: make(chan touch, 1024),
@@ -150,8 +162,11 @@ func (a *APIKeys) Stats() APIKeyStats {
 	return APIKeyStats{Lookups: a.lookups.Load(), CacheHits: a.hits.Load(), Malformed: a.malformed.Load()}
 }
 
+// Guard is the key store's budget and breaker, for metrics.
+func (a *APIKeys) Guard() *budget.Guard { return a.guard }
+
 // Authenticate returns the principal that key stands for, or the reason it is refused.
-// Unavailable means the store failed. The returned Principal shares its slices with the
+// Unavailable means the store failed, or could not answer within the caller's deadline. The returned Principal shares its slices with the
 // cache: read-only.
 func (a *APIKeys) Authenticate(ctx context.Context, key string) (Principal, Reason) {
 	pk, err := ParseAPIKey(key)
@@ -201,25 +216,49 @@ func (a *APIKeys) cached(id string, now time.Time) *keyEntry {
 }
 
 // fill reads id from the store into the cache. Concurrent misses of one id share a lookup;
-// each caller still waits no longer than its own ctx allows.
+// each caller still waits no longer than its own budget (its deadline less the answering
+// margin) allows.
 // The generation is part of the shared key: a miss after an invalidation (a revocation, say)
 // never joins a lookup that started before it.
 func (a *APIKeys) fill(ctx context.Context, id string, now time.Time) (*keyEntry, Reason) {
+	b := a.guard.Budget(ctx, time.Now())
+	if b <= 0 {
+		return nil, Unavailable
+	}
 	a.mu.RLock()
 	gen := a.gen
 	a.mu.RUnlock()
+	var led atomic.Bool // this caller's own lookup: it ends by this caller's budget
 	ch := a.misses.DoChan(strconv.FormatUint(gen, 10)+":"+id, func() (any, error) {
-		// Detached from the first caller's cancellation, which must not fail the others;
-		// StoreTimeout still bounds it.
-		e, r := a.lookup(context.WithoutCancel(ctx), id, gen, now)
+		led.Store(true)
+		// Detached from the first caller's cancellation, which must not fail the others,
+		// but bounded by its deadline.
+		lctx := context.WithoutCancel(ctx)
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			lctx, cancel = context.WithDeadline(lctx, dl)
+			defer cancel()
+		}
+		e, r := a.lookup(lctx, id, gen, now)
 		return fillResult{e, r}, nil
 	})
-	select {
-	case res := <-ch:
-		fr := res.Val.(fillResult)
-		return fr.e, fr.r
-	case <-ctx.Done():
-		return nil, Unavailable
+	t := time.NewTimer(b)
+	defer t.Stop()
+	for {
+		select {
+		case res := <-ch:
+			fr := res.Val.(fillResult)
+			return fr.e, fr.r
+		case <-t.C:
+			if led.Load() {
+				// The lookup is this caller's: its guard settles it at the same moment, so
+				// that the breaker has counted it when the caller returns.
+				continue
+			}
+			return nil, Unavailable // joined a lookup that outlasts this caller's budget
+		case <-ctx.Done():
+			return nil, Unavailable
+		}
 	}
 }
 
@@ -230,18 +269,30 @@ type fillResult struct {
 
 // lookup is one store read of id, cached unless an invalidation came after generation gen.
 func (a *APIKeys) lookup(ctx context.Context, id string, gen uint64, now time.Time) (*keyEntry, Reason) {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-	defer cancel()
-	a.lookups.Add(1)
-	rec, err := a.cfg.Store.Key(ctx, id)
+	var (
+		rec      KeyRecord
+		notFound bool
+	)
+	err := a.guard.Do(ctx, func(ctx context.Context) error {
+		a.lookups.Add(1)
+		r, err := a.cfg.Store.Key(ctx, id)
+		if errors.Is(err, ErrKeyNotFound) {
+			notFound = true
+			return nil // an answer
+		}
+		rec = r
+		return err
+	})
 	e := &keyEntry{}
 	switch {
-	case errors.Is(err, ErrKeyNotFound):
-		e.until = now.Add(a.cfg.NegativeTTL)
 	case err != nil:
-		a.log.LogAttrs(ctx, slog.LevelWarn, "api key store lookup failed",
-			slog.String("key_id", id), slog.String("error", err.Error()))
+		if err != budget.ErrOpen && err != budget.ErrNoTime { // an open breaker was logged once
+			a.log.LogAttrs(ctx, slog.LevelWarn, "api key store lookup failed",
+				slog.String("key_id", id), slog.String("error", err.Error()))
+		}
 		return nil, Unavailable
+	case notFound:
+		e.until = now.Add(a.cfg.NegativeTTL)
 	default:
 		e.found = true
 		e.env = rec.Env

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wardenhq/warden/internal/budget"
 )
 
 // IntrospectionConfig configures an Introspector. Endpoint is required; every other field
@@ -28,7 +30,8 @@ type IntrospectionConfig struct {
 	// HTTPClient sends the requests. Default a client with no timeout of its own (Timeout
 	// applies per call).
 	HTTPClient *http.Client
-	// Timeout caps one introspection call (within the caller's deadline). Default 2s.
+	// Timeout caps one introspection call. A call's budget is the caller's deadline less a
+	// margin for answering (see package budget), at most Timeout. Default 2s.
 	Timeout time.Duration
 	// MaxResponseBytes caps the response body; a larger one is a failure. Default 64 KiB.
 	MaxResponseBytes int64
@@ -40,6 +43,10 @@ type IntrospectionConfig struct {
 	Audiences []string
 	// ClientIDs, if set, must contain the response's client_id (else NotAllowed).
 	ClientIDs []string
+	// TokenTypes are the token_type values accepted when the response has one, compared
+	// case-insensitively (RFC 6749 5.1); any other type (refresh_token, say) is
+	// WrongTokenType (RFC 7662 2.2, RFC 6749 1.5). Default [access_token Bearer].
+	TokenTypes []string
 	// TenantClaim, if set, names a string member of the response copied to Principal.Tenant.
 	TenantClaim string
 	// CacheSize bounds the result cache. Default 10000.
@@ -50,7 +57,8 @@ type IntrospectionConfig struct {
 	// NegativeCacheTTL is how long a refused token (inactive, expired, wrong issuer…) is
 	// remembered. Default 10s.
 	NegativeCacheTTL time.Duration
-	// BreakerFailures consecutive failures open the circuit breaker. Default 5.
+	// BreakerFailures consecutive failures open the circuit breaker; a call that does not
+	// finish within its budget is a failure. Default 5.
 	BreakerFailures int
 	// BreakerCooldown is how long the breaker stays open (every uncached token is
 	// Unavailable, no call is made) before one probe call is let through. Default 10s.
@@ -69,22 +77,20 @@ type IntrospectionStats struct {
 }
 
 // Introspector is a TokenVerifier for opaque OAuth2 access tokens: it asks an RFC 7662
-// endpoint (POST form token=…, client credentials by HTTP Basic), honours active, exp,
-// nbf, iss, aud, client_id and scope, and caches the answer keyed by the SHA-256 of the
-// token. When the endpoint fails it fails closed (Unavailable) and a circuit breaker stops
-// calling it for a while. Build it with NewIntrospector. Safe for concurrent use.
+// endpoint (POST form token=…, client credentials by HTTP Basic), honours active (JSON
+// true only), token_type, exp, nbf, iss, aud, client_id and scope, and caches the answer
+// keyed by the SHA-256 of the token. Each call runs under a budget.Guard: it ends before the
+// caller's deadline, and when the endpoint fails or hangs it fails closed (Unavailable) and
+// the breaker stops calling it for a while. Build it with NewIntrospector. Safe for
+// concurrent use.
 type Introspector struct {
-	cfg IntrospectionConfig
+	cfg   IntrospectionConfig
+	guard *budget.Guard
 
 	mu    sync.Mutex
 	cache map[[32]byte]introResult
 
-	bmu       sync.Mutex
-	failures  int
-	openUntil time.Time
-	probing   bool
-
-	calls, hits, opens atomic.Uint64
+	calls, hits atomic.Uint64
 }
 
 type introResult struct {
@@ -132,15 +138,23 @@ func NewIntrospector(cfg IntrospectionConfig) (*Introspector, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Introspector{cfg: cfg, cache: make(map[[32]byte]introResult)}, nil
+	if cfg.TokenTypes == nil {
+		cfg.TokenTypes = []string{"access_token", "Bearer"}
+	}
+	g := budget.New(budget.Config{Name: "oauth2_introspection", Cap: cfg.Timeout, Failures: cfg.BreakerFailures,
+		Cooldown: cfg.BreakerCooldown, Logger: cfg.Logger, Now: cfg.Now})
+	return &Introspector{cfg: cfg, guard: g, cache: make(map[[32]byte]introResult)}, nil
 }
 
 var _ TokenVerifier = (*Introspector)(nil)
 
 // Stats returns the counters.
 func (in *Introspector) Stats() IntrospectionStats {
-	return IntrospectionStats{Calls: in.calls.Load(), CacheHits: in.hits.Load(), BreakerOpens: in.opens.Load()}
+	return IntrospectionStats{Calls: in.calls.Load(), CacheHits: in.hits.Load(), BreakerOpens: in.guard.Stats().Opens}
 }
+
+// Guard is the endpoint's budget and breaker, for metrics.
+func (in *Introspector) Guard() *budget.Guard { return in.guard }
 
 // Verify implements TokenVerifier.
 func (in *Introspector) Verify(ctx context.Context, token string) (Principal, Reason) {
@@ -163,20 +177,18 @@ func (in *Introspector) Verify(ctx context.Context, token string) (Principal, Re
 		}
 		return res.p, res.r
 	}
-	if !in.breakerAllow(now) {
-		return Principal{}, Unavailable
-	}
-	body, err := in.call(ctx, token)
+	var body []byte
+	err := in.guard.Do(ctx, func(ctx context.Context) error {
+		var err error
+		body, err = in.call(ctx, token)
+		return err
+	})
 	if err != nil {
-		if ctx.Err() == nil { // the caller's own deadline is not the endpoint's fault
-			in.breakerRecord(false, now)
-		} else {
-			in.breakerRecord(true, now)
+		if err != budget.ErrOpen { // an open breaker was logged when it opened
+			in.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "oauth2 introspection failed", slog.String("error", err.Error()))
 		}
-		in.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "oauth2 introspection failed", slog.String("error", err.Error()))
 		return Principal{}, Unavailable
 	}
-	in.breakerRecord(true, now)
 	res = in.judge(body, now)
 	res.p.CredentialID = hex.EncodeToString(key[:8])
 	if res.r != OK {
@@ -203,19 +215,19 @@ func (in *Introspector) Verify(ctx context.Context, token string) (Principal, Re
 }
 
 type introspection struct {
-	Active   bool            `json:"active"`
-	Scope    string          `json:"scope"`
-	ClientID string          `json:"client_id"`
-	Sub      string          `json:"sub"`
-	Iss      string          `json:"iss"`
-	Aud      json.RawMessage `json:"aud"`
-	Exp      *float64        `json:"exp"`
-	Nbf      *float64        `json:"nbf"`
+	Active    bool            `json:"active"` // a string or number fails to decode: Malformed
+	TokenType *string         `json:"token_type"`
+	Scope     string          `json:"scope"`
+	ClientID  string          `json:"client_id"`
+	Sub       string          `json:"sub"`
+	Iss       string          `json:"iss"`
+	Aud       json.RawMessage `json:"aud"`
+	Exp       *float64        `json:"exp"`
+	Nbf       *float64        `json:"nbf"`
 }
 
+// call asks the endpoint once; ctx carries the budget.
 func (in *Introspector) call(ctx context.Context, token string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, in.cfg.Timeout)
-	defer cancel()
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.cfg.Endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -257,6 +269,9 @@ func (in *Introspector) judge(body []byte, now time.Time) introResult {
 	}
 	if !r.Active {
 		return introResult{r: Inactive}
+	}
+	if r.TokenType != nil && !slices.ContainsFunc(in.cfg.TokenTypes, func(t string) bool { return strings.EqualFold(t, *r.TokenType) }) {
+		return introResult{r: WrongTokenType}
 	}
 	var exp time.Time
 	if r.Exp != nil {
@@ -312,32 +327,4 @@ func (in *Introspector) judge(body []byte, now time.Time) introResult {
 		until = exp
 	}
 	return introResult{p: p, r: OK, until: until}
-}
-
-func (in *Introspector) breakerAllow(now time.Time) bool {
-	in.bmu.Lock()
-	defer in.bmu.Unlock()
-	switch {
-	case in.failures < in.cfg.BreakerFailures:
-		return true
-	case now.Before(in.openUntil) || in.probing:
-		return false
-	}
-	in.probing = true // half-open: one probe at a time
-	return true
-}
-
-func (in *Introspector) breakerRecord(ok bool, now time.Time) {
-	in.bmu.Lock()
-	defer in.bmu.Unlock()
-	in.probing = false
-	if ok {
-		in.failures = 0
-		return
-	}
-	in.failures++
-	if in.failures >= in.cfg.BreakerFailures {
-		in.openUntil = now.Add(in.cfg.BreakerCooldown)
-		in.opens.Add(1)
-	}
 }

@@ -2,7 +2,9 @@ package authn
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/wardenhq/warden/internal/budget"
 )
 
 // introServer answers introspection requests from a table of tokens; status, if set,
@@ -213,4 +217,122 @@ func TestIntrospectorLimits(t *testing.T) {
 	if _, err := NewIntrospector(IntrospectionConfig{Endpoint: "ftp://x"}); err == nil {
 		t.Errorf("NewIntrospector(ftp endpoint) error = nil")
 	}
+}
+
+// TestIntrospectorAnswerShapes: RFC 7662 2.2 and RFC 9068: only an active access token is
+// accepted; active must be the JSON literal true.
+func TestIntrospectorAnswerShapes(t *testing.T) {
+	const claims = `"sub":"alice","iss":"https://idp.example","aud":"warden"`
+	tests := []struct {
+		name, answer string
+		types        []string
+		want         Reason
+	}{
+		{"no token_type", `{"active":true,` + claims + `}`, nil, OK},
+		{"access_token", `{"active":true,"token_type":"access_token",` + claims + `}`, nil, OK},
+		{"Bearer", `{"active":true,"token_type":"Bearer",` + claims + `}`, nil, OK},
+		{"bearer lower case", `{"active":true,"token_type":"bearer",` + claims + `}`, nil, OK},
+		{"BEARER", `{"active":true,"token_type":"BEARER",` + claims + `}`, nil, OK},
+		{"refresh_token", `{"active":true,"token_type":"refresh_token",` + claims + `}`, nil, WrongTokenType},
+		{"id_token", `{"active":true,"token_type":"urn:ietf:params:oauth:token-type:id_token",` + claims + `}`, nil, WrongTokenType},
+		{"empty token_type", `{"active":true,"token_type":"",` + claims + `}`, nil, WrongTokenType},
+		{"token_type not a string", `{"active":true,"token_type":1,` + claims + `}`, nil, Malformed},
+		{"token_type null", `{"active":true,"token_type":null,` + claims + `}`, nil, OK},
+		{"DPoP not configured", `{"active":true,"token_type":"DPoP",` + claims + `}`, nil, WrongTokenType},
+		{"DPoP configured", `{"active":true,"token_type":"DPoP",` + claims + `}`, []string{"DPoP"}, OK},
+		{"Bearer not configured", `{"active":true,"token_type":"Bearer",` + claims + `}`, []string{"DPoP"}, WrongTokenType},
+		{"active string", `{"active":"true",` + claims + `}`, nil, Malformed},
+		{"active number", `{"active":1,` + claims + `}`, nil, Malformed},
+		{"active null", `{"active":null,` + claims + `}`, nil, Inactive},
+		{"active missing", `{` + claims + `}`, nil, Inactive},
+		{"active false", `{"active":false,"token_type":"access_token",` + claims + `}`, nil, Inactive},
+		{"refresh inactive", `{"active":false,"token_type":"refresh_token"}`, nil, Inactive},
+		{"not an object", `[true]`, nil, Malformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newIntroServer(t, map[string]string{"tok": tt.answer})
+			in := newTestIntrospector(t, srv.URL, &clock{t0}, func(c *IntrospectionConfig) { c.TokenTypes = tt.types })
+			if _, r := in.Verify(context.Background(), "tok"); r != tt.want {
+				t.Errorf("Verify = %v, want %v", r, tt.want)
+			}
+		})
+	}
+}
+
+// TestIntrospectorHang: against an endpoint that never answers, a verification ends before
+// its caller's deadline (with Unavailable), and the hangs open the breaker, after which no
+// call reaches the endpoint. (The deadline is generous for a loaded machine; the 200 ms one
+// Envoy uses is tested over the real server in cmd/warden.)
+func TestIntrospectorHang(t *testing.T) {
+	srv := newHangServer(t)
+	in := newTestIntrospector(t, srv.URL, &clock{t0}, func(c *IntrospectionConfig) { c.BreakerFailures = 3 })
+	for i := range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, r := in.Verify(ctx, fmt.Sprint("tok", i))
+		late := ctx.Err()
+		cancel()
+		if r != Unavailable || late != nil {
+			t.Fatalf("call %d: Verify = %v (caller's context: %v), want Unavailable before the deadline", i, r, late)
+		}
+	}
+	if got := srv.calls.Load(); got != 3 {
+		t.Errorf("endpoint calls = %d, want 3 (then the breaker opens)", got)
+	}
+	if st := in.Guard().State(); st != budget.Open {
+		t.Errorf("breaker state = %v, want open", st)
+	}
+}
+
+type hangServer struct {
+	*httptest.Server
+	calls atomic.Int64
+}
+
+// newHangServer starts an endpoint that answers only when the request is given up.
+func newHangServer(t *testing.T) *hangServer {
+	s := &hangServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leaving
+		<-r.Context().Done()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// FuzzIntrospectionJudge: whatever the endpoint answers, judge does not panic, and it accepts
+// only an answer whose active is JSON true and whose token_type, if any, is an access token.
+func FuzzIntrospectionJudge(f *testing.F) {
+	for _, s := range []string{
+		`{"active":true,"sub":"a"}`, `{"active":true,"sub":"a","token_type":"refresh_token"}`,
+		`{"active":"true","sub":"a"}`, `{"active":true,"sub":"a","token_type":"bearer","aud":["x"],"exp":1e20}`,
+		`{"active":true,"sub":"a","active":false}`, `null`, `[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	in, err := NewIntrospector(IntrospectionConfig{Endpoint: "http://127.0.0.1:1/", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res := in.judge(body, t0)
+		if res.r != OK {
+			return
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("accepted an answer that is not a JSON object: %q", body)
+		}
+		var r struct {
+			Active    bool    `json:"active"`
+			TokenType *string `json:"token_type"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || !r.Active {
+			t.Fatalf("accepted an answer whose active is not true: %q", body)
+		}
+		if r.TokenType != nil && !strings.EqualFold(*r.TokenType, "access_token") && !strings.EqualFold(*r.TokenType, "bearer") {
+			t.Fatalf("accepted token_type %q", *r.TokenType)
+		}
+	})
 }

@@ -39,6 +39,9 @@ const (
 	// Unavailable: a backend (store, introspection endpoint, JWKS) failed, so no decision
 	// could be made. Maps to the gRPC code UNAVAILABLE, not to a denial.
 	Unavailable
+	// WrongTokenType: the token is of a type not accepted here (an OAuth2 refresh token
+	// offered as an access token).
+	WrongTokenType
 
 	numReasons
 )
@@ -46,7 +49,7 @@ const (
 var reasonNames = [numReasons]string{
 	"ok", "no_credentials", "malformed", "unknown", "expired", "revoked", "bad_signature",
 	"wrong_audience", "wrong_issuer", "not_yet_valid", "unsupported_algorithm", "not_allowed",
-	"inactive", "unavailable",
+	"inactive", "unavailable", "wrong_token_type",
 }
 
 // String returns the reason in snake_case, stable for metric labels and audit logs.

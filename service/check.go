@@ -86,6 +86,10 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*warden
 		var err error
 		p, denied, err = s.authenticate(ctx, d, creds)
 		if err != nil {
+			if dependencyDown(err) {
+				s.audit.LogAttrs(ctx, slog.LevelWarn, "authentication backend unavailable: 503", attrRPC("Check"))
+				return unavailableDecision(resp, wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE), nil
+			}
 			return nil, err
 		}
 		if denied != nil {
@@ -143,6 +147,21 @@ func deny(stage wardenv1.CheckStage, reason authz.Reason) *wardenv1.CheckRespons
 	return r
 }
 
+// unavailableDecision makes resp a 503 denial with Retry-After: a dependency (the key store,
+// the introspection endpoint, the webhook replay store) could not answer within the request's
+// budget. It is a decision, not an error, so that a gateway that allows on errors
+// (failure_mode_allow) still refuses, and a client retries.
+func unavailableDecision(resp *wardenv1.CheckResponse, stage wardenv1.CheckStage) *wardenv1.CheckResponse {
+	resp.Stage = stage
+	resp.Reason = wardenv1.DenyReason_DENY_REASON_UNSPECIFIED
+	resp.HttpStatus = 503
+	resp.ResponseHeaders = retryAfterHeaders
+	return resp
+}
+
+// retryAfterHeaders is the header of every 503 decision; shared, never modified.
+var retryAfterHeaders = []*wardenv1.Header{{Name: "Retry-After", Value: "1"}}
+
 func wwwAuthenticate(invalid bool) string {
 	if invalid {
 		return `Bearer realm="warden", error="invalid_token"`
@@ -162,7 +181,11 @@ func (s *Server) checkWebhook(ctx context.Context, d *Deps, route *authz.Route, 
 		return false, nil
 	}
 	if r.Reason == webhook.Unavailable {
-		return true, unavailable("the webhook replay store")
+		// Never accepted unchecked: refused with 503, so that the sender retries.
+		s.audit.LogAttrs(ctx, slog.LevelWarn, "webhook replay store unavailable: 503", attrRPC("Check"),
+			attrStr("route", route.Name), attrStr("source", route.Webhook), attrStr("event_id", r.EventID))
+		unavailableDecision(resp, wardenv1.CheckStage_CHECK_STAGE_WEBHOOK)
+		return true, nil
 	}
 	resp.Stage = wardenv1.CheckStage_CHECK_STAGE_WEBHOOK
 	resp.Reason = webhookReason(r.Reason)

@@ -32,6 +32,14 @@ func unavailable(what string) error {
 	return status.Error(codes.Unavailable, what+" is unavailable; retry later")
 }
 
+// dependencyDown reports whether err says that a dependency (a store, an identity provider)
+// could not answer in time: UNAVAILABLE, or the caller's deadline. Check answers such a
+// failure with a 503 decision instead of the error.
+func dependencyDown(err error) bool {
+	c := status.Code(err)
+	return c == codes.Unavailable || c == codes.DeadlineExceeded
+}
+
 // internal logs err and answers a generic INTERNAL: details stay in Warden's log.
 func internal(ctx context.Context, log *slog.Logger, op string, err error) error {
 	if e := fromContext(ctx, err); e != nil {

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authn/webhook/replaytest"
+	"github.com/wardenhq/warden/internal/budget"
 )
 
 func TestMemoryReplayConformance(t *testing.T) {
@@ -253,4 +256,48 @@ func TestReplayTTL(t *testing.T) {
 
 func TestConcurrentDeliveriesMemory(t *testing.T) {
 	replaytest.ConcurrentDeliveries(t, []webhook.ReplayStore{webhook.NewMemoryReplay(webhook.MemoryReplayConfig{})}, 100)
+}
+
+// hangReplay is a replay store whose Seen hangs, ignoring its context.
+type hangReplay struct {
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (h *hangReplay) Seen(context.Context, string, string, time.Duration) (bool, error) {
+	h.calls.Add(1)
+	<-h.release
+	return true, nil
+}
+
+// TestReplayGuard: with a guard, a replay store that hangs makes a delivery Unavailable
+// (refused, never accepted unchecked) before the caller's deadline, and the hangs open the
+// breaker so that the store is no longer called.
+func TestReplayGuard(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	store := &hangReplay{release: make(chan struct{})}
+	defer close(store.release)
+	src := webhook.Source{Name: "gh", Scheme: webhook.GitHub, Secrets: []string{"a-github-webhook-secret-of-32-bytes!"}, Replay: true}
+	g := budget.New(budget.Config{Name: "webhook_replay", Cap: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	v, err := webhook.New(webhook.Config{Sources: []webhook.Source{src}, Replay: store, ReplayGuard: g, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		body := []byte(fmt.Sprintf(`{"n":%d}`, i))
+		h, err := webhook.Sign(src, fmt.Sprint("d-", i), now, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r := v.Verify(ctx, "gh", webhook.Map(h), body)
+		late := ctx.Err()
+		cancel()
+		if r.Valid || r.Reason != webhook.Unavailable || late != nil {
+			t.Fatalf("delivery %d: got %+v (caller's context: %v), want Unavailable before the deadline", i, r, late)
+		}
+	}
+	if got := store.calls.Load(); got != 5 {
+		t.Errorf("store calls = %d, want 5 (then the breaker opens)", got)
+	}
 }

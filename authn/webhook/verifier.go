@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/wardenhq/warden/internal/budget"
 )
 
 // Config configures a Verifier.
@@ -19,6 +21,12 @@ type Config struct {
 	// has Replay on; a MemoryReplay serves a single replica, authn/webhook/redisreplay
 	// several.
 	Replay ReplayStore
+	// ReplayGuard, if set, bounds each replay store call by a budget (the caller's deadline
+	// less a margin for answering, at most the guard's cap) and breaks the circuit when the
+	// store fails or hangs; a call that cannot complete is Unavailable (the delivery is
+	// refused, never accepted unchecked). Set it for a store across the network (cmd/warden
+	// does for Redis); nil calls the store directly, bounded only by ctx.
+	ReplayGuard *budget.Guard
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives replay store failures (source and reason, never a secret, header or
@@ -32,6 +40,7 @@ type Config struct {
 type Verifier struct {
 	sources map[string]*source
 	replay  ReplayStore
+	guard   *budget.Guard
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -39,7 +48,7 @@ type Verifier struct {
 // New validates cfg and returns a Verifier. Every invalid source field is reported, each as a
 // *ConfigError joined with errors.Join.
 func New(cfg Config) (*Verifier, error) {
-	v := &Verifier{sources: make(map[string]*source, len(cfg.Sources)), replay: cfg.Replay, now: cfg.Now, log: cfg.Logger}
+	v := &Verifier{sources: make(map[string]*source, len(cfg.Sources)), replay: cfg.Replay, guard: cfg.ReplayGuard, now: cfg.Now, log: cfg.Logger}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -138,8 +147,12 @@ func (v *Verifier) Verify(ctx context.Context, sourceName string, headers Header
 	if !s.idSigned || replayKey == "" {
 		replayKey = "sig:" + hex.EncodeToString(first[:16])
 	}
-	firstSeen, err := v.replay.Seen(ctx, s.name, replayKey, s.replayTTL)
+	firstSeen, err := v.seen(ctx, s, replayKey)
 	if err != nil {
+		if err == budget.ErrOpen { // logged once, when it opened
+			res.Reason = Unavailable
+			return res
+		}
 		v.log.LogAttrs(ctx, slog.LevelWarn, "webhook replay store failed", slog.String("source", s.name), slog.String("error", err.Error()))
 		res.Reason = Unavailable
 		return res
@@ -150,4 +163,20 @@ func (v *Verifier) Verify(ctx context.Context, sourceName string, headers Header
 	}
 	res.Valid, res.FirstSeen = true, true
 	return res
+}
+
+// seen asks the replay store, under the guard when there is one.
+func (v *Verifier) seen(ctx context.Context, s *source, key string) (bool, error) {
+	if v.guard == nil {
+		return v.replay.Seen(ctx, s.name, key, s.replayTTL)
+	}
+	var first bool
+	if err := v.guard.Do(ctx, func(ctx context.Context) error {
+		var err error
+		first, err = v.replay.Seen(ctx, s.name, key, s.replayTTL)
+		return err
+	}); err != nil {
+		return false, err // first may still be written by an abandoned call
+	}
+	return first, nil
 }

@@ -359,6 +359,8 @@ func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 		code = codes.Unauthenticated
 	case 429:
 		code = codes.ResourceExhausted
+	case 503:
+		code = codes.Unavailable
 	case 0:
 		httpStatus = 403
 	}
@@ -412,7 +414,7 @@ func (c *checkCall) deniedResponse(code codes.Code, httpStatus int, headers []*w
 			ptrs = append(ptrs, &opts[i].opt)
 		}
 	}
-	if httpStatus == 503 {
+	if httpStatus == 503 && !hasHeader(headers, "retry-after") {
 		ptrs = append(ptrs, retryAfterOne)
 	}
 	d := new(deniedParts)
@@ -424,6 +426,16 @@ func (c *checkCall) deniedResponse(code codes.Code, httpStatus int, headers []*w
 	c.resp.Status = deniedStatus(code)
 	c.resp.HttpResponse = &d.deny
 	return &c.resp
+}
+
+// hasHeader reports whether headers has one named name (lower case).
+func hasHeader(headers []*wardenv1.Header, name string) bool {
+	for _, h := range headers {
+		if strings.EqualFold(h.GetName(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // deniedBody is the client's body: a status and a generic message, never Warden's reason.

@@ -252,3 +252,26 @@ func TestFailureModes(t *testing.T) {
 		t.Errorf("the cause was not logged: %s", logs.String())
 	}
 }
+
+// TestUnavailableDecisionMapping: Warden's 503 decision (a dependency could not answer)
+// reaches Envoy as a 503 denial with code UNAVAILABLE and exactly one Retry-After.
+func TestUnavailableDecisionMapping(t *testing.T) {
+	got := envoy.CheckResponseToEnvoy(&wardenv1.CheckResponse{HttpStatus: 503,
+		ResponseHeaders: []*wardenv1.Header{{Name: "Retry-After", Value: "1"}}})
+	if c := codes.Code(got.GetStatus().GetCode()); c != codes.Unavailable {
+		t.Errorf("code = %v, want UNAVAILABLE", c)
+	}
+	d := got.GetDeniedResponse()
+	if d.GetStatus().GetCode() != 503 {
+		t.Errorf("HTTP status = %v, want 503", d.GetStatus().GetCode())
+	}
+	n := 0
+	for _, h := range d.GetHeaders() {
+		if strings.EqualFold(h.GetHeader().GetKey(), "retry-after") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d Retry-After headers, want 1", n)
+	}
+}

@@ -48,10 +48,13 @@ type apiKeysYAML struct {
 }
 
 type jwtYAML struct {
-	MaxTokenBytes  int           `yaml:"max_token_bytes"`
-	CacheSize      int           `yaml:"cache_size"`
-	UnknownKIDWait time.Duration `yaml:"unknown_kid_wait"`
-	Issuers        []struct {
+	// RevocationTimeout caps one revocation store lookup (Redis) on the request path; its
+	// budget is the caller's deadline less a margin for answering. Default 500ms.
+	RevocationTimeout time.Duration `yaml:"revocation_timeout"`
+	MaxTokenBytes     int           `yaml:"max_token_bytes"`
+	CacheSize         int           `yaml:"cache_size"`
+	UnknownKIDWait    time.Duration `yaml:"unknown_kid_wait"`
+	Issuers           []struct {
 		Issuer     string        `yaml:"issuer"`
 		Audiences  []string      `yaml:"audiences"`
 		JWKSURL    string        `yaml:"jwks_url"`
@@ -113,6 +116,11 @@ type oauth2YAML struct {
 	CacheSize        int           `yaml:"cache_size"`
 	MaxCacheTTL      time.Duration `yaml:"max_cache_ttl"`
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	// TokenTypes are the accepted token_type values (case-insensitive). Default
+	// [access_token, Bearer].
+	TokenTypes      []string      `yaml:"token_types"`
+	BreakerFailures int           `yaml:"breaker_failures"`
+	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 }
 
 func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
@@ -164,6 +172,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			return bad("api_keys", "%v", err)
 		}
 		ac.APIKeys, ncfg.APIKeys = keys, keys
+		a.pendingGuards = append(a.pendingGuards, keys.Guard())
 		a.pending = append(a.pending, keys.Run)
 		if a.redis != nil {
 			sub, err := redisauth.NewSubscriber(redisauth.SubscriberConfig{Redis: a.apiKeysRedis(), Target: keys, Logger: a.log})
@@ -176,7 +185,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 
 	if j := y.JWT; j != nil {
 		jc := jwtauth.Config{MaxTokenBytes: j.MaxTokenBytes, CacheSize: j.CacheSize, UnknownKIDWait: j.UnknownKIDWait,
-			Revocations: a.stores.jwtRevocations, Logger: a.log, Previous: a.jwt}
+			Revocations: a.guardRevocations(j.RevocationTimeout), Logger: a.log, Previous: a.jwt}
 		for _, is := range j.Issuers {
 			if is.JWKSFile != "" && !strings.HasPrefix(is.JWKSFile, "/") && cfg.Path != "" {
 				is.JWKSFile = relativeTo(cfg.Path, is.JWKSFile)
@@ -261,10 +270,12 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			Endpoint: o.Endpoint, ClientID: o.ClientID, ClientSecret: o.ClientSecret.Reveal(), Timeout: o.Timeout,
 			Issuer: o.Issuer, Audiences: o.Audiences, ClientIDs: o.ClientIDs, TenantClaim: o.TenantClaim,
 			CacheSize: o.CacheSize, MaxCacheTTL: o.MaxCacheTTL, NegativeCacheTTL: o.NegativeCacheTTL, Logger: a.log,
+			TokenTypes: o.TokenTypes, BreakerFailures: o.BreakerFailures, BreakerCooldown: o.BreakerCooldown,
 		})
 		if err != nil {
 			return bad("oauth2", "%v", err)
 		}
+		a.pendingGuards = append(a.pendingGuards, in.Guard())
 		ncfg.OAuth2 = in
 	}
 	au, err := authn.NewAuthenticator(ncfg)

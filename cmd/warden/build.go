@@ -61,7 +61,7 @@ func (a *app) openStores() error {
 // (JWKS refresh, cache invalidation), which runs while this config is the running one. It is
 // called at start and on every reload; an error keeps the running config.
 func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []func(context.Context) error, error) {
-	a.pending, a.jwtNext = nil, nil
+	a.pending, a.jwtNext, a.pendingGuards = nil, nil, nil
 	d := &service.Deps{Version: cfg.Version}
 	builders := []struct {
 		name    string
@@ -87,6 +87,9 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []fun
 	}
 	runners := a.pending
 	a.pending = nil
+	if a.tel != nil {
+		a.tel.setGuards(a.pendingGuards)
+	}
 	return d, runners, nil
 }
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/wardenhq/warden/authn/jwtauth"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/internal/budget"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/redisconn"
 	"github.com/wardenhq/warden/internal/streamguard"
@@ -108,8 +109,10 @@ type app struct {
 	// jwt is the running config's JWT verifier (nil without one), whose key sets the next
 	// config's verifier starts from; jwtNext is the one of the config being built.
 	jwt, jwtNext *jwtauth.Verifier
-	gen          *generation
-	genCtx       context.Context
+	// pendingGuards are the dependency guards of the config being built, for metrics.
+	pendingGuards []*budget.Guard
+	gen           *generation
+	genCtx        context.Context
 }
 
 func (a *app) close() {

@@ -13,6 +13,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/stats"
 
+	"github.com/wardenhq/warden/internal/budget"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/streamguard"
 )
@@ -25,6 +26,7 @@ type telemetry struct {
 	tp      *sdktrace.TracerProvider
 	meter   metric.Meter
 	version atomic.Value // string
+	guards  atomic.Pointer[[]*budget.Guard]
 
 	reloads metric.Int64Counter
 }
@@ -51,6 +53,9 @@ func newTelemetry(c config.Telemetry) (*telemetry, error) {
 			o.Observe(1, metric.WithAttributes(attrVersion(t.version.Load().(string))))
 			return nil
 		})); err != nil {
+		return nil, err
+	}
+	if err = t.observeGuards(); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -81,6 +86,41 @@ var (
 	attrReasonStreamBudget = attribute.String("reason", "stream_budget")
 	attrReasonPenalty      = attribute.String("reason", "penalty")
 )
+
+// observeGuards exports the running config's dependency guards: calls by dependency and
+// outcome, and each breaker's state. They are read at collection time, so counting costs
+// the request path one atomic add. A reload builds new guards, whose counts start at zero.
+func (t *telemetry) observeGuards() error {
+	calls, err := t.meter.Int64ObservableCounter("warden.dependency.calls",
+		metric.WithDescription("Calls to a dependency (webhook_replay, apikey_store, jwt_revocations, oauth2_introspection) by outcome: ok, error, timeout (did not finish within its budget), breaker_open, no_time."))
+	if err != nil {
+		return err
+	}
+	state, err := t.meter.Int64ObservableGauge("warden.dependency.breaker_state",
+		metric.WithDescription("A dependency's circuit breaker: 0 closed, 1 open, 2 half-open (probing)."))
+	if err != nil {
+		return err
+	}
+	_, err = t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		gs := t.guards.Load()
+		if gs == nil {
+			return nil
+		}
+		for _, g := range *gs {
+			st := g.Stats()
+			dep := attribute.String("dependency", g.Name())
+			o.ObserveInt64(state, int64(st.State), metric.WithAttributes(dep))
+			for i, n := range st.Outcomes {
+				o.ObserveInt64(calls, int64(n), metric.WithAttributes(dep, attribute.String("outcome", budget.Outcome(i).String())))
+			}
+		}
+		return nil
+	}, calls, state)
+	return err
+}
+
+// setGuards names the dependency guards of the config about to run.
+func (t *telemetry) setGuards(gs []*budget.Guard) { t.guards.Store(&gs) }
 
 func (t *telemetry) setConfigVersion(v string) { t.version.Store(v) }
 

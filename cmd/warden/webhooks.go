@@ -12,7 +12,10 @@ import (
 
 // webhooksYAML is the webhooks section.
 type webhooksYAML struct {
-	Sources []webhookSourceYAML `yaml:"sources"`
+	// ReplayTimeout caps one replay store call (Redis) on the request path; its budget is the
+	// caller's deadline less a margin for answering. Default 500ms.
+	ReplayTimeout time.Duration       `yaml:"replay_timeout"`
+	Sources       []webhookSourceYAML `yaml:"sources"`
 }
 
 type webhookSourceYAML struct {
@@ -80,7 +83,12 @@ func (a *app) buildWebhooks(cfg *config.File, d *service.Deps) error {
 	if err != nil {
 		return err
 	}
-	v, err := webhook.New(webhook.Config{Sources: sources, Replay: a.stores.webhookReplay, Logger: a.log})
+	var y webhooksYAML
+	if err := cfg.Webhooks.Decode("webhooks", &y); err != nil {
+		return err
+	}
+	v, err := webhook.New(webhook.Config{Sources: sources, Replay: a.stores.webhookReplay,
+		ReplayGuard: a.redisGuard("webhook_replay", y.ReplayTimeout), Logger: a.log})
 	if err != nil {
 		var ce *webhook.ConfigError
 		if errors.As(first(err), &ce) {
