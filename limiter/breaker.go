@@ -51,11 +51,13 @@ const (
 )
 
 // breaker is a circuit breaker over one store backend. After threshold consecutive failures
-// it opens for cooldown, during which no call reaches the backend; then one call goes through
+// spread over at least span (no success in between) it opens for cooldown, during which no
+// call reaches the backend; then one call goes through
 // as a probe (half-open): its success closes the breaker, its failure opens it again, and a
 // probe abandoned without a verdict lets the next call probe. Only failures that say the
 // backend is sick count (see outcome); a burst that makes calls wait in this process never
-// opens it.
+// opens it, nor does a hiccup of this process that times out every call in flight at once
+// (the span: a sick backend keeps failing, a starved process recovers).
 //
 // Every call that allow lets through must be ended by exactly one report with the probe flag
 // allow returned, whatever happens to the call: a probe that is never reported would keep the
@@ -67,10 +69,12 @@ const (
 type breaker struct {
 	threshold int64
 	cooldown  time.Duration
+	span      time.Duration
 	// changed, if set, is called once per state change, with the new state.
 	changed func(BreakerState)
 
 	failures  atomic.Int64
+	since     atomic.Int64 // unix nanoseconds of the streak's first failure
 	openUntil atomic.Int64 // unix nanoseconds; 0 when closed
 	probing   atomic.Bool
 }
@@ -116,7 +120,11 @@ func (b *breaker) report(now time.Time, probe bool, o outcome) {
 			b.notify(BreakerOpen)
 			return
 		}
-		if b.failures.Add(1) >= b.threshold && b.openUntil.CompareAndSwap(0, until) {
+		n := b.failures.Add(1)
+		if n == 1 {
+			b.since.Store(now.UnixNano())
+		}
+		if n >= b.threshold && now.UnixNano()-b.since.Load() >= int64(b.span) && b.openUntil.CompareAndSwap(0, until) {
 			b.notify(BreakerOpen)
 		}
 	case abandoned:
@@ -142,4 +150,32 @@ func (b *breaker) notify(s BreakerState) {
 	if b.changed != nil {
 		b.changed(s)
 	}
+}
+
+// latency is a moving average of how long the store takes to answer (a baseline), kept
+// without locks. A timeout counts against the breaker only when the call had far longer than
+// that: on a machine or a Redis that is loaded but healthy the baseline rises with the load,
+// and calls with short deadlines timing out are not taken for a hung store.
+type latency struct {
+	avg atomic.Int64 // nanoseconds; 0 until the first answer
+}
+
+// Far above: sickFactor times the baseline, and at least minSick.
+const (
+	sickFactor = 4
+	minSick    = 2 * time.Millisecond
+)
+
+func (l *latency) observe(d time.Duration) {
+	a := l.avg.Load()
+	if a == 0 {
+		l.avg.Store(int64(d))
+		return
+	}
+	l.avg.Store(a + (int64(d)-a)/16) // a lost update under contention only slows the average
+}
+
+// farAbove reports whether d is far above the baseline (always, before the first answer).
+func (l *latency) farAbove(d time.Duration) bool {
+	return d >= max(sickFactor*time.Duration(l.avg.Load()), minSick)
 }

@@ -31,10 +31,15 @@ type Config struct {
 	// Meter creates the decision counters. Default: no-op.
 	Meter metric.Meter
 	// StoreTimeout is the ceiling of one store call. The store's deadline is the caller's
-	// deadline less a margin for answering (a tenth of the time left, between 1ms and 10ms),
-	// so that the failure policy can still answer in time, and never later than StoreTimeout
-	// from now. Default 100ms; negative: no ceiling beyond the caller's deadline. Not applied
-	// to stores that implement NonBlocking.
+	// deadline less a margin for answering (a fifth of the time left, between 1ms and 20ms:
+	// 4ms of Envoy's 20ms), so that the failure policy can still answer in time, and never
+	// later than StoreTimeout from now. Default 1s: a ceiling for callers with no deadline or
+	// a long one, high enough that a healthy Redis on a loaded machine never reaches it (250ms
+	// was reached on a 2-core machine at load 20 with a 3-master Cluster, and every call past
+	// it would be decided by the failure policy). Only the calls already in flight when Redis
+	// hangs wait that long: their timeouts open the breaker, which answers the others at once.
+	// Negative: no ceiling beyond the caller's deadline. Not applied to stores that implement
+	// NonBlocking.
 	StoreTimeout time.Duration
 	// Fallback is the in-process store that domains with the Local failure policy count in
 	// while Store is failing (memstore.New(...) in cmd/warden). Required if a domain uses
@@ -43,10 +48,11 @@ type Config struct {
 	// Replicas is the number of Warden replicas sharing Store: under the Local policy each
 	// replica enforces ceil(limit/Replicas). Default 1.
 	Replicas int
-	// BreakerFailures is how many consecutive store failures open the circuit breaker. Only
-	// evidence of a sick store counts: connection errors, error replies, and requests that
-	// reached the store and timed out there (limiter.ErrTimeout); a call whose deadline passed
-	// while it waited in this process for a pipeline does not. Default 5.
+	// BreakerFailures is how many consecutive store failures, spread over at least 50ms (a
+	// fifth of BreakerCooldown if shorter) with no success between them, open the circuit
+	// breaker. Only evidence of a sick store counts: connection errors, error replies, and
+	// requests that reached the store and timed out there (limiter.ErrTimeout); a call whose
+	// deadline passed while it waited in this process for a pipeline does not. Default 5.
 	BreakerFailures int
 	// BreakerCooldown is how long an open breaker keeps every call away from the store before
 	// letting one real request through as a probe; the probe's success closes the breaker.
@@ -214,6 +220,7 @@ type Limiter struct {
 	// br guards the store. One breaker for the whole store today; a store that names the
 	// node a tag lives on could get one per node (a map of breakers), with the same contract.
 	br      *breaker
+	lat     latency                // of the store's answers: its baseline
 	lastErr atomic.Pointer[string] // the last store failure, for the log line when br opens
 	cache   *overCache
 	pool    sync.Pool
@@ -222,7 +229,7 @@ type Limiter struct {
 
 // Defaults of Config.
 const (
-	DefaultStoreTimeout    = 100 * time.Millisecond
+	DefaultStoreTimeout    = time.Second
 	DefaultBreakerCooldown = 250 * time.Millisecond
 )
 
@@ -262,7 +269,8 @@ func New(c Config) (*Limiter, error) {
 		log:      c.Logger,
 		timeout:  c.StoreTimeout,
 		replicas: int64(c.Replicas),
-		br:       &breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown},
+		br: &breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown,
+			span: min(c.BreakerCooldown/5, breakerSpan)},
 	}
 	if nb, ok := c.Store.(NonBlocking); !ok || !nb.NonBlocking() {
 		l.storeBlocks = true
@@ -517,17 +525,18 @@ func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch,
 			// The caller gave up: not the store's fault, and no one to answer.
 			return 0, ctx.Err()
 		}
-		if o == abandoned {
+		if o == abandoned && l.br.state() == BreakerClosed {
+			// No answer in time, and no evidence against the store: the caller's deadline
+			// was too short for the wait. (With the breaker open, other calls just proved
+			// the store sick: this one waited on it too.)
 			reason = reasonDeadline
 		}
 	}
 	d.metrics.fallback(ctx, reason)
 	switch d.policy {
 	case FailClosed:
-		if reason == reasonDeadline {
-			// The store is not known to be down: no time was left to ask it.
-			return 0, fmt.Errorf("domain %q: %w", d.name, err)
-		}
+		// Also when only the caller's deadline left no time to ask: the policy's answer to
+		// "no decision from the store" is the same (the metric's reason tells them apart).
 		return 0, fmt.Errorf("%w: domain %q: %w", ErrUnavailable, d.name, err)
 	case Local:
 		for i := range sc.hits {
@@ -545,20 +554,33 @@ func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch,
 
 var errBreakerOpen = errors.New("circuit breaker open")
 
+// breakerSpan is the shortest time over which BreakerFailures consecutive failures open the
+// breaker (a fifth of the cooldown if shorter): a stall of this process that times out every
+// call in flight at once does not open it, a store that keeps failing does, 50ms later.
+const breakerSpan = 50 * time.Millisecond
+
 // ask calls the store for a call that the breaker let through, and always reports the
 // call's outcome to the breaker, however the call ends: a probe left unreported would keep
 // the breaker from ever closing.
 func (l *Limiter) ask(ctx context.Context, tag string, sc *scratch, probe bool) (o outcome, err error) {
 	o = abandoned
 	defer func() { l.br.report(l.now(), probe, o) }()
+	start := time.Now()
 	err = l.storeTake(ctx, tag, sc)
+	took := time.Since(start)
 	switch {
 	case err == nil:
 		o = succeeded
+		l.lat.observe(took)
 	case ctx.Err() != nil:
 		o = abandoned // the caller went away
 	case errors.Is(err, ErrTimeout):
-		o = failed // on the wire and no answer: a slow or hung store
+		// On the wire and no answer: a hung store, if the call had far longer than the
+		// store usually takes; a store (or a process) that is merely loaded, if not.
+		o = abandoned
+		if l.lat.farAbove(took) {
+			o = failed
+		}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		o = abandoned // the deadline passed before the request was sent
 	default:
@@ -625,9 +647,9 @@ func (l *Limiter) storeDeadline(ctx context.Context) (time.Time, bool) {
 }
 
 // answerMargin is the time kept, out of the caller's time left, to answer by the failure
-// policy when the store has not answered: a tenth, between 1ms and 10ms.
+// policy when the store has not answered: a fifth, between 1ms and 20ms.
 func answerMargin(left time.Duration) time.Duration {
-	return min(max(left/10, time.Millisecond), 10*time.Millisecond)
+	return min(max(left/5, time.Millisecond), 20*time.Millisecond)
 }
 
 func (l *Limiter) takeFrom(ctx context.Context, s Store, tag string, sc *scratch) error {

@@ -14,7 +14,7 @@ import (
 // failure policy).
 type rateLimitYAML struct {
 	// StoreTimeout is the ceiling of a store call (Redis) on the request path; below it the
-	// call gets the caller's deadline less a margin. Default 100ms.
+	// call gets the caller's deadline less a margin. Default 1s.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// Replicas is the number of Warden replicas, for the local failure policy's share of each
 	// limit. Default 1.
