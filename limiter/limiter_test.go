@@ -812,7 +812,7 @@ type stalling struct {
 	mu    sync.Mutex
 	err   error
 	hang  bool
-	after time.Duration // how long an error takes
+	after time.Duration // how long an answer takes (a hang excepted)
 	calls int
 }
 
@@ -831,11 +831,11 @@ func (s *stalling) Take(ctx context.Context, tag string, hits []limiter.Hit, out
 		<-ctx.Done()
 		return false, ctx.Err()
 	}
+	s.mu.Lock()
+	after := s.after
+	s.mu.Unlock()
+	time.Sleep(after)
 	if err != nil {
-		s.mu.Lock()
-		after := s.after
-		s.mu.Unlock()
-		time.Sleep(after)
 		return false, err
 	}
 	return s.Store.Take(ctx, tag, hits, out)
@@ -904,7 +904,7 @@ func TestAbandonedProbe(t *testing.T) {
 // context errors from the store, as redisstore returns for a call still queued) never open
 // the breaker; requests timing out on the wire (limiter.ErrTimeout) and connection errors
 // do, when they go on for 50ms and took far longer than the store usually does (a wire
-// timeout after 1ms is a loaded process, not a hung store). Every state change is counted once in warden.ratelimit.breaker_transitions.
+// timeout after 1ms of a store that usually takes 10ms is load, not a hung store). Every state change is counted once in warden.ratelimit.breaker_transitions.
 func TestBreakerOpensOnSickStoreOnly(t *testing.T) {
 	c := &clock{t: base}
 	reader := sdkmetric.NewManualReader()
@@ -927,34 +927,41 @@ func TestBreakerOpensOnSickStoreOnly(t *testing.T) {
 		t.Errorf("store_unavailable{reason=unavailable} on a healthy store: got %d, want 0", got)
 	}
 
+	// The store answers in 10ms: its baseline.
+	s.after = 10 * time.Millisecond
+	s.set(nil, false)
+	if got := source(t, l); got != limiter.FromStore {
+		t.Fatalf("healthy store: got %v, want store", got)
+	}
 	wire := fmt.Errorf("redisstore: %w: %w", limiter.ErrTimeout, context.DeadlineExceeded)
 	s.set(wire, false)
-	s.after = time.Millisecond // not far above the store's usual microseconds: a loaded process
+	s.after = time.Millisecond // not far above the store's 10ms: a short deadline on a loaded store
 	for i := range 5 {
 		c.at(time.Duration(i) * 25 * time.Millisecond)
 		check(t, l, stallReq)
 	}
-	if got := s.count(); got != 25 {
-		t.Fatalf("1ms wire timeouts: %d calls reached the store, want 25 (the breaker stays closed)", got)
+	if got := s.count(); got != 26 {
+		t.Fatalf("1ms wire timeouts: %d calls reached the store, want 26 (the breaker stays closed)", got)
 	}
-	s.after = 5 * time.Millisecond // far above: a hung store
+	s.after = 100 * time.Millisecond // far above: a hung store
 	c.at(time.Second)
 	for range 5 { // every call in flight times out at once: a hiccup, not yet a sick store
 		check(t, l, stallReq)
 	}
-	if got := s.count(); got != 30 {
-		t.Fatalf("wire timeouts at one instant: %d calls reached the store, want 30 (the breaker stays closed)", got)
+	if got := s.count(); got != 31 {
+		t.Fatalf("wire timeouts at one instant: %d calls reached the store, want 31 (the breaker stays closed)", got)
 	}
 	c.at(time.Second + 50*time.Millisecond) // still failing 50ms later: sick
 	check(t, l, stallReq)
 	check(t, l, stallReq)
-	if got := s.count(); got != 31 {
-		t.Fatalf("wire timeouts over 50ms: %d calls reached the store, want 31 (the 31st opens the breaker)", got)
+	if got := s.count(); got != 32 {
+		t.Fatalf("wire timeouts over 50ms: %d calls reached the store, want 32 (the 32nd opens the breaker)", got)
 	}
 	if got := gauge(t, reader, "warden.ratelimit.breaker_state"); got != int64(limiter.BreakerOpen) {
 		t.Errorf("breaker_state: got %d, want %d (open)", got, limiter.BreakerOpen)
 	}
 	s.set(nil, false)
+	s.after = 0
 	c.at(12 * time.Second)
 	if got := source(t, l); got != limiter.FromStore {
 		t.Fatalf("probe: got %v, want store", got)
