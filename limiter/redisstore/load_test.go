@@ -122,10 +122,8 @@ func TestPipeliningHidesLatency(t *testing.T) {
 		if err := s.Load(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		// The store's defaults; the Limiter's too but for the ceiling: the proxy runs in this
-		// process, and a stall of the whole process on a loaded machine would time out every
-		// call on the wire at once (TestFourReplicasExact in cmd/warden runs the defaults).
-		l, err := limiter.New(limiter.Config{Store: s, OverLimitCacheSize: -1, StoreTimeout: time.Second, Logger: slog.New(slog.NewTextHandler(logWriter{t}, nil)), Domains: []limiter.Domain{{
+		// The store's and the Limiter's defaults (no over-limit cache: nothing is over).
+		l, err := limiter.New(limiter.Config{Store: s, OverLimitCacheSize: -1, Logger: slog.New(slog.NewTextHandler(logWriter{t}, nil)), Domains: []limiter.Domain{{
 			Name: "d", Descriptors: []limiter.Descriptor{{Key: "k", RateLimit: &limiter.RateLimit{RequestsPerUnit: 1 << 30, Unit: "hour", Algorithm: limiter.FixedWindow}}},
 		}}})
 		if err != nil {
