@@ -30,9 +30,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Meter creates the decision counters. Default: no-op.
 	Meter metric.Meter
-	// StoreTimeout caps how long one store call may take, below the caller's own deadline.
-	// Default 5ms; negative: no cap beyond the caller's deadline. Not applied to stores that
-	// implement NonBlocking.
+	// StoreTimeout is the ceiling of one store call. The store's deadline is the caller's
+	// deadline less a margin for answering (a fifth of the time left, between 1ms and 20ms:
+	// 4ms of Envoy's 20ms), so that the failure policy can still answer in time, and never
+	// later than StoreTimeout from now. Default 1s: a ceiling for callers with no deadline or
+	// a long one, high enough that a healthy Redis on a loaded machine never reaches it (250ms
+	// was reached on a 2-core machine at load 20 with a 3-master Cluster, and every call past
+	// it would be decided by the failure policy). Only the calls already in flight when Redis
+	// hangs wait that long: their timeouts open the breaker, which answers the others at once.
+	// Negative: no ceiling beyond the caller's deadline. Not applied to stores that implement
+	// NonBlocking.
 	StoreTimeout time.Duration
 	// Fallback is the in-process store that domains with the Local failure policy count in
 	// while Store is failing (memstore.New(...) in cmd/warden). Required if a domain uses
@@ -41,11 +48,15 @@ type Config struct {
 	// Replicas is the number of Warden replicas sharing Store: under the Local policy each
 	// replica enforces ceil(limit/Replicas). Default 1.
 	Replicas int
-	// BreakerFailures is how many consecutive store errors open the circuit breaker.
-	// Default 5.
+	// BreakerFailures is how many consecutive store failures, spread over at least 50ms (a
+	// fifth of BreakerCooldown if shorter) with no success between them, open the circuit
+	// breaker. Only evidence of a sick store counts: connection errors, error replies, and
+	// requests that reached the store and timed out there (limiter.ErrTimeout); a call whose
+	// deadline passed while it waited in this process for a pipeline does not. Default 5.
 	BreakerFailures int
 	// BreakerCooldown is how long an open breaker keeps every call away from the store before
-	// letting one probe through. Default 1s.
+	// letting one real request through as a probe; the probe's success closes the breaker.
+	// Default 250ms.
 	BreakerCooldown time.Duration
 	// OverLimitCacheSize bounds the over-limit cache: counters known to be over their limit
 	// until an instant, answered without a store call. Default 10000; negative disables it.
@@ -206,11 +217,21 @@ type Limiter struct {
 	timeout         time.Duration
 	replicas        int64
 	rules           atomic.Pointer[compiled]
-	br              breaker
-	cache           *overCache
-	pool            sync.Pool
-	m               instruments
+	// br guards the store. One breaker for the whole store today; a store that names the
+	// node a tag lives on could get one per node (a map of breakers), with the same contract.
+	br      *breaker
+	lat     latency                // of the store's answers: its baseline
+	lastErr atomic.Pointer[string] // the last store failure, for the log line when br opens
+	cache   *overCache
+	pool    sync.Pool
+	m       instruments
 }
+
+// Defaults of Config.
+const (
+	DefaultStoreTimeout    = time.Second
+	DefaultBreakerCooldown = 250 * time.Millisecond
+)
 
 // New returns a Limiter, or a *ConfigError if the configuration is invalid.
 func New(c Config) (*Limiter, error) {
@@ -227,7 +248,7 @@ func New(c Config) (*Limiter, error) {
 		c.Meter = noop.NewMeterProvider().Meter("")
 	}
 	if c.StoreTimeout == 0 {
-		c.StoreTimeout = 5 * time.Millisecond
+		c.StoreTimeout = DefaultStoreTimeout
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1
@@ -236,7 +257,7 @@ func New(c Config) (*Limiter, error) {
 		c.BreakerFailures = 5
 	}
 	if c.BreakerCooldown <= 0 {
-		c.BreakerCooldown = time.Second
+		c.BreakerCooldown = DefaultBreakerCooldown
 	}
 	if c.OverLimitCacheSize == 0 {
 		c.OverLimitCacheSize = 10000
@@ -248,7 +269,8 @@ func New(c Config) (*Limiter, error) {
 		log:      c.Logger,
 		timeout:  c.StoreTimeout,
 		replicas: int64(c.Replicas),
-		br:       breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown},
+		br: &breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown,
+			span: min(c.BreakerCooldown/5, breakerSpan)},
 	}
 	if nb, ok := c.Store.(NonBlocking); !ok || !nb.NonBlocking() {
 		l.storeBlocks = true
@@ -260,6 +282,10 @@ func New(c Config) (*Limiter, error) {
 	if l.m, err = newInstruments(c.Meter); err != nil {
 		return nil, err
 	}
+	if err := observeBreaker(c.Meter, l.br); err != nil {
+		return nil, err
+	}
+	l.br.changed = l.breakerChanged
 	l.pool.New = func() any { return new(scratch) }
 	if err := l.SetDomains(c.Domains); err != nil {
 		return nil, err
@@ -488,29 +514,29 @@ func (l *Limiter) fromCache(sc *scratch, res *Result, tag string, now time.Time)
 // take asks the store, through the breaker, and applies the failure policy when it cannot
 // answer. It leaves the statuses in sc.out (except for FromFailOpen).
 func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch, now time.Time) (Source, error) {
-	var err error
-	if l.br.allow(now) {
-		err = l.storeTake(ctx, tag, sc)
-		if err == nil {
-			if l.br.success() {
-				l.log.LogAttrs(ctx, slog.LevelInfo, "rate limit store recovered: circuit breaker closed")
-			}
+	err := errBreakerOpen
+	reason := reasonUnavailable
+	if ok, probe := l.br.allow(now); ok {
+		var o outcome
+		if o, err = l.ask(ctx, tag, sc, probe); o == succeeded {
 			return FromStore, nil
 		}
 		if ctx.Err() != nil {
-			// The caller gave up: not the store's fault.
+			// The caller gave up: not the store's fault, and no one to answer.
 			return 0, ctx.Err()
 		}
-		if l.br.failure(now) {
-			l.log.LogAttrs(ctx, slog.LevelWarn, "rate limit store failing: circuit breaker open",
-				slog.String("error", err.Error()), slog.Duration("cooldown", l.br.cooldown))
+		if o == abandoned && l.br.state() == BreakerClosed {
+			// No answer in time, and no evidence against the store: the caller's deadline
+			// was too short for the wait. (With the breaker open, other calls just proved
+			// the store sick: this one waited on it too.)
+			reason = reasonDeadline
 		}
-	} else {
-		err = errBreakerOpen
 	}
-	d.metrics.fallback(ctx)
+	d.metrics.fallback(ctx, reason)
 	switch d.policy {
 	case FailClosed:
+		// Also when only the caller's deadline left no time to ask: the policy's answer to
+		// "no decision from the store" is the same (the metric's reason tells them apart).
 		return 0, fmt.Errorf("%w: domain %q: %w", ErrUnavailable, d.name, err)
 	case Local:
 		for i := range sc.hits {
@@ -528,17 +554,102 @@ func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch,
 
 var errBreakerOpen = errors.New("circuit breaker open")
 
-// storeTake calls the store with a deadline capped by StoreTimeout, and retakes without the
+// breakerSpan is the shortest time over which BreakerFailures consecutive failures open the
+// breaker (a fifth of the cooldown if shorter): a stall of this process that times out every
+// call in flight at once does not open it, a store that keeps failing does, 50ms later.
+const breakerSpan = 50 * time.Millisecond
+
+// ask calls the store for a call that the breaker let through, and always reports the
+// call's outcome to the breaker, however the call ends: a probe left unreported would keep
+// the breaker from ever closing.
+func (l *Limiter) ask(ctx context.Context, tag string, sc *scratch, probe bool) (o outcome, err error) {
+	o = abandoned
+	defer func() { l.br.report(l.now(), probe, o) }()
+	start := time.Now()
+	err = l.storeTake(ctx, tag, sc)
+	took := time.Since(start)
+	switch {
+	case err == nil:
+		o = succeeded
+		l.lat.observe(took)
+	case ctx.Err() != nil:
+		o = abandoned // the caller went away
+	case errors.Is(err, ErrTimeout):
+		// On the wire and no answer: a hung store, if the call had far longer than the
+		// store usually takes; a store (or a process) that is merely loaded, if not.
+		o = abandoned
+		if l.lat.farAbove(took) {
+			o = failed
+		}
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		o = abandoned // the deadline passed before the request was sent
+	default:
+		o = failed
+		if l.br.state() == BreakerClosed {
+			msg := err.Error()
+			l.lastErr.Store(&msg)
+		}
+	}
+	return o, err
+}
+
+// breakerChanged logs a change of the breaker's state (once: the breaker reports each
+// change once) and counts it.
+func (l *Limiter) breakerChanged(s BreakerState) {
+	ctx := context.Background()
+	l.m.transition(ctx, s)
+	switch s {
+	case BreakerOpen:
+		attrs := []slog.Attr{slog.Duration("cooldown", l.br.cooldown)}
+		if p := l.lastErr.Load(); p != nil {
+			attrs = append(attrs, slog.String("last_error", *p))
+		}
+		l.log.LogAttrs(ctx, slog.LevelWarn, "rate limit store failing: circuit breaker open", attrs...)
+	case BreakerHalfOpen:
+		l.log.LogAttrs(ctx, slog.LevelDebug, "rate limit store: circuit breaker half-open, probing")
+	case BreakerClosed:
+		l.log.LogAttrs(ctx, slog.LevelInfo, "rate limit store recovered: circuit breaker closed")
+	}
+}
+
+// storeTake calls the store with the deadline of storeDeadline, and retakes without the
 // shadow-mode limits when only they refused (they must not block the others' counting).
 func (l *Limiter) storeTake(ctx context.Context, tag string, sc *scratch) error {
-	if l.storeBlocks && l.timeout > 0 {
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > l.timeout {
+	if l.storeBlocks {
+		if dl, ok := l.storeDeadline(ctx); ok {
+			if !dl.After(time.Now()) {
+				return context.DeadlineExceeded // no time left to ask
+			}
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, l.timeout)
+			ctx, cancel = context.WithDeadline(ctx, dl)
 			defer cancel()
 		}
 	}
 	return l.takeFrom(ctx, l.store, tag, sc)
+}
+
+// storeDeadline is the deadline of a store call: the caller's deadline less answerMargin,
+// and no later than StoreTimeout from now.
+func (l *Limiter) storeDeadline(ctx context.Context) (time.Time, bool) {
+	now := time.Now()
+	var dl time.Time
+	ok := false
+	if l.timeout > 0 {
+		dl, ok = now.Add(l.timeout), true
+	}
+	if cd, has := ctx.Deadline(); has {
+		cd = cd.Add(-answerMargin(cd.Sub(now)))
+		if !ok || cd.Before(dl) {
+			dl, ok = cd, true
+		}
+	}
+	return dl, ok
+}
+
+// answerMargin is the time kept, out of the caller's time left, to answer by the failure
+// policy when the store has not answered: a fifth, between 1ms and 20ms.
+func answerMargin(left time.Duration) time.Duration {
+	return min(max(left/5, time.Millisecond), 20*time.Millisecond)
 }
 
 func (l *Limiter) takeFrom(ctx context.Context, s Store, tag string, sc *scratch) error {

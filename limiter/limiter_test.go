@@ -3,6 +3,7 @@ package limiter_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -498,6 +499,7 @@ func TestFailurePolicyAndBreaker(t *testing.T) {
 			f.down.Store(true)
 			allowed := 0
 			for i := range 8 {
+				c.at(time.Duration(i) * 25 * time.Millisecond) // 3 failures over 50ms open it
 				var res limiter.Result
 				err := l.Check(context.Background(), req, &res)
 				switch policy {
@@ -529,7 +531,7 @@ func TestFailurePolicyAndBreaker(t *testing.T) {
 				t.Errorf("store_unavailable counter: got %d, want 8", got)
 			}
 			// Cooldown over, the store still down: one probe, open again.
-			c.at(10 * time.Second)
+			c.at(10*time.Second + 50*time.Millisecond)
 			l.Check(context.Background(), req, &limiter.Result{})
 			l.Check(context.Background(), req, &limiter.Result{})
 			if got := f.calls.Load(); got != 4 {
@@ -537,7 +539,7 @@ func TestFailurePolicyAndBreaker(t *testing.T) {
 			}
 			// The store is back: the next probe closes the breaker.
 			f.down.Store(false)
-			c.at(20 * time.Second)
+			c.at(21 * time.Second)
 			for i := range 3 {
 				var res limiter.Result
 				if err := l.Check(context.Background(), req, &res); err != nil || !res.Allowed || res.Statuses[0].Source != limiter.FromStore {
@@ -610,8 +612,38 @@ func TestStoreDeadline(t *testing.T) {
 	if err := l.Check(ctx, req, &res); err != nil {
 		t.Fatal(err)
 	}
-	if !ds.deadline.Equal(before.Add(time.Minute)) {
-		t.Errorf("caller deadline sooner than the cap: store got %v, want %v", ds.deadline, before.Add(time.Minute))
+	// A minute left: the store gets it less the 20ms kept for answering by the policy.
+	if want := before.Add(time.Minute - 20*time.Millisecond); !ds.deadline.Equal(want) {
+		t.Errorf("caller deadline sooner than the cap: store got %v, want %v", ds.deadline, want)
+	}
+	ctx, cancel = context.WithDeadline(context.Background(), time.Now().Add(20*time.Millisecond))
+	defer cancel()
+	dl, _ := ctx.Deadline()
+	if err := l.Check(ctx, req, &res); err != nil {
+		t.Fatal(err)
+	}
+	// Envoy's 20ms: a fifth of what is left when Check runs, about 4ms, is kept.
+	if margin := dl.Sub(ds.deadline); margin < 3*time.Millisecond || margin > 4*time.Millisecond {
+		t.Errorf("20ms caller deadline: store deadline %v before the caller's, want 4ms", margin)
+	}
+}
+
+// TestDefaultStoreCeiling: with no caller deadline, a store call gets DefaultStoreTimeout, not
+// the 5ms that ordinary queueing overran.
+func TestDefaultStoreCeiling(t *testing.T) {
+	c := &clock{t: base}
+	ds := &deadlineStore{Store: memstore.New(memstore.Options{Now: c.now})}
+	l, err := limiter.New(limiter.Config{Store: ds, Now: c.now, Domains: []limiter.Domain{envoyDomain()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	var res limiter.Result
+	if err := l.Check(context.Background(), limiter.Request{Domain: "edge", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("remote_address", "a")}}, &res); err != nil {
+		t.Fatal(err)
+	}
+	if got := ds.deadline.Sub(before); !ds.ok || got < limiter.DefaultStoreTimeout || got > limiter.DefaultStoreTimeout+time.Second {
+		t.Errorf("default ceiling: store deadline now + %v, want %v", got, limiter.DefaultStoreTimeout)
 	}
 }
 
@@ -771,4 +803,193 @@ func TestCheckConcurrent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stalling is a Store whose Take answers by mode: the wrapped store, err, or, when hang is
+// set, nothing until ctx ends.
+type stalling struct {
+	limiter.Store
+	mu    sync.Mutex
+	err   error
+	hang  bool
+	after time.Duration // how long an answer takes (a hang excepted)
+	calls int
+}
+
+func (s *stalling) set(err error, hang bool) {
+	s.mu.Lock()
+	s.err, s.hang = err, hang
+	s.mu.Unlock()
+}
+
+func (s *stalling) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	s.mu.Lock()
+	err, hang := s.err, s.hang
+	s.calls++
+	s.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	s.mu.Lock()
+	after := s.after
+	s.mu.Unlock()
+	time.Sleep(after)
+	if err != nil {
+		return false, err
+	}
+	return s.Store.Take(ctx, tag, hits, out)
+}
+
+func (s *stalling) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+func newStalling(t *testing.T, c *clock, reader *sdkmetric.ManualReader) (*limiter.Limiter, *stalling) {
+	t.Helper()
+	s := &stalling{Store: memstore.New(memstore.Options{Now: c.now})}
+	cfg := limiter.Config{
+		Store: s, Now: c.now, BreakerFailures: 3, BreakerCooldown: 10 * time.Second,
+		Domains: []limiter.Domain{{Name: "d", Descriptors: []limiter.Descriptor{{Key: "k", RateLimit: rl(1000, "hour")}}}},
+	}
+	if reader != nil {
+		cfg.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
+	}
+	l, err := limiter.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, s
+}
+
+var stallReq = limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("k", "v")}}
+
+func source(t *testing.T, l *limiter.Limiter) limiter.Source {
+	t.Helper()
+	return check(t, l, stallReq).Statuses[0].Source
+}
+
+// TestAbandonedProbe is the regression test of a breaker stuck open for good: the half-open
+// probe's caller goes away while the probe is in the store, and the probe must still report
+// that it ended, so that the next call can probe and close the breaker.
+func TestAbandonedProbe(t *testing.T) {
+	c := &clock{t: base}
+	l, s := newStalling(t, c, nil)
+	s.set(errDown, false)
+	for i := range 3 {
+		c.at(time.Duration(i) * 25 * time.Millisecond)
+		if got := source(t, l); got != limiter.FromFailOpen {
+			t.Fatalf("store down: got %v, want fail_open", got)
+		}
+	}
+	c.at(11 * time.Second) // cooldown over: the next call is the probe
+	s.set(nil, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel) // the caller gives up while the probe hangs
+	if err := l.Check(ctx, stallReq, &limiter.Result{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned probe: got %v, want context.Canceled", err)
+	}
+	s.set(nil, false) // the store is healthy again
+	if got := source(t, l); got != limiter.FromStore {
+		t.Fatalf("after an abandoned probe, with the store healthy: got %v, want store (the next call probes and closes the breaker)", got)
+	}
+	if got := source(t, l); got != limiter.FromStore {
+		t.Fatalf("breaker closed: got %v, want store", got)
+	}
+}
+
+// TestBreakerOpensOnSickStoreOnly: calls whose deadline passed before they were sent (plain
+// context errors from the store, as redisstore returns for a call still queued) never open
+// the breaker; requests timing out on the wire (limiter.ErrTimeout) and connection errors
+// do, when they go on for 50ms and took far longer than the store usually does (a wire
+// timeout after 1ms of a store that usually takes 10ms is load, not a hung store). Every state change is counted once in warden.ratelimit.breaker_transitions.
+func TestBreakerOpensOnSickStoreOnly(t *testing.T) {
+	c := &clock{t: base}
+	reader := sdkmetric.NewManualReader()
+	l, s := newStalling(t, c, reader)
+
+	s.set(context.DeadlineExceeded, false) // a burst: every call timed out in the queue
+	for i := range 20 {
+		res := check(t, l, stallReq)
+		if got := res.Statuses[0].Source; got != limiter.FromFailOpen {
+			t.Fatalf("queued call %d: got %v, want fail_open (no answer in time)", i, got)
+		}
+	}
+	if got := s.count(); got != 20 {
+		t.Fatalf("queue timeouts: %d calls reached the store, want all 20 (the breaker stays closed)", got)
+	}
+	if got := sum(t, reader, "warden.ratelimit.store_unavailable", attribute.String("reason", "deadline")); got != 20 {
+		t.Errorf("store_unavailable{reason=deadline}: got %d, want 20", got)
+	}
+	if got := sum(t, reader, "warden.ratelimit.store_unavailable", attribute.String("reason", "unavailable")); got != 0 {
+		t.Errorf("store_unavailable{reason=unavailable} on a healthy store: got %d, want 0", got)
+	}
+
+	// The store answers in 10ms: its baseline.
+	s.after = 10 * time.Millisecond
+	s.set(nil, false)
+	if got := source(t, l); got != limiter.FromStore {
+		t.Fatalf("healthy store: got %v, want store", got)
+	}
+	wire := fmt.Errorf("redisstore: %w: %w", limiter.ErrTimeout, context.DeadlineExceeded)
+	s.set(wire, false)
+	s.after = time.Millisecond // not far above the store's 10ms: a short deadline on a loaded store
+	for i := range 5 {
+		c.at(time.Duration(i) * 25 * time.Millisecond)
+		check(t, l, stallReq)
+	}
+	if got := s.count(); got != 26 {
+		t.Fatalf("1ms wire timeouts: %d calls reached the store, want 26 (the breaker stays closed)", got)
+	}
+	s.after = 100 * time.Millisecond // far above: a hung store
+	c.at(time.Second)
+	for range 5 { // every call in flight times out at once: a hiccup, not yet a sick store
+		check(t, l, stallReq)
+	}
+	if got := s.count(); got != 31 {
+		t.Fatalf("wire timeouts at one instant: %d calls reached the store, want 31 (the breaker stays closed)", got)
+	}
+	c.at(time.Second + 50*time.Millisecond) // still failing 50ms later: sick
+	check(t, l, stallReq)
+	check(t, l, stallReq)
+	if got := s.count(); got != 32 {
+		t.Fatalf("wire timeouts over 50ms: %d calls reached the store, want 32 (the 32nd opens the breaker)", got)
+	}
+	if got := gauge(t, reader, "warden.ratelimit.breaker_state"); got != int64(limiter.BreakerOpen) {
+		t.Errorf("breaker_state: got %d, want %d (open)", got, limiter.BreakerOpen)
+	}
+	s.set(nil, false)
+	s.after = 0
+	c.at(12 * time.Second)
+	if got := source(t, l); got != limiter.FromStore {
+		t.Fatalf("probe: got %v, want store", got)
+	}
+	if got := gauge(t, reader, "warden.ratelimit.breaker_state"); got != int64(limiter.BreakerClosed) {
+		t.Errorf("breaker_state: got %d, want %d (closed)", got, limiter.BreakerClosed)
+	}
+	for _, st := range []string{"open", "half_open", "closed"} {
+		if got := sum(t, reader, "warden.ratelimit.breaker_transitions", attribute.String("state", st)); got != 1 {
+			t.Errorf("breaker_transitions{state=%s}: got %d, want 1", st, got)
+		}
+	}
+}
+
+// gauge reads an Int64 gauge's value.
+func gauge(t *testing.T, r *sdkmetric.ManualReader, name string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == name && len(g.DataPoints) == 1 {
+				return g.DataPoints[0].Value
+			}
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }

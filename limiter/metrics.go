@@ -10,13 +10,31 @@ import (
 // instruments are the Limiter's counters:
 //
 //   - warden.ratelimit.decisions{domain, decision=allowed|over_limit, source=store|cache|fallback|fail_open}
-//   - warden.ratelimit.store_unavailable{domain, policy}: every decision taken without the
-//     store because it failed or its breaker was open (fail_open, fail_closed, local)
+//   - warden.ratelimit.store_unavailable{domain, policy, reason}: every decision taken
+//     without the store by the failure policy (fail_open, fail_closed, local). reason is
+//     "unavailable" when the store failed (connection error, error reply, a request on the
+//     wire timing out) or its circuit breaker was open: Redis really was unavailable; it is
+//     "deadline" when the caller's deadline left no time to ask a healthy store (the request
+//     never reached Redis).
 //   - warden.ratelimit.limit_decisions{domain, limit, decision, shadow}: per limit, for
 //     limits with DetailedMetric
+//   - warden.ratelimit.breaker_state: the store's circuit breaker, 0 closed, 1 open,
+//     2 half-open
+//   - warden.ratelimit.breaker_transitions{state}: every change of the breaker's state, by
+//     the state entered
 type instruments struct {
-	decisions, unavailable, detailed metric.Int64Counter
+	decisions, unavailable, detailed, transitions metric.Int64Counter
+	// toState holds the attribute set of each breaker state, for transitions.
+	toState [len(breakerStateNames)][]metric.AddOption
 }
+
+// Why a decision was taken without the store (the reason attribute of store_unavailable).
+const (
+	reasonUnavailable = iota
+	reasonDeadline
+)
+
+var reasonNames = [...]string{"unavailable", "deadline"}
 
 func newInstruments(m metric.Meter) (instruments, error) {
 	var in instruments
@@ -29,9 +47,33 @@ func newInstruments(m metric.Meter) (instruments, error) {
 		metric.WithDescription("Rate limit decisions taken without the store, by failure policy."), metric.WithUnit("{decision}")); err != nil {
 		return in, err
 	}
-	in.detailed, err = m.Int64Counter("warden.ratelimit.limit_decisions",
-		metric.WithDescription("Rate limit decisions per limit, for limits with detailed_metric."), metric.WithUnit("{decision}"))
-	return in, err
+	if in.detailed, err = m.Int64Counter("warden.ratelimit.limit_decisions",
+		metric.WithDescription("Rate limit decisions per limit, for limits with detailed_metric."), metric.WithUnit("{decision}")); err != nil {
+		return in, err
+	}
+	if in.transitions, err = m.Int64Counter("warden.ratelimit.breaker_transitions",
+		metric.WithDescription("Changes of the rate limit store's circuit breaker state, by the state entered."), metric.WithUnit("{transition}")); err != nil {
+		return in, err
+	}
+	for s, name := range breakerStateNames {
+		in.toState[s] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("state", name)))}
+	}
+	return in, nil
+}
+
+// observeBreaker exports br's state as the breaker_state gauge.
+func observeBreaker(m metric.Meter, br *breaker) error {
+	_, err := m.Int64ObservableGauge("warden.ratelimit.breaker_state",
+		metric.WithDescription("The rate limit store's circuit breaker: 0 closed, 1 open, 2 half-open."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(br.state()))
+			return nil
+		}))
+	return err
+}
+
+func (in *instruments) transition(ctx context.Context, s BreakerState) {
+	in.transitions.Add(ctx, 1, in.toState[s]...)
 }
 
 // domainMetrics holds one domain's precomputed attribute sets, so that counting allocates
@@ -42,7 +84,7 @@ type domainMetrics struct {
 	// Each option sits in its own slice, passed with "...": a variadic call building the
 	// slice would allocate on every call.
 	decisions [2][len(sourceNames)][]metric.AddOption // [over limit][source]
-	fallbacks []metric.AddOption
+	fallbacks [len(reasonNames)][]metric.AddOption    // [reason]
 }
 
 func (in *instruments) forDomain(domain string, policy FailurePolicy) domainMetrics {
@@ -53,7 +95,10 @@ func (in *instruments) forDomain(domain string, policy FailurePolicy) domainMetr
 				attribute.String("domain", domain), attribute.String("decision", decision), attribute.String("source", source)))}
 		}
 	}
-	dm.fallbacks = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("domain", domain), attribute.String("policy", policy.String())))}
+	for r, reason := range reasonNames {
+		dm.fallbacks[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("domain", domain),
+			attribute.String("policy", policy.String()), attribute.String("reason", reason)))}
+	}
 	return dm
 }
 
@@ -65,8 +110,8 @@ func (dm *domainMetrics) decision(ctx context.Context, allowed bool, src Source)
 	dm.in.decisions.Add(ctx, 1, dm.decisions[o][src]...)
 }
 
-func (dm *domainMetrics) fallback(ctx context.Context) {
-	dm.in.unavailable.Add(ctx, 1, dm.fallbacks...)
+func (dm *domainMetrics) fallback(ctx context.Context, reason int) {
+	dm.in.unavailable.Add(ctx, 1, dm.fallbacks[reason]...)
 }
 
 func (dm *domainMetrics) detailed(ctx context.Context, st *DescriptorStatus) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
@@ -11,6 +12,7 @@ import (
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authn/webhook/redisreplay"
 	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/internal/redisconn"
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/memstore"
 	"github.com/wardenhq/warden/limiter/redisstore"
@@ -29,18 +31,26 @@ type stores struct {
 	jwtRevocations jwtauth.RevocationStore
 }
 
-func (a *app) openStores() error {
+// openStores opens the stores. With Redis, the rate-limit script is loaded on every server
+// before Warden reports ready, so that the first decision is counted like the others, and
+// readiness (/readyz) keeps checking both Redis and the script.
+func (a *app) openStores(ctx context.Context) error {
 	prefix := a.cfg.Redis.KeyPrefix
 	fallback := memstore.New(memstore.Options{})
 	a.background = append(a.background, fallback.Run)
 	a.stores.limitsFallback = fallback
 	if a.redis != nil {
 		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: prefix + "webhook:"})
-		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log})
+		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log, Pipelines: a.cfg.Redis.Pipelines})
 		if err != nil {
 			return err
 		}
 		a.closers = append(a.closers, func() { _ = rs.Close() }) // before the client closes
+		if err := rs.Load(ctx); err != nil {
+			return err
+		}
+		a.redisHealth = redisconn.NewHealth(a.redis, a.cfg.Redis.Addrs, time.Second, a.log, rs.Load)
+		a.background = append(a.background, a.redisHealth.Run)
 		a.stores.limits = rs
 		ks, err := redisauth.NewKeyStore(a.apiKeysRedis())
 		if err != nil {

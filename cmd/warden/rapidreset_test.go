@@ -22,21 +22,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// buildWarden builds cmd/warden into a temporary directory and returns the binary's path.
-func buildWarden(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "warden")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // startBinary builds cmd/warden and runs it with config, returning its gRPC and admin
 // addresses. The process is killed when the test ends.
 func startBinary(t *testing.T, config string) (grpcAddr, adminAddr string) {
 	t.Helper()
-	bin := buildWarden(t)
+	bin := wardenBinary(t)
 	cfgPath := filepath.Join(t.TempDir(), "warden.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)

@@ -13,13 +13,15 @@ import (
 // envoyproxy/ratelimit's shape, with Warden's additions (algorithm, any period, burst, tiers,
 // failure policy).
 type rateLimitYAML struct {
-	// StoreTimeout caps a store call (Redis) on the request path. Default 5ms.
+	// StoreTimeout is the ceiling of a store call (Redis) on the request path; below it the
+	// call gets the caller's deadline less a margin. Default 1s.
 	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// Replicas is the number of Warden replicas, for the local failure policy's share of each
 	// limit. Default 1.
 	Replicas int `yaml:"replicas"`
-	// BreakerFailures consecutive store errors open the circuit breaker for BreakerCooldown.
-	// Defaults 5 and 1s.
+	// BreakerFailures consecutive store failures (connection errors, requests on the wire
+	// timing out; not calls kept waiting by load) open the circuit breaker for
+	// BreakerCooldown, then one real request probes. Defaults 5 and 250ms.
 	BreakerFailures int           `yaml:"breaker_failures"`
 	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 	// OverLimitCacheSize bounds the cache of counters known to be over their limit (no store

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/redisconn"
 	"github.com/wardenhq/warden/internal/streamguard"
+	"github.com/wardenhq/warden/limiter/redisstore"
 	"github.com/wardenhq/warden/service"
 )
 
@@ -130,18 +132,26 @@ func (a *app) start(ctx context.Context) error {
 	a.closers = append(a.closers, a.tel.close)
 
 	if cfg.Redis.Mode != "" {
-		if a.redis, err = redisconn.New(cfg.Redis); err != nil {
+		rc := cfg.Redis
+		if rc.Pipelines <= 0 {
+			rc.Pipelines = redisstore.DefaultPipelines
+		}
+		if rc.PoolSize <= 0 {
+			// go-redis's default, with room for every rate-limit pipeline and other work.
+			rc.PoolSize = max(10*runtime.GOMAXPROCS(0), rc.Pipelines+8)
+		}
+		// Every new connection (after a restart, a failover, in each Cluster node) loads the
+		// rate-limit script before its first command.
+		if a.redis, err = redisconn.New(rc, redisstore.OnConnect); err != nil {
 			return err
 		}
 		a.closers = append(a.closers, func() { _ = a.redis.Close() })
 		if err := redisconn.Check(ctx, a.redis, cfg.Redis.Addrs); err != nil {
 			return err
 		}
-		a.redisHealth = redisconn.NewHealth(a.redis, cfg.Redis.Addrs, time.Second, a.log)
-		a.background = append(a.background, a.redisHealth.Run)
 	}
 
-	if err := a.openStores(); err != nil {
+	if err := a.openStores(ctx); err != nil {
 		return err
 	}
 	deps, runners, err := a.build(ctx, cfg)

@@ -45,12 +45,14 @@ func (s *syncBuffer) String() string {
 
 type running struct {
 	addrs
-	logs   *syncBuffer
-	cancel context.CancelFunc
-	done   chan error
+	logs     *syncBuffer
+	cancel   context.CancelFunc
+	done     chan error
+	stopOnce sync.Once
 }
 
-// start runs the server in this process on free loopback ports.
+// start runs the server in this process on free loopback ports. It stops in t.Cleanup, or
+// earlier with stop.
 func start(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -66,15 +68,20 @@ func start(t *testing.T, env map[string]string, args ...string) *running {
 	case <-time.After(10 * time.Second):
 		t.Fatal("server not ready after 10s")
 	}
-	t.Cleanup(func() {
-		cancel()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop stops the server and waits for it; calling it again does nothing.
+func (r *running) stop(t *testing.T) {
+	r.stopOnce.Do(func() {
+		r.cancel()
 		select {
 		case <-r.done:
 		case <-time.After(20 * time.Second):
 			t.Error("server did not stop")
 		}
 	})
-	return r
 }
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -245,7 +252,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := buildWarden(t)
+	bin := wardenBinary(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "warden.yaml")
 	if err := os.WriteFile(cfgPath, []byte("server:\n  drain: 500ms\n  shutdown_timeout: 5s\n"), 0o600); err != nil {

@@ -22,25 +22,37 @@ import (
 	"github.com/wardenhq/warden/internal/config"
 )
 
-// New builds a client for c. It does not connect; call Check.
-func New(c config.Redis) (redis.UniversalClient, error) {
+// New builds a client for c. It does not connect; call Check. onConnect, if given, run in
+// order on every new connection (go-redis's OnConnect), e.g. to load scripts.
+func New(c config.Redis, onConnect ...func(context.Context, *redis.Conn) error) (redis.UniversalClient, error) {
 	tlsCfg, err := tlsConfig(c.TLS)
 	if err != nil {
 		return nil, err
+	}
+	var hook func(context.Context, *redis.Conn) error
+	if len(onConnect) > 0 {
+		hook = func(ctx context.Context, cn *redis.Conn) error {
+			for _, f := range onConnect {
+				if err := f(ctx, cn); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	switch c.Mode {
 	case "single":
 		return redis.NewClient(&redis.Options{
 			Addr: c.Addrs[0], Username: c.Username, Password: c.Password.Reveal(), DB: c.DB,
 			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
-			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true,
+			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true, OnConnect: hook,
 		}), nil
 	case "sentinel":
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: c.MasterName, SentinelAddrs: c.Addrs, SentinelPassword: c.SentinelPassword.Reveal(),
 			Username: c.Username, Password: c.Password.Reveal(), DB: c.DB,
 			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
-			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true,
+			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true, OnConnect: hook,
 		}), nil
 	case "cluster":
 		if c.DB != 0 {
@@ -49,7 +61,7 @@ func New(c config.Redis) (redis.UniversalClient, error) {
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.Addrs, Username: c.Username, Password: c.Password.Reveal(),
 			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
-			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true,
+			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true, OnConnect: hook,
 		}), nil
 	}
 	return nil, fmt.Errorf("redis: no mode configured")
@@ -119,15 +131,18 @@ type Health struct {
 	addrs    []string
 	interval time.Duration
 	log      *slog.Logger
+	checks   []func(context.Context) error
 	ok       atomic.Bool
 }
 
-// NewHealth returns a Health that starts healthy (New callers Check first).
-func NewHealth(c redis.UniversalClient, addrs []string, interval time.Duration, log *slog.Logger) *Health {
+// NewHealth returns a Health that starts healthy (New callers Check first). Besides the ping
+// of Check, each round runs checks (e.g. that a store's scripts are loaded, so that healthy
+// means the store can decide).
+func NewHealth(c redis.UniversalClient, addrs []string, interval time.Duration, log *slog.Logger, checks ...func(context.Context) error) *Health {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	h := &Health{c: c, addrs: addrs, interval: interval, log: log}
+	h := &Health{c: c, addrs: addrs, interval: interval, log: log, checks: checks}
 	h.ok.Store(true)
 	return h
 }
@@ -146,6 +161,11 @@ func (h *Health) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		err := Check(ctx, h.c, h.addrs)
+		for _, check := range h.checks {
+			if err == nil {
+				err = check(ctx)
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

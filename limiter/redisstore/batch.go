@@ -32,6 +32,7 @@ type call struct {
 	cmd    *redis.Cmd
 	err    error
 	state  atomic.Int32
+	sent   atomic.Bool   // the command has left the queue for Redis
 	done   chan struct{} // capacity 1: the batcher's answer
 }
 
@@ -83,6 +84,7 @@ func (s *Store) recycle(c *call) {
 	c.ctx, c.cmd, c.err = nil, nil, nil
 	clear(c.args)
 	clear(c.keys)
+	c.sent.Store(false)
 	c.state.Store(pending)
 	s.pool.Put(c)
 }
@@ -162,6 +164,7 @@ func (s *Store) exec(batch []*call) {
 		c.cmd = redis.NewCmd(ctx, c.args...)
 		c.cmd.SetFirstKeyPos(3)
 		_ = pipe.Process(ctx, c.cmd)
+		c.sent.Store(true)
 	}
 	if live > 0 {
 		_, _ = pipe.Exec(ctx)

@@ -7,12 +7,18 @@
 // It knows how to speak to Redis and nothing of descriptors, failure policies or gRPC: the
 // Limiter in package limiter decides what to do when a Take fails.
 //
+// The script is loaded before the first decision: Load at start (readiness waits for it), and
+// OnConnect on every new connection, so that a restarted server or a promoted replica has it
+// before a Take reaches it.
+//
 // Usage:
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true,
+//		OnConnect: redisstore.OnConnect})
 //	s, err := redisstore.New(rdb, redisstore.Options{Logger: logger})
 //	if err != nil { ... }
 //	defer s.Close()
+//	if err := s.Load(ctx); err != nil { ... } // before reporting ready
 //	allowed, err := s.Take(ctx, "tenant-42", hits, out)
 package redisstore
 
@@ -57,8 +63,12 @@ type Options struct {
 	Timeout time.Duration
 	// MaxBatch is the largest number of Takes sent in one pipeline. Default 128.
 	MaxBatch int
-	// Pipelines is the number of pipelines in flight at once (the number of batcher
-	// goroutines). Default 2: one batch is being collected while the other is in Redis.
+	// Pipelines is the largest number of pipelines in flight at once (the number of batcher
+	// goroutines, each using one connection of the client's pool while its pipeline is out).
+	// A batcher sends what is queued as soon as it is free, so a lone Take goes out at once,
+	// with no timer, and under load the Takes that queue while the others are in Redis form
+	// the next batch. Default 16: enough that a Redis a few milliseconds away stays busy; keep
+	// the client's pool size above it.
 	Pipelines int
 	// Unbatched sends every Take as its own EVALSHA from the caller's goroutine, starting no
 	// goroutine. Default false (batched).
@@ -71,11 +81,14 @@ const (
 	defaultPrefix    = "warden:rl:"
 	defaultTimeout   = time.Second
 	defaultMaxBatch  = 128
-	defaultPipelines = 2
+	defaultPipelines = DefaultPipelines
 	// testMinTTL is the smallest key TTL (ms) when Options.Now supplies the time: a test's
 	// clock does not follow Redis's, so keys must not expire on Redis's clock mid-test.
 	testMinTTL = 60000
 )
+
+// DefaultPipelines is the default of Options.Pipelines.
+const DefaultPipelines = 16
 
 //go:embed take.lua
 var takeLua string
@@ -108,8 +121,9 @@ var (
 	_ limiter.Resetter = (*Store)(nil)
 )
 
-// New returns a Store on client. It does not contact Redis: the script is loaded on first use
-// and again whenever a server answers NOSCRIPT.
+// New returns a Store on client. It does not contact Redis: call Load before the first Take
+// (and install OnConnect in the client's options). A server that answers NOSCRIPT anyway gets
+// the script with EVAL.
 func New(client Client, opts Options) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
@@ -164,9 +178,33 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Load loads the script on every server the client knows (every shard of a Cluster), so that
+// the first Take is one EVALSHA like every other. Call it at start, before reporting ready; it
+// is idempotent and cheap, so a readiness check may call it again.
+func (s *Store) Load(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	if err := s.client.ScriptLoad(ctx, takeLua).Err(); err != nil {
+		return fmt.Errorf("redisstore: load script: %w", err)
+	}
+	return nil
+}
+
+// OnConnect loads the script on a new connection: use it as the OnConnect of the go-redis
+// client's options (redis.Options, ClusterOptions, FailoverOptions). Every reconnect, also to
+// a restarted server or a promoted replica, then finds the script cached before the first
+// Take. A failure is not the connection's: it is ignored (Sentinel connections get the hook
+// too and do not know SCRIPT), and a server still without the script gets it through the
+// NOSCRIPT fallback.
+func OnConnect(ctx context.Context, cn *redis.Conn) error {
+	_ = cn.ScriptLoad(ctx, takeLua).Err()
+	return nil
+}
+
 // Take implements limiter.Store. It is one round trip to Redis (shared with other concurrent
-// Takes when batched). It returns ctx.Err() as soon as ctx ends, even while its command is in
-// flight.
+// Takes when batched). It returns as soon as ctx ends, even while its command is in flight:
+// with an error wrapping limiter.ErrTimeout and ctx.Err() when the command had been sent
+// (Redis is slow or hung), with ctx.Err() alone when it was still queued here.
 func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
 	if len(out) != len(hits) {
 		return false, fmt.Errorf("redisstore: len(out) = %d, want len(hits) = %d", len(out), len(hits))
@@ -206,8 +244,12 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		sent := c.sent.Load() // before giving c up: the batcher may recycle it at once
 		if c.state.CompareAndSwap(pending, abandoned) {
 			// The batcher owns c now and recycles it when its pipeline returns.
+			if sent {
+				return false, timeoutError(ctx)
+			}
 			return false, ctx.Err()
 		}
 		<-c.done // answered meanwhile
@@ -219,12 +261,17 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []limiter.Status) (bool, error) {
 	defer s.recycle(c)
 	if c.err != nil {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
 		// The connection's deadline (ctx's, with ContextTimeoutEnabled) can fire a moment
 		// before ctx itself reports it.
-		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		d, ok := ctx.Deadline()
+		late := ctx.Err() != nil || ok && !time.Now().Before(d)
+		switch {
+		case late && c.sent.Load():
+			return false, timeoutError(ctx)
+		case late:
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
 			return false, context.DeadlineExceeded
 		}
 		return false, fmt.Errorf("redisstore: %w", c.err)
@@ -255,6 +302,16 @@ func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []l
 	return all == 1, nil
 }
 
+// timeoutError is the error of a Take whose command was sent and whose ctx ended before the
+// answer came back.
+func timeoutError(ctx context.Context) error {
+	err := ctx.Err()
+	if err == nil {
+		err = context.DeadlineExceeded
+	}
+	return fmt.Errorf("redisstore: %w: %w", limiter.ErrTimeout, err)
+}
+
 // Reset implements limiter.Resetter: it deletes the counter of key under tag.
 func (s *Store) Reset(ctx context.Context, tag, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
@@ -273,6 +330,7 @@ func (s *Store) key(tag, key string) string {
 func (s *Store) runOne(ctx context.Context, c *call) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
+	c.sent.Store(true)
 	argv := c.args[3+len(c.keys):]
 	c.cmd = s.client.EvalSha(ctx, s.sha, c.keys, argv...)
 	if isNoScript(c.cmd.Err()) {

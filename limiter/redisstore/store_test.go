@@ -484,8 +484,10 @@ func TestRedisRestart(t *testing.T) {
 			srv.Stop()
 			phase.Store(down)
 			waitFor("failed Takes while down", func() bool { return failed[down].Load() > 20 })
-			srv.Restart()
+			// Before the restart: a Take still dialing when the server is back (go-redis retries
+			// dials) succeeds, and Restart returns only after its own readiness poll.
 			phase.Store(restarted)
+			srv.Restart()
 			waitFor("Takes after the restart", func() bool { return ok[restarted].Load() > 100 })
 			close(stop)
 			wg.Wait()
