@@ -178,6 +178,7 @@ func TestConversion(t *testing.T) {
 	want := []limiter.Domain{{
 		Name:          "api",
 		FailurePolicy: limiter.FailClosed,
+		PeerFormat:    true,
 		Descriptors: []limiter.Descriptor{
 			{Key: "tenant", RateLimit: &limiter.RateLimit{Algorithm: limiter.SlidingWindow, Period: 30 * time.Second, RequestsPerUnit: 60}},
 			{Key: "user", RateLimit: &limiter.RateLimit{
@@ -221,8 +222,6 @@ func TestErrors(t *testing.T) {
 			"descriptors[0].rate_limit.requests_per_unit", "whole number"},
 		{"replaces itself", "domain: d\ndescriptors:\n- key: a\n  rate_limit:\n    name: n\n    unit: second\n    requests_per_unit: 1\n    replaces:\n      - name: n\n", 9,
 			"descriptors[0].rate_limit.replaces[0].name", "same descriptor"},
-		{"replaces unknown (limiter validation)", "domain: d\ndescriptors:\n- key: a\n  rate_limit:\n    unit: second\n    requests_per_unit: 1\n    replaces:\n      - name: nope\n", 8,
-			"descriptors[0].rate_limit.replaces[0].name", `no limit named "nope"`},
 		{"duplicate descriptor (limiter validation)", "domain: d\ndescriptors:\n- key: a\n  value: v\n- key: b\n- key: a\n  value: v\n", 6,
 			"descriptors[2]", "duplicate descriptor"},
 		{"bad algorithm", "domain: d\ndescriptors:\n- key: a\n  rate_limit: {unit: second, requests_per_unit: 1, algorithm: leaky}\n", 4,
