@@ -72,6 +72,45 @@ type RequestDescriptor struct {
 	// per-descriptor hits_addend).
 	Cost    int64
 	HasCost bool
+	// Override, when its Period is set, replaces the configured limit for this descriptor
+	// (Envoy's RateLimitDescriptor.limit, from route metadata): see LimitOverride.
+	Override LimitOverride
+}
+
+// LimitOverride is a limit a request brings for one descriptor, as Envoy sends it: it applies
+// whenever the domain is configured, whether or not the entries match a configured
+// descriptor, and counts in a fixed window per distinct entries (envoyproxy/ratelimit,
+// src/config/config_impl.go, GetLimit). It has no name, is never in shadow or quota mode,
+// replaces nothing and is never replaced. A request with an override allocates its compiled
+// limit.
+type LimitOverride struct {
+	// RequestsPerUnit is the number of units allowed per Period; 0 refuses every request.
+	RequestsPerUnit int64
+	// Period is the window; 0 means no override.
+	Period time.Duration
+}
+
+// overrideName names a LimitOverride in Warden's own headers and metrics.
+const overrideName = "limit_override"
+
+// compileOverride compiles a request's LimitOverride; field names it in errors.
+func compileOverride(o LimitOverride, field string) (*climit, error) {
+	if o.RequestsPerUnit < 0 || o.Period < 0 {
+		return nil, &RequestError{Field: field, Reason: "must not be negative"}
+	}
+	rpu := max(o.RequestsPerUnit, 1)
+	tl, err := compileTier(field, overrideName, FixedWindow, false, "", rpu, o.Period, 0)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return nil, &RequestError{Field: ce.Path, Reason: ce.Err.Error()}
+		}
+		return nil, &RequestError{Field: field, Reason: err.Error()}
+	}
+	if o.RequestsPerUnit == 0 {
+		tl.ban, tl.limit.Limit = true, 0
+	}
+	return &climit{name: overrideName, base: tl}, nil
 }
 
 // Request asks whether a request is within its limits.
@@ -343,7 +382,14 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 			return &RequestError{Field: "descriptors[" + strconv.Itoa(i) + "].cost", Reason: "must not be negative"}
 		}
 		var cl *climit
-		if d != nil {
+		switch {
+		case d == nil:
+		case rd.Override.Period != 0:
+			var err error
+			if cl, err = compileOverride(rd.Override, "descriptors["+strconv.Itoa(i)+"].limit"); err != nil {
+				return err
+			}
+		default:
 			cl = d.resolve(rd.Entries)
 			replaces = replaces || (cl != nil && len(cl.replaces) > 0)
 		}
@@ -464,7 +510,7 @@ func (d *cdomain) tag(req *Request) string {
 // named can be replaced.
 func (d *cdomain) applyReplaces(all []*climit, tier string, drop []int) []int {
 	replaced := func(cl *climit) bool {
-		if d.peer && !cl.named {
+		if (d.peer && !cl.named) || cl.name == overrideName && !cl.named {
 			return false
 		}
 		for _, o := range all {

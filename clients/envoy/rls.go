@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -59,10 +60,13 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if cfg.Disabled {
 		return nil, status.Error(codes.Unimplemented, "the rate limit service is not enabled on this Warden (config: envoy.rls.enabled)")
 	}
+	// envoyproxy/ratelimit refuses both with an error (src/service/ratelimit.go,
+	// shouldRateLimitWorker); Warden says INVALID_ARGUMENT where it says UNKNOWN.
+	if req.GetDomain() == "" {
+		return nil, status.Error(codes.InvalidArgument, "rate limit domain must not be empty")
+	}
 	if len(req.GetDescriptors()) == 0 {
-		// Nothing to limit (Envoy does not call without descriptors; envoyproxy/ratelimit
-		// answers OK).
-		return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
+		return nil, status.Error(codes.InvalidArgument, "rate limit descriptor list must not be empty")
 	}
 	wreq, err := RateLimitRequestFromEnvoy(req)
 	if err != nil {
@@ -80,8 +84,11 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 // descriptor's own hits_addend, when set, is its cost (0 checks without consuming); otherwise
 // the request's hits_addend, where 0 (unset) means 1.
 //
-// A descriptor's limit override (descriptor.limit) and is_negative_hits are not supported:
-// the limit comes from Warden's configuration, and negative hits are not counted.
+// A descriptor's limit override (descriptor.limit, from route metadata) replaces the
+// configured limit, as in envoyproxy/ratelimit (src/config/config_impl.go, GetLimit): a fixed
+// window of requests_per_unit per unit. is_negative_hits (a refund) is refused with
+// INVALID_ARGUMENT when the descriptor's cost is not 0: Warden does not refund hits, and
+// envoyproxy/ratelimit, which ignores the flag, would count the refund as more hits.
 func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRateLimitRequest, error) {
 	cost := int64(max(1, req.GetHitsAddend()))
 	out := &wardenv1.CheckRateLimitRequest{
@@ -106,12 +113,23 @@ func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRate
 			k++
 		}
 		wd.Entries = ptrs[start:k:k]
+		c := cost
 		if ha := d.GetHitsAddend(); ha != nil {
 			if ha.GetValue() > math.MaxInt64 {
 				return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].hits_addend: too large", i)
 			}
-			c := int64(ha.GetValue())
+			c = int64(ha.GetValue())
 			wd.Cost = &c
+		}
+		if d.GetIsNegativeHits() && c != 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].is_negative_hits: Warden does not refund hits", i)
+		}
+		if o := d.GetLimit(); o != nil {
+			w, ok := unitWindow[o.GetUnit()]
+			if !ok {
+				return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].limit.unit: %v is not a unit", i, o.GetUnit())
+			}
+			wd.Limit = &wardenv1.RateLimitDescriptor_LimitOverride{RequestsPerUnit: int64(o.GetRequestsPerUnit()), Window: durationpb.New(w)}
 		}
 		out.Descriptors[i] = wd
 	}
@@ -127,6 +145,7 @@ func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRate
 // its own X-RateLimit headers. With headers set, Warden's RateLimit headers are added to the
 // client's response.
 func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors int, headers bool) *rlsv3.RateLimitResponse {
+	now := time.Now()
 	out := &rlsv3.RateLimitResponse{
 		OverallCode: rlsv3.RateLimitResponse_OK,
 		Statuses:    make([]*rlsv3.RateLimitResponse_DescriptorStatus, descriptors),
@@ -153,19 +172,26 @@ func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors in
 		}
 		unit, mult := envoyUnit(window)
 		ds.CurrentLimit = &rlsv3.RateLimitResponse_RateLimit{
-			Name:            st.GetName(),
 			RequestsPerUnit: clampUint32(st.GetLimit()),
 			Unit:            unit,
+		}
+		if st.GetNamed() {
+			// Only a name the configuration gave: Envoy copies it into x-ratelimit-limit.
+			ds.CurrentLimit.Name = st.GetName()
 		}
 		if mult > 1 {
 			ds.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(mult)
 		}
-		ds.LimitRemaining = clampUint32(st.GetRemaining())
-		if st.GetRemaining() < 0 { // unknown (a fail-open decision): report the full quota
+		over := st.GetCode() == wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT
+		switch {
+		case over: // 0, shadow mode included (src/limiter/base_limiter.go)
+		case st.GetRemaining() < 0: // unknown (a fail-open decision): report the full quota
 			ds.LimitRemaining = clampUint32(st.GetLimit())
+		default:
+			ds.LimitRemaining = clampUint32(st.GetRemaining())
 		}
-		ds.DurationUntilReset = durationpb.New(st.GetResetAfter().AsDuration())
-		if st.GetCode() == wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT && !st.GetShadow() {
+		ds.DurationUntilReset = &durationpb.Duration{Seconds: wholeSeconds(st.GetResetAfter().AsDuration(), window, now)}
+		if over && !st.GetShadow() {
 			ds.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
 	}
@@ -176,6 +202,32 @@ func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors in
 		}
 	}
 	return out
+}
+
+// unitWindow is the window of each unit Envoy can send in a limit override, month and year
+// being envoyproxy/ratelimit's 30 and 365 days (src/utils/utilities.go, UnitToDivider).
+var unitWindow = map[typev3.RateLimitUnit]time.Duration{
+	typev3.RateLimitUnit_SECOND: time.Second,
+	typev3.RateLimitUnit_MINUTE: time.Minute,
+	typev3.RateLimitUnit_HOUR:   time.Hour,
+	typev3.RateLimitUnit_DAY:    24 * time.Hour,
+	typev3.RateLimitUnit_MONTH:  30 * 24 * time.Hour,
+	typev3.RateLimitUnit_YEAR:   365 * 24 * time.Hour,
+}
+
+// wholeSeconds is duration_until_reset as envoyproxy/ratelimit gives it: whole seconds, at
+// least 1 (src/utils/utilities.go, CalculateReset: the unit's seconds minus now modulo them).
+// Warden's own reset time, rounded up, is that value for its fixed windows; when the counter
+// is already full (nothing counted yet) it is the time left in the current window.
+func wholeSeconds(reset, window time.Duration, now time.Time) int64 {
+	if reset <= 0 {
+		w := int64(window / time.Second)
+		if w < 1 {
+			return 1
+		}
+		return w - now.Unix()%w
+	}
+	return int64((reset + time.Second - 1) / time.Second)
 }
 
 func clampUint32(v int64) uint32 {

@@ -1,0 +1,234 @@
+package envoy_test
+
+// envoyproxy/ratelimit's answers where Envoy sees them, restated from its tests (each case
+// cites the peer's file and line, github.com/envoyproxy/ratelimit at f2fb157) and run through
+// the real adapter, service and limiter on the memory store, over gRPC with Envoy's protos.
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	commonrl "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/wardenhq/warden/clients/envoy"
+	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/memstore"
+	"github.com/wardenhq/warden/limiter/rlconfig"
+	"github.com/wardenhq/warden/service"
+)
+
+// peerRLS serves the adapter in front of a real Warden whose limits are the given peer-format
+// files.
+func peerRLS(t *testing.T, files ...string) rlsv3.RateLimitServiceClient {
+	t.Helper()
+	var domains []limiter.Domain
+	for _, f := range files {
+		d, err := rlconfig.Parse("peer.yaml", []byte(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		domains = append(domains, d)
+	}
+	lim, err := limiter.New(limiter.Config{Store: memstore.New(memstore.Options{}), Domains: domains})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := service.New(service.Config{Logger: quiet, Deps: &service.Deps{Limiter: lim}})
+	_, rls := serveEnvoy(t, nil, envoy.NewRateLimitServer(srv, envoy.RateLimitConfig{}))
+	return rls
+}
+
+// peerAnother restates test/integration/runtime/current/ratelimit/config/another.yaml (the
+// part the cases use), plus a named limit, a ban its override replaces, and two quotas.
+const peerAnother = `domain: another
+descriptors:
+  - key: key2
+    rate_limit:
+      unit: minute
+      requests_per_unit: 20
+  - key: named
+    rate_limit:
+      name: per_named
+      unit: minute
+      requests_per_unit: 10
+  - key: bar
+    value: banned
+    rate_limit: {name: banned_limit, unit: minute, requests_per_unit: 0}
+  - key: override
+    rate_limit:
+      replaces: [{name: banned_limit}]
+      unit: minute
+      requests_per_unit: 2
+  - {key: regular, rate_limit: {unit: minute, requests_per_unit: 5}}
+  - {key: quota, quota_mode: true, rate_limit: {unit: minute, requests_per_unit: 3}}
+  - {key: quota2, quota_mode: true, rate_limit: {unit: minute, requests_per_unit: 10}}
+`
+
+func should(t *testing.T, c rlsv3.RateLimitServiceClient, req *rlsv3.RateLimitRequest) *rlsv3.RateLimitResponse {
+	t.Helper()
+	resp, err := c.ShouldRateLimit(context.Background(), req)
+	if err != nil {
+		t.Fatalf("ShouldRateLimit: %v", err)
+	}
+	return resp
+}
+
+func rlReq(domain string, hits uint32, descs ...*commonrl.RateLimitDescriptor) *rlsv3.RateLimitRequest {
+	return &rlsv3.RateLimitRequest{Domain: domain, HitsAddend: hits, Descriptors: descs}
+}
+
+// TestPeerOverLimit: test/integration/integration_test.go:616-636, 25 requests on a 20 per
+// minute limit: limit_remaining counts down to 0 and stays 0 when over, current_limit has no
+// name (the config gives none), duration_until_reset is whole seconds.
+func TestPeerOverLimit(t *testing.T) {
+	c := peerRLS(t, peerAnother)
+	for i := range 25 {
+		resp := should(t, c, rlReq("another", 1, desc(nil, "key2", "a-random-value")))
+		st := resp.GetStatuses()[0]
+		wantCode, wantRemaining := rlsv3.RateLimitResponse_OK, uint32(20-(i+1))
+		if i >= 20 {
+			wantCode, wantRemaining = rlsv3.RateLimitResponse_OVER_LIMIT, 0
+		}
+		if resp.GetOverallCode() != wantCode || st.GetCode() != wantCode || st.GetLimitRemaining() != wantRemaining {
+			t.Fatalf("request %d: got %v/%v remaining %d, want %v remaining %d", i+1, resp.GetOverallCode(), st.GetCode(), st.GetLimitRemaining(), wantCode, wantRemaining)
+		}
+		cl := st.GetCurrentLimit()
+		if cl.GetName() != "" || cl.GetRequestsPerUnit() != 20 || cl.GetUnit() != rlsv3.RateLimitResponse_RateLimit_MINUTE {
+			t.Fatalf("request %d: current_limit %v, want 20 per MINUTE and no name", i+1, cl)
+		}
+		if d := st.GetDurationUntilReset(); d.GetNanos() != 0 || d.GetSeconds() < 1 || d.GetSeconds() > 60 {
+			t.Fatalf("request %d: duration_until_reset %v, want whole seconds in [1, 60]", i+1, d)
+		}
+	}
+}
+
+// TestPeerHitsAddendOverLimit: src/limiter/base_limiter.go:112-115, an OVER_LIMIT status
+// reports limit_remaining 0, whatever hits_addend took it there.
+func TestPeerHitsAddendOverLimit(t *testing.T) {
+	c := peerRLS(t, peerAnother)
+	should(t, c, rlReq("another", 4, desc(nil, "named", "x")))
+	st := should(t, c, rlReq("another", 7, desc(nil, "named", "x"))).GetStatuses()[0]
+	if st.GetCode() != rlsv3.RateLimitResponse_OVER_LIMIT || st.GetLimitRemaining() != 0 {
+		t.Errorf("got %v remaining %d, want OVER_LIMIT remaining 0", st.GetCode(), st.GetLimitRemaining())
+	}
+	// test/config/config_test.go:172: a name the config gives is the limit's name.
+	if got := st.GetCurrentLimit().GetName(); got != "per_named" {
+		t.Errorf("current_limit.name %q, want per_named", got)
+	}
+}
+
+// TestPeerEmptyRequest: test/service/ratelimit_test.go:463-483, an empty domain or descriptor
+// list is an error.
+func TestPeerEmptyRequest(t *testing.T) {
+	c := peerRLS(t, peerAnother)
+	for _, tt := range []struct {
+		peer string
+		req  *rlsv3.RateLimitRequest
+		msg  string
+	}{
+		{"test/service/ratelimit_test.go:471", rlReq("", 1, desc(nil, "key2", "x")), "rate limit domain must not be empty"},
+		{"test/service/ratelimit_test.go:483", rlReq("another", 1), "rate limit descriptor list must not be empty"},
+	} {
+		_, err := c.ShouldRateLimit(context.Background(), tt.req)
+		if s, _ := status.FromError(err); s.Code() != codes.InvalidArgument || s.Message() != tt.msg {
+			t.Errorf("%s: got %v, want INVALID_ARGUMENT %q", tt.peer, err, tt.msg)
+		}
+	}
+}
+
+// TestPeerReplacesBan: examples/ratelimit/config/example.yaml:28-32 (override replaces
+// banned_limit, a requests_per_unit 0 limit), as integration-test/scripts/* send it.
+func TestPeerReplacesBan(t *testing.T) {
+	c := peerRLS(t, peerAnother)
+	if resp := should(t, c, rlReq("another", 1, desc(nil, "bar", "banned"))); resp.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("the ban alone: got %v, want OVER_LIMIT", resp.GetOverallCode())
+	}
+	for i, want := range []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT} {
+		resp := should(t, c, rlReq("another", 1, desc(nil, "bar", "banned"), desc(nil, "override", "x")))
+		if resp.GetOverallCode() != want || resp.GetStatuses()[0].GetCode() != rlsv3.RateLimitResponse_OK {
+			t.Errorf("ban + override, request %d: got %v (ban status %v), want %v with the ban replaced", i+1, resp.GetOverallCode(), resp.GetStatuses()[0].GetCode(), want)
+		}
+	}
+}
+
+// TestPeerQuotaMode: test/service/ratelimit_test.go:915-963 and :1070-1160
+// (src/service/ratelimit.go:253): a quota-mode descriptor over its limit is OVER_LIMIT in its
+// status, but the request is refused for quotas only when all of them are over; a regular
+// limit refuses on its own.
+func TestPeerQuotaMode(t *testing.T) {
+	c := peerRLS(t, peerAnother)
+	for i := range 5 {
+		resp := should(t, c, rlReq("another", 1, desc(nil, "regular", "r"), desc(nil, "quota", "q"), desc(nil, "quota2", "q")))
+		wantQuota := rlsv3.RateLimitResponse_OK
+		if i >= 3 {
+			wantQuota = rlsv3.RateLimitResponse_OVER_LIMIT
+		}
+		if resp.GetOverallCode() != rlsv3.RateLimitResponse_OK || resp.GetStatuses()[1].GetCode() != wantQuota {
+			t.Errorf("request %d: got %v, quota %v; want OK, quota %v", i+1, resp.GetOverallCode(), resp.GetStatuses()[1].GetCode(), wantQuota)
+		}
+	}
+	// The regular limit (5) is now spent: it refuses whatever the quota says.
+	if resp := should(t, c, rlReq("another", 1, desc(nil, "regular", "r"), desc(nil, "quota2", "q"))); resp.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Errorf("regular over: got %v, want OVER_LIMIT", resp.GetOverallCode())
+	}
+	// Only quotas, all over: refused.
+	if resp := should(t, c, rlReq("another", 1, desc(nil, "quota", "q"))); resp.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Errorf("all quotas over: got %v, want OVER_LIMIT", resp.GetOverallCode())
+	}
+}
+
+// TestPeerLimitOverride: test/config/config_test.go:256-345, the limit Envoy sends from route
+// metadata replaces the configured one, keyed by the descriptor's entries, and applies to
+// entries no configured descriptor matches; an unknown domain applies none (:262).
+func TestPeerLimitOverride(t *testing.T) {
+	c := peerRLS(t, peerAnother)
+	override := func(kv ...string) *commonrl.RateLimitDescriptor {
+		d := desc(nil, kv...)
+		d.Limit = &commonrl.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 2, Unit: typev3.RateLimitUnit_DAY}
+		return d
+	}
+	for i, want := range []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT} {
+		st := should(t, c, rlReq("another", 1, override("key1", "value1", "subkey1", "something"))).GetStatuses()[0]
+		cl := st.GetCurrentLimit()
+		if st.GetCode() != want || cl.GetRequestsPerUnit() != 2 || cl.GetUnit() != rlsv3.RateLimitResponse_RateLimit_DAY || cl.GetName() != "" {
+			t.Errorf("request %d: got %v, %v; want %v under 2 per DAY, no name", i+1, st.GetCode(), cl, want)
+		}
+	}
+	// test/config/config_test.go:316: other entries count apart.
+	if st := should(t, c, rlReq("another", 1, override("key1", "value1", "subkey1", "something_else"))).GetStatuses()[0]; st.GetCode() != rlsv3.RateLimitResponse_OK {
+		t.Errorf("other entries: got %v, want OK", st.GetCode())
+	}
+	if st := should(t, c, rlReq("foo_domain", 1, override("key1", "value1"))).GetStatuses()[0]; st.GetCurrentLimit() != nil {
+		t.Errorf("unknown domain: got %v, want no limit", st)
+	}
+}
+
+// TestPeerHitsAddendPerDescriptor: src/utils/utilities.go:80-95 (GetHitsAddends), a
+// descriptor's own hits_addend, 0 included, beats the request's; is_negative_hits, which the
+// peer ignores (counting a refund as hits), is refused.
+func TestPeerHitsAddendPerDescriptor(t *testing.T) {
+	c := peerRLS(t, peerAnother)
+	zero := uint64(0)
+	for range 3 {
+		should(t, c, rlReq("another", 5, desc(&zero, "named", "y")))
+	}
+	st := should(t, c, rlReq("another", 3, desc(nil, "named", "y"))).GetStatuses()[0]
+	if st.GetLimitRemaining() != 7 {
+		t.Errorf("after three checks of cost 0 and one of 3: remaining %d, want 7", st.GetLimitRemaining())
+	}
+	neg := desc(nil, "named", "y")
+	neg.IsNegativeHits = true
+	neg.HitsAddend = wrapperspb.UInt64(2)
+	_, err := c.ShouldRateLimit(context.Background(), rlReq("another", 1, neg))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("is_negative_hits: got %v, want INVALID_ARGUMENT", err)
+	}
+}
