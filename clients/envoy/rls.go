@@ -3,6 +3,7 @@ package envoy
 import (
 	"context"
 	"math"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,17 @@ type RateLimitConfig struct {
 	// Retry-After headers to the client's response through response_headers_to_add (config:
 	// envoy.rls.response_headers). Default off, as in envoyproxy/ratelimit.
 	ResponseHeaders bool
+	// LimitResponseHeaders adds envoyproxy/ratelimit's own three headers, with its semantics
+	// (src/service/ratelimit.go): the limit, what is left and the seconds until its window
+	// resets, of the descriptor closest to its limit, or of the last one over it (config:
+	// envoy.rls.limit_response_headers_enabled, its LIMIT_RESPONSE_HEADERS_ENABLED). Default
+	// off.
+	LimitResponseHeaders bool
+	// LimitHeader, RemainingHeader and ResetHeader name them (config:
+	// envoy.rls.limit_limit_header, limit_remaining_header, limit_reset_header, its
+	// LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER). Defaults
+	// RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset.
+	LimitHeader, RemainingHeader, ResetHeader string
 }
 
 // RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a
@@ -50,7 +62,18 @@ func NewRateLimitServer(rl RateLimiter, cfg RateLimitConfig) *RateLimitServer {
 }
 
 // SetConfig replaces the configuration for the following calls.
-func (s *RateLimitServer) SetConfig(cfg RateLimitConfig) { s.cfg.Store(&cfg) }
+func (s *RateLimitServer) SetConfig(cfg RateLimitConfig) {
+	if cfg.LimitHeader == "" {
+		cfg.LimitHeader = "RateLimit-Limit"
+	}
+	if cfg.RemainingHeader == "" {
+		cfg.RemainingHeader = "RateLimit-Remaining"
+	}
+	if cfg.ResetHeader == "" {
+		cfg.ResetHeader = "RateLimit-Reset"
+	}
+	s.cfg.Store(&cfg)
+}
 
 // ShouldRateLimit answers one request of Envoy's rate limit filter. A gRPC error (Warden
 // could not decide, e.g. UNAVAILABLE from a fail_closed domain whose store is down) lets
@@ -76,7 +99,46 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if err != nil {
 		return nil, err
 	}
-	return RateLimitResponseToEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders), nil
+	out := RateLimitResponseToEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders)
+	if cfg.LimitResponseHeaders {
+		addLimitHeaders(out, resp, cfg, time.Now())
+	}
+	return out, nil
+}
+
+// addLimitHeaders adds envoyproxy/ratelimit's RateLimit-Limit, -Remaining and -Reset headers
+// as it computes them (src/service/ratelimit.go, shouldRateLimitWorker): of the descriptor
+// with the least limit_remaining, replaced by each descriptor over its limit that is not in
+// quota mode; none when no limit applied. Reset is the seconds left in the limit's window
+// (src/utils/utilities.go, CalculateReset).
+func addLimitHeaders(out *rlsv3.RateLimitResponse, r *wardenv1.CheckRateLimitResponse, cfg *RateLimitConfig, now time.Time) {
+	quota := func(i int) (bool, time.Duration) {
+		for _, st := range r.GetStatuses() {
+			if int(st.GetDescriptorIndex()) == i {
+				return st.GetQuotaMode(), st.GetWindow().AsDuration()
+			}
+		}
+		return false, 0
+	}
+	min, pick := uint32(math.MaxUint32), -1
+	var window time.Duration
+	for i, ds := range out.GetStatuses() {
+		q, w := quota(i)
+		if ds.GetCurrentLimit() != nil && ds.GetLimitRemaining() < min {
+			min, pick, window = ds.GetLimitRemaining(), i, w
+		}
+		if ds.GetCode() == rlsv3.RateLimitResponse_OVER_LIMIT && !q {
+			min, pick, window = 0, i, w
+		}
+	}
+	if pick < 0 {
+		return
+	}
+	ds := out.GetStatuses()[pick]
+	out.ResponseHeadersToAdd = append(out.ResponseHeadersToAdd,
+		&corev3.HeaderValue{Key: cfg.LimitHeader, Value: strconv.FormatUint(uint64(ds.GetCurrentLimit().GetRequestsPerUnit()), 10)},
+		&corev3.HeaderValue{Key: cfg.RemainingHeader, Value: strconv.FormatUint(uint64(ds.GetLimitRemaining()), 10)},
+		&corev3.HeaderValue{Key: cfg.ResetHeader, Value: strconv.FormatInt(wholeSeconds(0, window, now), 10)})
 }
 
 // RateLimitRequestFromEnvoy maps an RLS request to a Warden CheckRateLimit request, with

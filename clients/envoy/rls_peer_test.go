@@ -8,7 +8,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"testing"
+	"time"
 
 	commonrl "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -28,6 +30,11 @@ import (
 // files.
 func peerRLS(t *testing.T, files ...string) rlsv3.RateLimitServiceClient {
 	t.Helper()
+	return peerRLSWith(t, envoy.RateLimitConfig{}, files...)
+}
+
+func peerRLSWith(t *testing.T, cfg envoy.RateLimitConfig, files ...string) rlsv3.RateLimitServiceClient {
+	t.Helper()
 	var domains []limiter.Domain
 	for _, f := range files {
 		d, err := rlconfig.Parse("peer.yaml", []byte(f))
@@ -42,7 +49,7 @@ func peerRLS(t *testing.T, files ...string) rlsv3.RateLimitServiceClient {
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := service.New(service.Config{Logger: quiet, Deps: &service.Deps{Limiter: lim}})
-	_, rls := serveEnvoy(t, nil, envoy.NewRateLimitServer(srv, envoy.RateLimitConfig{}))
+	_, rls := serveEnvoy(t, nil, envoy.NewRateLimitServer(srv, cfg))
 	return rls
 }
 
@@ -230,5 +237,44 @@ func TestPeerHitsAddendPerDescriptor(t *testing.T) {
 	_, err := c.ShouldRateLimit(context.Background(), rlReq("another", 1, neg))
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("is_negative_hits: got %v, want INVALID_ARGUMENT", err)
+	}
+}
+
+// TestPeerLimitHeaders: test/service/ratelimit_test.go:351-408 (custom names) and :410-461
+// (default names): with LIMIT_RESPONSE_HEADERS_ENABLED, the limit over its limit gives
+// RateLimit-Limit 10, RateLimit-Remaining 0 and RateLimit-Reset the seconds left in its
+// minute; a descriptor no limit applies to adds nothing.
+func TestPeerLimitHeaders(t *testing.T) {
+	const cfg = "domain: different-domain\ndescriptors:\n  - key: foo\n    rate_limit: {unit: minute, requests_per_unit: 10}\n"
+	for _, tt := range []struct {
+		peer  string
+		cfg   envoy.RateLimitConfig
+		names [3]string
+	}{
+		{"test/service/ratelimit_test.go:351", envoy.RateLimitConfig{LimitResponseHeaders: true, LimitHeader: "A-Ratelimit-Limit", RemainingHeader: "A-Ratelimit-Remaining", ResetHeader: "A-Ratelimit-Reset"},
+			[3]string{"A-Ratelimit-Limit", "A-Ratelimit-Remaining", "A-Ratelimit-Reset"}},
+		{"test/service/ratelimit_test.go:410", envoy.RateLimitConfig{LimitResponseHeaders: true},
+			[3]string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}},
+	} {
+		t.Run(tt.peer, func(t *testing.T) {
+			c := peerRLSWith(t, tt.cfg, cfg)
+			if h := should(t, c, rlReq("different-domain", 1, desc(nil, "hello", "world"))).GetResponseHeadersToAdd(); len(h) != 0 {
+				t.Errorf("no limit applied: got headers %v, want none", h)
+			}
+			var resp *rlsv3.RateLimitResponse
+			for range 11 {
+				resp = should(t, c, rlReq("different-domain", 1, desc(nil, "foo", "bar"), desc(nil, "hello", "world")))
+			}
+			now := time.Now().Unix()
+			h := resp.GetResponseHeadersToAdd()
+			if resp.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT || len(h) != 3 {
+				t.Fatalf("got %v with headers %v, want OVER_LIMIT and three headers", resp.GetOverallCode(), h)
+			}
+			reset, _ := strconv.Atoi(h[2].GetValue())
+			if h[0].GetKey() != tt.names[0] || h[0].GetValue() != "10" || h[1].GetKey() != tt.names[1] || h[1].GetValue() != "0" ||
+				h[2].GetKey() != tt.names[2] || reset < 1 || reset > 60 || (int64(reset) != 60-now%60 && int64(reset) != 60-(now-1)%60) {
+				t.Errorf("got %v, want %s: 10, %s: 0, %s: %d", h, tt.names[0], tt.names[1], tt.names[2], 60-now%60)
+			}
+		})
 	}
 }
