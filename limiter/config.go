@@ -34,6 +34,14 @@ type Domain struct {
 	// Replaces may name limits that do not exist, and only limits given a Name can be
 	// replaced (an unnamed limit's default name is Warden's, not the peer's).
 	PeerFormat bool
+	// CountRefused makes the domain's fixed-window limits count every hit, refused or not,
+	// each descriptor on its own: envoyproxy/ratelimit's counting, which its token-quota
+	// pattern needs (check with cost 0, charge the real cost afterwards: a later check sees the
+	// charge that went over). A hit is over its limit when the count after it exceeds the
+	// limit, and remaining is what is left, never negative. Other algorithms, and domains
+	// without it, are all or nothing: a refused request consumes nothing. limiter/rlconfig sets
+	// it unless the file says all_or_nothing: true.
+	CountRefused bool
 }
 
 // Descriptor is one node of a domain's tree ("descriptors[i]").
@@ -195,6 +203,7 @@ type cdomain struct {
 	name    string
 	tagKey  string
 	peer    bool // Domain.PeerFormat
+	counts  bool // Domain.CountRefused
 	policy  FailurePolicy
 	root    *level
 	metrics domainMetrics
@@ -267,7 +276,7 @@ func compile(domains []Domain) (*compiled, error) {
 		if d.FailurePolicy > Local {
 			return nil, &ConfigError{Path: path + ".failure_policy", Err: fmt.Errorf("unknown failure policy %d", d.FailurePolicy)}
 		}
-		cd := &cdomain{name: d.Name, tagKey: d.HashTagKey, peer: d.PeerFormat, policy: d.FailurePolicy}
+		cd := &cdomain{name: d.Name, tagKey: d.HashTagKey, peer: d.PeerFormat, counts: d.CountRefused, policy: d.FailurePolicy}
 		names := map[string]bool{}
 		var replaces []replaceRef
 		root, err := compileLevel(d.Descriptors, path+".descriptors", escape(d.Name), d.Name, true, names, &replaces)

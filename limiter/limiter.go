@@ -433,7 +433,12 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 			sc.key = d.appendKey(sc.key[:0], rd.Entries, tl)
 			key = string(sc.key)
 		}
-		sc.hits = append(sc.hits, Hit{Key: key, Limit: tl.limit, Cost: cost})
+		hl := tl.limit
+		if d.counts && hl.Algorithm == FixedWindow {
+			// Counted whatever the outcome: the store sees no limit, peerStatuses applies it.
+			hl.Limit = maxLimit
+		}
+		sc.hits = append(sc.hits, Hit{Key: key, Limit: hl, Cost: cost})
 		sc.desc = append(sc.desc, i)
 		sc.lims = append(sc.lims, cl)
 	}
@@ -453,7 +458,8 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	}
 	tag := d.tag(&req)
 	now := l.now()
-	if l.fromCache(sc, res, tag, now) {
+	// A CountRefused domain counts every hit, refused or not: no answer from the cache.
+	if !d.counts && l.fromCache(sc, res, tag, now) {
 		d.metrics.decision(ctx, false, FromCache)
 		return nil
 	}
@@ -463,6 +469,9 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	src, err := l.take(ctx, d, tag, sc, now)
 	if err != nil {
 		return err
+	}
+	if d.counts && src != FromFailOpen {
+		l.peerStatuses(sc, res, src)
 	}
 	l.fill(ctx, d, sc, res, src, now, tag)
 	res.quotaVerdict()
@@ -669,6 +678,30 @@ func retakeWithoutShadow(ctx context.Context, s Store, tag string, sc *scratch) 
 	return err
 }
 
+// peerStatuses turns the statuses of the hits a CountRefused domain counted without a limit
+// into their limit's verdict, as envoyproxy/ratelimit decides it (src/limiter/base_limiter.go,
+// GetResponseDescriptorStatus): the count after the hit is over the limit or not.
+func (l *Limiter) peerStatuses(sc *scratch, res *Result, src Source) {
+	for i := range sc.hits {
+		h := &sc.hits[i]
+		lim := res.Statuses[sc.desc[i]].Limit // the configured limit
+		if lim.Algorithm != FixedWindow {
+			continue
+		}
+		if src == FromFallback {
+			lim.Limit = ceilDiv(lim.Limit, l.replicas)
+		}
+		s := &sc.out[i]
+		after := s.Limit - s.Remaining // the count after this hit, refused or not
+		s.Allowed = after <= lim.Limit
+		s.Limit, s.Remaining, s.RetryAfter = lim.Limit, max(0, lim.Limit-after), 0
+		if !s.Allowed {
+			s.RetryAfter = s.ResetAfter
+		}
+		h.Limit = lim
+	}
+}
+
 // fill turns the store's statuses into the result, and remembers counters found over their
 // limit.
 func (l *Limiter) fill(ctx context.Context, d *cdomain, sc *scratch, res *Result, src Source, now time.Time, tag string) {
@@ -695,7 +728,7 @@ func (l *Limiter) fill(ctx context.Context, d *cdomain, sc *scratch, res *Result
 				res.Allowed = false
 				// Remember a counter with nothing left: any cost of 1 or more is refused until
 				// RetryAfter of a cost-1 request.
-				if l.cache != nil && src == FromStore && sc.hits[i].Cost == 1 && s.Remaining == 0 && s.RetryAfter > 0 {
+				if l.cache != nil && src == FromStore && !d.counts && sc.hits[i].Cost == 1 && s.Remaining == 0 && s.RetryAfter > 0 {
 					l.cache.put(tag, sc.hits[i].Key, cacheEntry{
 						until:   now.Add(s.RetryAfter).UnixNano(),
 						resetAt: now.Add(s.ResetAfter).UnixNano(),

@@ -15,13 +15,16 @@ import (
 	commonrl "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/wardenhq/warden/clients/envoy"
+	"github.com/wardenhq/warden/internal/redistest"
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/memstore"
+	"github.com/wardenhq/warden/limiter/redisstore"
 	"github.com/wardenhq/warden/limiter/rlconfig"
 	"github.com/wardenhq/warden/service"
 )
@@ -35,6 +38,11 @@ func peerRLS(t *testing.T, files ...string) rlsv3.RateLimitServiceClient {
 
 func peerRLSWith(t *testing.T, cfg envoy.RateLimitConfig, files ...string) rlsv3.RateLimitServiceClient {
 	t.Helper()
+	return peerRLSOn(t, memstore.New(memstore.Options{}), cfg, files...)
+}
+
+func peerRLSOn(t *testing.T, store limiter.Store, cfg envoy.RateLimitConfig, files ...string) rlsv3.RateLimitServiceClient {
+	t.Helper()
 	var domains []limiter.Domain
 	for _, f := range files {
 		d, err := rlconfig.Parse("peer.yaml", []byte(f))
@@ -43,7 +51,7 @@ func peerRLSWith(t *testing.T, cfg envoy.RateLimitConfig, files ...string) rlsv3
 		}
 		domains = append(domains, d)
 	}
-	lim, err := limiter.New(limiter.Config{Store: memstore.New(memstore.Options{}), Domains: domains})
+	lim, err := limiter.New(limiter.Config{Store: store, Domains: domains, StoreTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +282,57 @@ func TestPeerLimitHeaders(t *testing.T) {
 			if h[0].GetKey() != tt.names[0] || h[0].GetValue() != "10" || h[1].GetKey() != tt.names[1] || h[1].GetValue() != "0" ||
 				h[2].GetKey() != tt.names[2] || reset < 1 || reset > 60 || (int64(reset) != 60-now%60 && int64(reset) != 60-(now-1)%60) {
 				t.Errorf("got %v, want %s: 10, %s: 0, %s: %d", h, tt.names[0], tt.names[1], tt.names[2], 60-now%60)
+			}
+		})
+	}
+}
+
+// TestPeerTokenQuota: integration-test/scripts/token-quota.sh:9-24 with
+// examples/envoy/proxy.yaml:244-263 and examples/ratelimit/config/example.yaml:96-104: Envoy
+// checks with hits_addend 0 on the request path and charges 1 when the stream ends, against
+// a quota-mode limit of 2 per minute. Every charge is counted, the one that went over too,
+// so requests 1-3 pass and the 4th check is refused. On the memory store and on a real Redis.
+func TestPeerTokenQuota(t *testing.T) {
+	const cfg = `domain: rl
+descriptors:
+  - key: service
+    value: service_2
+    quota_mode: true
+    rate_limit:
+      unit: minute
+      requests_per_unit: 2
+`
+	stores := map[string]func(t *testing.T) limiter.Store{
+		"memory": func(*testing.T) limiter.Store { return memstore.New(memstore.Options{}) },
+		"redis": func(t *testing.T) limiter.Store {
+			srv := redistest.Start(t)
+			client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			t.Cleanup(func() { client.Close() })
+			s, err := redisstore.New(client, redisstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+	for name, store := range stores {
+		t.Run(name, func(t *testing.T) {
+			if name == "redis" && testing.Short() {
+				t.Skip("starts redis-server")
+			}
+			// A minute window that does not end during the test.
+			if s := time.Now().Second(); s > 50 {
+				time.Sleep(time.Duration(61-s) * time.Second)
+			}
+			c := peerRLSOn(t, store(t), envoy.RateLimitConfig{}, cfg)
+			zero, one := uint64(0), uint64(1)
+			for i, want := range []rlsv3.RateLimitResponse_Code{rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT} {
+				if got := should(t, c, rlReq("rl", 1, desc(&zero, "service", "service_2"))).GetOverallCode(); got != want {
+					t.Fatalf("request %d, check: got %v, want %v", i+1, got, want)
+				}
+				if want == rlsv3.RateLimitResponse_OK {
+					should(t, c, rlReq("rl", 1, desc(&one, "service", "service_2"))) // apply_on_stream_done
+				}
 			}
 		})
 	}

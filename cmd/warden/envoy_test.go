@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,10 +100,14 @@ envoy:
 	}
 
 	// Editing the ratelimit directory reloads the config.
+	// A fresh ip each try: refused requests count, as in envoyproxy/ratelimit.
 	writeRL(5)
+	try := 0
 	waitFor(t, "the ratelimit config reload", func() bool {
-		return shouldRateLimit(t, c, "edge", "ip", "2") == rlsv3.RateLimitResponse_OK &&
-			shouldRateLimit(t, c, "edge", "ip", "2") == rlsv3.RateLimitResponse_OK
+		try++
+		ip := "2." + strconv.Itoa(try)
+		return shouldRateLimit(t, c, "edge", "ip", ip) == rlsv3.RateLimitResponse_OK &&
+			shouldRateLimit(t, c, "edge", "ip", ip) == rlsv3.RateLimitResponse_OK
 	})
 }
 

@@ -10,7 +10,9 @@
 // place, are errors, except these optional Warden extensions, which unmodified files never
 // contain:
 //
-//	domain:         failure_policy (fail_open | fail_closed | local), hash_tag_key
+//	domain:         failure_policy (fail_open | fail_closed | local), hash_tag_key,
+//	                all_or_nothing (true: a refused request consumes nothing, Warden's
+//	                counting, instead of envoyproxy/ratelimit's count-every-hit)
 //	rate_limit:     algorithm (token_bucket | sliding_window | fixed_window | sliding_log),
 //	                period (any Go duration, e.g. 30s, instead of unit), burst,
 //	                tiers: {NAME: {unlimited, unit, requests_per_unit, period, burst}}
@@ -154,9 +156,9 @@ func LoadOptions(path string, o Options) ([]limiter.Domain, error) {
 // (first read from prev).
 func merge(into *limiter.Domain, d limiter.Domain, file, prev string, data []byte) error {
 	if (d.FailurePolicy != into.FailurePolicy && d.FailurePolicy != limiter.FailOpen) ||
-		(d.HashTagKey != into.HashTagKey && d.HashTagKey != "") {
+		(d.HashTagKey != into.HashTagKey && d.HashTagKey != "") || d.CountRefused != into.CountRefused {
 		return &Error{File: file, Line: domainLine(data), Field: "domain",
-			Msg: fmt.Sprintf("domain %q: failure_policy or hash_tag_key differs from %s", d.Name, prev)}
+			Msg: fmt.Sprintf("domain %q: failure_policy, hash_tag_key or all_or_nothing differs from %s", d.Name, prev)}
 	}
 	for i, nd := range d.Descriptors {
 		for _, od := range into.Descriptors {
@@ -374,7 +376,7 @@ func (p *parser) duration(n *yaml.Node, path string) (time.Duration, error) {
 }
 
 func (p *parser) domain(n *yaml.Node) (limiter.Domain, error) {
-	f, err := p.mapping(n, "", "domain", "descriptors", "failure_policy", "hash_tag_key")
+	f, err := p.mapping(n, "", "domain", "descriptors", "failure_policy", "hash_tag_key", "all_or_nothing")
 	if err != nil {
 		return limiter.Domain{}, err
 	}
@@ -397,6 +399,11 @@ func (p *parser) domain(n *yaml.Node) (limiter.Domain, error) {
 	if d.HashTagKey, err = p.str(f["hash_tag_key"], "hash_tag_key"); err != nil {
 		return d, err
 	}
+	allOrNothing, err := p.boolean(f["all_or_nothing"], "all_or_nothing")
+	if err != nil {
+		return d, err
+	}
+	d.CountRefused = !allOrNothing
 	d.Descriptors, err = p.descriptors(f["descriptors"], "descriptors")
 	d.PeerFormat = true
 	return d, err

@@ -95,9 +95,10 @@ func TestReadmeExamples(t *testing.T) {
 		if got, _ := admitted(t, l, "messaging", 5, entries("message_type", "marketing", "to_number", "2062222222")); got != 5 {
 			t.Errorf("marketing to another number: got %d admitted, want its own 5", got)
 		}
-		// Denied requests consume nothing in Warden, so the number has used 5 of its 100.
-		if got, _ := admitted(t, l, "messaging", 200, any); got != 95 {
-			t.Errorf("any message to the first number: got %d admitted, want the 95 left of 100", got)
+		// Refused requests are counted too, as in envoyproxy/ratelimit: the number has used 10
+		// of its 100.
+		if got, _ := admitted(t, l, "messaging", 200, any); got != 90 {
+			t.Errorf("any message to the first number: got %d admitted, want the 90 left of 100", got)
 		}
 	})
 	t.Run("3 most specific match and a ban", func(t *testing.T) {
@@ -179,6 +180,7 @@ func TestConversion(t *testing.T) {
 		Name:          "api",
 		FailurePolicy: limiter.FailClosed,
 		PeerFormat:    true,
+		CountRefused:  true,
 		Descriptors: []limiter.Descriptor{
 			{Key: "tenant", RateLimit: &limiter.RateLimit{Algorithm: limiter.SlidingWindow, Period: 30 * time.Second, RequestsPerUnit: 60}},
 			{Key: "user", RateLimit: &limiter.RateLimit{
