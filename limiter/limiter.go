@@ -693,7 +693,8 @@ func (l *Limiter) peerStatuses(sc *scratch, res *Result, src Source) {
 		}
 		s := &sc.out[i]
 		after := s.Limit - s.Remaining // the count after this hit, refused or not
-		s.Allowed = after <= lim.Limit
+		// Still refused if the store refused it without a limit: a cost beyond any limit.
+		s.Allowed = s.Allowed && after <= lim.Limit
 		s.Limit, s.Remaining, s.RetryAfter = lim.Limit, max(0, lim.Limit-after), 0
 		if !s.Allowed {
 			s.RetryAfter = s.ResetAfter
