@@ -43,6 +43,15 @@ type RateLimitConfig struct {
 	// LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER). Defaults
 	// RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset.
 	LimitHeader, RemainingHeader, ResetHeader string
+	// QuotaMode treats every descriptor as in quota mode: the answer is OVER_LIMIT only when
+	// every descriptor (unlimited ones aside) is over its limit (config: envoy.rls.quota_mode,
+	// envoyproxy/ratelimit's QUOTA_MODE). Meant for domains that count every hit (files in
+	// envoyproxy/ratelimit's format): in an all_or_nothing domain a request refused by one
+	// limit consumed nothing from the others, even though it is answered OK.
+	QuotaMode bool
+	// ShadowMode answers OK whatever the limits say, statuses unchanged (config:
+	// envoy.rls.shadow_mode, envoyproxy/ratelimit's SHADOW_MODE).
+	ShadowMode bool
 }
 
 // RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a
@@ -100,10 +109,37 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 		return nil, err
 	}
 	out := RateLimitResponseToEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders)
+	if cfg.QuotaMode {
+		out.OverallCode = allQuotasOver(out)
+	}
+	if cfg.ShadowMode {
+		out.OverallCode = rlsv3.RateLimitResponse_OK
+	}
 	if cfg.LimitResponseHeaders {
 		addLimitHeaders(out, resp, cfg, time.Now())
 	}
 	return out, nil
+}
+
+// allQuotasOver is the overall code when every descriptor is in quota mode, as
+// envoyproxy/ratelimit decides it (src/service/ratelimit.go:253): OVER_LIMIT only if every
+// descriptor but the unlimited ones is over its limit (a descriptor no limit applies to
+// counts as a quota with room).
+func allQuotasOver(out *rlsv3.RateLimitResponse) rlsv3.RateLimitResponse_Code {
+	total, over := 0, 0
+	for _, ds := range out.GetStatuses() {
+		if ds.GetCurrentLimit() == nil && ds.GetLimitRemaining() == math.MaxUint32 {
+			continue // unlimited
+		}
+		total++
+		if ds.GetCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
+			over++
+		}
+	}
+	if total > 0 && over == total {
+		return rlsv3.RateLimitResponse_OVER_LIMIT
+	}
+	return rlsv3.RateLimitResponse_OK
 }
 
 // addLimitHeaders adds envoyproxy/ratelimit's RateLimit-Limit, -Remaining and -Reset headers

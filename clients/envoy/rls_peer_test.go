@@ -337,3 +337,30 @@ descriptors:
 		})
 	}
 }
+
+// TestPeerGlobalModes: test/service/ratelimit_test.go:220-275 (SHADOW_MODE: OVER_LIMIT
+// statuses, overall OK) and :676-727 (QUOTA_MODE: OVER_LIMIT only when every descriptor is
+// over).
+func TestPeerGlobalModes(t *testing.T) {
+	over := func(c rlsv3.RateLimitServiceClient, descs ...*commonrl.RateLimitDescriptor) *rlsv3.RateLimitResponse {
+		t.Helper()
+		return should(t, c, rlReq("another", 11, descs...))
+	}
+	t.Run("test/service/ratelimit_test.go:220", func(t *testing.T) {
+		c := peerRLSWith(t, envoy.RateLimitConfig{ShadowMode: true}, peerAnother)
+		if r := over(c, desc(nil, "named", "s")); r.GetOverallCode() != rlsv3.RateLimitResponse_OK || r.GetStatuses()[0].GetCode() != rlsv3.RateLimitResponse_OVER_LIMIT {
+			t.Errorf("got %v, want OK overall with an OVER_LIMIT status", r)
+		}
+	})
+	t.Run("test/service/ratelimit_test.go:676", func(t *testing.T) {
+		c := peerRLSWith(t, envoy.RateLimitConfig{QuotaMode: true}, peerAnother)
+		// named (10) is over with 11, key2 (20) is not: a quota has room.
+		if r := over(c, desc(nil, "named", "q"), desc(nil, "key2", "q")); r.GetOverallCode() != rlsv3.RateLimitResponse_OK {
+			t.Errorf("one of two over: got %v, want OK", r.GetOverallCode())
+		}
+		// Both over now (named counted 22, key2 22).
+		if r := over(c, desc(nil, "named", "q"), desc(nil, "key2", "q")); r.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT {
+			t.Errorf("both over: got %v, want OVER_LIMIT", r.GetOverallCode())
+		}
+	})
+}

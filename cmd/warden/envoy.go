@@ -46,6 +46,9 @@ type envoyYAML struct {
 		LimitLimitHeader            string `yaml:"limit_limit_header"`
 		LimitRemainingHeader        string `yaml:"limit_remaining_header"`
 		LimitResetHeader            string `yaml:"limit_reset_header"`
+		// envoyproxy/ratelimit's QUOTA_MODE and SHADOW_MODE.
+		QuotaMode  bool `yaml:"quota_mode"`
+		ShadowMode bool `yaml:"shadow_mode"`
 	} `yaml:"rls"`
 	ExtAuthz struct {
 		Enabled     *bool  `yaml:"enabled"` // default true
@@ -93,7 +96,8 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 	}
 	rlsCfg := envoy.RateLimitConfig{Disabled: y.RLS.Enabled != nil && !*y.RLS.Enabled, ResponseHeaders: y.RLS.ResponseHeaders,
 		LimitResponseHeaders: y.RLS.LimitResponseHeadersEnabled, LimitHeader: y.RLS.LimitLimitHeader,
-		RemainingHeader: y.RLS.LimitRemainingHeader, ResetHeader: y.RLS.LimitResetHeader}
+		RemainingHeader: y.RLS.LimitRemainingHeader, ResetHeader: y.RLS.LimitResetHeader,
+		QuotaMode: y.RLS.QuotaMode, ShadowMode: y.RLS.ShadowMode}
 
 	if y.RateLimitConfig != "" {
 		path := y.RateLimitConfig
