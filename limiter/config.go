@@ -239,7 +239,8 @@ type climit struct {
 	// named: the configuration gave the name (RateLimit.Name); otherwise name is the default.
 	named    bool
 	shadow   bool
-	quota    bool // Descriptor.QuotaMode
+	quota    bool           // Descriptor.QuotaMode
+	metadata map[string]any // Descriptor.Metadata
 	detailed bool
 	replaces []string
 	base     tierLimit
@@ -359,7 +360,8 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool, replaces *[]replaceRef) (*climit, error) {
 	r := d.RateLimit
 	path += ".rate_limit"
-	cl := &climit{name: r.Name, named: r.Name != "", shadow: d.ShadowMode, quota: d.QuotaMode, detailed: d.DetailedMetric, replaces: r.Replaces}
+	cl := &climit{name: r.Name, named: r.Name != "", shadow: d.ShadowMode, quota: d.QuotaMode, metadata: d.Metadata,
+		detailed: d.DetailedMetric, replaces: r.Replaces}
 	if cl.name == "" {
 		cl.name = defaultName
 	}

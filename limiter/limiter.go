@@ -184,6 +184,8 @@ type DescriptorStatus struct {
 	// Named: the configuration gave Name (RateLimit.Name); otherwise Name is Warden's default,
 	// the descriptor's path.
 	Named bool
+	// Metadata is the limit's Descriptor.Metadata (shared: read it, do not modify it).
+	Metadata map[string]any
 	// Limit is the limit applied (scaled down by Replicas under the Local policy).
 	Limit Limit
 	// Quota is Limit.Limit, or the burst for a token bucket: what Remaining counts down from.
@@ -414,6 +416,7 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		tl := cl.tier(req.Tier)
 		st := &res.Statuses[i]
 		st.Applied, st.Name, st.Named, st.Shadow, st.QuotaMode = true, cl.name, cl.named, cl.shadow, cl.quota
+		st.Metadata = cl.metadata
 		if tl.unlimited {
 			st.Unlimited = true
 			continue

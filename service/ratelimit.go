@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/limiter"
@@ -233,6 +234,11 @@ func (p *rlParts) statuses(r *limiter.Result, to []*wardenv1.RateLimitStatus) []
 		ps.Shadow = st.Shadow
 		ps.Named = st.Named
 		ps.QuotaMode = st.QuotaMode
+		if st.Metadata != nil && !st.Unlimited {
+			// Rare (envoyproxy/ratelimit's descriptor metadata): converted per answer.
+			// rlconfig only produces values structpb accepts.
+			ps.Metadata, _ = structpb.NewStruct(st.Metadata)
+		}
 		if st.Code == limiter.CodeOverLimit {
 			ps.Code = wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT
 			ps.RetryAfter = p.duration(st.RetryAfter)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
@@ -52,6 +53,11 @@ type RateLimitConfig struct {
 	// ShadowMode answers OK whatever the limits say, statuses unchanged (config:
 	// envoy.rls.shadow_mode, envoyproxy/ratelimit's SHADOW_MODE).
 	ShadowMode bool
+	// DynamicMetadata sets the response's dynamic_metadata as envoyproxy/ratelimit does
+	// (config: envoy.rls.dynamic_metadata, its RESPONSE_DYNAMIC_METADATA): the domain, each
+	// descriptor's entries ("key=value"), limit override and hits_addend, the request's
+	// hits_addend, and the merged metadata of the limits that passed. Default off.
+	DynamicMetadata bool
 }
 
 // RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a
@@ -118,7 +124,64 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if cfg.LimitResponseHeaders {
 		addLimitHeaders(out, resp, cfg, time.Now())
 	}
+	if cfg.DynamicMetadata {
+		out.DynamicMetadata = dynamicMetadata(req, out, resp)
+	}
 	return out, nil
+}
+
+// dynamicMetadata is envoyproxy/ratelimit's response dynamic metadata
+// (src/service/ratelimit.go, ratelimitToMetadata): the metadata of the limits whose
+// descriptor passed (status OK) is merged, the first value of a key winning unless both are
+// structs, which merge.
+func dynamicMetadata(req *rlsv3.RateLimitRequest, out *rlsv3.RateLimitResponse, r *wardenv1.CheckRateLimitResponse) *structpb.Struct {
+	fields := map[string]*structpb.Value{"domain": structpb.NewStringValue(req.GetDomain())}
+	descs := make([]*structpb.Value, 0, len(req.GetDescriptors()))
+	for _, d := range req.GetDescriptors() {
+		df := map[string]*structpb.Value{}
+		entries := make([]*structpb.Value, len(d.GetEntries()))
+		for i, e := range d.GetEntries() {
+			entries[i] = structpb.NewStringValue(e.GetKey() + "=" + e.GetValue())
+		}
+		df["entries"] = structpb.NewListValue(&structpb.ListValue{Values: entries})
+		if d.GetLimit() != nil {
+			df["limit"] = structpb.NewStringValue(d.GetLimit().String())
+		}
+		if ha := d.GetHitsAddend(); ha != nil {
+			df["hitsAddend"] = structpb.NewNumberValue(float64(ha.GetValue()))
+		}
+		descs = append(descs, structpb.NewStructValue(&structpb.Struct{Fields: df}))
+	}
+	fields["descriptors"] = structpb.NewListValue(&structpb.ListValue{Values: descs})
+	if ha := req.GetHitsAddend(); ha != 0 {
+		fields["hitsAddend"] = structpb.NewNumberValue(float64(ha))
+	}
+	passed := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for _, st := range r.GetStatuses() {
+		i := int(st.GetDescriptorIndex())
+		if st.GetMetadata() == nil || i < 0 || i >= len(out.GetStatuses()) || out.GetStatuses()[i].GetCode() != rlsv3.RateLimitResponse_OK {
+			continue
+		}
+		mergeMetadata(passed, st.GetMetadata())
+	}
+	if len(passed.GetFields()) > 0 {
+		fields["metadata"] = structpb.NewStructValue(passed)
+	}
+	return &structpb.Struct{Fields: fields}
+}
+
+// mergeMetadata merges src into dest: a key dest lacks is added; two structs merge.
+func mergeMetadata(dest, src *structpb.Struct) {
+	for k, v := range src.GetFields() {
+		d, ok := dest.GetFields()[k]
+		if !ok {
+			dest.Fields[k] = v
+			continue
+		}
+		if ds, ss := d.GetStructValue(), v.GetStructValue(); ds != nil && ss != nil {
+			mergeMetadata(ds, ss)
+		}
+	}
 }
 
 // allQuotasOver is the overall code when every descriptor is in quota mode, as

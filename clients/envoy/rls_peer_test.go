@@ -6,6 +6,7 @@ package envoy_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -361,6 +362,54 @@ func TestPeerGlobalModes(t *testing.T) {
 		// Both over now (named counted 22, key2 22).
 		if r := over(c, desc(nil, "named", "q"), desc(nil, "key2", "q")); r.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT {
 			t.Errorf("both over: got %v, want OVER_LIMIT", r.GetOverallCode())
+		}
+	})
+}
+
+// peerMeta restates the limits of test/service/ratelimit_test.go:729-913 with their metadata.
+const peerMeta = `domain: quota-domain
+descriptors:
+  - {key: regular, rate_limit: {unit: minute, requests_per_unit: 10}, metadata: {name: service_1}}
+  - {key: quota, quota_mode: true, rate_limit: {unit: minute, requests_per_unit: 1}, metadata: {name: service_2}}
+  - {key: other, quota_mode: true, rate_limit: {unit: minute, requests_per_unit: 5}, metadata: {some_other_name: service_2, nested: {a: 1}}}
+`
+
+// TestPeerDynamicMetadata: RESPONSE_DYNAMIC_METADATA, test/service/ratelimit_test.go:729
+// (only descriptors that passed give their metadata), :790 (all that passed, merged) and :854
+// (the first value of a key wins); the request's domain, entries and hits_addend are there too
+// (src/service/ratelimit.go:295-330).
+func TestPeerDynamicMetadata(t *testing.T) {
+	c := peerRLSWith(t, envoy.RateLimitConfig{DynamicMetadata: true}, peerMeta)
+	meta := func(resp *rlsv3.RateLimitResponse) map[string]any {
+		return resp.GetDynamicMetadata().GetFields()["metadata"].GetStructValue().AsMap()
+	}
+	t.Run("test/service/ratelimit_test.go:729", func(t *testing.T) {
+		should(t, c, rlReq("quota-domain", 1, desc(nil, "quota", "x")))
+		resp := should(t, c, rlReq("quota-domain", 1, desc(nil, "regular", "x"), desc(nil, "quota", "x")))
+		if got := meta(resp); len(got) != 1 || got["name"] != "service_1" {
+			t.Errorf("got %v, want {name: service_1} (the quota over its limit gives none)", got)
+		}
+		dm := resp.GetDynamicMetadata().AsMap()
+		wantDescs := []any{map[string]any{"entries": []any{"regular=x"}}, map[string]any{"entries": []any{"quota=x"}}}
+		if dm["domain"] != "quota-domain" || dm["hitsAddend"] != float64(1) || fmt.Sprint(dm["descriptors"]) != fmt.Sprint(wantDescs) {
+			t.Errorf("got %v, want the domain, hitsAddend 1 and the descriptors' entries", dm)
+		}
+	})
+	t.Run("test/service/ratelimit_test.go:790", func(t *testing.T) {
+		got := meta(should(t, c, rlReq("quota-domain", 1, desc(nil, "regular", "y"), desc(nil, "other", "y"))))
+		if got["name"] != "service_1" || got["some_other_name"] != "service_2" || fmt.Sprint(got["nested"]) != "map[a:1]" {
+			t.Errorf("got %v, want both descriptors' metadata", got)
+		}
+	})
+	t.Run("test/service/ratelimit_test.go:854", func(t *testing.T) {
+		got := meta(should(t, c, rlReq("quota-domain", 1, desc(nil, "regular", "z"), desc(nil, "quota", "z"))))
+		if got["name"] != "service_1" {
+			t.Errorf("got %v, want the first descriptor's name", got)
+		}
+	})
+	t.Run("off by default", func(t *testing.T) {
+		if dm := should(t, peerRLS(t, peerMeta), rlReq("quota-domain", 1, desc(nil, "regular", "x"))).GetDynamicMetadata(); dm != nil {
+			t.Errorf("got %v, want none", dm)
 		}
 	})
 }

@@ -46,9 +46,10 @@ type envoyYAML struct {
 		LimitLimitHeader            string `yaml:"limit_limit_header"`
 		LimitRemainingHeader        string `yaml:"limit_remaining_header"`
 		LimitResetHeader            string `yaml:"limit_reset_header"`
-		// envoyproxy/ratelimit's QUOTA_MODE and SHADOW_MODE.
-		QuotaMode  bool `yaml:"quota_mode"`
-		ShadowMode bool `yaml:"shadow_mode"`
+		// envoyproxy/ratelimit's QUOTA_MODE, SHADOW_MODE and RESPONSE_DYNAMIC_METADATA.
+		QuotaMode       bool `yaml:"quota_mode"`
+		ShadowMode      bool `yaml:"shadow_mode"`
+		DynamicMetadata bool `yaml:"dynamic_metadata"`
 	} `yaml:"rls"`
 	ExtAuthz struct {
 		Enabled     *bool  `yaml:"enabled"` // default true
@@ -97,7 +98,7 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 	rlsCfg := envoy.RateLimitConfig{Disabled: y.RLS.Enabled != nil && !*y.RLS.Enabled, ResponseHeaders: y.RLS.ResponseHeaders,
 		LimitResponseHeaders: y.RLS.LimitResponseHeadersEnabled, LimitHeader: y.RLS.LimitLimitHeader,
 		RemainingHeader: y.RLS.LimitRemainingHeader, ResetHeader: y.RLS.LimitResetHeader,
-		QuotaMode: y.RLS.QuotaMode, ShadowMode: y.RLS.ShadowMode}
+		QuotaMode: y.RLS.QuotaMode, ShadowMode: y.RLS.ShadowMode, DynamicMetadata: y.RLS.DynamicMetadata}
 
 	if y.RateLimitConfig != "" {
 		path := y.RateLimitConfig

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -160,7 +161,9 @@ type RateLimitStatus struct {
 	Named bool `protobuf:"varint,10,opt,name=named,proto3" json:"named,omitempty"`
 	// True if the limit is in quota mode: its OVER_LIMIT denies only when every quota-mode limit
 	// of the request is over.
-	QuotaMode     bool `protobuf:"varint,11,opt,name=quota_mode,json=quotaMode,proto3" json:"quota_mode,omitempty"`
+	QuotaMode bool `protobuf:"varint,11,opt,name=quota_mode,json=quotaMode,proto3" json:"quota_mode,omitempty"`
+	// The limit's metadata from config (envoyproxy/ratelimit's descriptor metadata), if any.
+	Metadata      *structpb.Struct `protobuf:"bytes,12,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +273,13 @@ func (x *RateLimitStatus) GetQuotaMode() bool {
 		return x.QuotaMode
 	}
 	return false
+}
+
+func (x *RateLimitStatus) GetMetadata() *structpb.Struct {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 type CheckRateLimitRequest struct {
@@ -530,7 +540,7 @@ var File_warden_v1_ratelimit_proto protoreflect.FileDescriptor
 
 const file_warden_v1_ratelimit_proto_rawDesc = "" +
 	"\n" +
-	"\x19warden/v1/ratelimit.proto\x12\twarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16warden/v1/common.proto\"\xdc\x02\n" +
+	"\x19warden/v1/ratelimit.proto\x12\twarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16warden/v1/common.proto\"\xdc\x02\n" +
 	"\x13RateLimitDescriptor\x12>\n" +
 	"\aentries\x18\x01 \x03(\v2$.warden.v1.RateLimitDescriptor.EntryR\aentries\x12\x17\n" +
 	"\x04cost\x18\x02 \x01(\x03H\x00R\x04cost\x88\x01\x01\x12B\n" +
@@ -541,7 +551,7 @@ const file_warden_v1_ratelimit_proto_rawDesc = "" +
 	"\rLimitOverride\x12*\n" +
 	"\x11requests_per_unit\x18\x01 \x01(\x03R\x0frequestsPerUnit\x121\n" +
 	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06windowB\a\n" +
-	"\x05_cost\"\xaa\x03\n" +
+	"\x05_cost\"\xdf\x03\n" +
 	"\x0fRateLimitStatus\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.warden.v1.RateLimitCodeR\x04code\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -557,7 +567,8 @@ const file_warden_v1_ratelimit_proto_rawDesc = "" +
 	"\x05named\x18\n" +
 	" \x01(\bR\x05named\x12\x1d\n" +
 	"\n" +
-	"quota_mode\x18\v \x01(\bR\tquotaMode\"\xa7\x01\n" +
+	"quota_mode\x18\v \x01(\bR\tquotaMode\x123\n" +
+	"\bmetadata\x18\f \x01(\v2\x17.google.protobuf.StructR\bmetadata\"\xa7\x01\n" +
 	"\x15CheckRateLimitRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12@\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1e.warden.v1.RateLimitDescriptorR\vdescriptors\x12\x17\n" +
@@ -598,7 +609,8 @@ var file_warden_v1_ratelimit_proto_goTypes = []any{
 	(*RateLimitDescriptor_Entry)(nil),         // 5: warden.v1.RateLimitDescriptor.Entry
 	(*RateLimitDescriptor_LimitOverride)(nil), // 6: warden.v1.RateLimitDescriptor.LimitOverride
 	(*durationpb.Duration)(nil),               // 7: google.protobuf.Duration
-	(*Header)(nil),                            // 8: warden.v1.Header
+	(*structpb.Struct)(nil),                   // 8: google.protobuf.Struct
+	(*Header)(nil),                            // 9: warden.v1.Header
 }
 var file_warden_v1_ratelimit_proto_depIdxs = []int32{
 	5,  // 0: warden.v1.RateLimitDescriptor.entries:type_name -> warden.v1.RateLimitDescriptor.Entry
@@ -607,16 +619,17 @@ var file_warden_v1_ratelimit_proto_depIdxs = []int32{
 	7,  // 3: warden.v1.RateLimitStatus.reset_after:type_name -> google.protobuf.Duration
 	7,  // 4: warden.v1.RateLimitStatus.retry_after:type_name -> google.protobuf.Duration
 	7,  // 5: warden.v1.RateLimitStatus.window:type_name -> google.protobuf.Duration
-	1,  // 6: warden.v1.CheckRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
-	2,  // 7: warden.v1.CheckRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
-	8,  // 8: warden.v1.CheckRateLimitResponse.headers:type_name -> warden.v1.Header
-	7,  // 9: warden.v1.CheckRateLimitResponse.retry_after:type_name -> google.protobuf.Duration
-	7,  // 10: warden.v1.RateLimitDescriptor.LimitOverride.window:type_name -> google.protobuf.Duration
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 6: warden.v1.RateLimitStatus.metadata:type_name -> google.protobuf.Struct
+	1,  // 7: warden.v1.CheckRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	2,  // 8: warden.v1.CheckRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
+	9,  // 9: warden.v1.CheckRateLimitResponse.headers:type_name -> warden.v1.Header
+	7,  // 10: warden.v1.CheckRateLimitResponse.retry_after:type_name -> google.protobuf.Duration
+	7,  // 11: warden.v1.RateLimitDescriptor.LimitOverride.window:type_name -> google.protobuf.Duration
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_warden_v1_ratelimit_proto_init() }
