@@ -354,7 +354,8 @@ func (p *Params) evalBucket(c *Counter, t, n int64) Status {
 }
 
 // FixedWindow, envoyproxy/ratelimit's windows: aligned to multiples of P since the epoch, the
-// count resets at each boundary. (Unlike envoyproxy/ratelimit, a refused hit is not counted.)
+// count resets at each boundary. (A refused hit is not counted here; Domain.CountRefused
+// counts it as envoyproxy/ratelimit does, through a Hit whose Limit is the largest.)
 //
 //	t       = max(t, At)            (a clock that stepped back keeps the newer window)
 //	w       = t - (t mod P)

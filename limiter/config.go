@@ -29,6 +29,19 @@ type Domain struct {
 	// ("hash_tag_key"; Warden). Use it to spread a big domain over a Redis Cluster: all the
 	// counters of one request still share one slot.
 	HashTagKey string
+	// PeerFormat marks a domain read from an envoyproxy/ratelimit file (limiter/rlconfig sets
+	// it): where that service's semantics differ from Warden's, the domain follows them.
+	// Replaces may name limits that do not exist, and only limits given a Name can be
+	// replaced (an unnamed limit's default name is Warden's, not the peer's).
+	PeerFormat bool
+	// CountRefused makes the domain's fixed-window limits count every hit, refused or not,
+	// each descriptor on its own: envoyproxy/ratelimit's counting, which its token-quota
+	// pattern needs (check with cost 0, charge the real cost afterwards: a later check sees the
+	// charge that went over). A hit is over its limit when the count after it exceeds the
+	// limit, and remaining is what is left, never negative. Other algorithms, and domains
+	// without it, are all or nothing: a refused request consumes nothing. limiter/rlconfig sets
+	// it unless the file says all_or_nothing: true.
+	CountRefused bool
 }
 
 // Descriptor is one node of a domain's tree ("descriptors[i]").
@@ -36,8 +49,10 @@ type Descriptor struct {
 	// Key is the entry key to match ("key"). Required.
 	Key string
 	// Value is the entry value to match ("value"). Empty matches any value and counts each
-	// distinct value separately. A value ending in "*" matches every value with that prefix
-	// (one counter per distinct value, unless ShareThreshold).
+	// distinct value separately. A value containing "*" is a wildcard: each "*" matches any
+	// run of characters, possibly empty, so "/api/*/action" matches "/api/v1/action" and
+	// "foo*" every value starting with "foo" (one counter per distinct value, unless
+	// ShareThreshold), as envoyproxy/ratelimit matches them.
 	Value string
 	// RateLimit is the limit applied when a request descriptor ends at this node ("rate_limit");
 	// nil applies none (the node only holds nested descriptors).
@@ -48,8 +63,20 @@ type Descriptor struct {
 	// ("detailed_metric").
 	DetailedMetric bool
 	// ShareThreshold makes all values matched by a wildcard Value share one counter
-	// ("share_threshold").
+	// ("share_threshold"). Only valid with a wildcard Value.
 	ShareThreshold bool
+	// QuotaMode makes the limit a quota ("quota_mode"): its refusal is reported in the
+	// descriptor's status, but the request is refused for quotas only when every quota-mode
+	// limit that applied refused it (limits not in quota mode refuse as usual), as
+	// envoyproxy/ratelimit does.
+	QuotaMode bool
+	// ValueToMetric puts the request's value, rather than the configured one, into this
+	// node's part of the limit's metric name ("value_to_metric"). Metric names only.
+	ValueToMetric bool
+	// Metadata is free-form data attached to the limit ("metadata"): strings, numbers,
+	// booleans, nil, lists and maps with string keys. Warden carries it; it does not change
+	// decisions.
+	Metadata map[string]any
 	// Descriptors are the nested descriptors ("descriptors").
 	Descriptors []Descriptor
 }
@@ -175,6 +202,8 @@ type compiled struct {
 type cdomain struct {
 	name    string
 	tagKey  string
+	peer    bool // Domain.PeerFormat
+	counts  bool // Domain.CountRefused
 	policy  FailurePolicy
 	root    *level
 	metrics domainMetrics
@@ -191,12 +220,13 @@ type level struct {
 type kv struct{ key, value string }
 
 type wildNode struct {
-	key, prefix string
-	n           *node
+	key   string
+	parts []string // the pattern split on "*": at least two parts
+	n     *node
 }
 
 type node struct {
-	wildcard bool // matched by prefix
+	wildcard bool // matched by a pattern with "*"
 	share    bool // ShareThreshold: the pattern, not the value, goes into the counter key
 	pattern  string
 	lim      *climit // nil: no limit at this node
@@ -205,8 +235,12 @@ type node struct {
 
 // climit is a compiled RateLimit.
 type climit struct {
-	name     string
+	name string
+	// named: the configuration gave the name (RateLimit.Name); otherwise name is the default.
+	named    bool
 	shadow   bool
+	quota    bool           // Descriptor.QuotaMode
+	metadata map[string]any // Descriptor.Metadata
 	detailed bool
 	replaces []string
 	base     tierLimit
@@ -243,7 +277,7 @@ func compile(domains []Domain) (*compiled, error) {
 		if d.FailurePolicy > Local {
 			return nil, &ConfigError{Path: path + ".failure_policy", Err: fmt.Errorf("unknown failure policy %d", d.FailurePolicy)}
 		}
-		cd := &cdomain{name: d.Name, tagKey: d.HashTagKey, policy: d.FailurePolicy}
+		cd := &cdomain{name: d.Name, tagKey: d.HashTagKey, peer: d.PeerFormat, counts: d.CountRefused, policy: d.FailurePolicy}
 		names := map[string]bool{}
 		var replaces []replaceRef
 		root, err := compileLevel(d.Descriptors, path+".descriptors", escape(d.Name), d.Name, true, names, &replaces)
@@ -252,7 +286,7 @@ func compile(domains []Domain) (*compiled, error) {
 		}
 		cd.root = root
 		for _, r := range replaces {
-			if !names[r.name] {
+			if !names[r.name] && !d.PeerFormat {
 				return nil, &ConfigError{Path: r.path, Err: fmt.Errorf("no limit named %q in domain %q", r.name, d.Name)}
 			}
 		}
@@ -280,7 +314,10 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 		}
 		seen[kv{d.Key, d.Value}] = true
 		n := &node{}
-		exact := d.Value != "" && !strings.HasSuffix(d.Value, "*")
+		exact := d.Value != "" && !strings.Contains(d.Value, "*")
+		if d.ShareThreshold && !strings.Contains(d.Value, "*") {
+			return nil, &ConfigError{Path: p + ".share_threshold", Err: fmt.Errorf("share_threshold can only be used with wildcard values (containing '*'), but value is %q", d.Value)}
+		}
 		childStatic := static && exact
 		name := namePrefix + "." + d.Key
 		if d.Value != "" {
@@ -293,7 +330,7 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 			lv.exact[kv{d.Key, d.Value}] = n
 		case d.Value != "":
 			n.wildcard, n.share, n.pattern = true, d.ShareThreshold, d.Value
-			lv.wild = append(lv.wild, wildNode{key: d.Key, prefix: strings.TrimSuffix(d.Value, "*"), n: n})
+			lv.wild = append(lv.wild, wildNode{key: d.Key, parts: strings.Split(d.Value, "*"), n: n})
 		default:
 			lv.keyOnly[d.Key] = n
 		}
@@ -323,7 +360,8 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool, replaces *[]replaceRef) (*climit, error) {
 	r := d.RateLimit
 	path += ".rate_limit"
-	cl := &climit{name: r.Name, shadow: d.ShadowMode, detailed: d.DetailedMetric, replaces: r.Replaces}
+	cl := &climit{name: r.Name, named: r.Name != "", shadow: d.ShadowMode, quota: d.QuotaMode, metadata: d.Metadata,
+		detailed: d.DetailedMetric, replaces: r.Replaces}
 	if cl.name == "" {
 		cl.name = defaultName
 	}
@@ -449,7 +487,7 @@ func appendEscaped(b []byte, s string) []byte {
 }
 
 // find returns the child of lv matching one entry: an exact value, else the first wildcard
-// whose prefix the value has, else a value-less key.
+// (in configuration order) the value matches, else a value-less key.
 func (lv *level) find(e Entry) *node {
 	if lv == nil {
 		return nil
@@ -458,7 +496,7 @@ func (lv *level) find(e Entry) *node {
 		return n
 	}
 	for i := range lv.wild {
-		if w := &lv.wild[i]; w.key == e.Key && strings.HasPrefix(e.Value, w.prefix) {
+		if w := &lv.wild[i]; w.key == e.Key && wildcardMatch(w.parts, e.Value) {
 			return w.n
 		}
 	}
@@ -513,4 +551,25 @@ func (d *cdomain) appendKey(b []byte, entries []Entry, tl *tierLimit) []byte {
 		}
 	}
 	return append(b, tl.suffix...)
+}
+
+// wildcardMatch reports whether value matches a pattern split on "*" (at least two parts):
+// it starts with the first part, ends with the last, and holds the middle ones in order
+// between them, each "*" matching any run of characters, possibly empty. It is
+// envoyproxy/ratelimit's matching (src/config/config_impl.go, wildcardMatch), without
+// allocations.
+func wildcardMatch(parts []string, value string) bool {
+	first, last := parts[0], parts[len(parts)-1]
+	if len(value) < len(first)+len(last) || !strings.HasPrefix(value, first) || !strings.HasSuffix(value, last) {
+		return false
+	}
+	rest := value[len(first) : len(value)-len(last)]
+	for _, part := range parts[1 : len(parts)-1] {
+		i := strings.Index(rest, part)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(part):]
+	}
+	return true
 }

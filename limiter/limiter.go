@@ -83,6 +83,45 @@ type RequestDescriptor struct {
 	// per-descriptor hits_addend).
 	Cost    int64
 	HasCost bool
+	// Override, when its Period is set, replaces the configured limit for this descriptor
+	// (Envoy's RateLimitDescriptor.limit, from route metadata): see LimitOverride.
+	Override LimitOverride
+}
+
+// LimitOverride is a limit a request brings for one descriptor, as Envoy sends it: it applies
+// whenever the domain is configured, whether or not the entries match a configured
+// descriptor, and counts in a fixed window per distinct entries (envoyproxy/ratelimit,
+// src/config/config_impl.go, GetLimit). It has no name, is never in shadow or quota mode,
+// replaces nothing and is never replaced. A request with an override allocates its compiled
+// limit.
+type LimitOverride struct {
+	// RequestsPerUnit is the number of units allowed per Period; 0 refuses every request.
+	RequestsPerUnit int64
+	// Period is the window; 0 means no override.
+	Period time.Duration
+}
+
+// overrideName names a LimitOverride in Warden's own headers and metrics.
+const overrideName = "limit_override"
+
+// compileOverride compiles a request's LimitOverride; field names it in errors.
+func compileOverride(o LimitOverride, field string) (*climit, error) {
+	if o.RequestsPerUnit < 0 || o.Period < 0 {
+		return nil, &RequestError{Field: field, Reason: "must not be negative"}
+	}
+	rpu := max(o.RequestsPerUnit, 1)
+	tl, err := compileTier(field, overrideName, FixedWindow, false, "", rpu, o.Period, 0)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return nil, &RequestError{Field: ce.Path, Reason: ce.Err.Error()}
+		}
+		return nil, &RequestError{Field: field, Reason: err.Error()}
+	}
+	if o.RequestsPerUnit == 0 {
+		tl.ban, tl.limit.Limit = true, 0
+	}
+	return &climit{name: overrideName, base: tl}, nil
 }
 
 // Request asks whether a request is within its limits.
@@ -148,8 +187,16 @@ type DescriptorStatus struct {
 	Unlimited bool
 	// Shadow: the limit is in shadow mode; CodeOverLimit then does not deny the request.
 	Shadow bool
+	// QuotaMode: the limit is in quota mode (Descriptor.QuotaMode); its CodeOverLimit denies
+	// the request only if every quota-mode limit of the request is over.
+	QuotaMode bool
 	// Name is the limit's name.
 	Name string
+	// Named: the configuration gave Name (RateLimit.Name); otherwise Name is Warden's default,
+	// the descriptor's path.
+	Named bool
+	// Metadata is the limit's Descriptor.Metadata (shared: read it, do not modify it).
+	Metadata map[string]any
 	// Limit is the limit applied (scaled down by Replicas under the Local policy).
 	Limit Limit
 	// Quota is Limit.Limit, or the burst for a token bucket: what Remaining counts down from.
@@ -318,18 +365,21 @@ type scratch struct {
 	out  []Status
 	desc []int     // hit i belongs to request descriptor desc[i]
 	lims []*climit // and to limit lims[i]
+	all  []*climit // the limit of each request descriptor (nil: none, or replaced)
+	drop []int     // applyReplaces' work list
 	key  []byte
 }
 
 func (l *Limiter) getScratch() *scratch {
 	sc := l.pool.Get().(*scratch)
-	sc.hits, sc.out, sc.desc, sc.lims = sc.hits[:0], sc.out[:0], sc.desc[:0], sc.lims[:0]
+	sc.hits, sc.out, sc.desc, sc.lims, sc.all = sc.hits[:0], sc.out[:0], sc.desc[:0], sc.lims[:0], sc.all[:0]
 	return sc
 }
 
 func (l *Limiter) putScratch(sc *scratch) {
 	clear(sc.hits[:cap(sc.hits)]) // drop key strings
 	clear(sc.lims[:cap(sc.lims)])
+	clear(sc.all[:cap(sc.all)])
 	l.pool.Put(sc)
 }
 
@@ -350,28 +400,49 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	d := l.rules.Load().domains[req.Domain]
 	sc := l.getScratch()
 	defer l.putScratch(sc)
-	banned := false
+	replaces := false
 	for i := range req.Descriptors {
 		rd := &req.Descriptors[i]
 		if len(rd.Entries) == 0 {
 			return &RequestError{Field: "descriptors[" + strconv.Itoa(i) + "].entries", Reason: "empty"}
 		}
-		cost := req.Cost
-		if rd.HasCost {
-			if cost = rd.Cost; cost < 0 {
-				return &RequestError{Field: "descriptors[" + strconv.Itoa(i) + "].cost", Reason: "must not be negative"}
+		if rd.HasCost && rd.Cost < 0 {
+			return &RequestError{Field: "descriptors[" + strconv.Itoa(i) + "].cost", Reason: "must not be negative"}
+		}
+		var cl *climit
+		switch {
+		case d == nil:
+		case rd.Override.Period != 0:
+			var err error
+			if cl, err = compileOverride(rd.Override, "descriptors["+strconv.Itoa(i)+"].limit"); err != nil {
+				return err
 			}
+		default:
+			cl = d.resolve(rd.Entries)
+			replaces = replaces || (cl != nil && len(cl.replaces) > 0)
 		}
-		if d == nil {
-			continue
-		}
-		cl := d.resolve(rd.Entries)
+		sc.all = append(sc.all, cl)
+	}
+	if d == nil {
+		return nil
+	}
+	if replaces {
+		sc.drop = d.applyReplaces(sc.all, req.Tier, sc.drop[:0])
+	}
+	banned := false
+	for i, cl := range sc.all {
 		if cl == nil {
 			continue
 		}
+		rd := &req.Descriptors[i]
+		cost := req.Cost
+		if rd.HasCost {
+			cost = rd.Cost
+		}
 		tl := cl.tier(req.Tier)
 		st := &res.Statuses[i]
-		st.Applied, st.Name, st.Shadow = true, cl.name, cl.shadow
+		st.Applied, st.Name, st.Named, st.Shadow, st.QuotaMode = true, cl.name, cl.named, cl.shadow, cl.quota
+		st.Metadata = cl.metadata
 		if tl.unlimited {
 			st.Unlimited = true
 			continue
@@ -381,7 +452,7 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 			st.Limit, st.Remaining = tl.limit, 0
 			if cost > 0 {
 				st.Code, st.RetryAfter, st.ResetAfter = CodeOverLimit, tl.limit.Period, tl.limit.Period
-				banned = banned || !cl.shadow
+				banned = banned || !(cl.shadow || cl.quota)
 			}
 			continue
 		}
@@ -391,14 +462,15 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 			sc.key = d.appendKey(sc.key[:0], rd.Entries, tl)
 			key = string(sc.key)
 		}
-		sc.hits = append(sc.hits, Hit{Key: key, Limit: tl.limit, Cost: cost})
+		hl := tl.limit
+		if d.counts && hl.Algorithm == FixedWindow {
+			// Counted whatever the outcome: the store sees no limit, peerStatuses applies it.
+			hl.Limit = maxLimit
+		}
+		sc.hits = append(sc.hits, Hit{Key: key, Limit: hl, Cost: cost})
 		sc.desc = append(sc.desc, i)
 		sc.lims = append(sc.lims, cl)
 	}
-	if d == nil {
-		return nil
-	}
-	l.applyReplaces(sc, res)
 	if banned {
 		// A ban (requests_per_unit 0) refuses the request: nothing is consumed.
 		res.Allowed = false
@@ -409,12 +481,14 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		return nil
 	}
 	if len(sc.hits) == 0 {
-		d.metrics.decision(ctx, true, FromStore)
+		res.quotaVerdict()
+		d.metrics.decision(ctx, res.Allowed, FromStore)
 		return nil
 	}
 	tag := d.tag(&req)
 	now := l.now()
-	if l.fromCache(sc, res, tag, now) {
+	// A CountRefused domain counts every hit, refused or not: no answer from the cache.
+	if !d.counts && l.fromCache(sc, res, tag, now) {
 		d.metrics.decision(ctx, false, FromCache)
 		return nil
 	}
@@ -425,9 +499,31 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	if err != nil {
 		return err
 	}
+	if d.counts && src != FromFailOpen {
+		l.peerStatuses(sc, res, src)
+	}
 	l.fill(ctx, d, sc, res, src, now, tag)
+	res.quotaVerdict()
 	d.metrics.decision(ctx, res.Allowed, src)
 	return nil
+}
+
+// quotaVerdict refuses the request when every quota-mode limit that applied (not unlimited,
+// not in shadow mode) is over: envoyproxy/ratelimit's rule (src/service/ratelimit.go,
+// shouldRateLimitWorker). A quota-mode limit alone never refuses while another has room.
+func (r *Result) quotaVerdict() {
+	total, over := 0, 0
+	for i := range r.Statuses {
+		if s := &r.Statuses[i]; s.QuotaMode && !s.Unlimited && !s.Shadow {
+			total++
+			if s.Code == CodeOverLimit {
+				over++
+			}
+		}
+	}
+	if total > 0 && over == total {
+		r.Allowed = false
+	}
 }
 
 // tag is the request's hash tag: the value of the domain's HashTagKey, else the domain.
@@ -444,38 +540,39 @@ func (d *cdomain) tag(req *Request) string {
 	return d.name
 }
 
-// applyReplaces drops the hits whose limit another applied limit replaces.
-func (l *Limiter) applyReplaces(sc *scratch, res *Result) {
-	any := false
-	for _, cl := range sc.lims {
-		if len(cl.replaces) > 0 {
-			any = true
-			break
+// applyReplaces drops (sets to nil) the limits that another limit of the request replaces,
+// as envoyproxy/ratelimit does (src/service/ratelimit.go, constructLimitsToCheck): every
+// limit that applied names the limits it replaces, whatever its own kind (counted, a
+// requests_per_unit 0 ban, unlimited, itself replaced); a limit so named is not applied,
+// unless it is unlimited for this tier. In a PeerFormat domain only limits the configuration
+// named can be replaced.
+func (d *cdomain) applyReplaces(all []*climit, tier string, drop []int) []int {
+	replaced := func(cl *climit) bool {
+		if (d.peer && !cl.named) || cl.name == overrideName && !cl.named {
+			return false
 		}
-	}
-	if !any {
-		return
-	}
-	replaced := func(name string) bool {
-		for _, cl := range sc.lims {
-			for _, r := range cl.replaces {
-				if r == name && cl.name != name {
+		for _, o := range all {
+			if o == nil || o == cl {
+				continue
+			}
+			for _, r := range o.replaces {
+				if r == cl.name {
 					return true
 				}
 			}
 		}
 		return false
 	}
-	j := 0
-	for i := range sc.hits {
-		if replaced(sc.lims[i].name) {
-			res.Statuses[sc.desc[i]] = DescriptorStatus{}
-			continue
+	// Decide every limit against the original set before dropping any.
+	for i, cl := range all {
+		if cl != nil && !cl.tier(tier).unlimited && replaced(cl) {
+			drop = append(drop, i)
 		}
-		sc.hits[j], sc.desc[j], sc.lims[j] = sc.hits[i], sc.desc[i], sc.lims[i]
-		j++
 	}
-	sc.hits, sc.desc, sc.lims = sc.hits[:j], sc.desc[:j], sc.lims[:j]
+	for _, i := range drop {
+		all[i] = nil
+	}
+	return drop
 }
 
 // fromCache answers a request from the over-limit cache when one of its counters (not in
@@ -488,7 +585,7 @@ func (l *Limiter) fromCache(sc *scratch, res *Result, tag string, now time.Time)
 	hit := -1
 	var ce cacheEntry
 	for i := range sc.hits {
-		if sc.hits[i].Cost == 0 || sc.lims[i].shadow {
+		if sc.hits[i].Cost == 0 || sc.lims[i].shadow || sc.lims[i].quota {
 			continue
 		}
 		if e, ok := l.cache.get(tag, sc.hits[i].Key, now); ok {
@@ -660,12 +757,12 @@ func (l *Limiter) takeFrom(ctx context.Context, s Store, tag string, sc *scratch
 	return retakeWithoutShadow(ctx, s, tag, sc)
 }
 
-// retakeWithoutShadow handles a refused Take: if every refusal came from a shadow-mode limit,
-// the request is allowed, so the hits are taken again without those limits (keeping their
-// refused statuses).
+// retakeWithoutShadow handles a refused Take: if every refusal came from a shadow-mode or a
+// quota-mode limit, which do not refuse the request by themselves, the hits are taken again
+// without those limits (keeping their refused statuses).
 func retakeWithoutShadow(ctx context.Context, s Store, tag string, sc *scratch) error {
 	for i := range sc.out {
-		if !sc.out[i].Allowed && !sc.lims[i].shadow {
+		if !sc.out[i].Allowed && !sc.lims[i].shadow && !sc.lims[i].quota {
 			return nil // a real refusal: nothing consumed, statuses are final
 		}
 	}
@@ -695,6 +792,31 @@ func retakeWithoutShadow(ctx context.Context, s Store, tag string, sc *scratch) 
 	return err
 }
 
+// peerStatuses turns the statuses of the hits a CountRefused domain counted without a limit
+// into their limit's verdict, as envoyproxy/ratelimit decides it (src/limiter/base_limiter.go,
+// GetResponseDescriptorStatus): the count after the hit is over the limit or not.
+func (l *Limiter) peerStatuses(sc *scratch, res *Result, src Source) {
+	for i := range sc.hits {
+		h := &sc.hits[i]
+		lim := res.Statuses[sc.desc[i]].Limit // the configured limit
+		if lim.Algorithm != FixedWindow {
+			continue
+		}
+		if src == FromFallback {
+			lim.Limit = ceilDiv(lim.Limit, l.replicas)
+		}
+		s := &sc.out[i]
+		after := s.Limit - s.Remaining // the count after this hit, refused or not
+		// Still refused if the store refused it without a limit: a cost beyond any limit.
+		s.Allowed = s.Allowed && after <= lim.Limit
+		s.Limit, s.Remaining, s.RetryAfter = lim.Limit, max(0, lim.Limit-after), 0
+		if !s.Allowed {
+			s.RetryAfter = s.ResetAfter
+		}
+		h.Limit = lim
+	}
+}
+
 // fill turns the store's statuses into the result, and remembers counters found over their
 // limit.
 func (l *Limiter) fill(ctx context.Context, d *cdomain, sc *scratch, res *Result, src Source, now time.Time, tag string) {
@@ -717,11 +839,11 @@ func (l *Limiter) fill(ctx context.Context, d *cdomain, sc *scratch, res *Result
 					l.log.LogAttrs(ctx, slog.LevelInfo, "shadow mode limit over",
 						slog.String("domain", d.name), slog.String("limit", st.Name), slog.String("key", sc.hits[i].Key))
 				}
-			} else {
+			} else if !st.QuotaMode { // quota-mode refusals are weighed by quotaVerdict
 				res.Allowed = false
 				// Remember a counter with nothing left: any cost of 1 or more is refused until
 				// RetryAfter of a cost-1 request.
-				if l.cache != nil && src == FromStore && sc.hits[i].Cost == 1 && s.Remaining == 0 && s.RetryAfter > 0 {
+				if l.cache != nil && src == FromStore && !d.counts && sc.hits[i].Cost == 1 && s.Remaining == 0 && s.RetryAfter > 0 {
 					l.cache.put(tag, sc.hits[i].Key, cacheEntry{
 						until:   now.Add(s.RetryAfter).UnixNano(),
 						resetAt: now.Add(s.ResetAfter).UnixNano(),
@@ -745,10 +867,10 @@ func (l *Limiter) Peek(ctx context.Context, domain, tier string, entries []Entry
 	}
 	tl := cl.tier(tier)
 	if tl.unlimited {
-		return DescriptorStatus{Applied: true, Unlimited: true, Name: cl.name, Shadow: cl.shadow}, nil
+		return DescriptorStatus{Applied: true, Unlimited: true, Name: cl.name, Named: cl.named, Shadow: cl.shadow, QuotaMode: cl.quota}, nil
 	}
 	if tl.ban {
-		return DescriptorStatus{Applied: true, Name: cl.name, Shadow: cl.shadow, Limit: tl.limit}, nil
+		return DescriptorStatus{Applied: true, Name: cl.name, Named: cl.named, Shadow: cl.shadow, QuotaMode: cl.quota, Limit: tl.limit}, nil
 	}
 	key := tl.key
 	if key == "" {
@@ -766,7 +888,7 @@ func (l *Limiter) Peek(ctx context.Context, domain, tier string, entries []Entry
 		code = CodeOverLimit
 	}
 	return DescriptorStatus{
-		Code: code, Applied: true, Shadow: cl.shadow, Name: cl.name, Limit: tl.limit,
+		Code: code, Applied: true, Shadow: cl.shadow, QuotaMode: cl.quota, Name: cl.name, Named: cl.named, Limit: tl.limit,
 		Quota: s.Limit, Remaining: s.Remaining, ResetAfter: s.ResetAfter, RetryAfter: s.RetryAfter,
 	}, nil
 }

@@ -993,3 +993,46 @@ func gauge(t *testing.T, r *sdkmetric.ManualReader, name string) int64 {
 	t.Fatalf("no gauge %s", name)
 	return 0
 }
+
+// TestCountRefused checks envoyproxy/ratelimit's counting (src/limiter/base_limiter.go):
+// every hit counts, refused or not, each descriptor on its own; a hit is over when the count
+// after it exceeds the limit; a check of cost 0 is over once a charge went over.
+func TestCountRefused(t *testing.T) {
+	c := &clock{t: base}
+	d := limiter.Domain{Name: "d", CountRefused: true, Descriptors: []limiter.Descriptor{
+		{Key: "a", RateLimit: rl(2, "minute")},
+		{Key: "b", RateLimit: rl(10, "minute")},
+	}}
+	l, _ := newLimiter(t, c, []limiter.Domain{d})
+	both := limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("a", "x"), desc("b", "x")}}
+	for i, want := range []bool{true, true, false, false} {
+		res := check(t, l, both)
+		if res.Allowed != want || (!want && res.Statuses[0].Remaining != 0) {
+			t.Fatalf("request %d: got allowed=%v remaining %d, want %v", i+1, res.Allowed, res.Statuses[0].Remaining, want)
+		}
+	}
+	// b counted all four, the two refused ones too.
+	if st := check(t, l, limiter.Request{Domain: "d", Descriptors: []limiter.RequestDescriptor{desc("b", "x")}}).Statuses[0]; st.Remaining != 6 {
+		t.Errorf("b after four requests: got remaining %d, want 6", st.Remaining)
+	}
+	// A check of cost 0 on a fresh key: allowed; charge 3 (over 2, counted); check: over.
+	peek := limiter.Request{Domain: "d", Descriptors: []limiter.RequestDescriptor{desc("a", "y")}}
+	if !check(t, l, peek).Allowed {
+		t.Fatal("first check refused")
+	}
+	if check(t, l, limiter.Request{Domain: "d", Cost: 3, Descriptors: []limiter.RequestDescriptor{desc("a", "y")}}).Allowed {
+		t.Error("a charge of 3 on a limit of 2: allowed")
+	}
+	if res := check(t, l, peek); res.Allowed || res.Statuses[0].RetryAfter <= 0 {
+		t.Errorf("check after the charge went over: got %+v, want refused with a retry time", res)
+	}
+	// A cost no limit could take is refused, not counted as allowed.
+	if check(t, l, limiter.Request{Domain: "d", Cost: 1 << 40, Descriptors: []limiter.RequestDescriptor{desc("b", "z")}}).Allowed {
+		t.Error("cost 2^40: allowed")
+	}
+	// The next window starts afresh.
+	c.at(time.Minute)
+	if !check(t, l, both).Allowed {
+		t.Error("next window: refused")
+	}
+}

@@ -260,7 +260,7 @@ func (a *Admin) GetRateLimit(ctx context.Context, req *wardenv1.GetRateLimitRequ
 		}
 		ps := &wardenv1.RateLimitStatus{Code: wardenv1.RateLimitCode_RATE_LIMIT_CODE_OK, Name: st.Name, Limit: st.Quota,
 			Remaining: st.Remaining, ResetAfter: durationpb.New(st.ResetAfter), Window: durationpb.New(st.Limit.Period),
-			DescriptorIndex: int32(i), Shadow: st.Shadow}
+			DescriptorIndex: int32(i), Shadow: st.Shadow, Named: st.Named, QuotaMode: st.QuotaMode}
 		if st.Code == limiter.CodeOverLimit {
 			ps.Code = wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT
 			ps.RetryAfter = durationpb.New(st.RetryAfter)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/limiter"
@@ -108,6 +109,16 @@ func (sc *rlScratch) fill(domain string, descs []*wardenv1.RateLimitDescriptor, 
 				return invalidArgument(prefix+"descriptors.cost", "must not be negative (0 peeks)")
 			}
 			rd.Cost, rd.HasCost = *desc.Cost, true
+		}
+		if o := desc.GetLimit(); o != nil {
+			w := o.GetWindow()
+			if w == nil || !w.IsValid() || w.AsDuration() <= 0 {
+				return invalidArgument(prefix+"descriptors.limit.window", "required, positive")
+			}
+			if o.GetRequestsPerUnit() < 0 {
+				return invalidArgument(prefix+"descriptors.limit.requests_per_unit", "must not be negative")
+			}
+			rd.Override = limiter.LimitOverride{RequestsPerUnit: o.GetRequestsPerUnit(), Period: w.AsDuration()}
 		}
 		sc.descs = append(sc.descs, rd)
 		off += n
@@ -221,6 +232,13 @@ func (p *rlParts) statuses(r *limiter.Result, to []*wardenv1.RateLimitStatus) []
 		ps.Window = p.duration(st.Limit.Period)
 		ps.DescriptorIndex = int32(i)
 		ps.Shadow = st.Shadow
+		ps.Named = st.Named
+		ps.QuotaMode = st.QuotaMode
+		if st.Metadata != nil && !st.Unlimited {
+			// Rare (envoyproxy/ratelimit's descriptor metadata): converted per answer.
+			// rlconfig only produces values structpb accepts.
+			ps.Metadata, _ = structpb.NewStruct(st.Metadata)
+		}
 		if st.Code == limiter.CodeOverLimit {
 			ps.Code = wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT
 			ps.RetryAfter = p.duration(st.RetryAfter)

@@ -3,14 +3,17 @@ package envoy
 import (
 	"context"
 	"math"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
@@ -30,6 +33,31 @@ type RateLimitConfig struct {
 	// Retry-After headers to the client's response through response_headers_to_add (config:
 	// envoy.rls.response_headers). Default off, as in envoyproxy/ratelimit.
 	ResponseHeaders bool
+	// LimitResponseHeaders adds envoyproxy/ratelimit's own three headers, with its semantics
+	// (src/service/ratelimit.go): the limit, what is left and the seconds until its window
+	// resets, of the descriptor closest to its limit, or of the last one over it (config:
+	// envoy.rls.limit_response_headers_enabled, its LIMIT_RESPONSE_HEADERS_ENABLED). Default
+	// off.
+	LimitResponseHeaders bool
+	// LimitHeader, RemainingHeader and ResetHeader name them (config:
+	// envoy.rls.limit_limit_header, limit_remaining_header, limit_reset_header, its
+	// LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER). Defaults
+	// RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset.
+	LimitHeader, RemainingHeader, ResetHeader string
+	// QuotaMode treats every descriptor as in quota mode: the answer is OVER_LIMIT only when
+	// every descriptor (unlimited ones aside) is over its limit (config: envoy.rls.quota_mode,
+	// envoyproxy/ratelimit's QUOTA_MODE). Meant for domains that count every hit (files in
+	// envoyproxy/ratelimit's format): in an all_or_nothing domain a request refused by one
+	// limit consumed nothing from the others, even though it is answered OK.
+	QuotaMode bool
+	// ShadowMode answers OK whatever the limits say, statuses unchanged (config:
+	// envoy.rls.shadow_mode, envoyproxy/ratelimit's SHADOW_MODE).
+	ShadowMode bool
+	// DynamicMetadata sets the response's dynamic_metadata as envoyproxy/ratelimit does
+	// (config: envoy.rls.dynamic_metadata, its RESPONSE_DYNAMIC_METADATA): the domain, each
+	// descriptor's entries ("key=value"), limit override and hits_addend, the request's
+	// hits_addend, and the merged metadata of the limits that passed. Default off.
+	DynamicMetadata bool
 }
 
 // RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a
@@ -49,7 +77,18 @@ func NewRateLimitServer(rl RateLimiter, cfg RateLimitConfig) *RateLimitServer {
 }
 
 // SetConfig replaces the configuration for the following calls.
-func (s *RateLimitServer) SetConfig(cfg RateLimitConfig) { s.cfg.Store(&cfg) }
+func (s *RateLimitServer) SetConfig(cfg RateLimitConfig) {
+	if cfg.LimitHeader == "" {
+		cfg.LimitHeader = "RateLimit-Limit"
+	}
+	if cfg.RemainingHeader == "" {
+		cfg.RemainingHeader = "RateLimit-Remaining"
+	}
+	if cfg.ResetHeader == "" {
+		cfg.ResetHeader = "RateLimit-Reset"
+	}
+	s.cfg.Store(&cfg)
+}
 
 // ShouldRateLimit answers one request of Envoy's rate limit filter. A gRPC error (Warden
 // could not decide, e.g. UNAVAILABLE from a fail_closed domain whose store is down) lets
@@ -59,10 +98,13 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if cfg.Disabled {
 		return nil, status.Error(codes.Unimplemented, "the rate limit service is not enabled on this Warden (config: envoy.rls.enabled)")
 	}
+	// envoyproxy/ratelimit refuses both with an error (src/service/ratelimit.go,
+	// shouldRateLimitWorker); Warden says INVALID_ARGUMENT where it says UNKNOWN.
+	if req.GetDomain() == "" {
+		return nil, status.Error(codes.InvalidArgument, "rate limit domain must not be empty")
+	}
 	if len(req.GetDescriptors()) == 0 {
-		// Nothing to limit (Envoy does not call without descriptors; envoyproxy/ratelimit
-		// answers OK).
-		return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
+		return nil, status.Error(codes.InvalidArgument, "rate limit descriptor list must not be empty")
 	}
 	wreq, err := RateLimitRequestFromEnvoy(req)
 	if err != nil {
@@ -72,7 +114,130 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if err != nil {
 		return nil, err
 	}
-	return RateLimitResponseToEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders), nil
+	out := RateLimitResponseToEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders)
+	if cfg.QuotaMode {
+		out.OverallCode = allQuotasOver(out)
+	}
+	if cfg.ShadowMode {
+		out.OverallCode = rlsv3.RateLimitResponse_OK
+	}
+	if cfg.LimitResponseHeaders {
+		addLimitHeaders(out, resp, cfg, time.Now())
+	}
+	if cfg.DynamicMetadata {
+		out.DynamicMetadata = dynamicMetadata(req, out, resp)
+	}
+	return out, nil
+}
+
+// dynamicMetadata is envoyproxy/ratelimit's response dynamic metadata
+// (src/service/ratelimit.go, ratelimitToMetadata): the metadata of the limits whose
+// descriptor passed (status OK) is merged, the first value of a key winning unless both are
+// structs, which merge.
+func dynamicMetadata(req *rlsv3.RateLimitRequest, out *rlsv3.RateLimitResponse, r *wardenv1.CheckRateLimitResponse) *structpb.Struct {
+	fields := map[string]*structpb.Value{"domain": structpb.NewStringValue(req.GetDomain())}
+	descs := make([]*structpb.Value, 0, len(req.GetDescriptors()))
+	for _, d := range req.GetDescriptors() {
+		df := map[string]*structpb.Value{}
+		entries := make([]*structpb.Value, len(d.GetEntries()))
+		for i, e := range d.GetEntries() {
+			entries[i] = structpb.NewStringValue(e.GetKey() + "=" + e.GetValue())
+		}
+		df["entries"] = structpb.NewListValue(&structpb.ListValue{Values: entries})
+		if d.GetLimit() != nil {
+			df["limit"] = structpb.NewStringValue(d.GetLimit().String())
+		}
+		if ha := d.GetHitsAddend(); ha != nil {
+			df["hitsAddend"] = structpb.NewNumberValue(float64(ha.GetValue()))
+		}
+		descs = append(descs, structpb.NewStructValue(&structpb.Struct{Fields: df}))
+	}
+	fields["descriptors"] = structpb.NewListValue(&structpb.ListValue{Values: descs})
+	if ha := req.GetHitsAddend(); ha != 0 {
+		fields["hitsAddend"] = structpb.NewNumberValue(float64(ha))
+	}
+	passed := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for _, st := range r.GetStatuses() {
+		i := int(st.GetDescriptorIndex())
+		if st.GetMetadata() == nil || i < 0 || i >= len(out.GetStatuses()) || out.GetStatuses()[i].GetCode() != rlsv3.RateLimitResponse_OK {
+			continue
+		}
+		mergeMetadata(passed, st.GetMetadata())
+	}
+	if len(passed.GetFields()) > 0 {
+		fields["metadata"] = structpb.NewStructValue(passed)
+	}
+	return &structpb.Struct{Fields: fields}
+}
+
+// mergeMetadata merges src into dest: a key dest lacks is added; two structs merge.
+func mergeMetadata(dest, src *structpb.Struct) {
+	for k, v := range src.GetFields() {
+		d, ok := dest.GetFields()[k]
+		if !ok {
+			dest.Fields[k] = v
+			continue
+		}
+		if ds, ss := d.GetStructValue(), v.GetStructValue(); ds != nil && ss != nil {
+			mergeMetadata(ds, ss)
+		}
+	}
+}
+
+// allQuotasOver is the overall code when every descriptor is in quota mode, as
+// envoyproxy/ratelimit decides it (src/service/ratelimit.go:253): OVER_LIMIT only if every
+// descriptor but the unlimited ones is over its limit (a descriptor no limit applies to
+// counts as a quota with room).
+func allQuotasOver(out *rlsv3.RateLimitResponse) rlsv3.RateLimitResponse_Code {
+	total, over := 0, 0
+	for _, ds := range out.GetStatuses() {
+		if ds.GetCurrentLimit() == nil && ds.GetLimitRemaining() == math.MaxUint32 {
+			continue // unlimited
+		}
+		total++
+		if ds.GetCode() == rlsv3.RateLimitResponse_OVER_LIMIT {
+			over++
+		}
+	}
+	if total > 0 && over == total {
+		return rlsv3.RateLimitResponse_OVER_LIMIT
+	}
+	return rlsv3.RateLimitResponse_OK
+}
+
+// addLimitHeaders adds envoyproxy/ratelimit's RateLimit-Limit, -Remaining and -Reset headers
+// as it computes them (src/service/ratelimit.go, shouldRateLimitWorker): of the descriptor
+// with the least limit_remaining, replaced by each descriptor over its limit that is not in
+// quota mode; none when no limit applied. Reset is the seconds left in the limit's window
+// (src/utils/utilities.go, CalculateReset).
+func addLimitHeaders(out *rlsv3.RateLimitResponse, r *wardenv1.CheckRateLimitResponse, cfg *RateLimitConfig, now time.Time) {
+	quota := func(i int) (bool, time.Duration) {
+		for _, st := range r.GetStatuses() {
+			if int(st.GetDescriptorIndex()) == i {
+				return st.GetQuotaMode(), st.GetWindow().AsDuration()
+			}
+		}
+		return false, 0
+	}
+	min, pick := uint32(math.MaxUint32), -1
+	var window time.Duration
+	for i, ds := range out.GetStatuses() {
+		q, w := quota(i)
+		if ds.GetCurrentLimit() != nil && ds.GetLimitRemaining() < min {
+			min, pick, window = ds.GetLimitRemaining(), i, w
+		}
+		if ds.GetCode() == rlsv3.RateLimitResponse_OVER_LIMIT && !q {
+			min, pick, window = 0, i, w
+		}
+	}
+	if pick < 0 {
+		return
+	}
+	ds := out.GetStatuses()[pick]
+	out.ResponseHeadersToAdd = append(out.ResponseHeadersToAdd,
+		&corev3.HeaderValue{Key: cfg.LimitHeader, Value: strconv.FormatUint(uint64(ds.GetCurrentLimit().GetRequestsPerUnit()), 10)},
+		&corev3.HeaderValue{Key: cfg.RemainingHeader, Value: strconv.FormatUint(uint64(ds.GetLimitRemaining()), 10)},
+		&corev3.HeaderValue{Key: cfg.ResetHeader, Value: strconv.FormatInt(wholeSeconds(0, window, now), 10)})
 }
 
 // RateLimitRequestFromEnvoy maps an RLS request to a Warden CheckRateLimit request, with
@@ -80,8 +245,11 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 // descriptor's own hits_addend, when set, is its cost (0 checks without consuming); otherwise
 // the request's hits_addend, where 0 (unset) means 1.
 //
-// A descriptor's limit override (descriptor.limit) and is_negative_hits are not supported:
-// the limit comes from Warden's configuration, and negative hits are not counted.
+// A descriptor's limit override (descriptor.limit, from route metadata) replaces the
+// configured limit, as in envoyproxy/ratelimit (src/config/config_impl.go, GetLimit): a fixed
+// window of requests_per_unit per unit. is_negative_hits (a refund) is refused with
+// INVALID_ARGUMENT when the descriptor's cost is not 0: Warden does not refund hits, and
+// envoyproxy/ratelimit, which ignores the flag, would count the refund as more hits.
 func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRateLimitRequest, error) {
 	cost := int64(max(1, req.GetHitsAddend()))
 	out := &wardenv1.CheckRateLimitRequest{
@@ -106,12 +274,23 @@ func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRate
 			k++
 		}
 		wd.Entries = ptrs[start:k:k]
+		c := cost
 		if ha := d.GetHitsAddend(); ha != nil {
 			if ha.GetValue() > math.MaxInt64 {
 				return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].hits_addend: too large", i)
 			}
-			c := int64(ha.GetValue())
+			c = int64(ha.GetValue())
 			wd.Cost = &c
+		}
+		if d.GetIsNegativeHits() && c != 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].is_negative_hits: Warden does not refund hits", i)
+		}
+		if o := d.GetLimit(); o != nil {
+			w, ok := unitWindow[o.GetUnit()]
+			if !ok {
+				return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].limit.unit: %v is not a unit", i, o.GetUnit())
+			}
+			wd.Limit = &wardenv1.RateLimitDescriptor_LimitOverride{RequestsPerUnit: int64(o.GetRequestsPerUnit()), Window: durationpb.New(w)}
 		}
 		out.Descriptors[i] = wd
 	}
@@ -127,6 +306,7 @@ func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRate
 // its own X-RateLimit headers. With headers set, Warden's RateLimit headers are added to the
 // client's response.
 func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors int, headers bool) *rlsv3.RateLimitResponse {
+	now := time.Now()
 	out := &rlsv3.RateLimitResponse{
 		OverallCode: rlsv3.RateLimitResponse_OK,
 		Statuses:    make([]*rlsv3.RateLimitResponse_DescriptorStatus, descriptors),
@@ -153,19 +333,26 @@ func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors in
 		}
 		unit, mult := envoyUnit(window)
 		ds.CurrentLimit = &rlsv3.RateLimitResponse_RateLimit{
-			Name:            st.GetName(),
 			RequestsPerUnit: clampUint32(st.GetLimit()),
 			Unit:            unit,
+		}
+		if st.GetNamed() {
+			// Only a name the configuration gave: Envoy copies it into x-ratelimit-limit.
+			ds.CurrentLimit.Name = st.GetName()
 		}
 		if mult > 1 {
 			ds.CurrentLimit.UnitMultiplier = wrapperspb.UInt32(mult)
 		}
-		ds.LimitRemaining = clampUint32(st.GetRemaining())
-		if st.GetRemaining() < 0 { // unknown (a fail-open decision): report the full quota
+		over := st.GetCode() == wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT
+		switch {
+		case over: // 0, shadow mode included (src/limiter/base_limiter.go)
+		case st.GetRemaining() < 0: // unknown (a fail-open decision): report the full quota
 			ds.LimitRemaining = clampUint32(st.GetLimit())
+		default:
+			ds.LimitRemaining = clampUint32(st.GetRemaining())
 		}
-		ds.DurationUntilReset = durationpb.New(st.GetResetAfter().AsDuration())
-		if st.GetCode() == wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT && !st.GetShadow() {
+		ds.DurationUntilReset = &durationpb.Duration{Seconds: wholeSeconds(st.GetResetAfter().AsDuration(), window, now)}
+		if over && !st.GetShadow() {
 			ds.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
 	}
@@ -176,6 +363,32 @@ func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors in
 		}
 	}
 	return out
+}
+
+// unitWindow is the window of each unit Envoy can send in a limit override, month and year
+// being envoyproxy/ratelimit's 30 and 365 days (src/utils/utilities.go, UnitToDivider).
+var unitWindow = map[typev3.RateLimitUnit]time.Duration{
+	typev3.RateLimitUnit_SECOND: time.Second,
+	typev3.RateLimitUnit_MINUTE: time.Minute,
+	typev3.RateLimitUnit_HOUR:   time.Hour,
+	typev3.RateLimitUnit_DAY:    24 * time.Hour,
+	typev3.RateLimitUnit_MONTH:  30 * 24 * time.Hour,
+	typev3.RateLimitUnit_YEAR:   365 * 24 * time.Hour,
+}
+
+// wholeSeconds is duration_until_reset as envoyproxy/ratelimit gives it: whole seconds, at
+// least 1 (src/utils/utilities.go, CalculateReset: the unit's seconds minus now modulo them).
+// Warden's own reset time, rounded up, is that value for its fixed windows; when the counter
+// is already full (nothing counted yet) it is the time left in the current window.
+func wholeSeconds(reset, window time.Duration, now time.Time) int64 {
+	if reset <= 0 {
+		w := int64(window / time.Second)
+		if w < 1 {
+			return 1
+		}
+		return w - now.Unix()%w
+	}
+	return int64((reset + time.Second - 1) / time.Second)
 }
 
 func clampUint32(v int64) uint32 {

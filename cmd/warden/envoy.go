@@ -26,16 +26,30 @@ import (
 //
 //	envoy:
 //	  ratelimit_config: /etc/ratelimit/config   # envoyproxy/ratelimit files: a file or a directory
-//	  rls: {enabled: true, response_headers: false}
+//	  merge_domain_config: false                 # its MERGE_DOMAIN_CONFIG
+//	  rls: {enabled: true, response_headers: false, limit_response_headers_enabled: false}
 //	  ext_authz: {enabled: true, failure_mode: closed}   # or open
 //	  listen_addr: 127.0.0.1:8081                # optional: also serve both on this port
 type envoyYAML struct {
 	// RateLimitConfig is a file or directory of envoyproxy/ratelimit config files; their
 	// domains join the rate_limit section's. Watched for changes.
 	RateLimitConfig string `yaml:"ratelimit_config"`
-	RLS             struct {
+	// MergeDomainConfig merges files of one domain (envoyproxy/ratelimit's
+	// MERGE_DOMAIN_CONFIG).
+	MergeDomainConfig bool `yaml:"merge_domain_config"`
+	RLS               struct {
 		Enabled         *bool `yaml:"enabled"` // default true
 		ResponseHeaders bool  `yaml:"response_headers"`
+		// envoyproxy/ratelimit's LIMIT_RESPONSE_HEADERS_ENABLED, LIMIT_LIMIT_HEADER,
+		// LIMIT_REMAINING_HEADER and LIMIT_RESET_HEADER.
+		LimitResponseHeadersEnabled bool   `yaml:"limit_response_headers_enabled"`
+		LimitLimitHeader            string `yaml:"limit_limit_header"`
+		LimitRemainingHeader        string `yaml:"limit_remaining_header"`
+		LimitResetHeader            string `yaml:"limit_reset_header"`
+		// envoyproxy/ratelimit's QUOTA_MODE, SHADOW_MODE and RESPONSE_DYNAMIC_METADATA.
+		QuotaMode       bool `yaml:"quota_mode"`
+		ShadowMode      bool `yaml:"shadow_mode"`
+		DynamicMetadata bool `yaml:"dynamic_metadata"`
 	} `yaml:"rls"`
 	ExtAuthz struct {
 		Enabled     *bool  `yaml:"enabled"` // default true
@@ -81,14 +95,17 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 		}
 		authCfg.FailureMode = m
 	}
-	rlsCfg := envoy.RateLimitConfig{Disabled: y.RLS.Enabled != nil && !*y.RLS.Enabled, ResponseHeaders: y.RLS.ResponseHeaders}
+	rlsCfg := envoy.RateLimitConfig{Disabled: y.RLS.Enabled != nil && !*y.RLS.Enabled, ResponseHeaders: y.RLS.ResponseHeaders,
+		LimitResponseHeaders: y.RLS.LimitResponseHeadersEnabled, LimitHeader: y.RLS.LimitLimitHeader,
+		RemainingHeader: y.RLS.LimitRemainingHeader, ResetHeader: y.RLS.LimitResetHeader,
+		QuotaMode: y.RLS.QuotaMode, ShadowMode: y.RLS.ShadowMode, DynamicMetadata: y.RLS.DynamicMetadata}
 
 	if y.RateLimitConfig != "" {
 		path := y.RateLimitConfig
 		if !filepath.IsAbs(path) && cfg.Path != "" {
 			path = filepath.Join(filepath.Dir(cfg.Path), path)
 		}
-		files, err := rlconfig.Load(path)
+		files, err := rlconfig.LoadOptions(path, rlconfig.Options{MergeDomains: y.MergeDomainConfig})
 		if err != nil {
 			return err // names the ratelimit file, line and field
 		}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,13 +100,17 @@ envoy:
 	}
 
 	// Editing the ratelimit directory reloads the config.
+	// A fresh ip each try: refused requests count, as in envoyproxy/ratelimit.
 	writeRL(5)
+	try := 0
 	waitFor(t, "the ratelimit config reload", func() bool {
+		try++
+		ip := "2." + strconv.Itoa(try)
 		// Two hits fit the new limit of 5 where the old one allowed 1.
-		if shouldRateLimit(t, c, "edge", "ip", "2") != rlsv3.RateLimitResponse_OK {
+		if shouldRateLimit(t, c, "edge", "ip", ip) != rlsv3.RateLimitResponse_OK {
 			return false
 		}
-		return shouldRateLimit(t, c, "edge", "ip", "2") == rlsv3.RateLimitResponse_OK
+		return shouldRateLimit(t, c, "edge", "ip", ip) == rlsv3.RateLimitResponse_OK
 	})
 }
 
@@ -115,8 +120,21 @@ func TestEnvoySectionErrors(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("domain: d\ndescriptors:\n  - key: a\n    rate_limit:\n      unit: fortnight\n      requests_per_unit: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Two files of one domain: refused, unless merged (MERGE_DOMAIN_CONFIG), which then
+	// refuses only a top-level descriptor both define.
+	two := filepath.Join(dir, "two")
+	if err := os.Mkdir(two, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.yaml", "b.yaml"} {
+		if err := os.WriteFile(filepath.Join(two, name), []byte("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct{ cfg, want string }{
 		{"envoy:\n  ratelimit_config: " + bad + "\n", bad + ":5: descriptors[0].rate_limit.unit: invalid rate limit unit"},
+		{"envoy:\n  ratelimit_config: " + two + "\n", `b.yaml:1: domain: duplicate domain "d"`},
+		{"envoy:\n  ratelimit_config: " + two + "\n  merge_domain_config: true\n", "b.yaml:3: descriptors[0]: duplicate descriptor composite key 'd.k'"},
 		{"envoy:\n  ext_authz:\n    failure_mode: maybe\n", ":3: envoy.ext_authz.failure_mode: must be closed or open"},
 		{"envoy:\n  bogus: 1\n", `:2: envoy: unknown field "bogus"`},
 	}

@@ -4,13 +4,15 @@
 //
 // The format is envoyproxy/ratelimit's (its README, "The configuration format", and its loader
 // src/config/config_impl.go): one domain per file, a tree of descriptors with key, optional
-// value (a value ending in "*" is a prefix wildcard), rate_limit {unit, requests_per_unit,
-// unlimited, name, replaces: [{name}]}, shadow_mode, detailed_metric and nested descriptors.
-// Keys outside that format are errors, as in envoyproxy/ratelimit, except these optional Warden
-// extensions, which unmodified files never contain:
+// value (a "*" anywhere in it is a wildcard), rate_limit {unit, requests_per_unit, unlimited,
+// name, replaces: [{name}]}, shadow_mode, quota_mode, detailed_metric, value_to_metric,
+// share_threshold, metadata and nested descriptors. Keys outside that format, or in the wrong
+// place, are errors, except these optional Warden extensions, which unmodified files never
+// contain:
 //
-//	domain:         failure_policy (fail_open | fail_closed | local), hash_tag_key
-//	descriptor:     share_threshold
+//	domain:         failure_policy (fail_open | fail_closed | local), hash_tag_key,
+//	                all_or_nothing (true: a refused request consumes nothing, Warden's
+//	                counting, instead of envoyproxy/ratelimit's count-every-hit)
 //	rate_limit:     algorithm (token_bucket | sliding_window | fixed_window | sliding_log),
 //	                period (any Go duration, e.g. 30s, instead of unit), burst,
 //	                tiers: {NAME: {unlimited, unit, requests_per_unit, period, burst}}
@@ -77,11 +79,26 @@ func (e *Error) Error() string {
 // MaxFileSize bounds one config file; larger files are refused rather than read.
 const MaxFileSize = 16 << 20
 
+// Options changes how Load reads a directory. The zero value is envoyproxy/ratelimit's
+// default.
+type Options struct {
+	// MergeDomains merges files that define the same domain, as envoyproxy/ratelimit does with
+	// MERGE_DOMAIN_CONFIG=true: the later file's top-level descriptors are added to the
+	// domain's, and a top-level descriptor (key and value) defined in both is an error. Default
+	// false: a domain defined twice is an error.
+	MergeDomains bool
+}
+
 // Load reads path: one YAML file, or a directory whose *.yaml and *.yml files (not those of
 // its subdirectories, not dotfiles) are each one domain, as envoyproxy/ratelimit loads its
 // runtime directory. Files are read in name order; a domain defined twice is an error naming
 // both files. Symbolic links are followed, so a Kubernetes ConfigMap mount works.
 func Load(path string) ([]limiter.Domain, error) {
+	return LoadOptions(path, Options{})
+}
+
+// LoadOptions is Load with options.
+func LoadOptions(path string, o Options) ([]limiter.Domain, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: err.Error()}
@@ -109,6 +126,7 @@ func Load(path string) ([]limiter.Domain, error) {
 	}
 	domains := make([]limiter.Domain, 0, len(files))
 	seen := map[string]string{}
+	index := map[string]int{}
 	for _, f := range files {
 		data, err := readFile(f)
 		if err != nil {
@@ -119,13 +137,50 @@ func Load(path string) ([]limiter.Domain, error) {
 			return nil, err
 		}
 		if prev, dup := seen[d.Name]; dup {
-			return nil, &Error{File: f, Line: domainLine(data), Field: "domain",
-				Msg: fmt.Sprintf("duplicate domain %q (also in %s)", d.Name, prev)}
+			if !o.MergeDomains {
+				return nil, &Error{File: f, Line: domainLine(data), Field: "domain",
+					Msg: fmt.Sprintf("duplicate domain %q (also in %s)", d.Name, prev)}
+			}
+			if err := merge(&domains[index[d.Name]], d, f, prev, data); err != nil {
+				return nil, err
+			}
+			continue
 		}
-		seen[d.Name] = f
+		seen[d.Name], index[d.Name] = f, len(domains)
 		domains = append(domains, d)
 	}
 	return domains, nil
+}
+
+// merge adds the top-level descriptors of d (read from file, whose bytes are data) to into
+// (first read from prev).
+func merge(into *limiter.Domain, d limiter.Domain, file, prev string, data []byte) error {
+	if (d.FailurePolicy != into.FailurePolicy && d.FailurePolicy != limiter.FailOpen) ||
+		(d.HashTagKey != into.HashTagKey && d.HashTagKey != "") || d.CountRefused != into.CountRefused {
+		return &Error{File: file, Line: domainLine(data), Field: "domain",
+			Msg: fmt.Sprintf("domain %q: failure_policy, hash_tag_key or all_or_nothing differs from %s", d.Name, prev)}
+	}
+	for i, nd := range d.Descriptors {
+		for _, od := range into.Descriptors {
+			if od.Key == nd.Key && od.Value == nd.Value {
+				var root yaml.Node
+				_ = yaml.Unmarshal(data, &root)
+				field := "descriptors[" + strconv.Itoa(i) + "]"
+				line := 0
+				if len(root.Content) > 0 {
+					line = lineOf(root.Content[0], field)
+				}
+				name := nd.Key
+				if nd.Value != "" {
+					name += "_" + nd.Value
+				}
+				return &Error{File: file, Line: line, Field: field,
+					Msg: fmt.Sprintf("duplicate descriptor composite key '%s.%s' (also in %s)", d.Name, name, prev)}
+			}
+		}
+	}
+	into.Descriptors = append(into.Descriptors, d.Descriptors...)
+	return nil
 }
 
 func readFile(name string) ([]byte, error) {
@@ -187,7 +242,8 @@ func Parse(name string, data []byte) (limiter.Domain, error) {
 }
 
 type parser struct {
-	file string
+	file      string
+	metaNodes int // metadata values read so far, bounded by maxMetaNodes
 }
 
 func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) error {
@@ -320,7 +376,7 @@ func (p *parser) duration(n *yaml.Node, path string) (time.Duration, error) {
 }
 
 func (p *parser) domain(n *yaml.Node) (limiter.Domain, error) {
-	f, err := p.mapping(n, "", "domain", "descriptors", "failure_policy", "hash_tag_key")
+	f, err := p.mapping(n, "", "domain", "descriptors", "failure_policy", "hash_tag_key", "all_or_nothing")
 	if err != nil {
 		return limiter.Domain{}, err
 	}
@@ -343,7 +399,13 @@ func (p *parser) domain(n *yaml.Node) (limiter.Domain, error) {
 	if d.HashTagKey, err = p.str(f["hash_tag_key"], "hash_tag_key"); err != nil {
 		return d, err
 	}
+	allOrNothing, err := p.boolean(f["all_or_nothing"], "all_or_nothing")
+	if err != nil {
+		return d, err
+	}
+	d.CountRefused = !allOrNothing
 	d.Descriptors, err = p.descriptors(f["descriptors"], "descriptors")
+	d.PeerFormat = true
 	return d, err
 }
 
@@ -373,7 +435,8 @@ func (p *parser) descriptors(n *yaml.Node, path string) ([]limiter.Descriptor, e
 }
 
 func (p *parser) descriptor(n *yaml.Node, path string) (limiter.Descriptor, error) {
-	f, err := p.mapping(n, path, "key", "value", "rate_limit", "descriptors", "shadow_mode", "detailed_metric", "share_threshold")
+	f, err := p.mapping(n, path, "key", "value", "rate_limit", "descriptors", "shadow_mode", "detailed_metric",
+		"share_threshold", "quota_mode", "value_to_metric", "metadata")
 	if err != nil {
 		return limiter.Descriptor{}, err
 	}
@@ -394,6 +457,19 @@ func (p *parser) descriptor(n *yaml.Node, path string) (limiter.Descriptor, erro
 		return d, err
 	}
 	if d.ShareThreshold, err = p.boolean(f["share_threshold"], join(path, "share_threshold")); err != nil {
+		return d, err
+	}
+	if d.ShareThreshold && !strings.Contains(d.Value, "*") {
+		return d, p.errorf(f["share_threshold"], join(path, "share_threshold"),
+			"share_threshold can only be used with wildcard values (containing '*'), but value is %q", d.Value)
+	}
+	if d.QuotaMode, err = p.boolean(f["quota_mode"], join(path, "quota_mode")); err != nil {
+		return d, err
+	}
+	if d.ValueToMetric, err = p.boolean(f["value_to_metric"], join(path, "value_to_metric")); err != nil {
+		return d, err
+	}
+	if d.Metadata, err = p.metadata(f["metadata"], join(path, "metadata")); err != nil {
 		return d, err
 	}
 	if rl := f["rate_limit"]; rl != nil && !isNull(rl) {
@@ -461,6 +537,9 @@ func (p *parser) rateLimit(n *yaml.Node, path string) (*limiter.RateLimit, error
 		// envoyproxy/ratelimit: "should not specify rate limit unit when unlimited".
 		return nil, p.errorf(unitNode, join(path, "unit"), "should not specify rate limit unit when unlimited")
 	case r.Unlimited:
+		// envoyproxy/ratelimit ignores requests_per_unit (and every other setting) of an
+		// unlimited limit.
+		r.RequestsPerUnit, r.Burst, r.Period = 0, 0, 0
 	case unitStr == "" && r.Period != 0:
 	case !validUnit:
 		return nil, p.errorf(orNode(unitNode, n), join(path, "unit"), "invalid rate limit unit %q (want second, minute, hour, day, week, month or year, or a period)", unitStr)
@@ -607,4 +686,95 @@ func lineOf(n *yaml.Node, path string) int {
 		}
 	}
 	return line
+}
+
+// metadata reads a descriptor's free-form metadata: a mapping (or nothing) whose values are
+// scalars, lists and mappings, as envoyproxy/ratelimit converts it to a protobuf Struct.
+// Scalars keep YAML's types (string, int, float64, bool, nil); timestamps and other tagged
+// scalars stay strings; keys become strings.
+func (p *parser) metadata(n *yaml.Node, path string) (map[string]any, error) {
+	if n == nil || isNull(n) {
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, p.errorf(n, path, "error parsing metadata: must be a mapping")
+	}
+	v, err := p.metaValue(n, path, 0)
+	if err != nil {
+		return nil, err
+	}
+	m := v.(map[string]any)
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return m, nil
+}
+
+// maxMetaDepth bounds metadata nesting; maxMetaNodes the values of one file's metadata, so
+// that aliases cannot expand it without bound.
+const (
+	maxMetaDepth = 32
+	maxMetaNodes = 100000
+)
+
+func (p *parser) metaValue(n *yaml.Node, path string, depth int) (any, error) {
+	n = resolveAlias(n)
+	if p.metaNodes++; p.metaNodes > maxMetaNodes {
+		return nil, p.errorf(n, path, "error parsing metadata: more than %d values", maxMetaNodes)
+	}
+	if depth > maxMetaDepth {
+		return nil, p.errorf(n, path, "error parsing metadata: nested more than %d levels", maxMetaDepth)
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := resolveAlias(n.Content[i])
+			if k.Kind != yaml.ScalarNode {
+				return nil, p.errorf(k, path, "error parsing metadata: a key must be a scalar")
+			}
+			v, err := p.metaValue(n.Content[i+1], join(path, k.Value), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			m[k.Value] = v
+		}
+		return m, nil
+	case yaml.SequenceNode:
+		l := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			v, err := p.metaValue(c, path+"["+strconv.Itoa(i)+"]", depth+1)
+			if err != nil {
+				return nil, err
+			}
+			l[i] = v
+		}
+		return l, nil
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return nil, nil
+		case "!!bool":
+			var b bool
+			if n.Decode(&b) == nil {
+				return b, nil
+			}
+		case "!!int":
+			var i int64
+			if n.Decode(&i) == nil {
+				return i, nil
+			}
+			var u uint64
+			if n.Decode(&u) == nil {
+				return float64(u), nil
+			}
+		case "!!float":
+			var f float64
+			if n.Decode(&f) == nil {
+				return f, nil
+			}
+		}
+		return n.Value, nil
+	}
+	return nil, p.errorf(n, path, "error parsing metadata: unsupported value")
 }

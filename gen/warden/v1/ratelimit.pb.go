@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -78,7 +79,8 @@ type RateLimitDescriptor struct {
 	state   protoimpl.MessageState       `protogen:"open.v1"`
 	Entries []*RateLimitDescriptor_Entry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
 	// Overrides the request's cost for this descriptor (0 = peek).
-	Cost          *int64 `protobuf:"varint,2,opt,name=cost,proto3,oneof" json:"cost,omitempty"`
+	Cost          *int64                             `protobuf:"varint,2,opt,name=cost,proto3,oneof" json:"cost,omitempty"`
+	Limit         *RateLimitDescriptor_LimitOverride `protobuf:"bytes,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +129,13 @@ func (x *RateLimitDescriptor) GetCost() int64 {
 	return 0
 }
 
+func (x *RateLimitDescriptor) GetLimit() *RateLimitDescriptor_LimitOverride {
+	if x != nil {
+		return x.Limit
+	}
+	return nil
+}
+
 // RateLimitStatus is the state of one limit that applied to a request.
 type RateLimitStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -146,7 +155,15 @@ type RateLimitStatus struct {
 	// Index of the request descriptor this status answers.
 	DescriptorIndex int32 `protobuf:"varint,8,opt,name=descriptor_index,json=descriptorIndex,proto3" json:"descriptor_index,omitempty"`
 	// True if the limit is in shadow mode: it was over the limit, but did not deny.
-	Shadow        bool `protobuf:"varint,9,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	Shadow bool `protobuf:"varint,9,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// True if the configuration named the limit; otherwise name is Warden's default (the
+	// descriptor's path).
+	Named bool `protobuf:"varint,10,opt,name=named,proto3" json:"named,omitempty"`
+	// True if the limit is in quota mode: its OVER_LIMIT denies only when every quota-mode limit
+	// of the request is over.
+	QuotaMode bool `protobuf:"varint,11,opt,name=quota_mode,json=quotaMode,proto3" json:"quota_mode,omitempty"`
+	// The limit's metadata from config (envoyproxy/ratelimit's descriptor metadata), if any.
+	Metadata      *structpb.Struct `protobuf:"bytes,12,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,6 +259,27 @@ func (x *RateLimitStatus) GetShadow() bool {
 		return x.Shadow
 	}
 	return false
+}
+
+func (x *RateLimitStatus) GetNamed() bool {
+	if x != nil {
+		return x.Named
+	}
+	return false
+}
+
+func (x *RateLimitStatus) GetQuotaMode() bool {
+	if x != nil {
+		return x.QuotaMode
+	}
+	return false
+}
+
+func (x *RateLimitStatus) GetMetadata() *structpb.Struct {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 type CheckRateLimitRequest struct {
@@ -440,18 +478,80 @@ func (x *RateLimitDescriptor_Entry) GetValue() string {
 	return ""
 }
 
+// LimitOverride replaces the configured limit for this descriptor: a fixed window of
+// requests_per_unit per window, counted per descriptor, as Envoy sends from route metadata
+// (RateLimitDescriptor.limit). It applies whenever the domain is configured, whether or not
+// the entries match a configured descriptor.
+type RateLimitDescriptor_LimitOverride struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Units allowed per window; 0 refuses every request.
+	RequestsPerUnit int64 `protobuf:"varint,1,opt,name=requests_per_unit,json=requestsPerUnit,proto3" json:"requests_per_unit,omitempty"`
+	// The window length (required, positive).
+	Window        *durationpb.Duration `protobuf:"bytes,2,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimitDescriptor_LimitOverride) Reset() {
+	*x = RateLimitDescriptor_LimitOverride{}
+	mi := &file_warden_v1_ratelimit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimitDescriptor_LimitOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimitDescriptor_LimitOverride) ProtoMessage() {}
+
+func (x *RateLimitDescriptor_LimitOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_ratelimit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimitDescriptor_LimitOverride.ProtoReflect.Descriptor instead.
+func (*RateLimitDescriptor_LimitOverride) Descriptor() ([]byte, []int) {
+	return file_warden_v1_ratelimit_proto_rawDescGZIP(), []int{0, 1}
+}
+
+func (x *RateLimitDescriptor_LimitOverride) GetRequestsPerUnit() int64 {
+	if x != nil {
+		return x.RequestsPerUnit
+	}
+	return 0
+}
+
+func (x *RateLimitDescriptor_LimitOverride) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
 var File_warden_v1_ratelimit_proto protoreflect.FileDescriptor
 
 const file_warden_v1_ratelimit_proto_rawDesc = "" +
 	"\n" +
-	"\x19warden/v1/ratelimit.proto\x12\twarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x16warden/v1/common.proto\"\xa8\x01\n" +
+	"\x19warden/v1/ratelimit.proto\x12\twarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16warden/v1/common.proto\"\xdc\x02\n" +
 	"\x13RateLimitDescriptor\x12>\n" +
 	"\aentries\x18\x01 \x03(\v2$.warden.v1.RateLimitDescriptor.EntryR\aentries\x12\x17\n" +
-	"\x04cost\x18\x02 \x01(\x03H\x00R\x04cost\x88\x01\x01\x1a/\n" +
+	"\x04cost\x18\x02 \x01(\x03H\x00R\x04cost\x88\x01\x01\x12B\n" +
+	"\x05limit\x18\x03 \x01(\v2,.warden.v1.RateLimitDescriptor.LimitOverrideR\x05limit\x1a/\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05valueB\a\n" +
-	"\x05_cost\"\xf5\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x1an\n" +
+	"\rLimitOverride\x12*\n" +
+	"\x11requests_per_unit\x18\x01 \x01(\x03R\x0frequestsPerUnit\x121\n" +
+	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06windowB\a\n" +
+	"\x05_cost\"\xdf\x03\n" +
 	"\x0fRateLimitStatus\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.warden.v1.RateLimitCodeR\x04code\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -463,7 +563,12 @@ const file_warden_v1_ratelimit_proto_rawDesc = "" +
 	"retryAfter\x121\n" +
 	"\x06window\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06window\x12)\n" +
 	"\x10descriptor_index\x18\b \x01(\x05R\x0fdescriptorIndex\x12\x16\n" +
-	"\x06shadow\x18\t \x01(\bR\x06shadow\"\xa7\x01\n" +
+	"\x06shadow\x18\t \x01(\bR\x06shadow\x12\x14\n" +
+	"\x05named\x18\n" +
+	" \x01(\bR\x05named\x12\x1d\n" +
+	"\n" +
+	"quota_mode\x18\v \x01(\bR\tquotaMode\x123\n" +
+	"\bmetadata\x18\f \x01(\v2\x17.google.protobuf.StructR\bmetadata\"\xa7\x01\n" +
 	"\x15CheckRateLimitRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12@\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1e.warden.v1.RateLimitDescriptorR\vdescriptors\x12\x17\n" +
@@ -494,32 +599,37 @@ func file_warden_v1_ratelimit_proto_rawDescGZIP() []byte {
 }
 
 var file_warden_v1_ratelimit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_warden_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_warden_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_warden_v1_ratelimit_proto_goTypes = []any{
-	(RateLimitCode)(0),                // 0: warden.v1.RateLimitCode
-	(*RateLimitDescriptor)(nil),       // 1: warden.v1.RateLimitDescriptor
-	(*RateLimitStatus)(nil),           // 2: warden.v1.RateLimitStatus
-	(*CheckRateLimitRequest)(nil),     // 3: warden.v1.CheckRateLimitRequest
-	(*CheckRateLimitResponse)(nil),    // 4: warden.v1.CheckRateLimitResponse
-	(*RateLimitDescriptor_Entry)(nil), // 5: warden.v1.RateLimitDescriptor.Entry
-	(*durationpb.Duration)(nil),       // 6: google.protobuf.Duration
-	(*Header)(nil),                    // 7: warden.v1.Header
+	(RateLimitCode)(0),                        // 0: warden.v1.RateLimitCode
+	(*RateLimitDescriptor)(nil),               // 1: warden.v1.RateLimitDescriptor
+	(*RateLimitStatus)(nil),                   // 2: warden.v1.RateLimitStatus
+	(*CheckRateLimitRequest)(nil),             // 3: warden.v1.CheckRateLimitRequest
+	(*CheckRateLimitResponse)(nil),            // 4: warden.v1.CheckRateLimitResponse
+	(*RateLimitDescriptor_Entry)(nil),         // 5: warden.v1.RateLimitDescriptor.Entry
+	(*RateLimitDescriptor_LimitOverride)(nil), // 6: warden.v1.RateLimitDescriptor.LimitOverride
+	(*durationpb.Duration)(nil),               // 7: google.protobuf.Duration
+	(*structpb.Struct)(nil),                   // 8: google.protobuf.Struct
+	(*Header)(nil),                            // 9: warden.v1.Header
 }
 var file_warden_v1_ratelimit_proto_depIdxs = []int32{
-	5, // 0: warden.v1.RateLimitDescriptor.entries:type_name -> warden.v1.RateLimitDescriptor.Entry
-	0, // 1: warden.v1.RateLimitStatus.code:type_name -> warden.v1.RateLimitCode
-	6, // 2: warden.v1.RateLimitStatus.reset_after:type_name -> google.protobuf.Duration
-	6, // 3: warden.v1.RateLimitStatus.retry_after:type_name -> google.protobuf.Duration
-	6, // 4: warden.v1.RateLimitStatus.window:type_name -> google.protobuf.Duration
-	1, // 5: warden.v1.CheckRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
-	2, // 6: warden.v1.CheckRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
-	7, // 7: warden.v1.CheckRateLimitResponse.headers:type_name -> warden.v1.Header
-	6, // 8: warden.v1.CheckRateLimitResponse.retry_after:type_name -> google.protobuf.Duration
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	5,  // 0: warden.v1.RateLimitDescriptor.entries:type_name -> warden.v1.RateLimitDescriptor.Entry
+	6,  // 1: warden.v1.RateLimitDescriptor.limit:type_name -> warden.v1.RateLimitDescriptor.LimitOverride
+	0,  // 2: warden.v1.RateLimitStatus.code:type_name -> warden.v1.RateLimitCode
+	7,  // 3: warden.v1.RateLimitStatus.reset_after:type_name -> google.protobuf.Duration
+	7,  // 4: warden.v1.RateLimitStatus.retry_after:type_name -> google.protobuf.Duration
+	7,  // 5: warden.v1.RateLimitStatus.window:type_name -> google.protobuf.Duration
+	8,  // 6: warden.v1.RateLimitStatus.metadata:type_name -> google.protobuf.Struct
+	1,  // 7: warden.v1.CheckRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	2,  // 8: warden.v1.CheckRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
+	9,  // 9: warden.v1.CheckRateLimitResponse.headers:type_name -> warden.v1.Header
+	7,  // 10: warden.v1.CheckRateLimitResponse.retry_after:type_name -> google.protobuf.Duration
+	7,  // 11: warden.v1.RateLimitDescriptor.LimitOverride.window:type_name -> google.protobuf.Duration
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_warden_v1_ratelimit_proto_init() }
@@ -536,7 +646,7 @@ func file_warden_v1_ratelimit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_warden_v1_ratelimit_proto_rawDesc), len(file_warden_v1_ratelimit_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
