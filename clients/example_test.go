@@ -28,7 +28,7 @@ func ExampleNewClient() {
 	wc := clients.NewClient(conn,
 		clients.WithTimeout(100*time.Millisecond),
 		clients.WithRetry(2, 5*time.Millisecond, 20*time.Millisecond),
-		clients.WithFailOpen(),
+		clients.WithAuthFailurePolicy(clients.FailOpen),
 		clients.WithLogger(slog.New(slog.DiscardHandler)),
 	)
 	d, err := wc.Check(context.Background(), &wardenv1.CheckRequest{
@@ -87,7 +87,7 @@ func ExampleUnaryServerInterceptor() {
 	// When the application learns that a key was revoked, it drops it from its cache.
 	fmt.Println("invalidated:", cache.Invalidate("key_123"))
 	// Output:
-	// rpc error: code = Unavailable desc = authorization service unavailable
+	// rpc error: code = Unavailable desc = the authorization service is unavailable; retry later
 	// invalidated: 0
 }
 
@@ -117,5 +117,5 @@ func ExampleMiddleware() {
 	}
 	// Output:
 	// 200 ok
-	// 503 {"error":{"code":503,"message":"authorization service unavailable"}}
+	// 503 {"error":{"code":503,"message":"the authorization service is unavailable; retry later"}}
 }

@@ -21,14 +21,14 @@ import (
 // default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as
 // an HTTP request {method: "POST", path: full method, host: :authority, headers: the text
 // metadata} plus grpc_method, so that Warden's route table matches `POST /pkg.Service/Method`;
-// WithActions maps methods to explicit actions instead. On allow the handler's context
-// carries the principal (PrincipalFrom) and the incoming metadata carries Warden's upstream
+// WithRequestActions maps methods (and their request messages) to explicit actions instead.
+// On allow the handler's context carries the principal (PrincipalFrom) and the incoming metadata carries Warden's upstream
 // headers (replacing any the client sent under the same names) without the ones Warden
 // removes; the client's own identity headers (every x-warden-* name) never reach the handler,
 // whatever the outcome (allowed, cached, failed open, skipped). Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata,
 // allowed or not. A denial returns the status CheckError describes; a Warden that cannot
-// decide returns UNAVAILABLE (fail closed) or lets the call through without a principal
-// (WithFailOpen). Methods in the skip list (WithSkip; health and reflection by default) are
+// decide returns UNAVAILABLE (fail closed, the default) or lets the call through without a
+// principal, marked FailedOpenFrom (WithAuthFailurePolicy(FailOpen)). Methods in the skip list (WithSkip; health and reflection by default) are
 // not checked.
 func UnaryServerInterceptor(c *Client, opts ...HandlerOption) grpc.UnaryServerInterceptor {
 	g := newGuard(c, opts)
@@ -36,7 +36,7 @@ func UnaryServerInterceptor(c *Client, opts ...HandlerOption) grpc.UnaryServerIn
 		if g.cfg.skipped(info.FullMethod) {
 			return handler(contextWithoutIdentity(ctx), req)
 		}
-		ctx, err := g.grpc(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
+		ctx, err := g.grpc(ctx, info.FullMethod, req, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
 		if err != nil {
 			return nil, err
 		}
@@ -55,7 +55,7 @@ func StreamServerInterceptor(c *Client, opts ...HandlerOption) grpc.StreamServer
 			}
 			return handler(srv, ss)
 		}
-		ctx, err := g.grpc(ss.Context(), info.FullMethod, ss.SetHeader)
+		ctx, err := g.grpc(ss.Context(), info.FullMethod, nil, ss.SetHeader)
 		if err != nil {
 			return err
 		}
@@ -71,10 +71,11 @@ type serverStream struct {
 func (s *serverStream) Context() context.Context { return s.ctx }
 
 // grpc decides on one call and returns the handler's context, or the status error to return.
-func (g *guard) grpc(ctx context.Context, method string, setHeader func(metadata.MD) error) (context.Context, error) {
+func (g *guard) grpc(ctx context.Context, method string, msg any, setHeader func(metadata.MD) error) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	r := &request{
 		name:       method,
+		msg:        msg,
 		grpcMethod: method,
 		creds:      &wardenv1.Credentials{Headers: g.cfg.credentialHeaders(md.Get), PeerCertificate: peerCertificate(ctx)},
 		http: func() *wardenv1.HttpRequest {
@@ -106,10 +107,7 @@ func (g *guard) grpc(ctx context.Context, method string, setHeader func(metadata
 		}
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
-	if o.principal != nil {
-		ctx = ContextWithPrincipal(ctx, o.principal)
-	}
-	return ctx, nil
+	return handlerContext(ctx, &o), nil
 }
 
 // peerCertificate is the client's TLS leaf certificate as PEM, or "".

@@ -28,6 +28,7 @@ func newGuard(c *Client, opts []HandlerOption) *guard {
 // request is what the guard decides on.
 type request struct {
 	name       string // full gRPC method, or "METHOD /path"
+	msg        any    // the unary request message, the *http.Request, or nil (a stream)
 	creds      *wardenv1.Credentials
 	grpcMethod string
 	// http builds the request for Warden's route table; it is called only when no action
@@ -37,9 +38,12 @@ type request struct {
 
 // outcome is the guard's decision on one request.
 type outcome struct {
-	allowed    bool
-	failedOpen bool
-	principal  *wardenv1.Principal
+	allowed bool
+	// unauthenticated is true when the request goes on because Warden could not be reached
+	// and the authentication policy fails open: it then has no principal, and its context
+	// carries the FailedOpenFrom marker.
+	unauthenticated bool
+	principal       *wardenv1.Principal
 	// httpStatus is the status for a denial.
 	httpStatus int32
 	// responseHeaders go to the end client, allowed or not (RateLimit*, WWW-Authenticate).
@@ -59,7 +63,7 @@ func (g *guard) decide(ctx context.Context, r *request) (outcome, error) {
 	var o outcome
 	var err error
 	if g.cfg.actions != nil {
-		if action, res, ok := g.cfg.actions(r.name); ok {
+		if action, res, ok := g.cfg.actions(ctx, r.name, r.msg); ok {
 			if g.cfg.cache != nil {
 				o, err = g.cached(ctx, r, action, res)
 			} else {
@@ -92,7 +96,7 @@ func (g *guard) checkAction(ctx context.Context, r *request, action string, res 
 func fromCheck(d *Decision) outcome {
 	o := outcome{
 		allowed:         d.GetAllowed(),
-		failedOpen:      d.FailedOpen,
+		unauthenticated: d.FailedOpen,
 		principal:       d.GetPrincipal(),
 		responseHeaders: d.GetResponseHeaders(),
 	}
@@ -114,8 +118,8 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 		asked := g.cfg.cache.now()
 		ar, err := g.c.authenticate(ctx, r.creds)
 		if err != nil {
-			if g.c.failOpen(ctx, "Authenticate", err) {
-				return outcome{allowed: true, failedOpen: true}, nil
+			if g.c.failOpen(ctx, g.c.cfg.authFailOpen, "Authenticate", err) {
+				return outcome{allowed: true, unauthenticated: true}, nil
 			}
 			return outcome{}, unmark(err)
 		}
@@ -137,10 +141,15 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 	if err != nil {
 		return outcome{}, err
 	}
+	if az.FailedOpen {
+		// Not authorized: the request goes on as an unauthenticated one, never with a
+		// principal that Warden did not clear for it.
+		return outcome{allowed: true, unauthenticated: true}, nil
+	}
 	if !az.GetAllowed() {
 		return outcome{httpStatus: az.GetHttpStatus(), denied: az.Err(), reason: az.GetReason()}, nil
 	}
-	o := outcome{allowed: true, failedOpen: az.FailedOpen, principal: p}
+	o := outcome{allowed: true, principal: p}
 	if g.cfg.rateLimits == nil {
 		return o, nil
 	}
@@ -153,7 +162,6 @@ func (g *guard) cached(ctx context.Context, r *request, action string, res *ward
 		return outcome{}, err
 	}
 	o.responseHeaders = rl.GetHeaders()
-	o.failedOpen = o.failedOpen || rl.FailedOpen
 	if !rl.GetAllowed() {
 		o.allowed, o.principal = false, nil
 		o.httpStatus = http.StatusTooManyRequests
@@ -168,15 +176,20 @@ func (g *guard) finish(ctx context.Context, r *request, o outcome, err error) (o
 	if err != nil {
 		code := status.Code(err)
 		switch code {
-		case codes.Canceled, codes.DeadlineExceeded:
-			return o, status.Error(code, "authorization did not complete: "+code.String())
+		case codes.Canceled:
+			return o, status.Error(code, "request canceled before authorization completed")
+		case codes.DeadlineExceeded:
+			if ctx.Err() == nil { // the client's own timeout: Warden is slow or gone
+				g.c.outage.warn(ctx, log, "warden did not answer in time: failing closed", "request", r.name, "err", err)
+			}
+			return o, status.Error(code, "the authorization service did not answer in time; retry later")
 		case codes.InvalidArgument:
 			// Warden refused the request itself (too many headers, a NUL in one): the end
 			// client's fault, never a reason to fail open.
 			return o, status.Error(codes.InvalidArgument, "malformed request")
 		case codes.Unavailable:
-			log.WarnContext(ctx, "warden unreachable: failing closed", "request", r.name, "err", err)
-			return o, status.Error(codes.Unavailable, "authorization service unavailable")
+			g.c.outage.warn(ctx, log, "warden unreachable: failing closed", "request", r.name, "err", err)
+			return o, status.Error(codes.Unavailable, "the authorization service is unavailable; retry later")
 		}
 		log.ErrorContext(ctx, "warden could not decide", "request", r.name, "err", err)
 		return o, status.Error(codes.Internal, "authorization failed")

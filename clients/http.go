@@ -22,14 +22,15 @@ import (
 // lower-cased names (repeated values joined with ","), the body only with WithBody (up to its
 // cap; a longer body is answered 413 without asking Warden), and as credentials the
 // credential headers (WithCredentialHeaders) and the client's TLS certificate (PEM, leaf
-// only). WithActions sees the request as "METHOD /path".
+// only). WithRequestActions sees the request as "METHOD /path" and the *http.Request.
 //
 // Warden's response headers (WWW-Authenticate, RateLimit-Policy, RateLimit, Retry-After) are
 // set on the response, allowed or not. A denial is answered with Warden's status (401, 403,
 // 404 or 429; 400 and 413 for malformed requests; 403 otherwise) and a small JSON body,
 // {"error":{"code":429,"message":"rate limited"}}, whose message stays generic. When Warden
-// cannot decide, the answer is 503 (or 504 when the deadline passed) unless WithFailOpen lets
-// the request through without a principal. On allow, next gets a request whose context
+// cannot decide, the answer is 503 with Retry-After (or 504 when the deadline passed) unless
+// WithAuthFailurePolicy(FailOpen) lets the request through without a principal, marked
+// FailedOpenFrom. On allow, next gets a request whose context
 // carries the principal (PrincipalFrom) and whose headers carry Warden's upstream headers
 // (replacing any the client sent under the same names) without the ones Warden removes; the
 // caller's request and its headers are not modified. The client's own identity headers
@@ -61,6 +62,7 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 			path := r.URL.EscapedPath()
 			req := &request{
 				name:  r.Method + " " + path,
+				msg:   r,
 				creds: &wardenv1.Credentials{Headers: g.cfg.credentialHeaders(r.Header.Values), PeerCertificate: httpPeerCertificate(r)},
 				http: func() *wardenv1.HttpRequest {
 					return &wardenv1.HttpRequest{Method: r.Method, Path: path, Host: r.Host, Headers: lowerHeaders(r.Header), Body: body}
@@ -71,6 +73,8 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 			if err != nil {
 				st := http.StatusServiceUnavailable
 				switch status.Code(err) {
+				case codes.Unavailable:
+					w.Header().Set("Retry-After", "1")
 				case codes.DeadlineExceeded:
 					st = http.StatusGatewayTimeout
 				case codes.InvalidArgument:
@@ -93,10 +97,7 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				writeJSONError(w, st, msg)
 				return
 			}
-			if o.principal != nil {
-				ctx = ContextWithPrincipal(ctx, o.principal)
-			}
-			r2 := r.WithContext(ctx)
+			r2 := r.WithContext(handlerContext(ctx, &o))
 			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(r.Header) {
 				r2.Header = r.Header.Clone()
 				for _, n := range o.remove {
