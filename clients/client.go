@@ -110,17 +110,10 @@ func (c *Client) Check(ctx context.Context, req *wardenv1.CheckRequest) (*Decisi
 }
 
 // Authenticate turns credentials into a principal. It never fails open: there is no identity
-// to stand in for one Warden could not establish. (The interceptors and the middleware, which
-// call it when an AuthnCache misses, follow the authentication failure policy, as Check
-// does.)
+// to stand in for one Warden could not establish.
 func (c *Client) Authenticate(ctx context.Context, creds *wardenv1.Credentials) (*wardenv1.AuthenticateResponse, error) {
-	resp, err := c.authenticate(ctx, creds)
+	resp, err := invoke(ctx, c, &wardenv1.AuthenticateRequest{Credentials: creds}, c.svc.Authenticate)
 	return resp, unmark(err)
-}
-
-// authenticate is Authenticate with the error still marked for failOpen.
-func (c *Client) authenticate(ctx context.Context, creds *wardenv1.Credentials) (*wardenv1.AuthenticateResponse, error) {
-	return invoke(ctx, c, &wardenv1.AuthenticateRequest{Credentials: creds}, c.svc.Authenticate)
 }
 
 // Authorize decides whether a principal (or the holder of credentials) may perform an action

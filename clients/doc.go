@@ -1,8 +1,8 @@
 // Package clients is the Go side of Warden for microservices: a thin typed Client over a
 // gRPC connection the caller owns, gRPC server interceptors (UnaryServerInterceptor,
 // StreamServerInterceptor) and a net/http Middleware that authenticate, authorize and
-// rate-limit every request with one Check call, and an optional AuthnCache of positive
-// authentication results.
+// rate-limit every request with one Check call, and an optional AuthnCache of allowed
+// decisions.
 //
 // It speaks only warden.v1 (package gen/warden/v1) and grpc: it knows nothing of how Warden
 // decides, and never imports Warden's server packages.

@@ -18,35 +18,34 @@ import (
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
-// TestCachedFailurePolicies takes a request down the cache path (principal cached, then
-// Authorize and CheckRateLimit) while one of the two calls cannot reach Warden: Authorize
-// follows the authentication policy and never passes the principal on when it fails open;
-// CheckRateLimit follows the rate-limit policy (open by default) and keeps the principal
-// Warden cleared.
+// TestCachedFailurePolicies sends requests through the middleware with a cache while Warden
+// cannot answer one of its calls: a miss's Check follows the authentication policy and never
+// passes a principal on when it fails open; a hit's CheckRateLimit follows the rate-limit
+// policy (open by default) and keeps the principal Warden cleared.
 func TestCachedFailurePolicies(t *testing.T) {
 	fast := clients.WithRetry(1, 0, 0)
 	for _, tc := range []struct {
 		name       string
-		down       string // "authorize" or "ratelimit"
+		down       string // "check" (a miss, another credential) or "ratelimit" (a hit)
 		opts       []clients.ClientOption
 		code       int
 		body       string
 		retryAfter string
 	}{
-		{"authorize down, default", "authorize", nil, 503, "", "1"},
-		{"authorize down, authentication fails open", "authorize", []clients.ClientOption{clients.WithAuthFailurePolicy(clients.FailOpen)}, 200, "failed open", ""},
+		{"check down, default", "check", nil, 503, "", "1"},
+		{"check down, authentication fails open", "check", []clients.ClientOption{clients.WithAuthFailurePolicy(clients.FailOpen)}, 200, "failed open", ""},
 		{"rate limit down, default", "ratelimit", nil, 200, "alice", ""},
 		{"rate limit down, rate limiting fails closed", "ratelimit", []clients.ClientOption{clients.WithRateLimitFailurePolicy(clients.FailClosed)}, 503, "", "1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := cacheFake(time.Time{}, 100)
 			var down atomic.Bool
-			authorize, checkRateLimit := f.authorize, f.checkRateLimit
-			f.authorize = func(ctx context.Context, req *wardenv1.AuthorizeRequest) (*wardenv1.AuthorizeResponse, error) {
-				if down.Load() && tc.down == "authorize" {
+			check, checkRateLimit := f.check, f.checkRateLimit
+			f.check = func(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+				if down.Load() && tc.down == "check" {
 					return nil, status.Error(codes.Unavailable, "backend down")
 				}
-				return authorize(ctx, req)
+				return check(ctx, req)
 			}
 			f.checkRateLimit = func(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error) {
 				if down.Load() && tc.down == "ratelimit" {
@@ -57,18 +56,22 @@ func TestCachedFailurePolicies(t *testing.T) {
 			wc := clients.NewClient(dial(t, startFake(t, f)), append([]clients.ClientOption{fast, clients.WithLogger(slog.New(slog.DiscardHandler))}, tc.opts...)...)
 			h := clients.Middleware(wc, clients.WithActions(anyAction), clients.WithRateLimits(perUser),
 				clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{})))(markerHandler())
-			serve := func() *httptest.ResponseRecorder {
+			serve := func(who string) *httptest.ResponseRecorder {
 				rec := httptest.NewRecorder()
 				req := httptest.NewRequest("GET", "/v1/orders", nil)
-				req.Header.Set("Authorization", "Bearer good-alice")
+				req.Header.Set("Authorization", "Bearer good-"+who)
 				h.ServeHTTP(rec, req)
 				return rec
 			}
-			if rec := serve(); rec.Code != 200 || rec.Body.String() != "alice" {
+			if rec := serve("alice"); rec.Code != 200 || rec.Body.String() != "alice" {
 				t.Fatalf("Warden up: got %d %q, want 200 \"alice\"", rec.Code, rec.Body.String())
 			}
 			down.Store(true)
-			rec := serve()
+			who := "alice"
+			if tc.down == "check" {
+				who = "bob"
+			}
+			rec := serve(who)
 			if rec.Code != tc.code || (tc.body != "" && rec.Body.String() != tc.body) || rec.Header().Get("Retry-After") != tc.retryAfter {
 				t.Fatalf("got %d %q Retry-After %q, want %d %q Retry-After %q", rec.Code, rec.Body.String(), rec.Header().Get("Retry-After"), tc.code, tc.body, tc.retryAfter)
 			}

@@ -14,8 +14,8 @@ import (
 )
 
 // UnaryServerInterceptor returns an interceptor that asks Warden about every unary call
-// before its handler runs, with one Check (or, with an AuthnCache, Authorize and
-// CheckRateLimit on a cached principal).
+// before its handler runs, with one Check (or, with an AuthnCache, from a
+// cached decision with at most one CheckRateLimit).
 //
 // It forwards the credential metadata (WithCredentialHeaders: authorization and x-api-key by
 // default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as

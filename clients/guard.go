@@ -2,8 +2,10 @@ package clients
 
 import (
 	"context"
+	"crypto/sha256"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -57,40 +59,55 @@ type outcome struct {
 	reason wardenv1.DenyReason
 }
 
-// decide asks Warden about r. An error means Warden could not decide (and the client fails
-// closed); it is already a status error fit for the end client.
+// decide asks Warden about r, with one Check, or from the cache with at most one
+// CheckRateLimit. An error means Warden could not decide (and the client fails closed); it
+// is already a status error fit for the end client.
 func (g *guard) decide(ctx context.Context, r *request) (outcome, error) {
-	var o outcome
-	var err error
+	req := &wardenv1.CheckRequest{Credentials: r.creds}
+	mapped := false
 	if g.cfg.actions != nil {
-		if action, res, ok := g.cfg.actions(ctx, r.name, r.msg); ok {
-			if g.cfg.cache != nil {
-				o, err = g.cached(ctx, r, action, res)
-			} else {
-				o, err = g.checkAction(ctx, r, action, res)
-			}
+		req.Action, req.Resource, mapped = g.cfg.actions(ctx, r.name, r.msg)
+	}
+	if mapped {
+		// Neither http nor grpc_method: with either, Warden matches the route table and
+		// ignores the action.
+		if g.cfg.rateLimits != nil {
+			req.RateLimitDomain, req.RateLimitDescriptors = g.cfg.rateLimits(ctx, r.name)
+		}
+	} else {
+		req.Action, req.Resource = "", nil
+		req.Http, req.GrpcMethod = r.http(), r.grpcMethod
+	}
+	cache := g.cfg.cache
+	var key [sha256.Size]byte
+	var asked time.Time
+	if cache != nil && len(req.GetHttp().GetBody()) == 0 {
+		if mapped {
+			k := newCacheKey("action").credentials(r.creds)
+			k.field(req.Action)
+			key = k.resource(req.Resource).sum()
+		} else {
+			key = newCacheKey("route").credentials(r.creds).http(req.Http, req.GrpcMethod).sum()
+		}
+		if d, hit := cache.get(key); hit {
+			o, err := g.hit(ctx, req, d)
 			return g.finish(ctx, r, o, err)
 		}
-	}
-	d, err := g.c.Check(ctx, &wardenv1.CheckRequest{Credentials: r.creds, Http: r.http(), GrpcMethod: r.grpcMethod})
-	if err == nil {
-		o = fromCheck(d)
-	}
-	return g.finish(ctx, r, o, err)
-}
-
-// checkAction asks for an explicit action in one Check. The request carries neither http nor
-// grpc_method: with either, Warden matches the route table and ignores the action.
-func (g *guard) checkAction(ctx context.Context, r *request, action string, res *wardenv1.Resource) (outcome, error) {
-	req := &wardenv1.CheckRequest{Credentials: r.creds, Action: action, Resource: res}
-	if g.cfg.rateLimits != nil {
-		req.RateLimitDomain, req.RateLimitDescriptors = g.cfg.rateLimits(ctx, r.name)
+		asked = cache.now()
+	} else {
+		cache = nil
 	}
 	d, err := g.c.Check(ctx, req)
 	if err != nil {
-		return outcome{}, err
+		return g.finish(ctx, r, outcome{}, err)
 	}
-	return fromCheck(d), nil
+	o := fromCheck(d)
+	// A route's rate limits cannot be asked again without Check (only Warden knows their
+	// descriptors): a route that applied some is not cached.
+	if cache != nil && o.allowed && !d.FailedOpen && (mapped || len(d.GetRateLimits()) == 0) {
+		cache.put(key, cached{p: o.principal, upstream: o.upstreamHeaders, remove: o.remove}, asked)
+	}
+	return g.finish(ctx, r, o, nil)
 }
 
 func fromCheck(d *Decision) outcome {
@@ -108,65 +125,24 @@ func fromCheck(d *Decision) outcome {
 	return o
 }
 
-// cached authenticates through the AuthnCache, then authorizes the principal and checks its
-// rate limits, in that order, stopping at the first denial (so a denied request consumes no
-// quota, as in Check).
-func (g *guard) cached(ctx context.Context, r *request, action string, res *wardenv1.Resource) (outcome, error) {
-	key := credentialsDigest(r.creds)
-	p, hit := g.cfg.cache.get(key)
-	if !hit {
-		asked := g.cfg.cache.now()
-		ar, err := g.c.authenticate(ctx, r.creds)
-		if err != nil {
-			if g.c.failOpen(ctx, g.c.cfg.authFailOpen, "Authenticate", err) {
-				return outcome{allowed: true, unauthenticated: true}, nil
-			}
-			return outcome{}, unmark(err)
-		}
-		if !ar.GetAuthenticated() {
-			st := ar.GetHttpStatus()
-			if st == 0 {
-				st = http.StatusUnauthorized
-			}
-			return outcome{httpStatus: st, responseHeaders: ar.GetResponseHeaders(), denied: AuthenticateError(ar), reason: ar.GetReason()}, nil
-		}
-		p = ar.GetPrincipal()
-		g.cfg.cache.put(key, p, asked)
+// hit decides req from the cached decision d: allowed, after its rate limits (if any) in
+// one CheckRateLimit with the principal's tier.
+func (g *guard) hit(ctx context.Context, req *wardenv1.CheckRequest, d cached) (outcome, error) {
+	o := outcome{allowed: true, principal: d.p, upstreamHeaders: d.upstream, remove: d.remove}
+	if len(req.RateLimitDescriptors) == 0 {
+		return o, nil
 	}
-	az, err := g.c.Authorize(ctx, &wardenv1.AuthorizeRequest{
-		Subject:  &wardenv1.AuthorizeRequest_Principal{Principal: p},
-		Action:   action,
-		Resource: res,
+	rl, err := g.c.CheckRateLimit(ctx, &wardenv1.CheckRateLimitRequest{
+		Domain: req.RateLimitDomain, Descriptors: req.RateLimitDescriptors, Cost: req.Cost, Tier: d.p.GetTier(),
 	})
 	if err != nil {
 		return outcome{}, err
 	}
-	if az.FailedOpen {
-		// Not authorized: the request goes on as an unauthenticated one, never with a
-		// principal that Warden did not clear for it.
-		return outcome{allowed: true, unauthenticated: true}, nil
-	}
-	if !az.GetAllowed() {
-		return outcome{httpStatus: az.GetHttpStatus(), denied: az.Err(), reason: az.GetReason()}, nil
-	}
-	o := outcome{allowed: true, principal: p}
-	if g.cfg.rateLimits == nil {
-		return o, nil
-	}
-	domain, descs := g.cfg.rateLimits(ctx, r.name)
-	if len(descs) == 0 {
-		return o, nil
-	}
-	rl, err := g.c.CheckRateLimit(ctx, &wardenv1.CheckRateLimitRequest{Domain: domain, Descriptors: descs, Tier: p.GetTier()})
-	if err != nil {
-		return outcome{}, err
+	if !rl.GetAllowed() {
+		return outcome{httpStatus: http.StatusTooManyRequests, responseHeaders: rl.GetHeaders(), denied: rl.Err(),
+			reason: wardenv1.DenyReason_DENY_REASON_RATE_LIMITED}, nil
 	}
 	o.responseHeaders = rl.GetHeaders()
-	if !rl.GetAllowed() {
-		o.allowed, o.principal = false, nil
-		o.httpStatus = http.StatusTooManyRequests
-		o.denied, o.reason = rl.Err(), wardenv1.DenyReason_DENY_REASON_RATE_LIMITED
-	}
 	return o, nil
 }
 

@@ -15,8 +15,8 @@ import (
 )
 
 // Middleware returns net/http middleware that asks Warden about every request before next
-// runs, with one Check (or, with an AuthnCache, Authorize and CheckRateLimit on a cached
-// principal).
+// runs, with one Check (or, with an AuthnCache, from a cached decision with at most one
+// CheckRateLimit).
 //
 // It sends the method, the path (escaped, without the query), the host and the headers with
 // lower-cased names (repeated values joined with ","), the body only with WithBody (up to its

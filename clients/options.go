@@ -111,7 +111,7 @@ func WithRetry(maxAttempts int, baseBackoff, maxBackoff time.Duration) ClientOpt
 }
 
 // WithAuthFailurePolicy sets what Check and Authorize answer when Warden cannot be reached,
-// and what the interceptors and the middleware do when they cannot authenticate a request.
+// and so what the interceptors and the middleware do when they cannot decide a request.
 // Default FailClosed: the error is returned, the end client gets UNAVAILABLE or 503.
 //
 // Under FailOpen the decision is allowed with FailedOpen set and no principal, and the
@@ -126,8 +126,8 @@ func WithAuthFailurePolicy(p FailurePolicy) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) { c.authFailOpen = p == FailOpen })
 }
 
-// WithRateLimitFailurePolicy sets what CheckRateLimit (and the rate-limit step of the
-// interceptors and the middleware on a cached principal) answers when Warden cannot be
+// WithRateLimitFailurePolicy sets what CheckRateLimit (and so the interceptors and the
+// middleware on a request decided from their AuthnCache) answers when Warden cannot be
 // reached. Default FailOpen, as Envoy's rate-limit filter does: the request goes on, with
 // its principal, unlimited, and FailedOpen set on the decision. FailClosed returns the error.
 func WithRateLimitFailurePolicy(p FailurePolicy) ClientOption {
@@ -253,10 +253,9 @@ func WithCredentialHeaders(names ...string) HandlerOption {
 	})
 }
 
-// WithAuthnCache caches positive authentication results in c for requests mapped to an action
-// by WithRequestActions (see AuthnCache for what is cached and for how long). Requests that go to
-// Warden's route table always use one Check call, since only Check can match a route.
-// Default: no cache.
+// WithAuthnCache caches allowed decisions in c, so that a repeated request costs at most one
+// CheckRateLimit instead of a Check (see AuthnCache for what is cached, under which key, and
+// for how long). Default: no cache.
 func WithAuthnCache(c *AuthnCache) HandlerOption {
 	return handlerOptionFunc(func(h *handlerConfig) { h.cache = c })
 }
