@@ -72,24 +72,28 @@ func (s *serverStream) Context() context.Context { return s.ctx }
 
 // grpc decides on one call and returns the handler's context, or the status error to return.
 func (g *guard) grpc(ctx context.Context, method string, msg any, setHeader func(metadata.MD) error) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+	md, _ := metadata.FromIncomingContext(ctx) // a copy: the guard may change it
 	r := &request{
-		name:       method,
-		msg:        msg,
 		grpcMethod: method,
-		creds:      &wardenv1.Credentials{Headers: g.cfg.credentialHeaders(md.Get), PeerCertificate: peerCertificate(ctx)},
-		http: func() *wardenv1.HttpRequest {
-			return &wardenv1.HttpRequest{Method: "POST", Path: method, Host: first(md.Get(":authority")), Headers: textMetadata(md)}
-		},
+		md:         md,
+		msg:        msg,
+		creds:      &wardenv1.Credentials{Headers: credentialHeaders(&g.cfg, md, false), PeerCertificate: peerCertificate(ctx)},
 	}
 	o, err := g.decide(ctx, r)
 	if err != nil {
 		return ctx, err
 	}
-	if len(o.responseHeaders) > 0 {
-		out := make(metadata.MD, len(o.responseHeaders))
-		for _, h := range o.responseHeaders {
-			out.Append(strings.ToLower(h.GetName()), h.GetValue())
+	if n := len(o.responseHeaders); n > 0 {
+		out := make(metadata.MD, n)
+		vals := make([]string, n)
+		for i, h := range o.responseHeaders {
+			vals[i] = h.GetValue()
+			k := lowerName(h.GetName())
+			if v, ok := out[k]; ok {
+				out[k] = append(v, vals[i])
+			} else {
+				out[k] = vals[i : i+1 : i+1]
+			}
 		}
 		_ = setHeader(out) // fails only if headers were already sent: nothing to do then
 	}
@@ -97,13 +101,17 @@ func (g *guard) grpc(ctx context.Context, method string, msg any, setHeader func
 		return ctx, o.denied
 	}
 	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(md) {
-		md = md.Copy()
+		if md == nil {
+			md = metadata.MD{}
+		}
 		for _, n := range o.remove {
-			delete(md, strings.ToLower(n))
+			delete(md, lowerName(n))
 		}
 		deleteIdentity(md)
-		for _, h := range o.upstreamHeaders {
-			md.Set(h.GetName(), h.GetValue())
+		vals := make([]string, len(o.upstreamHeaders)) // one allocation for every value
+		for i, h := range o.upstreamHeaders {
+			vals[i] = h.GetValue()
+			md[lowerName(h.GetName())] = vals[i : i+1 : i+1]
 		}
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}

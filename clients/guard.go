@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
@@ -27,15 +28,32 @@ func newGuard(c *Client, opts []HandlerOption) *guard {
 	return g
 }
 
-// request is what the guard decides on.
+// request is what the guard decides on: a gRPC call (md set) or an HTTP request (hr set).
 type request struct {
-	name       string // full gRPC method, or "METHOD /path"
-	msg        any    // the unary request message, the *http.Request, or nil (a stream)
+	grpcMethod string         // the full gRPC method
+	md         metadata.MD    // the call's incoming metadata (a copy the guard owns)
+	hr         *http.Request  // the HTTP request
+	path       string         // its escaped path
+	body       []byte         // its body, when forwarded
+	msg        any            // the unary request message, the *http.Request, or nil (a stream)
 	creds      *wardenv1.Credentials
-	grpcMethod string
-	// http builds the request for Warden's route table; it is called only when no action
-	// was mapped.
-	http func() *wardenv1.HttpRequest
+}
+
+// name is the full gRPC method, or "METHOD /path". It is built only when needed.
+func (r *request) name() string {
+	if r.hr == nil {
+		return r.grpcMethod
+	}
+	return r.hr.Method + " " + r.path
+}
+
+// http is the request for Warden's route table, built only when no action was mapped: for a
+// call, {method: "POST", path: full method, host: :authority, headers: text metadata}.
+func (r *request) http() *wardenv1.HttpRequest {
+	if r.hr == nil {
+		return &wardenv1.HttpRequest{Method: "POST", Path: r.grpcMethod, Host: first(r.md[":authority"]), Headers: textMetadata(r.md)}
+	}
+	return &wardenv1.HttpRequest{Method: r.hr.Method, Path: r.path, Host: r.hr.Host, Headers: lowerHeaders(r.hr.Header), Body: r.body}
 }
 
 // outcome is the guard's decision on one request.
@@ -66,13 +84,13 @@ func (g *guard) decide(ctx context.Context, r *request) (outcome, error) {
 	req := &wardenv1.CheckRequest{Credentials: r.creds}
 	mapped := false
 	if g.cfg.actions != nil {
-		req.Action, req.Resource, mapped = g.cfg.actions(ctx, r.name, r.msg)
+		req.Action, req.Resource, mapped = g.cfg.actions(ctx, r.name(), r.msg)
 	}
 	if mapped {
 		// Neither http nor grpc_method: with either, Warden matches the route table and
 		// ignores the action.
 		if g.cfg.rateLimits != nil {
-			req.RateLimitDomain, req.RateLimitDescriptors = g.cfg.rateLimits(ctx, r.name)
+			req.RateLimitDomain, req.RateLimitDescriptors = g.cfg.rateLimits(ctx, r.name())
 		}
 	} else {
 		req.Action, req.Resource = "", nil
@@ -156,7 +174,7 @@ func (g *guard) finish(ctx context.Context, r *request, o outcome, err error) (o
 			return o, status.Error(code, "request canceled before authorization completed")
 		case codes.DeadlineExceeded:
 			if ctx.Err() == nil { // the client's own timeout: Warden is slow or gone
-				g.c.outage.warn(ctx, log, "warden did not answer in time: failing closed", "request", r.name, "err", err)
+				g.c.outage.warn(ctx, log, "warden did not answer in time: failing closed", "request", r.name(), "err", err)
 			}
 			return o, status.Error(code, "the authorization service did not answer in time; retry later")
 		case codes.InvalidArgument:
@@ -164,14 +182,14 @@ func (g *guard) finish(ctx context.Context, r *request, o outcome, err error) (o
 			// client's fault, never a reason to fail open.
 			return o, status.Error(codes.InvalidArgument, "malformed request")
 		case codes.Unavailable:
-			g.c.outage.warn(ctx, log, "warden unreachable: failing closed", "request", r.name, "err", err)
+			g.c.outage.warn(ctx, log, "warden unreachable: failing closed", "request", r.name(), "err", err)
 			return o, status.Error(codes.Unavailable, "the authorization service is unavailable; retry later")
 		}
-		log.ErrorContext(ctx, "warden could not decide", "request", r.name, "err", err)
+		log.ErrorContext(ctx, "warden could not decide", "request", r.name(), "err", err)
 		return o, status.Error(codes.Internal, "authorization failed")
 	}
 	if !o.allowed && log.Enabled(ctx, slog.LevelDebug) {
-		log.DebugContext(ctx, "warden denied", "request", r.name, "http_status", o.httpStatus, "reason", o.reason.String())
+		log.DebugContext(ctx, "warden denied", "request", r.name(), "http_status", o.httpStatus, "reason", o.reason.String())
 	}
 	return o, nil
 }

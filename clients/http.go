@@ -59,14 +59,12 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				}
 				r.Body = readCloser{Reader: bytes.NewReader(body), Closer: r.Body}
 			}
-			path := r.URL.EscapedPath()
 			req := &request{
-				name:  r.Method + " " + path,
+				hr:    r,
+				path:  r.URL.EscapedPath(),
+				body:  body,
 				msg:   r,
-				creds: &wardenv1.Credentials{Headers: g.cfg.credentialHeaders(r.Header.Values), PeerCertificate: httpPeerCertificate(r)},
-				http: func() *wardenv1.HttpRequest {
-					return &wardenv1.HttpRequest{Method: r.Method, Path: path, Host: r.Host, Headers: lowerHeaders(r.Header), Body: body}
-				},
+				creds: &wardenv1.Credentials{Headers: credentialHeaders(&g.cfg, r.Header, true), PeerCertificate: httpPeerCertificate(r)},
 			}
 			ctx := r.Context()
 			o, err := g.decide(ctx, req)
@@ -87,7 +85,8 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 			}
 			h := w.Header()
 			for _, x := range o.responseHeaders {
-				h.Add(x.GetName(), x.GetValue())
+				k := canonicalName(x.GetName())
+				h[k] = append(h[k], x.GetValue())
 			}
 			if !o.allowed {
 				st, msg := httpDenial(o.httpStatus)
@@ -101,11 +100,13 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(r.Header) {
 				r2.Header = r.Header.Clone()
 				for _, n := range o.remove {
-					r2.Header.Del(n)
+					delete(r2.Header, canonicalName(n))
 				}
 				deleteIdentity(r2.Header)
-				for _, x := range o.upstreamHeaders {
-					r2.Header.Set(x.GetName(), x.GetValue())
+				vals := make([]string, len(o.upstreamHeaders)) // one allocation for every value
+				for i, x := range o.upstreamHeaders {
+					vals[i] = x.GetValue()
+					r2.Header[canonicalName(x.GetName())] = vals[i : i+1 : i+1]
 				}
 			}
 			next.ServeHTTP(w, r2)
@@ -149,7 +150,7 @@ func writeJSONError(w http.ResponseWriter, st int, msg string) {
 func lowerHeaders(h http.Header) map[string]string {
 	m := make(map[string]string, len(h))
 	for k, v := range h {
-		m[strings.ToLower(k)] = strings.Join(v, ",")
+		m[lowerName(k)] = strings.Join(v, ",")
 	}
 	return m
 }

@@ -194,13 +194,16 @@ type handlerConfig struct {
 	skip        []string
 	actions     RequestActionFunc
 	rateLimits  RateLimitFunc
-	credHeaders []string
+	credHeaders []string // lower case, for gRPC metadata and Warden
+	credCanon   []string // the same in canonical form, for http.Header
 	cache       *AuthnCache
 	maxBody     int64 // 0: the body is not forwarded
 }
 
 func defaultHandlerConfig() handlerConfig {
-	return handlerConfig{skip: defaultSkip, credHeaders: defaultCredentialHeaders}
+	c := handlerConfig{skip: defaultSkip}
+	c.setCredentialHeaders(defaultCredentialHeaders)
+	return c
 }
 
 type handlerOptionFunc func(*handlerConfig)
@@ -245,12 +248,7 @@ func WithRateLimits(f RateLimitFunc) HandlerOption {
 // Warden as credentials. Names are matched case-insensitively. Default "authorization" and
 // "x-api-key".
 func WithCredentialHeaders(names ...string) HandlerOption {
-	return handlerOptionFunc(func(c *handlerConfig) {
-		c.credHeaders = make([]string, len(names))
-		for i, n := range names {
-			c.credHeaders[i] = strings.ToLower(n)
-		}
-	})
+	return handlerOptionFunc(func(c *handlerConfig) { c.setCredentialHeaders(names) })
 }
 
 // WithAuthnCache caches allowed decisions in c, so that a repeated request costs at most one
@@ -283,16 +281,28 @@ func (c *handlerConfig) skipped(name string) bool {
 	return false
 }
 
-// credentialHeaders copies the credential headers of h (canonical or lower-case keys, via
-// get) into a map with lower-case names, repeated values joined with ",".
-func (c *handlerConfig) credentialHeaders(get func(string) []string) map[string]string {
+func (c *handlerConfig) setCredentialHeaders(names []string) {
+	c.credHeaders, c.credCanon = make([]string, len(names)), make([]string, len(names))
+	for i, n := range names {
+		c.credHeaders[i], c.credCanon[i] = strings.ToLower(n), canonicalName(n)
+	}
+}
+
+// credentialHeaders copies the credential headers of h into a map with lower-case names,
+// repeated values joined with ",". h is a metadata.MD (lower-case keys) or, when canonical,
+// an http.Header.
+func credentialHeaders[M ~map[string][]string](c *handlerConfig, h M, canonical bool) map[string]string {
+	names := c.credHeaders
+	if canonical {
+		names = c.credCanon
+	}
 	var m map[string]string
-	for _, n := range c.credHeaders {
-		if v := get(n); len(v) > 0 {
+	for i, n := range names {
+		if v := h[n]; len(v) > 0 {
 			if m == nil {
-				m = make(map[string]string, len(c.credHeaders))
+				m = make(map[string]string, len(names))
 			}
-			m[n] = strings.Join(v, ",")
+			m[c.credHeaders[i]] = strings.Join(v, ",")
 		}
 	}
 	return m
