@@ -157,6 +157,8 @@ rate_limit:
           rate_limit: {name: http_limited_route, unit: minute, requests_per_unit: 1}
         - key: client
           rate_limit: {name: per_client, unit: minute, requests_per_unit: 1}
+        - key: bench
+          rate_limit: {name: bench, unit: second, requests_per_unit: 1000000000}
 `
 
 // startWarden runs the Warden binary with config on a free loopback port and returns its
