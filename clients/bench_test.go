@@ -30,7 +30,9 @@ func BenchmarkOverhead(b *testing.B) {
 	limits := clients.WithRateLimits(func(context.Context, string) (string, []*wardenv1.RateLimitDescriptor) {
 		return "api", []*wardenv1.RateLimitDescriptor{{Entries: []*wardenv1.RateLimitDescriptor_Entry{{Key: "bench", Value: "b"}}}}
 	})
-	cache := func() clients.HandlerOption { return clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{})) }
+	cache := func() clients.HandlerOption {
+		return clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{}))
+	}
 
 	for _, fc := range []struct {
 		name string

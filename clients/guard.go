@@ -30,12 +30,12 @@ func newGuard(c *Client, opts []HandlerOption) *guard {
 
 // request is what the guard decides on: a gRPC call (md set) or an HTTP request (hr set).
 type request struct {
-	grpcMethod string         // the full gRPC method
-	md         metadata.MD    // the call's incoming metadata (a copy the guard owns)
-	hr         *http.Request  // the HTTP request
-	path       string         // its escaped path
-	body       []byte         // its body, when forwarded
-	msg        any            // the unary request message, the *http.Request, or nil (a stream)
+	grpcMethod string        // the full gRPC method
+	md         metadata.MD   // the call's incoming metadata (a copy the guard owns)
+	hr         *http.Request // the HTTP request
+	path       string        // its escaped path
+	body       []byte        // its body, when forwarded
+	msg        any           // the unary request message, the *http.Request, or nil (a stream)
 	creds      *wardenv1.Credentials
 }
 
