@@ -292,3 +292,24 @@ func TestCheckError(t *testing.T) {
 		t.Error("RetryDelay of a plain error: got true, want false")
 	}
 }
+
+// TestRateLimitedMessage says when to retry in whole seconds, rounded up, as Retry-After does.
+func TestRateLimitedMessage(t *testing.T) {
+	for _, tc := range []struct {
+		after time.Duration
+		want  string
+	}{
+		{1500 * time.Millisecond, "rate limited; retry after 2s"},
+		{3 * time.Second, "rate limited; retry after 3s"},
+		{time.Millisecond, "rate limited; retry after 1s"},
+		{0, "rate limited"},
+	} {
+		err := clients.RateLimitError(&wardenv1.CheckRateLimitResponse{RetryAfter: durationpb.New(tc.after)})
+		if got := status.Convert(err).Message(); got != tc.want {
+			t.Errorf("retry after %v: got %q, want %q", tc.after, got, tc.want)
+		}
+		if d, _ := clients.RetryDelay(err); d != tc.after {
+			t.Errorf("retry after %v: RetryInfo says %v, want the exact delay", tc.after, d)
+		}
+	}
+}
