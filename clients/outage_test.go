@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,98 +22,8 @@ import (
 
 	"github.com/wardenhq/warden/clients"
 	"github.com/wardenhq/warden/idheader"
+	"github.com/wardenhq/warden/internal/redistest"
 )
-
-// slowProxy is a TCP proxy on loopback in front of one address that holds each chunk sent
-// toward it for the current delay (answers come back undelayed), as on a link with that
-// one-way latency; while nothing listens there it accepts and closes, as a load balancer
-// in front of a dead backend does. (The idea of internal/redistest's Proxy, with a delay that
-// can change.)
-type slowProxy struct {
-	l     net.Listener
-	to    string
-	delay atomic.Int64 // time.Duration
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func startSlowProxy(t *testing.T, to string) *slowProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &slowProxy{l: l, to: to}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = l.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *slowProxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.to)
-		if err != nil {
-			_ = in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		type chunk struct {
-			at time.Time
-			b  []byte
-		}
-		q := make(chan chunk, 1024)
-		p.wg.Add(3)
-		go func() { // toward the server: read and stamp
-			defer p.wg.Done()
-			defer close(q)
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := in.Read(buf)
-				if n > 0 {
-					q <- chunk{time.Now().Add(time.Duration(p.delay.Load())), append([]byte(nil), buf[:n]...)}
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
-		go func() { // toward the server: hold each chunk until its time
-			defer p.wg.Done()
-			defer out.Close()
-			for c := range q {
-				time.Sleep(time.Until(c.at))
-				if _, err := out.Write(c.b); err != nil {
-					_ = in.Close()
-					for range q {
-					}
-					return
-				}
-			}
-		}()
-		go func() { // back to the client
-			defer p.wg.Done()
-			_, _ = io.Copy(in, out)
-			_ = in.Close()
-		}()
-	}
-}
 
 // probe is what a handler saw: the principal's subject, the fail-open marker, and whether a
 // client-sent identity value reached it.
@@ -239,10 +148,10 @@ func TestOutageRealWarden(t *testing.T) {
 		t.Skip("runs the real binary through a 2.5 s outage")
 	}
 	addr, kill := startWardenAt(t, testConfig, closedAddr(t))
-	proxy := startSlowProxy(t, addr)
+	proxy := redistest.StartProxy(t, addr, 0) // a TCP proxy, nothing Redis about it
 	quiet := clients.WithLogger(slog.New(slog.DiscardHandler))
 	client := func(failOpen bool, dialOpts []grpc.DialOption) *clients.Client {
-		conn, err := grpc.NewClient(proxy.l.Addr().String(), append(dialOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		conn, err := grpc.NewClient(proxy.Addr(), append(dialOpts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,13 +199,13 @@ func TestOutageRealWarden(t *testing.T) {
 		check("up", o, o.send(), true)
 	}
 
-	proxy.delay.Store(int64(time.Second))
+	proxy.SetDelay(time.Second)
 	for range 2 {
 		for _, o := range observers {
 			check("slow", o, o.send(), false)
 		}
 	}
-	proxy.delay.Store(0)
+	proxy.SetDelay(0)
 
 	kill()
 	down := time.Now()
