@@ -74,6 +74,8 @@ func identityModes() []identityMode {
 		{name: "deny", fake: func() *fakeWarden { return &fakeWarden{check: denyCheck} }, runs: false, calls: 1},
 		{name: "cache hit", fake: func() *fakeWarden { return cacheFake(time.Time{}, 100) },
 			opts: []clients.HandlerOption{clients.WithActions(anyAction), clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{}))}, runs: true, calls: 2},
+		{name: "cache hit (route table)", fake: func() *fakeWarden { return cacheFake(time.Time{}, 100) },
+			opts: []clients.HandlerOption{clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{}))}, runs: true, calls: 2},
 		{name: "fail open", fake: func() *fakeWarden { return &fakeWarden{check: unavailable} },
 			client: []clients.ClientOption{fast, clients.WithAuthFailurePolicy(clients.FailOpen)}, runs: true, calls: 1},
 		{name: "fail open (cached authenticate)", fake: downAuthn,
