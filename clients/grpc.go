@@ -13,23 +13,24 @@ import (
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
-// UnaryServerInterceptor returns an interceptor that asks Warden about every unary call
-// before its handler runs, with one Check (or, with an AuthnCache, from a
-// cached decision with at most one CheckRateLimit).
+// UnaryServerInterceptor returns an interceptor that asks Warden about every unary call before
+// its handler runs, with one Check (or, with an AuthnCache, from a cached decision with at most
+// one CheckRateLimit).
 //
 // It forwards the credential metadata (WithCredentialHeaders: authorization and x-api-key by
-// default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as
-// an HTTP request {method: "POST", path: full method, host: :authority, headers: the text
+// default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as an
+// HTTP request {method: "POST", path: full method, host: :authority, headers: the text
 // metadata} plus grpc_method, so that Warden's route table matches `POST /pkg.Service/Method`;
-// WithRequestActions maps methods (and their request messages) to explicit actions instead.
-// On allow the handler's context carries the principal (PrincipalFrom) and the incoming metadata carries Warden's upstream
-// headers (replacing any the client sent under the same names) without the ones Warden
-// removes; the client's own identity headers (every x-warden-* name) never reach the handler,
-// whatever the outcome (allowed, cached, failed open, skipped). Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata,
-// allowed or not. A denial returns the status CheckError describes; a Warden that cannot
-// decide returns UNAVAILABLE (fail closed, the default) or lets the call through without a
-// principal, marked FailedOpenFrom (WithAuthFailurePolicy(FailOpen)). Methods in the skip list (WithSkip; health and reflection by default) are
-// not checked.
+// WithRequestActions maps methods (and their request messages) to explicit actions instead. On
+// allow the handler's context carries the principal (PrincipalFrom) and the incoming metadata
+// carries Warden's upstream headers (replacing any the client sent under the same names)
+// without the ones Warden removes; the client's own identity headers (every x-warden-* name)
+// never reach the handler, whatever the outcome (allowed, cached, failed open, skipped).
+// Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata, allowed or
+// not. A denial returns the status CheckError describes; a Warden that cannot decide returns
+// UNAVAILABLE (fail closed, the default) or lets the call through without a principal, marked
+// FailedOpenFrom (WithAuthFailurePolicy(FailOpen)). Methods in the skip list (WithSkip; health
+// and reflection by default) are not checked.
 func UnaryServerInterceptor(c *Client, opts ...HandlerOption) grpc.UnaryServerInterceptor {
 	g := newGuard(c, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -14,29 +14,28 @@ import (
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
-// Middleware returns net/http middleware that asks Warden about every request before next
-// runs, with one Check (or, with an AuthnCache, from a cached decision with at most one
+// Middleware returns net/http middleware that asks Warden about every request before next runs,
+// with one Check (or, with an AuthnCache, from a cached decision with at most one
 // CheckRateLimit).
 //
 // It sends the method, the path (escaped, without the query), the host and the headers with
 // lower-cased names (repeated values joined with ","), the body only with WithBody (up to its
-// cap; a longer body is answered 413 without asking Warden), and as credentials the
-// credential headers (WithCredentialHeaders) and the client's TLS certificate (PEM, leaf
-// only). WithRequestActions sees the request as "METHOD /path" and the *http.Request.
+// cap; a longer body is answered 413 without asking Warden), and as credentials the credential
+// headers (WithCredentialHeaders) and the client's TLS certificate (PEM, leaf only).
+// WithRequestActions sees the request as "METHOD /path" and the *http.Request.
 //
 // Warden's response headers (WWW-Authenticate, RateLimit-Policy, RateLimit, Retry-After) are
-// set on the response, allowed or not. A denial is answered with Warden's status (401, 403,
-// 404 or 429; 400 and 413 for malformed requests; 403 otherwise) and a small JSON body,
+// set on the response, allowed or not. A denial is answered with Warden's status (401, 403, 404
+// or 429; 400 and 413 for malformed requests; 403 otherwise) and a small JSON body,
 // {"error":{"code":429,"message":"rate limited"}}, whose message stays generic. When Warden
 // cannot decide, the answer is 503 with Retry-After (or 504 when the deadline passed) unless
 // WithAuthFailurePolicy(FailOpen) lets the request through without a principal, marked
-// FailedOpenFrom. On allow, next gets a request whose context
-// carries the principal (PrincipalFrom) and whose headers carry Warden's upstream headers
-// (replacing any the client sent under the same names) without the ones Warden removes; the
-// caller's request and its headers are not modified. The client's own identity headers
-// (every x-warden-* name, any case) never reach next, whatever the outcome: allowed, served
-// from the cache, failed open or skipped. Paths in the skip list (WithSkip; none by default)
-// are not checked.
+// FailedOpenFrom. On allow, next gets a request whose context carries the principal
+// (PrincipalFrom) and whose headers carry Warden's upstream headers (replacing any the client
+// sent under the same names) without the ones Warden removes; the caller's request and its
+// headers are not modified. The client's own identity headers (every x-warden-* name, any case)
+// never reach next, whatever the outcome: allowed, served from the cache, failed open or
+// skipped. Paths in the skip list (WithSkip; none by default) are not checked.
 func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handler {
 	g := newGuard(c, append([]HandlerOption{WithSkip()}, opts...))
 	return func(next http.Handler) http.Handler {
