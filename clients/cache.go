@@ -22,7 +22,7 @@ const (
 // CacheConfig configures an AuthnCache. The zero value is usable: DefaultCacheTTL,
 // DefaultCacheMaxEntries and time.Now.
 type CacheConfig struct {
-	// TTL is how long a positive authentication is reused: the staleness bound. Default 5 s.
+	// TTL is how long an allowed decision is reused: the staleness bound. Default 5 s.
 	TTL time.Duration
 	// MaxEntries bounds the number of cached principals; the least recently used goes first.
 	// Default 10000.
