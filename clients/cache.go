@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -20,7 +22,7 @@ const (
 // CacheConfig configures an AuthnCache. The zero value is usable: DefaultCacheTTL,
 // DefaultCacheMaxEntries and time.Now.
 type CacheConfig struct {
-	// TTL is how long a positive authentication is reused: the staleness bound. Default 5 s.
+	// TTL is how long an allowed decision is reused: the staleness bound. Default 5 s.
 	TTL time.Duration
 	// MaxEntries bounds the number of cached principals; the least recently used goes first.
 	// Default 10000.
@@ -29,25 +31,30 @@ type CacheConfig struct {
 	Now func() time.Time
 }
 
-// AuthnCache holds positive authentication results for the interceptors and the middleware
-// (WithAuthnCache), so that a repeated credential skips Warden's Authenticate step. Create it
-// with NewAuthnCache; it is safe for concurrent use.
+// AuthnCache holds allowed decisions for the interceptors and the middleware
+// (WithAuthnCache), so that a repeated request is decided with at most one round trip to
+// Warden: a CheckRateLimit when the request has rate limits, none otherwise. Create it with
+// NewAuthnCache; it is safe for concurrent use.
 //
-// What is cached: the principal Warden returned for a credential, keyed by the SHA-256
-// digest of everything the request presented (the forwarded credential headers, the peer
-// certificate); the credential itself is never kept. Failed authentications are not cached.
-// Authorization and rate limits are never cached: a request whose principal comes from the
-// cache is still authorized (Authorize with the principal) and rate-limited (CheckRateLimit
-// with the principal's tier) by Warden, each request exactly.
+// What is cached: for a request Warden's Check allowed, the principal and the identity
+// headers Warden set or removed, keyed by the SHA-256 digest of everything the decision
+// depended on. For a request mapped to an action (WithRequestActions): the forwarded
+// credentials (headers, peer certificate), the action and the resource. For a request
+// decided by Warden's route table: the credentials, the method, path and host, and every
+// forwarded header (a route's rate-limit descriptors may come from any header), and only
+// when the route applied no rate limit and no body was forwarded. The credential itself is
+// never kept. Denials and failed-open decisions are not cached, and rate limits never are:
+// a request decided from the cache has its limits checked by Warden (CheckRateLimit with
+// the principal's tier), each request exactly.
 //
-// Staleness bound: an entry lives for TTL counted from when the Authenticate call that
-// filled it was sent (so a slow answer or a retry does not stretch it), and never past the
-// principal's expires_at. Within that window a credential revoked in Warden, or a principal
-// whose roles changed, is still accepted by this process, unless the application calls
-// Invalidate, InvalidateSubject or Flush when it learns of the change. Those hooks are local
-// to this process: invalidation across Warden's replicas (Redis pub/sub) happens on Warden's
-// side and does not reach the caches of client processes, so TTL is the bound that holds for
-// every replica of the service.
+// Staleness bound: an entry lives for TTL counted from when the Check call that filled it
+// was sent (so a slow answer or a retry does not stretch it), and never past the principal's
+// expires_at. Within that window a credential revoked in Warden, a principal whose roles
+// changed, or a policy reloaded by Warden still gets this process's earlier answer, unless
+// the application calls Invalidate, InvalidateSubject or Flush when it learns of the change.
+// Those hooks are local to this process: invalidation across Warden's replicas (Redis
+// pub/sub) happens on Warden's side and does not reach the caches of client processes, so
+// TTL is the bound that holds for every replica of the service.
 type AuthnCache struct {
 	ttl time.Duration
 	max int
@@ -59,9 +66,16 @@ type AuthnCache struct {
 }
 
 type cacheEntry struct {
-	key     [sha256.Size]byte
-	p       *wardenv1.Principal
+	key [sha256.Size]byte
+	cached
 	expires time.Time
+}
+
+// cached is an allowed decision: who, and the identity headers Warden set and removed.
+type cached struct {
+	p        *wardenv1.Principal
+	upstream []*wardenv1.Header
+	remove   []string
 }
 
 // NewAuthnCache returns an empty cache.
@@ -99,13 +113,13 @@ func (c *AuthnCache) Flush() {
 // Invalidate removes the entries whose principal has this credential id (the API key id or
 // JWT jti a revocation names), and returns how many it removed.
 func (c *AuthnCache) Invalidate(credentialID string) int {
-	return c.remove(func(p *wardenv1.Principal) bool { return p.GetCredentialId() == credentialID })
+	return c.remove(func(p *wardenv1.Principal) bool { return p != nil && p.GetCredentialId() == credentialID })
 }
 
 // InvalidateSubject removes the entries whose principal has this subject (for example after
 // its roles changed), and returns how many it removed.
 func (c *AuthnCache) InvalidateSubject(subject string) int {
-	return c.remove(func(p *wardenv1.Principal) bool { return p.GetSubject() == subject })
+	return c.remove(func(p *wardenv1.Principal) bool { return p != nil && p.GetSubject() == subject })
 }
 
 // remove drops the entries that match. It scans the whole cache: revocations are rare, and a
@@ -126,33 +140,33 @@ func (c *AuthnCache) remove(match func(*wardenv1.Principal) bool) int {
 	return n
 }
 
-// get returns the live principal cached under key.
-func (c *AuthnCache) get(key [sha256.Size]byte) (*wardenv1.Principal, bool) {
+// get returns the live decision cached under key.
+func (c *AuthnCache) get(key [sha256.Size]byte) (cached, bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
 	if !ok {
-		return nil, false
+		return cached{}, false
 	}
 	ce := e.Value.(*cacheEntry)
 	if !now.Before(ce.expires) {
 		c.lru.Remove(e)
 		delete(c.entries, key)
-		return nil, false
+		return cached{}, false
 	}
 	c.lru.MoveToFront(e)
-	return ce.p, true
+	return ce.cached, true
 }
 
-// put caches p under key until TTL from asked (when the Authenticate call that returned p was
+// put caches d under key until TTL from asked (when the Check call that returned d was
 // sent: Warden's answer reflects its state at some instant after that, so counting from the
 // answer's arrival would let an entry outlive a revocation by more than TTL), or p's expiry if
 // earlier.
-func (c *AuthnCache) put(key [sha256.Size]byte, p *wardenv1.Principal, asked time.Time) {
+func (c *AuthnCache) put(key [sha256.Size]byte, d cached, asked time.Time) {
 	now := c.now()
 	expires := asked.Add(c.ttl)
-	if x := p.GetExpiresAt(); x != nil {
+	if x := d.p.GetExpiresAt(); x != nil {
 		if t := x.AsTime(); t.Before(expires) {
 			expires = t
 		}
@@ -164,7 +178,7 @@ func (c *AuthnCache) put(key [sha256.Size]byte, p *wardenv1.Principal, asked tim
 	defer c.mu.Unlock()
 	if e, ok := c.entries[key]; ok {
 		ce := e.Value.(*cacheEntry)
-		ce.p, ce.expires = p, expires
+		ce.cached, ce.expires = d, expires
 		c.lru.MoveToFront(e)
 		return
 	}
@@ -173,38 +187,83 @@ func (c *AuthnCache) put(key [sha256.Size]byte, p *wardenv1.Principal, asked tim
 		c.lru.Remove(last)
 		delete(c.entries, last.Value.(*cacheEntry).key)
 	}
-	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, p: p, expires: expires})
+	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, cached: d, expires: expires})
 }
 
-// credentialsDigest is the SHA-256 of every field of creds, each length-prefixed so that no
-// two different credentials share an encoding; header names are sorted.
-func credentialsDigest(creds *wardenv1.Credentials) [sha256.Size]byte {
-	h := sha256.New()
-	var n [8]byte
-	num := func(v int) {
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		h.Write(n[:])
-	}
-	field := func(s string) {
-		num(len(s))
-		h.Write([]byte(s))
-	}
-	field(creds.GetApiKey())
-	field(creds.GetBearerToken())
-	field(creds.GetPeerCertificate())
-	field(creds.GetPeerPrincipal())
-	hs := creds.GetHeaders()
-	names := make([]string, 0, len(hs))
-	for k := range hs {
-		names = append(names, k)
+// cacheKey is the SHA-256 of everything a decision depends on, each field length-prefixed
+// so that no two different requests share an encoding, map keys sorted. It is built only
+// when a cache is configured.
+type cacheKey struct {
+	h hash.Hash
+	n [8]byte
+}
+
+func newCacheKey(kind string) *cacheKey {
+	k := &cacheKey{h: sha256.New()}
+	k.field(kind)
+	return k
+}
+
+func (k *cacheKey) num(v int) {
+	binary.BigEndian.PutUint64(k.n[:], uint64(v))
+	k.h.Write(k.n[:])
+}
+
+func (k *cacheKey) field(s string) {
+	k.num(len(s))
+	io.WriteString(k.h, s)
+}
+
+func (k *cacheKey) fields(m map[string]string) {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
 	}
 	slices.Sort(names)
-	num(len(names))
-	for _, k := range names {
-		field(k)
-		field(hs[k])
+	k.num(len(names))
+	for _, n := range names {
+		k.field(n)
+		k.field(m[n])
 	}
+}
+
+func (k *cacheKey) credentials(creds *wardenv1.Credentials) *cacheKey {
+	k.field(creds.GetApiKey())
+	k.field(creds.GetBearerToken())
+	k.field(creds.GetPeerCertificate())
+	k.field(creds.GetPeerPrincipal())
+	k.fields(creds.GetHeaders())
+	return k
+}
+
+func (k *cacheKey) resource(res *wardenv1.Resource) *cacheKey {
+	k.num(btoi(res != nil))
+	k.field(res.GetType())
+	k.field(res.GetId())
+	k.field(res.GetOwner())
+	k.field(res.GetTenant())
+	k.fields(res.GetAttributes())
+	return k
+}
+
+func (k *cacheKey) http(r *wardenv1.HttpRequest, grpcMethod string) *cacheKey {
+	k.field(grpcMethod)
+	k.field(r.GetMethod())
+	k.field(r.GetPath())
+	k.field(r.GetHost())
+	k.fields(r.GetHeaders())
+	return k
+}
+
+func (k *cacheKey) sum() [sha256.Size]byte {
 	var out [sha256.Size]byte
-	h.Sum(out[:0])
+	k.h.Sum(out[:0])
 	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

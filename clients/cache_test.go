@@ -75,6 +75,44 @@ func cacheFake(expires time.Time, rateBudget int) *fakeWarden {
 		rateBudget--
 		return &wardenv1.CheckRateLimitResponse{Allowed: true, Headers: h}, nil
 	}
+	// Check is the three above in one call, as Warden's is; route-table requests need only
+	// authentication.
+	f.check = func(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+		ar, err := f.authenticate(ctx, &wardenv1.AuthenticateRequest{Credentials: req.GetCredentials()})
+		if err != nil {
+			return nil, err
+		}
+		if !ar.GetAuthenticated() {
+			return &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE, Reason: ar.GetReason(),
+				HttpStatus: 401, ResponseHeaders: ar.GetResponseHeaders()}, nil
+		}
+		p := ar.GetPrincipal()
+		resp := &wardenv1.CheckResponse{Allowed: true, HttpStatus: 200, Principal: p,
+			UpstreamHeaders: []*wardenv1.Header{{Name: "x-warden-subject", Value: p.GetSubject()}}}
+		if req.GetHttp() != nil {
+			return resp, nil
+		}
+		az, err := f.authorize(ctx, &wardenv1.AuthorizeRequest{Subject: &wardenv1.AuthorizeRequest_Principal{Principal: p}, Action: req.GetAction(), Resource: req.GetResource()})
+		if err != nil {
+			return nil, err
+		}
+		if !az.GetAllowed() {
+			return &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_AUTHORIZE, Reason: az.GetReason(), HttpStatus: az.GetHttpStatus()}, nil
+		}
+		if req.GetRateLimitDomain() == "" {
+			return resp, nil
+		}
+		rl, err := f.checkRateLimit(ctx, &wardenv1.CheckRateLimitRequest{Domain: req.GetRateLimitDomain(), Descriptors: req.GetRateLimitDescriptors(), Tier: p.GetTier()})
+		if err != nil {
+			return nil, err
+		}
+		if !rl.GetAllowed() {
+			return &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT, HttpStatus: 429, ResponseHeaders: rl.GetHeaders()}, nil
+		}
+		resp.ResponseHeaders = rl.GetHeaders()
+		resp.RateLimits = []*wardenv1.RateLimitStatus{{Name: "per_user", Code: wardenv1.RateLimitCode_RATE_LIMIT_CODE_OK}}
+		return resp, nil
+	}
 	return f
 }
 
@@ -104,11 +142,13 @@ func TestAuthnCache(t *testing.T) {
 	wc := clients.NewClient(dial(t, startFake(t, f)))
 	shop := startShop(t, wc, clients.WithActions(shopActions), clients.WithRateLimits(perUser), clients.WithAuthnCache(cache))
 
-	calls := func() [3]int { return [3]int{f.count("Authenticate"), f.count("Authorize"), f.count("CheckRateLimit")} }
-	expect := func(step string, want [3]int) {
+	calls := func() [4]int {
+		return [4]int{f.count("Check"), f.count("Authenticate"), f.count("Authorize"), f.count("CheckRateLimit")}
+	}
+	expect := func(step string, want [4]int) {
 		t.Helper()
 		if got := calls(); got != want {
-			t.Fatalf("%s: got %v calls to [Authenticate Authorize CheckRateLimit], want %v", step, got, want)
+			t.Fatalf("%s: got %v calls to [Check Authenticate Authorize CheckRateLimit], want %v", step, got, want)
 		}
 	}
 	get := func(tok string, want codes.Code, wantSub string) {
@@ -122,29 +162,29 @@ func TestAuthnCache(t *testing.T) {
 	for range 3 {
 		get("good-alice", codes.OK, "alice")
 	}
-	expect("three requests, one credential", [3]int{1, 3, 3})
+	expect("three requests, one credential: one Check, then one CheckRateLimit each", [4]int{1, 0, 0, 2})
 
 	get("bad", codes.Unauthenticated, "")
 	get("bad", codes.Unauthenticated, "")
-	expect("failures are not cached", [3]int{3, 3, 3})
+	expect("failures are not cached", [4]int{3, 0, 0, 2})
 
 	if _, err := callShop(withToken("good-alice"), shop, "Ping"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("Ping (orders:write): got %v, want PERMISSION_DENIED", err)
 	}
-	expect("authorization is asked on a hit, and a denial consumes no quota", [3]int{3, 4, 3})
+	expect("another action is another entry, and a denial is not cached", [4]int{4, 0, 0, 2})
 
 	if n := cache.Invalidate("k-alice"); n != 1 {
 		t.Fatalf("Invalidate: removed %d, want 1", n)
 	}
 	get("good-alice", codes.OK, "alice")
-	expect("after Invalidate", [3]int{4, 5, 4})
+	expect("after Invalidate", [4]int{5, 0, 0, 2})
 
 	clk.advance(4 * time.Second)
 	get("good-alice", codes.OK, "alice")
-	expect("within the TTL", [3]int{4, 6, 5})
+	expect("within the TTL", [4]int{5, 0, 0, 3})
 	clk.advance(time.Second)
 	get("good-alice", codes.OK, "alice")
-	expect("at the TTL", [3]int{5, 7, 6})
+	expect("at the TTL", [4]int{6, 0, 0, 3})
 
 	for _, u := range []string{"bob", "carol", "dave", "erin"} {
 		get("good-"+u, codes.OK, u)
@@ -153,15 +193,17 @@ func TestAuthnCache(t *testing.T) {
 		t.Fatalf("Len after 5 credentials with MaxEntries 3: got %d, want 3", n)
 	}
 	get("good-erin", codes.OK, "erin")
-	expect("the most recent credential stays", [3]int{9, 12, 11})
+	expect("the most recent credential stays", [4]int{10, 0, 0, 4})
 	get("good-alice", codes.OK, "alice")
-	expect("the least recently used was evicted", [3]int{10, 13, 12})
+	expect("the least recently used was evicted", [4]int{11, 0, 0, 4})
 
-	// Decisions made without Check carry no identity headers: the client's are removed.
+	// A cache hit carries Warden's identity headers from the Check that filled it, after the
+	// client's own are removed (Echo is the same action and resource as GetOrder: a hit).
 	ctx := metadata.AppendToOutgoingContext(withToken("good-alice"), "x-warden-subject", "forged", "x-other", "o")
-	if got, err := callShop(ctx, shop, "Echo"); err != nil || got != "x-other=o" {
-		t.Fatalf("Echo: got (%q, %v), want the client's x-warden-* metadata removed", got, err)
+	if got, err := callShop(ctx, shop, "Echo"); err != nil || got != "x-other=o;x-warden-subject=alice" {
+		t.Fatalf("Echo: got (%q, %v), want the client's x-warden-* metadata replaced by Warden's", got, err)
 	}
+	expect("Echo was a hit", [4]int{11, 0, 0, 5})
 
 	if n := cache.InvalidateSubject("erin"); n != 1 {
 		t.Fatalf("InvalidateSubject: removed %d, want 1", n)
@@ -184,8 +226,8 @@ func TestAuthnCacheHonoursExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := f.count("Authenticate"); got != 2 {
-		t.Fatalf("got %d Authenticate calls over 2s for a credential expiring after 2s, want 2", got)
+	if got := f.count("Check"); got != 2 {
+		t.Fatalf("got %d Check calls over 2s for a credential expiring after 2s, want 2", got)
 	}
 	if got := f.count("CheckRateLimit"); got != 0 {
 		t.Fatalf("got %d CheckRateLimit calls without WithRateLimits, want 0", got)
@@ -206,38 +248,62 @@ func TestAuthnCacheRateLimitExact(t *testing.T) {
 	if _, err := callShop(withToken("good-alice"), shop, "GetOrder"); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("third call: got %v, want RESOURCE_EXHAUSTED", err)
 	}
-	if got := f.count("Authenticate"); got != 1 {
-		t.Fatalf("Authenticate calls: got %d, want 1", got)
+	if c, rl := f.count("Check"), f.count("CheckRateLimit"); c != 1 || rl != 2 {
+		t.Fatalf("got %d Check and %d CheckRateLimit calls, want 1 and 2 (one round trip per request)", c, rl)
 	}
 }
 
-func TestAuthnCacheRouteRequestsUseCheck(t *testing.T) {
+// TestAuthnCacheRouteTable caches route-table decisions too, keyed by the credentials, the
+// method, path, host and every header, unless the route applied rate limits (only Check
+// knows a route's descriptors).
+func TestAuthnCacheRouteTable(t *testing.T) {
 	f := cacheFake(time.Time{}, 1000)
-	f.check = func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
-		return &wardenv1.CheckResponse{Allowed: true, HttpStatus: 200, Principal: &wardenv1.Principal{Subject: "route"}}, nil
+	limited := &wardenv1.CheckResponse{Allowed: true, HttpStatus: 200, Principal: &wardenv1.Principal{Subject: "route"},
+		RateLimits: []*wardenv1.RateLimitStatus{{Name: "limited_route", Code: wardenv1.RateLimitCode_RATE_LIMIT_CODE_OK}}}
+	check := f.check
+	f.check = func(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+		if req.GetGrpcMethod() == "/test.v1.Shop/Limited" {
+			return limited, nil
+		}
+		return check(ctx, req)
 	}
 	wc := clients.NewClient(dial(t, startFake(t, f)))
-	shop := startShop(t, wc, clients.WithActions(shopActions), clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{})))
-	for range 2 {
-		if sub, err := callShop(withToken("good-alice"), shop, "Limited"); err != nil || sub != "route" {
-			t.Fatalf("Limited: got (%q, %v), want (\"route\", nil)", sub, err)
+	shop := startShop(t, wc, clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{})))
+	call := func(ctx context.Context, method, want string) {
+		t.Helper()
+		if sub, err := callShop(ctx, shop, method); err != nil || sub != want {
+			t.Fatalf("%s: got (%q, %v), want (%q, nil)", method, sub, err, want)
 		}
 	}
-	if a, c := f.count("Authenticate"), f.count("Check"); a != 0 || c != 2 {
-		t.Fatalf("got %d Authenticate and %d Check calls, want 0 and 2", a, c)
+	for range 3 {
+		call(withToken("good-alice"), "GetOrder", "alice")
+	}
+	if c := f.count("Check"); c != 1 {
+		t.Fatalf("a route without rate limits: got %d Check calls for 3 requests, want 1", c)
+	}
+	call(metadata.AppendToOutgoingContext(withToken("good-alice"), "x-tenant", "t2"), "GetOrder", "alice")
+	call(withToken("good-bob"), "GetOrder", "bob")
+	if c := f.count("Check"); c != 3 {
+		t.Fatalf("another header, another credential: got %d Check calls, want 3", c)
+	}
+	for range 2 {
+		call(withToken("good-alice"), "Limited", "route")
+	}
+	if c, rl := f.count("Check"), f.count("CheckRateLimit"); c != 5 || rl != 0 {
+		t.Fatalf("a route with rate limits: got %d Check and %d CheckRateLimit calls, want 5 and 0 (one Check each)", c, rl)
 	}
 }
 
-// The TTL counts from when Authenticate was sent, not from when its answer arrived: Warden's
+// The TTL counts from when Check was sent, not from when its answer arrived: Warden's
 // answer reflects its state at some instant during the call, so a slow answer must not
 // stretch how long a revoked credential keeps working.
 func TestAuthnCacheTTLCountsFromTheCall(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	f := cacheFake(time.Time{}, 1000)
-	authenticate := f.authenticate
-	f.authenticate = func(ctx context.Context, req *wardenv1.AuthenticateRequest) (*wardenv1.AuthenticateResponse, error) {
+	check := f.check
+	f.check = func(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 		clk.advance(2 * time.Second) // the answer takes 2s to come back
-		return authenticate(ctx, req)
+		return check(ctx, req)
 	}
 	cache := clients.NewAuthnCache(clients.CacheConfig{TTL: 5 * time.Second, Now: clk.now})
 	wc := clients.NewClient(dial(t, startFake(t, f)))
@@ -250,7 +316,7 @@ func TestAuthnCacheTTLCountsFromTheCall(t *testing.T) {
 			t.Fatalf("call %d: %v", i+1, err)
 		}
 	}
-	if got := f.count("Authenticate"); got != 2 {
-		t.Fatalf("Authenticate calls: got %d, want 2 (the entry expires 5s after the first call was sent)", got)
+	if got := f.count("Check"); got != 2 {
+		t.Fatalf("Check calls: got %d, want 2 (the entry expires 5s after the first call was sent)", got)
 	}
 }

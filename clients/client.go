@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,16 +23,19 @@ import (
 // A call that Warden answers UNAVAILABLE is retried (WithRetry) with exponential backoff and
 // full jitter, only while the deadline leaves room for the wait. When Warden cannot be
 // reached at all (UNAVAILABLE after the retries, or the client's own timeout while the
-// caller's context is still alive), Check, Authorize and CheckRateLimit fail closed by
-// default (they return the error); with WithFailOpen they return an allowed decision whose
-// FailedOpen field is true.
+// caller's context is still alive), each call follows its failure policy: Check and Authorize
+// fail closed by default (they return the error; WithAuthFailurePolicy), CheckRateLimit fails
+// open (it returns an allowed decision whose FailedOpen field is true;
+// WithRateLimitFailurePolicy). An outage is logged at most once per WithOutageLog interval,
+// with the number of failed calls.
 //
 // Decisions are data: a denial is a normal response with allowed=false. Callers who prefer
 // errors turn a denial into a gRPC status error with Decision.Err, CheckError,
 // AuthenticateError, AuthorizeError or RateLimitError.
 type Client struct {
-	svc wardenv1.WardenServiceClient
-	cfg clientConfig
+	svc    wardenv1.WardenServiceClient
+	cfg    clientConfig
+	outage outageLog
 }
 
 // NewClient returns a Client that calls Warden over cc. The caller keeps ownership of cc and
@@ -44,6 +48,7 @@ func NewClient(cc grpc.ClientConnInterface, opts ...ClientOption) *Client {
 	if c.cfg.log == nil {
 		c.cfg.log = slog.Default()
 	}
+	c.outage.interval = c.cfg.outageInterval
 	return c
 }
 
@@ -51,8 +56,9 @@ func NewClient(cc grpc.ClientConnInterface, opts ...ClientOption) *Client {
 // not be reached and the client fails open. The embedded response is never nil.
 type Decision struct {
 	*wardenv1.CheckResponse
-	// FailedOpen is true when Warden could not be reached and WithFailOpen let the request
-	// through: the response is then {allowed: true, http_status: 200}, with no principal.
+	// FailedOpen is true when Warden could not be reached and the authentication failure
+	// policy is FailOpen (WithAuthFailurePolicy): the response is then {allowed: true,
+	// http_status: 200}, with no principal.
 	FailedOpen bool
 	// Cause is why Warden could not decide, when FailedOpen.
 	Cause error
@@ -62,12 +68,12 @@ type Decision struct {
 // that CheckError describes.
 func (d *Decision) Err() error { return CheckError(d.CheckResponse) }
 
-// AuthorizeDecision is Warden's answer to Authorize, or the client's stand-in for it under
-// WithFailOpen. The embedded response is never nil.
+// AuthorizeDecision is Warden's answer to Authorize, or the client's stand-in for it when
+// the authentication failure policy is FailOpen. The embedded response is never nil.
 type AuthorizeDecision struct {
 	*wardenv1.AuthorizeResponse
-	// FailedOpen is true when Warden could not be reached and WithFailOpen allowed the
-	// request.
+	// FailedOpen is true when Warden could not be reached and the authentication failure
+	// policy (WithAuthFailurePolicy) allowed the request.
 	FailedOpen bool
 	// Cause is why Warden could not decide, when FailedOpen.
 	Cause error
@@ -77,11 +83,12 @@ type AuthorizeDecision struct {
 func (d *AuthorizeDecision) Err() error { return AuthorizeError(d.AuthorizeResponse) }
 
 // RateLimitDecision is Warden's answer to CheckRateLimit, or the client's stand-in for it
-// under WithFailOpen. The embedded response is never nil.
+// when the rate-limit failure policy is FailOpen (the default). The embedded response is
+// never nil.
 type RateLimitDecision struct {
 	*wardenv1.CheckRateLimitResponse
-	// FailedOpen is true when Warden could not be reached and WithFailOpen allowed the
-	// request.
+	// FailedOpen is true when Warden could not be reached and the rate-limit failure policy
+	// (WithRateLimitFailurePolicy) allowed the request.
 	FailedOpen bool
 	// Cause is why Warden could not decide, when FailedOpen.
 	Cause error
@@ -94,7 +101,7 @@ func (d *RateLimitDecision) Err() error { return RateLimitError(d.CheckRateLimit
 func (c *Client) Check(ctx context.Context, req *wardenv1.CheckRequest) (*Decision, error) {
 	resp, err := invoke(ctx, c, req, c.svc.Check)
 	if err != nil {
-		if c.failOpen(ctx, "Check", err) {
+		if c.failOpen(ctx, c.cfg.authFailOpen, "Check", err) {
 			return &Decision{CheckResponse: &wardenv1.CheckResponse{Allowed: true, HttpStatus: 200}, FailedOpen: true, Cause: err}, nil
 		}
 		return nil, unmark(err)
@@ -103,17 +110,10 @@ func (c *Client) Check(ctx context.Context, req *wardenv1.CheckRequest) (*Decisi
 }
 
 // Authenticate turns credentials into a principal. It never fails open: there is no identity
-// to stand in for one Warden could not establish. (The interceptors and the middleware, which
-// call it when an AuthnCache misses, let the request through without a principal under
-// WithFailOpen, as Check does.)
+// to stand in for one Warden could not establish.
 func (c *Client) Authenticate(ctx context.Context, creds *wardenv1.Credentials) (*wardenv1.AuthenticateResponse, error) {
-	resp, err := c.authenticate(ctx, creds)
+	resp, err := invoke(ctx, c, &wardenv1.AuthenticateRequest{Credentials: creds}, c.svc.Authenticate)
 	return resp, unmark(err)
-}
-
-// authenticate is Authenticate with the error still marked for failOpen.
-func (c *Client) authenticate(ctx context.Context, creds *wardenv1.Credentials) (*wardenv1.AuthenticateResponse, error) {
-	return invoke(ctx, c, &wardenv1.AuthenticateRequest{Credentials: creds}, c.svc.Authenticate)
 }
 
 // Authorize decides whether a principal (or the holder of credentials) may perform an action
@@ -121,7 +121,7 @@ func (c *Client) authenticate(ctx context.Context, creds *wardenv1.Credentials) 
 func (c *Client) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) (*AuthorizeDecision, error) {
 	resp, err := invoke(ctx, c, req, c.svc.Authorize)
 	if err != nil {
-		if c.failOpen(ctx, "Authorize", err) {
+		if c.failOpen(ctx, c.cfg.authFailOpen, "Authorize", err) {
 			return &AuthorizeDecision{AuthorizeResponse: &wardenv1.AuthorizeResponse{Allowed: true, HttpStatus: 200}, FailedOpen: true, Cause: err}, nil
 		}
 		return nil, unmark(err)
@@ -133,7 +133,7 @@ func (c *Client) Authorize(ctx context.Context, req *wardenv1.AuthorizeRequest) 
 func (c *Client) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*RateLimitDecision, error) {
 	resp, err := invoke(ctx, c, req, c.svc.CheckRateLimit)
 	if err != nil {
-		if c.failOpen(ctx, "CheckRateLimit", err) {
+		if c.failOpen(ctx, c.cfg.rateLimitFailOpen, "CheckRateLimit", err) {
 			return &RateLimitDecision{CheckRateLimitResponse: &wardenv1.CheckRateLimitResponse{Allowed: true}, FailedOpen: true, Cause: err}, nil
 		}
 		return nil, unmark(err)
@@ -142,8 +142,8 @@ func (c *Client) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 }
 
 // Unreachable reports whether err means that Warden could not be reached or could not answer
-// in time: UNAVAILABLE, or DEADLINE_EXCEEDED. These are the errors WithFailOpen turns into
-// allowed decisions (the deadline only when it was the client's own timeout).
+// in time: UNAVAILABLE, or DEADLINE_EXCEEDED. These are the errors a FailOpen policy turns
+// into allowed decisions (the deadline only when it was the client's own timeout).
 func Unreachable(err error) bool {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
@@ -152,15 +152,34 @@ func Unreachable(err error) bool {
 	return false
 }
 
-// failOpen reports whether err should become an allowed decision, and logs it if so. The
-// caller's own cancellation or deadline never fails open: its request is over anyway.
-func (c *Client) failOpen(ctx context.Context, op string, err error) bool {
+// failOpen reports whether err should become an allowed decision under the policy open, and
+// logs the outage if so. The caller's own cancellation or deadline never fails open: its
+// request is over anyway.
+func (c *Client) failOpen(ctx context.Context, open bool, op string, err error) bool {
 	var cd *callerDeadline
-	if !c.cfg.failOpen || ctx.Err() != nil || !Unreachable(err) || errors.As(err, &cd) {
+	if !open || ctx.Err() != nil || !Unreachable(err) || errors.As(err, &cd) {
 		return false
 	}
-	c.cfg.log.WarnContext(ctx, "warden unreachable: failing open", "op", op, "err", err)
+	c.outage.warn(ctx, c.cfg.log, "warden unreachable: failing open", "op", op, "err", err)
 	return true
+}
+
+// outageLog rate-limits the warnings of an outage: the first failure is logged at once, the
+// next ones at most once per interval, with the number of failures since the last line.
+type outageLog struct {
+	interval time.Duration
+	last     atomic.Int64 // UnixNano of the last line, 0 before the first
+	failures atomic.Int64 // since the last line
+}
+
+func (l *outageLog) warn(ctx context.Context, log *slog.Logger, msg string, args ...any) {
+	l.failures.Add(1)
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if last != 0 && now-last < int64(l.interval) || !l.last.CompareAndSwap(last, now) {
+		return
+	}
+	log.WarnContext(ctx, msg, append(args, "failures", l.failures.Swap(0), "log_interval", l.interval)...)
 }
 
 // invoke calls rpc within the client's timeout and the caller's deadline, retrying
@@ -169,7 +188,7 @@ func (c *Client) failOpen(ctx context.Context, op string, err error) bool {
 // An error is marked (*callerDeadline) when the caller's own deadline was the one that
 // bound the call, so that failOpen never turns it into an allowed decision.
 func invoke[Req, Resp any](ctx context.Context, c *Client, req Req, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error)) (resp Resp, err error) {
-	if dl, ok := ctx.Deadline(); ok && (c.cfg.timeout <= 0 || time.Until(dl) <= c.cfg.timeout) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.cfg.timeout {
 		defer func() {
 			if status.Code(err) == codes.DeadlineExceeded {
 				err = &callerDeadline{err}
@@ -177,11 +196,8 @@ func invoke[Req, Resp any](ctx context.Context, c *Client, req Req, rpc func(con
 		}()
 	}
 	var zero Resp
-	if c.cfg.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.timeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
 	for attempt := 1; ; attempt++ {
 		resp, err := rpc(ctx, req)
 		if err == nil {

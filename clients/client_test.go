@@ -51,7 +51,7 @@ func TestOtherCodesNotRetried(t *testing.T) {
 	f := &fakeWarden{check: func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 		return nil, status.Error(codes.InvalidArgument, "http.path: required")
 	}}
-	wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithFailOpen())
+	wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithAuthFailurePolicy(clients.FailOpen))
 	_, err := wc.Check(context.Background(), &wardenv1.CheckRequest{})
 	if status.Code(err) != codes.InvalidArgument || f.count("Check") != 1 {
 		t.Fatalf("got %v after %d attempts, want INVALID_ARGUMENT after 1 (and no fail-open)", err, f.count("Check"))
@@ -67,7 +67,7 @@ func hang(ctx context.Context, _ *wardenv1.CheckRequest) (*wardenv1.CheckRespons
 func TestDeadline(t *testing.T) {
 	t.Run("the caller's earlier deadline wins and never fails open", func(t *testing.T) {
 		f := &fakeWarden{check: hang}
-		wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithTimeout(time.Hour), clients.WithFailOpen())
+		wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithTimeout(time.Hour), clients.WithAuthFailurePolicy(clients.FailOpen))
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
@@ -91,9 +91,30 @@ func TestDeadline(t *testing.T) {
 			t.Fatalf("Warden saw deadline %v, want about %v", dl, start.Add(50*time.Millisecond))
 		}
 	})
+	t.Run("WithTimeout(0) keeps the default bound, never unbounded", func(t *testing.T) {
+		f := &fakeWarden{check: hang}
+		wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithTimeout(0))
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			_, err := wc.Check(context.Background(), &wardenv1.CheckRequest{})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if status.Code(err) != codes.DeadlineExceeded {
+				t.Fatalf("got %v, want DEADLINE_EXCEEDED", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Check still waiting after 10s")
+		}
+		if dl := f.lastDeadline(); dl.IsZero() || dl.After(start.Add(clients.DefaultTimeout+time.Second)) {
+			t.Fatalf("Warden saw deadline %v, want about %v", dl, start.Add(clients.DefaultTimeout))
+		}
+	})
 	t.Run("the client's own timeout fails open", func(t *testing.T) {
 		f := &fakeWarden{check: hang}
-		wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithTimeout(50*time.Millisecond), clients.WithFailOpen())
+		wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithTimeout(50*time.Millisecond), clients.WithAuthFailurePolicy(clients.FailOpen))
 		d, err := wc.Check(context.Background(), &wardenv1.CheckRequest{})
 		if err != nil || !d.FailedOpen || !d.GetAllowed() || status.Code(d.Cause) != codes.DeadlineExceeded {
 			t.Fatalf("got (%+v, %v), want an allowed decision that failed open on DEADLINE_EXCEEDED", d, err)
@@ -107,8 +128,19 @@ func TestUnreachable(t *testing.T) {
 	ctx := context.Background()
 	rlReq := &wardenv1.CheckRateLimitRequest{Domain: "api"}
 	azReq := &wardenv1.AuthorizeRequest{Action: "orders:read", Resource: &wardenv1.Resource{Type: "orders"}}
+	// rateLimit checks CheckRateLimit under its policy: open lets it through, closed refuses.
+	rateLimit := func(t *testing.T, wc *clients.Client, open bool) {
+		t.Helper()
+		rl, err := wc.CheckRateLimit(ctx, rlReq)
+		if open && (err != nil || !rl.FailedOpen || !rl.GetAllowed()) {
+			t.Errorf("CheckRateLimit: got (%+v, %v), want allowed, failed open", rl, err)
+		}
+		if !open && status.Code(err) != codes.Unavailable {
+			t.Errorf("CheckRateLimit: got %v, want UNAVAILABLE", err)
+		}
+	}
 
-	t.Run("fail closed", func(t *testing.T) {
+	t.Run("defaults: authentication fails closed, rate limiting open", func(t *testing.T) {
 		wc := clients.NewClient(dial(t, addr), fast...)
 		if _, err := wc.Check(ctx, &wardenv1.CheckRequest{}); status.Code(err) != codes.Unavailable || !clients.Unreachable(err) {
 			t.Errorf("Check: got %v, want UNAVAILABLE", err)
@@ -116,44 +148,73 @@ func TestUnreachable(t *testing.T) {
 		if _, err := wc.Authorize(ctx, azReq); status.Code(err) != codes.Unavailable {
 			t.Errorf("Authorize: got %v, want UNAVAILABLE", err)
 		}
-		if _, err := wc.CheckRateLimit(ctx, rlReq); status.Code(err) != codes.Unavailable {
-			t.Errorf("CheckRateLimit: got %v, want UNAVAILABLE", err)
-		}
+		rateLimit(t, wc, true)
 		shop := startShop(t, wc)
 		if _, err := callShop(ctx, shop, "Ping"); status.Code(err) != codes.Unavailable {
 			t.Errorf("interceptor: got %v, want UNAVAILABLE", err)
 		}
 		rec := httptest.NewRecorder()
 		clients.Middleware(wc)(okHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ping", nil))
-		if rec.Code != http.StatusServiceUnavailable {
-			t.Errorf("middleware: got %d, want 503", rec.Code)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+			t.Errorf("middleware: got %d, Retry-After %q, want 503, 1", rec.Code, rec.Header().Get("Retry-After"))
 		}
 	})
-	t.Run("fail open", func(t *testing.T) {
-		wc := clients.NewClient(dial(t, addr), append(fast, clients.WithFailOpen())...)
-		d, err := wc.Check(ctx, &wardenv1.CheckRequest{})
-		if err != nil || !d.FailedOpen || !d.GetAllowed() || d.GetPrincipal() != nil || d.Err() != nil {
-			t.Errorf("Check: got (%+v, %v), want allowed, failed open, no principal", d, err)
-		}
-		az, err := wc.Authorize(ctx, azReq)
-		if err != nil || !az.FailedOpen || !az.GetAllowed() {
-			t.Errorf("Authorize: got (%+v, %v), want allowed, failed open", az, err)
-		}
-		rl, err := wc.CheckRateLimit(ctx, rlReq)
-		if err != nil || !rl.FailedOpen || !rl.GetAllowed() {
-			t.Errorf("CheckRateLimit: got (%+v, %v), want allowed, failed open", rl, err)
-		}
-		if _, err := wc.Authenticate(ctx, &wardenv1.Credentials{ApiKey: "sk-test-x"}); status.Code(err) != codes.Unavailable {
-			t.Errorf("Authenticate: got %v, want UNAVAILABLE (it never fails open)", err)
-		}
-		shop := startShop(t, wc)
-		if sub, err := callShop(ctx, shop, "Ping"); err != nil || sub != "" {
-			t.Errorf("interceptor: got (%q, %v), want the handler to run without a principal", sub, err)
-		}
-		rec := httptest.NewRecorder()
-		clients.Middleware(wc)(okHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ping", nil))
-		if rec.Code != http.StatusOK {
-			t.Errorf("middleware: got %d, want 200", rec.Code)
+	t.Run("rate limiting fails closed", func(t *testing.T) {
+		wc := clients.NewClient(dial(t, addr), append(fast, clients.WithRateLimitFailurePolicy(clients.FailClosed))...)
+		rateLimit(t, wc, false)
+	})
+	for _, tc := range []struct {
+		name      string
+		opt       clients.ClientOption
+		rateLimit bool
+	}{
+		{"authentication fails open", clients.WithAuthFailurePolicy(clients.FailOpen), true},
+		{"both fail open (deprecated WithFailOpen)", clients.WithFailOpen(), true},
+		{"authentication fails open, rate limiting closed", clients.WithRateLimitFailurePolicy(clients.FailClosed), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := append(fast, tc.opt)
+			if !tc.rateLimit {
+				opts = append(opts, clients.WithAuthFailurePolicy(clients.FailOpen))
+			}
+			wc := clients.NewClient(dial(t, addr), opts...)
+			d, err := wc.Check(ctx, &wardenv1.CheckRequest{})
+			if err != nil || !d.FailedOpen || !d.GetAllowed() || d.GetPrincipal() != nil || d.Err() != nil {
+				t.Errorf("Check: got (%+v, %v), want allowed, failed open, no principal", d, err)
+			}
+			az, err := wc.Authorize(ctx, azReq)
+			if err != nil || !az.FailedOpen || !az.GetAllowed() {
+				t.Errorf("Authorize: got (%+v, %v), want allowed, failed open", az, err)
+			}
+			rateLimit(t, wc, tc.rateLimit)
+			if _, err := wc.Authenticate(ctx, &wardenv1.Credentials{ApiKey: "sk-test-x"}); status.Code(err) != codes.Unavailable {
+				t.Errorf("Authenticate: got %v, want UNAVAILABLE (it never fails open)", err)
+			}
+			shop := startShop(t, wc)
+			if sub, err := callShop(ctx, shop, "Ping"); err != nil || sub != "" {
+				t.Errorf("interceptor: got (%q, %v), want the handler to run without a principal", sub, err)
+			}
+			rec := httptest.NewRecorder()
+			clients.Middleware(wc)(markerHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ping", nil))
+			if rec.Code != http.StatusOK || rec.Body.String() != "failed open" {
+				t.Errorf("middleware: got %d %q, want 200 \"failed open\"", rec.Code, rec.Body.String())
+			}
+		})
+	}
+}
+
+// markerHandler answers "failed open" for a request marked FailedOpenFrom (and then checks
+// it has no principal), its principal's subject otherwise.
+func markerHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := clients.PrincipalFrom(r.Context())
+		switch {
+		case clients.FailedOpenFrom(r.Context()) && ok:
+			_, _ = w.Write([]byte("failed open WITH a principal"))
+		case clients.FailedOpenFrom(r.Context()):
+			_, _ = w.Write([]byte("failed open"))
+		default:
+			_, _ = w.Write([]byte(p.GetSubject()))
 		}
 	})
 }
@@ -229,5 +290,26 @@ func TestCheckError(t *testing.T) {
 	}
 	if _, ok := clients.RetryDelay(errors.New("plain")); ok {
 		t.Error("RetryDelay of a plain error: got true, want false")
+	}
+}
+
+// TestRateLimitedMessage says when to retry in whole seconds, rounded up, as Retry-After does.
+func TestRateLimitedMessage(t *testing.T) {
+	for _, tc := range []struct {
+		after time.Duration
+		want  string
+	}{
+		{1500 * time.Millisecond, "rate limited; retry after 2s"},
+		{3 * time.Second, "rate limited; retry after 3s"},
+		{time.Millisecond, "rate limited; retry after 1s"},
+		{0, "rate limited"},
+	} {
+		err := clients.RateLimitError(&wardenv1.CheckRateLimitResponse{RetryAfter: durationpb.New(tc.after)})
+		if got := status.Convert(err).Message(); got != tc.want {
+			t.Errorf("retry after %v: got %q, want %q", tc.after, got, tc.want)
+		}
+		if d, _ := clients.RetryDelay(err); d != tc.after {
+			t.Errorf("retry after %v: RetryInfo says %v, want the exact delay", tc.after, d)
+		}
 	}
 }

@@ -103,7 +103,8 @@ func rateLimited(limits []*wardenv1.RateLimitStatus, retryAfter *durationpb.Dura
 	delay := retryDelay(limits, retryAfter, headers)
 	msg := "rate limited"
 	if delay > 0 {
-		msg += "; retry after " + delay.String()
+		// Whole seconds, rounded up, as Retry-After: "retry after 2s", not "1.503s".
+		msg += "; retry after " + strconv.FormatInt(int64((delay+time.Second-1)/time.Second), 10) + "s"
 	}
 	st := status.New(codes.ResourceExhausted, msg)
 	var qf errdetails.QuotaFailure

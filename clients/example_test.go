@@ -19,7 +19,9 @@ import (
 // on a running Warden: they show the failure policies. The end-to-end tests show decisions.
 
 func ExampleNewClient() {
-	conn, err := grpc.NewClient("127.0.0.1:1", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// DialOptions: reconnection within about half a second of Warden's return, and a
+	// health-checked channel.
+	conn, err := grpc.NewClient("127.0.0.1:1", append(clients.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -28,7 +30,7 @@ func ExampleNewClient() {
 	wc := clients.NewClient(conn,
 		clients.WithTimeout(100*time.Millisecond),
 		clients.WithRetry(2, 5*time.Millisecond, 20*time.Millisecond),
-		clients.WithFailOpen(),
+		clients.WithAuthFailurePolicy(clients.FailOpen), // rate limiting fails open by default
 		clients.WithLogger(slog.New(slog.DiscardHandler)),
 	)
 	d, err := wc.Check(context.Background(), &wardenv1.CheckRequest{
@@ -56,11 +58,16 @@ func ExampleUnaryServerInterceptor() {
 	wc := clients.NewClient(conn, clients.WithLogger(slog.New(slog.DiscardHandler)))
 
 	// Methods can go to Warden's route table (`POST /pkg.Service/Method` routes), or be
-	// mapped to actions here; mapped ones can use the authentication cache.
-	actions := func(method string) (string, *wardenv1.Resource, bool) {
+	// mapped to actions here, seeing the request message: a resource's owner can come from
+	// one of its fields, and ownership is then decided in the interceptor's one Check.
+	actions := func(_ context.Context, method string, req any) (string, *wardenv1.Resource, bool) {
 		switch method {
 		case "/shop.v1.Orders/List":
 			return "orders:list", &wardenv1.Resource{Type: "orders"}, true
+		case "/shop.v1.Orders/Get":
+			if r, ok := req.(interface{ GetOwner() string }); ok {
+				return "orders:read", &wardenv1.Resource{Type: "orders", Owner: r.GetOwner()}, true
+			}
 		}
 		return "", nil, false
 	}
@@ -68,7 +75,7 @@ func ExampleUnaryServerInterceptor() {
 		return "shop", []*wardenv1.RateLimitDescriptor{{Entries: []*wardenv1.RateLimitDescriptor_Entry{{Key: "method", Value: method}}}}
 	}
 	cache := clients.NewAuthnCache(clients.CacheConfig{TTL: 5 * time.Second})
-	opts := []clients.HandlerOption{clients.WithActions(actions), clients.WithRateLimits(limits), clients.WithAuthnCache(cache)}
+	opts := []clients.HandlerOption{clients.WithRequestActions(actions), clients.WithRateLimits(limits), clients.WithAuthnCache(cache)}
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(clients.UnaryServerInterceptor(wc, opts...)),
 		grpc.ChainStreamInterceptor(clients.StreamServerInterceptor(wc, opts...)),
@@ -87,7 +94,7 @@ func ExampleUnaryServerInterceptor() {
 	// When the application learns that a key was revoked, it drops it from its cache.
 	fmt.Println("invalidated:", cache.Invalidate("key_123"))
 	// Output:
-	// rpc error: code = Unavailable desc = authorization service unavailable
+	// rpc error: code = Unavailable desc = the authorization service is unavailable; retry later
 	// invalidated: 0
 }
 
@@ -117,5 +124,5 @@ func ExampleMiddleware() {
 	}
 	// Output:
 	// 200 ok
-	// 503 {"error":{"code":503,"message":"authorization service unavailable"}}
+	// 503 {"error":{"code":503,"message":"the authorization service is unavailable; retry later"}}
 }

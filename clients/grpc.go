@@ -13,30 +13,31 @@ import (
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
-// UnaryServerInterceptor returns an interceptor that asks Warden about every unary call
-// before its handler runs, with one Check (or, with an AuthnCache, Authorize and
-// CheckRateLimit on a cached principal).
+// UnaryServerInterceptor returns an interceptor that asks Warden about every unary call before
+// its handler runs, with one Check (or, with an AuthnCache, from a cached decision with at most
+// one CheckRateLimit).
 //
 // It forwards the credential metadata (WithCredentialHeaders: authorization and x-api-key by
-// default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as
-// an HTTP request {method: "POST", path: full method, host: :authority, headers: the text
+// default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as an
+// HTTP request {method: "POST", path: full method, host: :authority, headers: the text
 // metadata} plus grpc_method, so that Warden's route table matches `POST /pkg.Service/Method`;
-// WithActions maps methods to explicit actions instead. On allow the handler's context
-// carries the principal (PrincipalFrom) and the incoming metadata carries Warden's upstream
-// headers (replacing any the client sent under the same names) without the ones Warden
-// removes; the client's own identity headers (every x-warden-* name) never reach the handler,
-// whatever the outcome (allowed, cached, failed open, skipped). Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata,
-// allowed or not. A denial returns the status CheckError describes; a Warden that cannot
-// decide returns UNAVAILABLE (fail closed) or lets the call through without a principal
-// (WithFailOpen). Methods in the skip list (WithSkip; health and reflection by default) are
-// not checked.
+// WithRequestActions maps methods (and their request messages) to explicit actions instead. On
+// allow the handler's context carries the principal (PrincipalFrom) and the incoming metadata
+// carries Warden's upstream headers (replacing any the client sent under the same names)
+// without the ones Warden removes; the client's own identity headers (every x-warden-* name)
+// never reach the handler, whatever the outcome (allowed, cached, failed open, skipped).
+// Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata, allowed or
+// not. A denial returns the status CheckError describes; a Warden that cannot decide returns
+// UNAVAILABLE (fail closed, the default) or lets the call through without a principal, marked
+// FailedOpenFrom (WithAuthFailurePolicy(FailOpen)). Methods in the skip list (WithSkip; health
+// and reflection by default) are not checked.
 func UnaryServerInterceptor(c *Client, opts ...HandlerOption) grpc.UnaryServerInterceptor {
 	g := newGuard(c, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if g.cfg.skipped(info.FullMethod) {
 			return handler(contextWithoutIdentity(ctx), req)
 		}
-		ctx, err := g.grpc(ctx, info.FullMethod, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
+		ctx, err := g.grpc(ctx, info.FullMethod, req, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
 		if err != nil {
 			return nil, err
 		}
@@ -55,7 +56,7 @@ func StreamServerInterceptor(c *Client, opts ...HandlerOption) grpc.StreamServer
 			}
 			return handler(srv, ss)
 		}
-		ctx, err := g.grpc(ss.Context(), info.FullMethod, ss.SetHeader)
+		ctx, err := g.grpc(ss.Context(), info.FullMethod, nil, ss.SetHeader)
 		if err != nil {
 			return err
 		}
@@ -71,24 +72,29 @@ type serverStream struct {
 func (s *serverStream) Context() context.Context { return s.ctx }
 
 // grpc decides on one call and returns the handler's context, or the status error to return.
-func (g *guard) grpc(ctx context.Context, method string, setHeader func(metadata.MD) error) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
+func (g *guard) grpc(ctx context.Context, method string, msg any, setHeader func(metadata.MD) error) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx) // a copy: the guard may change it
 	r := &request{
-		name:       method,
 		grpcMethod: method,
-		creds:      &wardenv1.Credentials{Headers: g.cfg.credentialHeaders(md.Get), PeerCertificate: peerCertificate(ctx)},
-		http: func() *wardenv1.HttpRequest {
-			return &wardenv1.HttpRequest{Method: "POST", Path: method, Host: first(md.Get(":authority")), Headers: textMetadata(md)}
-		},
+		md:         md,
+		msg:        msg,
+		creds:      &wardenv1.Credentials{Headers: credentialHeaders(&g.cfg, md, false), PeerCertificate: peerCertificate(ctx)},
 	}
 	o, err := g.decide(ctx, r)
 	if err != nil {
 		return ctx, err
 	}
-	if len(o.responseHeaders) > 0 {
-		out := make(metadata.MD, len(o.responseHeaders))
-		for _, h := range o.responseHeaders {
-			out.Append(strings.ToLower(h.GetName()), h.GetValue())
+	if n := len(o.responseHeaders); n > 0 {
+		out := make(metadata.MD, n)
+		vals := make([]string, n)
+		for i, h := range o.responseHeaders {
+			vals[i] = h.GetValue()
+			k := lowerName(h.GetName())
+			if v, ok := out[k]; ok {
+				out[k] = append(v, vals[i])
+			} else {
+				out[k] = vals[i : i+1 : i+1]
+			}
 		}
 		_ = setHeader(out) // fails only if headers were already sent: nothing to do then
 	}
@@ -96,20 +102,21 @@ func (g *guard) grpc(ctx context.Context, method string, setHeader func(metadata
 		return ctx, o.denied
 	}
 	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(md) {
-		md = md.Copy()
+		if md == nil {
+			md = metadata.MD{}
+		}
 		for _, n := range o.remove {
-			delete(md, strings.ToLower(n))
+			delete(md, lowerName(n))
 		}
 		deleteIdentity(md)
-		for _, h := range o.upstreamHeaders {
-			md.Set(h.GetName(), h.GetValue())
+		vals := make([]string, len(o.upstreamHeaders)) // one allocation for every value
+		for i, h := range o.upstreamHeaders {
+			vals[i] = h.GetValue()
+			md[lowerName(h.GetName())] = vals[i : i+1 : i+1]
 		}
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
-	if o.principal != nil {
-		ctx = ContextWithPrincipal(ctx, o.principal)
-	}
-	return ctx, nil
+	return handlerContext(ctx, &o), nil
 }
 
 // peerCertificate is the client's TLS leaf certificate as PEM, or "".

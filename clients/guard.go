@@ -2,10 +2,13 @@ package clients
 
 import (
 	"context"
+	"crypto/sha256"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
@@ -25,21 +28,42 @@ func newGuard(c *Client, opts []HandlerOption) *guard {
 	return g
 }
 
-// request is what the guard decides on.
+// request is what the guard decides on: a gRPC call (md set) or an HTTP request (hr set).
 type request struct {
-	name       string // full gRPC method, or "METHOD /path"
+	grpcMethod string        // the full gRPC method
+	md         metadata.MD   // the call's incoming metadata (a copy the guard owns)
+	hr         *http.Request // the HTTP request
+	path       string        // its escaped path
+	body       []byte        // its body, when forwarded
+	msg        any           // the unary request message, the *http.Request, or nil (a stream)
 	creds      *wardenv1.Credentials
-	grpcMethod string
-	// http builds the request for Warden's route table; it is called only when no action
-	// was mapped.
-	http func() *wardenv1.HttpRequest
+}
+
+// name is the full gRPC method, or "METHOD /path". It is built only when needed.
+func (r *request) name() string {
+	if r.hr == nil {
+		return r.grpcMethod
+	}
+	return r.hr.Method + " " + r.path
+}
+
+// http is the request for Warden's route table, built only when no action was mapped: for a
+// call, {method: "POST", path: full method, host: :authority, headers: text metadata}.
+func (r *request) http() *wardenv1.HttpRequest {
+	if r.hr == nil {
+		return &wardenv1.HttpRequest{Method: "POST", Path: r.grpcMethod, Host: first(r.md[":authority"]), Headers: textMetadata(r.md)}
+	}
+	return &wardenv1.HttpRequest{Method: r.hr.Method, Path: r.path, Host: r.hr.Host, Headers: lowerHeaders(r.hr.Header), Body: r.body}
 }
 
 // outcome is the guard's decision on one request.
 type outcome struct {
-	allowed    bool
-	failedOpen bool
-	principal  *wardenv1.Principal
+	allowed bool
+	// unauthenticated is true when the request goes on because Warden could not be reached
+	// and the authentication policy fails open: it then has no principal, and its context
+	// carries the FailedOpenFrom marker.
+	unauthenticated bool
+	principal       *wardenv1.Principal
 	// httpStatus is the status for a denial.
 	httpStatus int32
 	// responseHeaders go to the end client, allowed or not (RateLimit*, WWW-Authenticate).
@@ -53,46 +77,61 @@ type outcome struct {
 	reason wardenv1.DenyReason
 }
 
-// decide asks Warden about r. An error means Warden could not decide (and the client fails
-// closed); it is already a status error fit for the end client.
+// decide asks Warden about r, with one Check, or from the cache with at most one
+// CheckRateLimit. An error means Warden could not decide (and the client fails closed); it
+// is already a status error fit for the end client.
 func (g *guard) decide(ctx context.Context, r *request) (outcome, error) {
-	var o outcome
-	var err error
+	req := &wardenv1.CheckRequest{Credentials: r.creds}
+	mapped := false
 	if g.cfg.actions != nil {
-		if action, res, ok := g.cfg.actions(r.name); ok {
-			if g.cfg.cache != nil {
-				o, err = g.cached(ctx, r, action, res)
-			} else {
-				o, err = g.checkAction(ctx, r, action, res)
-			}
+		req.Action, req.Resource, mapped = g.cfg.actions(ctx, r.name(), r.msg)
+	}
+	if mapped {
+		// Neither http nor grpc_method: with either, Warden matches the route table and
+		// ignores the action.
+		if g.cfg.rateLimits != nil {
+			req.RateLimitDomain, req.RateLimitDescriptors = g.cfg.rateLimits(ctx, r.name())
+		}
+	} else {
+		req.Action, req.Resource = "", nil
+		req.Http, req.GrpcMethod = r.http(), r.grpcMethod
+	}
+	cache := g.cfg.cache
+	var key [sha256.Size]byte
+	var asked time.Time
+	if cache != nil && len(req.GetHttp().GetBody()) == 0 {
+		if mapped {
+			k := newCacheKey("action").credentials(r.creds)
+			k.field(req.Action)
+			key = k.resource(req.Resource).sum()
+		} else {
+			key = newCacheKey("route").credentials(r.creds).http(req.Http, req.GrpcMethod).sum()
+		}
+		if d, hit := cache.get(key); hit {
+			o, err := g.hit(ctx, req, d)
 			return g.finish(ctx, r, o, err)
 		}
-	}
-	d, err := g.c.Check(ctx, &wardenv1.CheckRequest{Credentials: r.creds, Http: r.http(), GrpcMethod: r.grpcMethod})
-	if err == nil {
-		o = fromCheck(d)
-	}
-	return g.finish(ctx, r, o, err)
-}
-
-// checkAction asks for an explicit action in one Check. The request carries neither http nor
-// grpc_method: with either, Warden matches the route table and ignores the action.
-func (g *guard) checkAction(ctx context.Context, r *request, action string, res *wardenv1.Resource) (outcome, error) {
-	req := &wardenv1.CheckRequest{Credentials: r.creds, Action: action, Resource: res}
-	if g.cfg.rateLimits != nil {
-		req.RateLimitDomain, req.RateLimitDescriptors = g.cfg.rateLimits(ctx, r.name)
+		asked = cache.now()
+	} else {
+		cache = nil
 	}
 	d, err := g.c.Check(ctx, req)
 	if err != nil {
-		return outcome{}, err
+		return g.finish(ctx, r, outcome{}, err)
 	}
-	return fromCheck(d), nil
+	o := fromCheck(d)
+	// A route's rate limits cannot be asked again without Check (only Warden knows their
+	// descriptors): a route that applied some is not cached.
+	if cache != nil && o.allowed && !d.FailedOpen && (mapped || len(d.GetRateLimits()) == 0) {
+		cache.put(key, cached{p: o.principal, upstream: o.upstreamHeaders, remove: o.remove}, asked)
+	}
+	return g.finish(ctx, r, o, nil)
 }
 
 func fromCheck(d *Decision) outcome {
 	o := outcome{
 		allowed:         d.GetAllowed(),
-		failedOpen:      d.FailedOpen,
+		unauthenticated: d.FailedOpen,
 		principal:       d.GetPrincipal(),
 		responseHeaders: d.GetResponseHeaders(),
 	}
@@ -104,61 +143,24 @@ func fromCheck(d *Decision) outcome {
 	return o
 }
 
-// cached authenticates through the AuthnCache, then authorizes the principal and checks its
-// rate limits, in that order, stopping at the first denial (so a denied request consumes no
-// quota, as in Check).
-func (g *guard) cached(ctx context.Context, r *request, action string, res *wardenv1.Resource) (outcome, error) {
-	key := credentialsDigest(r.creds)
-	p, hit := g.cfg.cache.get(key)
-	if !hit {
-		asked := g.cfg.cache.now()
-		ar, err := g.c.authenticate(ctx, r.creds)
-		if err != nil {
-			if g.c.failOpen(ctx, "Authenticate", err) {
-				return outcome{allowed: true, failedOpen: true}, nil
-			}
-			return outcome{}, unmark(err)
-		}
-		if !ar.GetAuthenticated() {
-			st := ar.GetHttpStatus()
-			if st == 0 {
-				st = http.StatusUnauthorized
-			}
-			return outcome{httpStatus: st, responseHeaders: ar.GetResponseHeaders(), denied: AuthenticateError(ar), reason: ar.GetReason()}, nil
-		}
-		p = ar.GetPrincipal()
-		g.cfg.cache.put(key, p, asked)
+// hit decides req from the cached decision d: allowed, after its rate limits (if any) in
+// one CheckRateLimit with the principal's tier.
+func (g *guard) hit(ctx context.Context, req *wardenv1.CheckRequest, d cached) (outcome, error) {
+	o := outcome{allowed: true, principal: d.p, upstreamHeaders: d.upstream, remove: d.remove}
+	if len(req.RateLimitDescriptors) == 0 {
+		return o, nil
 	}
-	az, err := g.c.Authorize(ctx, &wardenv1.AuthorizeRequest{
-		Subject:  &wardenv1.AuthorizeRequest_Principal{Principal: p},
-		Action:   action,
-		Resource: res,
+	rl, err := g.c.CheckRateLimit(ctx, &wardenv1.CheckRateLimitRequest{
+		Domain: req.RateLimitDomain, Descriptors: req.RateLimitDescriptors, Cost: req.Cost, Tier: d.p.GetTier(),
 	})
 	if err != nil {
 		return outcome{}, err
 	}
-	if !az.GetAllowed() {
-		return outcome{httpStatus: az.GetHttpStatus(), denied: az.Err(), reason: az.GetReason()}, nil
-	}
-	o := outcome{allowed: true, failedOpen: az.FailedOpen, principal: p}
-	if g.cfg.rateLimits == nil {
-		return o, nil
-	}
-	domain, descs := g.cfg.rateLimits(ctx, r.name)
-	if len(descs) == 0 {
-		return o, nil
-	}
-	rl, err := g.c.CheckRateLimit(ctx, &wardenv1.CheckRateLimitRequest{Domain: domain, Descriptors: descs, Tier: p.GetTier()})
-	if err != nil {
-		return outcome{}, err
+	if !rl.GetAllowed() {
+		return outcome{httpStatus: http.StatusTooManyRequests, responseHeaders: rl.GetHeaders(), denied: rl.Err(),
+			reason: wardenv1.DenyReason_DENY_REASON_RATE_LIMITED}, nil
 	}
 	o.responseHeaders = rl.GetHeaders()
-	o.failedOpen = o.failedOpen || rl.FailedOpen
-	if !rl.GetAllowed() {
-		o.allowed, o.principal = false, nil
-		o.httpStatus = http.StatusTooManyRequests
-		o.denied, o.reason = rl.Err(), wardenv1.DenyReason_DENY_REASON_RATE_LIMITED
-	}
 	return o, nil
 }
 
@@ -168,21 +170,26 @@ func (g *guard) finish(ctx context.Context, r *request, o outcome, err error) (o
 	if err != nil {
 		code := status.Code(err)
 		switch code {
-		case codes.Canceled, codes.DeadlineExceeded:
-			return o, status.Error(code, "authorization did not complete: "+code.String())
+		case codes.Canceled:
+			return o, status.Error(code, "request canceled before authorization completed")
+		case codes.DeadlineExceeded:
+			if ctx.Err() == nil { // the client's own timeout: Warden is slow or gone
+				g.c.outage.warn(ctx, log, "warden did not answer in time: failing closed", "request", r.name(), "err", err)
+			}
+			return o, status.Error(code, "the authorization service did not answer in time; retry later")
 		case codes.InvalidArgument:
 			// Warden refused the request itself (too many headers, a NUL in one): the end
 			// client's fault, never a reason to fail open.
 			return o, status.Error(codes.InvalidArgument, "malformed request")
 		case codes.Unavailable:
-			log.WarnContext(ctx, "warden unreachable: failing closed", "request", r.name, "err", err)
-			return o, status.Error(codes.Unavailable, "authorization service unavailable")
+			g.c.outage.warn(ctx, log, "warden unreachable: failing closed", "request", r.name(), "err", err)
+			return o, status.Error(codes.Unavailable, "the authorization service is unavailable; retry later")
 		}
-		log.ErrorContext(ctx, "warden could not decide", "request", r.name, "err", err)
+		log.ErrorContext(ctx, "warden could not decide", "request", r.name(), "err", err)
 		return o, status.Error(codes.Internal, "authorization failed")
 	}
 	if !o.allowed && log.Enabled(ctx, slog.LevelDebug) {
-		log.DebugContext(ctx, "warden denied", "request", r.name, "http_status", o.httpStatus, "reason", o.reason.String())
+		log.DebugContext(ctx, "warden denied", "request", r.name(), "http_status", o.httpStatus, "reason", o.reason.String())
 	}
 	return o, nil
 }

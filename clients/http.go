@@ -14,28 +14,28 @@ import (
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
-// Middleware returns net/http middleware that asks Warden about every request before next
-// runs, with one Check (or, with an AuthnCache, Authorize and CheckRateLimit on a cached
-// principal).
+// Middleware returns net/http middleware that asks Warden about every request before next runs,
+// with one Check (or, with an AuthnCache, from a cached decision with at most one
+// CheckRateLimit).
 //
 // It sends the method, the path (escaped, without the query), the host and the headers with
 // lower-cased names (repeated values joined with ","), the body only with WithBody (up to its
-// cap; a longer body is answered 413 without asking Warden), and as credentials the
-// credential headers (WithCredentialHeaders) and the client's TLS certificate (PEM, leaf
-// only). WithActions sees the request as "METHOD /path".
+// cap; a longer body is answered 413 without asking Warden), and as credentials the credential
+// headers (WithCredentialHeaders) and the client's TLS certificate (PEM, leaf only).
+// WithRequestActions sees the request as "METHOD /path" and the *http.Request.
 //
 // Warden's response headers (WWW-Authenticate, RateLimit-Policy, RateLimit, Retry-After) are
-// set on the response, allowed or not. A denial is answered with Warden's status (401, 403,
-// 404 or 429; 400 and 413 for malformed requests; 403 otherwise) and a small JSON body,
+// set on the response, allowed or not. A denial is answered with Warden's status (401, 403, 404
+// or 429; 400 and 413 for malformed requests; 403 otherwise) and a small JSON body,
 // {"error":{"code":429,"message":"rate limited"}}, whose message stays generic. When Warden
-// cannot decide, the answer is 503 (or 504 when the deadline passed) unless WithFailOpen lets
-// the request through without a principal. On allow, next gets a request whose context
-// carries the principal (PrincipalFrom) and whose headers carry Warden's upstream headers
-// (replacing any the client sent under the same names) without the ones Warden removes; the
-// caller's request and its headers are not modified. The client's own identity headers
-// (every x-warden-* name, any case) never reach next, whatever the outcome: allowed, served
-// from the cache, failed open or skipped. Paths in the skip list (WithSkip; none by default)
-// are not checked.
+// cannot decide, the answer is 503 with Retry-After (or 504 when the deadline passed) unless
+// WithAuthFailurePolicy(FailOpen) lets the request through without a principal, marked
+// FailedOpenFrom. On allow, next gets a request whose context carries the principal
+// (PrincipalFrom) and whose headers carry Warden's upstream headers (replacing any the client
+// sent under the same names) without the ones Warden removes; the caller's request and its
+// headers are not modified. The client's own identity headers (every x-warden-* name, any case)
+// never reach next, whatever the outcome: allowed, served from the cache, failed open or
+// skipped. Paths in the skip list (WithSkip; none by default) are not checked.
 func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handler {
 	g := newGuard(c, append([]HandlerOption{WithSkip()}, opts...))
 	return func(next http.Handler) http.Handler {
@@ -58,19 +58,20 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				}
 				r.Body = readCloser{Reader: bytes.NewReader(body), Closer: r.Body}
 			}
-			path := r.URL.EscapedPath()
 			req := &request{
-				name:  r.Method + " " + path,
-				creds: &wardenv1.Credentials{Headers: g.cfg.credentialHeaders(r.Header.Values), PeerCertificate: httpPeerCertificate(r)},
-				http: func() *wardenv1.HttpRequest {
-					return &wardenv1.HttpRequest{Method: r.Method, Path: path, Host: r.Host, Headers: lowerHeaders(r.Header), Body: body}
-				},
+				hr:    r,
+				path:  r.URL.EscapedPath(),
+				body:  body,
+				msg:   r,
+				creds: &wardenv1.Credentials{Headers: credentialHeaders(&g.cfg, r.Header, true), PeerCertificate: httpPeerCertificate(r)},
 			}
 			ctx := r.Context()
 			o, err := g.decide(ctx, req)
 			if err != nil {
 				st := http.StatusServiceUnavailable
 				switch status.Code(err) {
+				case codes.Unavailable:
+					w.Header().Set("Retry-After", "1")
 				case codes.DeadlineExceeded:
 					st = http.StatusGatewayTimeout
 				case codes.InvalidArgument:
@@ -83,7 +84,8 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 			}
 			h := w.Header()
 			for _, x := range o.responseHeaders {
-				h.Add(x.GetName(), x.GetValue())
+				k := canonicalName(x.GetName())
+				h[k] = append(h[k], x.GetValue())
 			}
 			if !o.allowed {
 				st, msg := httpDenial(o.httpStatus)
@@ -93,18 +95,17 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				writeJSONError(w, st, msg)
 				return
 			}
-			if o.principal != nil {
-				ctx = ContextWithPrincipal(ctx, o.principal)
-			}
-			r2 := r.WithContext(ctx)
+			r2 := r.WithContext(handlerContext(ctx, &o))
 			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(r.Header) {
 				r2.Header = r.Header.Clone()
 				for _, n := range o.remove {
-					r2.Header.Del(n)
+					delete(r2.Header, canonicalName(n))
 				}
 				deleteIdentity(r2.Header)
-				for _, x := range o.upstreamHeaders {
-					r2.Header.Set(x.GetName(), x.GetValue())
+				vals := make([]string, len(o.upstreamHeaders)) // one allocation for every value
+				for i, x := range o.upstreamHeaders {
+					vals[i] = x.GetValue()
+					r2.Header[canonicalName(x.GetName())] = vals[i : i+1 : i+1]
 				}
 			}
 			next.ServeHTTP(w, r2)
@@ -148,7 +149,7 @@ func writeJSONError(w http.ResponseWriter, st int, msg string) {
 func lowerHeaders(h http.Header) map[string]string {
 	m := make(map[string]string, len(h))
 	for k, v := range h {
-		m[strings.ToLower(k)] = strings.Join(v, ",")
+		m[lowerName(k)] = strings.Join(v, ",")
 	}
 	return m
 }

@@ -45,11 +45,10 @@ func withoutIdentity(r *http.Request) *http.Request {
 // contextWithoutIdentity is ctx, or ctx with incoming metadata without identity headers when
 // it has some.
 func contextWithoutIdentity(ctx context.Context) context.Context {
-	md, _ := metadata.FromIncomingContext(ctx)
+	md, _ := metadata.FromIncomingContext(ctx) // a copy
 	if !hasIdentity(md) {
 		return ctx
 	}
-	md = md.Copy()
 	deleteIdentity(md)
 	return metadata.NewIncomingContext(ctx, md)
 }

@@ -74,10 +74,12 @@ func identityModes() []identityMode {
 		{name: "deny", fake: func() *fakeWarden { return &fakeWarden{check: denyCheck} }, runs: false, calls: 1},
 		{name: "cache hit", fake: func() *fakeWarden { return cacheFake(time.Time{}, 100) },
 			opts: []clients.HandlerOption{clients.WithActions(anyAction), clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{}))}, runs: true, calls: 2},
+		{name: "cache hit (route table)", fake: func() *fakeWarden { return cacheFake(time.Time{}, 100) },
+			opts: []clients.HandlerOption{clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{}))}, runs: true, calls: 2},
 		{name: "fail open", fake: func() *fakeWarden { return &fakeWarden{check: unavailable} },
-			client: []clients.ClientOption{fast, clients.WithFailOpen()}, runs: true, calls: 1},
+			client: []clients.ClientOption{fast, clients.WithAuthFailurePolicy(clients.FailOpen)}, runs: true, calls: 1},
 		{name: "fail open (cached authenticate)", fake: downAuthn,
-			client: []clients.ClientOption{fast, clients.WithFailOpen()},
+			client: []clients.ClientOption{fast, clients.WithAuthFailurePolicy(clients.FailOpen)},
 			opts:   []clients.HandlerOption{clients.WithActions(anyAction), clients.WithAuthnCache(clients.NewAuthnCache(clients.CacheConfig{}))}, runs: true, calls: 1},
 		{name: "fail closed", fake: func() *fakeWarden { return &fakeWarden{check: unavailable} },
 			client: []clients.ClientOption{fast}, runs: false, calls: 1},
@@ -149,7 +151,7 @@ func TestMalformedRequestIsBadRequest(t *testing.T) {
 	f := &fakeWarden{check: func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 		return nil, status.Error(codes.InvalidArgument, "http.headers: a header name or value contains NUL, CR or LF")
 	}}
-	wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithFailOpen())
+	wc := clients.NewClient(dial(t, startFake(t, f)), clients.WithAuthFailurePolicy(clients.FailOpen))
 	ran := false
 	w := httptest.NewRecorder()
 	clients.Middleware(wc)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran = true })).ServeHTTP(w, httptest.NewRequest("GET", "/v1/orders", nil))

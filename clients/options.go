@@ -21,6 +21,18 @@ const (
 	DefaultMaxBackoff  = 100 * time.Millisecond
 	// DefaultMaxBody caps the body WithBody forwards when given 0.
 	DefaultMaxBody = 64 << 10
+	// DefaultOutageLogInterval is how often an outage of Warden is logged (WithOutageLog).
+	DefaultOutageLogInterval = 10 * time.Second
+)
+
+// FailurePolicy says what a call answers when Warden cannot be reached (see Unreachable).
+type FailurePolicy int
+
+const (
+	// FailClosed returns the error: the interceptors answer UNAVAILABLE, the middleware 503.
+	FailClosed FailurePolicy = iota
+	// FailOpen returns an allowed decision whose FailedOpen field is true.
+	FailOpen
 )
 
 // DefaultCredentialHeaders are the request headers (or gRPC metadata keys) forwarded to
@@ -45,8 +57,10 @@ type clientConfig struct {
 	timeout                 time.Duration
 	maxAttempts             int
 	baseBackoff, maxBackoff time.Duration
-	failOpen                bool
-	log                     *slog.Logger
+	// authFailOpen and rateLimitFailOpen are the two failure policies.
+	authFailOpen, rateLimitFailOpen bool
+	outageInterval                  time.Duration
+	log                             *slog.Logger
 }
 
 func defaultClientConfig() clientConfig {
@@ -55,6 +69,9 @@ func defaultClientConfig() clientConfig {
 		maxAttempts: DefaultMaxAttempts,
 		baseBackoff: DefaultBaseBackoff,
 		maxBackoff:  DefaultMaxBackoff,
+
+		rateLimitFailOpen: true,
+		outageInterval:    DefaultOutageLogInterval,
 	}
 }
 
@@ -63,10 +80,11 @@ type clientOptionFunc func(*clientConfig)
 func (f clientOptionFunc) applyToClient(c *clientConfig) { f(c) }
 
 // WithTimeout bounds every call, its retries included. The caller's deadline still applies
-// when it is earlier. Default DefaultTimeout (250 ms); 0 leaves only the caller's deadline.
+// when it is earlier. Default DefaultTimeout (250 ms); a call is never unbounded, so 0 or a
+// negative value keeps the default.
 func WithTimeout(d time.Duration) ClientOption {
 	return clientOptionFunc(func(c *clientConfig) {
-		if d >= 0 {
+		if d > 0 {
 			c.timeout = d
 		}
 	})
@@ -92,14 +110,50 @@ func WithRetry(maxAttempts int, baseBackoff, maxBackoff time.Duration) ClientOpt
 	})
 }
 
-// WithFailOpen makes Check, Authorize and CheckRateLimit answer an allowed decision with
-// FailedOpen set, and a warning in the log, when Warden cannot be reached (see Unreachable).
-// The caller's own cancellation or deadline is never turned into an allowed decision.
-// Default: fail closed, the error is returned. Note that Warden itself answers UNAVAILABLE
-// when a backend is down and its policy says fail closed; the client cannot tell that from an
-// unreachable Warden, so WithFailOpen overrides that policy for this service.
+// WithAuthFailurePolicy sets what Check and Authorize answer when Warden cannot be reached,
+// and so what the interceptors and the middleware do when they cannot decide a request.
+// Default FailClosed: the error is returned, the end client gets UNAVAILABLE or 503.
+//
+// Under FailOpen the decision is allowed with FailedOpen set and no principal, and the
+// interceptors and the middleware run the handler with a context that carries no principal
+// but the FailedOpenFrom marker ("unauthenticated, Warden unavailable"); no client-sent
+// identity header reaches it either. Authenticate never fails open: there is no identity to
+// stand in for one Warden could not establish. The caller's own cancellation or deadline is
+// never turned into an allowed decision. Warden itself answers UNAVAILABLE when a backend is
+// down and its policy says fail closed; the client cannot tell that from an unreachable
+// Warden, so FailOpen overrides that policy for this service.
+func WithAuthFailurePolicy(p FailurePolicy) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.authFailOpen = p == FailOpen })
+}
+
+// WithRateLimitFailurePolicy sets what CheckRateLimit (and so the interceptors and the
+// middleware on a request decided from their AuthnCache) answers when Warden cannot be
+// reached. Default FailOpen, as Envoy's rate-limit filter does: the request goes on, with
+// its principal, unlimited, and FailedOpen set on the decision. FailClosed returns the error.
+func WithRateLimitFailurePolicy(p FailurePolicy) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) { c.rateLimitFailOpen = p == FailOpen })
+}
+
+// WithFailOpen is WithAuthFailurePolicy(FailOpen) together with
+// WithRateLimitFailurePolicy(FailOpen).
+//
+// Deprecated: it opens authentication and authorization too, which is rarely what a service
+// wants; say so explicitly with WithAuthFailurePolicy(FailOpen). Rate limiting fails open by
+// default.
 func WithFailOpen() ClientOption {
-	return clientOptionFunc(func(c *clientConfig) { c.failOpen = true })
+	return clientOptionFunc(func(c *clientConfig) { c.authFailOpen, c.rateLimitFailOpen = true, true })
+}
+
+// WithOutageLog sets how often an outage is logged: while Warden cannot be reached, at most
+// one warning per interval, carrying the number of failed calls since the last one, so that
+// an outage under load does not flood the log. Default DefaultOutageLogInterval (10 s); 0 or
+// less keeps the default.
+func WithOutageLog(interval time.Duration) ClientOption {
+	return clientOptionFunc(func(c *clientConfig) {
+		if interval > 0 {
+			c.outageInterval = interval
+		}
+	})
 }
 
 // WithLogger sets the logger for fail-open warnings and the interceptors' and middleware's
@@ -114,28 +168,42 @@ type HandlerOption interface {
 	applyToHandler(*handlerConfig)
 }
 
-// ActionFunc maps a request name to an explicit action ("resource:verb") and resource. The
+// RequestActionFunc maps a request to an explicit action ("resource:verb") and resource,
+// seeing the request itself, so that a resource's owner or tenant can come from a field of
+// the message and ownership is decided in the one Check made before the handler runs (and
+// before any rate-limit quota is spent).
+//
 // name is the gRPC full method ("/pkg.Service/Method") for the interceptors, and
-// "METHOD /path" for the middleware. ok false leaves the request to Warden's route table.
-// The function must be safe for concurrent use and must not block.
+// "METHOD /path" for the middleware. req is the unary request message for
+// UnaryServerInterceptor, nil for StreamServerInterceptor (Warden is asked when the stream
+// opens, before any message), and the *http.Request for the middleware (whose body it must
+// not consume). ok false leaves the request to Warden's route table. The function must be
+// safe for concurrent use and must not block.
+type RequestActionFunc func(ctx context.Context, name string, req any) (action string, res *wardenv1.Resource, ok bool)
+
+// ActionFunc maps a request name to an explicit action and resource; see RequestActionFunc,
+// which also sees the request.
 type ActionFunc func(name string) (action string, res *wardenv1.Resource, ok bool)
 
 // RateLimitFunc returns the rate-limit domain and descriptors for a request mapped to an
-// action (by WithActions), in addition to what Warden's configuration applies. The
+// action (by WithRequestActions), in addition to what Warden's configuration applies. The
 // principal's tier goes with the request. It must be safe for concurrent use.
 type RateLimitFunc func(ctx context.Context, name string) (domain string, descriptors []*wardenv1.RateLimitDescriptor)
 
 type handlerConfig struct {
 	skip        []string
-	actions     ActionFunc
+	actions     RequestActionFunc
 	rateLimits  RateLimitFunc
-	credHeaders []string
+	credHeaders []string // lower case, for gRPC metadata and Warden
+	credCanon   []string // the same in canonical form, for http.Header
 	cache       *AuthnCache
 	maxBody     int64 // 0: the body is not forwarded
 }
 
 func defaultHandlerConfig() handlerConfig {
-	return handlerConfig{skip: defaultSkip, credHeaders: defaultCredentialHeaders}
+	c := handlerConfig{skip: defaultSkip}
+	c.setCredentialHeaders(defaultCredentialHeaders)
+	return c
 }
 
 type handlerOptionFunc func(*handlerConfig)
@@ -151,15 +219,27 @@ func WithSkip(names ...string) HandlerOption {
 	return handlerOptionFunc(func(c *handlerConfig) { c.skip = append([]string(nil), names...) })
 }
 
-// WithActions maps requests to explicit actions and resources instead of Warden's route
-// table. Requests it does not map (ok false) go to the route table. Default: every request
-// goes to the route table (a CheckRequest with http {method: "POST", path: full method} and
-// grpc_method for gRPC; method, path, host and headers for HTTP).
-func WithActions(f ActionFunc) HandlerOption {
+// WithRequestActions maps requests to explicit actions and resources instead of Warden's
+// route table, seeing the request message (see RequestActionFunc). Requests it does not map
+// (ok false) go to the route table. Default: every request goes to the route table (a
+// CheckRequest with http {method: "POST", path: full method} and grpc_method for gRPC;
+// method, path, host and headers for HTTP).
+func WithRequestActions(f RequestActionFunc) HandlerOption {
 	return handlerOptionFunc(func(c *handlerConfig) { c.actions = f })
 }
 
-// WithRateLimits adds rate limits to requests mapped by WithActions. Default none.
+// WithActions is WithRequestActions for a function that sees only the request's name.
+//
+// Deprecated: use WithRequestActions, whose function also sees the request message, so
+// that ownership is decided in the interceptor's Check rather than by a second call in the
+// handler.
+func WithActions(f ActionFunc) HandlerOption {
+	return WithRequestActions(func(_ context.Context, name string, _ any) (string, *wardenv1.Resource, bool) {
+		return f(name)
+	})
+}
+
+// WithRateLimits adds rate limits to requests mapped by WithRequestActions. Default none.
 func WithRateLimits(f RateLimitFunc) HandlerOption {
 	return handlerOptionFunc(func(c *handlerConfig) { c.rateLimits = f })
 }
@@ -168,18 +248,12 @@ func WithRateLimits(f RateLimitFunc) HandlerOption {
 // Warden as credentials. Names are matched case-insensitively. Default "authorization" and
 // "x-api-key".
 func WithCredentialHeaders(names ...string) HandlerOption {
-	return handlerOptionFunc(func(c *handlerConfig) {
-		c.credHeaders = make([]string, len(names))
-		for i, n := range names {
-			c.credHeaders[i] = strings.ToLower(n)
-		}
-	})
+	return handlerOptionFunc(func(c *handlerConfig) { c.setCredentialHeaders(names) })
 }
 
-// WithAuthnCache caches positive authentication results in c for requests mapped to an action
-// by WithActions (see AuthnCache for what is cached and for how long). Requests that go to
-// Warden's route table always use one Check call, since only Check can match a route.
-// Default: no cache.
+// WithAuthnCache caches allowed decisions in c, so that a repeated request costs at most one
+// CheckRateLimit instead of a Check (see AuthnCache for what is cached, under which key, and
+// for how long). Default: no cache.
 func WithAuthnCache(c *AuthnCache) HandlerOption {
 	return handlerOptionFunc(func(h *handlerConfig) { h.cache = c })
 }
@@ -207,16 +281,28 @@ func (c *handlerConfig) skipped(name string) bool {
 	return false
 }
 
-// credentialHeaders copies the credential headers of h (canonical or lower-case keys, via
-// get) into a map with lower-case names, repeated values joined with ",".
-func (c *handlerConfig) credentialHeaders(get func(string) []string) map[string]string {
+func (c *handlerConfig) setCredentialHeaders(names []string) {
+	c.credHeaders, c.credCanon = make([]string, len(names)), make([]string, len(names))
+	for i, n := range names {
+		c.credHeaders[i], c.credCanon[i] = strings.ToLower(n), canonicalName(n)
+	}
+}
+
+// credentialHeaders copies the credential headers of h into a map with lower-case names,
+// repeated values joined with ",". h is a metadata.MD (lower-case keys) or, when canonical,
+// an http.Header.
+func credentialHeaders[M ~map[string][]string](c *handlerConfig, h M, canonical bool) map[string]string {
+	names := c.credHeaders
+	if canonical {
+		names = c.credCanon
+	}
 	var m map[string]string
-	for _, n := range c.credHeaders {
-		if v := get(n); len(v) > 0 {
+	for i, n := range names {
+		if v := h[n]; len(v) > 0 {
 			if m == nil {
-				m = make(map[string]string, len(c.credHeaders))
+				m = make(map[string]string, len(names))
 			}
-			m[n] = strings.Join(v, ",")
+			m[c.credHeaders[i]] = strings.Join(v, ",")
 		}
 	}
 	return m

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,11 +157,22 @@ rate_limit:
           rate_limit: {name: http_limited_route, unit: minute, requests_per_unit: 1}
         - key: client
           rate_limit: {name: per_client, unit: minute, requests_per_unit: 1}
+        - key: bench
+          rate_limit: {name: bench, unit: second, requests_per_unit: 1000000000}
 `
 
 // startWarden runs the Warden binary with config on a free loopback port and returns its
 // gRPC address. The process is killed when the test ends.
 func startWarden(t testing.TB, config string) string {
+	t.Helper()
+	addr, _ := startWardenAt(t, config, "127.0.0.1:0")
+	return addr
+}
+
+// startWardenAt runs the Warden binary with config listening on grpcAddr, and returns its
+// gRPC address once it listens, and a function that kills it (SIGKILL) and waits for it to
+// exit. The process is killed when the test ends, if still running.
+func startWardenAt(t testing.TB, config, grpcAddr string) (string, func()) {
 	t.Helper()
 	if wardenBin == "" {
 		t.Fatal(buildErr)
@@ -169,7 +181,7 @@ func startWarden(t testing.TB, config string) string {
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(wardenBin, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off", "-config", cfg)
+	cmd := exec.Command(wardenBin, "-grpc-addr", grpcAddr, "-admin-addr", "off", "-config", cfg)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "CLIENTS_TEST_PEPPER=" + testPepper}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -178,10 +190,14 @@ func startWarden(t testing.TB, config string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	var once sync.Once
+	kill := func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(kill)
 	addr := make(chan string, 1)
 	var log strings.Builder
 	go func() {
@@ -208,11 +224,11 @@ func startWarden(t testing.TB, config string) string {
 		if !ok {
 			t.Fatalf("warden exited before listening:\n%s", log.String())
 		}
-		return a
+		return a, kill
 	case <-time.After(30 * time.Second):
 		t.Fatal("warden did not report listening within 30s")
 	}
-	return ""
+	return "", kill
 }
 
 // dial returns a connection to addr, closed when the test ends.

@@ -54,21 +54,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	wardenAddr := fs.String("warden", "127.0.0.1:50051", "Warden's gRPC address")
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:8081", "this service's gRPC address")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "this service's HTTP address")
-	failOpen := fs.Bool("fail-open", false, "let requests through when Warden is unreachable")
+	failOpen := fs.Bool("fail-open", false, "let requests through unauthenticated when Warden is unreachable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
 	// The service owns the connection to Warden; the client only borrows it.
-	conn, err := grpc.NewClient(*wardenAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// clients.DialOptions reconnects within about half a second of Warden's return.
+	conn, err := grpc.NewClient(*wardenAddr, append(clients.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	opts := []clients.ClientOption{clients.WithTimeout(100 * time.Millisecond), clients.WithLogger(log)}
 	if *failOpen {
-		opts = append(opts, clients.WithFailOpen())
+		opts = append(opts, clients.WithAuthFailurePolicy(clients.FailOpen))
 	}
 	wc := clients.NewClient(conn, opts...)
 

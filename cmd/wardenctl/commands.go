@@ -183,8 +183,7 @@ func tokensRevoke(ctx context.Context, c *cli, args []string) error {
 	if _, err := a.RevokeToken(cctx, &wardenv1.RevokeTokenRequest{Jti: *jti, ExpiresAt: timestamppb.New(t)}); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.stdout, "revoked")
-	return nil
+	return c.result("revoked", map[string]any{"revoked": true, "jti": *jti, "expires_at": t.UTC().Format(time.RFC3339)})
 }
 
 // descriptorFlags collects -d k=v,k2=v2 (repeatable: one descriptor each).
@@ -252,8 +251,7 @@ func limitsReset(ctx context.Context, c *cli, args []string) error {
 	if _, err := a.ResetRateLimit(cctx, &wardenv1.ResetRateLimitRequest{Domain: *domain, Descriptors: *ds, Tier: *tier}); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.stdout, "reset")
-	return nil
+	return c.result("reset", map[string]any{"reset": true, "domain": *domain})
 }
 
 // headerFlags collects -H "name: value".
@@ -297,10 +295,12 @@ func check(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	verdict := "ALLOWED"
-	if !resp.Allowed {
-		verdict = fmt.Sprintf("DENIED at %s: %s (HTTP %d)", resp.Stage, resp.Reason, resp.HttpStatus)
+	if c.output != "json" { // the verdict is in the JSON itself
+		verdict := "ALLOWED"
+		if !resp.Allowed {
+			verdict = fmt.Sprintf("DENIED at %s: %s (HTTP %d)", resp.Stage, resp.Reason, resp.HttpStatus)
+		}
+		fmt.Fprintln(c.stdout, verdict)
 	}
-	fmt.Fprintln(c.stdout, verdict)
 	return c.print(resp)
 }

@@ -59,6 +59,13 @@ func keysGenerate(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	d := p.Digest(parsed.Secret)
+	if c.output == "json" {
+		// One object, the key with its entry (as keys create prints its secret).
+		return c.result("", map[string]any{"key": key, "entry": map[string]any{
+			"id": parsed.ID, "env": *env, "digest": hex.EncodeToString(d[:]), "owner": *owner,
+			"tenant": *tenant, "roles": splitList(*roles), "scopes": splitList(*scopes), "tier": *tier,
+		}})
+	}
 	fmt.Fprintf(c.stderr, "API key (shown once, store it now): %s\n", key)
 	fmt.Fprintf(c.stdout, "- id: %s\n  env: %s\n  digest: %s\n  owner: %q\n", parsed.ID, *env, hex.EncodeToString(d[:]), *owner)
 	if *tenant != "" {

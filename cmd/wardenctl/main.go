@@ -7,12 +7,19 @@
 //	wardenctl limits get -domain api -d tenant=acme,path=/v1/orders
 //	wardenctl webhook sign -scheme github -secret file:/run/secrets/gh -body payload.json
 //	wardenctl check -method GET -path /v1/users/alice/orders -H "authorization: Bearer sk-live-…"
+//	wardenctl -o json keys list -owner alice | jq .keys[].id
+//
+// Output is indented JSON (responses) and short lines for people by default; with -o json,
+// every command writes exactly one compact JSON object per line on stdout (what a script
+// parses), and notes for people stay on stderr.
 //
 // Admin calls authenticate with -api-key or $WARDEN_API_KEY (sent as authorization: Bearer).
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,6 +55,7 @@ type cli struct {
 	addr    string
 	apiKey  string
 	timeout time.Duration
+	output  string // "text" or "json"
 	stdin   io.Reader
 	stdout  io.Writer
 	stderr  io.Writer
@@ -72,15 +80,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "Warden's gRPC address")
 	fs.StringVar(&c.apiKey, "api-key", "", "admin API key (default $WARDEN_API_KEY)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "deadline per call")
+	fs.StringVar(&c.output, "o", "text", "output: text (indented JSON and lines for people) or json (one JSON object per line)")
 	cmds := commands()
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wardenctl [-addr host:port] [-api-key key] <command> [flags]\n\ncommands:")
+		fmt.Fprintln(stderr, "usage: wardenctl [-addr host:port] [-api-key key] [-o text|json] <command> [flags]\n\ncommands:")
 		for _, cmd := range cmds {
 			fmt.Fprintf(stderr, "  %-16s %s\n", cmd.name, cmd.usage)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if c.output != "text" && c.output != "json" {
+		return fmt.Errorf("-o must be text or json, not %q", c.output)
 	}
 	if c.apiKey == "" {
 		c.apiKey, _ = env("WARDEN_API_KEY")
@@ -128,9 +140,37 @@ func (c *cli) callCtx(ctx context.Context) (context.Context, context.CancelFunc)
 	return ctx, cancel
 }
 
-// print writes a response as indented JSON.
+// print writes a response as JSON: indented, or on one line with -o json.
 func (c *cli) print(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(m)
+	opts := protojson.MarshalOptions{Multiline: true, Indent: "  "}
+	if c.output == "json" {
+		opts = protojson.MarshalOptions{}
+	}
+	b, err := opts.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		// protojson may space its output differently from run to run; compact it so that
+		// one object is one stable line.
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, b); err != nil {
+			return err
+		}
+		b = buf.Bytes()
+	}
+	_, err = fmt.Fprintln(c.stdout, string(b))
+	return err
+}
+
+// result writes the outcome of a command that has no response message: text for people, or
+// v as one JSON line with -o json.
+func (c *cli) result(text string, v any) error {
+	if c.output != "json" {
+		_, err := fmt.Fprintln(c.stdout, text)
+		return err
+	}
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

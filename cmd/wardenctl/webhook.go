@@ -110,10 +110,11 @@ func webhookSign(ctx context.Context, c *cli, args []string) error {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	for _, k := range names {
-		fmt.Fprintf(c.stdout, "%s: %s\n", k, h[k])
+	lines := make([]string, len(names))
+	for i, k := range names {
+		lines[i] = k + ": " + h[k]
 	}
-	return nil
+	return c.result(strings.Join(lines, "\n"), map[string]any{"headers": h})
 }
 
 // webhookVerify checks a delivery locally (no replay protection: that needs the server).
@@ -138,6 +139,6 @@ func webhookVerify(ctx context.Context, c *cli, args []string) error {
 	if !r.Valid {
 		return fmt.Errorf("invalid: %s", r.Reason)
 	}
-	fmt.Fprintf(c.stdout, "valid (event id %q, timestamp %v)\n", r.EventID, r.Timestamp)
-	return nil
+	return c.result(fmt.Sprintf("valid (event id %q, timestamp %v)", r.EventID, r.Timestamp),
+		map[string]any{"valid": true, "event_id": r.EventID, "timestamp": r.Timestamp})
 }

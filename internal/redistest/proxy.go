@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -12,10 +13,11 @@ import (
 // bytes sent toward the server for a fixed delay before passing it on (answers come back
 // undelayed). Chunks keep their order and are delayed independently, as on a network link
 // with that one-way latency: a pipelining client keeps many requests in flight through it.
-// It stops in t.Cleanup.
+// While nothing listens at the server's address, it accepts and closes, as a load balancer in
+// front of a dead backend does. It stops in t.Cleanup.
 type Proxy struct {
 	l     net.Listener
-	delay time.Duration
+	delay atomic.Int64 // time.Duration
 	to    string
 
 	mu     sync.Mutex
@@ -31,7 +33,8 @@ func StartProxy(t testing.TB, addr string, delay time.Duration) *Proxy {
 	if err != nil {
 		t.Fatalf("redistest: proxy: %v", err)
 	}
-	p := &Proxy{l: l, delay: delay, to: addr}
+	p := &Proxy{l: l, to: addr}
+	p.delay.Store(int64(delay))
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -40,6 +43,9 @@ func StartProxy(t testing.TB, addr string, delay time.Duration) *Proxy {
 
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.l.Addr().String() }
+
+// SetDelay changes the delay of the chunks read from now on.
+func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
 
 func (p *Proxy) close() {
 	_ = p.l.Close()
@@ -90,7 +96,7 @@ func (p *Proxy) accept() {
 			for {
 				n, err := in.Read(buf)
 				if n > 0 {
-					q <- chunk{time.Now().Add(p.delay), append([]byte(nil), buf[:n]...)}
+					q <- chunk{time.Now().Add(time.Duration(p.delay.Load())), append([]byte(nil), buf[:n]...)}
 				}
 				if err != nil {
 					return
