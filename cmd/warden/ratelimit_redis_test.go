@@ -26,9 +26,10 @@ import (
 
 // process is a warden binary running in a test.
 type process struct {
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	addr string // gRPC
+	cmd   *exec.Cmd
+	logs  *syncBuffer
+	addr  string // gRPC
+	admin string // admin HTTP (/metrics)
 }
 
 // startProcess runs the warden binary on cfgPath with free loopback ports, waits until it
@@ -36,17 +37,17 @@ type process struct {
 func startProcess(t *testing.T, bin, cfgPath string) *process {
 	t.Helper()
 	p := &process{logs: &syncBuffer{}}
-	p.cmd = exec.Command(bin, "-config", cfgPath, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off")
+	p.cmd = exec.Command(bin, "-config", cfgPath, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
-	re := regexp.MustCompile(`"grpc":"(127\.0\.0\.1:\d+)"`)
+	re := regexp.MustCompile(`"grpc":"(127\.0\.0\.1:\d+)","admin_http":"(127\.0\.0\.1:\d+)"`)
 	waitFor(t, "the listening log line", func() bool {
 		m := re.FindStringSubmatch(p.logs.String())
 		if m != nil {
-			p.addr = m[1]
+			p.addr, p.admin = m[1], m[2]
 		}
 		return m != nil
 	})
