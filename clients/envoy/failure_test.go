@@ -123,6 +123,20 @@ func TestRateLimitStoreUnavailable(t *testing.T) {
 		t.Errorf("local: %d of 6 allowed, want this replica's share, ceil(8/4) = 2", ok)
 	}
 
+	// Beside envoyproxy/ratelimit's dynamic metadata; and shadow_mode answers OK, unmarked
+	// as a refusal.
+	_, rlsc = downWarden(t, envoy.RateLimitConfig{DynamicMetadata: true, ShadowMode: true}, envoy.AuthConfig{})
+	resp, err := rlsc.ShouldRateLimit(ctx, req("closed"))
+	if err != nil || resp.GetOverallCode() != rlsv3.RateLimitResponse_OK {
+		t.Fatalf("shadow_mode: got %v, %v, want OK", resp, err)
+	}
+	if f := resp.GetDynamicMetadata().GetFields(); !f[envoy.MetadataStoreUnavailable].GetBoolValue() || f["domain"].GetStringValue() != "closed" {
+		t.Errorf("dynamic_metadata on: got %v, want the domain and %s", resp.GetDynamicMetadata(), envoy.MetadataStoreUnavailable)
+	}
+	if _, n := rlsHeader(resp, envoy.HeaderStoreUnavailable); n != 0 {
+		t.Errorf("shadow_mode: the refusal's header on an OK answer: %v", resp)
+	}
+
 	_, rlsc = downWarden(t, envoy.RateLimitConfig{UnavailableAsError: true}, envoy.AuthConfig{})
 	if _, err := rlsc.ShouldRateLimit(ctx, req("closed")); status.Code(err) != codes.Unavailable {
 		t.Errorf("unavailable: error: got %v, want UNAVAILABLE", err)
