@@ -166,9 +166,23 @@ const (
 	FromFallback
 	// FromFailOpen: the store failed and the FailOpen policy allowed the request.
 	FromFailOpen
+	// FromFailClosed: the store failed and the FailClosed policy refused the request (Check
+	// returns an error wrapping ErrUnavailable with this answer in its Result).
+	FromFailClosed
 )
 
-var sourceNames = [...]string{"store", "cache", "fallback", "fail_open"}
+var sourceNames = [...]string{"store", "cache", "fallback", "fail_open", "fail_closed"}
+
+// Unavailable reports whether the store could not be asked for this status: the failure
+// policy decided it.
+func (s Source) Unavailable() bool {
+	return s == FromFallback || s == FromFailOpen || s == FromFailClosed
+}
+
+// UnavailableRetry is the RetryAfter of a status refused by the FailClosed policy: a
+// stalled or restarting store is usually back within seconds, and the breaker probes it
+// again sooner.
+const UnavailableRetry = time.Second
 
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
@@ -386,7 +400,10 @@ func (l *Limiter) putScratch(sc *scratch) {
 // Check decides req and writes the outcome into res (reusing res.Statuses). An error means no
 // decision: a *RequestError (ErrInvalidRequest) for a malformed request, an error wrapping
 // ErrUnavailable when the store failed under FailClosed, or ctx's error when ctx ended
-// first. A request whose domain is not configured is allowed with no limit applied, as
+// first. With ErrUnavailable, res still holds the FailClosed policy's answer for callers that
+// answer a denial rather than an error: every status that needed the store is CodeOverLimit
+// with Source FromFailClosed, RetryAfter UnavailableRetry and Remaining -1 (shadow-mode ones
+// do not deny). A request whose domain is not configured is allowed with no limit applied, as
 // envoyproxy/ratelimit does.
 func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	res.Allowed = true
@@ -497,6 +514,9 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	}
 	src, err := l.take(ctx, d, tag, sc, now)
 	if err != nil {
+		if src == FromFailClosed {
+			failClosed(sc, res)
+		}
 		return err
 	}
 	if d.counts && src != FromFailOpen {
@@ -634,7 +654,7 @@ func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch,
 	case FailClosed:
 		// Also when only the caller's deadline left no time to ask: the policy's answer to
 		// "no decision from the store" is the same (the metric's reason tells them apart).
-		return 0, fmt.Errorf("%w: domain %q: %w", ErrUnavailable, d.name, err)
+		return FromFailClosed, fmt.Errorf("%w: domain %q: %w", ErrUnavailable, d.name, err)
 	case Local:
 		for i := range sc.hits {
 			h := &sc.hits[i]
@@ -815,6 +835,20 @@ func (l *Limiter) peerStatuses(sc *scratch, res *Result, src Source) {
 		}
 		h.Limit = lim
 	}
+}
+
+// failClosed writes the FailClosed policy's answer into res: the hits' statuses over the
+// limit, without a count.
+func failClosed(sc *scratch, res *Result) {
+	for i := range sc.hits {
+		st := &res.Statuses[sc.desc[i]]
+		st.Source, st.Code, st.Remaining = FromFailClosed, CodeOverLimit, -1
+		st.RetryAfter, st.ResetAfter = UnavailableRetry, UnavailableRetry
+		if !st.Shadow && !st.QuotaMode { // quota-mode refusals are weighed by quotaVerdict
+			res.Allowed = false
+		}
+	}
+	res.quotaVerdict()
 }
 
 // fill turns the store's statuses into the result, and remembers counters found over their

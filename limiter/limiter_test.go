@@ -507,6 +507,13 @@ func TestFailurePolicyAndBreaker(t *testing.T) {
 					if !errors.Is(err, limiter.ErrUnavailable) {
 						t.Fatalf("request %d: got %v, want ErrUnavailable", i, err)
 					}
+					// The policy's answer is in the result too, for callers that deny.
+					st := res.Statuses[0]
+					if res.Allowed || st.Code != limiter.CodeOverLimit || st.Source != limiter.FromFailClosed ||
+						st.Remaining != -1 || st.RetryAfter != limiter.UnavailableRetry || !st.Source.Unavailable() {
+						t.Fatalf("request %d: got %+v, want refused by fail_closed, retry after %v", i, res, limiter.UnavailableRetry)
+					}
+					err = nil // counted below as not allowed
 				case limiter.FailOpen:
 					if err != nil || !res.Allowed || res.Statuses[0].Source != limiter.FromFailOpen || res.Statuses[0].Remaining != -1 {
 						t.Fatalf("request %d: got %+v, %v, want allowed from fail_open", i, res, err)

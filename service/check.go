@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 
@@ -238,11 +239,21 @@ func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 		if err := sc.fill(dom, own, req.Cost, p.Tier, "rate_limit_", routeDescs); err != nil {
 			return err
 		}
-		if err := d.Limiter.Check(ctx, sc.req, &sc.res); err != nil {
-			return s.limiterError(ctx, err)
-		}
+		err := d.Limiter.Check(ctx, sc.req, &sc.res)
 		if parts == nil {
 			parts = new(rlParts)
+		}
+		if errors.Is(err, limiter.ErrUnavailable) {
+			// fail_closed with no answer from the store: a 503 decision, not an error, like
+			// every other dependency of Check (dependencyDown).
+			s.audit.LogAttrs(ctx, slogWarn, "rate-limit store unavailable: 503", attrRPC("Check"), attrStr("domain", dom),
+				attrStr("subject", p.Subject), attrStr("route", resp.Route))
+			resp.RateLimits = parts.statuses(&sc.res, resp.RateLimits)
+			unavailableDecision(resp, wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT)
+			return nil
+		}
+		if err != nil {
+			return s.limiterError(ctx, err)
 		}
 		resp.RateLimits = parts.statuses(&sc.res, resp.RateLimits)
 		resp.ResponseHeaders = parts.headers(&sc.res, resp.ResponseHeaders)

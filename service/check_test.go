@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -162,6 +163,40 @@ func TestCheckRefusesActionWithRoute(t *testing.T) {
 	} {
 		if _, err := c.Check(context.Background(), req); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("%s with an action: got %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+}
+
+// downStore is a rate-limit store that cannot answer.
+type downStore struct{}
+
+func (downStore) Take(context.Context, string, []limiter.Hit, []limiter.Status) (bool, error) {
+	return false, errors.New("connection refused")
+}
+
+// TestCheckRateLimitStoreDownIs503Decision: a route's limit in a fail_closed domain whose
+// store cannot answer makes Check answer a 503 decision with Retry-After, never an RPC error
+// (which a gateway with failure_mode_allow would turn into an allow).
+func TestCheckRateLimitStoreDownIs503Decision(t *testing.T) {
+	d := publicDeps(t, time.Now())
+	lim, err := limiter.New(limiter.Config{Store: downStore{}, Logger: quietLogger(), Domains: []limiter.Domain{{
+		Name: "edge", FailurePolicy: limiter.FailClosed, Descriptors: []limiter.Descriptor{{Key: "route", Value: "status", Descriptors: []limiter.Descriptor{
+			{Key: "client", RateLimit: &limiter.RateLimit{Name: "per_client", Unit: "minute", RequestsPerUnit: 2}}}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Limiter = lim
+	c := serve(t, service.New(service.Config{Logger: quietLogger(), Deps: d}))
+	for i := range 10 { // through the breaker's opening
+		r, err := c.Check(context.Background(), &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{
+			Method: "GET", Path: "/v1/status", Headers: map[string]string{"x-client-id": "c1"}}})
+		if err != nil {
+			t.Fatalf("request %d: got %v, want a 503 decision", i, err)
+		}
+		if r.Allowed || r.HttpStatus != 503 || r.Stage != wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT || header(r.ResponseHeaders, "Retry-After") != "1" ||
+			len(r.RateLimits) != 1 || !r.RateLimits[0].StoreUnavailable {
+			t.Fatalf("request %d: got %v, want a 503 with Retry-After: 1 and the limit marked store_unavailable", i, r)
 		}
 	}
 }

@@ -51,9 +51,13 @@ func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 		return nil, err
 	}
 	if err := d.Limiter.Check(ctx, sc.req, &sc.res); err != nil {
-		return nil, s.limiterError(ctx, err)
-	}
-	if !sc.res.Allowed {
+		if !req.GetUnavailableAsDenial() || !errors.Is(err, limiter.ErrUnavailable) {
+			return nil, s.limiterError(ctx, err)
+		}
+		// The caller asked for the fail_closed policy's answer as a decision: sc.res holds it.
+		s.audit.LogAttrs(ctx, slogWarn, "rate-limit store unavailable: denied by fail_closed", attrRPC("CheckRateLimit"),
+			attrStr("domain", req.GetDomain()), attrStr("tier", req.GetTier()))
+	} else if !sc.res.Allowed {
 		s.audit.LogAttrs(ctx, slogInfo, "rate limited", attrRPC("CheckRateLimit"),
 			attrStr("domain", req.GetDomain()), attrStr("tier", req.GetTier()))
 	}
@@ -239,6 +243,7 @@ func (p *rlParts) statuses(r *limiter.Result, to []*wardenv1.RateLimitStatus) []
 			// rlconfig only produces values structpb accepts.
 			ps.Metadata, _ = structpb.NewStruct(st.Metadata)
 		}
+		ps.StoreUnavailable = st.Source.Unavailable()
 		if st.Code == limiter.CodeOverLimit {
 			ps.Code = wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT
 			ps.RetryAfter = p.duration(st.RetryAfter)

@@ -178,9 +178,27 @@ func TestCheckRateLimitFailClosedWhenRedisIsDown(t *testing.T) {
 	if _, err := c.CheckRateLimit(context.Background(), req); status.Code(err) != codes.Unavailable {
 		t.Fatalf("Redis down, fail_closed: got %v, want UNAVAILABLE", err)
 	}
-	// fail_open (domain api) still answers.
-	resp, err := c.CheckRateLimit(context.Background(), &wardenv1.CheckRateLimitRequest{Domain: "api", Descriptors: []*wardenv1.RateLimitDescriptor{desc("key", "k")}})
-	if err != nil || !resp.Allowed {
-		t.Fatalf("Redis down, fail_open: got %v, %v; want allowed", resp, err)
+	// Asked for a decision (the Envoy adapter does): a denial marked store_unavailable, with
+	// Retry-After, not the error.
+	req.UnavailableAsDenial = true
+	resp, err := c.CheckRateLimit(context.Background(), req)
+	if err != nil || resp.Allowed || len(resp.Statuses) != 1 || !resp.Statuses[0].StoreUnavailable ||
+		resp.Statuses[0].Code != wardenv1.RateLimitCode_RATE_LIMIT_CODE_OVER_LIMIT || resp.RetryAfter.AsDuration() != time.Second ||
+		!hasHeader(resp.Headers, "Retry-After", "1") {
+		t.Fatalf("Redis down, fail_closed, unavailable_as_denial: got %v, %v; want a denial marked store_unavailable, Retry-After 1", resp, err)
 	}
+	// fail_open (domain api) still answers, marked store_unavailable.
+	resp, err = c.CheckRateLimit(context.Background(), &wardenv1.CheckRateLimitRequest{Domain: "api", Descriptors: []*wardenv1.RateLimitDescriptor{desc("key", "k")}})
+	if err != nil || !resp.Allowed || len(resp.Statuses) != 1 || !resp.Statuses[0].StoreUnavailable {
+		t.Fatalf("Redis down, fail_open: got %v, %v; want allowed, marked store_unavailable", resp, err)
+	}
+}
+
+func hasHeader(hs []*wardenv1.Header, name, value string) bool {
+	for _, h := range hs {
+		if h.GetName() == name && h.GetValue() == value {
+			return true
+		}
+	}
+	return false
 }

@@ -88,8 +88,9 @@
 // Run refreshes every set in the background (every 5 min
 // by default), keeping the last good set when a fetch fails. An unknown kid triggers at most
 // one refetch per cooldown (30 s by default) per issuer; the request that triggered it waits
-// for that fetch at most Config.UnknownKIDWait (100 ms by default, never past its context's
-// deadline) and otherwise gets Unknown while the fetch completes in the background. Fetches
+// for that fetch at most Config.UnknownKIDWait (100 ms by default, and never past its context's
+// deadline less a margin for answering, so that a 20 ms caller still gets its answer) and
+// otherwise gets Unknown while the fetch completes in the background. Fetches
 // are limited in size (1 MiB) and time (5 s), and only http and https URLs are fetched.
 //
 // # Revocation and cache

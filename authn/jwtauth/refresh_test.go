@@ -148,3 +148,53 @@ func TestIssuerSelection(t *testing.T) {
 		})
 	}
 }
+
+// A request with an unknown kid whose refetch hangs gets its answer (Unknown, a 401) before
+// its deadline, with time left to send it, however long UnknownKIDWait is: the wait runs
+// under the budget of the caller's deadline. Also the first request of an issuer whose set
+// was never loaded: Unavailable (a 503) before the deadline.
+func TestUnknownKIDWaitWithinDeadline(t *testing.T) {
+	k := fixture()
+	for _, loaded := range []bool{true, false} {
+		release := make(chan struct{})
+		var hits atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !loaded || hits.Add(1) > 1 {
+				<-release // a hanging JWKS endpoint
+			}
+			_, _ = w.Write(defaultJWKS(k))
+		}))
+		clock := newClock()
+		v, err := jwtauth.New(jwtauth.Config{
+			Issuers:        []jwtauth.IssuerConfig{{Issuer: testIssuer, Audiences: []string{testAudience}, JWKSURL: srv.URL}},
+			UnknownKIDWait: 5 * time.Second,
+			Now:            clock.Now,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := authn.Unavailable
+		if loaded {
+			if err := v.Refresh(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want = authn.Unknown
+		}
+		clock.Advance(time.Minute)
+		tok := sign(t, "EdDSA", k.ed, map[string]any{"alg": "EdDSA", "kid": "ed-2"}, claimsAt(clock.Now()))
+		const deadline = 200 * time.Millisecond
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		start := time.Now()
+		_, got := v.Verify(ctx, tok)
+		took, ctxErr := time.Since(start), ctx.Err()
+		cancel()
+		close(release)
+		srv.Close()
+		if got != want {
+			t.Errorf("loaded %v: got %v, want %v", loaded, got, want)
+		}
+		if ctxErr != nil {
+			t.Errorf("loaded %v: answered after %v, past the %v deadline: want an answer with time left to send it", loaded, took, deadline)
+		}
+	}
+}

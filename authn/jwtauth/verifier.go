@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/authn"
+	"github.com/wardenhq/warden/internal/budget"
 )
 
 // Defaults for zero Config and IssuerConfig fields.
@@ -37,7 +38,8 @@ type Config struct {
 	// disables the cache.
 	CacheSize int
 	// UnknownKIDWait is how long a request with an unknown kid waits for the refetch it
-	// triggered (never beyond its context's deadline). Default 100 ms; negative: do not
+	// triggered (never beyond its context's deadline less a margin for answering:
+	// internal/budget). Default 100 ms; negative: do not
 	// wait, answer Unknown and let the fetch finish in the background.
 	UnknownKIDWait time.Duration
 	// Revocations is consulted for every token with a jti. Default: a MemoryRevocations
@@ -133,6 +135,7 @@ type Verifier struct {
 	maxTokenBytes int
 	cache         *tokenCache // nil when disabled
 	waitKID       time.Duration
+	kidBudget     *budget.Guard // only its Budget: how long a request may wait for a refetch
 	revocations   RevocationStore
 	maxLeeway     time.Duration
 	now           func() time.Time
@@ -172,6 +175,7 @@ func New(cfg Config) (*Verifier, error) {
 	if v.revocations == nil {
 		v.revocations = NewMemoryRevocations(v.now)
 	}
+	v.kidBudget = budget.New(budget.Config{Name: "jwks_unknown_kid", Cap: v.waitKID, Logger: v.log})
 	if size := cmp0(cfg.CacheSize, DefaultCacheSize); size > 0 {
 		v.cache = newTokenCache(size)
 	}
@@ -425,7 +429,10 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (aut
 }
 
 // key finds the key for t, fetching the set again (at most once per cooldown) when it is not
-// loaded yet or does not know t's kid.
+// loaded yet or does not know t's kid. It waits for that fetch at most UnknownKIDWait and
+// never past the budget of ctx's deadline (the deadline less a margin for answering, as for
+// every dependency call: internal/budget), so the caller gets Unknown (401) or Unavailable
+// (503, no set loaded yet) before its deadline, while the fetch goes on in the background.
 func (v *Verifier) key(ctx context.Context, is *issuer, t *jws) (*jwk, *failure) {
 	ks := is.src.keys()
 	if ks != nil {
@@ -435,13 +442,15 @@ func (v *Verifier) key(ctx context.Context, is *issuer, t *jws) (*jwk, *failure)
 		}
 	}
 	if ch := is.src.kick(); ch != nil && v.waitKID > 0 {
-		timer := time.NewTimer(v.waitKID)
-		select {
-		case <-ch:
-		case <-timer.C:
-		case <-ctx.Done():
+		if wait := v.kidBudget.Budget(ctx, time.Now()); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ch:
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+			timer.Stop()
 		}
-		timer.Stop()
 	}
 	if ks = is.src.keys(); ks == nil {
 		return nil, fail(authn.Unavailable, "no JWK Set loaded for this issuer yet")

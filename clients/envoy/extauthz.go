@@ -37,22 +37,33 @@ const (
 	// pass its own off as Warden's) and setting x-envoy-auth-failure-mode-allowed: true, as
 	// Envoy's own failure_mode_allow does.
 	FailOpen
+	// FailError answers the gRPC error (UNAVAILABLE, DEADLINE_EXCEEDED, ...), and turns
+	// Warden's 503 decisions (a dependency that could not answer in time) into UNAVAILABLE,
+	// so that Envoy's own failure_mode_allow and status_on_error decide. Only for deployments
+	// that rely on Envoy's failure handling: with failure_mode_allow: true, every failure is
+	// an allow.
+	FailError
 )
 
-// ParseFailureMode parses "closed" or "open".
+// ParseFailureMode parses "closed", "open" or "error".
 func ParseFailureMode(s string) (FailureMode, bool) {
 	switch s {
 	case "closed":
 		return FailClosed, true
 	case "open":
 		return FailOpen, true
+	case "error":
+		return FailError, true
 	}
 	return 0, false
 }
 
 func (m FailureMode) String() string {
-	if m == FailOpen {
+	switch m {
+	case FailOpen:
 		return "open"
+	case FailError:
+		return "error"
 	}
 	return "closed"
 }
@@ -117,9 +128,21 @@ func (s *AuthServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	c := new(checkCall)
 	resp, err := s.checker.Check(ctx, c.request(req))
 	if err != nil {
-		return s.failure(ctx, c, cfg, req, err), nil
+		return s.failure(ctx, c, cfg, req, err)
+	}
+	if !resp.GetAllowed() && resp.GetHttpStatus() == 503 && s.mode(cfg, req) == FailError {
+		// A dependency could not answer: Envoy's failure mode decides, as asked.
+		return nil, status.Error(codes.Unavailable, "Warden could not decide: a dependency is unavailable")
 	}
 	return c.response(resp), nil
+}
+
+// mode is the failure mode of req: its route's (context extension), else the adapter's.
+func (s *AuthServer) mode(cfg *AuthConfig, req *authv3.CheckRequest) FailureMode {
+	if m, ok := ParseFailureMode(req.GetAttributes().GetContextExtensions()[ContextKeyFailureMode]); ok {
+		return m
+	}
+	return cfg.FailureMode
 }
 
 // checkCall is what one Check builds, in one allocation: the Warden request and Envoy's
@@ -210,29 +233,29 @@ func (h *headerOption) set(name, value string) {
 // failure answers when Warden could not decide: a malformed request is denied with 400 whatever
 // the mode, and so is, with 503, a Warden that cannot decide at all (UNIMPLEMENTED: no route
 // table, no authn section), so that a configuration mistake never opens every route; otherwise
-// the failure mode (the route's, else the adapter's) applies.
-func (s *AuthServer) failure(ctx context.Context, c *checkCall, cfg *AuthConfig, req *authv3.CheckRequest, err error) *authv3.CheckResponse {
+// the failure mode (the route's, else the adapter's) applies. Only FailError answers an error.
+func (s *AuthServer) failure(ctx context.Context, c *checkCall, cfg *AuthConfig, req *authv3.CheckRequest, err error) (*authv3.CheckResponse, error) {
 	st := status.Convert(err)
 	switch st.Code() {
 	case codes.InvalidArgument:
-		return c.deniedResponse(codes.InvalidArgument, 400, nil)
+		return c.deniedResponse(codes.InvalidArgument, 400, nil), nil
 	case codes.Unimplemented:
 		cfg.Logger.LogAttrs(ctx, slog.LevelError, "ext_authz: Warden is not configured to decide this request; denying",
 			slog.String("error", st.Message()))
-		return c.deniedResponse(codes.Unavailable, 503, nil)
+		return c.deniedResponse(codes.Unavailable, 503, nil), nil
 	}
-	mode := cfg.FailureMode
-	if m, ok := ParseFailureMode(req.GetAttributes().GetContextExtensions()[ContextKeyFailureMode]); ok {
-		mode = m
-	}
+	mode := s.mode(cfg, req)
 	cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ext_authz: Warden could not decide; applying the failure mode",
 		slog.String("failure_mode", mode.String()), slog.String("code", st.Code().String()), slog.String("error", st.Message()))
-	if mode == FailOpen {
+	switch mode {
+	case FailOpen:
 		c.okResp.Headers = []*corev3.HeaderValueOption{failureModeAllowed}
 		c.okResp.HeadersToRemove = c.withClientIdentity(cfg.IdentityHeaders, nil)
-		return c.okResponse()
+		return c.okResponse(), nil
+	case FailError:
+		return nil, st.Err()
 	}
-	return c.deniedResponse(codes.Unavailable, 503, nil)
+	return c.deniedResponse(codes.Unavailable, 503, nil), nil
 }
 
 // CheckRequestFromEnvoy maps an ext_authz request to a Warden Check request, reading the fields

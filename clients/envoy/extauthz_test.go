@@ -244,6 +244,29 @@ func TestFailureModes(t *testing.T) {
 	wantDenied(t, check(t, openRoute), 503)
 	wantDenied(t, check(t, spoof), 503)
 
+	// failure_mode error: the error reaches Envoy, whose own failure mode decides; and so
+	// does a 503 decision (a dependency could not answer), as UNAVAILABLE.
+	errorRoute := spoof
+	errorRoute.Context = map[string]string{envoy.ContextKeyFailureMode: "error"}
+	fail = status.Error(codes.Unavailable, "redis down")
+	if _, err := authc.Check(context.Background(), errorRoute.CheckRequest()); status.Code(err) != codes.Unavailable {
+		t.Errorf("failure_mode error on a route: got %v, want UNAVAILABLE", err)
+	}
+	srv.SetConfig(envoy.AuthConfig{FailureMode: envoy.FailError})
+	fail = status.Error(codes.DeadlineExceeded, "deadline exceeded before Warden could decide")
+	if _, err := authc.Check(context.Background(), spoof.CheckRequest()); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("failure_mode error: got %v, want DEADLINE_EXCEEDED", err)
+	}
+	wantDenied(t, check(t, closedRoute), 503)
+	fail = nil
+	f.decide = func(*wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+		return &wardenv1.CheckResponse{HttpStatus: 503, ResponseHeaders: []*wardenv1.Header{{Name: "Retry-After", Value: "1"}}}, nil
+	}
+	if _, err := authc.Check(context.Background(), spoof.CheckRequest()); status.Code(err) != codes.Unavailable {
+		t.Errorf("failure_mode error, a 503 decision: got %v, want UNAVAILABLE", err)
+	}
+	wantDenied(t, check(t, closedRoute), 503)
+
 	srv.SetConfig(envoy.AuthConfig{Disabled: true})
 	if _, err := authc.Check(context.Background(), spoof.CheckRequest()); status.Code(err) != codes.Unimplemented {
 		t.Errorf("disabled: got %v, want UNIMPLEMENTED", err)

@@ -58,6 +58,11 @@ type RateLimitConfig struct {
 	// descriptor's entries ("key=value"), limit override and hits_addend, the request's
 	// hits_addend, and the merged metadata of the limits that passed. Default off.
 	DynamicMetadata bool
+	// UnavailableAsError answers UNAVAILABLE when a fail_closed domain's store cannot decide,
+	// for an Envoy run with failure_mode_deny: true that wants its own failure stat (config:
+	// envoy.rls.unavailable: error). By default the answer is the policy's decision,
+	// OVER_LIMIT, which Envoy enforces whatever its failure_mode_deny.
+	UnavailableAsError bool
 }
 
 // RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a
@@ -90,9 +95,10 @@ func (s *RateLimitServer) SetConfig(cfg RateLimitConfig) {
 	s.cfg.Store(&cfg)
 }
 
-// ShouldRateLimit answers one request of Envoy's rate limit filter. A gRPC error (Warden
-// could not decide, e.g. UNAVAILABLE from a fail_closed domain whose store is down) lets
-// Envoy's failure_mode_deny decide.
+// ShouldRateLimit answers one request of Envoy's rate limit filter. When the store cannot
+// decide, the answer is the domain's failure policy's decision (fail_closed: OVER_LIMIT with
+// Retry-After, marked store-unavailable; see markUnavailable), not an error that Envoy would
+// turn into an allow by default; UnavailableAsError restores the UNAVAILABLE error.
 func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
 	cfg := s.cfg.Load()
 	if cfg.Disabled {
@@ -110,6 +116,7 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if err != nil {
 		return nil, err
 	}
+	wreq.UnavailableAsDenial = !cfg.UnavailableAsError
 	resp, err := s.rl.CheckRateLimit(ctx, wreq)
 	if err != nil {
 		return nil, err
@@ -127,6 +134,7 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if cfg.DynamicMetadata {
 		out.DynamicMetadata = dynamicMetadata(req, out, resp)
 	}
+	markUnavailable(out, resp, cfg.ResponseHeaders)
 	return out, nil
 }
 

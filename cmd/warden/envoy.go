@@ -27,8 +27,8 @@ import (
 //	envoy:
 //	  ratelimit_config: /etc/ratelimit/config   # envoyproxy/ratelimit files: a file or a directory
 //	  merge_domain_config: false                 # its MERGE_DOMAIN_CONFIG
-//	  rls: {enabled: true, response_headers: false, limit_response_headers_enabled: false}
-//	  ext_authz: {enabled: true, failure_mode: closed}   # or open
+//	  rls: {enabled: true, response_headers: false, limit_response_headers_enabled: false, unavailable: decision}   # or error
+//	  ext_authz: {enabled: true, failure_mode: closed}   # or open, or error
 //	  listen_addr: 127.0.0.1:8081                # optional: also serve both on this port
 type envoyYAML struct {
 	// RateLimitConfig is a file or directory of envoyproxy/ratelimit config files; their
@@ -50,6 +50,10 @@ type envoyYAML struct {
 		QuotaMode       bool `yaml:"quota_mode"`
 		ShadowMode      bool `yaml:"shadow_mode"`
 		DynamicMetadata bool `yaml:"dynamic_metadata"`
+		// Unavailable is the answer when a fail_closed domain's store cannot decide:
+		// "decision" (OVER_LIMIT, the default) or "error" (UNAVAILABLE, for Envoy's
+		// failure_mode_deny: true).
+		Unavailable string `yaml:"unavailable"`
 	} `yaml:"rls"`
 	ExtAuthz struct {
 		Enabled     *bool  `yaml:"enabled"` // default true
@@ -91,7 +95,7 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 	if y.ExtAuthz.FailureMode != "" {
 		m, ok := envoy.ParseFailureMode(y.ExtAuthz.FailureMode)
 		if !ok {
-			return cfg.Envoy.Errorf("envoy.ext_authz.failure_mode", "must be closed or open, not %q", y.ExtAuthz.FailureMode)
+			return cfg.Envoy.Errorf("envoy.ext_authz.failure_mode", "must be closed, open or error, not %q", y.ExtAuthz.FailureMode)
 		}
 		authCfg.FailureMode = m
 	}
@@ -99,6 +103,13 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 		LimitResponseHeaders: y.RLS.LimitResponseHeadersEnabled, LimitHeader: y.RLS.LimitLimitHeader,
 		RemainingHeader: y.RLS.LimitRemainingHeader, ResetHeader: y.RLS.LimitResetHeader,
 		QuotaMode: y.RLS.QuotaMode, ShadowMode: y.RLS.ShadowMode, DynamicMetadata: y.RLS.DynamicMetadata}
+	switch y.RLS.Unavailable {
+	case "", "decision":
+	case "error":
+		rlsCfg.UnavailableAsError = true
+	default:
+		return cfg.Envoy.Errorf("envoy.rls.unavailable", "must be decision or error, not %q", y.RLS.Unavailable)
+	}
 
 	if y.RateLimitConfig != "" {
 		path := y.RateLimitConfig

@@ -135,7 +135,8 @@ func TestEnvoySectionErrors(t *testing.T) {
 		{"envoy:\n  ratelimit_config: " + bad + "\n", bad + ":5: descriptors[0].rate_limit.unit: invalid rate limit unit"},
 		{"envoy:\n  ratelimit_config: " + two + "\n", `b.yaml:1: domain: duplicate domain "d"`},
 		{"envoy:\n  ratelimit_config: " + two + "\n  merge_domain_config: true\n", "b.yaml:3: descriptors[0]: duplicate descriptor composite key 'd.k'"},
-		{"envoy:\n  ext_authz:\n    failure_mode: maybe\n", ":3: envoy.ext_authz.failure_mode: must be closed or open"},
+		{"envoy:\n  ext_authz:\n    failure_mode: maybe\n", ":3: envoy.ext_authz.failure_mode: must be closed, open or error"},
+		{"envoy:\n  rls:\n    unavailable: allow\n", ":3: envoy.rls.unavailable: must be decision or error"},
 		{"envoy:\n  bogus: 1\n", `:2: envoy: unknown field "bogus"`},
 	}
 	for _, tt := range tests {

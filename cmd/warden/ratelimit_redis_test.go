@@ -26,9 +26,10 @@ import (
 
 // process is a warden binary running in a test.
 type process struct {
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	addr string // gRPC
+	cmd   *exec.Cmd
+	logs  *syncBuffer
+	addr  string // gRPC
+	admin string // admin HTTP (/metrics)
 }
 
 // startProcess runs the warden binary on cfgPath with free loopback ports, waits until it
@@ -36,17 +37,17 @@ type process struct {
 func startProcess(t *testing.T, bin, cfgPath string) *process {
 	t.Helper()
 	p := &process{logs: &syncBuffer{}}
-	p.cmd = exec.Command(bin, "-config", cfgPath, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "off")
+	p.cmd = exec.Command(bin, "-config", cfgPath, "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
-	re := regexp.MustCompile(`"grpc":"(127\.0\.0\.1:\d+)"`)
+	re := regexp.MustCompile(`"grpc":"(127\.0\.0\.1:\d+)","admin_http":"(127\.0\.0\.1:\d+)"`)
 	waitFor(t, "the listening log line", func() bool {
 		m := re.FindStringSubmatch(p.logs.String())
 		if m != nil {
-			p.addr = m[1]
+			p.addr, p.admin = m[1], m[2]
 		}
 		return m != nil
 	})
@@ -282,42 +283,14 @@ func TestFailClosedUnderLoadAndOutage(t *testing.T) {
 	if err := admin.Do(ctx, "DEBUG", "SLEEP", 3).Err(); err != nil {
 		t.Fatalf("DEBUG SLEEP: %v", err)
 	}
-	if err := admin.Do(ctx, "SHUTDOWN", "NOSAVE").Err(); err != nil && !isConnClosed(err) {
-		t.Fatalf("SHUTDOWN NOSAVE: %v", err)
-	}
-	phase.Store(down)
-	srv.Stop() // reap the process
-	time.Sleep(500 * time.Millisecond)
-	srv.Restart() // returns once Redis answers PING
-	pinged := time.Now()
-	phase.Store(back)
+	pinged := shutdownAndRestart(t, ctx, admin, srv, func() { phase.Store(down) }, func() { phase.Store(back) })
 	// The first decision by Redis again, on a key nothing else touches.
-	var recovered time.Duration
-	for range 300 { // bounded: 3s
-		if _, err := c.CheckRateLimit(context.Background(), rlRequest("closed", "probe", 1)); err == nil {
-			recovered = time.Since(pinged)
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Logf("counting in Redis again %v after Redis answered PING", recovered)
-	if recovered == 0 || recovered > time.Second {
-		t.Errorf("counting in Redis again %v after PING (0: not within 3s), want at most 1s", recovered)
-	}
-	time.Sleep(time.Until(pinged.Add(time.Second)))
-
-	// 3. Exact again: a fresh key of 1,000,000 per day at cost 50,000 admits exactly 20 of
-	// 30, every answer from Redis.
-	admitted := 0
-	for i := range 30 {
-		resp, err := c.CheckRateLimit(context.Background(), rlRequest("closed", "after", 50_000))
-		if err != nil {
-			t.Fatalf("%v after Redis answered PING, request %d: %v", time.Since(pinged), i, err)
-		}
-		if resp.Allowed {
-			admitted++
-		}
-	}
+	checkRecovered(t, pinged, func() bool {
+		_, err := c.CheckRateLimit(context.Background(), rlRequest("closed", "probe", 1))
+		return err == nil
+	})
+	// 3. Exact again.
+	checkExactAgain(t, c, pinged)
 	stop.Store(true)
 	wg.Wait()
 	for ph := range tallies {
@@ -331,27 +304,83 @@ func TestFailClosedUnderLoadAndOutage(t *testing.T) {
 			if ph == healthy {
 				continue
 			}
-			// A loaded test machine misses a 20ms deadline now and then whatever Redis does:
-			// the healthy phase measures how often. The stall and the outage must not add more
-			// than 2% of the calls (10% under the race detector): Warden keeps a fifth of the
-			// caller's time to answer by the policy.
 			h := &tallies[healthy][p]
-			base := float64(h.late.Load()) / float64(max(h.calls.Load(), 1))
-			extra := 0.02
-			if raceEnabled {
-				extra = 0.10
-			}
-			if late, calls := tl.late.Load(), tl.calls.Load(); float64(late) > (base+extra)*float64(calls) {
-				t.Errorf("%s, %s: %d of %d calls unanswered within 20ms, want at most %.0f%% (%.1f%% when healthy + %.0f%%)",
-					phases[ph], name, late, calls, 100*(base+extra), 100*base, 100*extra)
-			}
+			checkLate(t, phases[ph]+", "+name, tl.late.Load(), tl.calls.Load(), h.late.Load(), h.calls.Load())
 		}
 	}
 	if tallies[stalled][1].ok.Load() == 0 || tallies[down][0].unavailable.Load() == 0 {
 		t.Errorf("the faults were not seen: want fail_open allowing and fail_closed UNAVAILABLE")
 	}
+}
+
+// shutdownAndRestart shuts Redis down (SHUTDOWN NOSAVE through admin), calls down, keeps it
+// down for 500ms, restarts it, calls back, and returns when Redis answered PING again.
+func shutdownAndRestart(t *testing.T, ctx context.Context, admin *redis.Client, srv *redistest.Server, down, back func()) (pinged time.Time) {
+	t.Helper()
+	if err := admin.Do(ctx, "SHUTDOWN", "NOSAVE").Err(); err != nil && !isConnClosed(err) {
+		t.Fatalf("SHUTDOWN NOSAVE: %v", err)
+	}
+	down()
+	srv.Stop() // reap the process
+	time.Sleep(500 * time.Millisecond)
+	srv.Restart() // returns once Redis answers PING
+	pinged = time.Now()
+	back()
+	return pinged
+}
+
+// checkRecovered polls counted (a decision by Redis) every 10ms, at most 3s, and fails t
+// unless it was true within 1s of pinged; it returns at pinged + 1s.
+func checkRecovered(t *testing.T, pinged time.Time, counted func() bool) {
+	t.Helper()
+	var recovered time.Duration
+	for range 300 { // bounded: 3s
+		if counted() {
+			recovered = time.Since(pinged)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("counting in Redis again %v after Redis answered PING", recovered)
+	if recovered == 0 || recovered > time.Second {
+		t.Errorf("counting in Redis again %v after PING (0: not within 3s), want at most 1s", recovered)
+	}
+	time.Sleep(time.Until(pinged.Add(time.Second)))
+}
+
+// checkExactAgain: on a fresh key of the "closed" domain (1,000,000 per day), 30 requests of
+// cost 50,000 admit exactly 20, every answer from Redis.
+func checkExactAgain(t *testing.T, c wardenv1.WardenServiceClient, pinged time.Time) {
+	t.Helper()
+	admitted := 0
+	for i := range 30 {
+		resp, err := c.CheckRateLimit(context.Background(), rlRequest("closed", "after", 50_000))
+		if err != nil {
+			t.Fatalf("%v after Redis answered PING, request %d: %v", time.Since(pinged), i, err)
+		}
+		if resp.Allowed {
+			admitted++
+		}
+	}
 	if admitted != 20 {
-		t.Errorf("1s after Redis's return: %d of 30 admitted on a fresh key, want exactly 20", admitted)
+		t.Errorf("%v after Redis answered PING: %d of 30 admitted on a fresh key, want exactly 20", time.Since(pinged), admitted)
+	}
+}
+
+// checkLate fails t when a phase with Redis at fault left more of its calls unanswered
+// within 20ms than the healthy phase did plus 2% (10% under the race detector). A loaded test
+// machine misses a 20ms deadline now and then whatever Redis does: the healthy phase measures
+// how often. Warden keeps a fifth of the caller's time to answer by the policy.
+func checkLate(t *testing.T, what string, late, calls, healthyLate, healthyCalls int64) {
+	t.Helper()
+	base := float64(healthyLate) / float64(max(healthyCalls, 1))
+	extra := 0.02
+	if raceEnabled {
+		extra = 0.10
+	}
+	if float64(late) > (base+extra)*float64(calls) {
+		t.Errorf("%s: %d of %d calls unanswered within 20ms, want at most %.0f%% (%.1f%% when healthy + %.0f%%)",
+			what, late, calls, 100*(base+extra), 100*base, 100*extra)
 	}
 }
 

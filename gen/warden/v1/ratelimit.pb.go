@@ -163,9 +163,15 @@ type RateLimitStatus struct {
 	// of the request is over.
 	QuotaMode bool `protobuf:"varint,11,opt,name=quota_mode,json=quotaMode,proto3" json:"quota_mode,omitempty"`
 	// The limit's metadata from config (envoyproxy/ratelimit's descriptor metadata), if any.
-	Metadata      *structpb.Struct `protobuf:"bytes,12,opt,name=metadata,proto3" json:"metadata,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Metadata *structpb.Struct `protobuf:"bytes,12,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// True if the rate-limit store could not be asked (down, stalled, or no time left before
+	// the caller's deadline): code is then the domain's failure policy's answer, not a count
+	// (fail_open: OK; local: the per-replica share's decision; fail_closed: OVER_LIMIT, in a
+	// denial answered only when the request sets unavailable_as_denial), and remaining is -1
+	// when unknown.
+	StoreUnavailable bool `protobuf:"varint,13,opt,name=store_unavailable,json=storeUnavailable,proto3" json:"store_unavailable,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RateLimitStatus) Reset() {
@@ -282,6 +288,13 @@ func (x *RateLimitStatus) GetMetadata() *structpb.Struct {
 	return nil
 }
 
+func (x *RateLimitStatus) GetStoreUnavailable() bool {
+	if x != nil {
+		return x.StoreUnavailable
+	}
+	return false
+}
+
 type CheckRateLimitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The configured domain (e.g. "api").
@@ -290,9 +303,14 @@ type CheckRateLimitRequest struct {
 	// Units to consume on every descriptor. Unset means 1; 0 peeks without consuming.
 	Cost *int64 `protobuf:"varint,3,opt,name=cost,proto3,oneof" json:"cost,omitempty"`
 	// The principal's tier, for per-tier limits. Empty means the default tier.
-	Tier          string `protobuf:"bytes,4,opt,name=tier,proto3" json:"tier,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tier string `protobuf:"bytes,4,opt,name=tier,proto3" json:"tier,omitempty"`
+	// When the store cannot decide for a fail_closed domain, answer a denial (allowed false,
+	// the affected statuses OVER_LIMIT with store_unavailable set, and Retry-After) instead of
+	// the UNAVAILABLE error. The Envoy rate limit adapter sets it, so that an Envoy that allows
+	// on errors (failure_mode_deny false, its default) still refuses.
+	UnavailableAsDenial bool `protobuf:"varint,5,opt,name=unavailable_as_denial,json=unavailableAsDenial,proto3" json:"unavailable_as_denial,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *CheckRateLimitRequest) Reset() {
@@ -351,6 +369,13 @@ func (x *CheckRateLimitRequest) GetTier() string {
 		return x.Tier
 	}
 	return ""
+}
+
+func (x *CheckRateLimitRequest) GetUnavailableAsDenial() bool {
+	if x != nil {
+		return x.UnavailableAsDenial
+	}
+	return false
 }
 
 type CheckRateLimitResponse struct {
@@ -551,7 +576,7 @@ const file_warden_v1_ratelimit_proto_rawDesc = "" +
 	"\rLimitOverride\x12*\n" +
 	"\x11requests_per_unit\x18\x01 \x01(\x03R\x0frequestsPerUnit\x121\n" +
 	"\x06window\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06windowB\a\n" +
-	"\x05_cost\"\xdf\x03\n" +
+	"\x05_cost\"\x8c\x04\n" +
 	"\x0fRateLimitStatus\x12,\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x18.warden.v1.RateLimitCodeR\x04code\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -568,12 +593,14 @@ const file_warden_v1_ratelimit_proto_rawDesc = "" +
 	" \x01(\bR\x05named\x12\x1d\n" +
 	"\n" +
 	"quota_mode\x18\v \x01(\bR\tquotaMode\x123\n" +
-	"\bmetadata\x18\f \x01(\v2\x17.google.protobuf.StructR\bmetadata\"\xa7\x01\n" +
+	"\bmetadata\x18\f \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12+\n" +
+	"\x11store_unavailable\x18\r \x01(\bR\x10storeUnavailable\"\xdb\x01\n" +
 	"\x15CheckRateLimitRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12@\n" +
 	"\vdescriptors\x18\x02 \x03(\v2\x1e.warden.v1.RateLimitDescriptorR\vdescriptors\x12\x17\n" +
 	"\x04cost\x18\x03 \x01(\x03H\x00R\x04cost\x88\x01\x01\x12\x12\n" +
-	"\x04tier\x18\x04 \x01(\tR\x04tierB\a\n" +
+	"\x04tier\x18\x04 \x01(\tR\x04tier\x122\n" +
+	"\x15unavailable_as_denial\x18\x05 \x01(\bR\x13unavailableAsDenialB\a\n" +
 	"\x05_cost\"\xd3\x01\n" +
 	"\x16CheckRateLimitResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x126\n" +
