@@ -232,7 +232,7 @@ func TestAPIKeysAuthenticate(t *testing.T) {
 
 	p, _ := a.Authenticate(ctx, good)
 	want := Principal{Subject: "user-good00000001", Tenant: "acme", Roles: []string{"reader"},
-		Method: MethodAPIKey, CredentialID: "good00000001", Tier: "paid"}
+		Method: MethodAPIKey, CredentialID: "good00000001", Env: EnvLive, Tier: "paid"}
 	if diff := cmp.Diff(p, want); diff != "" {
 		t.Errorf("principal (-got +want):\n%s", diff)
 	}
