@@ -20,9 +20,9 @@ type KeyRecord struct {
 	// Imported is set on a key Warden did not issue (APIKeys.Import): its digest covers the
 	// whole key and its id is derived from the digest.
 	Imported bool
-	Owner  string      // subject of the principal the key authenticates
-	Tenant string
-	Roles  []string
+	Owner    string // subject of the principal the key authenticates
+	Tenant   string
+	Roles    []string
 	// Scopes narrow the roles; nil means not narrowed (see Principal.Scopes).
 	Scopes []string
 	Tier   string
