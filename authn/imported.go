@@ -34,14 +34,15 @@ type ImportedFormat struct {
 	// Env is the environment of the format's keys. EnvUnspecified: the environment given
 	// at import (a format without a prefix often carries both).
 	Env Environment
-	// MinLen and MaxLen bound the whole key's length, prefix included. Defaults 20 and
-	// MaxImportedKeyLen.
+	// MinLen and MaxLen bound the whole key's length, prefix included; at least 16
+	// characters must follow the prefix. Defaults: the prefix's length + 16 (at least 20),
+	// and MaxImportedKeyLen.
 	MinLen, MaxLen int
 }
 
 func (f *ImportedFormat) setDefaults() error {
 	if f.MinLen <= 0 {
-		f.MinLen = 20
+		f.MinLen = max(20, len(f.Prefix)+16)
 	}
 	if f.MaxLen <= 0 {
 		f.MaxLen = MaxImportedKeyLen

@@ -327,3 +327,25 @@ func rssMB() float64 {
 	}
 	return 0
 }
+
+func TestStaticImportedKey(t *testing.T) {
+	ctx := context.Background()
+	p := testPepper(t)
+	key := foreignKey("acme_live_", 11)
+	d := p.DigestImported(key)
+	recs, err := StaticKeyRecords("keys", []StaticKey{{Imported: true, Env: "live", Digest: fmt.Sprintf("%x", d[:]), Owner: "ops"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAPIKeys(APIKeysConfig{Store: NewStaticKeys(&MemoryKeyStore{}, recs), Pepper: p, Env: EnvLive, Imported: importedFormats[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr, r := a.Authenticate(ctx, key); r != OK || pr.Subject != "ops" || pr.CredentialID != ImportedKeyID(d) {
+		t.Errorf("static imported key: %v %+v, want OK for ops", r, pr)
+	}
+	_, err = StaticKeyRecords("keys", []StaticKey{{Imported: true, ID: "AbCdEf012345", Env: "live", Digest: fmt.Sprintf("%x", d[:]), Owner: "ops"}})
+	if err == nil || !strings.Contains(err.Error(), "keys[0].id") {
+		t.Errorf("static imported key with its own id: error = %v, want one at keys[0].id", err)
+	}
+}
