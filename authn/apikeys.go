@@ -582,7 +582,7 @@ func (a *APIKeys) Import(ctx context.Context, key string, env Environment, spec 
 // importRecord checks an imported key and builds its record.
 func (a *APIKeys) importRecord(key string, env Environment, spec KeySpec) (KeyRecord, error) {
 	if _, err := ParseAPIKey(key); err == nil {
-		return KeyRecord{}, errors.New("authn: import API key: this is a Warden key, not a foreign one")
+		return KeyRecord{}, importError("this is a Warden key, not a foreign one")
 	}
 	f := a.importedFormat(key)
 	if f == nil {
@@ -590,21 +590,21 @@ func (a *APIKeys) importRecord(key string, env Environment, spec KeySpec) (KeyRe
 	}
 	switch {
 	case f.Env != EnvUnspecified && env != EnvUnspecified && env != f.Env:
-		return KeyRecord{}, fmt.Errorf("authn: import API key: the key's format is of environment %v, not %v", f.Env, env)
+		return KeyRecord{}, importError(fmt.Sprintf("the key's format is of environment %v, not %v", f.Env, env))
 	case f.Env != EnvUnspecified:
 		env = f.Env
 	case env == EnvUnspecified:
-		return KeyRecord{}, errors.New("authn: import API key: the key's format fixes no environment: give one")
+		return KeyRecord{}, importError("the key's format fixes no environment: give one")
 	}
 	if !a.accepts(env) {
-		return KeyRecord{}, fmt.Errorf("authn: import API key: this deployment does not accept %v keys", env)
+		return KeyRecord{}, importError(fmt.Sprintf("this deployment does not accept %v keys", env))
 	}
 	if spec.Owner == "" {
-		return KeyRecord{}, errors.New("authn: import API key: owner is required")
+		return KeyRecord{}, importError("owner is required")
 	}
 	now := a.now()
 	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {
-		return KeyRecord{}, errors.New("authn: import API key: expiry is in the past")
+		return KeyRecord{}, importError("expiry is in the past")
 	}
 	d := a.cfg.Pepper.DigestImported(key)
 	return KeyRecord{

@@ -80,7 +80,20 @@ func validKeyChars(s string) bool {
 }
 
 // ErrImportedFormat is returned when a key to import matches no configured format.
-var ErrImportedFormat = errors.New("authn: the key matches no configured imported key format")
+var ErrImportedFormat = importError("the key matches no configured imported key format")
+
+// importError is a key to import that is refused for what it is (its format, environment or
+// record), not because the store failed. Its text never holds the key.
+type importError string
+
+func (e importError) Error() string { return "authn: import API key: " + string(e) }
+
+// IsImportError reports whether err refuses a key to import for what it is (see
+// APIKeys.Import), rather than reporting a store failure.
+func IsImportError(err error) bool {
+	var ie importError
+	return errors.As(err, &ie)
+}
 
 // ErrKeyExists is returned by Import for a key that is already stored.
 var ErrKeyExists = errors.New("authn: this API key is already stored")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -33,8 +34,22 @@ type authnYAML struct {
 }
 
 type apiKeysYAML struct {
-	// Environment is live or test: a deployment accepts only its own keys.
+	// Environment is live or test: the keys this deployment issues, and accepts unless
+	// Environments says otherwise.
 	Environment string `yaml:"environment"`
+	// Environments are the environments whose keys are accepted (live, test or both).
+	// Default [Environment].
+	Environments []string `yaml:"environments"`
+	// ImportedFormats are the formats of keys Warden did not issue (authn.ImportedFormat).
+	ImportedFormats []struct {
+		Prefix      string `yaml:"prefix"`
+		Environment string `yaml:"environment"`
+		MinLength   int    `yaml:"min_length"`
+		MaxLength   int    `yaml:"max_length"`
+	} `yaml:"imported_formats"`
+	// ImportedKeys are static imported keys: the key through a secret reference, or its
+	// digest (wardenctl keys digest). Read-only like Keys.
+	ImportedKeys []importedKeyYAML `yaml:"imported_keys"`
 	// Pepper keys the HMAC that stores key secrets (at least 32 bytes). Required.
 	Pepper        config.Secret `yaml:"pepper"`
 	CacheSize     int           `yaml:"cache_size"`
@@ -45,6 +60,19 @@ type apiKeysYAML struct {
 	// Keys are static keys, stored as digests (wardenctl keys generate prints an entry).
 	// They are read-only: to revoke one, remove it from the file.
 	Keys []authn.StaticKey `yaml:"keys"`
+}
+
+// importedKeyYAML is one static imported key: Key (a secret reference) or Digest.
+type importedKeyYAML struct {
+	Key         config.Secret `yaml:"key"`
+	Digest      string        `yaml:"digest"`
+	Environment string        `yaml:"environment"`
+	Owner       string        `yaml:"owner"`
+	Tenant      string        `yaml:"tenant"`
+	Roles       []string      `yaml:"roles"`
+	Scopes      []string      `yaml:"scopes"`
+	Tier        string        `yaml:"tier"`
+	Expires     time.Time     `yaml:"expires"`
 }
 
 type jwtYAML struct {
@@ -156,7 +184,47 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		if err != nil {
 			return bad("api_keys.pepper", "%v", err)
 		}
+		kc := authn.APIKeysConfig{Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
+			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log}
+		for i, e := range k.Environments {
+			ev, err := authn.ParseEnvironment(e)
+			if err != nil {
+				return bad(fmt.Sprintf("api_keys.environments[%d]", i), "%v", err)
+			}
+			kc.Environments = append(kc.Environments, ev)
+		}
+		for i, f := range k.ImportedFormats {
+			ev := authn.EnvUnspecified
+			if f.Environment != "" {
+				if ev, err = authn.ParseEnvironment(f.Environment); err != nil {
+					return bad(fmt.Sprintf("api_keys.imported_formats[%d].environment", i), "%v", err)
+				}
+			}
+			kc.Imported = append(kc.Imported, authn.ImportedFormat{Prefix: f.Prefix, Env: ev, MinLen: f.MinLength, MaxLen: f.MaxLength})
+		}
+		var imported []authn.StaticKey
+		for i, ik := range k.ImportedKeys {
+			sk := authn.StaticKey{Imported: true, Env: ik.Environment, Digest: ik.Digest, Owner: ik.Owner, Tenant: ik.Tenant,
+				Roles: ik.Roles, Scopes: ik.Scopes, Tier: ik.Tier, ExpiresAt: ik.Expires}
+			field := fmt.Sprintf("api_keys.imported_keys[%d]", i)
+			switch {
+			case ik.Key.IsZero() == (ik.Digest == ""):
+				return bad(field, "give key (${ENV_VAR} or file:/path) or digest, not both")
+			case !ik.Key.IsZero():
+				if _, err := authn.ParseAPIKey(ik.Key.Reveal()); err == nil {
+					return bad(field+".key", "this is a Warden key: list it under keys")
+				}
+				d := pepper.DigestImported(ik.Key.Reveal())
+				sk.Digest = hex.EncodeToString(d[:])
+			}
+			imported = append(imported, sk)
+		}
 		recs, err := authn.StaticKeyRecords("authn.api_keys.keys", k.Keys)
+		if err == nil {
+			var more []authn.KeyRecord
+			more, err = authn.StaticKeyRecords("authn.api_keys.imported_keys", imported)
+			recs = append(recs, more...)
+		}
 		if err != nil {
 			var fe *authn.FieldError
 			if errors.As(first(err), &fe) {
@@ -164,10 +232,8 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			}
 			return bad("api_keys.keys", "%v", err)
 		}
-		keys, err := authn.NewAPIKeys(authn.APIKeysConfig{
-			Store: authn.NewStaticKeys(a.stores.apiKeys, recs), Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
-			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log,
-		})
+		kc.Store = authn.NewStaticKeys(a.stores.apiKeys, recs)
+		keys, err := authn.NewAPIKeys(kc)
 		if err != nil {
 			return bad("api_keys", "%v", err)
 		}
