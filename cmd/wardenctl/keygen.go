@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -33,24 +34,7 @@ func keysGenerate(ctx context.Context, c *cli, args []string) error {
 	if *owner == "" {
 		return fmt.Errorf("-owner is required")
 	}
-	var pepper string
-	switch {
-	case *pepperFile != "":
-		b, err := os.ReadFile(*pepperFile)
-		if err != nil {
-			return err
-		}
-		pepper = strings.TrimRight(string(b), "\r\n")
-	case *pepperEnv != "":
-		v, ok := c.env(*pepperEnv)
-		if !ok {
-			return fmt.Errorf("environment variable %s is not set", *pepperEnv)
-		}
-		pepper = v
-	default:
-		return fmt.Errorf("-pepper-file or -pepper-env is required (the server's authn.api_keys.pepper)")
-	}
-	p, err := authn.NewPepper([]byte(pepper))
+	p, err := loadPepper(c, *pepperFile, *pepperEnv)
 	if err != nil {
 		return err
 	}
@@ -82,4 +66,60 @@ func quoteAll(xs []string) string {
 		q[i] = fmt.Sprintf("%q", x)
 	}
 	return strings.Join(q, ", ")
+}
+
+// loadPepper reads the server's pepper from a file or an environment variable.
+func loadPepper(c *cli, file, envName string) (*authn.Pepper, error) {
+	var pepper string
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		pepper = strings.TrimRight(string(b), "\r\n")
+	case envName != "":
+		v, ok := c.env(envName)
+		if !ok {
+			return nil, fmt.Errorf("environment variable %s is not set", envName)
+		}
+		pepper = v
+	default:
+		return nil, fmt.Errorf("-pepper-file or -pepper-env is required (the server's authn.api_keys.pepper)")
+	}
+	return authn.NewPepper([]byte(pepper))
+}
+
+// keysDigest prints the authn.api_keys.imported_keys entry of a key Warden did not issue,
+// read from stdin (so that it stays out of the shell's history): its digest, never the key.
+func keysDigest(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags("keys digest", c)
+	env := fs.String("env", "live", "live or test")
+	owner := fs.String("owner", "", "owner (the principal's subject)")
+	pepperFile := fs.String("pepper-file", "", "file holding the server's pepper")
+	pepperEnv := fs.String("pepper-env", "", "environment variable holding the server's pepper")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := authn.ParseEnvironment(*env); err != nil {
+		return err
+	}
+	if *owner == "" {
+		return fmt.Errorf("-owner is required")
+	}
+	p, err := loadPepper(c, *pepperFile, *pepperEnv)
+	if err != nil {
+		return err
+	}
+	b, err := io.ReadAll(io.LimitReader(c.stdin, authn.MaxImportedKeyLen+2))
+	if err != nil {
+		return err
+	}
+	key := strings.TrimRight(string(b), "\r\n")
+	if key == "" || len(key) > authn.MaxImportedKeyLen {
+		return fmt.Errorf("give the key on stdin (at most %d bytes)", authn.MaxImportedKeyLen)
+	}
+	d := p.DigestImported(key)
+	fmt.Fprintf(c.stdout, "- digest: %s\n  environment: %s\n  owner: %q\n", hex.EncodeToString(d[:]), *env, *owner)
+	return nil
 }
