@@ -30,8 +30,8 @@ func importServer(t *testing.T) (addr, adminKey string, keys *authn.APIKeys) {
 	}
 	keys, err = authn.NewAPIKeys(authn.APIKeysConfig{Store: &authn.MemoryKeyStore{}, Pepper: pepper, Env: authn.EnvLive,
 		Environments: []authn.Environment{authn.EnvLive, authn.EnvTest},
-		Imported: []authn.ImportedFormat{{Prefix: "acme_live_", Env: authn.EnvLive}, {Prefix: "acme_test_", Env: authn.EnvTest}},
-		Logger:   slog.New(slog.DiscardHandler)})
+		Imported:     []authn.ImportedFormat{{Prefix: "acme_live_", Env: authn.EnvLive}, {Prefix: "acme_test_", Env: authn.EnvTest}},
+		Logger:       slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
