@@ -22,7 +22,7 @@ func TestCheckConfiguredHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		style         limiter.HeaderStyle
+		style          limiter.HeaderStyle
 		ietf, xratelim bool
 	}{
 		{limiter.HeadersIETF, true, false},
