@@ -12,6 +12,7 @@ import (
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	"github.com/wardenhq/warden/authn/redisauth"
+	"github.com/wardenhq/warden/idheader"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/service"
 )
@@ -31,6 +32,18 @@ type authnYAML struct {
 	// PreferPeer lets the mTLS identity decide when a request also carries a bearer
 	// credential. Default false: the bearer credential decides.
 	PreferPeer bool `yaml:"prefer_peer"`
+	// IdentityHeaders names the headers that tell the upstream who called (idheader.Config).
+	// Default x-warden-*.
+	IdentityHeaders struct {
+		Prefix       string `yaml:"prefix"`
+		Subject      string `yaml:"subject"`
+		Tenant       string `yaml:"tenant"`
+		Roles        string `yaml:"roles"`
+		Scopes       string `yaml:"scopes"`
+		AuthMethod   string `yaml:"auth_method"`
+		CredentialID string `yaml:"credential_id"`
+		Tier         string `yaml:"tier"`
+	} `yaml:"identity_headers"`
 }
 
 type apiKeysYAML struct {
@@ -171,6 +184,17 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	if len(ac.AdminRoles) == 0 {
 		ac.AdminRoles = []string{"warden-admin"}
 	}
+	ih := y.IdentityHeaders
+	ids, err := idheader.New(idheader.Config{Prefix: ih.Prefix, Subject: ih.Subject, Tenant: ih.Tenant, Roles: ih.Roles,
+		Scopes: ih.Scopes, Method: ih.AuthMethod, CredentialID: ih.CredentialID, Tier: ih.Tier})
+	if err != nil {
+		var ie *idheader.Error
+		if errors.As(err, &ie) {
+			return bad("identity_headers."+ie.Field, "%s", ie.Msg)
+		}
+		return bad("identity_headers", "%v", err)
+	}
+	d.Headers.Identity = ids
 
 	if k := y.APIKeys; k != nil {
 		env, err := authn.ParseEnvironment(k.Environment)
