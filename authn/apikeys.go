@@ -579,25 +579,36 @@ func (a *APIKeys) Import(ctx context.Context, key string, env Environment, spec 
 	return rec, nil
 }
 
-// importRecord checks an imported key and builds its record.
-func (a *APIKeys) importRecord(key string, env Environment, spec KeySpec) (KeyRecord, error) {
+// ImportedEnv checks that key can be imported (it has a configured imported format, and is
+// not a Warden key) as a key of environment env, and returns its environment: the format's,
+// else env. The error, an import error (IsImportError), never holds the key.
+func (a *APIKeys) ImportedEnv(key string, env Environment) (Environment, error) {
 	if _, err := ParseAPIKey(key); err == nil {
-		return KeyRecord{}, importError("this is a Warden key, not a foreign one")
+		return 0, importError("this is a Warden key, not a foreign one")
 	}
 	f := a.importedFormat(key)
 	if f == nil {
-		return KeyRecord{}, ErrImportedFormat
+		return 0, ErrImportedFormat
 	}
 	switch {
 	case f.Env != EnvUnspecified && env != EnvUnspecified && env != f.Env:
-		return KeyRecord{}, importError(fmt.Sprintf("the key's format is of environment %v, not %v", f.Env, env))
+		return 0, importError(fmt.Sprintf("the key's format is of environment %v, not %v", f.Env, env))
 	case f.Env != EnvUnspecified:
 		env = f.Env
 	case env == EnvUnspecified:
-		return KeyRecord{}, importError("the key's format fixes no environment: give one")
+		return 0, importError("the key's format fixes no environment: give one")
 	}
 	if !a.accepts(env) {
-		return KeyRecord{}, importError(fmt.Sprintf("this deployment does not accept %v keys", env))
+		return 0, importError(fmt.Sprintf("this deployment does not accept %v keys", env))
+	}
+	return env, nil
+}
+
+// importRecord checks an imported key and builds its record.
+func (a *APIKeys) importRecord(key string, env Environment, spec KeySpec) (KeyRecord, error) {
+	env, err := a.ImportedEnv(key, env)
+	if err != nil {
+		return KeyRecord{}, err
 	}
 	if spec.Owner == "" {
 		return KeyRecord{}, importError("owner is required")

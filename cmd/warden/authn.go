@@ -226,6 +226,12 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			}
 			kc.Imported = append(kc.Imported, authn.ImportedFormat{Prefix: f.Prefix, Env: ev, MinLen: f.MinLength, MaxLen: f.MaxLength})
 		}
+		// A key set without a store checks the imported keys' formats and environments.
+		check, err := authn.NewAPIKeys(authn.APIKeysConfig{Store: &authn.MemoryKeyStore{}, Pepper: pepper, Env: env,
+			Environments: kc.Environments, Imported: kc.Imported})
+		if err != nil {
+			return bad("api_keys", "%v", err)
+		}
 		var imported []authn.StaticKey
 		for i, ik := range k.ImportedKeys {
 			sk := authn.StaticKey{Imported: true, Env: ik.Environment, Digest: ik.Digest, Owner: ik.Owner, Tenant: ik.Tenant,
@@ -235,11 +241,18 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			case ik.Key.IsZero() == (ik.Digest == ""):
 				return bad(field, "give key (${ENV_VAR} or file:/path) or digest, not both")
 			case !ik.Key.IsZero():
-				if _, err := authn.ParseAPIKey(ik.Key.Reveal()); err == nil {
-					return bad(field+".key", "this is a Warden key: list it under keys")
+				var given authn.Environment
+				if ik.Environment != "" {
+					if given, err = authn.ParseEnvironment(ik.Environment); err != nil {
+						return bad(field+".environment", "%v", err)
+					}
+				}
+				ev, err := check.ImportedEnv(ik.Key.Reveal(), given)
+				if err != nil {
+					return bad(field+".key", "%s", strings.TrimPrefix(err.Error(), "authn: import API key: "))
 				}
 				d := pepper.DigestImported(ik.Key.Reveal())
-				sk.Digest = hex.EncodeToString(d[:])
+				sk.Digest, sk.Env = hex.EncodeToString(d[:]), ev.String()
 			}
 			imported = append(imported, sk)
 		}
