@@ -188,15 +188,7 @@ func TestImportedCachedAllocs(t *testing.T) {
 	if _, err := a.Import(ctx, key, EnvUnspecified, KeySpec{Owner: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	a.Authenticate(ctx, key)
-	n := testing.AllocsPerRun(1000, func() {
-		if _, r := a.Authenticate(ctx, key); r != OK {
-			t.Fatal(r)
-		}
-	})
-	if n != 0 {
-		t.Errorf("Authenticate on a cached imported key allocs = %v, want 0", n)
-	}
+	wantCachedZeroAllocs(t, a, key)
 }
 
 func TestDigestImportedIsHMAC(t *testing.T) {
