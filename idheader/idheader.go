@@ -9,6 +9,12 @@
 // answered, or Warden could not be asked and the caller failed open. That includes names
 // Warden does not set today (x-warden-impersonate), so that a name added later is never
 // spoofable in the meantime.
+//
+// A deployment may name the headers as its upstreams expect (x-user-id, x-auth-*): a Set,
+// built by New from a Config, carries those names and their reserved prefix, and Default is
+// the Set of the names above. The server (service.HeaderNames) and the Envoy adapter
+// (envoy.AuthConfig.Identity) take a Set; the Go middleware and interceptors use Default
+// until they are given one.
 package idheader
 
 import "strings"
