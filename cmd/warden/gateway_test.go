@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,4 +190,32 @@ func TestGatewayExample(t *testing.T) {
 		t.Fatalf("first delivery: got %v, want allowed", resp)
 	}
 	denied("replayed delivery", decide(hook), 409, codes.AlreadyExists)
+}
+
+// TestGatewayConfigErrors: the settings the gateway example uses refuse bad values with the
+// field's name, and Warden does not start.
+func TestGatewayConfigErrors(t *testing.T) {
+	const apiKeys = "authn:\n  api_keys:\n    environment: live\n    pepper: ${WARDEN_PEPPER}\n"
+	for _, tt := range []struct{ name, config, field string }{
+		{"rate-limit header flavour", "rate_limit:\n  headers: X-RateLimit\n", "rate_limit.headers"},
+		{"identity header name", apiKeys + "  identity_headers: {subject: \"x user\"}\n", "authn.identity_headers.subject"},
+		{"two identity headers of one name", apiKeys + "  identity_headers: {subject: x-id, tenant: X-ID}\n", "authn.identity_headers.tenant"},
+		{"webhook replay status", "webhooks:\n  replay_status: 202\n  sources: [{name: gh, scheme: github, secrets: [\"${SECRET}\"]}]\n", "webhooks.replay_status"},
+		{"imported key of no format", apiKeys + "    imported_keys: [{key: \"${SECRET}\", owner: x}]\n", "authn.api_keys.imported_keys[0].key"},
+		{"imported key of the other environment", apiKeys + "    imported_formats: [{prefix: acme_, environment: live}]\n    imported_keys: [{key: \"${SECRET}\", environment: test, owner: x}]\n",
+			"authn.api_keys.imported_keys[0].key"},
+		{"imported key with a bad digest", apiKeys + "    imported_keys: [{digest: " + strings.Repeat("ab", 32) + ", environment: live, owner: x}, {digest: zz, environment: live, owner: y}]\n",
+			"authn.api_keys.imported_keys[1].digest"},
+	} {
+		p := filepath.Join(t.TempDir(), "w.yaml")
+		writeFile(t, p, []byte(tt.config))
+		env := func(k string) (string, bool) {
+			v, ok := map[string]string{"WARDEN_PEPPER": gatewayPepper, "SECRET": "acme_0123456789abcdef0123456789abcdef"}[k]
+			return v, ok
+		}
+		err := run(context.Background(), []string{"-config", p}, env, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), " "+tt.field+": ") {
+			t.Errorf("%s: got %v, want an error naming %s", tt.name, err, tt.field)
+		}
+	}
 }
