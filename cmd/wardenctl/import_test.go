@@ -124,3 +124,28 @@ func TestKeysDigest(t *testing.T) {
 		t.Errorf("keys digest printed %q, want %q", stdout.String(), want)
 	}
 }
+
+// FuzzImportRows: whatever an import file holds, reading it ends (EOF or an error) without a
+// panic, and a row that converts has a key and an owner.
+func FuzzImportRows(f *testing.F) {
+	f.Add("key,owner,roles\nacme_live_x,alice,a b\n")
+	f.Add(`{"key":"k","owner":"o","expires":"2030-01-01T00:00:00Z"}` + "\n\n{")
+	f.Add("key\n\"unterminated")
+	f.Fuzz(func(t *testing.T, in string) {
+		readers := []func() (importRow, int, error){jsonlRows(strings.NewReader(in))}
+		if next, err := csvRows(strings.NewReader(in)); err == nil {
+			readers = append(readers, next)
+		}
+		for _, next := range readers {
+			for range 10_000 {
+				row, _, err := next()
+				if err != nil {
+					break
+				}
+				if k, err := row.proto(); err == nil && (k.GetKey() == "" || k.GetOwner() == "") {
+					t.Fatalf("row %+v converted without a key or an owner", row)
+				}
+			}
+		}
+	})
+}
