@@ -275,10 +275,16 @@ func (p *Pepper) GoString() string { return p.String() }
 // ParsedAPIKey.Secret), at most 64 bytes. It does not allocate.
 func (p *Pepper) Digest(secret string) [digestLen]byte {
 	var inner [hmacBlockSize + 64]byte
-	copy(inner[:], p.ipad[:])
-	n := copy(inner[hmacBlockSize:], secret)
-	if n < len(secret) {
-		// Longer than any key's secret: never equal to a stored digest.
+	return p.hmac(inner[:], secret)
+}
+
+// hmac returns HMAC-SHA256(pepper, msg), using inner (the pad block and room for msg) as its
+// buffer, or the zero digest when msg does not fit in it.
+func (p *Pepper) hmac(inner []byte, msg string) [digestLen]byte {
+	copy(inner, p.ipad[:])
+	n := copy(inner[hmacBlockSize:], msg)
+	if n < len(msg) {
+		// Longer than any key: never equal to a stored digest.
 		return [digestLen]byte{}
 	}
 	ih := sha256.Sum256(inner[:hmacBlockSize+n])

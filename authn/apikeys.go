@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,9 +23,16 @@ type APIKeysConfig struct {
 	Store KeyStore
 	// Pepper keys the digests. Required.
 	Pepper *Pepper
-	// Env is the only environment this deployment accepts (a live deployment refuses
-	// sk-test- keys without a lookup). Required.
+	// Env is the environment of the keys this deployment issues (Create, Rotate), and the
+	// only one it accepts unless Environments says otherwise. Required.
 	Env Environment
+	// Environments are the environments whose keys this deployment accepts; a key of
+	// another is refused without a lookup (a live-only deployment refuses sk-test- keys).
+	// Default [Env]. A key's environment is its principal's (Principal.Env).
+	Environments []Environment
+	// Imported are the formats of imported keys (see ImportedFormat), tried in order on a key
+	// that is not a native one. None: only native keys are accepted.
+	Imported []ImportedFormat
 	// CacheSize bounds the local cache of records (positive and negative). Default 10000.
 	CacheSize int
 	// CacheTTL is how long a found record is trusted before it is read again. Revocations
@@ -125,6 +133,7 @@ type touch struct {
 // keyEntry is a cached record, immutable except lastTouch.
 type keyEntry struct {
 	found     bool
+	imported  bool
 	env       Environment
 	digest    Digest
 	expiresAt time.Time
@@ -144,6 +153,24 @@ func NewAPIKeys(cfg APIKeysConfig) (*APIKeys, error) {
 	}
 	if cfg.Env != EnvLive && cfg.Env != EnvTest {
 		return nil, errors.New("authn: APIKeysConfig.Env must be EnvLive or EnvTest")
+	}
+	if len(cfg.Environments) == 0 {
+		cfg.Environments = []Environment{cfg.Env}
+	}
+	for _, e := range cfg.Environments {
+		if e != EnvLive && e != EnvTest {
+			return nil, errors.New("authn: APIKeysConfig.Environments may hold only EnvLive and EnvTest")
+		}
+	}
+	cfg.Imported = append([]ImportedFormat(nil), cfg.Imported...)
+	for i := range cfg.Imported {
+		f := &cfg.Imported[i]
+		if err := f.setDefaults(); err != nil {
+			return nil, fmt.Errorf("authn: APIKeysConfig.Imported[%d]: %w", i, err)
+		}
+		if f.Env != EnvUnspecified && !slices.Contains(cfg.Environments, f.Env) {
+			return nil, fmt.Errorf("authn: APIKeysConfig.Imported[%d]: environment %v is not accepted (Environments)", i, f.Env)
+		}
 	}
 	cfg.setDefaults()
 	return &APIKeys{
@@ -169,16 +196,41 @@ func (a *APIKeys) Guard() *budget.Guard { return a.guard }
 // Unavailable means the store failed, or could not answer within the caller's deadline. The returned Principal shares its slices with the
 // cache: read-only.
 func (a *APIKeys) Authenticate(ctx context.Context, key string) (Principal, Reason) {
-	pk, err := ParseAPIKey(key)
-	if err != nil || pk.Env != a.cfg.Env {
+	var (
+		id       string
+		idb      [importedIDLen]byte // an imported key's id, derived from its digest
+		d        Digest
+		env      Environment // the key's own environment; EnvUnspecified: the record's
+		imported bool
+	)
+	if pk, err := ParseAPIKey(key); err == nil {
+		// A native key: the checksum refused mistyped keys without a lookup.
+		if !a.accepts(pk.Env) {
+			a.malformed.Add(1)
+			return Principal{}, Malformed
+		}
+		id, env, d = pk.ID, pk.Env, a.cfg.Pepper.Digest(pk.Secret)
+	} else if f := a.importedFormat(key); f != nil {
+		imported, env = true, f.Env
+		d = a.cfg.Pepper.DigestImported(key)
+		importedID(&idb, &d)
+	} else {
 		a.malformed.Add(1)
 		return Principal{}, Malformed
 	}
 	now := a.now()
-	e := a.cached(pk.ID, now)
+	var e *keyEntry
+	if imported {
+		e = a.cached(string(idb[:]), now) // does not escape: no allocation (TestImportedCachedAllocs)
+	} else {
+		e = a.cached(id, now)
+	}
 	if e == nil {
+		if imported {
+			id = string(idb[:])
+		}
 		var r Reason
-		if e, r = a.fill(ctx, pk.ID, now); e == nil {
+		if e, r = a.fill(ctx, id, now); e == nil {
 			return Principal{}, r
 		}
 	} else {
@@ -187,9 +239,8 @@ func (a *APIKeys) Authenticate(ctx context.Context, key string) (Principal, Reas
 	// The digest is computed and compared for an unknown id too (against the zero digest of
 	// a negative entry), so that an unknown id costs what a wrong secret does: the time of
 	// an answer does not tell which ids exist.
-	d := a.cfg.Pepper.Digest(pk.Secret)
 	match := digestEqual(&d, &e.digest)
-	if !e.found || e.env != pk.Env {
+	if !e.found || e.imported != imported || (env != EnvUnspecified && e.env != env) || !a.accepts(e.env) {
 		return Principal{}, Unknown
 	}
 	if !match {
@@ -203,6 +254,39 @@ func (a *APIKeys) Authenticate(ctx context.Context, key string) (Principal, Reas
 	}
 	a.maybeTouch(e, now)
 	return e.principal, OK
+}
+
+// accepts reports whether this deployment accepts keys of environment env.
+func (a *APIKeys) accepts(env Environment) bool {
+	for _, e := range a.cfg.Environments {
+		if e == env {
+			return true
+		}
+	}
+	return false
+}
+
+// importedFormat returns the first imported format key has, or nil.
+func (a *APIKeys) importedFormat(key string) *ImportedFormat {
+	for i := range a.cfg.Imported {
+		if f := &a.cfg.Imported[i]; f.match(key) {
+			return f
+		}
+	}
+	return nil
+}
+
+// ClaimsToken reports whether a bearer token that does not look like a native key has the
+// prefix of an imported key format: the Authenticator then sends it here rather than to a
+// token verifier. Formats without a prefix never claim a bearer token (they are read from
+// the API key header or "authorization: ApiKey").
+func (a *APIKeys) ClaimsToken(tok string) bool {
+	for i := range a.cfg.Imported {
+		if f := &a.cfg.Imported[i]; f.Prefix != "" && f.match(tok) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *APIKeys) cached(id string, now time.Time) *keyEntry {
@@ -295,6 +379,7 @@ func (a *APIKeys) lookup(ctx context.Context, id string, gen uint64, now time.Ti
 		e.until = now.Add(a.cfg.NegativeTTL)
 	default:
 		e.found = true
+		e.imported = rec.Imported
 		e.env = rec.Env
 		e.digest = rec.Digest
 		e.expiresAt = rec.ExpiresAt
@@ -307,6 +392,7 @@ func (a *APIKeys) lookup(ctx context.Context, id string, gen uint64, now time.Ti
 			Scopes:       rec.Scopes,
 			Method:       MethodAPIKey,
 			CredentialID: rec.ID,
+			Env:          rec.Env,
 			Tier:         rec.Tier,
 			ExpiresAt:    rec.effectiveExpiry(),
 			Claims:       rec.Labels,
@@ -428,12 +514,12 @@ func (a *APIKeys) Rotate(ctx context.Context, id string) (string, KeyRecord, err
 	if !old.RevokedAt.IsZero() && !now.Before(old.RevokedAt) {
 		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: already revoked", id)
 	}
-	key, pk, err := NewAPIKey(a.cfg.Env)
+	key, pk, err := NewAPIKey(old.Env) // an imported key is rotated into a native key
 	if err != nil {
 		return "", KeyRecord{}, err
 	}
 	rec := old
-	rec.ID, rec.Env, rec.Digest = pk.ID, pk.Env, a.cfg.Pepper.Digest(pk.Secret)
+	rec.ID, rec.Env, rec.Digest, rec.Imported = pk.ID, pk.Env, a.cfg.Pepper.Digest(pk.Secret), false
 	rec.CreatedAt, rec.LastUsedAt, rec.RevokedAt, rec.RotatedFrom = now, time.Time{}, time.Time{}, id
 	if err := a.cfg.Store.Put(ctx, rec); err != nil {
 		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: %w", id, err)
@@ -462,8 +548,82 @@ func (a *APIKeys) Revoke(ctx context.Context, id string) error {
 	return nil
 }
 
-// Env is the environment whose keys this deployment issues and accepts.
+// Env is the environment whose keys this deployment issues.
 func (a *APIKeys) Env() Environment { return a.cfg.Env }
+
+// Accepts reports whether this deployment accepts keys of environment env.
+func (a *APIKeys) Accepts(env Environment) bool { return a.accepts(env) }
+
+// Import stores an imported key (see ImportedFormat): a key Warden did not issue, in one of
+// the configured formats, for the principal spec describes. env is the key's environment
+// when its format does not fix one (EnvUnspecified otherwise, or the same). Only the key's
+// digest is stored; a key already stored is ErrKeyExists. The record's id, derived from the
+// digest, names the key from then on (revocation, rotation, logs).
+func (a *APIKeys) Import(ctx context.Context, key string, env Environment, spec KeySpec) (KeyRecord, error) {
+	rec, err := a.importRecord(key, env, spec)
+	if err != nil {
+		return KeyRecord{}, err
+	}
+	switch _, err := a.cfg.Store.Key(ctx, rec.ID); {
+	case err == nil:
+		return KeyRecord{}, fmt.Errorf("authn: import API key %s: %w", rec.ID, ErrKeyExists)
+	case !errors.Is(err, ErrKeyNotFound):
+		return KeyRecord{}, fmt.Errorf("authn: import API key %s: %w", rec.ID, err)
+	}
+	if err := a.cfg.Store.Put(ctx, rec); err != nil {
+		return KeyRecord{}, fmt.Errorf("authn: import API key %s: %w", rec.ID, err)
+	}
+	a.InvalidateKey(rec.ID) // a negative entry may exist
+	a.log.LogAttrs(ctx, slog.LevelDebug, "api key imported", slog.String("key_id", rec.ID),
+		slog.String("owner", rec.Owner), slog.String("tenant", rec.Tenant))
+	return rec, nil
+}
+
+// ImportedEnv checks that key can be imported (it has a configured imported format, and is
+// not a Warden key) as a key of environment env, and returns its environment: the format's,
+// else env. The error, an import error (IsImportError), never holds the key.
+func (a *APIKeys) ImportedEnv(key string, env Environment) (Environment, error) {
+	if _, err := ParseAPIKey(key); err == nil {
+		return 0, importError("this is a Warden key, not a foreign one")
+	}
+	f := a.importedFormat(key)
+	if f == nil {
+		return 0, ErrImportedFormat
+	}
+	switch {
+	case f.Env != EnvUnspecified && env != EnvUnspecified && env != f.Env:
+		return 0, importError(fmt.Sprintf("the key's format is of environment %v, not %v", f.Env, env))
+	case f.Env != EnvUnspecified:
+		env = f.Env
+	case env == EnvUnspecified:
+		return 0, importError("the key's format fixes no environment: give one")
+	}
+	if !a.accepts(env) {
+		return 0, importError(fmt.Sprintf("this deployment does not accept %v keys", env))
+	}
+	return env, nil
+}
+
+// importRecord checks an imported key and builds its record.
+func (a *APIKeys) importRecord(key string, env Environment, spec KeySpec) (KeyRecord, error) {
+	env, err := a.ImportedEnv(key, env)
+	if err != nil {
+		return KeyRecord{}, err
+	}
+	if spec.Owner == "" {
+		return KeyRecord{}, importError("owner is required")
+	}
+	now := a.now()
+	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {
+		return KeyRecord{}, importError("expiry is in the past")
+	}
+	d := a.cfg.Pepper.DigestImported(key)
+	return KeyRecord{
+		ID: ImportedKeyID(d), Env: env, Digest: d, Imported: true,
+		Owner: spec.Owner, Tenant: spec.Tenant, Roles: spec.Roles, Scopes: spec.Scopes,
+		Tier: spec.Tier, Labels: spec.Labels, CreatedAt: now, ExpiresAt: spec.ExpiresAt,
+	}, nil
+}
 
 // Store is the key store behind the cache, for listing and reading records.
 func (a *APIKeys) Store() KeyStore { return a.cfg.Store }

@@ -80,12 +80,13 @@ func (a *Authenticator) bearer(c *Credentials) (Extracted, Reason) {
 	case c.APIKey != "":
 		typed = Extracted{Kind: TokenAPIKey, Value: c.APIKey}
 	case c.BearerToken != "":
-		typed = Extracted{Kind: ClassifyToken(c.BearerToken), Value: c.BearerToken}
+		typed = a.classify(Extracted{Kind: ClassifyToken(c.BearerToken), Value: c.BearerToken})
 	}
 	if c.Headers == nil {
 		return typed, OK
 	}
 	fromHeaders, r := a.cfg.Extract.Extract(c.Headers)
+	fromHeaders = a.classify(fromHeaders)
 	switch {
 	case r == NoCredentials:
 		return typed, OK
@@ -95,6 +96,14 @@ func (a *Authenticator) bearer(c *Credentials) (Extracted, Reason) {
 		return Extracted{}, Malformed
 	}
 	return fromHeaders, OK
+}
+
+// classify makes a bearer token with an imported key format's prefix an API key.
+func (a *Authenticator) classify(x Extracted) Extracted {
+	if (x.Kind == TokenJWT || x.Kind == TokenOpaque) && a.cfg.APIKeys != nil && a.cfg.APIKeys.ClaimsToken(x.Value) {
+		x.Kind = TokenAPIKey
+	}
+	return x
 }
 
 func (a *Authenticator) enabled(k TokenKind) bool {

@@ -11,8 +11,12 @@ import (
 // package decodes it; Records validates it). It holds the key's digest, never the key:
 // wardenctl prints the digest of a key it creates (Pepper.DigestAPIKey).
 type StaticKey struct {
-	// ID is the key id (12 base62 characters). Required, unique.
+	// ID is the key id (12 base62 characters). Required, unique; an imported key's is
+	// derived from its digest (ImportedKeyID), so it may be left out.
 	ID string `yaml:"id" json:"id"`
+	// Imported marks a key Warden did not issue: Digest is HMAC-SHA256(pepper, key) over the
+	// whole key (Pepper.DigestImported; wardenctl keys digest prints it).
+	Imported bool `yaml:"imported" json:"imported"`
 	// Env is "live" or "test". Required.
 	Env string `yaml:"env" json:"env"`
 	// Digest is HMAC-SHA256(pepper, secret) as 64 hex characters. Required.
@@ -40,21 +44,35 @@ func StaticKeyRecords(path string, keys []StaticKey) ([]KeyRecord, error) {
 	recs := make([]KeyRecord, 0, len(keys))
 	for i, k := range keys {
 		rec := KeyRecord{ID: k.ID, Owner: k.Owner, Tenant: k.Tenant, Roles: k.Roles,
-			Scopes: k.Scopes, Tier: k.Tier, ExpiresAt: k.ExpiresAt}
-		if !ValidAPIKeyID(k.ID) {
-			bad(i, "id", "want 12 base62 characters")
-		} else if j, dup := seen[k.ID]; dup {
-			bad(i, "id", fmt.Sprintf("duplicate of %s[%d]", path, j))
+			Scopes: k.Scopes, Tier: k.Tier, ExpiresAt: k.ExpiresAt, Imported: k.Imported}
+		d, derr := hex.DecodeString(k.Digest)
+		if derr == nil && len(d) == len(rec.Digest) {
+			copy(rec.Digest[:], d)
+			if k.Imported && k.ID == "" {
+				rec.ID = ImportedKeyID(rec.Digest)
+			}
+		} else {
+			derr = errors.New("bad digest")
 		}
-		seen[k.ID] = i
+		switch {
+		case k.Imported && derr == nil && rec.ID != ImportedKeyID(rec.Digest):
+			bad(i, "id", "an imported key's id is derived from its digest: leave it out")
+		case k.Imported && derr != nil:
+			// reported at the digest
+		case !ValidAPIKeyID(rec.ID):
+			bad(i, "id", "want 12 base62 characters")
+		default:
+			if j, dup := seen[rec.ID]; dup {
+				bad(i, "id", fmt.Sprintf("duplicate of %s[%d]", path, j))
+			}
+			seen[rec.ID] = i
+		}
 		var err error
 		if rec.Env, err = ParseEnvironment(k.Env); err != nil {
 			bad(i, "env", "want live or test")
 		}
-		if d, err := hex.DecodeString(k.Digest); err != nil || len(d) != len(rec.Digest) {
+		if derr != nil {
 			bad(i, "digest", "want 64 hex characters (HMAC-SHA256)")
-		} else {
-			copy(rec.Digest[:], d)
 		}
 		if k.Owner == "" {
 			bad(i, "owner", "required")

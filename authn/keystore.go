@@ -14,12 +14,15 @@ type Digest = [digestLen]byte
 // KeyRecord is what Warden stores about an API key: never the secret, only its digest.
 // Records are plain values; slices and maps are shared and read-only once stored.
 type KeyRecord struct {
-	ID     string      // the key id, the part between the prefix and "_"
+	ID     string      // the key id: the part between the prefix and "_", or ImportedKeyID
 	Env    Environment // live or test; must match the key's prefix
-	Digest Digest      // HMAC-SHA256(pepper, secret)
-	Owner  string      // subject of the principal the key authenticates
-	Tenant string
-	Roles  []string
+	Digest Digest      // HMAC-SHA256(pepper, secret), or over the whole key if Imported
+	// Imported is set on a key Warden did not issue (APIKeys.Import): its digest covers the
+	// whole key and its id is derived from the digest.
+	Imported bool
+	Owner    string // subject of the principal the key authenticates
+	Tenant   string
+	Roles    []string
 	// Scopes narrow the roles; nil means not narrowed (see Principal.Scopes).
 	Scopes []string
 	Tier   string

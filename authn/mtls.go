@@ -231,7 +231,7 @@ func (m *MTLS) principal(leaf *x509.Certificate) (Principal, Reason) {
 		return Principal{}, r
 	}
 	if !m.allowed(id) {
-		return Principal{}, NotAllowed
+		return Principal{}, NotListed
 	}
 	return m.withAttributes(Principal{Subject: id, Method: MethodMTLS, CredentialID: leaf.SerialNumber.Text(16),
 		ExpiresAt: leaf.NotAfter}), OK
@@ -284,8 +284,10 @@ func (m *MTLS) FromGatewayPrincipal(p string) (Principal, Reason) {
 	switch {
 	case p == "":
 		return Principal{}, NoCredentials
-	case !m.cfg.TrustGatewayPrincipal || !m.allowed(p):
+	case !m.cfg.TrustGatewayPrincipal:
 		return Principal{}, NotAllowed
+	case !m.allowed(p):
+		return Principal{}, NotListed
 	}
 	return m.withAttributes(Principal{Subject: p, Method: MethodMTLS}), OK
 }

@@ -95,9 +95,9 @@ func TestMTLSIdentityAndAllowList(t *testing.T) {
 		{"dns when no spiffe", leafOpts{cn: "x", dns: []string{"API.internal"}, uris: []string{"https://not-spiffe"}}, "api.internal", OK},
 		{"cn last", leafOpts{cn: "billing"}, "billing", OK},
 		{"dns suffix", leafOpts{dns: []string{"a.b.svc.example"}}, "a.b.svc.example", OK},
-		{"suffix needs a label", leafOpts{dns: []string{"svc.example"}}, "", NotAllowed},
-		{"other namespace", leafOpts{uris: []string{"spiffe://prod.example/ns/ops/sa/api"}}, "", NotAllowed},
-		{"other trust domain with same prefix", leafOpts{uris: []string{"spiffe://prod.example.evil/ns/pay/x"}}, "", NotAllowed},
+		{"suffix needs a label", leafOpts{dns: []string{"svc.example"}}, "", NotListed},
+		{"other namespace", leafOpts{uris: []string{"spiffe://prod.example/ns/ops/sa/api"}}, "", NotListed},
+		{"other trust domain with same prefix", leafOpts{uris: []string{"spiffe://prod.example.evil/ns/pay/x"}}, "", NotListed},
 		{"two spiffe ids", leafOpts{uris: []string{"spiffe://prod.example/ns/pay/a", "spiffe://prod.example/ns/pay/b"}}, "", Malformed},
 		{"no identity", leafOpts{}, "", Malformed},
 		{"expired", leafOpts{cn: "billing", notAfter: t0.Add(-time.Second)}, "", Expired},
@@ -148,7 +148,7 @@ func TestMTLSFromPEM(t *testing.T) {
 		{"unescaped plus", plusSafe, OK},
 		{"with chain", encodePEM(good) + encodePEM(ca.cert), OK},
 		{"wrong CA", encodePEM(foreign), NotAllowed},
-		{"not on allow-list", encodePEM(outsider), NotAllowed},
+		{"not on allow-list", encodePEM(outsider), NotListed},
 		{"expired", encodePEM(expired), Expired},
 		{"garbage", "not%20a%20pem", Malformed},
 		{"bad escape", "%zz", Malformed},
@@ -174,7 +174,7 @@ func TestMTLSGatewayPrincipal(t *testing.T) {
 		want Reason
 	}{
 		{trusting, "spiffe://prod.example/api", OK},
-		{trusting, "spiffe://evil.example/api", NotAllowed},
+		{trusting, "spiffe://evil.example/api", NotListed},
 		{trusting, "", NoCredentials},
 		{wary, "spiffe://prod.example/api", NotAllowed},
 	}

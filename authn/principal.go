@@ -48,6 +48,8 @@ type Principal struct {
 	// CredentialID is the API key id, the JWT jti, the certificate serial or the OAuth2
 	// token's digest prefix: enough to find it again, never a secret.
 	CredentialID string
+	// Env is an API key's environment (live or test); EnvUnspecified for other methods.
+	Env Environment
 	// Tier selects rate limits (e.g. "free", "paid"). Empty means the default tier.
 	Tier string
 	// ExpiresAt is when the credential stops being valid; zero means it does not expire.

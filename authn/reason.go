@@ -31,8 +31,9 @@ const (
 	NotYetValid
 	// UnsupportedAlgorithm: the token is signed with an algorithm that is not allowed.
 	UnsupportedAlgorithm
-	// NotAllowed: the mTLS principal is authentic but not on the allow-list (or the
-	// certificate does not chain to a trusted CA).
+	// NotAllowed: the mTLS certificate does not chain to a trusted CA, or a gateway's
+	// principal is not trusted (the caller is not identified), or an OAuth2 token's client
+	// is not accepted.
 	NotAllowed
 	// Inactive: OAuth2 introspection answered active=false.
 	Inactive
@@ -42,6 +43,10 @@ const (
 	// WrongTokenType: the token is of a type not accepted here (an OAuth2 refresh token
 	// offered as an access token).
 	WrongTokenType
+	// NotListed: the mTLS principal is authentic (the caller is identified) but not on the
+	// allow-list. Unlike the other reasons it is a 403, not a 401: authenticating again
+	// would not help.
+	NotListed
 
 	numReasons
 )
@@ -49,7 +54,7 @@ const (
 var reasonNames = [numReasons]string{
 	"ok", "no_credentials", "malformed", "unknown", "expired", "revoked", "bad_signature",
 	"wrong_audience", "wrong_issuer", "not_yet_valid", "unsupported_algorithm", "not_allowed",
-	"inactive", "unavailable", "wrong_token_type",
+	"inactive", "unavailable", "wrong_token_type", "not_listed",
 }
 
 // String returns the reason in snake_case, stable for metric labels and audit logs.

@@ -21,3 +21,32 @@ func TestReserved(t *testing.T) {
 		}
 	}
 }
+
+func TestSet(t *testing.T) {
+	def := idheader.Default()
+	if def.Names() != idheader.Names() || def.Prefix() != idheader.Prefix {
+		t.Errorf("Default() = %v %q, want the package's names", def.Names(), def.Prefix())
+	}
+	s, err := idheader.New(idheader.Config{Prefix: "X-Auth-", Subject: "X-User-ID", Tier: "x-plan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [idheader.Count]string{"x-user-id", "x-auth-tenant", "x-auth-roles", "x-auth-scopes", "x-auth-auth-method", "x-auth-credential-id", "x-plan"}
+	if s.Names() != want {
+		t.Errorf("names: got %v, want %v", s.Names(), want)
+	}
+	for name, reserved := range map[string]bool{
+		"X-User-Id": true, "x-auth-anything": true, "x-plan": true, "x-warden-subject": false, "x-user": false, "x-plans": false,
+	} {
+		if got := s.Reserved(name); got != reserved {
+			t.Errorf("Reserved(%q): got %v, want %v", name, got, reserved)
+		}
+	}
+	for _, c := range []idheader.Config{
+		{Subject: "x user"}, {Prefix: ":"}, {Subject: "x-a", Tenant: "X-A"}, {Tier: ":authority"},
+	} {
+		if _, err := idheader.New(c); err == nil {
+			t.Errorf("New(%+v): error = nil, want one", c)
+		}
+	}
+}

@@ -90,3 +90,64 @@ func appendSFString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// HeaderStyle chooses the rate-limit headers of an answer. The zero value is HeadersIETF.
+type HeaderStyle uint8
+
+const (
+	// HeadersIETF: RateLimit-Policy and RateLimit (the IETF draft, above).
+	HeadersIETF HeaderStyle = iota
+	// HeadersXRateLimit: X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset
+	// (seconds until the counter is full again), of the tightest limit (XRateLimit).
+	HeadersXRateLimit
+	// HeadersBoth: both sets.
+	HeadersBoth
+)
+
+// ParseHeaderStyle parses "ietf", "x-ratelimit" or "both".
+func ParseHeaderStyle(s string) (HeaderStyle, bool) {
+	switch s {
+	case "ietf":
+		return HeadersIETF, true
+	case "x-ratelimit":
+		return HeadersXRateLimit, true
+	case "both":
+		return HeadersBoth, true
+	}
+	return 0, false
+}
+
+// IETF reports whether the style sends the IETF draft's headers.
+func (s HeaderStyle) IETF() bool { return s != HeadersXRateLimit }
+
+// XRateLimit reports whether the style sends the X-RateLimit-* headers.
+func (s HeaderStyle) XRateLimit() bool { return s != HeadersIETF }
+
+// XRateLimit returns the X-RateLimit-* values: those of the tightest limit that applied (the
+// one that denied the request with the longest wait; else the one with the least remaining
+// quota, the first on a tie). Limits the RateLimit header leaves out are left out here too.
+// ok is false when no limit qualifies (send no X-RateLimit-* header then).
+func (r *Result) XRateLimit() (limit, remaining, resetSeconds int64, ok bool) {
+	best := -1
+	for i := range r.Statuses {
+		s := &r.Statuses[i]
+		if !s.Applied || s.Unlimited || s.Shadow || s.Remaining < 0 {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := &r.Statuses[best]
+		over, bOver := s.Code == CodeOverLimit, b.Code == CodeOverLimit
+		switch {
+		case over && !bOver, over && bOver && s.RetryAfter > b.RetryAfter, !over && !bOver && s.Remaining < b.Remaining:
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0, 0, 0, false
+	}
+	s := &r.Statuses[best]
+	return s.Quota, s.Remaining, ceilSeconds(s.ResetAfter), true
+}

@@ -358,6 +358,9 @@ func TestHeaders(t *testing.T) {
 	if diff := cmp.Diff(want, []string{policy, rate, retry}); diff != "" {
 		t.Errorf("allowed: headers (-want +got):\n%s", diff)
 	}
+	if lim, rem, reset, ok := res.XRateLimit(); !ok || lim != 10 || rem != 3 || reset != 1 {
+		t.Errorf("allowed: XRateLimit() = %d %d %d %v, want the burst limit's 10 3 1", lim, rem, reset, ok)
+	}
 	for range 4 {
 		res = check(t, l, req)
 	}
@@ -365,6 +368,17 @@ func TestHeaders(t *testing.T) {
 	want = []string{`"burst";q=10;w=1, "da\"ily";q=1000;w=86400`, `"burst";r=0;t=1, "da\"ily";r=990;t=86400`, "1"}
 	if diff := cmp.Diff(want, []string{policy, rate, retry}); diff != "" {
 		t.Errorf("denied: headers (-want +got):\n%s", diff)
+	}
+	if lim, rem, reset, ok := res.XRateLimit(); !ok || lim != 10 || rem != 0 || reset != 1 {
+		t.Errorf("denied: XRateLimit() = %d %d %d %v, want the burst limit's 10 0 1", lim, rem, reset, ok)
+	}
+	for in, want := range map[string]limiter.HeaderStyle{"ietf": limiter.HeadersIETF, "x-ratelimit": limiter.HeadersXRateLimit, "both": limiter.HeadersBoth} {
+		if got, ok := limiter.ParseHeaderStyle(in); !ok || got != want {
+			t.Errorf("ParseHeaderStyle(%q) = %v %v", in, got, ok)
+		}
+	}
+	if _, ok := limiter.ParseHeaderStyle("X-RateLimit"); ok {
+		t.Errorf("ParseHeaderStyle is case-sensitive, as the config is")
 	}
 	if got := res.RetryAfter(); got != 750*time.Millisecond {
 		t.Errorf("RetryAfter: got %v, want 750ms", got)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -125,6 +126,49 @@ func (a *Admin) CreateApiKey(ctx context.Context, req *wardenv1.CreateApiKeyRequ
 		return nil, a.keyError(ctx, "CreateApiKey", err)
 	}
 	return &wardenv1.CreateApiKeyResponse{Key: keyToProto(rec), Secret: secret}, nil
+}
+
+// maxImportBatch bounds the keys of one ImportApiKey call.
+const maxImportBatch = 1000
+
+func (a *Admin) ImportApiKey(ctx context.Context, req *wardenv1.ImportApiKeyRequest) (*wardenv1.ImportApiKeyResponse, error) {
+	k, err := a.keys(ctx, "ImportApiKey")
+	if err != nil {
+		return nil, err
+	}
+	if n := len(req.GetKeys()); n == 0 || n > maxImportBatch {
+		return nil, invalidArgument("keys", "between 1 and 1000 keys")
+	}
+	resp := &wardenv1.ImportApiKeyResponse{Results: make([]*wardenv1.ImportApiKeyResult, len(req.GetKeys()))}
+	imported := 0
+	for i, ik := range req.GetKeys() {
+		r := &wardenv1.ImportApiKeyResult{}
+		resp.Results[i] = r
+		spec := authn.KeySpec{Owner: ik.GetOwner(), Tenant: ik.GetTenant(), Roles: ik.GetRoles(), Scopes: ik.GetScopes(), Tier: ik.GetTier()}
+		if ik.GetDescription() != "" {
+			spec.Labels = map[string]string{"description": ik.GetDescription()}
+		}
+		if ik.GetExpiresAt() != nil {
+			spec.ExpiresAt = ik.GetExpiresAt().AsTime()
+		}
+		rec, err := k.Import(ctx, ik.GetKey(), authn.Environment(ik.GetEnvironment()), spec)
+		switch {
+		case err == nil:
+			r.Key = keyToProto(rec)
+			imported++
+		case ctx.Err() != nil:
+			return nil, fromContext(ctx, err)
+		case errors.Is(err, authn.ErrKeyExists):
+			r.AlreadyExists, r.Error = true, "already stored"
+		case authn.IsImportError(err):
+			r.Error = strings.TrimPrefix(err.Error(), "authn: import API key: ") // never holds the key
+		default:
+			return nil, a.keyError(ctx, "ImportApiKey", err)
+		}
+	}
+	a.srv.audit.LogAttrs(ctx, slog.LevelInfo, "api keys imported", attrRPC("ImportApiKey"),
+		slog.Int("imported", imported), slog.Int("refused", len(req.GetKeys())-imported))
+	return resp, nil
 }
 
 func (a *Admin) RotateApiKey(ctx context.Context, req *wardenv1.RotateApiKeyRequest) (*wardenv1.RotateApiKeyResponse, error) {
@@ -300,7 +344,7 @@ func (a *Admin) ReloadConfig(ctx context.Context, _ *wardenv1.ReloadConfigReques
 
 func keyToProto(r authn.KeyRecord) *wardenv1.ApiKey {
 	k := &wardenv1.ApiKey{Id: r.ID, Environment: wardenv1.ApiKeyEnvironment(r.Env), Owner: r.Owner, Tenant: r.Tenant,
-		Roles: r.Roles, Scopes: r.Scopes, Tier: r.Tier, Description: r.Labels["description"]}
+		Roles: r.Roles, Scopes: r.Scopes, Tier: r.Tier, Description: r.Labels["description"], Imported: r.Imported}
 	if !r.ExpiresAt.IsZero() {
 		k.ExpiresAt = timestamppb.New(r.ExpiresAt)
 	}

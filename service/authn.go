@@ -65,6 +65,11 @@ func (s *Server) authenticate(ctx context.Context, d *Deps, c *wardenv1.Credenti
 		return authn.Principal{}, nil, unavailable("an authentication backend")
 	}
 	s.audit.LogAttrs(ctx, slog.LevelInfo, "authentication failed", attrRPC("Authenticate"), attrStr("reason", reason.String()))
+	if reason == authn.NotListed {
+		// Identified (an authentic certificate) but not allowed: 403, as authenticating
+		// again would not help.
+		return authn.Principal{}, &wardenv1.AuthenticateResponse{Reason: authnReason(reason), HttpStatus: 403}, nil
+	}
 	return authn.Principal{}, &wardenv1.AuthenticateResponse{
 		Reason:          authnReason(reason),
 		HttpStatus:      401,
@@ -142,7 +147,7 @@ func authnReason(r authn.Reason) wardenv1.DenyReason {
 		return wardenv1.DenyReason_DENY_REASON_NOT_YET_VALID
 	case authn.UnsupportedAlgorithm:
 		return wardenv1.DenyReason_DENY_REASON_UNSUPPORTED_ALGORITHM
-	case authn.NotAllowed:
+	case authn.NotAllowed, authn.NotListed:
 		return wardenv1.DenyReason_DENY_REASON_PRINCIPAL_NOT_ALLOWED
 	case authn.Inactive:
 		return wardenv1.DenyReason_DENY_REASON_INACTIVE_TOKEN

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -134,7 +135,7 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*warden
 	}
 	resp.Allowed = true
 	resp.HttpStatus = 200
-	identityHeaders(p, route, http.GetHeaders(), resp)
+	identityHeaders(p, route, http.GetHeaders(), d.Headers.Identity, resp)
 	return resp, nil
 }
 
@@ -171,8 +172,8 @@ func wwwAuthenticate(invalid bool) string {
 }
 
 // checkWebhook verifies a webhook route's signature over the body the gateway forwarded. A
-// duplicate delivery is denied with 200, so the gateway acknowledges it to the sender
-// without forwarding it again.
+// duplicate delivery is denied with Deps.WebhookReplayStatus (409, or 200 so that the
+// gateway acknowledges it to the sender), never forwarded again.
 func (s *Server) checkWebhook(ctx context.Context, d *Deps, route *authz.Route, http *wardenv1.HttpRequest, resp *wardenv1.CheckResponse) (denied bool, err error) {
 	if d.Webhooks == nil {
 		return false, unimplemented("Check: route " + route.Name + " verifies webhooks, but no webhook sources are configured")
@@ -192,7 +193,7 @@ func (s *Server) checkWebhook(ctx context.Context, d *Deps, route *authz.Route, 
 	resp.Reason = webhookReason(r.Reason)
 	resp.HttpStatus = 401
 	if r.Duplicate {
-		resp.HttpStatus = 200
+		resp.HttpStatus = cmp.Or(d.WebhookReplayStatus, 409)
 	}
 	s.audit.LogAttrs(ctx, slog.LevelInfo, "webhook denied", attrRPC("Check"), attrStr("route", route.Name),
 		attrStr("source", route.Webhook), attrStr("reason", r.Reason.String()), attrStr("event_id", r.EventID))
@@ -256,7 +257,7 @@ func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 			return s.limiterError(ctx, err)
 		}
 		resp.RateLimits = parts.statuses(&sc.res, resp.RateLimits)
-		resp.ResponseHeaders = parts.headers(&sc.res, resp.ResponseHeaders)
+		resp.ResponseHeaders = parts.headers(&sc.res, resp.ResponseHeaders, d.Headers.RateLimit)
 		if !sc.res.Allowed {
 			resp.Stage = wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT
 			resp.Reason = wardenv1.DenyReason_DENY_REASON_RATE_LIMITED
@@ -323,11 +324,10 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// identityHeaders tells the upstream who called (the headers of package idheader). Values
-// always replace the client's headers of the same name; empty ones are removed instead, and
-// so is every other header of the request under idheader.Prefix: those names are Warden's
-// alone.
-func identityHeaders(p authn.Principal, route *authz.Route, reqHeaders map[string]string, resp *wardenv1.CheckResponse) {
+// identityHeaders tells the upstream who called (the headers names names). Values always
+// replace the client's headers of the same name; empty ones are removed instead, and so is
+// every other header of the request that names reserves: those names are Warden's alone.
+func identityHeaders(p authn.Principal, route *authz.Route, reqHeaders map[string]string, names idheader.Set, resp *wardenv1.CheckResponse) {
 	parts := new(identityParts)
 	set, remove := parts.ptrs[:0], parts.remove[:0]
 	add := func(name, value string) {
@@ -343,15 +343,15 @@ func identityHeaders(p authn.Principal, route *authz.Route, reqHeaders map[strin
 	if p.Method != authn.MethodUnspecified {
 		method = p.Method.String()
 	}
-	add(idheader.Subject, p.Subject)
-	add(idheader.Tenant, p.Tenant)
-	add(idheader.Roles, strings.Join(p.Roles, ","))
-	add(idheader.Scopes, strings.Join(p.Scopes, " "))
-	add(idheader.Method, method)
-	add(idheader.CredentialID, p.CredentialID)
-	add(idheader.Tier, p.Tier)
+	add(names.Subject(), p.Subject)
+	add(names.Tenant(), p.Tenant)
+	add(names.Roles(), strings.Join(p.Roles, ","))
+	add(names.Scopes(), strings.Join(p.Scopes, " "))
+	add(names.Method(), method)
+	add(names.CredentialID(), p.CredentialID)
+	add(names.Tier(), p.Tier)
 	for name := range reqHeaders {
-		if idheader.Reserved(name) && !isIdentityName(name) {
+		if names.Reserved(name) && !names.IsName(name) {
 			remove = append(remove, name)
 		}
 	}
@@ -364,17 +364,6 @@ func identityHeaders(p authn.Principal, route *authz.Route, reqHeaders map[strin
 	if len(remove) > 0 {
 		resp.UpstreamHeadersToRemove = appendOrUse(resp.UpstreamHeadersToRemove, remove)
 	}
-}
-
-// isIdentityName reports whether name (in any case) is one of the headers identityHeaders
-// sets or removes itself.
-func isIdentityName(name string) bool {
-	for _, n := range idheader.Names() {
-		if strings.EqualFold(name, n) {
-			return true
-		}
-	}
-	return false
 }
 
 // identityParts holds identityHeaders' headers and both slices in one allocation (a route's

@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -97,8 +98,18 @@ func TestCheckPublicRouteRateLimitedUntil429(t *testing.T) {
 }
 
 func TestCheckWebhookRoute(t *testing.T) {
+	for _, tt := range []struct {
+		replayStatus, want int32
+	}{{0, 409}, {409, 409}, {200, 200}} {
+		t.Run(fmt.Sprint(tt.replayStatus), func(t *testing.T) { testCheckWebhookRoute(t, tt.replayStatus, tt.want) })
+	}
+}
+
+func testCheckWebhookRoute(t *testing.T, replayStatus, want int32) {
 	now := time.Unix(1_800_000_000, 0)
-	c := serve(t, service.New(service.Config{Logger: quietLogger(), Deps: publicDeps(t, now)}))
+	deps := publicDeps(t, now)
+	deps.WebhookReplayStatus = replayStatus
+	c := serve(t, service.New(service.Config{Logger: quietLogger(), Deps: deps}))
 	body := []byte(`{"zen":"Keep it logically awesome."}`)
 	h, err := webhook.Sign(webhook.Source{Name: "gh", Scheme: webhook.GitHub, Secrets: []string{ghSecret}}, "d-1", now, body)
 	if err != nil {
@@ -124,8 +135,8 @@ func TestCheckWebhookRoute(t *testing.T) {
 	if r := check(body); !r.Allowed {
 		t.Fatalf("valid delivery: got %v, want allowed", r)
 	}
-	if r := check(body); r.Allowed || r.Reason != wardenv1.DenyReason_DENY_REASON_DUPLICATE || r.HttpStatus != 200 {
-		t.Fatalf("redelivery: got %v, want a duplicate acknowledged with 200 and not forwarded", r)
+	if r := check(body); r.Allowed || r.Reason != wardenv1.DenyReason_DENY_REASON_DUPLICATE || r.HttpStatus != want {
+		t.Fatalf("redelivery: got %v, want a duplicate refused with %d and not forwarded", r, want)
 	}
 }
 

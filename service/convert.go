@@ -28,6 +28,7 @@ func principalFromProto(p *wardenv1.Principal) authn.Principal {
 	if p.GetExpiresAt() != nil {
 		out.ExpiresAt = p.GetExpiresAt().AsTime()
 	}
+	out.Env, _ = authn.ParseEnvironment(p.GetEnvironment()) // EnvUnspecified if absent
 	return out
 }
 
@@ -45,6 +46,9 @@ func principalToProto(p authn.Principal) *wardenv1.Principal {
 	}
 	if !p.ExpiresAt.IsZero() {
 		out.ExpiresAt = timestamppb.New(p.ExpiresAt)
+	}
+	if p.Env != authn.EnvUnspecified {
+		out.Environment = p.Env.String()
 	}
 	return out
 }

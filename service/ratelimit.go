@@ -61,7 +61,7 @@ func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 		s.audit.LogAttrs(ctx, slogInfo, "rate limited", attrRPC("CheckRateLimit"),
 			attrStr("domain", req.GetDomain()), attrStr("tier", req.GetTier()))
 	}
-	return rateLimitResponse(&sc.res), nil
+	return rateLimitResponse(&sc.res, d.Headers.RateLimit), nil
 }
 
 // fill validates a request's descriptors into the scratch request. prefix names the
@@ -148,8 +148,8 @@ func (s *Server) limiterError(ctx context.Context, err error) error {
 // headers, rather than one object per message, duration and header value. Past the arrays'
 // sizes the messages are allocated one by one.
 type rlParts struct {
-	hdrs   [2]wardenv1.Header // RateLimit-Policy, RateLimit (Retry-After, when denied, is extra)
-	hptrs  [3]*wardenv1.Header
+	hdrs   [5]wardenv1.Header // RateLimit-Policy, RateLimit, X-RateLimit-* (Retry-After, when denied, is extra)
+	hptrs  [6]*wardenv1.Header
 	sts    [1]wardenv1.RateLimitStatus
 	sptrs  [1]*wardenv1.RateLimitStatus
 	durs   [3]durationpb.Duration // reset, window and retry of one status (the overall retry is extra)
@@ -194,12 +194,12 @@ func (p *rlParts) status() *wardenv1.RateLimitStatus {
 	return st
 }
 
-func rateLimitResponse(r *limiter.Result) *wardenv1.CheckRateLimitResponse {
+func rateLimitResponse(r *limiter.Result, style limiter.HeaderStyle) *wardenv1.CheckRateLimitResponse {
 	a := new(rlAnswer)
 	resp := &a.resp
 	resp.Allowed = r.Allowed
 	resp.Statuses = a.statuses(r, nil)
-	resp.Headers = a.headers(r, nil)
+	resp.Headers = a.headers(r, nil, style)
 	if !r.Allowed {
 		resp.RetryAfter = a.duration(r.RetryAfter())
 	}
@@ -253,13 +253,31 @@ func (p *rlParts) statuses(r *limiter.Result, to []*wardenv1.RateLimitStatus) []
 	return to
 }
 
-// headers appends RateLimit-Policy, RateLimit and (when denied) Retry-After. The two
-// RateLimit values share one string.
-func (p *rlParts) headers(r *limiter.Result, to []*wardenv1.Header) []*wardenv1.Header {
+// headers appends the rate-limit headers of style (RateLimit-Policy and RateLimit, and/or
+// X-RateLimit-Limit, -Remaining and -Reset) and (when denied) Retry-After. The values share
+// one string.
+func (p *rlParts) headers(r *limiter.Result, to []*wardenv1.Header, style limiter.HeaderStyle) []*wardenv1.Header {
 	var buf [256]byte
-	b := r.AppendPolicyHeader(buf[:0])
-	n := len(b)
-	b = r.AppendRateLimitHeader(b)
+	var b []byte
+	var n, m int // the policy ends at n, RateLimit at m
+	if style.IETF() {
+		b = r.AppendPolicyHeader(buf[:0])
+		n = len(b)
+		b = r.AppendRateLimitHeader(b)
+		m = len(b)
+	}
+	var xl, xr int // X-RateLimit-Limit ends at xl, -Remaining at xr, -Reset at len(b)
+	lim, rem, reset, xok := r.XRateLimit()
+	if xok = xok && style.XRateLimit(); xok {
+		if b == nil {
+			b = buf[:0]
+		}
+		b = strconv.AppendInt(b, lim, 10)
+		xl = len(b)
+		b = strconv.AppendInt(b, rem, 10)
+		xr = len(b)
+		b = strconv.AppendInt(b, reset, 10)
+	}
 	var retry int64
 	if !r.Allowed {
 		retry = r.RetryAfterSeconds()
@@ -274,8 +292,12 @@ func (p *rlParts) headers(r *limiter.Result, to []*wardenv1.Header) []*wardenv1.
 	if policy := v[:n]; policy != "" {
 		to = append(to, p.header("RateLimit-Policy", policy))
 	}
-	if rl := v[n:]; rl != "" {
+	if rl := v[n:m]; rl != "" {
 		to = append(to, p.header("RateLimit", rl))
+	}
+	if xok {
+		to = append(to, p.header("X-RateLimit-Limit", v[m:xl]), p.header("X-RateLimit-Remaining", v[xl:xr]),
+			p.header("X-RateLimit-Reset", v[xr:]))
 	}
 	if retry > 0 {
 		to = append(to, p.header("Retry-After", strconv.FormatInt(retry, 10)))

@@ -14,6 +14,7 @@ import (
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authz"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/idheader"
 	"github.com/wardenhq/warden/limiter"
 )
 
@@ -33,6 +34,24 @@ type Deps struct {
 	Limiter *limiter.Limiter
 	// Authn answers Authenticate and the authentication step of Authorize and Check.
 	Authn *Authn
+	// WebhookReplayStatus is the HTTP status with which Check refuses a replayed webhook
+	// delivery: 409 Conflict (0 means 409), or 200 so that a sender stops retrying. Either
+	// way the denial's gRPC status through ext_authz is ALREADY_EXISTS.
+	WebhookReplayStatus int32
+	// Headers names the identity headers and chooses the rate-limit headers' flavour in
+	// Check answers. The zero value: x-warden-* and the IETF draft's headers.
+	Headers HeaderNames
+}
+
+// HeaderNames names the headers of Check answers, and so of the ext_authz answers made from
+// them.
+type HeaderNames struct {
+	// Identity names the identity headers set on an allowed request; every request header
+	// it reserves is removed. The zero Set means idheader.Default() (x-warden-*).
+	Identity idheader.Set
+	// RateLimit chooses the rate-limit headers of Check and CheckRateLimit answers: the IETF
+	// draft's (the zero value), X-RateLimit-*, or both.
+	RateLimit limiter.HeaderStyle
 }
 
 // Config configures a Server. The zero value is usable: no capabilities, slog.Default, and
@@ -89,9 +108,14 @@ func (s *Server) SetDeps(d *Deps) { s.deps.Store(s.complete(d)) }
 
 // complete fills what a Deps built in code may leave out.
 func (s *Server) complete(d *Deps) *Deps {
-	if d.Policy != nil && d.Auditor == nil {
+	if (d.Policy != nil && d.Auditor == nil) || d.Headers.Identity.IsZero() {
 		c := *d
-		c.Auditor = authz.NewAuditor(s.audit)
+		if c.Policy != nil && c.Auditor == nil {
+			c.Auditor = authz.NewAuditor(s.audit)
+		}
+		if c.Headers.Identity.IsZero() {
+			c.Headers.Identity = idheader.Default()
+		}
 		return &c
 	}
 	return d

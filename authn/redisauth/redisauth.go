@@ -212,6 +212,9 @@ func encode(rec authn.KeyRecord) ([]any, error) {
 		"last_used_at", formatTime(rec.LastUsedAt), "revoked_at", formatTime(rec.RevokedAt),
 		"rotated_from", rec.RotatedFrom,
 	}
+	if rec.Imported {
+		f = append(f, "imported", "1")
+	}
 	for _, j := range []struct {
 		name string
 		v    any
@@ -237,6 +240,7 @@ func decode(m map[string]string) (authn.KeyRecord, error) {
 	var rec authn.KeyRecord
 	var err error
 	rec.ID, rec.Owner, rec.Tenant, rec.Tier, rec.RotatedFrom = m["id"], m["owner"], m["tenant"], m["tier"], m["rotated_from"]
+	rec.Imported = m["imported"] == "1"
 	if rec.Env, err = authn.ParseEnvironment(m["env"]); err != nil {
 		return rec, err
 	}

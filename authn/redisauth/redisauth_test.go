@@ -45,6 +45,7 @@ func TestKeyStoreRoundTrip(t *testing.T) {
 			RotatedFrom: "AAAAAAAAAAA0"},
 		{ID: "AAAAAAAAAAA2", Env: authn.EnvTest, Owner: "alice", CreatedAt: t0},
 		{ID: "AAAAAAAAAAA3", Env: authn.EnvLive, Owner: "bob", Tenant: "acme", CreatedAt: t0},
+		{ID: "iAAAAAAAAAA4", Env: authn.EnvTest, Imported: true, Owner: "carol", CreatedAt: t0},
 	}
 	for _, r := range recs {
 		if err := s.Put(ctx, r); err != nil {
@@ -119,7 +120,9 @@ func startReplica(t *testing.T, ctx context.Context, srv *redistest.Server, pepp
 	t.Helper()
 	c := newClient(t, srv)
 	keys, err := authn.NewAPIKeys(authn.APIKeysConfig{Store: newStore(t, c), Pepper: pepper,
-		Env: authn.EnvLive, CacheTTL: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+		Env: authn.EnvLive, Environments: []authn.Environment{authn.EnvLive, authn.EnvTest},
+		Imported: []authn.ImportedFormat{{Prefix: "acme_test_", Env: authn.EnvTest}},
+		CacheTTL: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +158,14 @@ func waitSubscribers(t *testing.T, c *redis.Client, n int64) {
 }
 
 func TestRevocationReachesOtherReplicaWithinOneSecond(t *testing.T) {
+	for _, imported := range []bool{false, true} {
+		t.Run(map[bool]string{false: "native", true: "imported"}[imported], func(t *testing.T) {
+			testRevocationReachesOtherReplica(t, imported)
+		})
+	}
+}
+
+func testRevocationReachesOtherReplica(t *testing.T, imported bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // before the replicas' cleanups, which wait for Run
 	srv := redistest.Start(t)
@@ -163,7 +174,17 @@ func TestRevocationReachesOtherReplicaWithinOneSecond(t *testing.T) {
 	b := startReplica(t, ctx, srv, pepper)
 	waitSubscribers(t, newClient(t, srv), 2)
 
-	key, rec, err := a.keys.Create(ctx, authn.KeySpec{Owner: "alice", Tenant: "acme"})
+	var (
+		key string
+		rec authn.KeyRecord
+		err error
+	)
+	if imported {
+		key = "acme_test_0123456789abcdefghijklmnopqrstuv"
+		rec, err = a.keys.Import(ctx, key, authn.EnvUnspecified, authn.KeySpec{Owner: "alice", Tenant: "acme"})
+	} else {
+		key, rec, err = a.keys.Create(ctx, authn.KeySpec{Owner: "alice", Tenant: "acme"})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,9 +73,8 @@ func (m FailureMode) String() string {
 // typed_per_filter_config for envoy.filters.http.ext_authz (check_settings.context_extensions).
 const ContextKeyFailureMode = "warden_failure_mode"
 
-// defaultIdentityHeaders are the headers Warden sets on an allowed request (package
-// idheader), removed on fail-open. Read only.
-var defaultIdentityHeaders = func() []string { n := idheader.Names(); return n[:] }()
+// defaultIdentity is the identity headers' default names (package idheader).
+var defaultIdentity = idheader.Default()
 
 // AuthConfig configures an AuthServer. The zero value is usable: fail closed, logs discarded.
 type AuthConfig struct {
@@ -83,10 +82,13 @@ type AuthConfig struct {
 	Disabled bool
 	// FailureMode applies when Warden cannot decide. Default FailClosed.
 	FailureMode FailureMode
+	// Identity names the identity headers, as the Warden it asks does (service.HeaderNames):
+	// every header of the request that it reserves is removed on every allow, whoever
+	// answered. The zero Set means idheader.Default() (x-warden-*).
+	Identity idheader.Set
 	// IdentityHeaders are removed from the upstream request on fail-open, besides every
-	// header of the request under idheader.Prefix (removed on every allow). Default: the
-	// headers Warden sets (idheader.Names), which Envoy may not have sent to Warden (its
-	// allowed_headers).
+	// header of the request that Identity reserves. Default: Identity's names, which Envoy
+	// may not have sent to Warden (its allowed_headers).
 	IdentityHeaders []string
 	// Logger receives the errors that triggered the failure mode. Default: discard.
 	Logger *slog.Logger
@@ -113,8 +115,12 @@ func (s *AuthServer) SetConfig(cfg AuthConfig) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Identity.IsZero() {
+		cfg.Identity = defaultIdentity
+	}
 	if cfg.IdentityHeaders == nil {
-		cfg.IdentityHeaders = defaultIdentityHeaders
+		n := cfg.Identity.Names()
+		cfg.IdentityHeaders = n[:]
 	}
 	s.cfg.Store(&cfg)
 }
@@ -125,7 +131,7 @@ func (s *AuthServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	if cfg.Disabled {
 		return nil, status.Error(codes.Unimplemented, "ext_authz is not enabled on this Warden (config: envoy.ext_authz.enabled)")
 	}
-	c := new(checkCall)
+	c := &checkCall{identity: &cfg.Identity}
 	resp, err := s.checker.Check(ctx, c.request(req))
 	if err != nil {
 		return s.failure(ctx, c, cfg, req, err)
@@ -150,6 +156,8 @@ func (s *AuthServer) mode(cfg *AuthConfig, req *authv3.CheckRequest) FailureMode
 // allocated apart, when needed. The parts live as long as the call (until gRPC has marshalled
 // the answer).
 type checkCall struct {
+	identity *idheader.Set // the names whose client copies are removed
+
 	req  wardenv1.CheckRequest
 	http wardenv1.HttpRequest
 
@@ -177,7 +185,7 @@ var (
 )
 
 func init() {
-	for _, c := range []codes.Code{codes.InvalidArgument, codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.Unavailable} {
+	for _, c := range []codes.Code{codes.InvalidArgument, codes.Unauthenticated, codes.PermissionDenied, codes.ResourceExhausted, codes.Unavailable, codes.AlreadyExists} {
 		deniedStatuses[c] = &rpcstatus.Status{Code: int32(c), Message: c.String()}
 	}
 }
@@ -347,7 +355,7 @@ var pseudoHeaders = [...]string{":authority", ":method", ":path", ":scheme", ":p
 // message: the detailed reason stays in Warden's logs. The answer shares its constant parts
 // (statuses, content-type) with every other: do not modify it.
 func CheckResponseToEnvoy(r *wardenv1.CheckResponse) *authv3.CheckResponse {
-	return new(checkCall).response(r)
+	return (&checkCall{identity: &defaultIdentity}).response(r)
 }
 
 func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
@@ -380,6 +388,8 @@ func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 		code = codes.InvalidArgument // a malformed path or resource: the same pair as a malformed request
 	case 401:
 		code = codes.Unauthenticated
+	case 200, 409:
+		code = codes.AlreadyExists // a replayed webhook delivery (webhooks.replay_status)
 	case 429:
 		code = codes.ResourceExhausted
 	case 503:
@@ -390,14 +400,14 @@ func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 	return c.deniedResponse(code, httpStatus, r.GetResponseHeaders())
 }
 
-// withClientIdentity is remove plus every header of the request under idheader.Prefix that
-// is neither in it nor set (Envoy removes after it sets), so that no identity header of the
+// withClientIdentity is remove plus every header of the request that c.identity reserves
+// and that is neither in it nor set (Envoy removes after it sets), so that no identity header of the
 // client's own reaches the upstream, whoever answered. remove is not modified; with nothing to
 // add it is returned as is.
 func (c *checkCall) withClientIdentity(remove []string, set []*wardenv1.Header) []string {
 	added := false
 	for name := range c.http.Headers {
-		if !idheader.Reserved(name) || slices.Contains(remove, name) || isSet(set, name) {
+		if !c.identity.Reserved(name) || slices.Contains(remove, name) || isSet(set, name) {
 			continue
 		}
 		if !added {
@@ -466,6 +476,8 @@ func deniedBody(httpStatus int) string {
 	switch httpStatus {
 	case 200:
 		return `{"status":200,"message":"already processed"}`
+	case 409:
+		return `{"status":409,"message":"already processed"}`
 	case 400:
 		return `{"status":400,"message":"bad request"}`
 	case 401:

@@ -162,6 +162,12 @@ func TestCheckResponseMapping(t *testing.T) {
 		{"429", &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_RATE_LIMIT, Reason: wardenv1.DenyReason_DENY_REASON_RATE_LIMITED, HttpStatus: 429,
 			ResponseHeaders: []*wardenv1.Header{{Name: "RateLimit-Policy", Value: `"r";q=10;w=1`}, {Name: "Retry-After", Value: "1"}}},
 			codes.ResourceExhausted, 429, [2]string{"retry-after", "1"}},
+		{"403 mTLS principal not on the allow-list", &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE, Reason: wardenv1.DenyReason_DENY_REASON_PRINCIPAL_NOT_ALLOWED, HttpStatus: 403},
+			codes.PermissionDenied, 403, [2]string{"content-type", "application/json"}},
+		{"409 webhook replay", &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_WEBHOOK, Reason: wardenv1.DenyReason_DENY_REASON_DUPLICATE, HttpStatus: 409},
+			codes.AlreadyExists, 409, [2]string{"content-type", "application/json"}},
+		{"200 webhook replay (replay_status: 200)", &wardenv1.CheckResponse{Stage: wardenv1.CheckStage_CHECK_STAGE_WEBHOOK, Reason: wardenv1.DenyReason_DENY_REASON_DUPLICATE, HttpStatus: 200},
+			codes.AlreadyExists, 200, [2]string{"content-type", "application/json"}},
 	}
 	for _, tt := range denials {
 		t.Run("denied "+tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	"github.com/wardenhq/warden/authn/redisauth"
+	"github.com/wardenhq/warden/idheader"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/service"
 )
@@ -30,11 +32,37 @@ type authnYAML struct {
 	// PreferPeer lets the mTLS identity decide when a request also carries a bearer
 	// credential. Default false: the bearer credential decides.
 	PreferPeer bool `yaml:"prefer_peer"`
+	// IdentityHeaders names the headers that tell the upstream who called (idheader.Config).
+	// Default x-warden-*.
+	IdentityHeaders struct {
+		Prefix       string `yaml:"prefix"`
+		Subject      string `yaml:"subject"`
+		Tenant       string `yaml:"tenant"`
+		Roles        string `yaml:"roles"`
+		Scopes       string `yaml:"scopes"`
+		AuthMethod   string `yaml:"auth_method"`
+		CredentialID string `yaml:"credential_id"`
+		Tier         string `yaml:"tier"`
+	} `yaml:"identity_headers"`
 }
 
 type apiKeysYAML struct {
-	// Environment is live or test: a deployment accepts only its own keys.
+	// Environment is live or test: the keys this deployment issues, and accepts unless
+	// Environments says otherwise.
 	Environment string `yaml:"environment"`
+	// Environments are the environments whose keys are accepted (live, test or both).
+	// Default [Environment].
+	Environments []string `yaml:"environments"`
+	// ImportedFormats are the formats of keys Warden did not issue (authn.ImportedFormat).
+	ImportedFormats []struct {
+		Prefix      string `yaml:"prefix"`
+		Environment string `yaml:"environment"`
+		MinLength   int    `yaml:"min_length"`
+		MaxLength   int    `yaml:"max_length"`
+	} `yaml:"imported_formats"`
+	// ImportedKeys are static imported keys: the key through a secret reference, or its
+	// digest (wardenctl keys digest). Read-only like Keys.
+	ImportedKeys []importedKeyYAML `yaml:"imported_keys"`
 	// Pepper keys the HMAC that stores key secrets (at least 32 bytes). Required.
 	Pepper        config.Secret `yaml:"pepper"`
 	CacheSize     int           `yaml:"cache_size"`
@@ -45,6 +73,19 @@ type apiKeysYAML struct {
 	// Keys are static keys, stored as digests (wardenctl keys generate prints an entry).
 	// They are read-only: to revoke one, remove it from the file.
 	Keys []authn.StaticKey `yaml:"keys"`
+}
+
+// importedKeyYAML is one static imported key: Key (a secret reference) or Digest.
+type importedKeyYAML struct {
+	Key         config.Secret `yaml:"key"`
+	Digest      string        `yaml:"digest"`
+	Environment string        `yaml:"environment"`
+	Owner       string        `yaml:"owner"`
+	Tenant      string        `yaml:"tenant"`
+	Roles       []string      `yaml:"roles"`
+	Scopes      []string      `yaml:"scopes"`
+	Tier        string        `yaml:"tier"`
+	Expires     time.Time     `yaml:"expires"`
 }
 
 type jwtYAML struct {
@@ -143,6 +184,17 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	if len(ac.AdminRoles) == 0 {
 		ac.AdminRoles = []string{"warden-admin"}
 	}
+	ih := y.IdentityHeaders
+	ids, err := idheader.New(idheader.Config{Prefix: ih.Prefix, Subject: ih.Subject, Tenant: ih.Tenant, Roles: ih.Roles,
+		Scopes: ih.Scopes, Method: ih.AuthMethod, CredentialID: ih.CredentialID, Tier: ih.Tier})
+	if err != nil {
+		var ie *idheader.Error
+		if errors.As(err, &ie) {
+			return bad("identity_headers."+ie.Field, "%s", ie.Msg)
+		}
+		return bad("identity_headers", "%v", err)
+	}
+	d.Headers.Identity = ids
 
 	if k := y.APIKeys; k != nil {
 		env, err := authn.ParseEnvironment(k.Environment)
@@ -156,7 +208,60 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		if err != nil {
 			return bad("api_keys.pepper", "%v", err)
 		}
+		kc := authn.APIKeysConfig{Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
+			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log}
+		for i, e := range k.Environments {
+			ev, err := authn.ParseEnvironment(e)
+			if err != nil {
+				return bad(fmt.Sprintf("api_keys.environments[%d]", i), "%v", err)
+			}
+			kc.Environments = append(kc.Environments, ev)
+		}
+		for i, f := range k.ImportedFormats {
+			ev := authn.EnvUnspecified
+			if f.Environment != "" {
+				if ev, err = authn.ParseEnvironment(f.Environment); err != nil {
+					return bad(fmt.Sprintf("api_keys.imported_formats[%d].environment", i), "%v", err)
+				}
+			}
+			kc.Imported = append(kc.Imported, authn.ImportedFormat{Prefix: f.Prefix, Env: ev, MinLen: f.MinLength, MaxLen: f.MaxLength})
+		}
+		// A key set without a store checks the imported keys' formats and environments.
+		check, err := authn.NewAPIKeys(authn.APIKeysConfig{Store: &authn.MemoryKeyStore{}, Pepper: pepper, Env: env,
+			Environments: kc.Environments, Imported: kc.Imported})
+		if err != nil {
+			return bad("api_keys", "%v", err)
+		}
+		var imported []authn.StaticKey
+		for i, ik := range k.ImportedKeys {
+			sk := authn.StaticKey{Imported: true, Env: ik.Environment, Digest: ik.Digest, Owner: ik.Owner, Tenant: ik.Tenant,
+				Roles: ik.Roles, Scopes: ik.Scopes, Tier: ik.Tier, ExpiresAt: ik.Expires}
+			field := fmt.Sprintf("api_keys.imported_keys[%d]", i)
+			switch {
+			case ik.Key.IsZero() == (ik.Digest == ""):
+				return bad(field, "give key (${ENV_VAR} or file:/path) or digest, not both")
+			case !ik.Key.IsZero():
+				var given authn.Environment
+				if ik.Environment != "" {
+					if given, err = authn.ParseEnvironment(ik.Environment); err != nil {
+						return bad(field+".environment", "%v", err)
+					}
+				}
+				ev, err := check.ImportedEnv(ik.Key.Reveal(), given)
+				if err != nil {
+					return bad(field+".key", "%s", strings.TrimPrefix(err.Error(), "authn: import API key: "))
+				}
+				d := pepper.DigestImported(ik.Key.Reveal())
+				sk.Digest, sk.Env = hex.EncodeToString(d[:]), ev.String()
+			}
+			imported = append(imported, sk)
+		}
 		recs, err := authn.StaticKeyRecords("authn.api_keys.keys", k.Keys)
+		if err == nil {
+			var more []authn.KeyRecord
+			more, err = authn.StaticKeyRecords("authn.api_keys.imported_keys", imported)
+			recs = append(recs, more...)
+		}
 		if err != nil {
 			var fe *authn.FieldError
 			if errors.As(first(err), &fe) {
@@ -164,10 +269,8 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			}
 			return bad("api_keys.keys", "%v", err)
 		}
-		keys, err := authn.NewAPIKeys(authn.APIKeysConfig{
-			Store: authn.NewStaticKeys(a.stores.apiKeys, recs), Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
-			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log,
-		})
+		kc.Store = authn.NewStaticKeys(a.stores.apiKeys, recs)
+		keys, err := authn.NewAPIKeys(kc)
 		if err != nil {
 			return bad("api_keys", "%v", err)
 		}

@@ -313,8 +313,8 @@ authz:
 	if keyOK == 0 || keyOK > time.Second {
 		t.Errorf("a new key after Redis's return: found after %v, want within 1 s", keyOK)
 	}
-	// A duplicate is acknowledged with 200 and not forwarded: a denial, not an allow.
-	if a := checkWithin(c, hookReq("post-1"), 200*time.Millisecond); a.allowed || a.status != 200 || a.err != nil {
+	// A duplicate is refused with 409 (webhooks.replay_status) and not forwarded.
+	if a := checkWithin(c, hookReq("post-1"), 200*time.Millisecond); a.allowed || a.status != 409 || a.err != nil {
 		t.Errorf("replay of a post-return delivery: %+v, want refused as a duplicate", a)
 	}
 }

@@ -91,7 +91,8 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 	if err != nil {
 		return err
 	}
-	authCfg := envoy.AuthConfig{Logger: a.log, Disabled: y.ExtAuthz.Enabled != nil && !*y.ExtAuthz.Enabled}
+	authCfg := envoy.AuthConfig{Logger: a.log, Disabled: y.ExtAuthz.Enabled != nil && !*y.ExtAuthz.Enabled,
+		Identity: d.Headers.Identity} // authn.identity_headers (built before)
 	if y.ExtAuthz.FailureMode != "" {
 		m, ok := envoy.ParseFailureMode(y.ExtAuthz.FailureMode)
 		if !ok {

@@ -383,23 +383,32 @@ authz:
 
 	// Envoy sends source.principal whenever the client presented a certificate, and
 	// source.certificate (the leaf only) with include_peer_certificate.
+	// A caller whose certificate does not verify is not identified (401); one whose
+	// authentic principal is not on the allow-list is, and is refused (403).
 	mtls := []struct {
 		name, principal, cert string
-		allowed               bool
+		status                int // 0: allowed
 	}{
-		{"certificate from the gateway CA", billing, ca.client(t, billing), true},
-		{"certificate from another CA", billing, otherCA.client(t, billing), false},
-		{"certificate not on the allow-list", "spiffe://example.com/ns/web/sa/api", ca.client(t, "spiffe://example.com/ns/web/sa/api"), false},
-		{"principal only, trusted gateway", billing, "", true},
-		{"principal only, not on the allow-list", "spiffe://example.com/ns/web/sa/api", "", false},
+		{"certificate from the gateway CA", billing, ca.client(t, billing), 0},
+		{"certificate from another CA", billing, otherCA.client(t, billing), 401},
+		{"certificate not on the allow-list", "spiffe://example.com/ns/web/sa/api", ca.client(t, "spiffe://example.com/ns/web/sa/api"), 403},
+		{"principal only, trusted gateway", billing, "", 0},
+		{"principal only, not on the allow-list", "spiffe://example.com/ns/web/sa/api", "", 403},
 	}
 	for _, tt := range mtls {
 		t.Run("mTLS "+tt.name, func(t *testing.T) {
 			req := envoytest.Request{Method: "POST", Path: "/internal/invoices", Host: "api", Principal: tt.principal, Certificate: tt.cert,
 				Headers: [][2]string{{"x-warden-subject", "spiffe://example.com/ns/admin/sa/root"}}}
 			resp := extAuthz(t, c, req)
-			if !tt.allowed {
+			switch tt.status {
+			case 401:
 				wantDenied(t, req, resp, 401, body401)
+				return
+			case 403:
+				wantDenied(t, req, resp, 403, `{"status":403,"message":"forbidden"}`)
+				if resp.GetStatus().GetCode() != int32(codes.PermissionDenied) || envoytest.ClientHeader(resp, "www-authenticate") != "" {
+					t.Errorf("got %v, want PERMISSION_DENIED without WWW-Authenticate", resp.GetStatus())
+				}
 				return
 			}
 			wantAllowed(t, req, resp, map[string]string{

@@ -26,8 +26,12 @@ type rateLimitYAML struct {
 	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 	// OverLimitCacheSize bounds the cache of counters known to be over their limit (no store
 	// call while they are). Default 10000; -1 turns it off.
-	OverLimitCacheSize int          `yaml:"over_limit_cache_size"`
-	Domains            []domainYAML `yaml:"domains"`
+	OverLimitCacheSize int `yaml:"over_limit_cache_size"`
+	// Headers chooses the rate-limit headers of Check and ext_authz answers: ietf (default:
+	// RateLimit-Policy, RateLimit), x-ratelimit (X-RateLimit-Limit, -Remaining, -Reset) or
+	// both.
+	Headers string       `yaml:"headers"`
+	Domains []domainYAML `yaml:"domains"`
 }
 
 type domainYAML struct {
@@ -167,5 +171,12 @@ func (a *app) buildRateLimit(cfg *config.File, d *service.Deps) error {
 		return &config.Error{File: cfg.Path, Line: cfg.RateLimit.Line(), Field: "rate_limit", Msg: err.Error()}
 	}
 	d.Limiter = l
+	if y.Headers != "" {
+		style, ok := limiter.ParseHeaderStyle(y.Headers)
+		if !ok {
+			return fieldError(cfg.RateLimit, "rate_limit", "headers", fmt.Sprintf("want ietf, x-ratelimit or both, not %q", y.Headers))
+		}
+		d.Headers.RateLimit = style
+	}
 	return nil
 }

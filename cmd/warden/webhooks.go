@@ -14,8 +14,10 @@ import (
 type webhooksYAML struct {
 	// ReplayTimeout caps one replay store call (Redis) on the request path; its budget is the
 	// caller's deadline less a margin for answering. Default 500ms.
-	ReplayTimeout time.Duration       `yaml:"replay_timeout"`
-	Sources       []webhookSourceYAML `yaml:"sources"`
+	ReplayTimeout time.Duration `yaml:"replay_timeout"`
+	// ReplayStatus is the HTTP status of a replayed delivery: 409 (default) or 200.
+	ReplayStatus int                 `yaml:"replay_status"`
+	Sources      []webhookSourceYAML `yaml:"sources"`
 }
 
 type webhookSourceYAML struct {
@@ -101,5 +103,11 @@ func (a *app) buildWebhooks(cfg *config.File, d *service.Deps) error {
 		return &config.Error{File: cfg.Path, Line: cfg.Webhooks.Line(), Field: "webhooks", Msg: err.Error()}
 	}
 	d.Webhooks = v
+	switch y.ReplayStatus {
+	case 0, 409, 200:
+		d.WebhookReplayStatus = int32(y.ReplayStatus)
+	default:
+		return fieldError(cfg.Webhooks, "webhooks", "replay_status", "want 409 (the default) or 200")
+	}
 	return nil
 }

@@ -17,6 +17,8 @@ func commands() []command {
 	return []command{
 		{"keys generate", "make a key offline for the config's static list (prints the key once, and the YAML entry)", keysGenerate},
 		{"keys create", "create an API key (the secret is printed once)", keysCreate},
+		{"keys import", "import keys Warden did not issue from a CSV or JSONL file (key, owner, tenant, roles, scopes, tier, expires)", keysImport},
+		{"keys digest", "print the config entry of an imported key read from stdin (its digest only)", keysDigest},
 		{"keys rotate", "issue a new key; the old one stays valid for the grace period", keysRotate},
 		{"keys revoke", "revoke a key on every replica", keysRevoke},
 		{"keys list", "list keys by owner or tenant", keysList},

@@ -88,8 +88,10 @@ type ApiKey struct {
 	LastUsedAt  *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
 	RevokedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// Set on a rotated-out key: the key that replaced it.
-	ReplacedBy    string `protobuf:"bytes,12,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
-	Description   string `protobuf:"bytes,13,opt,name=description,proto3" json:"description,omitempty"`
+	ReplacedBy  string `protobuf:"bytes,12,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	Description string `protobuf:"bytes,13,opt,name=description,proto3" json:"description,omitempty"`
+	// Set on a key imported from another format (ImportApiKey).
+	Imported      bool `protobuf:"varint,14,opt,name=imported,proto3" json:"imported,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +215,13 @@ func (x *ApiKey) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *ApiKey) GetImported() bool {
+	if x != nil {
+		return x.Imported
+	}
+	return false
 }
 
 type CreateApiKeyRequest struct {
@@ -369,6 +378,270 @@ func (x *CreateApiKeyResponse) GetSecret() string {
 	return ""
 }
 
+// ImportedApiKey is a key to import and the principal it authenticates.
+type ImportedApiKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The whole key, as clients send it. Stored only as HMAC-SHA256 with the pepper.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Needed when the key's format does not fix an environment; else unset or the same.
+	Environment ApiKeyEnvironment `protobuf:"varint,2,opt,name=environment,proto3,enum=warden.v1.ApiKeyEnvironment" json:"environment,omitempty"`
+	Owner       string            `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	Tenant      string            `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Roles       []string          `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
+	Scopes      []string          `protobuf:"bytes,6,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	Tier        string            `protobuf:"bytes,7,opt,name=tier,proto3" json:"tier,omitempty"`
+	// Unset means the key does not expire.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Description   string                 `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedApiKey) Reset() {
+	*x = ImportedApiKey{}
+	mi := &file_warden_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedApiKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedApiKey) ProtoMessage() {}
+
+func (x *ImportedApiKey) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedApiKey.ProtoReflect.Descriptor instead.
+func (*ImportedApiKey) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ImportedApiKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ImportedApiKey) GetEnvironment() ApiKeyEnvironment {
+	if x != nil {
+		return x.Environment
+	}
+	return ApiKeyEnvironment_API_KEY_ENVIRONMENT_UNSPECIFIED
+}
+
+func (x *ImportedApiKey) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ImportedApiKey) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ImportedApiKey) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ImportedApiKey) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *ImportedApiKey) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *ImportedApiKey) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ImportedApiKey) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type ImportApiKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*ImportedApiKey      `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportApiKeyRequest) Reset() {
+	*x = ImportApiKeyRequest{}
+	mi := &file_warden_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportApiKeyRequest) ProtoMessage() {}
+
+func (x *ImportApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*ImportApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ImportApiKeyRequest) GetKeys() []*ImportedApiKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// ImportApiKeyResult answers one key of an ImportApiKeyRequest, in the request's order.
+type ImportApiKeyResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored key (its id is derived from the key's digest); unset if it was not stored.
+	Key *ApiKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Why the key was not stored: matches no imported format, is already stored, ...
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// The key was already stored (error says so too).
+	AlreadyExists bool `protobuf:"varint,3,opt,name=already_exists,json=alreadyExists,proto3" json:"already_exists,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportApiKeyResult) Reset() {
+	*x = ImportApiKeyResult{}
+	mi := &file_warden_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportApiKeyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportApiKeyResult) ProtoMessage() {}
+
+func (x *ImportApiKeyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportApiKeyResult.ProtoReflect.Descriptor instead.
+func (*ImportApiKeyResult) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ImportApiKeyResult) GetKey() *ApiKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ImportApiKeyResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ImportApiKeyResult) GetAlreadyExists() bool {
+	if x != nil {
+		return x.AlreadyExists
+	}
+	return false
+}
+
+type ImportApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ImportApiKeyResult  `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportApiKeyResponse) Reset() {
+	*x = ImportApiKeyResponse{}
+	mi := &file_warden_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportApiKeyResponse) ProtoMessage() {}
+
+func (x *ImportApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*ImportApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportApiKeyResponse) GetResults() []*ImportApiKeyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type RotateApiKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -380,7 +653,7 @@ type RotateApiKeyRequest struct {
 
 func (x *RotateApiKeyRequest) Reset() {
 	*x = RotateApiKeyRequest{}
-	mi := &file_warden_v1_admin_proto_msgTypes[3]
+	mi := &file_warden_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +665,7 @@ func (x *RotateApiKeyRequest) String() string {
 func (*RotateApiKeyRequest) ProtoMessage() {}
 
 func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[3]
+	mi := &file_warden_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +678,7 @@ func (x *RotateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RotateApiKeyRequest) GetId() string {
@@ -434,7 +707,7 @@ type RotateApiKeyResponse struct {
 
 func (x *RotateApiKeyResponse) Reset() {
 	*x = RotateApiKeyResponse{}
-	mi := &file_warden_v1_admin_proto_msgTypes[4]
+	mi := &file_warden_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +719,7 @@ func (x *RotateApiKeyResponse) String() string {
 func (*RotateApiKeyResponse) ProtoMessage() {}
 
 func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[4]
+	mi := &file_warden_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +732,7 @@ func (x *RotateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RotateApiKeyResponse) GetKey() *ApiKey {
@@ -492,7 +765,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_warden_v1_admin_proto_msgTypes[5]
+	mi := &file_warden_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +777,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[5]
+	mi := &file_warden_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +790,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RevokeApiKeyRequest) GetId() string {
@@ -536,7 +809,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_warden_v1_admin_proto_msgTypes[6]
+	mi := &file_warden_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +821,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[6]
+	mi := &file_warden_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +834,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RevokeApiKeyResponse) GetKey() *ApiKey {
@@ -583,7 +856,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_warden_v1_admin_proto_msgTypes[7]
+	mi := &file_warden_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +868,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[7]
+	mi := &file_warden_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +881,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListApiKeysRequest) GetOwner() string {
@@ -649,7 +922,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_warden_v1_admin_proto_msgTypes[8]
+	mi := &file_warden_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +934,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[8]
+	mi := &file_warden_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +947,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListApiKeysResponse) GetKeys() []*ApiKey {
@@ -702,7 +975,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_warden_v1_admin_proto_msgTypes[9]
+	mi := &file_warden_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +987,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[9]
+	mi := &file_warden_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +1000,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeTokenRequest) GetJti() string {
@@ -752,7 +1025,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_warden_v1_admin_proto_msgTypes[10]
+	mi := &file_warden_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +1037,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[10]
+	mi := &file_warden_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +1050,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 type GetRateLimitRequest struct {
@@ -791,7 +1064,7 @@ type GetRateLimitRequest struct {
 
 func (x *GetRateLimitRequest) Reset() {
 	*x = GetRateLimitRequest{}
-	mi := &file_warden_v1_admin_proto_msgTypes[11]
+	mi := &file_warden_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1076,7 @@ func (x *GetRateLimitRequest) String() string {
 func (*GetRateLimitRequest) ProtoMessage() {}
 
 func (x *GetRateLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[11]
+	mi := &file_warden_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1089,7 @@ func (x *GetRateLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRateLimitRequest.ProtoReflect.Descriptor instead.
 func (*GetRateLimitRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetRateLimitRequest) GetDomain() string {
@@ -849,7 +1122,7 @@ type GetRateLimitResponse struct {
 
 func (x *GetRateLimitResponse) Reset() {
 	*x = GetRateLimitResponse{}
-	mi := &file_warden_v1_admin_proto_msgTypes[12]
+	mi := &file_warden_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +1134,7 @@ func (x *GetRateLimitResponse) String() string {
 func (*GetRateLimitResponse) ProtoMessage() {}
 
 func (x *GetRateLimitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[12]
+	mi := &file_warden_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +1147,7 @@ func (x *GetRateLimitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRateLimitResponse.ProtoReflect.Descriptor instead.
 func (*GetRateLimitResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRateLimitResponse) GetStatuses() []*RateLimitStatus {
@@ -895,7 +1168,7 @@ type ResetRateLimitRequest struct {
 
 func (x *ResetRateLimitRequest) Reset() {
 	*x = ResetRateLimitRequest{}
-	mi := &file_warden_v1_admin_proto_msgTypes[13]
+	mi := &file_warden_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1180,7 @@ func (x *ResetRateLimitRequest) String() string {
 func (*ResetRateLimitRequest) ProtoMessage() {}
 
 func (x *ResetRateLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[13]
+	mi := &file_warden_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1193,7 @@ func (x *ResetRateLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetRateLimitRequest.ProtoReflect.Descriptor instead.
 func (*ResetRateLimitRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResetRateLimitRequest) GetDomain() string {
@@ -952,7 +1225,7 @@ type ResetRateLimitResponse struct {
 
 func (x *ResetRateLimitResponse) Reset() {
 	*x = ResetRateLimitResponse{}
-	mi := &file_warden_v1_admin_proto_msgTypes[14]
+	mi := &file_warden_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1237,7 @@ func (x *ResetRateLimitResponse) String() string {
 func (*ResetRateLimitResponse) ProtoMessage() {}
 
 func (x *ResetRateLimitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[14]
+	mi := &file_warden_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1250,7 @@ func (x *ResetRateLimitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetRateLimitResponse.ProtoReflect.Descriptor instead.
 func (*ResetRateLimitResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 type ReloadConfigRequest struct {
@@ -988,7 +1261,7 @@ type ReloadConfigRequest struct {
 
 func (x *ReloadConfigRequest) Reset() {
 	*x = ReloadConfigRequest{}
-	mi := &file_warden_v1_admin_proto_msgTypes[15]
+	mi := &file_warden_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1273,7 @@ func (x *ReloadConfigRequest) String() string {
 func (*ReloadConfigRequest) ProtoMessage() {}
 
 func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[15]
+	mi := &file_warden_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1286,7 @@ func (x *ReloadConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigRequest.ProtoReflect.Descriptor instead.
 func (*ReloadConfigRequest) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 type ReloadConfigResponse struct {
@@ -1026,7 +1299,7 @@ type ReloadConfigResponse struct {
 
 func (x *ReloadConfigResponse) Reset() {
 	*x = ReloadConfigResponse{}
-	mi := &file_warden_v1_admin_proto_msgTypes[16]
+	mi := &file_warden_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1311,7 @@ func (x *ReloadConfigResponse) String() string {
 func (*ReloadConfigResponse) ProtoMessage() {}
 
 func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_warden_v1_admin_proto_msgTypes[16]
+	mi := &file_warden_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1324,7 @@ func (x *ReloadConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadConfigResponse.ProtoReflect.Descriptor instead.
 func (*ReloadConfigResponse) Descriptor() ([]byte, []int) {
-	return file_warden_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReloadConfigResponse) GetVersion() string {
@@ -1065,7 +1338,7 @@ var File_warden_v1_admin_proto protoreflect.FileDescriptor
 
 const file_warden_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15warden/v1/admin.proto\x12\twarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19warden/v1/ratelimit.proto\"\xfa\x03\n" +
+	"\x15warden/v1/admin.proto\x12\twarden.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19warden/v1/ratelimit.proto\"\x96\x04\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12>\n" +
 	"\venvironment\x18\x02 \x01(\x0e2\x1c.warden.v1.ApiKeyEnvironmentR\venvironment\x12\x14\n" +
@@ -1085,7 +1358,8 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1f\n" +
 	"\vreplaced_by\x18\f \x01(\tR\n" +
 	"replacedBy\x12 \n" +
-	"\vdescription\x18\r \x01(\tR\vdescription\"\x94\x02\n" +
+	"\vdescription\x18\r \x01(\tR\vdescription\x12\x1a\n" +
+	"\bimported\x18\x0e \x01(\bR\bimported\"\x94\x02\n" +
 	"\x13CreateApiKeyRequest\x12>\n" +
 	"\venvironment\x18\x01 \x01(\x0e2\x1c.warden.v1.ApiKeyEnvironmentR\venvironment\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x16\n" +
@@ -1097,7 +1371,26 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\vdescription\x18\b \x01(\tR\vdescription\"S\n" +
 	"\x14CreateApiKeyResponse\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.warden.v1.ApiKeyR\x03key\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\"V\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xaf\x02\n" +
+	"\x0eImportedApiKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12>\n" +
+	"\venvironment\x18\x02 \x01(\x0e2\x1c.warden.v1.ApiKeyEnvironmentR\venvironment\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x16\n" +
+	"\x06tenant\x18\x04 \x01(\tR\x06tenant\x12\x14\n" +
+	"\x05roles\x18\x05 \x03(\tR\x05roles\x12\x16\n" +
+	"\x06scopes\x18\x06 \x03(\tR\x06scopes\x12\x12\n" +
+	"\x04tier\x18\a \x01(\tR\x04tier\x129\n" +
+	"\n" +
+	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12 \n" +
+	"\vdescription\x18\t \x01(\tR\vdescription\"D\n" +
+	"\x13ImportApiKeyRequest\x12-\n" +
+	"\x04keys\x18\x01 \x03(\v2\x19.warden.v1.ImportedApiKeyR\x04keys\"v\n" +
+	"\x12ImportApiKeyResult\x12#\n" +
+	"\x03key\x18\x01 \x01(\v2\x11.warden.v1.ApiKeyR\x03key\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12%\n" +
+	"\x0ealready_exists\x18\x03 \x01(\bR\ralreadyExists\"O\n" +
+	"\x14ImportApiKeyResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.warden.v1.ImportApiKeyResultR\aresults\"V\n" +
 	"\x13RotateApiKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
 	"\x05grace\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05grace\"\x9c\x01\n" +
@@ -1140,9 +1433,10 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\x11ApiKeyEnvironment\x12#\n" +
 	"\x1fAPI_KEY_ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18API_KEY_ENVIRONMENT_LIVE\x10\x01\x12\x1c\n" +
-	"\x18API_KEY_ENVIRONMENT_TEST\x10\x022\x96\x05\n" +
+	"\x18API_KEY_ENVIRONMENT_TEST\x10\x022\xe7\x05\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateApiKey\x12\x1e.warden.v1.CreateApiKeyRequest\x1a\x1f.warden.v1.CreateApiKeyResponse\x12O\n" +
+	"\fImportApiKey\x12\x1e.warden.v1.ImportApiKeyRequest\x1a\x1f.warden.v1.ImportApiKeyResponse\x12O\n" +
 	"\fRotateApiKey\x12\x1e.warden.v1.RotateApiKeyRequest\x1a\x1f.warden.v1.RotateApiKeyResponse\x12O\n" +
 	"\fRevokeApiKey\x12\x1e.warden.v1.RevokeApiKeyRequest\x1a\x1f.warden.v1.RevokeApiKeyResponse\x12L\n" +
 	"\vListApiKeys\x12\x1d.warden.v1.ListApiKeysRequest\x1a\x1e.warden.v1.ListApiKeysResponse\x12L\n" +
@@ -1164,70 +1458,81 @@ func file_warden_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_warden_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_warden_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_warden_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_warden_v1_admin_proto_goTypes = []any{
 	(ApiKeyEnvironment)(0),         // 0: warden.v1.ApiKeyEnvironment
 	(*ApiKey)(nil),                 // 1: warden.v1.ApiKey
 	(*CreateApiKeyRequest)(nil),    // 2: warden.v1.CreateApiKeyRequest
 	(*CreateApiKeyResponse)(nil),   // 3: warden.v1.CreateApiKeyResponse
-	(*RotateApiKeyRequest)(nil),    // 4: warden.v1.RotateApiKeyRequest
-	(*RotateApiKeyResponse)(nil),   // 5: warden.v1.RotateApiKeyResponse
-	(*RevokeApiKeyRequest)(nil),    // 6: warden.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),   // 7: warden.v1.RevokeApiKeyResponse
-	(*ListApiKeysRequest)(nil),     // 8: warden.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),    // 9: warden.v1.ListApiKeysResponse
-	(*RevokeTokenRequest)(nil),     // 10: warden.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),    // 11: warden.v1.RevokeTokenResponse
-	(*GetRateLimitRequest)(nil),    // 12: warden.v1.GetRateLimitRequest
-	(*GetRateLimitResponse)(nil),   // 13: warden.v1.GetRateLimitResponse
-	(*ResetRateLimitRequest)(nil),  // 14: warden.v1.ResetRateLimitRequest
-	(*ResetRateLimitResponse)(nil), // 15: warden.v1.ResetRateLimitResponse
-	(*ReloadConfigRequest)(nil),    // 16: warden.v1.ReloadConfigRequest
-	(*ReloadConfigResponse)(nil),   // 17: warden.v1.ReloadConfigResponse
-	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 19: google.protobuf.Duration
-	(*RateLimitDescriptor)(nil),    // 20: warden.v1.RateLimitDescriptor
-	(*RateLimitStatus)(nil),        // 21: warden.v1.RateLimitStatus
+	(*ImportedApiKey)(nil),         // 4: warden.v1.ImportedApiKey
+	(*ImportApiKeyRequest)(nil),    // 5: warden.v1.ImportApiKeyRequest
+	(*ImportApiKeyResult)(nil),     // 6: warden.v1.ImportApiKeyResult
+	(*ImportApiKeyResponse)(nil),   // 7: warden.v1.ImportApiKeyResponse
+	(*RotateApiKeyRequest)(nil),    // 8: warden.v1.RotateApiKeyRequest
+	(*RotateApiKeyResponse)(nil),   // 9: warden.v1.RotateApiKeyResponse
+	(*RevokeApiKeyRequest)(nil),    // 10: warden.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),   // 11: warden.v1.RevokeApiKeyResponse
+	(*ListApiKeysRequest)(nil),     // 12: warden.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),    // 13: warden.v1.ListApiKeysResponse
+	(*RevokeTokenRequest)(nil),     // 14: warden.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),    // 15: warden.v1.RevokeTokenResponse
+	(*GetRateLimitRequest)(nil),    // 16: warden.v1.GetRateLimitRequest
+	(*GetRateLimitResponse)(nil),   // 17: warden.v1.GetRateLimitResponse
+	(*ResetRateLimitRequest)(nil),  // 18: warden.v1.ResetRateLimitRequest
+	(*ResetRateLimitResponse)(nil), // 19: warden.v1.ResetRateLimitResponse
+	(*ReloadConfigRequest)(nil),    // 20: warden.v1.ReloadConfigRequest
+	(*ReloadConfigResponse)(nil),   // 21: warden.v1.ReloadConfigResponse
+	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 23: google.protobuf.Duration
+	(*RateLimitDescriptor)(nil),    // 24: warden.v1.RateLimitDescriptor
+	(*RateLimitStatus)(nil),        // 25: warden.v1.RateLimitStatus
 }
 var file_warden_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: warden.v1.ApiKey.environment:type_name -> warden.v1.ApiKeyEnvironment
-	18, // 1: warden.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 2: warden.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	18, // 3: warden.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	18, // 4: warden.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	22, // 1: warden.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	22, // 2: warden.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	22, // 3: warden.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	22, // 4: warden.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: warden.v1.CreateApiKeyRequest.environment:type_name -> warden.v1.ApiKeyEnvironment
-	19, // 6: warden.v1.CreateApiKeyRequest.ttl:type_name -> google.protobuf.Duration
+	23, // 6: warden.v1.CreateApiKeyRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 7: warden.v1.CreateApiKeyResponse.key:type_name -> warden.v1.ApiKey
-	19, // 8: warden.v1.RotateApiKeyRequest.grace:type_name -> google.protobuf.Duration
-	1,  // 9: warden.v1.RotateApiKeyResponse.key:type_name -> warden.v1.ApiKey
-	18, // 10: warden.v1.RotateApiKeyResponse.old_key_expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 11: warden.v1.RevokeApiKeyResponse.key:type_name -> warden.v1.ApiKey
-	1,  // 12: warden.v1.ListApiKeysResponse.keys:type_name -> warden.v1.ApiKey
-	18, // 13: warden.v1.RevokeTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 14: warden.v1.GetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
-	21, // 15: warden.v1.GetRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
-	20, // 16: warden.v1.ResetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
-	2,  // 17: warden.v1.AdminService.CreateApiKey:input_type -> warden.v1.CreateApiKeyRequest
-	4,  // 18: warden.v1.AdminService.RotateApiKey:input_type -> warden.v1.RotateApiKeyRequest
-	6,  // 19: warden.v1.AdminService.RevokeApiKey:input_type -> warden.v1.RevokeApiKeyRequest
-	8,  // 20: warden.v1.AdminService.ListApiKeys:input_type -> warden.v1.ListApiKeysRequest
-	10, // 21: warden.v1.AdminService.RevokeToken:input_type -> warden.v1.RevokeTokenRequest
-	12, // 22: warden.v1.AdminService.GetRateLimit:input_type -> warden.v1.GetRateLimitRequest
-	14, // 23: warden.v1.AdminService.ResetRateLimit:input_type -> warden.v1.ResetRateLimitRequest
-	16, // 24: warden.v1.AdminService.ReloadConfig:input_type -> warden.v1.ReloadConfigRequest
-	3,  // 25: warden.v1.AdminService.CreateApiKey:output_type -> warden.v1.CreateApiKeyResponse
-	5,  // 26: warden.v1.AdminService.RotateApiKey:output_type -> warden.v1.RotateApiKeyResponse
-	7,  // 27: warden.v1.AdminService.RevokeApiKey:output_type -> warden.v1.RevokeApiKeyResponse
-	9,  // 28: warden.v1.AdminService.ListApiKeys:output_type -> warden.v1.ListApiKeysResponse
-	11, // 29: warden.v1.AdminService.RevokeToken:output_type -> warden.v1.RevokeTokenResponse
-	13, // 30: warden.v1.AdminService.GetRateLimit:output_type -> warden.v1.GetRateLimitResponse
-	15, // 31: warden.v1.AdminService.ResetRateLimit:output_type -> warden.v1.ResetRateLimitResponse
-	17, // 32: warden.v1.AdminService.ReloadConfig:output_type -> warden.v1.ReloadConfigResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	0,  // 8: warden.v1.ImportedApiKey.environment:type_name -> warden.v1.ApiKeyEnvironment
+	22, // 9: warden.v1.ImportedApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 10: warden.v1.ImportApiKeyRequest.keys:type_name -> warden.v1.ImportedApiKey
+	1,  // 11: warden.v1.ImportApiKeyResult.key:type_name -> warden.v1.ApiKey
+	6,  // 12: warden.v1.ImportApiKeyResponse.results:type_name -> warden.v1.ImportApiKeyResult
+	23, // 13: warden.v1.RotateApiKeyRequest.grace:type_name -> google.protobuf.Duration
+	1,  // 14: warden.v1.RotateApiKeyResponse.key:type_name -> warden.v1.ApiKey
+	22, // 15: warden.v1.RotateApiKeyResponse.old_key_expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 16: warden.v1.RevokeApiKeyResponse.key:type_name -> warden.v1.ApiKey
+	1,  // 17: warden.v1.ListApiKeysResponse.keys:type_name -> warden.v1.ApiKey
+	22, // 18: warden.v1.RevokeTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 19: warden.v1.GetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	25, // 20: warden.v1.GetRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
+	24, // 21: warden.v1.ResetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	2,  // 22: warden.v1.AdminService.CreateApiKey:input_type -> warden.v1.CreateApiKeyRequest
+	5,  // 23: warden.v1.AdminService.ImportApiKey:input_type -> warden.v1.ImportApiKeyRequest
+	8,  // 24: warden.v1.AdminService.RotateApiKey:input_type -> warden.v1.RotateApiKeyRequest
+	10, // 25: warden.v1.AdminService.RevokeApiKey:input_type -> warden.v1.RevokeApiKeyRequest
+	12, // 26: warden.v1.AdminService.ListApiKeys:input_type -> warden.v1.ListApiKeysRequest
+	14, // 27: warden.v1.AdminService.RevokeToken:input_type -> warden.v1.RevokeTokenRequest
+	16, // 28: warden.v1.AdminService.GetRateLimit:input_type -> warden.v1.GetRateLimitRequest
+	18, // 29: warden.v1.AdminService.ResetRateLimit:input_type -> warden.v1.ResetRateLimitRequest
+	20, // 30: warden.v1.AdminService.ReloadConfig:input_type -> warden.v1.ReloadConfigRequest
+	3,  // 31: warden.v1.AdminService.CreateApiKey:output_type -> warden.v1.CreateApiKeyResponse
+	7,  // 32: warden.v1.AdminService.ImportApiKey:output_type -> warden.v1.ImportApiKeyResponse
+	9,  // 33: warden.v1.AdminService.RotateApiKey:output_type -> warden.v1.RotateApiKeyResponse
+	11, // 34: warden.v1.AdminService.RevokeApiKey:output_type -> warden.v1.RevokeApiKeyResponse
+	13, // 35: warden.v1.AdminService.ListApiKeys:output_type -> warden.v1.ListApiKeysResponse
+	15, // 36: warden.v1.AdminService.RevokeToken:output_type -> warden.v1.RevokeTokenResponse
+	17, // 37: warden.v1.AdminService.GetRateLimit:output_type -> warden.v1.GetRateLimitResponse
+	19, // 38: warden.v1.AdminService.ResetRateLimit:output_type -> warden.v1.ResetRateLimitResponse
+	21, // 39: warden.v1.AdminService.ReloadConfig:output_type -> warden.v1.ReloadConfigResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_warden_v1_admin_proto_init() }
@@ -1242,7 +1547,7 @@ func file_warden_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_warden_v1_admin_proto_rawDesc), len(file_warden_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

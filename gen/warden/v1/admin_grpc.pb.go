@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AdminService_CreateApiKey_FullMethodName   = "/warden.v1.AdminService/CreateApiKey"
+	AdminService_ImportApiKey_FullMethodName   = "/warden.v1.AdminService/ImportApiKey"
 	AdminService_RotateApiKey_FullMethodName   = "/warden.v1.AdminService/RotateApiKey"
 	AdminService_RevokeApiKey_FullMethodName   = "/warden.v1.AdminService/RevokeApiKey"
 	AdminService_ListApiKeys_FullMethodName    = "/warden.v1.AdminService/ListApiKeys"
@@ -39,6 +40,11 @@ const (
 type AdminServiceClient interface {
 	// CreateApiKey creates a key. The secret is in the response, and only there.
 	CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error)
+	// ImportApiKey stores keys that Warden did not issue (keys a deployment already gave its
+	// customers, in a format configured in authn.api_keys.imported_formats), at most 1000 per
+	// call. Each is stored only as a digest, and answered on its own: one bad key does not
+	// fail the others.
+	ImportApiKey(ctx context.Context, in *ImportApiKeyRequest, opts ...grpc.CallOption) (*ImportApiKeyResponse, error)
 	// RotateApiKey issues a new key for the same principal; the old one stays valid for the
 	// grace period.
 	RotateApiKey(ctx context.Context, in *RotateApiKeyRequest, opts ...grpc.CallOption) (*RotateApiKeyResponse, error)
@@ -68,6 +74,16 @@ func (c *adminServiceClient) CreateApiKey(ctx context.Context, in *CreateApiKeyR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateApiKeyResponse)
 	err := c.cc.Invoke(ctx, AdminService_CreateApiKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ImportApiKey(ctx context.Context, in *ImportApiKeyRequest, opts ...grpc.CallOption) (*ImportApiKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportApiKeyResponse)
+	err := c.cc.Invoke(ctx, AdminService_ImportApiKey_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +170,11 @@ func (c *adminServiceClient) ReloadConfig(ctx context.Context, in *ReloadConfigR
 type AdminServiceServer interface {
 	// CreateApiKey creates a key. The secret is in the response, and only there.
 	CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error)
+	// ImportApiKey stores keys that Warden did not issue (keys a deployment already gave its
+	// customers, in a format configured in authn.api_keys.imported_formats), at most 1000 per
+	// call. Each is stored only as a digest, and answered on its own: one bad key does not
+	// fail the others.
+	ImportApiKey(context.Context, *ImportApiKeyRequest) (*ImportApiKeyResponse, error)
 	// RotateApiKey issues a new key for the same principal; the old one stays valid for the
 	// grace period.
 	RotateApiKey(context.Context, *RotateApiKeyRequest) (*RotateApiKeyResponse, error)
@@ -181,6 +202,9 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateApiKey not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportApiKey(context.Context, *ImportApiKeyRequest) (*ImportApiKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportApiKey not implemented")
 }
 func (UnimplementedAdminServiceServer) RotateApiKey(context.Context, *RotateApiKeyRequest) (*RotateApiKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RotateApiKey not implemented")
@@ -238,6 +262,24 @@ func _AdminService_CreateApiKey_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).CreateApiKey(ctx, req.(*CreateApiKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ImportApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportApiKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ImportApiKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ImportApiKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ImportApiKey(ctx, req.(*ImportApiKeyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -378,6 +420,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateApiKey",
 			Handler:    _AdminService_CreateApiKey_Handler,
+		},
+		{
+			MethodName: "ImportApiKey",
+			Handler:    _AdminService_ImportApiKey_Handler,
 		},
 		{
 			MethodName: "RotateApiKey",

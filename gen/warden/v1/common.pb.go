@@ -327,7 +327,9 @@ type Principal struct {
 	// When the credential stops being valid; unset if it does not expire.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Selected claims and key labels.
-	Claims        map[string]string `protobuf:"bytes,10,rep,name=claims,proto3" json:"claims,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Claims map[string]string `protobuf:"bytes,10,rep,name=claims,proto3" json:"claims,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// An API key's environment: "live" or "test"; empty for other methods.
+	Environment   string `protobuf:"bytes,11,opt,name=environment,proto3" json:"environment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,6 +432,13 @@ func (x *Principal) GetClaims() map[string]string {
 		return x.Claims
 	}
 	return nil
+}
+
+func (x *Principal) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
 }
 
 // Resource is the object a request acts on. owner and tenant come from the caller's own
@@ -576,7 +585,7 @@ const file_warden_v1_common_proto_rawDesc = "" +
 	"\x0epeer_principal\x18\x05 \x01(\tR\rpeerPrincipal\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbd\x03\n" +
 	"\tPrincipal\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -589,7 +598,8 @@ const file_warden_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x128\n" +
 	"\x06claims\x18\n" +
-	" \x03(\v2 .warden.v1.Principal.ClaimsEntryR\x06claims\x1a9\n" +
+	" \x03(\v2 .warden.v1.Principal.ClaimsEntryR\x06claims\x12 \n" +
+	"\venvironment\x18\v \x01(\tR\venvironment\x1a9\n" +
 	"\vClaimsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x01\n" +
