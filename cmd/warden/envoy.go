@@ -135,7 +135,7 @@ func (a *app) applyEnvoy() {
 // UNIMPLEMENTED while disabled) and, when envoy.listen_addr is set, on a second server with
 // the same options on that address. It also watches envoy.ratelimit_config for changes.
 func (a *app) startEnvoy(opts []grpc.ServerOption) error {
-	a.envoy.auth = envoy.NewAuthServer(a.srv, a.envoy.pendingAuth)
+	a.envoy.auth = envoy.NewAuthServer(decisionChecker{a.srv, &a.tel.rpc.d}, a.envoy.pendingAuth)
 	a.envoy.rls = envoy.NewRateLimitServer(a.srv, a.envoy.pendingRLS)
 	register := func(s *grpc.Server) {
 		authv3.RegisterAuthorizationServer(s, a.envoy.auth)

@@ -92,6 +92,7 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 	}
 	a.srv.SetDeps(deps)
 	a.jwt = a.jwtNext
+	a.tel.setJWT(a.jwt)
 	old := a.gen
 	a.gen = a.startGeneration(a.genCtx, runners)
 	old.stop()

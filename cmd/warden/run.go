@@ -159,6 +159,7 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	a.runners, a.jwt = runners, a.jwtNext
+	a.tel.setJWT(a.jwt)
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
 		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes})
 	a.tel.setConfigVersion(cfg.Version)
@@ -177,8 +178,8 @@ func (a *app) start(ctx context.Context) error {
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(service.RecoverUnary(a.log)),
-		grpc.ChainStreamInterceptor(service.RecoverStream(a.log)),
+		grpc.ChainUnaryInterceptor(a.tel.rpc.unary, service.RecoverUnary(a.log)),
+		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
 	if h := a.tel.statsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
@@ -202,6 +203,7 @@ func (a *app) start(ctx context.Context) error {
 	if err := a.startEnvoy(opts); err != nil {
 		return err
 	}
+	a.tel.rpc.addMethods(a.grpc) // every service is registered: before serving
 	return nil
 }
 

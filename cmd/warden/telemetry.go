@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -13,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/stats"
 
+	"github.com/wardenhq/warden/authn/jwtauth"
 	"github.com/wardenhq/warden/internal/budget"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/streamguard"
@@ -27,12 +29,15 @@ type telemetry struct {
 	meter   metric.Meter
 	version atomic.Value // string
 	guards  atomic.Pointer[[]*budget.Guard]
+	jwt     atomic.Pointer[jwtauth.Verifier]
 
 	reloads metric.Int64Counter
+	rpc     *rpcMetrics
 }
 
 func newTelemetry(c config.Telemetry) (*telemetry, error) {
 	t := &telemetry{reg: prometheus.NewRegistry()}
+	t.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg))
 	if err != nil {
 		return nil, err
@@ -56,6 +61,12 @@ func newTelemetry(c config.Telemetry) (*telemetry, error) {
 		return nil, err
 	}
 	if err = t.observeGuards(); err != nil {
+		return nil, err
+	}
+	if err = t.observeJWKS(); err != nil {
+		return nil, err
+	}
+	if t.rpc, err = newRPCMetrics(t.meter); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -118,6 +129,28 @@ func (t *telemetry) observeGuards() error {
 	}, calls, state)
 	return err
 }
+
+// observeJWKS exports the running config's JWK Set fetches: attempts, and those refused
+// (unreachable, redirected, too large, unparsable, unacceptable or empty). A reload builds a
+// new verifier, whose counts start at zero.
+func (t *telemetry) observeJWKS() error {
+	_, err := t.meter.Int64ObservableCounter("warden.jwks.fetches",
+		metric.WithDescription("JWK Set fetches over all issuers, by result: ok, refused (the last good set stays)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := t.jwt.Load()
+			if v == nil {
+				return nil
+			}
+			fetches, refused := v.JWKSStats()
+			o.Observe(int64(fetches-refused), metric.WithAttributes(attrResult("ok")))
+			o.Observe(int64(refused), metric.WithAttributes(attrResult("refused")))
+			return nil
+		}))
+	return err
+}
+
+// setJWT names the running config's JWT verifier (nil without one).
+func (t *telemetry) setJWT(v *jwtauth.Verifier) { t.jwt.Store(v) }
 
 // setGuards names the dependency guards of the config about to run.
 func (t *telemetry) setGuards(gs []*budget.Guard) { t.guards.Store(&gs) }
