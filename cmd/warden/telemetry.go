@@ -52,6 +52,10 @@ func newTelemetry(c config.Telemetry) (*telemetry, error) {
 		metric.WithDescription("Config reloads by result (ok, error).")); err != nil {
 		return nil, err
 	}
+	// Both series exist from the start, so that increase() sees the first failure.
+	for _, r := range []string{"ok", "error"} {
+		t.reloads.Add(context.Background(), 0, metric.WithAttributes(attrResult(r)))
+	}
 	if _, err = t.meter.Int64ObservableGauge("warden.config.info",
 		metric.WithDescription("1, labelled with the running config's version."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
