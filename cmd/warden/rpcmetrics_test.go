@@ -90,6 +90,7 @@ func TestMetricsPerRPCAndDecision(t *testing.T) {
 		{"warden_decisions_total", []string{`kind="check"`, `outcome="denied"`, `reason="no_credentials"`}, "2"},
 		{"warden_decisions_total", []string{`kind="rate_limit"`, `outcome="allowed"`, `reason="none"`}, "2"},
 		{"warden_decisions_total", []string{`kind="ext_authz"`, `outcome="denied"`, `reason="malformed_credentials"`}, "1"},
+		{"target_info", []string{`service_name="warden"`, `service_version="`}, "1"},
 		{"go_goroutines", nil, ""},
 		{"process_resident_memory_bytes", nil, ""},
 	} {

@@ -126,7 +126,7 @@ func (a *app) close() {
 func (a *app) start(ctx context.Context) error {
 	cfg := a.cfg
 	var err error
-	if a.tel, err = newTelemetry(cfg.Telemetry); err != nil {
+	if a.tel, err = newTelemetry(cfg.Telemetry, a.env); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.tel.close)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -10,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/stats"
@@ -35,17 +38,30 @@ type telemetry struct {
 	rpc     *rpcMetrics
 }
 
-func newTelemetry(c config.Telemetry) (*telemetry, error) {
+func newTelemetry(c config.Telemetry, env config.Env) (*telemetry, error) {
 	t := &telemetry{reg: prometheus.NewRegistry()}
 	t.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	res, err := newResource()
+	if err != nil {
+		return nil, err
+	}
 	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg))
 	if err != nil {
 		return nil, err
 	}
-	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
 	t.meter = t.mp.Meter("github.com/wardenhq/warden")
 	if c.TraceSampleRatio > 0 {
-		t.tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
+		opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res),
+			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio)))}
+		spans, err := otlpTraceExporter(c.OTLP, env)
+		if err != nil {
+			return nil, err
+		}
+		if spans != nil {
+			opts = append(opts, sdktrace.WithBatcher(spans))
+		}
+		t.tp = sdktrace.NewTracerProvider(opts...)
 	}
 	t.version.Store("")
 	if t.reloads, err = t.meter.Int64Counter("warden.config.reloads",
@@ -167,11 +183,16 @@ func (t *telemetry) statsHandler() stats.Handler {
 	if t.tp == nil {
 		return nil
 	}
-	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithMeterProvider(t.mp))
+	// W3C trace context (traceparent, tracestate) from the gRPC metadata; Warden's RED
+	// metrics come from its interceptor, so the handler's own meter is a no-op.
+	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
+		otelgrpc.WithPropagators(propagation.TraceContext{}))
 }
 
 func (t *telemetry) close() {
-	ctx := context.Background()
+	// Flushes the spans not yet exported, bounded.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	_ = t.mp.Shutdown(ctx)
 	if t.tp != nil {
 		_ = t.tp.Shutdown(ctx)
