@@ -7,11 +7,17 @@ import (
 	"runtime/debug"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/status"
 
+	"github.com/wardenhq/warden/clients/envoy"
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/config"
 )
 
@@ -92,4 +98,36 @@ func otlpTraceExporter(c config.OTLP, env config.Env) (sdktrace.SpanExporter, er
 		return otlptracehttp.New(ctx, opts...)
 	}
 	return nil, fmt.Errorf("telemetry: OTLP protocol %q is not supported (grpc or http/protobuf)", protocol)
+}
+
+// tracedChecker joins the ext_authz decision to the trace of the HTTP request Envoy asks
+// about: when that request carries a W3C traceparent (Envoy forwards the client's headers),
+// the decision gets a span in that trace, linked to the gRPC server span (whose parent is
+// Envoy's own trace context, from the gRPC metadata, when Envoy traces). Installed only when
+// tracing is on.
+type tracedChecker struct {
+	envoy.Checker
+	tracer trace.Tracer
+}
+
+var traceContext propagation.TraceContext
+
+func (c tracedChecker) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	h := req.GetHttp().GetHeaders()
+	if h["traceparent"] == "" {
+		return c.Checker.Check(ctx, req)
+	}
+	remote := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.MapCarrier(h)))
+	if !remote.IsValid() {
+		return c.Checker.Check(ctx, req)
+	}
+	server := trace.SpanContextFromContext(ctx)
+	ctx, span := c.tracer.Start(trace.ContextWithRemoteSpanContext(ctx, remote), "warden.ext_authz.decide",
+		trace.WithLinks(trace.Link{SpanContext: server}), trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+	resp, err := c.Checker.Check(ctx, req)
+	if err != nil {
+		span.SetStatus(codes.Error, status.Code(err).String())
+	}
+	return resp, err
 }

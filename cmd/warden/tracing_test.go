@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -120,7 +121,15 @@ func TestOTLPExportSampledSpan(t *testing.T) {
 			const unsampled = "5bf92f3577b34da6a3ce929d0e0e4736"
 			ctx = metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+unsampled+"-00f067aa0ba902b7-00")
 			_, _ = c.Check(ctx, &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/"}})
+			// ext_authz: the trace context of the HTTP request Envoy asks about.
+			const httpTrace = "6bf92f3577b34da6a3ce929d0e0e4736"
+			_, _ = authv3.NewAuthorizationClient(dial(t, w.GRPC)).Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/",
+					Headers: map[string]string{"traceparent": "00-" + httpTrace + "-00f067aa0ba902b7-01"}}}}})
 			w.stop(t)
+			if f, _ := recv.spanIn(httpTrace); !f {
+				t.Error("no span in the trace of the ext_authz request's traceparent header")
+			}
 			found, version := recv.spanIn(traceID)
 			if !found {
 				t.Fatalf("no span of trace %s from service warden among %d exports", traceID, len(recv.requests))
