@@ -1061,6 +1061,104 @@ func (x *ReloadConfigResponse) GetVersion() string {
 	return ""
 }
 
+type SetLogLevelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// debug, info, warn or error. Empty: only read the current level.
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelRequest) Reset() {
+	*x = SetLogLevelRequest{}
+	mi := &file_warden_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelRequest) ProtoMessage() {}
+
+func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelRequest.ProtoReflect.Descriptor instead.
+func (*SetLogLevelRequest) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SetLogLevelRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+type SetLogLevelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The level now in force, and the one before the call.
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	Previous      string `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelResponse) Reset() {
+	*x = SetLogLevelResponse{}
+	mi := &file_warden_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelResponse) ProtoMessage() {}
+
+func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelResponse.ProtoReflect.Descriptor instead.
+func (*SetLogLevelResponse) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetLogLevelResponse) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *SetLogLevelResponse) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
 var File_warden_v1_admin_proto protoreflect.FileDescriptor
 
 const file_warden_v1_admin_proto_rawDesc = "" +
@@ -1136,11 +1234,16 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\x16ResetRateLimitResponse\"\x15\n" +
 	"\x13ReloadConfigRequest\"0\n" +
 	"\x14ReloadConfigResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\tR\aversion*t\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\"*\n" +
+	"\x12SetLogLevelRequest\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\"G\n" +
+	"\x13SetLogLevelResponse\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious*t\n" +
 	"\x11ApiKeyEnvironment\x12#\n" +
 	"\x1fAPI_KEY_ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18API_KEY_ENVIRONMENT_LIVE\x10\x01\x12\x1c\n" +
-	"\x18API_KEY_ENVIRONMENT_TEST\x10\x022\x96\x05\n" +
+	"\x18API_KEY_ENVIRONMENT_TEST\x10\x022\xe4\x05\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateApiKey\x12\x1e.warden.v1.CreateApiKeyRequest\x1a\x1f.warden.v1.CreateApiKeyResponse\x12O\n" +
 	"\fRotateApiKey\x12\x1e.warden.v1.RotateApiKeyRequest\x1a\x1f.warden.v1.RotateApiKeyResponse\x12O\n" +
@@ -1149,7 +1252,8 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\vRevokeToken\x12\x1d.warden.v1.RevokeTokenRequest\x1a\x1e.warden.v1.RevokeTokenResponse\x12O\n" +
 	"\fGetRateLimit\x12\x1e.warden.v1.GetRateLimitRequest\x1a\x1f.warden.v1.GetRateLimitResponse\x12U\n" +
 	"\x0eResetRateLimit\x12 .warden.v1.ResetRateLimitRequest\x1a!.warden.v1.ResetRateLimitResponse\x12O\n" +
-	"\fReloadConfig\x12\x1e.warden.v1.ReloadConfigRequest\x1a\x1f.warden.v1.ReloadConfigResponseB3Z1github.com/wardenhq/warden/gen/warden/v1;wardenv1b\x06proto3"
+	"\fReloadConfig\x12\x1e.warden.v1.ReloadConfigRequest\x1a\x1f.warden.v1.ReloadConfigResponse\x12L\n" +
+	"\vSetLogLevel\x12\x1d.warden.v1.SetLogLevelRequest\x1a\x1e.warden.v1.SetLogLevelResponseB3Z1github.com/wardenhq/warden/gen/warden/v1;wardenv1b\x06proto3"
 
 var (
 	file_warden_v1_admin_proto_rawDescOnce sync.Once
@@ -1164,7 +1268,7 @@ func file_warden_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_warden_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_warden_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_warden_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_warden_v1_admin_proto_goTypes = []any{
 	(ApiKeyEnvironment)(0),         // 0: warden.v1.ApiKeyEnvironment
 	(*ApiKey)(nil),                 // 1: warden.v1.ApiKey
@@ -1184,29 +1288,31 @@ var file_warden_v1_admin_proto_goTypes = []any{
 	(*ResetRateLimitResponse)(nil), // 15: warden.v1.ResetRateLimitResponse
 	(*ReloadConfigRequest)(nil),    // 16: warden.v1.ReloadConfigRequest
 	(*ReloadConfigResponse)(nil),   // 17: warden.v1.ReloadConfigResponse
-	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 19: google.protobuf.Duration
-	(*RateLimitDescriptor)(nil),    // 20: warden.v1.RateLimitDescriptor
-	(*RateLimitStatus)(nil),        // 21: warden.v1.RateLimitStatus
+	(*SetLogLevelRequest)(nil),     // 18: warden.v1.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil),    // 19: warden.v1.SetLogLevelResponse
+	(*timestamppb.Timestamp)(nil),  // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 21: google.protobuf.Duration
+	(*RateLimitDescriptor)(nil),    // 22: warden.v1.RateLimitDescriptor
+	(*RateLimitStatus)(nil),        // 23: warden.v1.RateLimitStatus
 }
 var file_warden_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: warden.v1.ApiKey.environment:type_name -> warden.v1.ApiKeyEnvironment
-	18, // 1: warden.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 2: warden.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	18, // 3: warden.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	18, // 4: warden.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	20, // 1: warden.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	20, // 2: warden.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	20, // 3: warden.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	20, // 4: warden.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: warden.v1.CreateApiKeyRequest.environment:type_name -> warden.v1.ApiKeyEnvironment
-	19, // 6: warden.v1.CreateApiKeyRequest.ttl:type_name -> google.protobuf.Duration
+	21, // 6: warden.v1.CreateApiKeyRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 7: warden.v1.CreateApiKeyResponse.key:type_name -> warden.v1.ApiKey
-	19, // 8: warden.v1.RotateApiKeyRequest.grace:type_name -> google.protobuf.Duration
+	21, // 8: warden.v1.RotateApiKeyRequest.grace:type_name -> google.protobuf.Duration
 	1,  // 9: warden.v1.RotateApiKeyResponse.key:type_name -> warden.v1.ApiKey
-	18, // 10: warden.v1.RotateApiKeyResponse.old_key_expires_at:type_name -> google.protobuf.Timestamp
+	20, // 10: warden.v1.RotateApiKeyResponse.old_key_expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 11: warden.v1.RevokeApiKeyResponse.key:type_name -> warden.v1.ApiKey
 	1,  // 12: warden.v1.ListApiKeysResponse.keys:type_name -> warden.v1.ApiKey
-	18, // 13: warden.v1.RevokeTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	20, // 14: warden.v1.GetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
-	21, // 15: warden.v1.GetRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
-	20, // 16: warden.v1.ResetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	20, // 13: warden.v1.RevokeTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	22, // 14: warden.v1.GetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	23, // 15: warden.v1.GetRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
+	22, // 16: warden.v1.ResetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
 	2,  // 17: warden.v1.AdminService.CreateApiKey:input_type -> warden.v1.CreateApiKeyRequest
 	4,  // 18: warden.v1.AdminService.RotateApiKey:input_type -> warden.v1.RotateApiKeyRequest
 	6,  // 19: warden.v1.AdminService.RevokeApiKey:input_type -> warden.v1.RevokeApiKeyRequest
@@ -1215,16 +1321,18 @@ var file_warden_v1_admin_proto_depIdxs = []int32{
 	12, // 22: warden.v1.AdminService.GetRateLimit:input_type -> warden.v1.GetRateLimitRequest
 	14, // 23: warden.v1.AdminService.ResetRateLimit:input_type -> warden.v1.ResetRateLimitRequest
 	16, // 24: warden.v1.AdminService.ReloadConfig:input_type -> warden.v1.ReloadConfigRequest
-	3,  // 25: warden.v1.AdminService.CreateApiKey:output_type -> warden.v1.CreateApiKeyResponse
-	5,  // 26: warden.v1.AdminService.RotateApiKey:output_type -> warden.v1.RotateApiKeyResponse
-	7,  // 27: warden.v1.AdminService.RevokeApiKey:output_type -> warden.v1.RevokeApiKeyResponse
-	9,  // 28: warden.v1.AdminService.ListApiKeys:output_type -> warden.v1.ListApiKeysResponse
-	11, // 29: warden.v1.AdminService.RevokeToken:output_type -> warden.v1.RevokeTokenResponse
-	13, // 30: warden.v1.AdminService.GetRateLimit:output_type -> warden.v1.GetRateLimitResponse
-	15, // 31: warden.v1.AdminService.ResetRateLimit:output_type -> warden.v1.ResetRateLimitResponse
-	17, // 32: warden.v1.AdminService.ReloadConfig:output_type -> warden.v1.ReloadConfigResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
+	18, // 25: warden.v1.AdminService.SetLogLevel:input_type -> warden.v1.SetLogLevelRequest
+	3,  // 26: warden.v1.AdminService.CreateApiKey:output_type -> warden.v1.CreateApiKeyResponse
+	5,  // 27: warden.v1.AdminService.RotateApiKey:output_type -> warden.v1.RotateApiKeyResponse
+	7,  // 28: warden.v1.AdminService.RevokeApiKey:output_type -> warden.v1.RevokeApiKeyResponse
+	9,  // 29: warden.v1.AdminService.ListApiKeys:output_type -> warden.v1.ListApiKeysResponse
+	11, // 30: warden.v1.AdminService.RevokeToken:output_type -> warden.v1.RevokeTokenResponse
+	13, // 31: warden.v1.AdminService.GetRateLimit:output_type -> warden.v1.GetRateLimitResponse
+	15, // 32: warden.v1.AdminService.ResetRateLimit:output_type -> warden.v1.ResetRateLimitResponse
+	17, // 33: warden.v1.AdminService.ReloadConfig:output_type -> warden.v1.ReloadConfigResponse
+	19, // 34: warden.v1.AdminService.SetLogLevel:output_type -> warden.v1.SetLogLevelResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1242,7 +1350,7 @@ func file_warden_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_warden_v1_admin_proto_rawDesc), len(file_warden_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
