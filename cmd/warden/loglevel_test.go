@@ -42,10 +42,10 @@ func TestSetLogLevelAtRunTime(t *testing.T) {
 		t.Errorf("at error: %d reload lines, want still 1", n)
 	}
 	// Audit lines are written whatever the level: the admin calls just made.
-	if n := strings.Count(r.logs.String(), `"log":"audit","rpc":"ReloadConfig"`); n != 2 {
+	if n := strings.Count(r.logs.String(), `"log":"audit","audit_version":1,"rpc":"ReloadConfig"`); n != 2 {
 		t.Errorf("at error: %d audit lines of ReloadConfig, want 2\n%s", n, r.logs)
 	}
-	if !strings.Contains(r.logs.String(), `"msg":"log level changed","log":"audit","rpc":"SetLogLevel","from":"info","to":"error"`) {
+	if !strings.Contains(r.logs.String(), `"msg":"log level changed","log":"audit","audit_version":1,"rpc":"SetLogLevel","from":"info","to":"error"`) {
 		t.Errorf("no audit line for the level change:\n%s", r.logs)
 	}
 
