@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,16 +32,6 @@ func prometheusBinary(t *testing.T) string {
 		t.Skip("prometheus is not installed (apt-get install prometheus)")
 	}
 	return p
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // promQuery runs an instant query through Prometheus's HTTP API.
@@ -129,7 +118,7 @@ func TestPrometheusScrapesDashboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	promAddr := freePort(t)
+	promAddr := freeAddr(t)
 	promCfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
 rule_files: [%q]
 scrape_configs:
