@@ -179,6 +179,9 @@ func (a *app) start(ctx context.Context) error {
 			return err
 		}
 		a.closers = append(a.closers, func() { _ = a.redis.Close() })
+		if err := a.tel.observeRedisPool(a.redis); err != nil {
+			return err
+		}
 		if err := redisconn.Check(ctx, a.redis, cfg.Redis.Addrs); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -166,6 +167,39 @@ func (t *telemetry) observeJWKS() error {
 			o.Observe(int64(refused), metric.WithAttributes(attrResult("refused")))
 			return nil
 		}))
+	return err
+}
+
+// observeRedisPool exports the go-redis connection pool's statistics (one client, shared
+// by every Redis store): connections total, idle and stale, and the counts of pool hits,
+// misses (a new connection was dialled) and timeouts (no connection within the pool
+// timeout).
+func (t *telemetry) observeRedisPool(c redis.UniversalClient) error {
+	conns, err := t.meter.Int64ObservableGauge("warden.redis.pool.connections",
+		metric.WithDescription("Redis pool connections by state: total, idle, stale (closed as stale, cumulative)."))
+	if err != nil {
+		return err
+	}
+	gets, err := t.meter.Int64ObservableCounter("warden.redis.pool.gets",
+		metric.WithDescription("Redis pool connection requests by result: hit (an idle connection), miss (dialled), timeout (none within the pool timeout)."))
+	if err != nil {
+		return err
+	}
+	attr := func(k, v string) metric.ObserveOption {
+		return metric.WithAttributeSet(attribute.NewSet(attribute.String(k, v)))
+	}
+	total, idle, stale := attr("state", "total"), attr("state", "idle"), attr("state", "stale")
+	hit, miss, timeout := attr("result", "hit"), attr("result", "miss"), attr("result", "timeout")
+	_, err = t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := c.PoolStats()
+		o.ObserveInt64(conns, int64(st.TotalConns), total)
+		o.ObserveInt64(conns, int64(st.IdleConns), idle)
+		o.ObserveInt64(conns, int64(st.StaleConns), stale)
+		o.ObserveInt64(gets, int64(st.Hits), hit)
+		o.ObserveInt64(gets, int64(st.Misses), miss)
+		o.ObserveInt64(gets, int64(st.Timeouts), timeout)
+		return nil
+	}, conns, gets)
 	return err
 }
 
