@@ -99,6 +99,17 @@ func (in *instruments) forDomain(domain string, policy FailurePolicy) domainMetr
 		dm.fallbacks[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("domain", domain),
 			attribute.String("policy", policy.String()), attribute.String("reason", reason)))}
 	}
+	// Every series exists from the start (at 0), so that a rate or an alert on, say, the
+	// fail_open source sees the first such decision.
+	ctx := context.Background()
+	for o := range dm.decisions {
+		for s := range dm.decisions[o] {
+			in.decisions.Add(ctx, 0, dm.decisions[o][s]...)
+		}
+	}
+	for r := range dm.fallbacks {
+		in.unavailable.Add(ctx, 0, dm.fallbacks[r]...)
+	}
 	return dm
 }
 

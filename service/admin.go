@@ -26,6 +26,7 @@ type Admin struct {
 	wardenv1.UnimplementedAdminServiceServer
 	srv    *Server
 	reload func(ctx context.Context) (string, error)
+	level  *slog.LevelVar
 }
 
 // NewAdmin returns the admin service sharing s's capabilities. reload re-reads the config
@@ -340,6 +341,42 @@ func (a *Admin) ReloadConfig(ctx context.Context, _ *wardenv1.ReloadConfigReques
 		return nil, status.Error(codes.FailedPrecondition, "the config is invalid, the running one is kept: "+err.Error())
 	}
 	return &wardenv1.ReloadConfigResponse{Version: v}, nil
+}
+
+// WithLogLevel lets SetLogLevel change v, the process's log level (without it, SetLogLevel
+// answers FAILED_PRECONDITION). It returns a.
+func (a *Admin) WithLogLevel(v *slog.LevelVar) *Admin {
+	a.level = v
+	return a
+}
+
+func (a *Admin) SetLogLevel(ctx context.Context, req *wardenv1.SetLogLevelRequest) (*wardenv1.SetLogLevelResponse, error) {
+	if _, _, err := a.admin(ctx, "SetLogLevel"); err != nil {
+		return nil, err
+	}
+	if a.level == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this server's log level cannot be changed at run time")
+	}
+	prev := a.level.Level()
+	if req.GetLevel() != "" {
+		var l slog.Level
+		switch req.GetLevel() {
+		case "debug", "info", "warn", "error":
+			_ = l.UnmarshalText([]byte(req.GetLevel()))
+		default:
+			return nil, invalidArgument("level", "must be debug, info, warn or error")
+		}
+		a.level.Set(l)
+		a.srv.audit.LogAttrs(ctx, slog.LevelInfo, "log level changed", attrRPC("SetLogLevel"),
+			attrStr("from", levelName(prev)), attrStr("to", levelName(l)))
+	}
+	return &wardenv1.SetLogLevelResponse{Level: levelName(a.level.Level()), Previous: levelName(prev)}, nil
+}
+
+// levelName is the config's spelling of l (debug, info, warn, error).
+func levelName(l slog.Level) string {
+	b, _ := l.MarshalText()
+	return strings.ToLower(string(b))
 }
 
 func keyToProto(r authn.KeyRecord) *wardenv1.ApiKey {

@@ -78,6 +78,11 @@ type Server struct {
 	headers headerLimits
 }
 
+// AuditVersion is the version of the audit log's schema (docs/audit-log.md), written on
+// every audit line as audit_version. It changes only when a field is removed or changes
+// meaning; new fields and new events keep it.
+const AuditVersion = 1
+
 // New returns a Server.
 func New(c Config) *Server {
 	s := &Server{log: c.Logger, now: c.Now, headers: headerLimits{c.MaxHeaders, c.MaxHeaderBytes}}
@@ -93,7 +98,7 @@ func New(c Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.audit = s.log.With("log", "audit")
+	s.audit = s.log.With("log", "audit", "audit_version", AuditVersion)
 	d := c.Deps
 	if d == nil {
 		d = &Deps{}

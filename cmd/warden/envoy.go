@@ -164,7 +164,11 @@ func (a *app) applyEnvoy() {
 // UNIMPLEMENTED while disabled) and, when envoy.listen_addr is set, on a second server with
 // the same options on that address. It also watches envoy.ratelimit_config for changes.
 func (a *app) startEnvoy(opts []grpc.ServerOption) error {
-	a.envoy.auth = envoy.NewAuthServer(a.srv, a.envoy.pendingAuth)
+	var checker envoy.Checker = decisionChecker{a.srv, &a.tel.rpc.d}
+	if a.tel.tp != nil {
+		checker = tracedChecker{checker, a.tel.tp.Tracer("github.com/wardenhq/warden")}
+	}
+	a.envoy.auth = envoy.NewAuthServer(checker, a.envoy.pendingAuth)
 	a.envoy.rls = envoy.NewRateLimitServer(a.srv, a.envoy.pendingRLS)
 	register := func(s *grpc.Server) {
 		authv3.RegisterAuthorizationServer(s, a.envoy.auth)

@@ -62,7 +62,7 @@ const (
 	nKinds
 )
 
-var kindNames = [nKinds]string{"RLS fail_closed", "RLS fail_open", "RLS local", "ext_authz fail_closed route"}
+var failKindNames = [nKinds]string{"RLS fail_closed", "RLS fail_open", "RLS local", "ext_authz fail_closed route"}
 
 type envoyTally struct {
 	calls, ok, over, http503, marked, markedOK, late, rpcErr, other atomic.Int64
@@ -128,7 +128,7 @@ func TestEnvoyFailuresAreDecisions(t *testing.T) {
 					tl.http503.Add(1)
 				default:
 					tl.other.Add(1)
-					lastOther.Store(fmt.Sprint(kindNames[kind], ": ", resp))
+					lastOther.Store(fmt.Sprint(failKindNames[kind], ": ", resp))
 				}
 				return
 			}
@@ -164,7 +164,7 @@ func TestEnvoyFailuresAreDecisions(t *testing.T) {
 			return
 		}
 		tl.rpcErr.Add(1)
-		lastOther.Store(fmt.Sprint(kindNames[kind], ": ", err))
+		lastOther.Store(fmt.Sprint(failKindNames[kind], ": ", err))
 	}
 
 	var stop atomic.Bool
@@ -213,10 +213,10 @@ func TestEnvoyFailuresAreDecisions(t *testing.T) {
 		for kind := range nKinds {
 			tl := &tallies[ph][kind]
 			t.Logf("%s, %s: %d calls: %d OK, %d OVER_LIMIT, %d 503, %d marked store-unavailable, %d unanswered within 20ms, %d RPC errors, %d other",
-				phases[ph], kindNames[kind], tl.calls.Load(), tl.ok.Load(), tl.over.Load(), tl.http503.Load(), tl.marked.Load(),
+				phases[ph], failKindNames[kind], tl.calls.Load(), tl.ok.Load(), tl.over.Load(), tl.http503.Load(), tl.marked.Load(),
 				tl.late.Load(), tl.rpcErr.Load(), tl.other.Load())
 			if tl.rpcErr.Load() != 0 || tl.other.Load() != 0 {
-				t.Errorf("%s, %s: %d RPC errors, %d other answers (last: %v), want 0", phases[ph], kindNames[kind],
+				t.Errorf("%s, %s: %d RPC errors, %d other answers (last: %v), want 0", phases[ph], failKindNames[kind],
 					tl.rpcErr.Load(), tl.other.Load(), lastOther.Load())
 			}
 			if kind == rlsLocal {
@@ -229,26 +229,26 @@ func TestEnvoyFailuresAreDecisions(t *testing.T) {
 			switch kind {
 			case rlsClosed:
 				if tl.over.Load() != answered || tl.marked.Load() != answered {
-					t.Errorf("%s, %s: %d OVER_LIMIT, %d marked, of %d answered; want all", phases[ph], kindNames[kind], tl.over.Load(), tl.marked.Load(), answered)
+					t.Errorf("%s, %s: %d OVER_LIMIT, %d marked, of %d answered; want all", phases[ph], failKindNames[kind], tl.over.Load(), tl.marked.Load(), answered)
 				}
 			case rlsOpen:
 				if tl.markedOK.Load() != answered {
-					t.Errorf("%s, %s: %d OK marked store-unavailable of %d answered; want all", phases[ph], kindNames[kind], tl.markedOK.Load(), answered)
+					t.Errorf("%s, %s: %d OK marked store-unavailable of %d answered; want all", phases[ph], failKindNames[kind], tl.markedOK.Load(), answered)
 				}
 			case rlsLocal:
 				if tl.marked.Load() != answered {
-					t.Errorf("%s, %s: %d marked of %d answered; want all (decided by the fallback)", phases[ph], kindNames[kind], tl.marked.Load(), answered)
+					t.Errorf("%s, %s: %d marked of %d answered; want all (decided by the fallback)", phases[ph], failKindNames[kind], tl.marked.Load(), answered)
 				}
 			case authzClosed:
 				if tl.http503.Load() != answered {
-					t.Errorf("%s, %s: %d 503 denials of %d answered; want all", phases[ph], kindNames[kind], tl.http503.Load(), answered)
+					t.Errorf("%s, %s: %d 503 denials of %d answered; want all", phases[ph], failKindNames[kind], tl.http503.Load(), answered)
 				}
 			}
 			if answered == 0 {
-				t.Errorf("%s, %s: no call answered: the fault was not seen", phases[ph], kindNames[kind])
+				t.Errorf("%s, %s: no call answered: the fault was not seen", phases[ph], failKindNames[kind])
 			}
 			h := &tallies[healthy][kind]
-			checkLate(t, phases[ph]+", "+kindNames[kind], tl.late.Load(), tl.calls.Load(), h.late.Load(), h.calls.Load())
+			checkLate(t, phases[ph]+", "+failKindNames[kind], tl.late.Load(), tl.calls.Load(), h.late.Load(), h.calls.Load())
 		}
 	}
 	// local: the fallback allows this replica's share, ceil(40/4) = 10, of the outage's key.

@@ -87,11 +87,12 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 		return err
 	}
 	if !reflect.DeepEqual(cfg.Server, a.cfg.Server) || !reflect.DeepEqual(cfg.Redis, a.cfg.Redis) ||
-		cfg.Log != a.cfg.Log || cfg.Telemetry != a.cfg.Telemetry {
+		cfg.Log != a.cfg.Log || !reflect.DeepEqual(cfg.Telemetry, a.cfg.Telemetry) {
 		r.log.Warn("config reload: server, redis, log and telemetry changes take effect at the next restart")
 	}
 	a.srv.SetDeps(deps)
 	a.jwt = a.jwtNext
+	a.tel.setJWT(a.jwt)
 	old := a.gen
 	a.gen = a.startGeneration(a.genCtx, runners)
 	old.stop()

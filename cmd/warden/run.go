@@ -65,9 +65,9 @@ func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, r
 	if *adminAddr != "" {
 		cfg.Server.AdminAddr = *adminAddr
 	}
-	log := newLogger(stderr, cfg.Log)
+	log, level := newLogger(stderr, cfg.Log)
 
-	a := &app{log: log, cfg: cfg, env: env}
+	a := &app{log: log, level: level, cfg: cfg, env: env}
 	defer a.close()
 	if err := a.start(ctx); err != nil {
 		return err
@@ -75,20 +75,53 @@ func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, r
 	return a.serve(ctx, ready)
 }
 
-func newLogger(w io.Writer, c config.Log) *slog.Logger {
+// newLogger returns the process's logger and its level, which AdminService.SetLogLevel
+// changes at run time. The audit log (the loggers With "log", "audit") is written at info
+// and above whatever the level.
+func newLogger(w io.Writer, c config.Log) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
+	level.Set(lvl)
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug} // levelHandler decides
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
 	if c.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(levelHandler{Handler: h, level: level}), level
+}
+
+// levelHandler filters records by a level that can change, except audit records.
+type levelHandler struct {
+	slog.Handler
+	level *slog.LevelVar
+	audit bool
+}
+
+func (h levelHandler) Enabled(_ context.Context, l slog.Level) bool {
+	if h.audit {
+		return l >= slog.LevelInfo
+	}
+	return l >= h.level.Level()
+}
+
+func (h levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	audit := h.audit
+	for _, a := range as {
+		audit = audit || a.Key == "log" && a.Value.String() == "audit"
+	}
+	return levelHandler{Handler: h.Handler.WithAttrs(as), level: h.level, audit: audit}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{Handler: h.Handler.WithGroup(name), level: h.level, audit: h.audit}
 }
 
 // app holds what one run of the server owns.
 type app struct {
-	log *slog.Logger
-	env config.Env
+	log   *slog.Logger
+	level *slog.LevelVar // log's, changed by AdminService.SetLogLevel
+	env   config.Env
 
 	mu  sync.Mutex // guards cfg during reloads
 	cfg *config.File
@@ -126,7 +159,7 @@ func (a *app) close() {
 func (a *app) start(ctx context.Context) error {
 	cfg := a.cfg
 	var err error
-	if a.tel, err = newTelemetry(cfg.Telemetry); err != nil {
+	if a.tel, err = newTelemetry(cfg.Telemetry, a.env); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.tel.close)
@@ -146,6 +179,9 @@ func (a *app) start(ctx context.Context) error {
 			return err
 		}
 		a.closers = append(a.closers, func() { _ = a.redis.Close() })
+		if err := a.tel.observeRedisPool(a.redis); err != nil {
+			return err
+		}
 		if err := redisconn.Check(ctx, a.redis, cfg.Redis.Addrs); err != nil {
 			return err
 		}
@@ -159,6 +195,7 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	a.runners, a.jwt = runners, a.jwtNext
+	a.tel.setJWT(a.jwt)
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
 		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes})
 	a.tel.setConfigVersion(cfg.Version)
@@ -177,8 +214,8 @@ func (a *app) start(ctx context.Context) error {
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(service.RecoverUnary(a.log)),
-		grpc.ChainStreamInterceptor(service.RecoverStream(a.log)),
+		grpc.ChainUnaryInterceptor(a.tel.rpc.unary, service.RecoverUnary(a.log)),
+		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
 	if h := a.tel.statsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
@@ -192,7 +229,7 @@ func (a *app) start(ctx context.Context) error {
 	}
 	a.grpc = grpc.NewServer(opts...)
 	wardenv1.RegisterWardenServiceServer(a.grpc, a.srv)
-	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv, a.reloadFunc()))
+	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv, a.reloadFunc()).WithLogLevel(a.level))
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	reflection.Register(a.grpc)
@@ -202,6 +239,7 @@ func (a *app) start(ctx context.Context) error {
 	if err := a.startEnvoy(opts); err != nil {
 		return err
 	}
+	a.tel.rpc.addMethods(a.grpc) // every service is registered: before serving
 	return nil
 }
 

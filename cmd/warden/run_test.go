@@ -225,6 +225,13 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	if code, _ := httpGet(t, "http://"+r.Admin+"/readyz"); code != 200 {
 		t.Fatalf("readyz with Redis up: got %d, want 200", code)
 	}
+	_, metrics := httpGet(t, "http://"+r.Admin+"/metrics")
+	if v := metricLine(metrics, "warden_redis_pool_connections", `state="total"`); v == "" || v == "0" {
+		t.Errorf("warden_redis_pool_connections{state=total}: got %q, want the open connections", v)
+	}
+	if v := metricLine(metrics, "warden_redis_pool_gets_total", `result="miss"`); v == "" || v == "0" {
+		t.Errorf("warden_redis_pool_gets_total{result=miss}: got %q, want the connections dialled", v)
+	}
 	s.Stop()
 	waitFor(t, "readyz 503 with Redis down", func() bool { code, _ := httpGet(t, "http://"+r.Admin+"/readyz"); return code == 503 })
 	s.Restart()

@@ -3,16 +3,22 @@ package main
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/stats"
 
+	"github.com/wardenhq/warden/authn/jwtauth"
 	"github.com/wardenhq/warden/internal/budget"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/streamguard"
@@ -27,25 +33,45 @@ type telemetry struct {
 	meter   metric.Meter
 	version atomic.Value // string
 	guards  atomic.Pointer[[]*budget.Guard]
+	jwt     atomic.Pointer[jwtauth.Verifier]
 
 	reloads metric.Int64Counter
+	rpc     *rpcMetrics
 }
 
-func newTelemetry(c config.Telemetry) (*telemetry, error) {
+func newTelemetry(c config.Telemetry, env config.Env) (*telemetry, error) {
 	t := &telemetry{reg: prometheus.NewRegistry()}
+	t.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	res, err := newResource()
+	if err != nil {
+		return nil, err
+	}
 	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg))
 	if err != nil {
 		return nil, err
 	}
-	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
 	t.meter = t.mp.Meter("github.com/wardenhq/warden")
 	if c.TraceSampleRatio > 0 {
-		t.tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))))
+		opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res),
+			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio)))}
+		spans, err := otlpTraceExporter(c.OTLP, env)
+		if err != nil {
+			return nil, err
+		}
+		if spans != nil {
+			opts = append(opts, sdktrace.WithBatcher(spans))
+		}
+		t.tp = sdktrace.NewTracerProvider(opts...)
 	}
 	t.version.Store("")
 	if t.reloads, err = t.meter.Int64Counter("warden.config.reloads",
 		metric.WithDescription("Config reloads by result (ok, error).")); err != nil {
 		return nil, err
+	}
+	// Both series exist from the start, so that increase() sees the first failure.
+	for _, r := range []string{"ok", "error"} {
+		t.reloads.Add(context.Background(), 0, metric.WithAttributes(attrResult(r)))
 	}
 	if _, err = t.meter.Int64ObservableGauge("warden.config.info",
 		metric.WithDescription("1, labelled with the running config's version."),
@@ -56,6 +82,12 @@ func newTelemetry(c config.Telemetry) (*telemetry, error) {
 		return nil, err
 	}
 	if err = t.observeGuards(); err != nil {
+		return nil, err
+	}
+	if err = t.observeJWKS(); err != nil {
+		return nil, err
+	}
+	if t.rpc, err = newRPCMetrics(t.meter); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -119,6 +151,61 @@ func (t *telemetry) observeGuards() error {
 	return err
 }
 
+// observeJWKS exports the running config's JWK Set fetches: attempts, and those refused
+// (unreachable, redirected, too large, unparsable, unacceptable or empty). A reload builds a
+// new verifier, whose counts start at zero.
+func (t *telemetry) observeJWKS() error {
+	_, err := t.meter.Int64ObservableCounter("warden.jwks.fetches",
+		metric.WithDescription("JWK Set fetches over all issuers, by result: ok, refused (the last good set stays)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := t.jwt.Load()
+			if v == nil {
+				return nil
+			}
+			fetches, refused := v.JWKSStats()
+			o.Observe(int64(fetches-refused), metric.WithAttributes(attrResult("ok")))
+			o.Observe(int64(refused), metric.WithAttributes(attrResult("refused")))
+			return nil
+		}))
+	return err
+}
+
+// observeRedisPool exports the go-redis connection pool's statistics (one client, shared
+// by every Redis store): connections total, idle and stale, and the counts of pool hits,
+// misses (a new connection was dialled) and timeouts (no connection within the pool
+// timeout).
+func (t *telemetry) observeRedisPool(c redis.UniversalClient) error {
+	conns, err := t.meter.Int64ObservableGauge("warden.redis.pool.connections",
+		metric.WithDescription("Redis pool connections by state: total, idle, stale (closed as stale, cumulative)."))
+	if err != nil {
+		return err
+	}
+	gets, err := t.meter.Int64ObservableCounter("warden.redis.pool.gets",
+		metric.WithDescription("Redis pool connection requests by result: hit (an idle connection), miss (dialled), timeout (none within the pool timeout)."))
+	if err != nil {
+		return err
+	}
+	attr := func(k, v string) metric.ObserveOption {
+		return metric.WithAttributeSet(attribute.NewSet(attribute.String(k, v)))
+	}
+	total, idle, stale := attr("state", "total"), attr("state", "idle"), attr("state", "stale")
+	hit, miss, timeout := attr("result", "hit"), attr("result", "miss"), attr("result", "timeout")
+	_, err = t.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := c.PoolStats()
+		o.ObserveInt64(conns, int64(st.TotalConns), total)
+		o.ObserveInt64(conns, int64(st.IdleConns), idle)
+		o.ObserveInt64(conns, int64(st.StaleConns), stale)
+		o.ObserveInt64(gets, int64(st.Hits), hit)
+		o.ObserveInt64(gets, int64(st.Misses), miss)
+		o.ObserveInt64(gets, int64(st.Timeouts), timeout)
+		return nil
+	}, conns, gets)
+	return err
+}
+
+// setJWT names the running config's JWT verifier (nil without one).
+func (t *telemetry) setJWT(v *jwtauth.Verifier) { t.jwt.Store(v) }
+
 // setGuards names the dependency guards of the config about to run.
 func (t *telemetry) setGuards(gs []*budget.Guard) { t.guards.Store(&gs) }
 
@@ -130,11 +217,16 @@ func (t *telemetry) statsHandler() stats.Handler {
 	if t.tp == nil {
 		return nil
 	}
-	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithMeterProvider(t.mp))
+	// W3C trace context (traceparent, tracestate) from the gRPC metadata; Warden's RED
+	// metrics come from its interceptor, so the handler's own meter is a no-op.
+	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
+		otelgrpc.WithPropagators(propagation.TraceContext{}))
 }
 
 func (t *telemetry) close() {
-	ctx := context.Background()
+	// Flushes the spans not yet exported, bounded.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	_ = t.mp.Shutdown(ctx)
 	if t.tp != nil {
 		_ = t.tp.Shutdown(ctx)

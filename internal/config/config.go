@@ -147,6 +147,29 @@ type Telemetry struct {
 	// TraceSampleRatio samples this share of requests for tracing through the gRPC stats
 	// handler (0 disables tracing, which saves a few µs per call). Default 0.
 	TraceSampleRatio float64 `yaml:"trace_sample_ratio"`
+	// OTLP is where sampled spans are exported. Without an endpoint here or in
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, spans are not exported.
+	OTLP OTLP `yaml:"otlp"`
+}
+
+// OTLP configures the OTLP trace exporter. Unset fields fall back to the standard
+// OTEL_EXPORTER_OTLP_* environment variables, which the exporter reads.
+type OTLP struct {
+	// Protocol is grpc or http/protobuf. Default: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
+	// OTEL_EXPORTER_OTLP_PROTOCOL, else grpc.
+	Protocol string `yaml:"protocol"`
+	// Endpoint is the collector's URL (http://collector:4317 for grpc; for http/protobuf,
+	// http://collector:4318, to which /v1/traces is added unless the URL has a path). An
+	// http:// URL is plain text, https:// is TLS.
+	Endpoint string `yaml:"endpoint"`
+	// Headers are sent with every export (e.g. an API key), each value a secret reference.
+	Headers []OTLPHeader `yaml:"headers"`
+}
+
+// OTLPHeader is one header of the OTLP exports.
+type OTLPHeader struct {
+	Name  string `yaml:"name"`
+	Value Secret `yaml:"value"`
 }
 
 // Section is a capability's part of the file, kept as YAML until its builder decodes it.
@@ -377,6 +400,14 @@ func (f *File) validate(doc *yaml.Node) error {
 	}
 	if r := f.Telemetry.TraceSampleRatio; r < 0 || r > 1 {
 		return bad("telemetry.trace_sample_ratio", "must be between 0 and 1, not %v", r)
+	}
+	switch f.Telemetry.OTLP.Protocol {
+	case "", "grpc", "http/protobuf":
+	default:
+		return bad("telemetry.otlp.protocol", "must be grpc or http/protobuf, not %q", f.Telemetry.OTLP.Protocol)
+	}
+	if e := f.Telemetry.OTLP.Endpoint; e != "" && !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
+		return bad("telemetry.otlp.endpoint", "must be a URL (http://host:port or https://host:port), not %q", e)
 	}
 	r := f.Redis
 	switch r.Mode {

@@ -78,6 +78,21 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 			yaml: "redis:\n  addrs:\n    - 127.0.0.1:6379\n    - nohost\n  mode: cluster\n",
 			want: `warden.yaml:4: redis.addrs[1]: "nohost" is not host:port`,
 		},
+		{
+			name: "otlp protocol",
+			yaml: "telemetry:\n  otlp:\n    protocol: thrift\n",
+			want: `warden.yaml:3: telemetry.otlp.protocol: must be grpc or http/protobuf, not "thrift"`,
+		},
+		{
+			name: "otlp endpoint",
+			yaml: "telemetry:\n  otlp:\n    endpoint: collector:4317\n",
+			want: `warden.yaml:3: telemetry.otlp.endpoint: must be a URL (http://host:port or https://host:port), not "collector:4317"`,
+		},
+		{
+			name: "otlp header inline",
+			yaml: "telemetry:\n  otlp:\n    headers: [{name: api-key, value: hunter2}]\n",
+			want: "warden.yaml:3: telemetry.otlp.headers[0].value: secrets are never written inline: use ${ENV_VAR} or file:/path",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1334,6 +1334,104 @@ func (x *ReloadConfigResponse) GetVersion() string {
 	return ""
 }
 
+type SetLogLevelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// debug, info, warn or error. Empty: only read the current level.
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelRequest) Reset() {
+	*x = SetLogLevelRequest{}
+	mi := &file_warden_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelRequest) ProtoMessage() {}
+
+func (x *SetLogLevelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelRequest.ProtoReflect.Descriptor instead.
+func (*SetLogLevelRequest) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetLogLevelRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+type SetLogLevelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The level now in force, and the one before the call.
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	Previous      string `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLogLevelResponse) Reset() {
+	*x = SetLogLevelResponse{}
+	mi := &file_warden_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLogLevelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLogLevelResponse) ProtoMessage() {}
+
+func (x *SetLogLevelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_warden_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLogLevelResponse.ProtoReflect.Descriptor instead.
+func (*SetLogLevelResponse) Descriptor() ([]byte, []int) {
+	return file_warden_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetLogLevelResponse) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *SetLogLevelResponse) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
 var File_warden_v1_admin_proto protoreflect.FileDescriptor
 
 const file_warden_v1_admin_proto_rawDesc = "" +
@@ -1429,11 +1527,16 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\x16ResetRateLimitResponse\"\x15\n" +
 	"\x13ReloadConfigRequest\"0\n" +
 	"\x14ReloadConfigResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\tR\aversion*t\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\"*\n" +
+	"\x12SetLogLevelRequest\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\"G\n" +
+	"\x13SetLogLevelResponse\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious*t\n" +
 	"\x11ApiKeyEnvironment\x12#\n" +
 	"\x1fAPI_KEY_ENVIRONMENT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18API_KEY_ENVIRONMENT_LIVE\x10\x01\x12\x1c\n" +
-	"\x18API_KEY_ENVIRONMENT_TEST\x10\x022\xe7\x05\n" +
+	"\x18API_KEY_ENVIRONMENT_TEST\x10\x022\xb5\x06\n" +
 	"\fAdminService\x12O\n" +
 	"\fCreateApiKey\x12\x1e.warden.v1.CreateApiKeyRequest\x1a\x1f.warden.v1.CreateApiKeyResponse\x12O\n" +
 	"\fImportApiKey\x12\x1e.warden.v1.ImportApiKeyRequest\x1a\x1f.warden.v1.ImportApiKeyResponse\x12O\n" +
@@ -1443,7 +1546,8 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\vRevokeToken\x12\x1d.warden.v1.RevokeTokenRequest\x1a\x1e.warden.v1.RevokeTokenResponse\x12O\n" +
 	"\fGetRateLimit\x12\x1e.warden.v1.GetRateLimitRequest\x1a\x1f.warden.v1.GetRateLimitResponse\x12U\n" +
 	"\x0eResetRateLimit\x12 .warden.v1.ResetRateLimitRequest\x1a!.warden.v1.ResetRateLimitResponse\x12O\n" +
-	"\fReloadConfig\x12\x1e.warden.v1.ReloadConfigRequest\x1a\x1f.warden.v1.ReloadConfigResponseB3Z1github.com/wardenhq/warden/gen/warden/v1;wardenv1b\x06proto3"
+	"\fReloadConfig\x12\x1e.warden.v1.ReloadConfigRequest\x1a\x1f.warden.v1.ReloadConfigResponse\x12L\n" +
+	"\vSetLogLevel\x12\x1d.warden.v1.SetLogLevelRequest\x1a\x1e.warden.v1.SetLogLevelResponseB3Z1github.com/wardenhq/warden/gen/warden/v1;wardenv1b\x06proto3"
 
 var (
 	file_warden_v1_admin_proto_rawDescOnce sync.Once
@@ -1458,7 +1562,7 @@ func file_warden_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_warden_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_warden_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_warden_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_warden_v1_admin_proto_goTypes = []any{
 	(ApiKeyEnvironment)(0),         // 0: warden.v1.ApiKeyEnvironment
 	(*ApiKey)(nil),                 // 1: warden.v1.ApiKey
@@ -1482,34 +1586,36 @@ var file_warden_v1_admin_proto_goTypes = []any{
 	(*ResetRateLimitResponse)(nil), // 19: warden.v1.ResetRateLimitResponse
 	(*ReloadConfigRequest)(nil),    // 20: warden.v1.ReloadConfigRequest
 	(*ReloadConfigResponse)(nil),   // 21: warden.v1.ReloadConfigResponse
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 23: google.protobuf.Duration
-	(*RateLimitDescriptor)(nil),    // 24: warden.v1.RateLimitDescriptor
-	(*RateLimitStatus)(nil),        // 25: warden.v1.RateLimitStatus
+	(*SetLogLevelRequest)(nil),     // 22: warden.v1.SetLogLevelRequest
+	(*SetLogLevelResponse)(nil),    // 23: warden.v1.SetLogLevelResponse
+	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 25: google.protobuf.Duration
+	(*RateLimitDescriptor)(nil),    // 26: warden.v1.RateLimitDescriptor
+	(*RateLimitStatus)(nil),        // 27: warden.v1.RateLimitStatus
 }
 var file_warden_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: warden.v1.ApiKey.environment:type_name -> warden.v1.ApiKeyEnvironment
-	22, // 1: warden.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	22, // 2: warden.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	22, // 3: warden.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	22, // 4: warden.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	24, // 1: warden.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 2: warden.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	24, // 3: warden.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	24, // 4: warden.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: warden.v1.CreateApiKeyRequest.environment:type_name -> warden.v1.ApiKeyEnvironment
-	23, // 6: warden.v1.CreateApiKeyRequest.ttl:type_name -> google.protobuf.Duration
+	25, // 6: warden.v1.CreateApiKeyRequest.ttl:type_name -> google.protobuf.Duration
 	1,  // 7: warden.v1.CreateApiKeyResponse.key:type_name -> warden.v1.ApiKey
 	0,  // 8: warden.v1.ImportedApiKey.environment:type_name -> warden.v1.ApiKeyEnvironment
-	22, // 9: warden.v1.ImportedApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 9: warden.v1.ImportedApiKey.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 10: warden.v1.ImportApiKeyRequest.keys:type_name -> warden.v1.ImportedApiKey
 	1,  // 11: warden.v1.ImportApiKeyResult.key:type_name -> warden.v1.ApiKey
 	6,  // 12: warden.v1.ImportApiKeyResponse.results:type_name -> warden.v1.ImportApiKeyResult
-	23, // 13: warden.v1.RotateApiKeyRequest.grace:type_name -> google.protobuf.Duration
+	25, // 13: warden.v1.RotateApiKeyRequest.grace:type_name -> google.protobuf.Duration
 	1,  // 14: warden.v1.RotateApiKeyResponse.key:type_name -> warden.v1.ApiKey
-	22, // 15: warden.v1.RotateApiKeyResponse.old_key_expires_at:type_name -> google.protobuf.Timestamp
+	24, // 15: warden.v1.RotateApiKeyResponse.old_key_expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 16: warden.v1.RevokeApiKeyResponse.key:type_name -> warden.v1.ApiKey
 	1,  // 17: warden.v1.ListApiKeysResponse.keys:type_name -> warden.v1.ApiKey
-	22, // 18: warden.v1.RevokeTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 19: warden.v1.GetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
-	25, // 20: warden.v1.GetRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
-	24, // 21: warden.v1.ResetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	24, // 18: warden.v1.RevokeTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 19: warden.v1.GetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
+	27, // 20: warden.v1.GetRateLimitResponse.statuses:type_name -> warden.v1.RateLimitStatus
+	26, // 21: warden.v1.ResetRateLimitRequest.descriptors:type_name -> warden.v1.RateLimitDescriptor
 	2,  // 22: warden.v1.AdminService.CreateApiKey:input_type -> warden.v1.CreateApiKeyRequest
 	5,  // 23: warden.v1.AdminService.ImportApiKey:input_type -> warden.v1.ImportApiKeyRequest
 	8,  // 24: warden.v1.AdminService.RotateApiKey:input_type -> warden.v1.RotateApiKeyRequest
@@ -1519,17 +1625,19 @@ var file_warden_v1_admin_proto_depIdxs = []int32{
 	16, // 28: warden.v1.AdminService.GetRateLimit:input_type -> warden.v1.GetRateLimitRequest
 	18, // 29: warden.v1.AdminService.ResetRateLimit:input_type -> warden.v1.ResetRateLimitRequest
 	20, // 30: warden.v1.AdminService.ReloadConfig:input_type -> warden.v1.ReloadConfigRequest
-	3,  // 31: warden.v1.AdminService.CreateApiKey:output_type -> warden.v1.CreateApiKeyResponse
-	7,  // 32: warden.v1.AdminService.ImportApiKey:output_type -> warden.v1.ImportApiKeyResponse
-	9,  // 33: warden.v1.AdminService.RotateApiKey:output_type -> warden.v1.RotateApiKeyResponse
-	11, // 34: warden.v1.AdminService.RevokeApiKey:output_type -> warden.v1.RevokeApiKeyResponse
-	13, // 35: warden.v1.AdminService.ListApiKeys:output_type -> warden.v1.ListApiKeysResponse
-	15, // 36: warden.v1.AdminService.RevokeToken:output_type -> warden.v1.RevokeTokenResponse
-	17, // 37: warden.v1.AdminService.GetRateLimit:output_type -> warden.v1.GetRateLimitResponse
-	19, // 38: warden.v1.AdminService.ResetRateLimit:output_type -> warden.v1.ResetRateLimitResponse
-	21, // 39: warden.v1.AdminService.ReloadConfig:output_type -> warden.v1.ReloadConfigResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
+	22, // 31: warden.v1.AdminService.SetLogLevel:input_type -> warden.v1.SetLogLevelRequest
+	3,  // 32: warden.v1.AdminService.CreateApiKey:output_type -> warden.v1.CreateApiKeyResponse
+	7,  // 33: warden.v1.AdminService.ImportApiKey:output_type -> warden.v1.ImportApiKeyResponse
+	9,  // 34: warden.v1.AdminService.RotateApiKey:output_type -> warden.v1.RotateApiKeyResponse
+	11, // 35: warden.v1.AdminService.RevokeApiKey:output_type -> warden.v1.RevokeApiKeyResponse
+	13, // 36: warden.v1.AdminService.ListApiKeys:output_type -> warden.v1.ListApiKeysResponse
+	15, // 37: warden.v1.AdminService.RevokeToken:output_type -> warden.v1.RevokeTokenResponse
+	17, // 38: warden.v1.AdminService.GetRateLimit:output_type -> warden.v1.GetRateLimitResponse
+	19, // 39: warden.v1.AdminService.ResetRateLimit:output_type -> warden.v1.ResetRateLimitResponse
+	21, // 40: warden.v1.AdminService.ReloadConfig:output_type -> warden.v1.ReloadConfigResponse
+	23, // 41: warden.v1.AdminService.SetLogLevel:output_type -> warden.v1.SetLogLevelResponse
+	32, // [32:42] is the sub-list for method output_type
+	22, // [22:32] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -1547,7 +1655,7 @@ func file_warden_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_warden_v1_admin_proto_rawDesc), len(file_warden_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wardenhq/warden/clients/envoy"
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+)
+
+var exampleEnv = map[string]string{
+	"WARDEN_PEPPER":         "an-example-pepper-that-is-long-enough-0123456789",
+	"GITHUB_WEBHOOK_SECRET": "an-example-github-secret-long-enough",
+}
+
+// metricLine returns the value of the first /metrics line that starts with name and holds
+// every label pair given, or "" when there is none.
+func metricLine(body, name string, labels ...string) string {
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if ok {
+			return line[strings.LastIndexByte(line, ' ')+1:]
+		}
+	}
+	return ""
+}
+
+// TestMetricsPerRPCAndDecision drives each kind of decision through a real server and reads
+// them back from /metrics, with the Go runtime and process collectors.
+func TestMetricsPerRPCAndDecision(t *testing.T) {
+	r := start(t, exampleEnv, "-config", "../../examples/warden.yaml")
+	cc := dial(t, r.GRPC)
+	c := wardenv1.NewWardenServiceClient(cc)
+	ctx := context.Background()
+	for range 3 {
+		if resp, err := c.Check(ctx, &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/healthz"}}); err != nil || !resp.Allowed {
+			t.Fatalf("public route: %v %v", resp, err)
+		}
+	}
+	if resp, err := c.Check(ctx, &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/v1/users/alice/orders"}}); err != nil || resp.Allowed {
+		t.Fatalf("no credentials: %v %v", resp, err)
+	}
+	// Unknown domains and routes must not become label values.
+	for _, d := range []string{"unknown-domain-x1", "unknown-domain-x2"} {
+		_, err := c.CheckRateLimit(ctx, &wardenv1.CheckRateLimitRequest{Domain: d,
+			Descriptors: []*wardenv1.RateLimitDescriptor{{Entries: []*wardenv1.RateLimitDescriptor_Entry{{Key: "user", Value: "secret-user-7"}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Check(ctx, &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/no/such/route-x3"}}); err != nil {
+		t.Fatal(err)
+	}
+	ea := authv3.NewAuthorizationClient(cc)
+	if _, err := ea.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v1/users/bob/orders", Headers: map[string]string{"authorization": "Bearer x.y.z"}}}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, body := httpGet(t, "http://"+r.Admin+"/metrics")
+	for _, want := range []struct {
+		name   string
+		labels []string
+		value  string
+	}{
+		{"warden_grpc_server_calls_total", []string{`grpc_service="warden.v1.WardenService"`, `grpc_method="Check"`, `grpc_code="OK"`}, "5"},
+		{"warden_grpc_server_calls_total", []string{`grpc_method="CheckRateLimit"`, `grpc_code="OK"`}, "2"},
+		{"warden_grpc_server_calls_total", []string{`grpc_service="envoy.service.auth.v3.Authorization"`, `grpc_method="Check"`, `grpc_code="OK"`}, "1"},
+		{"warden_grpc_server_duration_seconds_count", []string{`grpc_service="warden.v1.WardenService"`, `grpc_method="Check"`, `grpc_code="OK"`}, "5"},
+		{"warden_grpc_server_duration_seconds_bucket", []string{`grpc_service="warden.v1.WardenService"`, `grpc_method="Check"`, `grpc_code="OK"`, `le="+Inf"`}, "5"},
+		{"warden_grpc_server_duration_seconds_bucket", []string{`grpc_method="Check"`, `le="5e-05"`}, ""},
+		{"warden_grpc_server_in_flight", []string{`grpc_service="warden.v1.WardenService"`, `grpc_method="Check"`}, "0"},
+		{"warden_decisions_total", []string{`kind="check"`, `outcome="allowed"`, `reason="none"`}, "3"},
+		{"warden_decisions_total", []string{`kind="check"`, `outcome="denied"`, `reason="no_credentials"`}, "2"},
+		{"warden_decisions_total", []string{`kind="rate_limit"`, `outcome="allowed"`, `reason="none"`}, "2"},
+		{"warden_decisions_total", []string{`kind="ext_authz"`, `outcome="denied"`, `reason="malformed_credentials"`}, "1"},
+		{"target_info", []string{`service_name="warden"`, `service_version="`}, "1"},
+		{"go_goroutines", nil, ""},
+		{"process_resident_memory_bytes", nil, ""},
+	} {
+		got := metricLine(body, want.name, want.labels...)
+		if got == "" || want.value != "" && got != want.value {
+			t.Errorf("%s%v: got %q, want %q", want.name, want.labels, got, want.value)
+		}
+	}
+	for _, leak := range []string{"unknown-domain", "secret-user", "route-x3", "alice", "bob"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("/metrics holds %q, a value from a request", leak)
+		}
+	}
+	// Every label set is one the server built at start: no label value is free text.
+	re := regexp.MustCompile(`(?m)^warden_decisions_total\{.*reason="([^"]*)"`)
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		if strings.ContainsAny(m[1], "-/ ") {
+			t.Errorf("reason label %q", m[1])
+		}
+	}
+}
+
+func TestSnake(t *testing.T) {
+	for in, want := range map[string]string{"OK": "ok", "DeadlineExceeded": "deadline_exceeded", "Unavailable": "unavailable"} {
+		if got := snake(in); got != want {
+			t.Errorf("snake(%q): got %q, want %q", in, got, want)
+		}
+	}
+}
+
+// meteredUnary is the interceptor chain's cost with and without metrics, on a handler that
+// does nothing (the metrics' share of a decision).
+func meteredUnary(tb testing.TB, withMetrics bool) func() {
+	m := noop.NewMeterProvider().Meter("")
+	if withMetrics {
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		tb.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+		m = mp.Meter("")
+	}
+	r, err := newRPCMetrics(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := grpc.NewServer()
+	wardenv1.RegisterWardenServiceServer(s, wardenv1.UnimplementedWardenServiceServer{})
+	r.addMethods(s)
+	info := &grpc.UnaryServerInfo{FullMethod: wardenv1.WardenService_Check_FullMethodName}
+	denied := &wardenv1.CheckResponse{Reason: wardenv1.DenyReason_DENY_REASON_MISSING_SCOPE}
+	handler := func(context.Context, any) (any, error) { return denied, nil }
+	ctx := context.Background()
+	if !withMetrics {
+		return func() { _, _ = handler(ctx, nil) }
+	}
+	return func() { _, _ = r.unary(ctx, nil, info, handler) }
+}
+
+func TestRPCMetricsAllocateNothing(t *testing.T) {
+	call := meteredUnary(t, true)
+	if n := testing.AllocsPerRun(1000, call); n != 0 {
+		t.Errorf("allocs per metered call: got %v, want 0", n)
+	}
+	r, err := newRPCMetrics(noop.NewMeterProvider().Meter(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	unavailable := status.Error(codes.Unavailable, "x")
+	dc := decisionChecker{Checker: checkerFunc(func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+		return nil, unavailable
+	}), d: &r.d}
+	if n := testing.AllocsPerRun(100, func() { _, _ = dc.Check(ctx, nil) }); n != 0 {
+		t.Errorf("allocs per ext_authz decision counted: got %v, want 0", n)
+	}
+}
+
+// cpuTime is the process's CPU time (user and system) in nanoseconds.
+func cpuTime(t *testing.T) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// TestExtAuthzFailOpenCounted runs the real ext_authz adapter, failing open, through the
+// interceptor: the fail-open is counted, and so is the error beneath it.
+func TestExtAuthzFailOpenCounted(t *testing.T) {
+	for _, mode := range []envoy.FailureMode{envoy.FailOpen, envoy.FailClosed} {
+		r, err := newRPCMetrics(noop.NewMeterProvider().Meter(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer()
+		failing := checkerFunc(func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+			return nil, status.Error(codes.Unavailable, "redis down")
+		})
+		as := envoy.NewAuthServer(decisionChecker{failing, &r.d}, envoy.AuthConfig{FailureMode: mode})
+		authv3.RegisterAuthorizationServer(s, as)
+		r.addMethods(s)
+		info := &grpc.UnaryServerInfo{FullMethod: authv3.Authorization_Check_FullMethodName}
+		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/x"}}}}
+		if _, err := r.unary(context.Background(), req, info, func(ctx context.Context, req any) (any, error) {
+			return as.Check(ctx, req.(*authv3.CheckRequest))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		wantOpen := uint64(0)
+		if mode == envoy.FailOpen {
+			wantOpen = 1
+		}
+		if got := r.failOpen.Load(); got != wantOpen {
+			t.Errorf("%v: fail_open got %d, want %d", mode, got, wantOpen)
+		}
+		if got := r.d.errors[kindExtAuthz][codes.Unavailable].n.Load(); got != 1 {
+			t.Errorf("%v: ext_authz errors got %d, want 1", mode, got)
+		}
+	}
+}
+
+type checkerFunc func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error)
+
+func (f checkerFunc) Check(ctx context.Context, r *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	return f(ctx, r)
+}
+
+// BenchmarkRPCMetrics: Off is the handler alone, On the same through the metrics interceptor;
+// the difference is the metrics' cost per decision.
+func BenchmarkRPCMetrics(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "Off"
+		if on {
+			name = "On"
+		}
+		b.Run(name, func(b *testing.B) {
+			call := meteredUnary(b, on)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					call()
+				}
+			})
+		})
+	}
+}
+
+// TestTimingRPCMetricsOverhead: the metrics add at most 1 µs per decision.
+func TestTimingRPCMetricsOverhead(t *testing.T) {
+	if raceEnabled {
+		t.Skip("timing under the race detector")
+	}
+	// CPU time, not wall time: on a loaded machine the test gets a fraction of a core.
+	per := func(on bool) float64 {
+		call := meteredUnary(t, on)
+		const n = 300_000
+		before := cpuTime(t)
+		for range n {
+			call()
+		}
+		return float64(cpuTime(t)-before) / n
+	}
+	off, on := per(false), per(true)
+	t.Logf("CPU per decision: %.0f ns without metrics, %.0f ns with", off, on)
+	if on-off > 1000 {
+		t.Errorf("metrics add %.0f ns per decision, want at most 1000", on-off)
+	}
+}
