@@ -96,6 +96,10 @@ var takeLua string
 // ErrClosed is returned by Take after Close.
 var ErrClosed = errors.New("redisstore: store closed")
 
+// errNoNode: no master of the Cluster is known for the Take's slot (the slot map is being
+// refreshed).
+var errNoNode = errors.New("redisstore: no cluster master known for the slot")
+
 // Store is a limiter.Store and limiter.Resetter on Redis. Each Take is one script execution:
 // all of its hits are checked, and consumed only if all are allowed, atomically with respect to
 // every other Take on the same Redis, from any process. Time is the Redis server's, so the
@@ -114,11 +118,13 @@ type Store struct {
 	mu      sync.RWMutex // held for reading while enqueueing, for writing by Close
 	closed  bool
 	workers sync.WaitGroup
+	cl      *clusterState // on a Cluster (batched), the masters' queues and the slot map
 }
 
 var (
 	_ limiter.Store    = (*Store)(nil)
 	_ limiter.Resetter = (*Store)(nil)
+	_ limiter.Sharded  = (*Store)(nil)
 )
 
 // New returns a Store on client. It does not contact Redis: call Load before the first Take
@@ -150,12 +156,20 @@ func New(client Client, opts Options) (*Store, error) {
 		sha:    redis.NewScript(takeLua).Hash(),
 	}
 	s.pool.New = func() any { return &call{done: make(chan struct{}, 1)} }
-	if !opts.Unbatched {
-		s.reqs = make(chan *call, opts.MaxBatch*opts.Pipelines)
-		s.workers.Add(opts.Pipelines)
-		for range opts.Pipelines {
-			go s.batcher()
-		}
+	if opts.Unbatched {
+		return s, nil
+	}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// One queue per master, started as the slot map names them (see cluster.go).
+		s.cl = newClusterState(cc)
+		s.cl.stopped.Add(1)
+		go s.refresher()
+		return s, nil
+	}
+	s.reqs = make(chan *call, opts.MaxBatch*opts.Pipelines)
+	s.workers.Add(opts.Pipelines)
+	for range opts.Pipelines {
+		go s.batcher(s.reqs, client, nil)
 	}
 	return s, nil
 }
@@ -173,7 +187,18 @@ func (s *Store) Close() error {
 	if s.reqs != nil {
 		close(s.reqs)
 	}
+	if s.cl != nil {
+		close(s.cl.stop)
+		s.cl.mu.Lock()
+		for _, n := range s.cl.nodes {
+			close(n.reqs)
+		}
+		s.cl.mu.Unlock()
+	}
 	s.mu.Unlock()
+	if s.cl != nil {
+		s.cl.stopped.Wait()
+	}
 	s.workers.Wait()
 	return nil
 }
@@ -186,6 +211,12 @@ func (s *Store) Load(ctx context.Context) error {
 	defer cancel()
 	if err := s.client.ScriptLoad(ctx, takeLua).Err(); err != nil {
 		return fmt.Errorf("redisstore: load script: %w", err)
+	}
+	if s.cl != nil {
+		s.refresh(ctx)
+		if s.cl.topo.Load() == nil {
+			return errors.New("redisstore: no cluster slot map")
+		}
 	}
 	return nil
 }
@@ -225,6 +256,16 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		return s.finish(ctx, c, hits, out)
 	}
 	c.ctx = ctx
+	reqs := s.reqs
+	if s.cl != nil {
+		n := s.nodeFor(ctx, c.keys[0])
+		if n == nil {
+			c.ctx = nil
+			s.pool.Put(c)
+			return false, errNoNode
+		}
+		reqs = n.reqs
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -233,7 +274,7 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		return false, ErrClosed
 	}
 	select {
-	case s.reqs <- c:
+	case reqs <- c:
 		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
