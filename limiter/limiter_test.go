@@ -993,3 +993,62 @@ func gauge(t *testing.T, r *sdkmetric.ManualReader, name string) int64 {
 	t.Fatalf("no gauge %s", name)
 	return 0
 }
+
+// sharded is a store on two backends: tag "dead" lives on backend 1, which is down; every
+// other tag on backend 2, which answers.
+type sharded struct {
+	limiter.Store
+	deadCalls, liveCalls atomic.Int64
+}
+
+func (s *sharded) Shard(tag string) int {
+	if tag == "dead" {
+		return 1
+	}
+	return 2
+}
+
+func (s *sharded) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	if tag == "dead" {
+		s.deadCalls.Add(1)
+		return false, errDown
+	}
+	s.liveCalls.Add(1)
+	return s.Store.Take(ctx, tag, hits, out)
+}
+
+// TestBreakerPerShard: with a store on several backends (limiter.Sharded), a dead backend
+// opens only its own breaker. Calls for the live backend keep counting, and their successes
+// do not keep the dead backend's breaker closed (with one breaker for the store, they reset
+// its failure count, and every call to the dead backend went on failing in the store).
+func TestBreakerPerShard(t *testing.T) {
+	c := &clock{t: base}
+	s := &sharded{Store: memstore.New(memstore.Options{Now: c.now})}
+	l, err := limiter.New(limiter.Config{
+		Store: s, Now: c.now, BreakerFailures: 3, BreakerCooldown: 10 * time.Second,
+		Domains: []limiter.Domain{{Name: "d", HashTagKey: "tenant", Descriptors: []limiter.Descriptor{{Key: "tenant", RateLimit: rl(1000, "hour")}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(tenant string) limiter.Request {
+		return limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("tenant", tenant)}}
+	}
+	for i := range 20 {
+		c.at(time.Duration(i) * 25 * time.Millisecond)
+		if got := check(t, l, req("dead")).Statuses[0].Source; got != limiter.FromFailOpen {
+			t.Fatalf("call %d to the dead backend: got %v, want fail_open", i, got)
+		}
+		if got := check(t, l, req("live")).Statuses[0].Source; got != limiter.FromStore {
+			t.Fatalf("call %d to the live backend: got %v, want store", i, got)
+		}
+	}
+	// 3 failures over 50ms open the dead backend's breaker: the calls after them stay away
+	// from it until the cooldown ends.
+	if got := s.deadCalls.Load(); got != 3 {
+		t.Errorf("calls that reached the dead backend: got %d, want 3 (then its breaker is open)", got)
+	}
+	if got := s.liveCalls.Load(); got != 20 {
+		t.Errorf("calls that reached the live backend: got %d, want 20", got)
+	}
+}
