@@ -29,8 +29,8 @@ const (
 	numSlots = 16384
 	// pollEvery is how often the slot map is refreshed while a master of the map is failing.
 	pollEvery = 100 * time.Millisecond
-	// refreshGap is the least time between two refreshes.
-	refreshGap = 20 * time.Millisecond
+	// refreshGap is the least time between two refreshes (a burst of errors kicks one).
+	refreshGap = 50 * time.Millisecond
 	// refreshTimeout bounds one refresh.
 	refreshTimeout = time.Second
 )

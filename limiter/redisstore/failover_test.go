@@ -84,7 +84,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("master %s of shard A or its replica not found", masters[0])
 	}
 
-	const limit = 250
+	const limit = 200
 	tightDomain := limiter.Domain{Name: "tight", HashTagKey: "tenant", Descriptors: []limiter.Descriptor{{
 		Key: "tenant", RateLimit: &limiter.RateLimit{RequestsPerUnit: limit, Period: 1000 * time.Hour, Algorithm: limiter.FixedWindow},
 	}}}

@@ -2,7 +2,9 @@
 // script, called by EVALSHA (falling back to EVAL after a restart or failover emptied the
 // script cache), on the time of the Redis server, with hash-tagged keys so that one Take never
 // spans two Cluster slots. Concurrent Takes are coalesced into pipelines, so throughput is
-// bound by Redis rather than by round trips.
+// bound by Redis rather than by round trips. On a Redis Cluster the pipelines are formed and
+// sent per master, from the store's own map of slots to masters (see cluster.go), and the
+// store names the master of a tag (Shard) so that the Limiter keeps a breaker per master.
 //
 // It knows how to speak to Redis and nothing of descriptors, failure policies or gRPC: the
 // Limiter in package limiter decides what to do when a Take fails.
@@ -68,10 +70,11 @@ type Options struct {
 	// A batcher sends what is queued as soon as it is free, so a lone Take goes out at once,
 	// with no timer, and under load the Takes that queue while the others are in Redis form
 	// the next batch. Default 16: enough that a Redis a few milliseconds away stays busy; keep
-	// the client's pool size above it.
+	// the client's pool size above it. On a Cluster, per master.
 	Pipelines int
 	// Unbatched sends every Take as its own EVALSHA from the caller's goroutine, starting no
-	// goroutine. Default false (batched).
+	// goroutine; on a Cluster, the ClusterClient routes it, and Shard names no master (one
+	// breaker for all). Default false (batched).
 	Unbatched bool
 	// Logger receives script reloads and batch failures. Default slog.Default().
 	Logger *slog.Logger
