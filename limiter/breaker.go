@@ -13,6 +13,12 @@ import (
 // not a sick backend, and it does not count against the circuit breaker.
 var ErrTimeout = errors.New("limiter: store timed out with the request on the wire")
 
+// ErrLost is wrapped by a store's error when a request was sent and the connection failed
+// before its answer came back (reset, closed): the store may have counted it. Like any
+// connection error it counts against the circuit breaker; the decision the failure policy
+// then takes is accounted as reason "unknown", as for ErrTimeout.
+var ErrLost = errors.New("limiter: store connection lost with the request on the wire")
+
 // BreakerState is the state of the circuit breaker over the store.
 type BreakerState uint8
 

@@ -531,12 +531,12 @@ func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch,
 			// The caller gave up: not the store's fault, and no one to answer.
 			return 0, ctx.Err()
 		}
-		if errors.Is(err, ErrTimeout) {
+		switch {
+		case errors.Is(err, ErrTimeout) || errors.Is(err, ErrLost):
 			// The request reached the store and its answer was lost: it may have been
 			// counted there.
 			reason = reasonUnknown
-		}
-		if o == abandoned && br.state() == BreakerClosed {
+		case o == abandoned && br.state() == BreakerClosed:
 			// No answer in time, and no evidence against the store: the caller's deadline
 			// was too short for the wait. (With the breaker open, other calls just proved
 			// the store sick: this one waited on it too.)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1050,5 +1051,42 @@ func TestBreakerPerShard(t *testing.T) {
 	}
 	if got := s.liveCalls.Load(); got != 20 {
 		t.Errorf("calls that reached the live backend: got %d, want 20", got)
+	}
+}
+
+// erring fails every Take with err.
+type erring struct{ err error }
+
+func (e erring) Take(context.Context, string, []limiter.Hit, []limiter.Status) (bool, error) {
+	return false, e.err
+}
+
+// TestLostAnswerAccounted: a decision taken by the failure policy after the store's answer
+// was lost (the request may have been counted there) is exported with reason "unknown", so
+// that Redis's count can be reconciled with the counted admits; a store that failed to take
+// the request is "unavailable".
+func TestLostAnswerAccounted(t *testing.T) {
+	for _, tt := range []struct {
+		err    error
+		reason string
+	}{
+		{fmt.Errorf("redis: %w: %w", limiter.ErrLost, io.ErrUnexpectedEOF), "unknown"},
+		{fmt.Errorf("redis: %w: %w", limiter.ErrTimeout, context.DeadlineExceeded), "unknown"},
+		{errDown, "unavailable"},
+	} {
+		reader := sdkmetric.NewManualReader()
+		l, err := limiter.New(limiter.Config{
+			Store: erring{tt.err}, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("t"),
+			Domains: []limiter.Domain{{Name: "d", Descriptors: []limiter.Descriptor{{Key: "k", RateLimit: rl(10, "hour")}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := check(t, l, stallReq).Statuses[0].Source; got != limiter.FromFailOpen {
+			t.Fatalf("%v: got %v, want fail_open", tt.err, got)
+		}
+		if got := sum(t, reader, "warden.ratelimit.store_unavailable", attribute.String("reason", tt.reason)); got != 1 {
+			t.Errorf("%v: store_unavailable{reason=%s} = %d, want 1", tt.err, tt.reason, got)
+		}
 	}
 }

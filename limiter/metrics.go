@@ -12,12 +12,12 @@ import (
 //   - warden.ratelimit.decisions{domain, decision=allowed|over_limit, source=store|cache|fallback|fail_open}
 //   - warden.ratelimit.store_unavailable{domain, policy, reason}: every decision taken
 //     without the store by the failure policy (fail_open, fail_closed, local). reason is
-//     "unavailable" when the store failed (connection error, error reply, a request on the
-//     wire timing out) or its circuit breaker was open: Redis really was unavailable; it is
-//     "deadline" when the caller's deadline left no time to ask a healthy store (the request
-//     never reached Redis); it is "unknown" when the request reached the store and its
-//     answer was lost (a timeout on the wire): the store may have counted it, so Redis's
-//     counter can exceed the counted admits by at most these decisions.
+//     "unavailable" when the store failed (connection error, error reply) or its circuit
+//     breaker was open: Redis really was unavailable; it is "deadline" when the caller's
+//     deadline left no time to ask a healthy store (the request never reached Redis); it is
+//     "unknown" when the request reached the store and its answer was lost (a timeout on
+//     the wire, ErrTimeout, or a dropped connection, ErrLost): the store may have counted
+//     it, so Redis's counter can exceed the counted admits by at most these decisions.
 //   - warden.ratelimit.limit_decisions{domain, limit, decision, shadow}: per limit, for
 //     limits with DetailedMetric
 //   - warden.ratelimit.breaker_state{shard}: the store's circuit breakers, 0 closed, 1 open,

@@ -208,10 +208,13 @@ done:
 		}
 		return phaseRejoin
 	}
-	type stats struct{ n, inTime, counted, failOpen, errs, tightAdmitted, healthy, healthyCounted, aAfter, aAfterCounted int }
+	type stats struct{ n, inTime, counted, failOpen, errs, tightAdmitted, healthy, healthyCounted int }
 	var ph [numPhases]stats
 	var tightCounted, tightFailOpen int
 	firstCountedOnA := time.Duration(-1) // after the kill
+	// From 1s after the promotion: decisions on shard A, on the healthy shards, and how many
+	// of them were counted.
+	var aAfter, aAfterCounted, hAfter, hAfterCounted int
 	for _, d := range decisions {
 		s := &ph[phase(d.at)]
 		s.n++
@@ -243,13 +246,21 @@ done:
 		if d.shard == 0 && d.at >= killed && counted && firstCountedOnA < 0 {
 			firstCountedOnA = d.at
 		}
-		if d.shard == 0 && d.at >= promoted+time.Second {
-			s.aAfter++
-			if counted {
-				s.aAfterCounted++
-			}
-			if d.storeErr != nil {
-				t.Errorf("call at %v on shard A, 1s after the promotion: store error %v", d.at, d.storeErr)
+		if d.at >= promoted+time.Second {
+			switch {
+			case d.shard != 0:
+				hAfter++
+				if counted {
+					hAfterCounted++
+				}
+			case counted:
+				aAfter++
+				aAfterCounted++
+			default:
+				aAfter++
+				if d.storeErr != nil {
+					t.Errorf("call at %v on shard A, 1s after the promotion: store error %v", d.at, d.storeErr)
+				}
 			}
 		}
 		if d.tight && d.allowed {
@@ -262,12 +273,10 @@ done:
 			}
 		}
 	}
-	var aAfter, aAfterCounted, failOpen int
+	var failOpen int
 	for i, s := range ph {
 		t.Logf("%-15s %4d calls: answered within 20ms %5.1f%%, counted %5.1f%% (healthy shards %5.1f%%), fail-open %3d, errors %2d, tight key admitted %3d",
 			phaseNames[i], s.n, pct(s.inTime, s.n), pct(s.counted, s.n), pct(s.healthyCounted, s.healthy), s.failOpen, s.errs, s.tightAdmitted)
-		aAfter += s.aAfter
-		aAfterCounted += s.aAfterCounted
 		failOpen += s.failOpen
 	}
 	t.Logf("shard A: first counted decision %v after the promotion; from 1s after it, %.1f%% of %d counted",
@@ -284,20 +293,21 @@ done:
 	exported := int(sumOf(t, reader, "warden.ratelimit.decisions", "tight", attribute.String("source", "fail_open")))
 	t.Logf("tight key (limit %d): %d admitted (%d counted, %d fail-open, exported %d), Redis holds %d, %d answers lost",
 		limit, tightCounted+tightFailOpen, tightCounted, tightFailOpen, exported, inRedis, unknown)
-	if tightCounted > limit {
-		t.Errorf("tight key: %d counted admits, limit %d", tightCounted, limit)
-	}
-	if inRedis < limit {
-		t.Errorf("tight key: Redis holds %d: the load did not reach the limit %d (the test proves nothing about it)", inRedis, limit)
-	}
 	// Redis Cluster replicates asynchronously: the hits a master acknowledged in its last
 	// moments before kill -9 may not have reached its replica (Redis's documented
-	// behaviour). Those are the only counted admits Redis may lack.
+	// behaviour), and the promoted replica then admits as many again. Those are the only
+	// counted admits Redis may lack.
 	unreplicated := 0
 	for _, d := range decisions {
 		if d.tight && d.allowed && d.source == limiter.FromStore && d.at >= killed-replicationLag && d.at < killed {
 			unreplicated++
 		}
+	}
+	if tightCounted > limit+unreplicated {
+		t.Errorf("tight key: %d counted admits, limit %d (plus at most the %d acknowledged in the %v before the kill)", tightCounted, limit, unreplicated, replicationLag)
+	}
+	if inRedis < limit {
+		t.Errorf("tight key: Redis holds %d: the load did not reach the limit %d (the test proves nothing about it)", inRedis, limit)
 	}
 	if tightCounted-unreplicated > inRedis || inRedis > tightCounted+unknown {
 		t.Errorf("tight key: Redis holds %d, want the %d counted admits (less at most the %d acknowledged in the %v before the kill, plus at most the %d whose answer was lost)",
@@ -315,12 +325,14 @@ done:
 	if firstCountedOnA < 0 || firstCountedOnA > promoted+time.Second {
 		t.Errorf("shard A: first counted decision after the kill at %v, promotion at %v: want within 1s", firstCountedOnA, promoted)
 	}
-	// Ratios that a 2-core machine shared with builds keeps (on a quiet one they are 99-100%,
-	// as logged above): there, calls with a 20ms deadline time out on every shard alike.
-	const floor = 80
-	if aAfterCounted*100 < aAfter*floor {
-		t.Errorf("shard A from 1s after the promotion: %d of %d decisions counted, want %d%%", aAfterCounted, aAfter, floor)
+	// A machine shared with builds times out calls with a 20ms deadline on every shard alike
+	// (on a quiet one the ratios are 99-100%, as logged above): shard A is held to what the
+	// healthy shards did over the same span, and absolute floors only catch a collapse.
+	if pct(aAfterCounted, aAfter) < pct(hAfterCounted, hAfter)-5 {
+		t.Errorf("from 1s after the promotion: shard A %.1f%% of %d decisions counted, healthy shards %.1f%% of %d: want within 5 points",
+			pct(aAfterCounted, aAfter), aAfter, pct(hAfterCounted, hAfter), hAfter)
 	}
+	const floor = 50
 	for i, s := range ph {
 		if s.healthyCounted*100 < s.healthy*floor {
 			t.Errorf("%s: healthy shards: %d of %d decisions counted, want %d%%", phaseNames[i], s.healthyCounted, s.healthy, floor)

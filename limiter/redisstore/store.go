@@ -29,9 +29,12 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -318,6 +321,9 @@ func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []l
 			}
 			return false, context.DeadlineExceeded
 		}
+		if c.sent.Load() && lost(c.err) {
+			return false, fmt.Errorf("redisstore: %w: %w", limiter.ErrLost, c.err)
+		}
 		return false, fmt.Errorf("redisstore: %w", c.err)
 	}
 	reply, ok := c.cmd.Val().([]any)
@@ -392,6 +398,16 @@ func (s *Store) evalCmd(ctx context.Context, c *call) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
 	cmd.SetFirstKeyPos(3)
 	return cmd
+}
+
+// lost reports whether err says that the connection failed while reading or writing: a
+// command sent may have run (a refused dial or a reply of Redis says that it did not).
+func lost(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write")
 }
 
 func isNoScript(err error) bool {
