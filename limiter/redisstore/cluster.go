@@ -183,8 +183,10 @@ func (s *Store) refresh(ctx context.Context) {
 	rand.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
 	var slots []redis.ClusterSlot
 	var err error
+	from := ""
 	for _, c := range append(healthy, sick...) {
 		if slots, err = c.ClusterSlots(ctx).Result(); err == nil && len(slots) > 0 {
+			from = c.Options().Addr
 			break
 		}
 	}
@@ -231,7 +233,13 @@ func (s *Store) refresh(ctx context.Context) {
 	}
 	s.cl.topo.Store(t)
 	if moved > 0 {
-		s.log.Info("redisstore: cluster slots moved to another master", "slots", moved)
+		masters := make([]string, 0, len(slots))
+		for _, r := range slots {
+			if len(r.Nodes) > 0 {
+				masters = append(masters, r.Nodes[0].Addr)
+			}
+		}
+		s.log.Info("redisstore: cluster slots moved to another master", "slots", moved, "masters", masters, "from", from)
 	}
 }
 

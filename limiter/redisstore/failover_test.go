@@ -35,7 +35,7 @@ type decision struct {
 	shard   int           // 0: the killed master's shard (A), 1 and 2: healthy ones
 	tight   bool
 	took    time.Duration
-	err     error
+	err     error // no decision: then allowed and source mean nothing
 	allowed bool
 	source  limiter.Source
 	// Set by recorder: the store was asked, and failed otherwise than by a timeout (a
@@ -67,7 +67,7 @@ func TestClusterFailover(t *testing.T) {
 	}
 	cluster := redistest.StartClusterWith(t, redistest.ClusterConfig{
 		Replicas:    1,
-		NodeTimeout: time.Second,
+		NodeTimeout: 2 * time.Second,
 		Args:        []string{"--cluster-require-full-coverage", "no"},
 	})
 	probe := newClusterClient(t, cluster)
@@ -196,6 +196,15 @@ func TestClusterFailover(t *testing.T) {
 done:
 	calls.Wait()
 	t.Logf("killed %v, replica promoted %v (+%v), old master rejoined %v", killed, promoted, promoted-killed, rejoined)
+	// A machine so loaded that a master misses cluster-node-timeout fails it over too, and a
+	// replica promoted before it had all of its master's writes loses them (Redis's doing,
+	// not Warden's): then exactness cannot be judged.
+	newRole, err1 := replica.Role()
+	oldRole, err2 := victim.Role()
+	if err1 != nil || err2 != nil || newRole != "master" || oldRole != "slave" {
+		t.Skipf("Redis failed over again during the test (the machine is too loaded for cluster-node-timeout): promoted replica %s %v, old master %s %v",
+			newRole, err1, oldRole, err2)
+	}
 
 	phase := func(at time.Duration) int {
 		switch {
@@ -210,7 +219,7 @@ done:
 	}
 	type stats struct{ n, inTime, counted, failOpen, errs, tightAdmitted, healthy, healthyCounted int }
 	var ph [numPhases]stats
-	var tightCounted, tightFailOpen int
+	var tightCounted, tightFailOpen, tightErrs int
 	firstCountedOnA := time.Duration(-1) // after the kill
 	// From 1s after the promotion: decisions on shard A, on the healthy shards, and how many
 	// of them were counted.
@@ -227,6 +236,9 @@ done:
 		}
 		if d.err != nil {
 			s.errs++
+			if d.tight {
+				tightErrs++
+			}
 		}
 		if d.err == nil && d.source == limiter.FromFailOpen {
 			s.failOpen++
@@ -263,7 +275,7 @@ done:
 				}
 			}
 		}
-		if d.tight && d.allowed {
+		if d.tight && d.err == nil && d.allowed {
 			s.tightAdmitted++
 			switch d.source {
 			case limiter.FromStore:
@@ -291,15 +303,15 @@ done:
 	inRedis := limit - int(st.Remaining)
 	unknown := int(sumOf(t, reader, "warden.ratelimit.store_unavailable", "tight", attribute.String("reason", "unknown")))
 	exported := int(sumOf(t, reader, "warden.ratelimit.decisions", "tight", attribute.String("source", "fail_open")))
-	t.Logf("tight key (limit %d): %d admitted (%d counted, %d fail-open, exported %d), Redis holds %d, %d answers lost",
-		limit, tightCounted+tightFailOpen, tightCounted, tightFailOpen, exported, inRedis, unknown)
+	t.Logf("tight key (limit %d): %d admitted (%d counted, %d fail-open, exported %d), Redis holds %d, %d answers lost, %d callers gave up",
+		limit, tightCounted+tightFailOpen, tightCounted, tightFailOpen, exported, inRedis, unknown, tightErrs)
 	// Redis Cluster replicates asynchronously: the hits a master acknowledged in its last
 	// moments before kill -9 may not have reached its replica (Redis's documented
 	// behaviour), and the promoted replica then admits as many again. Those are the only
 	// counted admits Redis may lack.
 	unreplicated := 0
 	for _, d := range decisions {
-		if d.tight && d.allowed && d.source == limiter.FromStore && d.at >= killed-replicationLag && d.at < killed {
+		if d.tight && d.err == nil && d.allowed && d.source == limiter.FromStore && d.at >= killed-replicationLag && d.at < killed {
 			unreplicated++
 		}
 	}
@@ -309,9 +321,11 @@ done:
 	if inRedis < limit {
 		t.Errorf("tight key: Redis holds %d: the load did not reach the limit %d (the test proves nothing about it)", inRedis, limit)
 	}
-	if tightCounted-unreplicated > inRedis || inRedis > tightCounted+unknown {
-		t.Errorf("tight key: Redis holds %d, want the %d counted admits (less at most the %d acknowledged in the %v before the kill, plus at most the %d whose answer was lost)",
-			inRedis, tightCounted, unreplicated, replicationLag, unknown)
+	// Redis may hold more: the hits whose answer was lost (accounted as reason "unknown"),
+	// and those of calls whose caller gave up first (answered with the caller's error).
+	if tightCounted-unreplicated > inRedis || inRedis > tightCounted+unknown+tightErrs {
+		t.Errorf("tight key: Redis holds %d, want the %d counted admits (less at most the %d acknowledged in the %v before the kill, plus at most the %d whose answer was lost and the %d whose caller gave up)",
+			inRedis, tightCounted, unreplicated, replicationLag, unknown, tightErrs)
 	}
 	if exported != tightFailOpen {
 		t.Errorf("tight domain: %d fail-open decisions exported, %d made", exported, tightFailOpen)
