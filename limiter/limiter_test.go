@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/limitertest"
 	"github.com/wardenhq/warden/limiter/memstore"
 )
 
@@ -560,24 +561,7 @@ func TestFailurePolicyAndBreaker(t *testing.T) {
 // sum reads an Int64 counter's total over the data points that carry attr.
 func sum(t *testing.T, r *sdkmetric.ManualReader, name string, attr attribute.KeyValue) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				if v, ok := dp.Attributes.Value(attr.Key); ok && v == attr.Value {
-					n += dp.Value
-				}
-			}
-		}
-	}
-	return n
+	return limitertest.Sum(t, r, name, attr)
 }
 
 // deadlineStore records the deadline of the context it is called with.

@@ -17,7 +17,8 @@ import (
 //     deadline left no time to ask a healthy store (the request never reached Redis); it is
 //     "unknown" when the request reached the store and its answer was lost (a timeout on
 //     the wire, ErrTimeout, or a dropped connection, ErrLost): the store may have counted
-//     it, so Redis's counter can exceed the counted admits by at most these decisions.
+//     it, so Redis's counter can exceed the counted admits by at most these decisions
+//     (and the calls whose caller gave up while theirs was on the wire).
 //   - warden.ratelimit.limit_decisions{domain, limit, decision, shadow}: per limit, for
 //     limits with DetailedMetric
 //   - warden.ratelimit.breaker_state{shard}: the store's circuit breakers, 0 closed, 1 open,

@@ -11,10 +11,10 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/wardenhq/warden/internal/redistest"
 	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/limitertest"
 	"github.com/wardenhq/warden/limiter/redisstore"
 )
 
@@ -301,8 +301,8 @@ done:
 		t.Fatal(err)
 	}
 	inRedis := limit - int(st.Remaining)
-	unknown := int(sumOf(t, reader, "warden.ratelimit.store_unavailable", "tight", attribute.String("reason", "unknown")))
-	exported := int(sumOf(t, reader, "warden.ratelimit.decisions", "tight", attribute.String("source", "fail_open")))
+	unknown := int(limitertest.Sum(t, reader, "warden.ratelimit.store_unavailable", attribute.String("domain", "tight"), attribute.String("reason", "unknown")))
+	exported := int(limitertest.Sum(t, reader, "warden.ratelimit.decisions", attribute.String("domain", "tight"), attribute.String("source", "fail_open")))
 	t.Logf("tight key (limit %d): %d admitted (%d counted, %d fail-open, exported %d), Redis holds %d, %d answers lost, %d callers gave up",
 		limit, tightCounted+tightFailOpen, tightCounted, tightFailOpen, exported, inRedis, unknown, tightErrs)
 	// Redis Cluster replicates asynchronously: the hits a master acknowledged in its last
@@ -330,7 +330,7 @@ done:
 	if exported != tightFailOpen {
 		t.Errorf("tight domain: %d fail-open decisions exported, %d made", exported, tightFailOpen)
 	}
-	if all := int(sumOf(t, reader, "warden.ratelimit.decisions", "", attribute.String("source", "fail_open"))); all != failOpen {
+	if all := int(limitertest.Sum(t, reader, "warden.ratelimit.decisions", attribute.String("source", "fail_open"))); all != failOpen {
 		t.Errorf("fail-open decisions exported: %d, made %d", all, failOpen)
 	}
 
@@ -362,34 +362,6 @@ func pct(a, b int) float64 {
 		return 100
 	}
 	return 100 * float64(a) / float64(b)
-}
-
-// sumOf reads an Int64 counter's total over the data points of domain ("" for all) that carry
-// attr.
-func sumOf(t *testing.T, r *sdkmetric.ManualReader, name, domain string, attr attribute.KeyValue) int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				if v, ok := dp.Attributes.Value(attr.Key); !ok || v != attr.Value {
-					continue
-				}
-				if d, _ := dp.Attributes.Value("domain"); domain != "" && d.AsString() != domain {
-					continue
-				}
-				n += dp.Value
-			}
-		}
-	}
-	return n
 }
 
 // recorder wraps a Store to note, in the decision carried by the call's context, the store's
