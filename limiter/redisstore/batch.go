@@ -173,10 +173,22 @@ func (s *Store) exec(batch []*call, client Client, n *node) {
 	if live > 0 {
 		_, _ = pipe.Exec(ctx)
 	}
-	// NOSCRIPT: that server lost its script cache (restart, failover, SCRIPT FLUSH). The
-	// script did not run, so sending the same call again as EVAL is safe; EVAL caches it.
-	var retry redis.Pipeliner
+	s.retryNoScript(ctx, client, batch[:live])
+	if n != nil && live > 0 {
+		s.afterPipeline(ctx, n, batch[:live])
+	}
 	for _, c := range batch[:live] {
+		c.err = c.cmd.Err()
+		s.deliver(c)
+	}
+}
+
+// retryNoScript resends as EVAL, on client, the calls that it answered NOSCRIPT: that server
+// lost its script cache (restart, failover, SCRIPT FLUSH). The script did not run, so sending
+// the same call again is safe; EVAL caches it.
+func (s *Store) retryNoScript(ctx context.Context, client Client, calls []*call) {
+	var retry redis.Pipeliner
+	for _, c := range calls {
 		if isNoScript(c.cmd.Err()) {
 			if retry == nil {
 				retry = client.Pipeline()
@@ -188,12 +200,5 @@ func (s *Store) exec(batch []*call, client Client, n *node) {
 	if retry != nil {
 		s.log.Info("redisstore: script not cached on a Redis server, sent with EVAL", "calls", retry.Len())
 		_, _ = retry.Exec(ctx)
-	}
-	if n != nil && live > 0 {
-		s.afterPipeline(ctx, n, batch[:live])
-	}
-	for _, c := range batch[:live] {
-		c.err = c.cmd.Err()
-		s.deliver(c)
 	}
 }

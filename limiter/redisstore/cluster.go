@@ -53,9 +53,10 @@ type topology struct {
 type clusterState struct {
 	cc      *redis.ClusterClient
 	topo    atomic.Pointer[topology]
-	mu      sync.Mutex       // guards nodes
-	nodes   map[string]*node // by address, every master ever seen (their queues stay open)
-	kick    chan struct{}    // capacity 1: refresh now
+	mu      sync.Mutex               // guards nodes and clients
+	nodes   map[string]*node         // by address, every master ever seen (their queues stay open)
+	clients map[string]*redis.Client // by address, every node of the last refresh, replicas too
+	kick    chan struct{}            // capacity 1: refresh now
 	stop    chan struct{}
 	stopped sync.WaitGroup
 }
@@ -172,6 +173,7 @@ func (s *Store) refresh(ctx context.Context) {
 	})
 	var healthy, sick []*redis.Client
 	s.cl.mu.Lock()
+	s.cl.clients = clients
 	for addr, c := range clients {
 		if n := s.cl.nodes[addr]; n != nil && n.failing.Load() {
 			sick = append(sick, c)
@@ -279,15 +281,13 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, calls []*call) {
 		s.kickRefresh()
 	}
 	for addr, cs := range moved {
-		s.cl.mu.Lock()
-		to := s.cl.nodes[addr]
-		s.cl.mu.Unlock()
-		var c *redis.Client
-		if to != nil {
-			c = to.client.Load()
-		}
+		c := s.clientOf(addr)
 		if c == nil {
-			continue // the refresh will know it; these calls fail now
+			// A node unknown at the last refresh (a replica promoted since): refresh now.
+			s.refresh(ctx)
+			if c = s.clientOf(addr); c == nil {
+				continue // these calls fail with MOVED
+			}
 		}
 		pipe := c.Pipeline()
 		for _, cl := range cs {
@@ -297,7 +297,20 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, calls []*call) {
 			_ = pipe.Process(ctx, cmd)
 		}
 		_, _ = pipe.Exec(ctx)
+		s.retryNoScript(ctx, c, cs)
 	}
+}
+
+// clientOf returns the client of the node at addr, if the last refresh knew it.
+func (s *Store) clientOf(addr string) *redis.Client {
+	s.cl.mu.Lock()
+	defer s.cl.mu.Unlock()
+	if n := s.cl.nodes[addr]; n != nil {
+		if c := n.client.Load(); c != nil {
+			return c
+		}
+	}
+	return s.cl.clients[addr]
 }
 
 // isReply reports whether err is a reply of Redis (the server answered), rather than a

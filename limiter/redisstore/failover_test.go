@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -379,4 +380,69 @@ func (r recorder) Take(ctx context.Context, tag string, hits []limiter.Hit, out 
 		}
 	}
 	return ok, err
+}
+
+// TestClusterManualFailover: after a replica takes over its master (CLUSTER FAILOVER, no
+// write lost), the store's slot map is stale: the old master, now a replica, answers MOVED,
+// and the store resends those Takes to the master named (the script did not run), so no Take
+// fails and the count goes on exactly; the map is then refreshed, and Shard names the new
+// master.
+func TestClusterManualFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a failover takes seconds")
+	}
+	cluster := redistest.StartClusterWith(t, redistest.ClusterConfig{Replicas: 1})
+	cc := newClusterClient(t, cluster)
+	tags := tagsOnEveryNode(t, cc)
+	var master, tag string
+	for master, tag = range tags {
+		break
+	}
+	s := newStore(t, cc, redisstore.Options{})
+	if err := s.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Shard(tag)
+	hits := []limiter.Hit{{Key: "k", Limit: limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 6, Period: 1000 * time.Hour}, Cost: 1}}
+	out := make([]limiter.Status, 1)
+	take := func() bool {
+		t.Helper()
+		ok, err := s.Take(t.Context(), tag, hits, out)
+		if err != nil {
+			t.Fatalf("Take: %v", err)
+		}
+		return ok
+	}
+	for range 3 {
+		take()
+	}
+
+	replica := cluster.ReplicaOf(cluster.Server(master))
+	if replica == nil {
+		t.Fatalf("no replica of %s", master)
+	}
+	rc := newClient(t, replica.Addr())
+	if err := rc.ClusterFailover(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if r, _ := cluster.Server(master).Role(); r == "slave" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("old master not a replica within 10s of CLUSTER FAILOVER")
+		}
+	}
+	var got []bool
+	for range 4 {
+		got = append(got, take())
+	}
+	if want := []bool{true, true, true, false}; !slices.Equal(got, want) {
+		t.Errorf("after the failover: allowed %v, want %v (6 in all)", got, want)
+	}
+	for deadline := time.Now().Add(2 * time.Second); s.Shard(tag) == before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Shard(%q) still %d, the old master's, 2s after the failover", tag, before)
+		}
+	}
 }
