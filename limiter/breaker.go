@@ -70,7 +70,7 @@ const (
 // breaker half-open for good.
 //
 // The zero value is not usable: set threshold and cooldown. One breaker guards one backend;
-// the Limiter keeps one for its store, and a store that names its nodes can get one per node.
+// the Limiter keeps one for its store, or one per backend of a Sharded store.
 // Safe for concurrent use.
 type breaker struct {
 	threshold int64

@@ -608,7 +608,7 @@ func (l *Limiter) ask(ctx context.Context, br *breaker, tag string, sc *scratch,
 func (l *Limiter) breakerFor(tag string) *breaker {
 	n := 0
 	if l.sharded != nil {
-		n = l.sharded.Shard(tag)
+		n = max(l.sharded.Shard(tag), 0)
 	}
 	if brs := *l.brs.Load(); n < len(brs) {
 		return brs[n]
