@@ -13,6 +13,12 @@ import (
 // not a sick backend, and it does not count against the circuit breaker.
 var ErrTimeout = errors.New("limiter: store timed out with the request on the wire")
 
+// ErrLost is wrapped by a store's error when a request was sent and the connection failed
+// before its answer came back (reset, closed): the store may have counted it. Like any
+// connection error it counts against the circuit breaker; the decision the failure policy
+// then takes is accounted as reason "unknown", as for ErrTimeout.
+var ErrLost = errors.New("limiter: store connection lost with the request on the wire")
+
 // BreakerState is the state of the circuit breaker over the store.
 type BreakerState uint8
 
@@ -64,7 +70,7 @@ const (
 // breaker half-open for good.
 //
 // The zero value is not usable: set threshold and cooldown. One breaker guards one backend;
-// the Limiter keeps one for its store, and a store that names its nodes can get one per node.
+// the Limiter keeps one for its store, or one per backend of a Sharded store.
 // Safe for concurrent use.
 type breaker struct {
 	threshold int64

@@ -278,11 +278,15 @@ type Limiter struct {
 	timeout         time.Duration
 	replicas        int64
 	rules           atomic.Pointer[compiled]
-	// br guards the store. One breaker for the whole store today; a store that names the
-	// node a tag lives on could get one per node (a map of breakers), with the same contract.
-	br      *breaker
+	// brs guard the store, one breaker per backend (brs[Sharded.Shard(tag)]; one in all for
+	// a store that is not Sharded), grown under brMu as backends appear.
+	brs     atomic.Pointer[[]*breaker]
+	brMu    sync.Mutex
+	sharded Sharded
+	brConf  *breaker               // the threshold, cooldown and span of every breaker
+	meter   metric.Meter           // for the breaker_state gauge of each new breaker
 	lat     latency                // of the store's answers: its baseline
-	lastErr atomic.Pointer[string] // the last store failure, for the log line when br opens
+	lastErr atomic.Pointer[string] // the last store failure, for the log line when a breaker opens
 	cache   *overCache
 	pool    sync.Pool
 	m       instruments
@@ -330,9 +334,11 @@ func New(c Config) (*Limiter, error) {
 		log:      c.Logger,
 		timeout:  c.StoreTimeout,
 		replicas: int64(c.Replicas),
-		br: &breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown,
+		brConf: &breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown,
 			span: min(c.BreakerCooldown/5, breakerSpan)},
+		meter: c.Meter,
 	}
+	l.sharded, _ = c.Store.(Sharded)
 	if nb, ok := c.Store.(NonBlocking); !ok || !nb.NonBlocking() {
 		l.storeBlocks = true
 	}
@@ -343,10 +349,9 @@ func New(c Config) (*Limiter, error) {
 	if l.m, err = newInstruments(c.Meter); err != nil {
 		return nil, err
 	}
-	if err := observeBreaker(c.Meter, l.br); err != nil {
+	if _, err := l.breaker(0); err != nil {
 		return nil, err
 	}
-	l.br.changed = l.breakerChanged
 	l.pool.New = func() any { return new(scratch) }
 	if err := l.SetDomains(c.Domains); err != nil {
 		return nil, err
@@ -633,16 +638,22 @@ func (l *Limiter) fromCache(sc *scratch, res *Result, tag string, now time.Time)
 func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch, now time.Time) (Source, error) {
 	err := errBreakerOpen
 	reason := reasonUnavailable
-	if ok, probe := l.br.allow(now); ok {
+	br := l.breakerFor(tag)
+	if ok, probe := br.allow(now); ok {
 		var o outcome
-		if o, err = l.ask(ctx, tag, sc, probe); o == succeeded {
+		if o, err = l.ask(ctx, br, tag, sc, probe); o == succeeded {
 			return FromStore, nil
 		}
 		if ctx.Err() != nil {
 			// The caller gave up: not the store's fault, and no one to answer.
 			return 0, ctx.Err()
 		}
-		if o == abandoned && l.br.state() == BreakerClosed {
+		switch {
+		case errors.Is(err, ErrTimeout) || errors.Is(err, ErrLost):
+			// The request reached the store and its answer was lost: it may have been
+			// counted there.
+			reason = reasonUnknown
+		case o == abandoned && br.state() == BreakerClosed:
 			// No answer in time, and no evidence against the store: the caller's deadline
 			// was too short for the wait. (With the breaker open, other calls just proved
 			// the store sick: this one waited on it too.)
@@ -679,9 +690,9 @@ const breakerSpan = 50 * time.Millisecond
 // ask calls the store for a call that the breaker let through, and always reports the
 // call's outcome to the breaker, however the call ends: a probe left unreported would keep
 // the breaker from ever closing.
-func (l *Limiter) ask(ctx context.Context, tag string, sc *scratch, probe bool) (o outcome, err error) {
+func (l *Limiter) ask(ctx context.Context, br *breaker, tag string, sc *scratch, probe bool) (o outcome, err error) {
 	o = abandoned
-	defer func() { l.br.report(l.now(), probe, o) }()
+	defer func() { br.report(l.now(), probe, o) }()
 	start := time.Now()
 	err = l.storeTake(ctx, tag, sc)
 	took := time.Since(start)
@@ -702,7 +713,7 @@ func (l *Limiter) ask(ctx context.Context, tag string, sc *scratch, probe bool) 
 		o = abandoned // the deadline passed before the request was sent
 	default:
 		o = failed
-		if l.br.state() == BreakerClosed {
+		if br.state() == BreakerClosed {
 			msg := err.Error()
 			l.lastErr.Store(&msg)
 		}
@@ -710,14 +721,51 @@ func (l *Limiter) ask(ctx context.Context, tag string, sc *scratch, probe bool) 
 	return o, err
 }
 
-// breakerChanged logs a change of the breaker's state (once: the breaker reports each
-// change once) and counts it.
-func (l *Limiter) breakerChanged(s BreakerState) {
+// breakerFor is the breaker of the backend that owns tag.
+func (l *Limiter) breakerFor(tag string) *breaker {
+	n := 0
+	if l.sharded != nil {
+		n = max(l.sharded.Shard(tag), 0)
+	}
+	if brs := *l.brs.Load(); n < len(brs) {
+		return brs[n]
+	}
+	br, err := l.breaker(n)
+	if err != nil {
+		l.log.Error("rate limit store: breaker gauge", "err", err)
+	}
+	return br
+}
+
+// breaker returns the breaker of backend n, creating it (and those below it) if needed.
+func (l *Limiter) breaker(n int) (*breaker, error) {
+	l.brMu.Lock()
+	defer l.brMu.Unlock()
+	var brs []*breaker
+	if p := l.brs.Load(); p != nil {
+		brs = *p
+	}
+	var err error
+	for len(brs) <= n {
+		br := &breaker{threshold: l.brConf.threshold, cooldown: l.brConf.cooldown, span: l.brConf.span}
+		br.changed = func(s BreakerState) { l.breakerChanged(br, s) }
+		brs = append(brs[:len(brs):len(brs)], br)
+		if e := observeBreaker(l.meter, br, len(brs)-1, l.sharded != nil); e != nil && err == nil {
+			err = e
+		}
+	}
+	l.brs.Store(&brs)
+	return brs[n], err
+}
+
+// breakerChanged logs a change of br's state (once: the breaker reports each change once)
+// and counts it.
+func (l *Limiter) breakerChanged(br *breaker, s BreakerState) {
 	ctx := context.Background()
 	l.m.transition(ctx, s)
 	switch s {
 	case BreakerOpen:
-		attrs := []slog.Attr{slog.Duration("cooldown", l.br.cooldown)}
+		attrs := []slog.Attr{slog.Duration("cooldown", br.cooldown)}
 		if p := l.lastErr.Load(); p != nil {
 			attrs = append(attrs, slog.String("last_error", *p))
 		}

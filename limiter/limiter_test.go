@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/wardenhq/warden/limiter"
+	"github.com/wardenhq/warden/limiter/limitertest"
 	"github.com/wardenhq/warden/limiter/memstore"
 )
 
@@ -580,24 +582,7 @@ func TestFailurePolicyAndBreaker(t *testing.T) {
 // sum reads an Int64 counter's total over the data points that carry attr.
 func sum(t *testing.T, r *sdkmetric.ManualReader, name string, attr attribute.KeyValue) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				if v, ok := dp.Attributes.Value(attr.Key); ok && v == attr.Value {
-					n += dp.Value
-				}
-			}
-		}
-	}
-	return n
+	return limitertest.Sum(t, r, name, attr)
 }
 
 // deadlineStore records the deadline of the context it is called with.
@@ -1055,5 +1040,101 @@ func TestCountRefused(t *testing.T) {
 	c.at(time.Minute)
 	if !check(t, l, both).Allowed {
 		t.Error("next window: refused")
+	}
+}
+
+// sharded is a store on two backends: tag "dead" lives on backend 1, which is down; every
+// other tag on backend 2, which answers.
+type sharded struct {
+	limiter.Store
+	deadCalls, liveCalls atomic.Int64
+}
+
+func (s *sharded) Shard(tag string) int {
+	if tag == "dead" {
+		return 1
+	}
+	return 2
+}
+
+func (s *sharded) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	if tag == "dead" {
+		s.deadCalls.Add(1)
+		return false, errDown
+	}
+	s.liveCalls.Add(1)
+	return s.Store.Take(ctx, tag, hits, out)
+}
+
+// TestBreakerPerShard: with a store on several backends (limiter.Sharded), a dead backend
+// opens only its own breaker. Calls for the live backend keep counting, and their successes
+// do not keep the dead backend's breaker closed (with one breaker for the store, they reset
+// its failure count, and every call to the dead backend went on failing in the store).
+func TestBreakerPerShard(t *testing.T) {
+	c := &clock{t: base}
+	s := &sharded{Store: memstore.New(memstore.Options{Now: c.now})}
+	l, err := limiter.New(limiter.Config{
+		Store: s, Now: c.now, BreakerFailures: 3, BreakerCooldown: 10 * time.Second,
+		Domains: []limiter.Domain{{Name: "d", HashTagKey: "tenant", Descriptors: []limiter.Descriptor{{Key: "tenant", RateLimit: rl(1000, "hour")}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(tenant string) limiter.Request {
+		return limiter.Request{Domain: "d", Cost: 1, Descriptors: []limiter.RequestDescriptor{desc("tenant", tenant)}}
+	}
+	for i := range 20 {
+		c.at(time.Duration(i) * 25 * time.Millisecond)
+		if got := check(t, l, req("dead")).Statuses[0].Source; got != limiter.FromFailOpen {
+			t.Fatalf("call %d to the dead backend: got %v, want fail_open", i, got)
+		}
+		if got := check(t, l, req("live")).Statuses[0].Source; got != limiter.FromStore {
+			t.Fatalf("call %d to the live backend: got %v, want store", i, got)
+		}
+	}
+	// 3 failures over 50ms open the dead backend's breaker: the calls after them stay away
+	// from it until the cooldown ends.
+	if got := s.deadCalls.Load(); got != 3 {
+		t.Errorf("calls that reached the dead backend: got %d, want 3 (then its breaker is open)", got)
+	}
+	if got := s.liveCalls.Load(); got != 20 {
+		t.Errorf("calls that reached the live backend: got %d, want 20", got)
+	}
+}
+
+// erring fails every Take with err.
+type erring struct{ err error }
+
+func (e erring) Take(context.Context, string, []limiter.Hit, []limiter.Status) (bool, error) {
+	return false, e.err
+}
+
+// TestLostAnswerAccounted: a decision taken by the failure policy after the store's answer
+// was lost (the request may have been counted there) is exported with reason "unknown", so
+// that Redis's count can be reconciled with the counted admits; a store that failed to take
+// the request is "unavailable".
+func TestLostAnswerAccounted(t *testing.T) {
+	for _, tt := range []struct {
+		err    error
+		reason string
+	}{
+		{fmt.Errorf("redis: %w: %w", limiter.ErrLost, io.ErrUnexpectedEOF), "unknown"},
+		{fmt.Errorf("redis: %w: %w", limiter.ErrTimeout, context.DeadlineExceeded), "unknown"},
+		{errDown, "unavailable"},
+	} {
+		reader := sdkmetric.NewManualReader()
+		l, err := limiter.New(limiter.Config{
+			Store: erring{tt.err}, Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("t"),
+			Domains: []limiter.Domain{{Name: "d", Descriptors: []limiter.Descriptor{{Key: "k", RateLimit: rl(10, "hour")}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := check(t, l, stallReq).Statuses[0].Source; got != limiter.FromFailOpen {
+			t.Fatalf("%v: got %v, want fail_open", tt.err, got)
+		}
+		if got := sum(t, reader, "warden.ratelimit.store_unavailable", attribute.String("reason", tt.reason)); got != 1 {
+			t.Errorf("%v: store_unavailable{reason=%s} = %d, want 1", tt.err, tt.reason, got)
+		}
 	}
 }

@@ -12,14 +12,17 @@ import (
 //   - warden.ratelimit.decisions{domain, decision=allowed|over_limit, source=store|cache|fallback|fail_open}
 //   - warden.ratelimit.store_unavailable{domain, policy, reason}: every decision taken
 //     without the store by the failure policy (fail_open, fail_closed, local). reason is
-//     "unavailable" when the store failed (connection error, error reply, a request on the
-//     wire timing out) or its circuit breaker was open: Redis really was unavailable; it is
-//     "deadline" when the caller's deadline left no time to ask a healthy store (the request
-//     never reached Redis).
+//     "unavailable" when the store failed (connection error, error reply) or its circuit
+//     breaker was open: Redis really was unavailable; it is "deadline" when the caller's
+//     deadline left no time to ask a healthy store (the request never reached Redis); it is
+//     "unknown" when the request reached the store and its answer was lost (a timeout on
+//     the wire, ErrTimeout, or a dropped connection, ErrLost): the store may have counted
+//     it, so Redis's counter can exceed the counted admits by at most these decisions
+//     (and the calls whose caller gave up while theirs was on the wire).
 //   - warden.ratelimit.limit_decisions{domain, limit, decision, shadow}: per limit, for
 //     limits with DetailedMetric
-//   - warden.ratelimit.breaker_state: the store's circuit breaker, 0 closed, 1 open,
-//     2 half-open
+//   - warden.ratelimit.breaker_state{shard}: the store's circuit breakers, 0 closed, 1 open,
+//     2 half-open; one per backend (shard attribute) for a Sharded store (Redis Cluster)
 //   - warden.ratelimit.breaker_transitions{state}: every change of the breaker's state, by
 //     the state entered
 type instruments struct {
@@ -32,9 +35,10 @@ type instruments struct {
 const (
 	reasonUnavailable = iota
 	reasonDeadline
+	reasonUnknown
 )
 
-var reasonNames = [...]string{"unavailable", "deadline"}
+var reasonNames = [...]string{"unavailable", "deadline", "unknown"}
 
 func newInstruments(m metric.Meter) (instruments, error) {
 	var in instruments
@@ -61,12 +65,17 @@ func newInstruments(m metric.Meter) (instruments, error) {
 	return in, nil
 }
 
-// observeBreaker exports br's state as the breaker_state gauge.
-func observeBreaker(m metric.Meter, br *breaker) error {
+// observeBreaker exports br's state as the breaker_state gauge, with the attribute
+// shard=n when the store is Sharded.
+func observeBreaker(m metric.Meter, br *breaker, n int, sharded bool) error {
+	var opts []metric.ObserveOption
+	if sharded {
+		opts = append(opts, metric.WithAttributes(attribute.Int("shard", n)))
+	}
 	_, err := m.Int64ObservableGauge("warden.ratelimit.breaker_state",
-		metric.WithDescription("The rate limit store's circuit breaker: 0 closed, 1 open, 2 half-open."),
+		metric.WithDescription("The rate limit store's circuit breakers: 0 closed, 1 open, 2 half-open."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(int64(br.state()))
+			o.Observe(int64(br.state()), opts...)
 			return nil
 		}))
 	return err

@@ -117,3 +117,14 @@ type Store interface {
 type Resetter interface {
 	Reset(ctx context.Context, tag, key string) error
 }
+
+// Sharded is implemented by stores that spread tags over several backends (the masters of a
+// Redis Cluster). The Limiter keeps one circuit breaker per backend, so that a dead backend
+// fails only the tags it owns while the others keep counting.
+type Sharded interface {
+	// Shard returns the backend that owns tag's keys now, as a small non-negative number
+	// that names the backend, not the tag: when a backend fails over, its tags move to the
+	// number of the promoted one, whose breaker has its own history. Called on the request
+	// path: it must be cheap, safe for concurrent use, and must not block.
+	Shard(tag string) int
+}

@@ -123,26 +123,52 @@ func (s *Server) start() error {
 	return nil
 }
 
-// Cluster is a Redis Cluster of three masters and no replicas on loopback ports.
+// Cluster is a Redis Cluster of three masters, and their replicas if asked for, on loopback
+// ports.
 type Cluster struct {
+	// Nodes are the servers: the three first masters, then their replicas (roles change
+	// after a failover: see Master and ReplicaOf).
 	Nodes []*Server
+}
+
+// ClusterConfig configures StartClusterWith. The zero value is the cluster of StartCluster.
+type ClusterConfig struct {
+	// Replicas is the number of replicas of each master. Default 0.
+	Replicas int
+	// NodeTimeout is the nodes' cluster-node-timeout: how long a master must be unreachable
+	// before its replica is promoted. Default 2s.
+	NodeTimeout time.Duration
+	// Args are passed to every redis-server (e.g. "--cluster-require-full-coverage", "no").
+	Args []string
 }
 
 // StartCluster starts a 3-master Redis Cluster on loopback ports, waits until every node
 // reports cluster_state:ok, and stops it in t.Cleanup.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, ClusterConfig{})
+}
+
+// StartClusterWith starts a 3-master Redis Cluster with cfg.Replicas replicas per master,
+// waits until every node reports cluster_state:ok and every replica is in sync with its
+// master, and stops it in t.Cleanup.
+func StartClusterWith(t testing.TB, cfg ClusterConfig) *Cluster {
+	t.Helper()
 	lookPath(t)
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		t.Fatal(installHint)
 	}
+	if cfg.NodeTimeout <= 0 {
+		cfg.NodeTimeout = 2 * time.Second
+	}
 	c := &Cluster{}
-	for i := 0; i < 3; i++ {
-		s := &Server{t: t, dir: t.TempDir(), args: []string{
+	for i := 0; i < 3*(1+cfg.Replicas); i++ {
+		args := []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000",
-		}}
+			"--cluster-node-timeout", strconv.FormatInt(cfg.NodeTimeout.Milliseconds(), 10),
+		}
+		s := &Server{t: t, dir: t.TempDir(), args: append(args, cfg.Args...)}
 		var err error
 		for attempt := 0; attempt < 10; attempt++ {
 			if s.port, err = freePort(true); err != nil {
@@ -162,16 +188,23 @@ func StartCluster(t testing.TB) *Cluster {
 	for _, n := range c.Nodes {
 		args = append(args, n.Addr())
 	}
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(cfg.Replicas), "--cluster-yes")
 	out, err := exec.Command("redis-cli", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, n := range c.Nodes {
 		for {
 			info, err := command(n.Addr(), "", "CLUSTER", "INFO")
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
+			ok := err == nil && strings.Contains(info, "cluster_state:ok")
+			if ok && cfg.Replicas > 0 {
+				// Every node knows every other one, and a replica has its master's data.
+				ok = strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes))+"\r")
+				repl, err := command(n.Addr(), "", "INFO", "replication")
+				ok = ok && err == nil && (strings.Contains(repl, "role:master") || strings.Contains(repl, "master_link_status:up"))
+			}
+			if ok {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -181,6 +214,53 @@ func StartCluster(t testing.TB) *Cluster {
 		}
 	}
 	return c
+}
+
+// Server returns the node at addr, or nil.
+func (c *Cluster) Server(addr string) *Server {
+	for _, n := range c.Nodes {
+		if n.Addr() == addr {
+			return n
+		}
+	}
+	return nil
+}
+
+// ReplicaOf returns a node that master's view of the cluster (CLUSTER NODES) names as its
+// replica, or nil. Ask it while master runs.
+func (c *Cluster) ReplicaOf(master *Server) *Server {
+	nodes, err := command(master.Addr(), "", "CLUSTER", "NODES")
+	if err != nil {
+		return nil
+	}
+	id := ""
+	lines := strings.Split(nodes, "\n")
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 3 && strings.HasPrefix(f[1], master.Addr()+"@") {
+			id = f[0]
+		}
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 3 && id != "" && f[3] == id {
+			return c.Server(strings.SplitN(f[1], "@", 2)[0])
+		}
+	}
+	return nil
+}
+
+// Role is the node's role from INFO replication: "master" or "slave" (an error if it does not
+// answer).
+func (s *Server) Role() (string, error) {
+	info, err := command(s.Addr(), password(s.args), "INFO", "replication")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if r, ok := strings.CutPrefix(strings.TrimSpace(l), "role:"); ok {
+			return r, nil
+		}
+	}
+	return "", errors.New("no role in INFO replication")
 }
 
 // Addrs lists the nodes' addresses, for redis.ClusterOptions.Addrs.

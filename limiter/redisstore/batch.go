@@ -98,16 +98,17 @@ func (s *Store) deliver(c *call) {
 	s.recycle(c)
 }
 
-// batcher is one of Options.Pipelines goroutines sharing the queue s.reqs. It waits for a
-// call, then takes whatever else is already queued (up to MaxBatch) without waiting, and sends
-// it all as one pipeline: a lone call goes out at once, and under load the calls that queue up
-// while a pipeline is in Redis form the next one. There is no timer. It returns once Close has
-// closed the queue and the queue is drained.
-func (s *Store) batcher() {
+// batcher is one of Options.Pipelines goroutines sharing the queue reqs (the store's, or one
+// Cluster master's). It waits for a call, then takes whatever else is already queued (up to
+// MaxBatch) without waiting, and sends it all as one pipeline, on client or, for a Cluster
+// master, on n's client: a lone call goes out at once, and under load the calls that queue up
+// while a pipeline is in Redis form the next one. There is no timer. It returns once Close
+// has closed the queue and the queue is drained.
+func (s *Store) batcher(reqs chan *call, client Client, n *node) {
 	defer s.workers.Done()
 	batch := make([]*call, 0, s.opts.MaxBatch)
 	for {
-		c, ok := <-s.reqs
+		c, ok := <-reqs
 		if !ok {
 			return
 		}
@@ -115,7 +116,7 @@ func (s *Store) batcher() {
 	fill:
 		for len(batch) < s.opts.MaxBatch {
 			select {
-			case c, ok := <-s.reqs:
+			case c, ok := <-reqs:
 				if !ok {
 					break fill
 				}
@@ -124,16 +125,19 @@ func (s *Store) batcher() {
 				break fill
 			}
 		}
-		s.exec(batch)
+		if n != nil {
+			client = n.client.Load()
+		}
+		s.exec(batch, client, n)
 		clear(batch)
 	}
 }
 
-// exec sends batch as one pipeline (go-redis splits a Cluster pipeline by node) and answers
-// every call. Calls whose ctx has already ended are answered with ctx.Err() and not sent. The
+// exec sends batch as one pipeline on client and answers every call (n is the Cluster master
+// that client speaks to, nil if none). Calls whose ctx has already ended are answered with ctx.Err() and not sent. The
 // pipeline's deadline is the latest of its callers' deadlines, capped by Options.Timeout:
 // no caller wants an answer after that.
-func (s *Store) exec(batch []*call) {
+func (s *Store) exec(batch []*call, client Client, n *node) {
 	deadline := time.Now().Add(s.opts.Timeout)
 	var latest time.Time
 	unbounded := false
@@ -159,7 +163,7 @@ func (s *Store) exec(batch []*call) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	pipe := s.client.Pipeline()
+	pipe := client.Pipeline()
 	for _, c := range batch[:live] {
 		c.cmd = redis.NewCmd(ctx, c.args...)
 		c.cmd.SetFirstKeyPos(3)
@@ -169,13 +173,25 @@ func (s *Store) exec(batch []*call) {
 	if live > 0 {
 		_, _ = pipe.Exec(ctx)
 	}
-	// NOSCRIPT: that server lost its script cache (restart, failover, SCRIPT FLUSH). The
-	// script did not run, so sending the same call again as EVAL is safe; EVAL caches it.
-	var retry redis.Pipeliner
+	s.retryNoScript(ctx, client, batch[:live])
+	if n != nil && live > 0 {
+		s.afterPipeline(ctx, n, batch[:live])
+	}
 	for _, c := range batch[:live] {
+		c.err = c.cmd.Err()
+		s.deliver(c)
+	}
+}
+
+// retryNoScript resends as EVAL, on client, the calls that it answered NOSCRIPT: that server
+// lost its script cache (restart, failover, SCRIPT FLUSH). The script did not run, so sending
+// the same call again is safe; EVAL caches it.
+func (s *Store) retryNoScript(ctx context.Context, client Client, calls []*call) {
+	var retry redis.Pipeliner
+	for _, c := range calls {
 		if isNoScript(c.cmd.Err()) {
 			if retry == nil {
-				retry = s.client.Pipeline()
+				retry = client.Pipeline()
 			}
 			c.cmd = s.evalCmd(ctx, c)
 			_ = retry.Process(ctx, c.cmd)
@@ -184,9 +200,5 @@ func (s *Store) exec(batch []*call) {
 	if retry != nil {
 		s.log.Info("redisstore: script not cached on a Redis server, sent with EVAL", "calls", retry.Len())
 		_, _ = retry.Exec(ctx)
-	}
-	for _, c := range batch[:live] {
-		c.err = c.cmd.Err()
-		s.deliver(c)
 	}
 }

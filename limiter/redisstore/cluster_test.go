@@ -102,6 +102,46 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("slots and shards", func(t *testing.T) {
+		// The store's slot of a key is Redis's, hash tags and their odd cases included.
+		for _, k := range []string{"foo", "123456789", "{user1000}.following", "warden:rl:{tenant-7}:k", "{}", "{}{x}", "a{b}c{d}", "{a", "a}b{", "", "{\x00}\xff"} {
+			want, err := cc.ClusterKeySlot(t.Context(), k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := redisstore.KeySlot(k); int64(got) != want {
+				t.Errorf("KeySlot(%q) = %d, Redis says %d", k, got, want)
+			}
+		}
+		// Shard names the master that owns a tag: tags of one master share it, tags of two
+		// masters do not.
+		s := newStore(t, cc, redisstore.Options{})
+		if err := s.Load(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		shards := map[int]string{}
+		for node, tag := range tags {
+			n := s.Shard(tag)
+			if n <= 0 {
+				t.Errorf("Shard(%q) = %d, want > 0", tag, n)
+			}
+			if other, ok := shards[n]; ok {
+				t.Errorf("Shard(%q) = Shard of a tag on %s = %d", tag, other, n)
+			}
+			shards[n] = node
+			for i := 0; i < 200; i++ {
+				other := fmt.Sprint("t", i)
+				m, err := cc.MasterForKey(t.Context(), "{"+other+"}")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if same := m.Options().Addr == node; same != (s.Shard(other) == n) {
+					t.Fatalf("tag %q on %s: Shard %d, tag %q on %s: Shard %d", other, m.Options().Addr, s.Shard(other), tag, node, n)
+				}
+			}
+		}
+	})
+
 	t.Run("TTL and NOSCRIPT", func(t *testing.T) {
 		s := newStore(t, cc, redisstore.Options{Prefix: "ttl:"})
 		out := make([]limiter.Status, 1)

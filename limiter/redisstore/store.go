@@ -2,7 +2,9 @@
 // script, called by EVALSHA (falling back to EVAL after a restart or failover emptied the
 // script cache), on the time of the Redis server, with hash-tagged keys so that one Take never
 // spans two Cluster slots. Concurrent Takes are coalesced into pipelines, so throughput is
-// bound by Redis rather than by round trips.
+// bound by Redis rather than by round trips. On a Redis Cluster the pipelines are formed and
+// sent per master, from the store's own map of slots to masters (see cluster.go), and the
+// store names the master of a tag (Shard) so that the Limiter keeps a breaker per master.
 //
 // It knows how to speak to Redis and nothing of descriptors, failure policies or gRPC: the
 // Limiter in package limiter decides what to do when a Take fails.
@@ -27,9 +29,12 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -68,10 +73,11 @@ type Options struct {
 	// A batcher sends what is queued as soon as it is free, so a lone Take goes out at once,
 	// with no timer, and under load the Takes that queue while the others are in Redis form
 	// the next batch. Default 16: enough that a Redis a few milliseconds away stays busy; keep
-	// the client's pool size above it.
+	// the client's pool size above it. On a Cluster, per master.
 	Pipelines int
 	// Unbatched sends every Take as its own EVALSHA from the caller's goroutine, starting no
-	// goroutine. Default false (batched).
+	// goroutine; on a Cluster, the ClusterClient routes it, and Shard names no master (one
+	// breaker for all). Default false (batched).
 	Unbatched bool
 	// Logger receives script reloads and batch failures. Default slog.Default().
 	Logger *slog.Logger
@@ -96,6 +102,10 @@ var takeLua string
 // ErrClosed is returned by Take after Close.
 var ErrClosed = errors.New("redisstore: store closed")
 
+// errNoNode: no master of the Cluster is known for the Take's slot (the slot map is being
+// refreshed).
+var errNoNode = errors.New("redisstore: no cluster master known for the slot")
+
 // Store is a limiter.Store and limiter.Resetter on Redis. Each Take is one script execution:
 // all of its hits are checked, and consumed only if all are allowed, atomically with respect to
 // every other Take on the same Redis, from any process. Time is the Redis server's, so the
@@ -114,11 +124,13 @@ type Store struct {
 	mu      sync.RWMutex // held for reading while enqueueing, for writing by Close
 	closed  bool
 	workers sync.WaitGroup
+	cl      *clusterState // on a Cluster (batched), the masters' queues and the slot map
 }
 
 var (
 	_ limiter.Store    = (*Store)(nil)
 	_ limiter.Resetter = (*Store)(nil)
+	_ limiter.Sharded  = (*Store)(nil)
 )
 
 // New returns a Store on client. It does not contact Redis: call Load before the first Take
@@ -150,12 +162,20 @@ func New(client Client, opts Options) (*Store, error) {
 		sha:    redis.NewScript(takeLua).Hash(),
 	}
 	s.pool.New = func() any { return &call{done: make(chan struct{}, 1)} }
-	if !opts.Unbatched {
-		s.reqs = make(chan *call, opts.MaxBatch*opts.Pipelines)
-		s.workers.Add(opts.Pipelines)
-		for range opts.Pipelines {
-			go s.batcher()
-		}
+	if opts.Unbatched {
+		return s, nil
+	}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// One queue per master, started as the slot map names them (see cluster.go).
+		s.cl = newClusterState(cc)
+		s.cl.stopped.Add(1)
+		go s.refresher()
+		return s, nil
+	}
+	s.reqs = make(chan *call, opts.MaxBatch*opts.Pipelines)
+	s.workers.Add(opts.Pipelines)
+	for range opts.Pipelines {
+		go s.batcher(s.reqs, client, nil)
 	}
 	return s, nil
 }
@@ -173,7 +193,18 @@ func (s *Store) Close() error {
 	if s.reqs != nil {
 		close(s.reqs)
 	}
+	if s.cl != nil {
+		close(s.cl.stop)
+		s.cl.mu.Lock()
+		for _, n := range s.cl.nodes {
+			close(n.reqs)
+		}
+		s.cl.mu.Unlock()
+	}
 	s.mu.Unlock()
+	if s.cl != nil {
+		s.cl.stopped.Wait()
+	}
 	s.workers.Wait()
 	return nil
 }
@@ -186,6 +217,12 @@ func (s *Store) Load(ctx context.Context) error {
 	defer cancel()
 	if err := s.client.ScriptLoad(ctx, takeLua).Err(); err != nil {
 		return fmt.Errorf("redisstore: load script: %w", err)
+	}
+	if s.cl != nil {
+		s.refresh(ctx)
+		if s.cl.topo.Load() == nil {
+			return errors.New("redisstore: no cluster slot map")
+		}
 	}
 	return nil
 }
@@ -225,6 +262,16 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		return s.finish(ctx, c, hits, out)
 	}
 	c.ctx = ctx
+	reqs := s.reqs
+	if s.cl != nil {
+		n := s.nodeFor(ctx, c.keys[0])
+		if n == nil {
+			c.ctx = nil
+			s.pool.Put(c)
+			return false, errNoNode
+		}
+		reqs = n.reqs
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -233,7 +280,7 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		return false, ErrClosed
 	}
 	select {
-	case s.reqs <- c:
+	case reqs <- c:
 		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
@@ -273,6 +320,9 @@ func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []l
 				return false, err
 			}
 			return false, context.DeadlineExceeded
+		}
+		if c.sent.Load() && lost(c.err) {
+			return false, fmt.Errorf("redisstore: %w: %w", limiter.ErrLost, c.err)
 		}
 		return false, fmt.Errorf("redisstore: %w", c.err)
 	}
@@ -348,6 +398,16 @@ func (s *Store) evalCmd(ctx context.Context, c *call) *redis.Cmd {
 	cmd := redis.NewCmd(ctx, args...)
 	cmd.SetFirstKeyPos(3)
 	return cmd
+}
+
+// lost reports whether err says that the connection failed while reading or writing: a
+// command sent may have run (a refused dial or a reply of Redis says that it did not).
+func lost(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write")
 }
 
 func isNoScript(err error) bool {
