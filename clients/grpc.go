@@ -13,29 +13,30 @@ import (
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
-// UnaryServerInterceptor returns an interceptor that asks Warden about every unary call before
-// its handler runs, with one Check (or, with an AuthnCache, from a cached decision with at most
-// one CheckRateLimit).
+// UnaryServerInterceptor returns an interceptor that asks Warden about every unary call before its
+// handler runs, with one Check (or, with an AuthnCache, from a cached decision with at most one
+// CheckRateLimit).
 //
 // It forwards the credential metadata (WithCredentialHeaders: authorization and x-api-key by
 // default) and the client's TLS certificate (PEM, leaf only) as credentials, and the call as an
-// HTTP request {method: "POST", path: full method, host: :authority, headers: the text
-// metadata} plus grpc_method, so that Warden's route table matches `POST /pkg.Service/Method`;
+// HTTP request {method: "POST", path: full method, host: :authority, headers: the text metadata}
+// plus grpc_method, so that Warden's route table matches `POST /pkg.Service/Method`;
 // WithRequestActions maps methods (and their request messages) to explicit actions instead. On
 // allow the handler's context carries the principal (PrincipalFrom) and the incoming metadata
-// carries Warden's upstream headers (replacing any the client sent under the same names)
-// without the ones Warden removes; the client's own identity headers (every x-warden-* name)
-// never reach the handler, whatever the outcome (allowed, cached, failed open, skipped).
-// Warden's response headers (RateLimit*, WWW-Authenticate) become header metadata, allowed or
-// not. A denial returns the status CheckError describes; a Warden that cannot decide returns
-// UNAVAILABLE (fail closed, the default) or lets the call through without a principal, marked
-// FailedOpenFrom (WithAuthFailurePolicy(FailOpen)). Methods in the skip list (WithSkip; health
-// and reflection by default) are not checked.
+// carries Warden's upstream headers (replacing any the client sent under the same names) without
+// the ones Warden removes; the client's own identity headers (every x-warden-* name, or those
+// WithIdentityHeaders reserves) never reach the handler, whatever the outcome (allowed, cached,
+// failed open, skipped). Warden's response headers (WWW-Authenticate, the rate-limit headers
+// WithRateLimitHeaders lets through) become header metadata, allowed or not. A denial returns the
+// status CheckError describes; a Warden that cannot decide returns UNAVAILABLE (fail closed, the
+// default) or lets the call through without a principal, marked FailedOpenFrom
+// (WithAuthFailurePolicy(FailOpen)). Methods in the skip list (WithSkip; health and reflection by
+// default) are not checked.
 func UnaryServerInterceptor(c *Client, opts ...HandlerOption) grpc.UnaryServerInterceptor {
 	g := newGuard(c, opts)
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if g.cfg.skipped(info.FullMethod) {
-			return handler(contextWithoutIdentity(ctx), req)
+			return handler(contextWithoutIdentity(ctx, &g.cfg.identity), req)
 		}
 		ctx, err := g.grpc(ctx, info.FullMethod, req, func(md metadata.MD) error { return grpc.SetHeader(ctx, md) })
 		if err != nil {
@@ -51,7 +52,7 @@ func StreamServerInterceptor(c *Client, opts ...HandlerOption) grpc.StreamServer
 	g := newGuard(c, opts)
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if g.cfg.skipped(info.FullMethod) {
-			if ctx := contextWithoutIdentity(ss.Context()); ctx != ss.Context() {
+			if ctx := contextWithoutIdentity(ss.Context(), &g.cfg.identity); ctx != ss.Context() {
 				ss = &serverStream{ServerStream: ss, ctx: ctx}
 			}
 			return handler(srv, ss)
@@ -86,9 +87,13 @@ func (g *guard) grpc(ctx context.Context, method string, msg any, setHeader func
 	}
 	if n := len(o.responseHeaders); n > 0 {
 		out := make(metadata.MD, n)
-		vals := make([]string, n)
-		for i, h := range o.responseHeaders {
-			vals[i] = h.GetValue()
+		vals := make([]string, 0, n)
+		for _, h := range o.responseHeaders {
+			if !g.cfg.rateLimitHeaders.passes(h.GetName()) {
+				continue
+			}
+			i := len(vals)
+			vals = append(vals, h.GetValue())
 			k := lowerName(h.GetName())
 			if v, ok := out[k]; ok {
 				out[k] = append(v, vals[i])
@@ -96,19 +101,21 @@ func (g *guard) grpc(ctx context.Context, method string, msg any, setHeader func
 				out[k] = vals[i : i+1 : i+1]
 			}
 		}
-		_ = setHeader(out) // fails only if headers were already sent: nothing to do then
+		if len(out) > 0 {
+			_ = setHeader(out) // fails only if headers were already sent: nothing to do then
+		}
 	}
 	if !o.allowed {
 		return ctx, o.denied
 	}
-	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(md) {
+	if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(md, &g.cfg.identity) {
 		if md == nil {
 			md = metadata.MD{}
 		}
 		for _, n := range o.remove {
 			delete(md, lowerName(n))
 		}
-		deleteIdentity(md)
+		deleteIdentity(md, &g.cfg.identity)
 		vals := make([]string, len(o.upstreamHeaders)) // one allocation for every value
 		for i, h := range o.upstreamHeaders {
 			vals[i] = h.GetValue()

@@ -25,7 +25,21 @@ func newGuard(c *Client, opts []HandlerOption) *guard {
 	for _, o := range opts {
 		o.applyToHandler(&g.cfg)
 	}
+	for i, n := range g.cfg.identity.Names() {
+		g.cfg.idCanon[i] = canonicalName(n)
+	}
 	return g
+}
+
+// canonicalName is name in net/http's canonical form; the identity headers' forms were
+// computed once, whatever names WithIdentityHeaders gave.
+func (g *guard) canonicalName(name string) string {
+	for i, n := range g.cfg.identity.Names() {
+		if n == name {
+			return g.cfg.idCanon[i]
+		}
+	}
+	return canonicalName(name)
 }
 
 // request is what the guard decides on: a gRPC call (md set) or an HTTP request (hr set).

@@ -15,33 +15,32 @@ import (
 )
 
 // Middleware returns net/http middleware that asks Warden about every request before next runs,
-// with one Check (or, with an AuthnCache, from a cached decision with at most one
-// CheckRateLimit).
+// with one Check (or, with an AuthnCache, from a cached decision with at most one CheckRateLimit).
 //
 // It sends the method, the path (escaped, without the query), the host and the headers with
-// lower-cased names (repeated values joined with ","), the body only with WithBody (up to its
-// cap; a longer body is answered 413 without asking Warden), and as credentials the credential
-// headers (WithCredentialHeaders) and the client's TLS certificate (PEM, leaf only).
-// WithRequestActions sees the request as "METHOD /path" and the *http.Request.
+// lower-cased names (repeated values joined with ","), the body only with WithBody (up to its cap;
+// a longer body is answered 413 without asking Warden), and as credentials the credential headers
+// (WithCredentialHeaders) and the client's TLS certificate (PEM, leaf only). WithRequestActions
+// sees the request as "METHOD /path" and the *http.Request.
 //
-// Warden's response headers (WWW-Authenticate, RateLimit-Policy, RateLimit, Retry-After) are
-// set on the response, allowed or not. A denial is answered with Warden's status (401, 403, 404
-// or 429; 400 and 413 for malformed requests; 403 otherwise) and a small JSON body,
-// {"error":{"code":429,"message":"rate limited"}}, whose message stays generic. When Warden
-// cannot decide, the answer is 503 with Retry-After (or 504 when the deadline passed) unless
-// WithAuthFailurePolicy(FailOpen) lets the request through without a principal, marked
-// FailedOpenFrom. On allow, next gets a request whose context carries the principal
-// (PrincipalFrom) and whose headers carry Warden's upstream headers (replacing any the client
-// sent under the same names) without the ones Warden removes; the caller's request and its
+// Warden's response headers (WWW-Authenticate, the rate-limit headers of the flavour
+// WithRateLimitHeaders lets through, Retry-After) are set on the response, allowed or not. A denial
+// is answered with Warden's status (401, 403, 404 or 429; 400 and 413 for malformed requests; 403
+// otherwise) and a small JSON body, {"error":{"code":429,"message":"rate limited"}}, whose message
+// stays generic. When Warden cannot decide, the answer is 503 with Retry-After (or 504 when the
+// deadline passed) unless WithAuthFailurePolicy(FailOpen) lets the request through without a
+// principal, marked FailedOpenFrom. On allow, next gets a request whose context carries the
+// principal (PrincipalFrom) and whose headers carry Warden's upstream headers (replacing any the
+// client sent under the same names) without the ones Warden removes; the caller's request and its
 // headers are not modified. The client's own identity headers (every x-warden-* name, any case)
-// never reach next, whatever the outcome: allowed, served from the cache, failed open or
-// skipped. Paths in the skip list (WithSkip; none by default) are not checked.
+// never reach next, whatever the outcome: allowed, served from the cache, failed open or skipped.
+// Paths in the skip list (WithSkip; none by default) are not checked.
 func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handler {
 	g := newGuard(c, append([]HandlerOption{WithSkip()}, opts...))
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if g.cfg.skipped(r.URL.Path) {
-				next.ServeHTTP(w, withoutIdentity(r))
+				next.ServeHTTP(w, withoutIdentity(r, &g.cfg.identity))
 				return
 			}
 			var body []byte
@@ -84,6 +83,9 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 			}
 			h := w.Header()
 			for _, x := range o.responseHeaders {
+				if !g.cfg.rateLimitHeaders.passes(x.GetName()) {
+					continue
+				}
 				k := canonicalName(x.GetName())
 				h[k] = append(h[k], x.GetValue())
 			}
@@ -96,16 +98,16 @@ func Middleware(c *Client, opts ...HandlerOption) func(http.Handler) http.Handle
 				return
 			}
 			r2 := r.WithContext(handlerContext(ctx, &o))
-			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(r.Header) {
+			if len(o.upstreamHeaders) > 0 || len(o.remove) > 0 || hasIdentity(r.Header, &g.cfg.identity) {
 				r2.Header = r.Header.Clone()
 				for _, n := range o.remove {
-					delete(r2.Header, canonicalName(n))
+					delete(r2.Header, g.canonicalName(n))
 				}
-				deleteIdentity(r2.Header)
+				deleteIdentity(r2.Header, &g.cfg.identity)
 				vals := make([]string, len(o.upstreamHeaders)) // one allocation for every value
 				for i, x := range o.upstreamHeaders {
 					vals[i] = x.GetValue()
-					r2.Header[canonicalName(x.GetName())] = vals[i : i+1 : i+1]
+					r2.Header[g.canonicalName(x.GetName())] = vals[i : i+1 : i+1]
 				}
 			}
 			next.ServeHTTP(w, r2)

@@ -20,11 +20,32 @@ import (
 // forgedValue is what a client sends in its own identity headers.
 const forgedValue = "forged-root"
 
-// identityNames are every identity header Warden sets, and one it does not set (yet): all are
-// Warden's alone.
-func identityNames() []string {
-	n := idheader.Names()
-	return append(n[:], idheader.Prefix+"impersonate")
+// identityNames are every identity header of ids, and one under its prefix Warden does not
+// set (yet): all are Warden's alone.
+func identityNames(ids idheader.Set) []string {
+	n := ids.Names()
+	return append(n[:], ids.Prefix()+"impersonate")
+}
+
+// identitySets are the default names and names a deployment configured (WithIdentityHeaders),
+// one of them outside the configured prefix.
+func identitySets(t *testing.T) []struct {
+	name string
+	ids  idheader.Set
+	opts []clients.HandlerOption
+} {
+	custom, err := idheader.New(idheader.Config{Prefix: "x-auth-", Subject: "X-User-Id", Tier: "x-plan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []struct {
+		name string
+		ids  idheader.Set
+		opts []clients.HandlerOption
+	}{
+		{"default names", idheader.Default(), nil},
+		{"configured names", custom, []clients.HandlerOption{clients.WithIdentityHeaders(custom)}},
+	}
 }
 
 // caseVariants are the spellings a client may send a name in.
@@ -89,20 +110,27 @@ func identityModes() []identityMode {
 }
 
 // TestIdentityHeadersNeverPassedOn sends every identity header, in every case and repeated,
-// through every mode of the middleware and the interceptor: no value of the client's own may
-// reach the handler.
+// through every mode of the middleware and the interceptor, with the default names and with
+// configured ones: no value of the client's own may reach the handler.
 func TestIdentityHeadersNeverPassedOn(t *testing.T) {
+	for _, set := range identitySets(t) {
+		t.Run(set.name, func(t *testing.T) { testIdentityHeadersNeverPassedOn(t, set.ids, set.opts) })
+	}
+}
+
+func testIdentityHeadersNeverPassedOn(t *testing.T, ids idheader.Set, idOpts []clients.HandlerOption) {
 	for _, m := range identityModes() {
 		t.Run(m.name, func(t *testing.T) {
 			wc := clients.NewClient(dial(t, startFake(t, m.fake())), m.client...)
+			opts := append(append([]clients.HandlerOption(nil), idOpts...), m.opts...)
 
 			t.Run("http", func(t *testing.T) {
 				var ran bool
 				var seen http.Header
-				h := clients.Middleware(wc, m.opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h := clients.Middleware(wc, opts...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					ran, seen = true, r.Header
 				}))
-				for _, name := range identityNames() {
+				for _, name := range identityNames(ids) {
 					for _, spelled := range caseVariants(name) {
 						for i := 0; i < m.calls; i++ {
 							ran, seen = false, nil
@@ -115,7 +143,7 @@ func TestIdentityHeadersNeverPassedOn(t *testing.T) {
 								t.Fatalf("%s: handler ran %v (status %d), want %v", spelled, ran, w.Code, m.runs)
 							}
 							for k, vs := range seen {
-								if idheader.Reserved(k) && strings.Contains(strings.Join(vs, ","), forgedValue) {
+								if ids.Reserved(k) && strings.Contains(strings.Join(vs, ","), forgedValue) {
 									t.Errorf("%s (call %d): the handler saw the client's %s: %q", spelled, i+1, k, vs)
 								}
 							}
@@ -125,8 +153,8 @@ func TestIdentityHeadersNeverPassedOn(t *testing.T) {
 			})
 
 			t.Run("grpc", func(t *testing.T) {
-				shop := startShop(t, wc, m.opts...)
-				for _, name := range identityNames() {
+				shop := startShop(t, wc, opts...)
+				for _, name := range identityNames(ids) {
 					for _, spelled := range caseVariants(name) {
 						for i := 0; i < m.calls; i++ {
 							ctx := metadata.AppendToOutgoingContext(withToken("good-alice"), spelled, forgedValue, spelled, forgedValue+"-2")

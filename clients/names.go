@@ -20,6 +20,7 @@ func init() {
 	for _, n := range []string{
 		// Warden's response headers.
 		"RateLimit", "RateLimit-Policy", "Retry-After", "WWW-Authenticate",
+		"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
 		// Common request headers.
 		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
 		"Connection", "Content-Length", "Content-Type", "Cookie", "Forwarded", "Host",

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/idheader"
 )
 
 // Defaults of the Client's options.
@@ -198,10 +199,15 @@ type handlerConfig struct {
 	credCanon   []string // the same in canonical form, for http.Header
 	cache       *AuthnCache
 	maxBody     int64 // 0: the body is not forwarded
+	// identity names the identity headers: the request's own copies are removed.
+	identity idheader.Set
+	// idCanon is identity's names in canonical form, for http.Header.
+	idCanon          [idheader.Count]string
+	rateLimitHeaders RateLimitHeaders
 }
 
 func defaultHandlerConfig() handlerConfig {
-	c := handlerConfig{skip: defaultSkip}
+	c := handlerConfig{skip: defaultSkip, identity: idheader.Default()}
 	c.setCredentialHeaders(defaultCredentialHeaders)
 	return c
 }
@@ -269,6 +275,73 @@ func WithBody(maxBytes int64) HandlerOption {
 		}
 		c.maxBody = maxBytes
 	})
+}
+
+// WithIdentityHeaders names the identity headers as the deployment's Warden does
+// (authn.identity_headers in its configuration; build the Set with idheader.New from the same
+// values): every request header or metadata key the Set reserves (its names and anything under
+// its prefix, in any case) is removed before the handler runs, on every path, and Warden's are
+// set. Default idheader.Default() (x-warden-*); a zero Set keeps the default.
+func WithIdentityHeaders(s idheader.Set) HandlerOption {
+	return handlerOptionFunc(func(c *handlerConfig) {
+		if !s.IsZero() {
+			c.identity = s
+		}
+	})
+}
+
+// RateLimitHeaders chooses which of Warden's rate-limit headers reach the end client, on
+// allowed requests and on 429 (or RESOURCE_EXHAUSTED) alike. Retry-After and other headers
+// always do.
+type RateLimitHeaders uint8
+
+const (
+	// RateLimitHeadersAsSent passes on every header Warden sent: those of its own
+	// rate_limit.headers setting. The default.
+	RateLimitHeadersAsSent RateLimitHeaders = iota
+	// RateLimitHeadersIETF passes on RateLimit-Policy and RateLimit only.
+	RateLimitHeadersIETF
+	// RateLimitHeadersXRateLimit passes on X-RateLimit-Limit, -Remaining and -Reset only.
+	RateLimitHeadersXRateLimit
+	// RateLimitHeadersBoth passes on both sets.
+	RateLimitHeadersBoth
+)
+
+// ParseRateLimitHeaders parses a flavour as Warden's rate_limit.headers spells it: "ietf",
+// "x-ratelimit" or "both".
+func ParseRateLimitHeaders(s string) (RateLimitHeaders, bool) {
+	switch s {
+	case "ietf":
+		return RateLimitHeadersIETF, true
+	case "x-ratelimit":
+		return RateLimitHeadersXRateLimit, true
+	case "both":
+		return RateLimitHeadersBoth, true
+	}
+	return RateLimitHeadersAsSent, false
+}
+
+// WithRateLimitHeaders chooses the rate-limit headers' flavour the end client sees (see
+// RateLimitHeaders). The client only passes on what Warden sent: a flavour Warden does not
+// send (its rate_limit.headers) is not made up, so set Warden to the same flavour or to
+// "both". Default RateLimitHeadersAsSent.
+func WithRateLimitHeaders(f RateLimitHeaders) HandlerOption {
+	return handlerOptionFunc(func(c *handlerConfig) { c.rateLimitHeaders = f })
+}
+
+// passes reports whether a response header of Warden's named name reaches the end client.
+func (f RateLimitHeaders) passes(name string) bool {
+	if f == RateLimitHeadersAsSent || f == RateLimitHeadersBoth {
+		return true
+	}
+	const x = "x-ratelimit-"
+	switch {
+	case strings.EqualFold(name, "ratelimit"), strings.EqualFold(name, "ratelimit-policy"):
+		return f == RateLimitHeadersIETF
+	case len(name) >= len(x) && strings.EqualFold(name[:len(x)], x):
+		return f == RateLimitHeadersXRateLimit
+	}
+	return true
 }
 
 // skipped reports whether name matches the skip list.

@@ -78,6 +78,15 @@ func (a *Authn) apiKeyHeader() string {
 }
 
 func (a *Admin) keys(ctx context.Context, op string) (*authn.APIKeys, error) {
+	ac, err := a.authn(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	return ac.APIKeys, nil
+}
+
+// authn is keys, returning the whole authentication capability (its APIKeys set).
+func (a *Admin) authn(ctx context.Context, op string) (*Authn, error) {
 	d, _, err := a.admin(ctx, op)
 	if err != nil {
 		return nil, err
@@ -85,7 +94,7 @@ func (a *Admin) keys(ctx context.Context, op string) (*authn.APIKeys, error) {
 	if d.Authn.APIKeys == nil {
 		return nil, status.Error(codes.FailedPrecondition, "API keys are not enabled (authn.api_keys)")
 	}
-	return d.Authn.APIKeys, nil
+	return d.Authn, nil
 }
 
 // keyError maps key store errors.
@@ -102,10 +111,11 @@ func (a *Admin) keyError(ctx context.Context, op string, err error) error {
 }
 
 func (a *Admin) CreateApiKey(ctx context.Context, req *wardenv1.CreateApiKeyRequest) (*wardenv1.CreateApiKeyResponse, error) {
-	k, err := a.keys(ctx, "CreateApiKey")
+	ac, err := a.authn(ctx, "CreateApiKey")
 	if err != nil {
 		return nil, err
 	}
+	k := ac.APIKeys
 	if req.GetOwner() == "" {
 		return nil, invalidArgument("owner", "required")
 	}
@@ -126,21 +136,22 @@ func (a *Admin) CreateApiKey(ctx context.Context, req *wardenv1.CreateApiKeyRequ
 	if err != nil {
 		return nil, a.keyError(ctx, "CreateApiKey", err)
 	}
-	return &wardenv1.CreateApiKeyResponse{Key: keyToProto(rec), Secret: secret}, nil
+	return &wardenv1.CreateApiKeyResponse{Key: keyToProto(rec), Secret: secret, Ephemeral: ac.EphemeralKeys}, nil
 }
 
 // maxImportBatch bounds the keys of one ImportApiKey call.
 const maxImportBatch = 1000
 
 func (a *Admin) ImportApiKey(ctx context.Context, req *wardenv1.ImportApiKeyRequest) (*wardenv1.ImportApiKeyResponse, error) {
-	k, err := a.keys(ctx, "ImportApiKey")
+	ac, err := a.authn(ctx, "ImportApiKey")
 	if err != nil {
 		return nil, err
 	}
+	k := ac.APIKeys
 	if n := len(req.GetKeys()); n == 0 || n > maxImportBatch {
 		return nil, invalidArgument("keys", "between 1 and 1000 keys")
 	}
-	resp := &wardenv1.ImportApiKeyResponse{Results: make([]*wardenv1.ImportApiKeyResult, len(req.GetKeys()))}
+	resp := &wardenv1.ImportApiKeyResponse{Results: make([]*wardenv1.ImportApiKeyResult, len(req.GetKeys())), Ephemeral: ac.EphemeralKeys}
 	imported := 0
 	for i, ik := range req.GetKeys() {
 		r := &wardenv1.ImportApiKeyResult{}

@@ -18,6 +18,10 @@ type Authn struct {
 	APIKeyHeader string
 	// APIKeys manages keys for AdminService; nil when API keys are not enabled.
 	APIKeys *authn.APIKeys
+	// EphemeralKeys says that APIKeys keeps the keys AdminService creates and imports in
+	// memory only (lost on restart, unknown to other replicas): CreateApiKey and
+	// ImportApiKey answer ephemeral, so that wardenctl can warn.
+	EphemeralKeys bool
 	// Revoker revokes JWTs by jti (AdminService.RevokeToken); nil when no JWT issuer.
 	Revoker interface {
 		Revoke(ctx context.Context, jti string, exp time.Time) error

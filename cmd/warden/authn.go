@@ -275,6 +275,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			return bad("api_keys", "%v", err)
 		}
 		ac.APIKeys, ncfg.APIKeys = keys, keys
+		_, ac.EphemeralKeys = a.stores.apiKeys.(*authn.MemoryKeyStore) // no Redis: keys vanish on restart
 		a.pendingGuards = append(a.pendingGuards, keys.Guard())
 		a.pending = append(a.pending, keys.Run)
 		if a.redis != nil {

@@ -80,8 +80,14 @@ func keysCreate(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintln(c.stderr, "The secret below is shown once. Store it now.")
+	if resp.GetEphemeral() {
+		fmt.Fprintln(c.stderr, ephemeralWarning)
+	}
 	return c.print(resp)
 }
+
+// ephemeralWarning is written on stderr when Warden answers that it keeps keys in memory only.
+const ephemeralWarning = "warning: this Warden keeps API keys in memory only (no Redis): they vanish when it restarts, and other replicas do not know them."
 
 func keysRotate(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags("keys rotate", c)

@@ -99,6 +99,7 @@ func keysImport(ctx context.Context, c *cli, args []string) error {
 	}
 	var (
 		imported, existing, refused atomic.Int64
+		ephemeral                   atomic.Bool // Warden keeps keys in memory only
 		failed                      atomic.Pointer[error]
 		mu                          sync.Mutex // stderr
 		wg                          sync.WaitGroup
@@ -124,6 +125,9 @@ func keysImport(ctx context.Context, c *cli, args []string) error {
 				if err != nil {
 					failed.CompareAndSwap(nil, &err)
 					continue
+				}
+				if resp.GetEphemeral() {
+					ephemeral.Store(true)
 				}
 				for i, r := range resp.GetResults() {
 					switch {
@@ -177,6 +181,9 @@ func keysImport(ctx context.Context, c *cli, args []string) error {
 	wg.Wait()
 	fmt.Fprintf(c.stdout, "imported %d keys, %d already stored, %d refused, in %v\n",
 		imported.Load(), existing.Load(), refused.Load(), time.Since(start).Round(time.Millisecond))
+	if ephemeral.Load() && imported.Load() > 0 {
+		fmt.Fprintln(c.stderr, ephemeralWarning)
+	}
 	switch {
 	case failed.Load() != nil:
 		return *failed.Load()

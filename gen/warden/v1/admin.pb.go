@@ -329,7 +329,10 @@ type CreateApiKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   *ApiKey                `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// The whole key, sk-live-… or sk-test-…: shown once, stored only as a digest.
-	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	// True if Warden keeps keys in memory only (no Redis key store): the key is lost when
+	// Warden restarts, and other replicas do not know it.
+	Ephemeral     bool `protobuf:"varint,3,opt,name=ephemeral,proto3" json:"ephemeral,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,6 +379,13 @@ func (x *CreateApiKeyResponse) GetSecret() string {
 		return x.Secret
 	}
 	return ""
+}
+
+func (x *CreateApiKeyResponse) GetEphemeral() bool {
+	if x != nil {
+		return x.Ephemeral
+	}
+	return false
 }
 
 // ImportedApiKey is a key to import and the principal it authenticates.
@@ -599,8 +609,11 @@ func (x *ImportApiKeyResult) GetAlreadyExists() bool {
 }
 
 type ImportApiKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*ImportApiKeyResult  `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*ImportApiKeyResult  `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// True if Warden keeps keys in memory only (no Redis key store): the keys are lost when
+	// Warden restarts, and other replicas do not know them.
+	Ephemeral     bool `protobuf:"varint,2,opt,name=ephemeral,proto3" json:"ephemeral,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +653,13 @@ func (x *ImportApiKeyResponse) GetResults() []*ImportApiKeyResult {
 		return x.Results
 	}
 	return nil
+}
+
+func (x *ImportApiKeyResponse) GetEphemeral() bool {
+	if x != nil {
+		return x.Ephemeral
+	}
+	return false
 }
 
 type RotateApiKeyRequest struct {
@@ -1466,10 +1486,11 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\x06scopes\x18\x05 \x03(\tR\x06scopes\x12\x12\n" +
 	"\x04tier\x18\x06 \x01(\tR\x04tier\x12+\n" +
 	"\x03ttl\x18\a \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12 \n" +
-	"\vdescription\x18\b \x01(\tR\vdescription\"S\n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\"q\n" +
 	"\x14CreateApiKeyResponse\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.warden.v1.ApiKeyR\x03key\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xaf\x02\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x12\x1c\n" +
+	"\tephemeral\x18\x03 \x01(\bR\tephemeral\"\xaf\x02\n" +
 	"\x0eImportedApiKey\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12>\n" +
 	"\venvironment\x18\x02 \x01(\x0e2\x1c.warden.v1.ApiKeyEnvironmentR\venvironment\x12\x14\n" +
@@ -1486,9 +1507,10 @@ const file_warden_v1_admin_proto_rawDesc = "" +
 	"\x12ImportApiKeyResult\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.warden.v1.ApiKeyR\x03key\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12%\n" +
-	"\x0ealready_exists\x18\x03 \x01(\bR\ralreadyExists\"O\n" +
+	"\x0ealready_exists\x18\x03 \x01(\bR\ralreadyExists\"m\n" +
 	"\x14ImportApiKeyResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.warden.v1.ImportApiKeyResultR\aresults\"V\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.warden.v1.ImportApiKeyResultR\aresults\x12\x1c\n" +
+	"\tephemeral\x18\x02 \x01(\bR\tephemeral\"V\n" +
 	"\x13RotateApiKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
 	"\x05grace\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05grace\"\x9c\x01\n" +
