@@ -116,6 +116,9 @@ func TestPeerStatsKeys(t *testing.T) {
 
 // Counting costs nothing per decision on a known key, dynamic keys included.
 func TestPeerStatsAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
 	c := &clock{}
 	c.at(0)
 	ps := limiter.NewPeerStats(0, 0)
