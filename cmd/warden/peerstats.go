@@ -47,18 +47,22 @@ func (pe *peerExport) forConfig(cfg *config.File, reg prometheus.Registerer) *li
 	if c := pe.p.Load(); c != nil {
 		return c.stats
 	}
+	c := newPeerCollector(y.RLS.NearLimitRatio)
+	reg.MustRegister(c)
+	pe.p.Store(c)
+	return c.stats
+}
+
+func newPeerCollector(nearLimitRatio float32) *peerCollector {
 	method := prometheus.Labels{"grpc_method": "ShouldRateLimit"}
-	c := &peerCollector{
-		stats: limiter.NewPeerStats(y.RLS.NearLimitRatio, 0),
+	return &peerCollector{
+		stats: limiter.NewPeerStats(nearLimitRatio, 0),
 		requests: prometheus.NewCounter(prometheus.CounterOpts{Name: "ratelimit_service_total_requests",
 			Help: "ShouldRateLimit calls (envoyproxy/ratelimit's name).", ConstLabels: method}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ratelimit_service_response_time_seconds",
 			Help: "ShouldRateLimit response time (envoyproxy/ratelimit's name).", ConstLabels: method,
 			Buckets: prometheus.DefBuckets}),
 	}
-	reg.MustRegister(c)
-	pe.p.Store(c)
-	return c.stats
 }
 
 // configLoaded counts a reload (config_load_success or _error) once the option is on.
