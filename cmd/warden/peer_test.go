@@ -120,7 +120,8 @@ type peerCase struct {
 	each func() []peerStep
 	// metrics lines that /metrics must hold after the case (peer_stats: true).
 	metrics []string
-	// minute: the case's counts must fit in one minute window.
+	// minute: the case's counts must fit in one minute window (or hour: its boundaries are
+	// minute boundaries).
 	minute bool
 }
 
@@ -136,22 +137,22 @@ func peerCases() []peerCase {
 	const it = "test/integration/integration_test.go"
 	const sc = "integration-test/scripts/"
 	return []peerCase{
-		{name: "unknown domain", cite: it + ":561-571", steps: []peerStep{
+		{name: "unknown domain", cite: it + ":560-572", steps: []peerStep{
 			{domain: "foo", descs: []pd{d("hello", "world")}, want: OK, statuses: []st{{code: OK}}}},
 			metrics: []string{"ratelimit_service_config_load_success 1"}}, // the peer's name, no _total
-		{name: "basic key1", cite: it + ":581-597", steps: []peerStep{
+		{name: "basic key1", cite: it + ":581-601", steps: []peerStep{
 			{domain: "basic", descs: []pd{d("key1", "foo")}, want: OK, statuses: []st{{OK, 50, SEC, 49}}}},
 			metrics: []string{`ratelimit_service_rate_limit_total_hits{domain="basic",key1="key1"} 1`}},
-		{name: "another key2 over limit, then key2 and key3", cite: it + ":615-705", minute: true, each: func() []peerStep {
+		{name: "another key2 over limit, then key2 and key3", cite: it + ":614-766", minute: true, each: func() []peerStep {
 			var steps []peerStep
-			for i := range 25 { // :615-636
+			for i := range 25 { // the first loop
 				code, rem := OK, uint32(20-(i+1))
 				if i >= 20 {
 					code, rem = OVER, 0
 				}
 				steps = append(steps, peerStep{domain: "another", descs: []pd{d("key2", "r1")}, want: code, statuses: []st{{code, 20, MIN, rem}}})
 			}
-			for i := range 15 { // :680-705
+			for i := range 15 { // the second loop, two descriptors
 				code, rem2 := OK, uint32(10-(i+1))
 				if i >= 10 {
 					code, rem2 = OVER, 0
@@ -160,13 +161,13 @@ func peerCases() []peerCase {
 					statuses: []st{{OK, 20, MIN, uint32(20 - (i + 1))}, {code, 10, HOUR, rem2}}})
 			}
 			return steps
-		}, metrics: []string{ // :637-641, :706-717
+		}, metrics: []string{ // :640-650, :714-735
 			`ratelimit_service_rate_limit_total_hits{domain="another",key1="key2"} 40`,
 			`ratelimit_service_rate_limit_over_limit{domain="another",key1="key2"} 5`,
 			`ratelimit_service_rate_limit_total_hits{domain="another",key1="key3"} 15`,
 			`ratelimit_service_rate_limit_over_limit{domain="another",key1="key3"} 5`,
 		}},
-		{name: "share_threshold", cite: it + ":1016-1068", each: func() []peerStep {
+		{name: "share_threshold", cite: it + ":936-990", minute: true, each: func() []peerStep {
 			steps := []peerStep{{domain: "share-threshold-test", descs: []pd{d("files", "files/a.pdf")}, times: 10, want: OK},
 				{domain: "share-threshold-test", descs: []pd{d("files", "files/b.csv")}, want: OVER, statuses: []st{{OVER, 10, HOUR, 0}}}}
 			for i := range 10 {
@@ -175,33 +176,33 @@ func peerCases() []peerCase {
 			}
 			return steps
 		}},
-		{name: "simple-get", cite: sc + "simple-get.sh:7", steps: []peerStep{
+		{name: "simple-get", cite: sc + "simple-get.sh:4", steps: []peerStep{
 			{domain: "rl", descs: []pd{d("foo", "test", "baz", "shady")}, want: OK}}},
-		{name: "trigger-ratelimit", cite: sc + "trigger-ratelimit.sh:7-29", minute: true, steps: []peerStep{
+		{name: "trigger-ratelimit", cite: sc + "trigger-ratelimit.sh:8-24", minute: true, steps: []peerStep{
 			{domain: "rl", descs: []pd{d("foo", "pelle", "baz", "not-so-shady")}, times: 3, want: OK},
 			{domain: "rl", descs: []pd{d("foo", "pelle", "baz", "not-so-shady")}, want: OVER, times: 2}}},
-		{name: "trigger-shadow-mode-key", cite: sc + "trigger-shadow-mode-key.sh:7-22", minute: true, steps: []peerStep{
+		{name: "trigger-shadow-mode-key", cite: sc + "trigger-shadow-mode-key.sh:9-20", minute: true, steps: []peerStep{
 			{domain: "rl", descs: []pd{d("foo", "pelle", "baz", "shady")}, times: 6, want: OK}},
 			metrics: []string{`ratelimit_service_rate_limit_shadow_mode{domain="rl",key1="foo",key2="baz_shady"} 3`}},
-		{name: "replaces", cite: sc + "replaces.sh:20-87", minute: true, steps: []peerStep{
-			{domain: "rl", descs: []pd{d("foo", "bkthomps", "bar", "banned")}, want: OVER},                                                              // :20
-			{domain: "rl", descs: []pd{d("foo", "bkthomps", "bar", "banned"), d("source_cluster", "proxy", "destination_cluster", "mock")}, want: OVER}, // :23
+		{name: "replaces", cite: sc + "replaces.sh:29-108", minute: true, steps: []peerStep{
+			{domain: "rl", descs: []pd{d("foo", "bkthomps", "bar", "banned")}, want: OVER},
+			{domain: "rl", descs: []pd{d("foo", "bkthomps", "bar", "banned"), d("source_cluster", "proxy", "destination_cluster", "mock")}, want: OVER},
 			{domain: "rl", descs: []pd{d("foo", "bkthomps", "bar", "banned"), d("source_cluster", "proxy", "destination_cluster", "override")}, times: 2, want: OK},
-			{domain: "rl", descs: []pd{d("foo", "bkthomps", "bar", "banned"), d("source_cluster", "proxy", "destination_cluster", "override")}, want: OVER}, // :32
+			{domain: "rl", descs: []pd{d("foo", "bkthomps", "bar", "banned"), d("source_cluster", "proxy", "destination_cluster", "override")}, want: OVER},
 			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "bkthomps")}, times: 2, want: OK},
-			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "bkthomps")}, want: OVER}, // :41
+			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "bkthomps")}, want: OVER},
 			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "not_bkthomps")}, want: OK},
 			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "not_bkthomps")}, want: OVER},
-			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "bkthomps")}, want: OVER},                               // :50
-			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "fake"), d("category", "account")}, times: 3, want: OK}, // :55-63
+			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "bkthomps")}, want: OVER},
+			{domain: "rl", descs: []pd{d("foo", "my_foo", "bar", "bkthomps"), d("source_cluster", "proxy", "destination_cluster", "fake"), d("category", "account")}, times: 3, want: OK},
 		}},
-		{name: "quota", cite: sc + "quota.sh:7-19", minute: true, steps: []peerStep{
+		{name: "quota", cite: sc + "quota.sh:8-27", minute: true, steps: []peerStep{
 			// /quota: two quota-mode descriptors; refused only when both are over (the
 			// script's third check greps the body of a failed curl -f, so it cannot fail:
 			// restated with the peer's rule, src/service/ratelimit.go).
 			{domain: "quota", descs: []pd{d("service", "service_1"), d("service", "service_2")}, times: 2, want: OK},
 			{domain: "quota", descs: []pd{d("service", "service_1"), d("service", "service_2")}, want: OVER}}},
-		{name: "token-quota", cite: sc + "token-quota.sh:7-19", minute: true, each: func() []peerStep {
+		{name: "token-quota", cite: sc + "token-quota.sh:9-29", minute: true, each: func() []peerStep {
 			// Each request: a check with hits_addend 0, then the charge of 1 when the
 			// stream is done (examples/envoy/proxy.yaml:252-265).
 			var steps []peerStep
@@ -217,7 +218,7 @@ func peerCases() []peerCase {
 			}
 			return steps
 		}},
-		{name: "multiservice-tokenquota", cite: sc + "multiservice-tokenquota.sh:7-25", minute: true, each: func() []peerStep {
+		{name: "multiservice-tokenquota", cite: sc + "multiservice-tokenquota.sh:11-34", minute: true, each: func() []peerStep {
 			// Checks of both services with hits_addend 0; Envoy routes to the service whose
 			// quota is not over (requests 1-2: service 1, 3-5: service 2, as the script
 			// greps) and charges it 1 when the stream is done (proxy.yaml:267-298).
@@ -234,7 +235,7 @@ func peerCases() []peerCase {
 			}
 			return steps
 		}},
-		{name: "value-included-in-stats-key-when-unspecified", cite: sc + "value-included-in-stats-key-when-unspecified.sh:7-27", minute: true,
+		{name: "value-included-in-stats-key-when-unspecified", cite: sc + "value-included-in-stats-key-when-unspecified.sh:9-30", minute: true,
 			steps: []peerStep{
 				{domain: "rl", descs: []pd{d("unspec", "unspecified_value")}, times: 2, want: OK},
 				{domain: "rl", descs: []pd{d("unspec", "unspecified_value")}, want: OVER}},
