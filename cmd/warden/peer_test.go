@@ -261,7 +261,7 @@ func (s peerStep) request() *rlsv3.RateLimitRequest {
 
 // peerWarden runs the binary on the peer's configs (store: the redis section, "" for
 // memory) with the peer's stat names on.
-func peerWarden(t *testing.T, redisSection string) *process {
+func peerWarden(t *testing.T, redisSection string) (*process, string) {
 	t.Helper()
 	dir := t.TempDir()
 	rl := filepath.Join(dir, "ratelimit")
@@ -278,7 +278,7 @@ func peerWarden(t *testing.T, redisSection string) *process {
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startProcess(t, wardenBinary(t), p)
+	return startProcess(t, wardenBinary(t), p), rl
 }
 
 func TestPeerIntegration(t *testing.T) {
@@ -291,7 +291,7 @@ func TestPeerIntegration(t *testing.T) {
 			if store == "redis" {
 				section = "redis:\n  addrs: [" + redistest.Start(t).Addr() + "]\n"
 			}
-			p := peerWarden(t, section)
+			p, dir := peerWarden(t, section)
 			c := rlsv3.NewRateLimitServiceClient(dial(t, p.addr))
 			passed := 0
 			cases := peerCases()
@@ -304,7 +304,10 @@ func TestPeerIntegration(t *testing.T) {
 					passed++
 				}
 			}
-			t.Logf("%s: %d of %d peer cases pass", store, passed, len(cases))
+			if t.Run("config reload", func(t *testing.T) { peerReload(t, c, p, dir) }) {
+				passed++
+			}
+			t.Logf("%s: %d of %d peer cases pass", store, passed, len(cases)+1)
 			// The peer's request counter and response time (its default_mapper.yaml).
 			_, body := httpGet(t, "http://"+p.admin+"/metrics")
 			for _, prefix := range []string{`ratelimit_service_total_requests{grpc_method="ShouldRateLimit"} `,
@@ -369,6 +372,46 @@ func runPeerCase(t *testing.T, c rlsv3.RateLimitServiceClient, p *process, pc pe
 			}
 		}
 	}
+}
+
+// peerReload: test/integration/integration_test.go:806-860 (testConfigReload with
+// reloadNewConfigFile, :862-900): a file added to the config directory loads (domain reload,
+// restated from test/integration/runtime/current/ratelimit/reload.yaml), and config_load_success
+// counts it; its removal reloads again. Then a file the peer refuses counts
+// config_load_error and keeps the running config.
+func peerReload(t *testing.T, c rlsv3.RateLimitServiceClient, p *process, dir string) {
+	t.Logf("peer: test/integration/integration_test.go:806-860")
+	block := peerStep{domain: "reload", descs: []pd{d("block", "foo")}, want: OK, statuses: []st{{code: OK}}}
+	runPeerCase(t, c, p, peerCase{steps: []peerStep{block}})
+	loads := func(name string, n int) func() bool {
+		return func() bool {
+			_, body := httpGet(t, "http://"+p.admin+"/metrics")
+			return hasLine(body, fmt.Sprintf("ratelimit_service_config_load_%s %d", name, n))
+		}
+	}
+	file := filepath.Join(dir, "reload.yaml")
+	if err := os.WriteFile(file, []byte(`domain: reload
+descriptors:
+  - {key: key1, rate_limit: {unit: second, requests_per_unit: 50}}
+  - {key: block, rate_limit: {unit: second, requests_per_unit: 0}}
+  - {key: one_per_minute, rate_limit: {unit: minute, requests_per_unit: 1}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "config_load_success 2", loads("success", 2))
+	runPeerCase(t, c, p, peerCase{steps: []peerStep{
+		{domain: "reload", descs: []pd{d("key1", "foo")}, want: OK, statuses: []st{{OK, 50, SEC, 49}}},
+		{domain: "reload", descs: []pd{d("block", "foo")}, want: OVER}}})
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "config_load_success 3", loads("success", 3))
+	runPeerCase(t, c, p, peerCase{steps: []peerStep{block}})
+	if err := os.WriteFile(file, []byte("domain: reload\ndescriptors:\n  - {key: k, rate_limit: {unit: fortnight, requests_per_unit: 1}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "config_load_error 1", loads("error", 1))
+	runPeerCase(t, c, p, peerCase{steps: []peerStep{block}})
 }
 
 func should(t *testing.T, c rlsv3.RateLimitServiceClient, req *rlsv3.RateLimitRequest) *rlsv3.RateLimitResponse {
