@@ -207,6 +207,8 @@ type cdomain struct {
 	policy  FailurePolicy
 	root    *level
 	metrics domainMetrics
+	// peerStats counts under envoyproxy/ratelimit's stat names (nil: not counted).
+	peerStats *PeerStats
 }
 
 // level is one level of the tree: exact value matches beat wildcards, which beat value-less
@@ -227,6 +229,8 @@ type wildNode struct {
 
 type node struct {
 	wildcard bool // matched by a pattern with "*"
+	keyOnly  bool // matched by key, any value
+	v2m      bool // Descriptor.ValueToMetric
 	share    bool // ShareThreshold: the pattern, not the value, goes into the counter key
 	pattern  string
 	lim      *climit // nil: no limit at this node
@@ -248,6 +252,10 @@ type climit struct {
 	// staticPrefix is the counter key without the limit suffix when every node on the path is
 	// an exact match ("" otherwise).
 	staticPrefix string
+	// statKey is envoyproxy/ratelimit's stat key of the limit: its descriptor path
+	// ("domain.key_value.key"), whatever its name; stat its counters (PeerStats).
+	statKey string
+	stat    peerStat
 }
 
 type tierLimit struct {
@@ -313,7 +321,7 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 			return nil, &ConfigError{Path: p, Err: fmt.Errorf("duplicate descriptor key %q value %q", d.Key, d.Value)}
 		}
 		seen[kv{d.Key, d.Value}] = true
-		n := &node{}
+		n := &node{v2m: d.ValueToMetric}
 		exact := d.Value != "" && !strings.Contains(d.Value, "*")
 		if d.ShareThreshold && !strings.Contains(d.Value, "*") {
 			return nil, &ConfigError{Path: p + ".share_threshold", Err: fmt.Errorf("share_threshold can only be used with wildcard values (containing '*'), but value is %q", d.Value)}
@@ -332,6 +340,7 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 			n.wildcard, n.share, n.pattern = true, d.ShareThreshold, d.Value
 			lv.wild = append(lv.wild, wildNode{key: d.Key, parts: strings.Split(d.Value, "*"), n: n})
 		default:
+			n.keyOnly = true
 			lv.keyOnly[d.Key] = n
 		}
 		if d.RateLimit != nil {
@@ -361,7 +370,7 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 	r := d.RateLimit
 	path += ".rate_limit"
 	cl := &climit{name: r.Name, named: r.Name != "", shadow: d.ShadowMode, quota: d.QuotaMode, metadata: d.Metadata,
-		detailed: d.DetailedMetric, replaces: r.Replaces}
+		detailed: d.DetailedMetric, replaces: r.Replaces, statKey: defaultName}
 	if cl.name == "" {
 		cl.name = defaultName
 	}

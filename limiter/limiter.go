@@ -61,6 +61,9 @@ type Config struct {
 	// OverLimitCacheSize bounds the over-limit cache: counters known to be over their limit
 	// until an instant, answered without a store call. Default 10000; negative disables it.
 	OverLimitCacheSize int
+	// PeerStats, when set, counts every decision under envoyproxy/ratelimit's stat names
+	// too. Default nil: not counted.
+	PeerStats *PeerStats
 }
 
 // NonBlocking is implemented by stores whose Take never waits (in-process stores). The
@@ -290,6 +293,7 @@ type Limiter struct {
 	cache   *overCache
 	pool    sync.Pool
 	m       instruments
+	peer    *PeerStats
 }
 
 // Defaults of Config.
@@ -334,6 +338,7 @@ func New(c Config) (*Limiter, error) {
 		log:      c.Logger,
 		timeout:  c.StoreTimeout,
 		replicas: int64(c.Replicas),
+		peer:     c.PeerStats,
 		brConf: &breaker{threshold: int64(c.BreakerFailures), cooldown: c.BreakerCooldown,
 			span: min(c.BreakerCooldown/5, breakerSpan)},
 		meter: c.Meter,
@@ -374,6 +379,9 @@ func (l *Limiter) SetDomains(domains []Domain) error {
 	for _, d := range c.domains {
 		d.metrics = l.m.forDomain(d.name, d.policy)
 	}
+	if l.peer != nil {
+		l.peer.attach(c)
+	}
 	l.rules.Store(c)
 	return nil
 }
@@ -387,11 +395,14 @@ type scratch struct {
 	all  []*climit // the limit of each request descriptor (nil: none, or replaced)
 	drop []int     // applyReplaces' work list
 	key  []byte
+	// after is the count after each hit of a CountRefused domain (-1: not counted so).
+	after []int64
 }
 
 func (l *Limiter) getScratch() *scratch {
 	sc := l.pool.Get().(*scratch)
 	sc.hits, sc.out, sc.desc, sc.lims, sc.all = sc.hits[:0], sc.out[:0], sc.desc[:0], sc.lims[:0], sc.all[:0]
+	sc.after = sc.after[:0]
 	return sc
 }
 
@@ -499,6 +510,9 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		for _, i := range sc.desc {
 			res.Statuses[i].Remaining = -1
 		}
+		if d.peerStats != nil {
+			d.countPeer(sc, &req, res)
+		}
 		d.metrics.decision(ctx, false, FromStore)
 		return nil
 	}
@@ -511,6 +525,9 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	now := l.now()
 	// A CountRefused domain counts every hit, refused or not: no answer from the cache.
 	if !d.counts && l.fromCache(sc, res, tag, now) {
+		if d.peerStats != nil {
+			d.countPeer(sc, &req, res)
+		}
 		d.metrics.decision(ctx, false, FromCache)
 		return nil
 	}
@@ -521,6 +538,7 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	if err != nil {
 		if src == FromFailClosed {
 			failClosed(sc, res)
+			d.storeUnavailable()
 		}
 		return err
 	}
@@ -528,6 +546,12 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		l.peerStatuses(sc, res, src)
 	}
 	l.fill(ctx, d, sc, res, src, now, tag)
+	if d.peerStats != nil {
+		if src.Unavailable() {
+			d.storeUnavailable()
+		}
+		d.countPeer(sc, &req, res)
+	}
 	res.quotaVerdict()
 	d.metrics.decision(ctx, res.Allowed, src)
 	return nil
@@ -875,6 +899,10 @@ func (l *Limiter) peerStatuses(sc *scratch, res *Result, src Source) {
 		}
 		s := &sc.out[i]
 		after := s.Limit - s.Remaining // the count after this hit, refused or not
+		for len(sc.after) <= i {
+			sc.after = append(sc.after, -1)
+		}
+		sc.after[i] = after
 		// Still refused if the store refused it without a limit: a cost beyond any limit.
 		s.Allowed = s.Allowed && after <= lim.Limit
 		s.Limit, s.Remaining, s.RetryAfter = lim.Limit, max(0, lim.Limit-after), 0

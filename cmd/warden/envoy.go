@@ -50,6 +50,10 @@ type envoyYAML struct {
 		QuotaMode       bool `yaml:"quota_mode"`
 		ShadowMode      bool `yaml:"shadow_mode"`
 		DynamicMetadata bool `yaml:"dynamic_metadata"`
+		// PeerStats exports envoyproxy/ratelimit's stat names (peerstats.go); NearLimitRatio
+		// is its NEAR_LIMIT_RATIO (default 0.8).
+		PeerStats      bool    `yaml:"peer_stats"`
+		NearLimitRatio float32 `yaml:"near_limit_ratio"`
 		// Unavailable is the answer when a fail_closed domain's store cannot decide:
 		// "decision" (OVER_LIMIT, the default) or "error" (UNAVAILABLE, for Envoy's
 		// failure_mode_deny: true).
@@ -172,7 +176,7 @@ func (a *app) startEnvoy(opts []grpc.ServerOption) error {
 	a.envoy.rls = envoy.NewRateLimitServer(a.srv, a.envoy.pendingRLS)
 	register := func(s *grpc.Server) {
 		authv3.RegisterAuthorizationServer(s, a.envoy.auth)
-		rlsv3.RegisterRateLimitServiceServer(s, a.envoy.rls)
+		rlsv3.RegisterRateLimitServiceServer(s, timedRLS{a.envoy.rls, &a.peer})
 	}
 	register(a.grpc)
 	for _, name := range []string{authv3.Authorization_ServiceDesc.ServiceName, rlsv3.RateLimitService_ServiceDesc.ServiceName} {

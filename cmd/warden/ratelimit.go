@@ -165,7 +165,7 @@ func (a *app) buildRateLimit(cfg *config.File, d *service.Deps) error {
 		Store: a.stores.limits, Fallback: a.stores.limitsFallback, Domains: domains,
 		Logger: a.log, Meter: a.tel.meter, StoreTimeout: y.StoreTimeout, Replicas: y.Replicas,
 		BreakerFailures: y.BreakerFailures, BreakerCooldown: y.BreakerCooldown,
-		OverLimitCacheSize: y.OverLimitCacheSize,
+		OverLimitCacheSize: y.OverLimitCacheSize, PeerStats: a.peer.forConfig(cfg, a.tel.reg),
 	})
 	if err != nil {
 		return &config.Error{File: cfg.Path, Line: cfg.RateLimit.Line(), Field: "rate_limit", Msg: err.Error()}

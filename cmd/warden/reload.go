@@ -100,12 +100,14 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 	a.cfg = cfg
 	a.tel.setConfigVersion(cfg.Version)
 	a.tel.reloads.Add(ctx, 1, metric.WithAttributes(attrResult("ok")))
+	a.peer.configLoaded(nil)
 	r.log.Info("config reloaded", "from", oldVersion, "to", cfg.Version)
 	return nil
 }
 
 func (r *reloader) fail(err error) {
 	r.app.tel.reloads.Add(context.Background(), 1, metric.WithAttributes(attrResult("error")))
+	r.app.peer.configLoaded(err)
 	r.log.Error("config reload failed; keeping the running config", "err", err.Error())
 }
 

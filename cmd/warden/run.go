@@ -135,6 +135,7 @@ type app struct {
 	health      *health.Server
 	stores      stores
 	envoy       envoyState
+	peer        peerExport // envoyproxy/ratelimit's stat names, when on
 	background  []func(context.Context) error
 	closers     []func()
 	// pending collects the background work of the config being built; gen runs the running
@@ -196,6 +197,7 @@ func (a *app) start(ctx context.Context) error {
 	}
 	a.runners, a.jwt = runners, a.jwtNext
 	a.tel.setJWT(a.jwt)
+	a.peer.configLoaded(nil)
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
 		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes})
 	a.tel.setConfigVersion(cfg.Version)
