@@ -187,6 +187,8 @@ func (s *Store) refresh(ctx context.Context) {
 	var err error
 	from := ""
 	for _, c := range append(healthy, sick...) {
+		// CLUSTER SLOTS, not CLUSTER SHARDS: the latter needs Redis 7, and Warden supports 6 too.
+		//lint:ignore SA1019 CLUSTER SHARDS is Redis 7 only
 		if slots, err = c.ClusterSlots(ctx).Result(); err == nil && len(slots) > 0 {
 			from = c.Options().Addr
 			break
