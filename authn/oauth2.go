@@ -309,7 +309,7 @@ func (in *Introspector) judge(body []byte, now time.Time) introResult {
 		return introResult{r: Malformed}
 	}
 	if r.Scope != "" {
-		p.Scopes = strings.Fields(r.Scope)
+		p.Scopes = SplitScopes(r.Scope)
 	} else {
 		p.Scopes = []string{} // a token without scope is narrowed to nothing
 	}

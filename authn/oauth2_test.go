@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -335,4 +336,32 @@ func FuzzIntrospectionJudge(f *testing.F) {
 			t.Fatalf("accepted token_type %q", *r.TokenType)
 		}
 	})
+}
+
+// TestIntrospectionScopesSplitOnlyOnSpace: an introspection answer's scope string is split on
+// U+0020 alone (RFC 6749 §3.3), so "read\u00a0admin" is one scope that grants nothing, never
+// "read" and "admin" (strings.Fields split it, a wrong allow on an admin route).
+func TestIntrospectionScopesSplitOnlyOnSpace(t *testing.T) {
+	const claims = `"sub":"alice","iss":"https://idp.example","aud":"warden"`
+	tests := []struct {
+		scope string
+		want  []string
+	}{
+		{`read write`, []string{"read", "write"}},
+		{`read\u00a0admin`, []string{"read\u00a0admin"}},
+		{`admin\u2003`, []string{"admin\u2003"}},
+		{`read\tadmin`, []string{"read\tadmin"}},
+		{`  read   write `, []string{"read", "write"}},
+	}
+	for _, tt := range tests {
+		srv := newIntroServer(t, map[string]string{"tok": `{"active":true,"scope":"` + tt.scope + `",` + claims + `}`})
+		in := newTestIntrospector(t, srv.URL, &clock{t0}, nil)
+		p, r := in.Verify(context.Background(), "tok")
+		if r != OK {
+			t.Fatalf("scope %q: Verify = %v, want OK", tt.scope, r)
+		}
+		if !slices.Equal(p.Scopes, tt.want) {
+			t.Errorf("scope %q: got scopes %q, want %q", tt.scope, p.Scopes, tt.want)
+		}
+	}
 }

@@ -209,22 +209,8 @@ func stringList(v any) ([]string, bool) {
 	return nil, false
 }
 
-// splitSpaces splits a scope or role string on U+0020 only, the one separator RFC 6749 §3.3
-// allows, dropping empty values. Any other character, including other Unicode spaces
-// (U+00A0, U+2003, U+3000…), tabs, newlines and control characters, stays part of its value,
-// so "read\u00a0admin" is one scope that matches nothing, never "read" and "admin". The
-// result is empty and non-nil for a string with no value.
-func splitSpaces(s string) []string {
-	out := make([]string, 0, strings.Count(s, " ")+1)
-	for s != "" {
-		var v string
-		v, s, _ = strings.Cut(s, " ")
-		if v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+// splitSpaces splits a scope or role string as authn.SplitScopes does: on U+0020 only.
+func splitSpaces(s string) []string { return authn.SplitScopes(s) }
 
 func scalarText(v any) (string, bool) {
 	switch v := v.(type) {
