@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 const (
@@ -423,16 +425,6 @@ func putTestKey(t *testing.T, store KeyStore, id string) string {
 	return formatAPIKey(livePrefix, id, secret)
 }
 
-// waitFor polls cond for up to d and reports whether it became true.
-func waitFor(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}
-
 func TestAPIKeysConcurrentMissesShareALookup(t *testing.T) {
 	store := &gatedStore{release: make(chan struct{})}
 	a := newTestAPIKeys(t, store, &clock{t0})
@@ -447,7 +439,7 @@ func TestAPIKeysConcurrentMissesShareALookup(t *testing.T) {
 		})
 	}
 	// Without sharing, every caller would reach the store while the first lookup is held.
-	if waitFor(100*time.Millisecond, func() bool { return store.calls.Load() > 1 }) {
+	if testutil.Poll(100*time.Millisecond, func() bool { return store.calls.Load() > 1 }) {
 		t.Errorf("%d store lookups in flight for one key", store.calls.Load())
 	}
 	close(store.release)
@@ -472,7 +464,7 @@ func holdFirstLookup(t *testing.T, ctx context.Context, a *APIKeys, store *gated
 		_, r := a.Authenticate(ctx, key)
 		first <- r
 	}()
-	if !waitFor(5*time.Second, func() bool { return store.calls.Load() == 1 }) {
+	if !testutil.Poll(5*time.Second, func() bool { return store.calls.Load() == 1 }) {
 		t.Fatal("the first lookup never reached the store")
 	}
 	return first

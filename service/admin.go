@@ -8,9 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -39,7 +37,7 @@ func NewAdmin(s *Server, reload func(ctx context.Context) (string, error)) *Admi
 func (a *Admin) admin(ctx context.Context, op string) (*Deps, authn.Principal, error) {
 	d := a.srv.deps.Load()
 	if d.Authn == nil {
-		return nil, authn.Principal{}, status.Error(codes.Unimplemented, "AdminService needs authentication: configure the authn section")
+		return nil, authn.Principal{}, unimplemented("AdminService needs authentication: configure the authn section")
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	creds := &wardenv1.Credentials{Headers: map[string]string{}}
@@ -57,7 +55,7 @@ func (a *Admin) admin(ctx context.Context, op string) (*Deps, authn.Principal, e
 		return nil, p, unavailable("an authentication backend")
 	case reason != authn.OK:
 		a.srv.audit.LogAttrs(ctx, slog.LevelWarn, "admin call refused", attrRPC(op), attrStr("reason", reason.String()))
-		return nil, p, status.Error(codes.Unauthenticated, "admin credentials required")
+		return nil, p, unauthenticated("admin credentials required")
 	}
 	for _, r := range p.Roles {
 		if slices.Contains(d.Authn.AdminRoles, r) {
@@ -67,7 +65,7 @@ func (a *Admin) admin(ctx context.Context, op string) (*Deps, authn.Principal, e
 		}
 	}
 	a.srv.audit.LogAttrs(ctx, slog.LevelWarn, "admin call refused", attrRPC(op), attrStr("subject", p.Subject), attrStr("reason", "not_admin"))
-	return nil, p, status.Error(codes.PermissionDenied, "an admin role is required")
+	return nil, p, permissionDenied("an admin role is required")
 }
 
 func (a *Authn) apiKeyHeader() string {
@@ -92,7 +90,7 @@ func (a *Admin) authn(ctx context.Context, op string) (*Authn, error) {
 		return nil, err
 	}
 	if d.Authn.APIKeys == nil {
-		return nil, status.Error(codes.FailedPrecondition, "API keys are not enabled (authn.api_keys)")
+		return nil, failedPrecondition("API keys are not enabled (authn.api_keys)")
 	}
 	return d.Authn, nil
 }
@@ -101,11 +99,11 @@ func (a *Admin) authn(ctx context.Context, op string) (*Authn, error) {
 func (a *Admin) keyError(ctx context.Context, op string, err error) error {
 	switch {
 	case errors.Is(err, authn.ErrKeyNotFound):
-		return status.Error(codes.NotFound, "no such API key")
+		return notFound("no such API key")
 	case errors.Is(err, authn.ErrEmptyFilter):
 		return invalidArgument("owner", "give an owner or a tenant")
 	case errors.Is(err, authn.ErrReadOnlyKey):
-		return status.Error(codes.FailedPrecondition, "this key is defined in the config file: change it there")
+		return failedPrecondition("this key is defined in the config file: change it there")
 	}
 	return internal(ctx, a.srv.log, op, err)
 }
@@ -261,7 +259,7 @@ func (a *Admin) RevokeToken(ctx context.Context, req *wardenv1.RevokeTokenReques
 		return nil, err
 	}
 	if d.Authn.Revoker == nil {
-		return nil, status.Error(codes.FailedPrecondition, "JWT authentication is not enabled (authn.jwt)")
+		return nil, failedPrecondition("JWT authentication is not enabled (authn.jwt)")
 	}
 	if req.GetJti() == "" {
 		return nil, invalidArgument("jti", "required")
@@ -281,7 +279,7 @@ func (a *Admin) limiter(ctx context.Context, op string, domain string, descs []*
 		return nil, err
 	}
 	if d.Limiter == nil {
-		return nil, status.Error(codes.FailedPrecondition, "rate limits are not configured (rate_limit)")
+		return nil, failedPrecondition("rate limits are not configured (rate_limit)")
 	}
 	if domain == "" {
 		return nil, invalidArgument("domain", "required")
@@ -344,12 +342,12 @@ func (a *Admin) ReloadConfig(ctx context.Context, _ *wardenv1.ReloadConfigReques
 		return nil, err
 	}
 	if a.reload == nil {
-		return nil, status.Error(codes.FailedPrecondition, "Warden runs without a config file: nothing to reload")
+		return nil, failedPrecondition("Warden runs without a config file: nothing to reload")
 	}
 	v, err := a.reload(ctx)
 	if err != nil {
 		// The config error names the file and line; it is for the operator calling this.
-		return nil, status.Error(codes.FailedPrecondition, "the config is invalid, the running one is kept: "+err.Error())
+		return nil, failedPrecondition("the config is invalid, the running one is kept: " + err.Error())
 	}
 	return &wardenv1.ReloadConfigResponse{Version: v}, nil
 }
@@ -366,7 +364,7 @@ func (a *Admin) SetLogLevel(ctx context.Context, req *wardenv1.SetLogLevelReques
 		return nil, err
 	}
 	if a.level == nil {
-		return nil, status.Error(codes.FailedPrecondition, "this server's log level cannot be changed at run time")
+		return nil, failedPrecondition("this server's log level cannot be changed at run time")
 	}
 	prev := a.level.Level()
 	if req.GetLevel() != "" {

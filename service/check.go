@@ -20,123 +20,169 @@ const maxPath = 8192
 // Check authenticates, authorizes and rate-limits in one round trip, in that order, stopping
 // at the first denial. The request is either an HTTP request matched against the route table
 // (http, or grpc_method as POST /pkg.Service/Method), or an explicit action on a resource.
+//
+// It reads as its steps: target (validate, match the route), authenticate (or verify the
+// webhook, or nothing for a public route), permit, limit, allow. Each step returns a denial
+// (a response to send as it is) or an error, or nil and nil to continue.
 func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	d := s.deps.Load()
+	var t target
+	if denied, err := s.checkTarget(ctx, d, req, &t); denied != nil || err != nil {
+		return denied, err
+	}
+	resp := &wardenv1.CheckResponse{}
+	if t.route != nil {
+		resp.Route = t.route.Name
+	}
+	p, denied, err := s.checkAuthenticate(ctx, d, req, &t, resp)
+	if denied != nil || err != nil {
+		return denied, err
+	}
+	if denied, err := s.checkPermit(ctx, d, req, &t, p, resp); denied != nil || err != nil {
+		return denied, err
+	}
+	if err := s.checkLimits(ctx, d, req, t.route, &t.ps, p, t.http, resp); err != nil {
+		return nil, err
+	}
+	if resp.Stage != wardenv1.CheckStage_CHECK_STAGE_UNSPECIFIED {
+		return resp, nil
+	}
+	return checkAllow(d, &t, p, resp), nil
+}
+
+// target is what a Check request is about: an HTTP request (or gRPC method) and the route it
+// matched, with the route's parameters; or, with path empty, an explicit action on a resource.
+type target struct {
+	http   *wardenv1.HttpRequest
+	route  *authz.Route // nil without a route table match
+	method string
+	path   string // without the query; empty for an action on a resource
+	ps     authz.Params
+}
+
+// checkTarget validates the request and matches its route into t. A malformed request path
+// (one the route table refuses to match) is an authorization denial, audited.
+func (s *Server) checkTarget(ctx context.Context, d *Deps, req *wardenv1.CheckRequest, t *target) (*wardenv1.CheckResponse, error) {
 	if err := s.headers.check("http.headers", req.GetHttp().GetHeaders()); err != nil {
 		return nil, err
 	}
 	if err := s.headers.check("credentials.headers", req.GetCredentials().GetHeaders()); err != nil {
 		return nil, err
 	}
-	d := s.deps.Load()
-	var (
-		ps     authz.Params
-		route  *authz.Route
-		method string
-		path   string
-		http   = req.GetHttp()
-	)
-	if http != nil || req.GetGrpcMethod() != "" {
-		if req.GetAction() != "" {
-			// The route decides the action: an explicit one would be ignored, silently.
-			return nil, invalidArgument("action", "give either http or grpc_method (the route table decides), or action with resource, not both")
+	t.http = req.GetHttp()
+	if t.http == nil && req.GetGrpcMethod() == "" {
+		if req.GetAction() != "" && req.GetResource().GetType() == "" {
+			return nil, invalidArgument("resource.type", "required with action")
 		}
-		if d.Policy == nil {
-			return nil, unimplemented("Check: no route table is configured (config section authz.routes)")
-		}
-		method, path = http.GetMethod(), http.GetPath()
-		if req.GetGrpcMethod() != "" && path == "" {
-			method, path = "POST", req.GetGrpcMethod()
-		}
-		if method == "" {
-			return nil, invalidArgument("http.method", "required")
-		}
-		if path == "" || path[0] != '/' || len(path) > maxPath {
-			return nil, invalidArgument("http.path", "required: an absolute path of at most 8192 bytes")
-		}
-		if i := strings.IndexByte(path, '?'); i >= 0 {
-			path = path[:i]
-		}
-		var reason authz.Reason
-		route, reason = d.Policy.Match(method, path, &ps)
-		if reason == authz.MalformedRequest {
-			dec := authz.Decision{Reason: authz.MalformedRequest}
-			d.Auditor.RecordCheck(ctx, authn.Principal{}, method, path, &ps, dec)
-			return deny(wardenv1.CheckStage_CHECK_STAGE_AUTHORIZE, dec.Reason), nil
-		}
-	} else if req.GetAction() != "" && req.GetResource().GetType() == "" {
-		return nil, invalidArgument("resource.type", "required with action")
+		return nil, nil
 	}
+	if req.GetAction() != "" {
+		// The route decides the action: an explicit one would be ignored, silently.
+		return nil, invalidArgument("action", "give either http or grpc_method (the route table decides), or action with resource, not both")
+	}
+	if d.Policy == nil {
+		return nil, unimplemented("Check: no route table is configured (config section authz.routes)")
+	}
+	method, path := t.http.GetMethod(), t.http.GetPath()
+	if req.GetGrpcMethod() != "" && path == "" {
+		method, path = "POST", req.GetGrpcMethod()
+	}
+	if method == "" {
+		return nil, invalidArgument("http.method", "required")
+	}
+	if path == "" || path[0] != '/' || len(path) > maxPath {
+		return nil, invalidArgument("http.path", "required: an absolute path of at most 8192 bytes")
+	}
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	t.method, t.path = method, path
+	var reason authz.Reason
+	t.route, reason = d.Policy.Match(method, path, &t.ps)
+	if reason == authz.MalformedRequest {
+		dec := authz.Decision{Reason: authz.MalformedRequest}
+		d.Auditor.RecordCheck(ctx, authn.Principal{}, method, path, &t.ps, dec)
+		return deny(wardenv1.CheckStage_CHECK_STAGE_AUTHORIZE, dec.Reason), nil
+	}
+	return nil, nil
+}
 
-	resp := &wardenv1.CheckResponse{}
-	if route != nil {
-		resp.Route = route.Name
-	}
-	var p authn.Principal
+// checkAuthenticate finds who calls: a webhook route verifies the sender's signature instead,
+// a public route needs no credentials (both answer the zero Principal); any other request
+// authenticates its credentials, or the HTTP request's headers when it gives none. A backend
+// that cannot answer is a 503 decision.
+func (s *Server) checkAuthenticate(ctx context.Context, d *Deps, req *wardenv1.CheckRequest, t *target, resp *wardenv1.CheckResponse) (authn.Principal, *wardenv1.CheckResponse, error) {
 	switch {
-	case route != nil && route.Webhook != "":
-		if denied, err := s.checkWebhook(ctx, d, route, http, resp); err != nil || denied {
-			return resp, err
+	case t.route != nil && t.route.Webhook != "":
+		if denied, err := s.checkWebhook(ctx, d, t.route, t.http, resp); err != nil || denied {
+			return authn.Principal{}, resp, err
 		}
-	case route != nil && route.Public:
-		// No credentials needed.
-	default:
-		creds := req.GetCredentials()
-		if creds == nil && http != nil {
-			creds = &wardenv1.Credentials{Headers: http.GetHeaders()}
-		}
-		var denied *wardenv1.AuthenticateResponse
-		var err error
-		p, denied, err = s.authenticate(ctx, d, creds)
-		if err != nil {
-			if dependencyDown(err) {
-				s.audit.LogAttrs(ctx, slog.LevelWarn, "authentication backend unavailable: 503", attrRPC("Check"))
-				return unavailableDecision(resp, wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE), nil
-			}
-			return nil, err
-		}
-		if denied != nil {
-			resp.Stage = wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE
-			resp.Reason, resp.HttpStatus, resp.ResponseHeaders = denied.Reason, denied.HttpStatus, denied.ResponseHeaders
-			return resp, nil
-		}
-		resp.Principal = principalToProto(p)
-		var dec authz.Decision
-		switch {
-		case path != "":
-			dec = d.Policy.CheckRoute(p, route, &ps) // matched above: not again
-		case req.GetAction() != "":
-			if d.Policy == nil {
-				return nil, unimplemented("Check: no authorization policy is configured (config section authz)")
-			}
-			r := req.GetResource()
-			res := authz.Resource{Type: r.GetType(), ID: r.GetId(), Owner: r.GetOwner(), Tenant: r.GetTenant(), Attributes: r.GetAttributes()}
-			dec = d.Policy.Authorize(p, req.GetAction(), res)
-			if !dec.Allowed {
-				d.Auditor.Record(ctx, p, req.GetAction(), res, dec)
-			}
-		default:
-			dec = authz.Decision{Allowed: true}
-		}
-		if !dec.Allowed {
-			if path != "" {
-				d.Auditor.RecordCheck(ctx, p, method, path, &ps, dec)
-			}
-			r := deny(wardenv1.CheckStage_CHECK_STAGE_AUTHORIZE, dec.Reason)
-			r.Principal, r.Route = resp.Principal, resp.Route
-			return r, nil
-		}
+		return authn.Principal{}, nil, nil
+	case t.route != nil && t.route.Public:
+		return authn.Principal{}, nil, nil
 	}
+	creds := req.GetCredentials()
+	if creds == nil && t.http != nil {
+		creds = &wardenv1.Credentials{Headers: t.http.GetHeaders()}
+	}
+	p, denied, err := s.authenticate(ctx, d, creds)
+	if err != nil {
+		if dependencyDown(err) {
+			s.audit.LogAttrs(ctx, slog.LevelWarn, "authentication backend unavailable: 503", attrRPC("Check"))
+			return p, unavailableDecision(resp, wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE), nil
+		}
+		return p, nil, err
+	}
+	if denied != nil {
+		resp.Stage = wardenv1.CheckStage_CHECK_STAGE_AUTHENTICATE
+		resp.Reason, resp.HttpStatus, resp.ResponseHeaders = denied.Reason, denied.HttpStatus, denied.ResponseHeaders
+		return p, resp, nil
+	}
+	resp.Principal = principalToProto(p)
+	return p, nil, nil
+}
 
-	if err := s.checkLimits(ctx, d, req, route, &ps, p, http, resp); err != nil {
-		return nil, err
+// checkPermit authorizes p: the matched route's rule, or the request's action on its
+// resource; a request with neither is permitted. Webhook and public routes authenticated
+// no one and are permitted by the route itself. Denials are audited.
+func (s *Server) checkPermit(ctx context.Context, d *Deps, req *wardenv1.CheckRequest, t *target, p authn.Principal, resp *wardenv1.CheckResponse) (*wardenv1.CheckResponse, error) {
+	if t.route != nil && (t.route.Webhook != "" || t.route.Public) {
+		return nil, nil
 	}
-	if resp.Stage != wardenv1.CheckStage_CHECK_STAGE_UNSPECIFIED {
-		return resp, nil
+	var dec authz.Decision
+	switch {
+	case t.path != "":
+		dec = d.Policy.CheckRoute(p, t.route, &t.ps) // matched by checkTarget: not again
+		if !dec.Allowed {
+			d.Auditor.RecordCheck(ctx, p, t.method, t.path, &t.ps, dec)
+		}
+	case req.GetAction() != "":
+		if d.Policy == nil {
+			return nil, unimplemented("Check: no authorization policy is configured (config section authz)")
+		}
+		r := req.GetResource()
+		res := authz.Resource{Type: r.GetType(), ID: r.GetId(), Owner: r.GetOwner(), Tenant: r.GetTenant(), Attributes: r.GetAttributes()}
+		dec = d.Policy.Authorize(p, req.GetAction(), res)
+		if !dec.Allowed {
+			d.Auditor.Record(ctx, p, req.GetAction(), res, dec)
+		}
+	default:
+		return nil, nil
 	}
+	if dec.Allowed {
+		return nil, nil
+	}
+	r := deny(wardenv1.CheckStage_CHECK_STAGE_AUTHORIZE, dec.Reason)
+	r.Principal, r.Route = resp.Principal, resp.Route
+	return r, nil
+}
+
+// checkAllow makes resp the allowing answer, with the identity headers for the upstream.
+func checkAllow(d *Deps, t *target, p authn.Principal, resp *wardenv1.CheckResponse) *wardenv1.CheckResponse {
 	resp.Allowed = true
 	resp.HttpStatus = 200
-	identityHeaders(p, route, http.GetHeaders(), d.Headers.Identity, resp)
-	return resp, nil
+	identityHeaders(p, t.route, t.http.GetHeaders(), d.Headers.Identity, resp)
+	return resp
 }
 
 // deny builds an authorization denial (the caller writes the audit record).

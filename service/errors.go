@@ -27,6 +27,27 @@ func unimplemented(what string) error {
 	return status.Error(codes.Unimplemented, what)
 }
 
+// unauthenticated refuses an RPC whose caller gave no valid credentials (AdminService).
+func unauthenticated(what string) error {
+	return status.Error(codes.Unauthenticated, what)
+}
+
+// permissionDenied refuses an RPC to an authenticated caller without the right to make it.
+func permissionDenied(what string) error {
+	return status.Error(codes.PermissionDenied, what)
+}
+
+// failedPrecondition refuses an RPC that the server's state or configuration does not allow
+// (a capability turned off, a key owned by the config file, no config file to reload).
+func failedPrecondition(what string) error {
+	return status.Error(codes.FailedPrecondition, what)
+}
+
+// notFound reports that the named object (an API key) does not exist.
+func notFound(what string) error {
+	return status.Error(codes.NotFound, what)
+}
+
 // unavailable reports that a backend is down and policy says fail closed.
 func unavailable(what string) error {
 	return status.Error(codes.Unavailable, what+" is unavailable; retry later")

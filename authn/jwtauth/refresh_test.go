@@ -11,6 +11,7 @@ import (
 
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 // A request with an unknown kid waits for the refetch at most UnknownKIDWait (or not at
@@ -90,10 +91,7 @@ func TestRunRefreshesInTheBackground(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- v.Run(ctx) }()
 	tok := sign(t, "EdDSA", k.ed, map[string]any{"alg": "EdDSA", "kid": "new"}, claimsAt(t0))
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.hits.Load() < 3 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Poll(10*time.Second, func() bool { return srv.hits.Load() >= 3 })
 	if _, got := v.Verify(context.Background(), tok); got != authn.OK {
 		t.Errorf("after %d background fetches: got %v, want ok", srv.hits.Load(), got)
 	}

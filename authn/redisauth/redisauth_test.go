@@ -15,6 +15,7 @@ import (
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/redisauth"
 	"github.com/wardenhq/warden/internal/redistest"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 func newClient(t *testing.T, srv *redistest.Server) *redis.Client {
@@ -244,11 +245,7 @@ func TestSubscriberFlushesOnReconnect(t *testing.T) {
 	}
 	s := newStore(t, c)
 	_ = s.Put(ctx, authn.KeyRecord{ID: "AAAAAAAAAAA1", Env: authn.EnvLive})
-	deadline := time.Now().Add(5 * time.Second)
-	for inv.invalidations.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if inv.invalidations.Load() == 0 {
+	if !testutil.Poll(5*time.Second, func() bool { return inv.invalidations.Load() > 0 }) {
 		t.Errorf("no invalidation received after reconnect")
 	}
 	cancel()

@@ -28,6 +28,7 @@ import (
 
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/clients/envoy/envoytest"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 func shouldRateLimit(t *testing.T, c rlsv3.RateLimitServiceClient, domain, key, value string) rlsv3.RateLimitResponse_Code {
@@ -103,7 +104,7 @@ envoy:
 	// A fresh ip each try: refused requests count, as in envoyproxy/ratelimit.
 	writeRL(5)
 	try := 0
-	waitFor(t, "the ratelimit config reload", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the ratelimit config reload", func() bool {
 		try++
 		ip := "2." + strconv.Itoa(try)
 		// Two hits fit the new limit of 5 where the old one allowed 1.

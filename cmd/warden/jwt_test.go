@@ -25,6 +25,7 @@ import (
 	"github.com/wardenhq/warden/clients/envoy/envoytest"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/testcred"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 // jwtAdminConfig trusts one JWT issuer (its JWKS in jwksPath) and has one admin route that
@@ -173,7 +174,7 @@ authz:
 	wantAccepted("after a refused ReloadConfig")
 
 	// The file watcher does the same (the write above was seen too: wait for its log line).
-	waitFor(t, "the watcher's reload error", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the watcher's reload error", func() bool {
 		return strings.Contains(r.logs.String(), `config reload failed; keeping the running config`) &&
 			strings.Contains(r.logs.String(), `authn.jwt.issuers[0].jwks_file: `+weakPath+`:2: key 0`)
 	})
@@ -184,7 +185,7 @@ authz:
 
 	// A good config is still taken, and its issuer keeps verifying.
 	writeFile(t, p, config(jwksPath+"\n        drop_unacceptable_keys: true"))
-	waitFor(t, "the next good config", func() bool { return configVersion(t, r.Admin) != v1 })
+	testutil.WaitFor(t, 10*time.Second, "the next good config", func() bool { return configVersion(t, r.Admin) != v1 })
 	wantAccepted("after a good reload")
 }
 
@@ -217,7 +218,7 @@ func newJWKSOnLoopback(t *testing.T, body string) *jwksOnLoopback {
 func (s *jwksOnLoopback) refreshed(t *testing.T) {
 	t.Helper()
 	h := s.hits.Load()
-	waitFor(t, "a JWKS refresh", func() bool { return s.hits.Load() >= h+2 })
+	testutil.WaitFor(t, 10*time.Second, "a JWKS refresh", func() bool { return s.hits.Load() >= h+2 })
 }
 
 // jwtURLConfig trusts two issuers, each with its JWKS at a URL refreshed every 100 ms.

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/wardenhq/warden/internal/redistest"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 // The peer's configs, restated: test/integration/runtime/current/ratelimit/config/
@@ -398,19 +399,19 @@ descriptors:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "config_load_success 2", loads("success", 2))
+	testutil.WaitFor(t, 10*time.Second, "config_load_success 2", loads("success", 2))
 	runPeerCase(t, c, p, peerCase{steps: []peerStep{
 		{domain: "reload", descs: []pd{d("key1", "foo")}, want: OK, statuses: []st{{OK, 50, SEC, 49}}},
 		{domain: "reload", descs: []pd{d("block", "foo")}, want: OVER}}})
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "config_load_success 3", loads("success", 3))
+	testutil.WaitFor(t, 10*time.Second, "config_load_success 3", loads("success", 3))
 	runPeerCase(t, c, p, peerCase{steps: []peerStep{block}})
 	if err := os.WriteFile(file, []byte("domain: reload\ndescriptors:\n  - {key: k, rate_limit: {unit: fortnight, requests_per_unit: 1}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "config_load_error 1", loads("error", 1))
+	testutil.WaitFor(t, 10*time.Second, "config_load_error 1", loads("error", 1))
 	runPeerCase(t, c, p, peerCase{steps: []peerStep{block}})
 }
 

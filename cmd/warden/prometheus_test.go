@@ -18,6 +18,7 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 // prometheusBinary returns the path of Debian's prometheus, skipping the test without it
@@ -171,7 +172,7 @@ scrape_configs:
 	}
 
 	// Wait until Prometheus has scraped Warden a few times.
-	waitFor(t, "prometheus to scrape warden", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "prometheus to scrape warden", func() bool {
 		r, err := promQuery(t, promAddr, `count_over_time(up{job="warden"}[1m]) >= 3 and up{job="warden"} == 1`)
 		return err == nil && len(r) == 1
 	})
@@ -215,7 +216,7 @@ scrape_configs:
 
 	// Every alerting rule evaluates without error (a typo in a function or a label matcher
 	// that Prometheus refuses shows here).
-	waitFor(t, "the alerting rules to be evaluated", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the alerting rules to be evaluated", func() bool {
 		resp, err := http.Get("http://" + promAddr + "/api/v1/rules")
 		if err != nil {
 			return false

@@ -20,6 +20,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 // startBinary builds cmd/warden and runs it with config, returning its gRPC and admin
@@ -39,7 +41,7 @@ func startBinary(t *testing.T, config string) (grpcAddr, adminAddr string) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	re := regexp.MustCompile(`"grpc":"(127\.0\.0\.1:\d+)","admin_http":"(127\.0\.0\.1:\d+)"`)
-	waitFor(t, "the listening log line", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the listening log line", func() bool {
 		m := re.FindStringSubmatch(logs.String())
 		if m != nil {
 			grpcAddr, adminAddr = m[1], m[2]

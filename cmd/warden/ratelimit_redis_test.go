@@ -22,6 +22,7 @@ import (
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/redistest"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 // process is a warden binary running in a test.
@@ -44,7 +45,7 @@ func startProcess(t *testing.T, bin, cfgPath string) *process {
 	}
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
 	re := regexp.MustCompile(`"grpc":"(127\.0\.0\.1:\d+)","admin_http":"(127\.0\.0\.1:\d+)"`)
-	waitFor(t, "the listening log line", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the listening log line", func() bool {
 		m := re.FindStringSubmatch(p.logs.String())
 		if m != nil {
 			p.addr, p.admin = m[1], m[2]

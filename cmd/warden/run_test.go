@@ -23,6 +23,7 @@ import (
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/redistest"
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 // syncBuffer collects the server's log lines.
@@ -202,7 +203,7 @@ func TestHotReloadKeepsOldConfigWhenInvalid(t *testing.T) {
 	}
 
 	write("log:\n  level: info\n  bogus: 1\n")
-	waitFor(t, "the reload error to be logged", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the reload error to be logged", func() bool {
 		return strings.Contains(r.logs.String(), `config reload failed; keeping the running config`) &&
 			strings.Contains(r.logs.String(), `warden.yaml:3: unknown field \"bogus\"`)
 	})
@@ -211,7 +212,7 @@ func TestHotReloadKeepsOldConfigWhenInvalid(t *testing.T) {
 	}
 
 	write("log:\n  level: debug\n")
-	waitFor(t, "the new config", func() bool { return configVersion(t, r.Admin) != v1 })
+	testutil.WaitFor(t, 10*time.Second, "the new config", func() bool { return configVersion(t, r.Admin) != v1 })
 }
 
 func TestReadinessFollowsRedis(t *testing.T) {
@@ -233,9 +234,9 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Errorf("warden_redis_pool_gets_total{result=miss}: got %q, want the connections dialled", v)
 	}
 	s.Stop()
-	waitFor(t, "readyz 503 with Redis down", func() bool { code, _ := httpGet(t, "http://"+r.Admin+"/readyz"); return code == 503 })
+	testutil.WaitFor(t, 10*time.Second, "readyz 503 with Redis down", func() bool { code, _ := httpGet(t, "http://"+r.Admin+"/readyz"); return code == 503 })
 	s.Restart()
-	waitFor(t, "readyz 200 with Redis back", func() bool { code, _ := httpGet(t, "http://"+r.Admin+"/readyz"); return code == 200 })
+	testutil.WaitFor(t, 10*time.Second, "readyz 200 with Redis back", func() bool { code, _ := httpGet(t, "http://"+r.Admin+"/readyz"); return code == 200 })
 }
 
 func TestStartupFailsClearlyWithoutRedis(t *testing.T) {
@@ -273,7 +274,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	var addr string
-	waitFor(t, "the listening log line", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the listening log line", func() bool {
 		m := regexp.MustCompile(`"grpc":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(logs.String())
 		if m != nil {
 			addr = m[1]
@@ -339,17 +340,6 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no clean stop in logs:\n%s", logs)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wardenhq/warden/internal/testutil"
 )
 
 func TestBudget(t *testing.T) {
@@ -153,12 +155,8 @@ func TestProbeAbandoned(t *testing.T) {
 		t.Fatalf("abandoned probe: err = %v, want context.Canceled", err)
 	}
 	close(proceed)
-	deadline := time.Now().Add(5 * time.Second)
-	for g.State() != Closed {
-		if time.Now().After(deadline) {
-			t.Fatalf("the abandoned probe's success never closed the breaker (state %v)", g.State())
-		}
-		time.Sleep(time.Millisecond)
+	if !testutil.Poll(5*time.Second, func() bool { return g.State() == Closed }) {
+		t.Fatalf("the abandoned probe's success never closed the breaker (state %v)", g.State())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wardenhq/warden/internal/redistest"
+	"github.com/wardenhq/warden/internal/testutil"
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/redisstore"
 )
@@ -470,11 +471,8 @@ func TestRedisRestart(t *testing.T) {
 				})
 			}
 			waitFor := func(what string, cond func() bool) {
-				for range 500 {
-					if cond() {
-						return
-					}
-					time.Sleep(10 * time.Millisecond)
+				if testutil.Poll(5*time.Second, cond) {
+					return
 				}
 				close(stop)
 				wg.Wait()
