@@ -41,8 +41,15 @@ func (a *app) openStores(ctx context.Context) error {
 	a.stores.limitsFallback = fallback
 	if a.redis != nil {
 		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: prefix + "webhook:"})
-		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log, Pipelines: a.cfg.Redis.Pipelines})
+		obs, err := a.tel.redisObserver()
 		if err != nil {
+			return err
+		}
+		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log, Pipelines: a.cfg.Redis.Pipelines, Observer: obs})
+		if err != nil {
+			return err
+		}
+		if err := a.tel.observeRedisStore(rs); err != nil {
 			return err
 		}
 		a.closers = append(a.closers, func() { _ = rs.Close() }) // before the client closes
