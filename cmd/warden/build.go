@@ -78,7 +78,7 @@ func (a *app) openStores(ctx context.Context) error {
 // (JWKS refresh, cache invalidation), which runs while this config is the running one. It is
 // called at start and on every reload; an error keeps the running config.
 func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []func(context.Context) error, error) {
-	a.pending, a.jwtNext, a.pendingGuards = nil, nil, nil
+	a.pending, a.jwtNext, a.pendingGuards, a.pendingKeys = nil, nil, nil, nil
 	d := &service.Deps{Version: cfg.Version}
 	builders := []struct {
 		name    string
@@ -106,6 +106,7 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []fun
 	a.pending = nil
 	if a.tel != nil {
 		a.tel.setGuards(a.pendingGuards)
+		a.tel.apiKeys.Store(a.pendingKeys)
 	}
 	return d, runners, nil
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/budget"
@@ -147,8 +148,10 @@ type app struct {
 	jwt, jwtNext *jwtauth.Verifier
 	// pendingGuards are the dependency guards of the config being built, for metrics.
 	pendingGuards []*budget.Guard
-	gen           *generation
-	genCtx        context.Context
+	// pendingKeys is the API-key authenticator of the config being built (nil without one).
+	pendingKeys *authn.APIKeys
+	gen         *generation
+	genCtx      context.Context
 }
 
 func (a *app) close() {
