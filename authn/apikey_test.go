@@ -219,13 +219,22 @@ func TestAPIKeysAuthenticate(t *testing.T) {
 		{"record of another environment", testRec, Unknown, 1},
 	}
 	for _, tt := range tests {
-		before := a.Stats().Lookups
+		before := a.Stats()
 		p, got := a.Authenticate(ctx, tt.key)
 		if got != tt.want {
 			t.Errorf("%s: reason = %v, want %v", tt.name, got, tt.want)
 		}
-		if n := a.Stats().Lookups - before; n != tt.wantLookups {
+		after := a.Stats()
+		if n := after.Lookups - before.Lookups; n != tt.wantLookups {
 			t.Errorf("%s: store lookups = %d, want %d", tt.name, n, tt.wantLookups)
+		}
+		// Every key that parses is a cache hit or a miss (a lookup); a malformed one neither.
+		wantHits := 1 - tt.wantLookups
+		if tt.want == Malformed {
+			wantHits = 0
+		}
+		if h, m := after.CacheHits-before.CacheHits, after.CacheMisses-before.CacheMisses; h != wantHits || m != tt.wantLookups {
+			t.Errorf("%s: cache hits, misses = %d, %d, want %d, %d", tt.name, h, m, wantHits, tt.wantLookups)
 		}
 		if got != OK && !cmp.Equal(p, Principal{}) {
 			t.Errorf("%s: principal = %+v on failure, want the zero value", tt.name, p)

@@ -93,7 +93,10 @@ func (c *APIKeysConfig) setDefaults() {
 type APIKeyStats struct {
 	Lookups   uint64 // KeyStore.Key calls
 	CacheHits uint64 // authentications answered from the cache (positive or negative)
-	Malformed uint64 // keys refused by format, checksum or environment, with no lookup
+	// CacheMisses counts authentications not answered from the cache: each waited for a
+	// store lookup (concurrent misses of one id share one, so Lookups may be fewer).
+	CacheMisses uint64
+	Malformed   uint64 // keys refused by format, checksum or environment, with no lookup
 }
 
 // APIKeys authenticates API keys and manages them (create, rotate, revoke).
@@ -122,7 +125,7 @@ type APIKeys struct {
 	// read per key, not one per request.
 	misses singleflight.Group
 
-	lookups, hits, malformed atomic.Uint64
+	lookups, hits, cacheMisses, malformed atomic.Uint64
 }
 
 type touch struct {
@@ -186,7 +189,7 @@ func NewAPIKeys(cfg APIKeysConfig) (*APIKeys, error) {
 
 // Stats returns the counters.
 func (a *APIKeys) Stats() APIKeyStats {
-	return APIKeyStats{Lookups: a.lookups.Load(), CacheHits: a.hits.Load(), Malformed: a.malformed.Load()}
+	return APIKeyStats{Lookups: a.lookups.Load(), CacheHits: a.hits.Load(), CacheMisses: a.cacheMisses.Load(), Malformed: a.malformed.Load()}
 }
 
 // Guard is the key store's budget and breaker, for metrics.
@@ -226,6 +229,7 @@ func (a *APIKeys) Authenticate(ctx context.Context, key string) (Principal, Reas
 		e = a.cached(id, now)
 	}
 	if e == nil {
+		a.cacheMisses.Add(1)
 		if imported {
 			id = string(idb[:])
 		}

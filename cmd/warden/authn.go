@@ -277,6 +277,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		ac.APIKeys, ncfg.APIKeys = keys, keys
 		_, ac.EphemeralKeys = a.stores.apiKeys.(*authn.MemoryKeyStore) // no Redis: keys vanish on restart
 		a.pendingGuards = append(a.pendingGuards, keys.Guard())
+		a.pendingKeys = keys
 		a.pending = append(a.pending, keys.Run)
 		if a.redis != nil {
 			sub, err := redisauth.NewSubscriber(redisauth.SubscriberConfig{Redis: a.apiKeysRedis(), Target: keys, Logger: a.log})

@@ -41,8 +41,15 @@ func (a *app) openStores(ctx context.Context) error {
 	a.stores.limitsFallback = fallback
 	if a.redis != nil {
 		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: prefix + "webhook:"})
-		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log, Pipelines: a.cfg.Redis.Pipelines})
+		obs, err := a.tel.redisObserver()
 		if err != nil {
+			return err
+		}
+		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log, Pipelines: a.cfg.Redis.Pipelines, Observer: obs})
+		if err != nil {
+			return err
+		}
+		if err := a.tel.observeRedisStore(rs); err != nil {
 			return err
 		}
 		a.closers = append(a.closers, func() { _ = rs.Close() }) // before the client closes
@@ -71,7 +78,7 @@ func (a *app) openStores(ctx context.Context) error {
 // (JWKS refresh, cache invalidation), which runs while this config is the running one. It is
 // called at start and on every reload; an error keeps the running config.
 func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []func(context.Context) error, error) {
-	a.pending, a.jwtNext, a.pendingGuards = nil, nil, nil
+	a.pending, a.jwtNext, a.pendingGuards, a.pendingKeys = nil, nil, nil, nil
 	d := &service.Deps{Version: cfg.Version}
 	builders := []struct {
 		name    string
@@ -99,6 +106,7 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []fun
 	a.pending = nil
 	if a.tel != nil {
 		a.tel.setGuards(a.pendingGuards)
+		a.tel.apiKeys.Store(a.pendingKeys)
 	}
 	return d, runners, nil
 }

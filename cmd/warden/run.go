@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/budget"
@@ -88,7 +89,8 @@ func newLogger(w io.Writer, c config.Log) (*slog.Logger, *slog.LevelVar) {
 	if c.Format == "text" {
 		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(levelHandler{Handler: h, level: level}), level
+	// A line logged while handling a call carries its request_id and, when sampled, trace_id.
+	return slog.New(levelHandler{Handler: ctxHandler{h}, level: level}), level
 }
 
 // levelHandler filters records by a level that can change, except audit records.
@@ -147,8 +149,10 @@ type app struct {
 	jwt, jwtNext *jwtauth.Verifier
 	// pendingGuards are the dependency guards of the config being built, for metrics.
 	pendingGuards []*budget.Guard
-	gen           *generation
-	genCtx        context.Context
+	// pendingKeys is the API-key authenticator of the config being built (nil without one).
+	pendingKeys *authn.APIKeys
+	gen         *generation
+	genCtx      context.Context
 }
 
 func (a *app) close() {
@@ -216,7 +220,7 @@ func (a *app) start(ctx context.Context) error {
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(a.tel.rpc.unary, service.RecoverUnary(a.log)),
+		grpc.ChainUnaryInterceptor(a.tel.rpc.unary, requestIDUnary, service.RecoverUnary(a.log)),
 		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
 	if h := a.tel.statsHandler(); h != nil {

@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/stats"
 
+	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	"github.com/wardenhq/warden/internal/budget"
 	"github.com/wardenhq/warden/internal/config"
@@ -34,6 +35,7 @@ type telemetry struct {
 	version atomic.Value // string
 	guards  atomic.Pointer[[]*budget.Guard]
 	jwt     atomic.Pointer[jwtauth.Verifier]
+	apiKeys atomic.Pointer[authn.APIKeys]
 
 	reloads metric.Int64Counter
 	rpc     *rpcMetrics
@@ -85,6 +87,9 @@ func newTelemetry(c config.Telemetry, env config.Env) (*telemetry, error) {
 		return nil, err
 	}
 	if err = t.observeJWKS(); err != nil {
+		return nil, err
+	}
+	if err = t.observeAPIKeyCache(); err != nil {
 		return nil, err
 	}
 	if t.rpc, err = newRPCMetrics(t.meter); err != nil {
@@ -231,4 +236,25 @@ func (t *telemetry) close() {
 	if t.tp != nil {
 		_ = t.tp.Shutdown(ctx)
 	}
+}
+
+// observeAPIKeyCache exports the running config's API-key cache: authentications answered
+// from it (hit) and those that waited for a key-store lookup (miss). A reload builds a new
+// cache, whose counts start at zero.
+func (t *telemetry) observeAPIKeyCache() error {
+	hit := metric.WithAttributeSet(attribute.NewSet(attrResult("hit")))
+	miss := metric.WithAttributeSet(attribute.NewSet(attrResult("miss")))
+	_, err := t.meter.Int64ObservableCounter("warden.apikey.cache",
+		metric.WithDescription("API-key authentications by cache result: hit (answered from the local cache, a key found or known unknown), miss (a key-store lookup)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			k := t.apiKeys.Load()
+			if k == nil {
+				return nil
+			}
+			st := k.Stats()
+			o.Observe(int64(st.CacheHits), hit)
+			o.Observe(int64(st.CacheMisses), miss)
+			return nil
+		}))
+	return err
 }

@@ -171,7 +171,7 @@ func (s *Store) exec(batch []*call, client Client, n *node) {
 		c.sent.Store(true)
 	}
 	if live > 0 {
-		_, _ = pipe.Exec(ctx)
+		s.execPipe(ctx, pipe)
 	}
 	s.retryNoScript(ctx, client, batch[:live])
 	if n != nil && live > 0 {
@@ -199,6 +199,6 @@ func (s *Store) retryNoScript(ctx context.Context, client Client, calls []*call)
 	}
 	if retry != nil {
 		s.log.Info("redisstore: script not cached on a Redis server, sent with EVAL", "calls", retry.Len())
-		_, _ = retry.Exec(ctx)
+		s.execPipe(ctx, retry)
 	}
 }

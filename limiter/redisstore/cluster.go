@@ -298,7 +298,7 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, calls []*call) {
 			cl.cmd = cmd
 			_ = pipe.Process(ctx, cmd)
 		}
-		_, _ = pipe.Exec(ctx)
+		s.execPipe(ctx, pipe)
 		s.retryNoScript(ctx, c, cs)
 	}
 }

@@ -81,6 +81,9 @@ type Options struct {
 	Unbatched bool
 	// Logger receives script reloads and batch failures. Default slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told of every round trip to Redis (its commands and its
+	// latency); Stats counts them either way. Default nil.
+	Observer Observer
 }
 
 const (
@@ -125,6 +128,7 @@ type Store struct {
 	closed  bool
 	workers sync.WaitGroup
 	cl      *clusterState // on a Cluster (batched), the masters' queues and the slot map
+	rt      rtStats
 }
 
 var (
@@ -382,9 +386,13 @@ func (s *Store) runOne(ctx context.Context, c *call) {
 	defer cancel()
 	c.sent.Store(true)
 	argv := c.args[3+len(c.keys):]
+	start := s.rtBegin()
 	c.cmd = s.client.EvalSha(ctx, s.sha, c.keys, argv...)
+	s.rtDone(1, start)
 	if isNoScript(c.cmd.Err()) {
+		start = s.rtBegin()
 		c.cmd = s.client.Eval(ctx, takeLua, c.keys, argv...)
+		s.rtDone(1, start)
 	}
 	c.err = c.cmd.Err()
 }

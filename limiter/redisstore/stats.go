@@ -1,0 +1,60 @@
+package redisstore
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Observer is told of every round trip the Store makes to Redis: each pipeline (batched, on a
+// single node or one Cluster master, including the resends after MOVED or NOSCRIPT) and each
+// unbatched Take's command. It is called from the goroutine that made the round trip, once
+// the answer is in: it must be quick and must not block.
+type Observer interface {
+	RoundTrip(commands int, took time.Duration)
+}
+
+// Stats are a Store's round-trip counts since New, read with atomic loads.
+type Stats struct {
+	InFlight   int64  // round trips sent and not yet answered
+	RoundTrips uint64 // round trips answered (or failed)
+	Commands   uint64 // commands in them: Commands/RoundTrips is the mean pipeline size
+}
+
+// rtStats is the Store's share of Stats.
+type rtStats struct {
+	inFlight   atomic.Int64
+	roundTrips atomic.Uint64
+	commands   atomic.Uint64
+}
+
+// Stats returns the Store's round-trip counts. It is cheap: three atomic loads.
+func (s *Store) Stats() Stats {
+	return Stats{InFlight: s.rt.inFlight.Load(), RoundTrips: s.rt.roundTrips.Load(), Commands: s.rt.commands.Load()}
+}
+
+// rtBegin counts a round trip going out; rtDone, with rtBegin's result, counts it answered.
+func (s *Store) rtBegin() time.Time {
+	s.rt.inFlight.Add(1)
+	return time.Now()
+}
+
+func (s *Store) rtDone(commands int, start time.Time) {
+	took := time.Since(start)
+	s.rt.inFlight.Add(-1)
+	s.rt.roundTrips.Add(1)
+	s.rt.commands.Add(uint64(commands))
+	if s.opts.Observer != nil {
+		s.opts.Observer.RoundTrip(commands, took)
+	}
+}
+
+// execPipe sends pipe as one round trip, counted.
+func (s *Store) execPipe(ctx context.Context, pipe redis.Pipeliner) {
+	n := pipe.Len()
+	start := s.rtBegin()
+	_, _ = pipe.Exec(ctx)
+	s.rtDone(n, start)
+}
