@@ -4,7 +4,15 @@
 // OK status per descriptor, without looking at the request. The bench runner starts it
 // pinned beside Warden and compares the Envoy rows with it. Not for production.
 //
+// With -redis ADDR its RLS decides on Redis instead, the two Redis floors of issue 19: one
+// GCRA script (GET + SET PX of one timestamp string, on Redis TIME) per descriptor, sent
+// with go-redis either as one EVALSHA per descriptor (-rls evalsha) or, for concurrent
+// calls, batched into one pipeline that a single sender flushes whenever its queue empties
+// (-rls batch). The limit (-limit per second) is high: every decision is OK unless the
+// script says otherwise, and an over-limit descriptor answers OVER_LIMIT.
+//
 //	go build -o /tmp/floor ./bench/floor && /tmp/floor -grpc-addr 127.0.0.1:0
+//	/tmp/floor -grpc-addr 127.0.0.1:0 -redis 127.0.0.1:6379 -rls batch
 package main
 
 import (
@@ -33,15 +41,27 @@ import (
 
 func main() {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "listen address")
+	redisAddr := flag.String("redis", "", "decide RLS calls on this Redis (host:port) with a GCRA script; \"\" answers OK without deciding")
+	mode := flag.String("rls", "evalsha", "with -redis: evalsha (one EVALSHA per descriptor) or batch (concurrent calls in one pipeline)")
+	limit := flag.Int64("limit", 100000, "with -redis: requests per second per key")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(*addr, log); err != nil {
+	var rls rlsv3.RateLimitServiceServer = okRLS{}
+	if *redisAddr != "" {
+		r, err := newRedisRLS(*redisAddr, *mode, *limit)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor:", err)
+			os.Exit(1)
+		}
+		rls = r
+	}
+	if err := run(*addr, rls, log); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, log *slog.Logger) error {
+func run(addr string, rls rlsv3.RateLimitServiceServer, log *slog.Logger) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -56,7 +76,7 @@ func run(addr string, log *slog.Logger) error {
 		grpc.ChainStreamInterceptor(service.RecoverStream(log)),
 	)
 	authv3.RegisterAuthorizationServer(s, allowAll{})
-	rlsv3.RegisterRateLimitServiceServer(s, okRLS{})
+	rlsv3.RegisterRateLimitServiceServer(s, rls)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)
 	reflection.Register(s)

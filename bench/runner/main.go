@@ -43,6 +43,8 @@ const requests = 1000
 
 type options struct {
 	repo, rev, wardenBin   string
+	peerBin                string // envoyproxy/ratelimit's service_cmd binary, "" to leave it out
+	memoryKeys             int
 	out                    string
 	cpuProfile             string
 	match                  *regexp.Regexp
@@ -75,6 +77,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.repo, "repo", "", "Warden's repository root (default: found from the working directory)")
 	fs.StringVar(&o.rev, "rev", "", "build cmd/warden from this commit (git archive) instead of the working tree")
 	fs.StringVar(&o.wardenBin, "warden-bin", "", "use this warden binary instead of building cmd/warden")
+	fs.StringVar(&o.peerBin, "peer-ratelimit", "", "also measure envoyproxy/ratelimit beside Warden's RLS on Redis: the path of its binary (go build ./src/service_cmd in its repository)")
+	fs.IntVar(&o.memoryKeys, "memory-keys", 100000, "Memory section: decide this many distinct keys on a fresh process of each RLS setup (and its fresh Redis) after the rounds; 0 skips it")
 	fs.StringVar(&o.out, "out", "", "also write the table to DIR/<date>-<gitsha>.md (e.g. results)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to FILE; each measured load is labelled row=<row> load=<load> (go tool pprof -tagfocus)")
 	fs.StringVar(&match, "scenarios", "", "run only the scenarios whose name matches this regexp (their floors always run)")
@@ -103,7 +107,16 @@ func parseFlags(args []string) (*options, error) {
 		fmt.Fprintln(fs.Output(), "-scenarios:", err)
 		return nil, err
 	}
-	if o.rounds < 1 || o.concurrency < 1 || o.connections < 1 || o.duration <= 0 || o.perScript < 1 {
+	if o.peerBin != "" {
+		if o.peerBin, err = filepath.Abs(o.peerBin); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(o.peerBin); err != nil {
+			fmt.Fprintln(fs.Output(), "-peer-ratelimit:", err)
+			return nil, err
+		}
+	}
+	if o.rounds < 1 || o.concurrency < 1 || o.connections < 1 || o.duration <= 0 || o.perScript < 1 || o.memoryKeys < 0 {
 		fmt.Fprintln(fs.Output(), "-rounds, -concurrency, -connections, -duration and -decisions-per-script must be positive")
 		return nil, errors.New("bad flags")
 	}
@@ -149,7 +162,7 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 	}
 	defer os.RemoveAll(dir)
 
-	rows, setups, err := plan(o.match)
+	rows, setups, err := plan(o.match, o.peerBin != "")
 	if err != nil {
 		return err
 	}
@@ -160,7 +173,7 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 	}
 
 	logf("building cmd/warden and bench/floor from %s …", cmp.Or(o.rev, "the working tree"))
-	var bins binaries
+	bins := binaries{peer: o.peerBin}
 	if bins.warden, bins.floor, err = buildWarden(ctx, root, o.rev, dir); err != nil {
 		return err
 	}
@@ -182,7 +195,7 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 		if err := st.start(bins, dir, serverCPU); err != nil {
 			return err
 		}
-		logf("warden %s listening on %s (pids %v)", st.label, st.grpcAddr, st.pids())
+		logf("%s %s listening on %s (pids %v)", cmp.Or(st.server, "warden"), st.label, st.grpcAddr, st.pids())
 		cc, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return err
@@ -249,9 +262,12 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 							return err
 						}
 						var v validity
-						if r.sc.Redis {
+						switch {
+						case r.sc.Redis && len(r.sc.Counted) > 0:
+							v, err = checkCountedLoad(st, r.sc.Counted, measure, func() uint64 { return res.ok })
+						case r.sc.Redis:
 							v, err = checkLoad(ctx, st, o.perScript, measure)
-						} else {
+						default:
 							err = measure()
 						}
 						if err != nil {
@@ -291,7 +307,20 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 		}
 	}
 
-	md := report(o, pinNote, loads, rows)
+	for _, st := range setups {
+		st.peak = st.peakRSS()
+		if err := st.stop(); err != nil {
+			failures = append(failures, err)
+		}
+	}
+	var mem []memoryResult
+	if o.memoryKeys > 0 {
+		if mem, err = measureMemory(ctx, o, rows, setups, bins, dir, serverCPU, logf); err != nil {
+			failures = append(failures, err)
+		}
+	}
+
+	md := report(o, pinNote, loads, rows, setups, mem)
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
 		path, err := writeReport(o, md)
@@ -300,17 +329,15 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 		}
 		logf("wrote %s", path)
 	}
-	for _, st := range setups {
-		if err := st.stop(); err != nil {
-			failures = append(failures, err)
-		}
-	}
 	return errors.Join(failures...)
 }
 
 // plan turns the registry into rows and the Warden processes they need. Every row is
 // preceded by its floor measured on the same process.
-func plan(match *regexp.Regexp) ([]*row, []*setup, error) {
+//
+// A scenario runs when match selects its name or the row it is measured Beside; a row of
+// envoyproxy/ratelimit runs only with peer (-peer-ratelimit given).
+func plan(match *regexp.Regexp, peer bool) ([]*row, []*setup, error) {
 	byName := map[string]Scenario{}
 	for _, s := range scenarios {
 		if _, dup := byName[s.Name]; dup {
@@ -357,7 +384,10 @@ func plan(match *regexp.Regexp) ([]*row, []*setup, error) {
 		return r
 	}
 	for _, s := range scenarios {
-		if !match.MatchString(s.Name) {
+		if !match.MatchString(s.Name) && (s.Beside == "" || !match.MatchString(s.Beside)) {
+			continue
+		}
+		if s.Server == serverPeer && !peer {
 			continue
 		}
 		st := setupFor(s)

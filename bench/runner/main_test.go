@@ -16,7 +16,7 @@ func TestPlanMeasuresEachFloorOnEachProcess(t *testing.T) {
 		{Name: "redis", Floor: floor.Name, Method: "m/M", Request: floor.Request, Redis: true},
 		{Name: "redis 2", Floor: floor.Name, Method: "m/M", Request: floor.Request, Redis: true},
 	}
-	rows, setups, err := plan(regexp.MustCompile(""))
+	rows, setups, err := plan(regexp.MustCompile(""), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestPlanMeasuresEachFloorOnEachProcess(t *testing.T) {
 	}
 
 	// A filter keeps the floors a selected row needs.
-	rows, _, err = plan(regexp.MustCompile("^redis 2$"))
+	rows, _, err = plan(regexp.MustCompile("^redis 2$"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestPlanRejectsUnknownFloor(t *testing.T) {
 	saved := scenarios
 	t.Cleanup(func() { scenarios = saved })
 	scenarios = []Scenario{{Name: "x", Floor: "nope", Method: "m/M", Request: saved[0].Request}}
-	if _, _, err := plan(regexp.MustCompile("")); err == nil {
+	if _, _, err := plan(regexp.MustCompile(""), false); err == nil {
 		t.Error("got no error for a floor that does not exist")
 	}
 }

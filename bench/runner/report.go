@@ -14,7 +14,7 @@ import (
 
 // report renders the tables: one per load, medians over the rounds, every ratio taken to
 // the floor of the same round on the same process.
-func report(o *options, pinNote string, loads []load, rows []*row) string {
+func report(o *options, pinNote string, loads []load, rows []*row, setups []*setup, mem []memoryResult) string {
 	var b strings.Builder
 	sha, dirty := gitState(o)
 	fmt.Fprintf(&b, "# Warden bench, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -39,9 +39,11 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 	for _, r := range rows {
 		fmt.Fprintf(&b, "- %s: %s\n", r.label, decisionSummary(r.decisions))
 	}
-	b.WriteString("\n## Redis rows: did Warden decide on Redis?\n\nWarden's decision counters (/metrics, by source) and Redis's script calls " +
+	b.WriteString("\n## Redis rows: did they decide on Redis?\n\nWarden's decision counters (/metrics, by source) and Redis's script calls " +
 		"(INFO commandstats) read before and after every measured load; a row with a fail_open or fallback decision, " +
-		"no store decision, or fewer script calls than the batching claims is INVALID and shows no figures.\n\n")
+		"no store decision, or fewer script calls than the batching claims is INVALID and shows no figures. " +
+		"The Redis floors and envoyproxy/ratelimit have no decision counters: each call answered OK is a decision, " +
+		"and Redis must have run at least one counted command (EVALSHA; INCRBY for the peer) per decision.\n\n")
 	for _, r := range rows {
 		if r.sc.Redis {
 			var vs []validity
@@ -53,6 +55,8 @@ func report(o *options, pinNote string, loads []load, rows []*row) string {
 			fmt.Fprintf(&b, "- %s: %s\n", r.label, validitySummary(vs))
 		}
 	}
+	b.WriteString(p99Section(loads, rows))
+	b.WriteString(memorySection(o, setups, mem))
 	b.WriteString("\nCPU-µs/call: Warden's (and its Redis's) utime+stime over the calls answered OK. " +
 		"ghz CPU-µs/call: the load generator's own CPU over the same calls; " +
 		"when it nears 1e6/RPS (ghz's one core busy), the RPS columns measure ghz, not the server. " +
@@ -201,3 +205,94 @@ func cpuModel() string {
 	}
 	return "?"
 }
+
+// p99Section states each Redis row's open-loop p99 as a ratio to the one-EVALSHA floor's
+// of the same round (issue 19's target: ≤ 1.2 at 500 and 2000 calls/s).
+func p99Section(loads []load, rows []*row) string {
+	var ref *row
+	for _, r := range rows {
+		if r.sc.Name == rowEvalsha {
+			ref = r
+		}
+	}
+	if ref == nil {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n## p99 against the one-EVALSHA floor\n\nEach Redis row's p99 divided by that of \"" + rowEvalsha +
+		"\" in the same round, median over rounds (target for Warden: ≤ 1.2 in open loop).\n\n")
+	b.WriteString("| scenario |")
+	for _, l := range loads {
+		b.WriteString(" " + l.name + " |")
+	}
+	b.WriteString("\n|---|" + strings.Repeat("--:|", len(loads)) + "\n")
+	for _, r := range rows {
+		if !r.sc.Redis || r == ref {
+			continue
+		}
+		b.WriteString("| " + r.label + " |")
+		for _, l := range loads {
+			b.WriteString(" " + p99Ratio(r.results[l.name], ref.results[l.name]) + " |")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// p99Ratio is the median over rounds of res's p99 over ref's of the same round; "INVALID" when
+// either row was invalid in some round.
+func p99Ratio(res, ref []result) string {
+	var v []float64
+	for i := range min(len(res), len(ref)) {
+		if res[i].redis.invalid != "" || ref[i].redis.invalid != "" {
+			return "INVALID"
+		}
+		if ref[i].p99 > 0 {
+			v = append(v, float64(res[i].p99)/float64(ref[i].p99))
+		}
+	}
+	if len(v) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", median(v))
+}
+
+// memorySection prints every process's idle and peak RSS and the fills of the Memory
+// section.
+func memorySection(o *options, setups []*setup, mem []memoryResult) string {
+	var b strings.Builder
+	b.WriteString("\n## Memory\n\n| process | idle RSS (after start, before load) | peak RSS (VmHWM after the rounds) |\n|---|--:|--:|\n")
+	for _, st := range setups {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", setupName(st), mib(st.idleRSS), mib(st.peak))
+	}
+	if o.memoryKeys == 0 {
+		b.WriteString("\nNo fill (-memory-keys 0).\n")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "\nA fresh process (and a fresh Redis) of each RLS setup, after the rounds: %d distinct keys decided through RLS "+
+		"in the hourly \"benchmem\" domain (32 calls in flight). Redis bytes/key: used_memory's growth over DBSIZE's. "+
+		"Server RSS bytes/key: VmRSS growth over the keys decided (garbage not yet collected included).\n\n", o.memoryKeys)
+	b.WriteString("| process | keys decided | Redis keys added | Redis bytes/key | server idle RSS | RSS after | server RSS bytes/key | peak RSS |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, m := range mem {
+		rk, rb := "–", "–"
+		if m.redis {
+			rk = fmt.Sprint(m.dbSize[1] - m.dbSize[0])
+			rb = fmt.Sprintf("%.0f", m.redisBytesPerKey())
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.0f | %s |\n", m.label, m.keys, rk, rb,
+			mib(m.idleRSS), mib(m.rssAfter), m.rssBytesPerKey(), mib(m.peakRSS))
+	}
+	return b.String()
+}
+
+func setupName(st *setup) string {
+	switch st.server {
+	case "":
+		return "warden " + cmpLabel(st.label)
+	case serverPeer:
+		return "envoyproxy/ratelimit"
+	}
+	return "bench/floor (" + st.server + ")"
+}
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

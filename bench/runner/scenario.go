@@ -46,8 +46,19 @@ type Scenario struct {
 	// Server is "" for Warden, or "floor" for bench/floor: a server with Warden's gRPC setup
 	// whose ext_authz Check always allows and whose RLS answers OK, the floor of the Envoy
 	// rows. A floor with a Server of its own is measured once, on that server, and every row
-	// naming it is compared with that row of the same round.
+	// naming it is compared with that row of the same round. "floor-evalsha" and
+	// "floor-batch" are bench/floor deciding RLS calls on its Redis (one EVALSHA per
+	// descriptor, or concurrent calls batched into one pipeline); "ratelimit" is
+	// envoyproxy/ratelimit (-peer-ratelimit), without which the row is left out.
 	Server string
+	// Beside names a row this one is measured beside: it runs whenever that row is
+	// selected by -scenarios (or when its own name is). For the Redis floors and the peer,
+	// which make sense only next to Warden's Redis rows.
+	Beside string
+	// Counted, for a Redis row not served by Warden (no decision counters to read), names
+	// the Redis commands (INFO commandstats, lower case) that count a decision: the row is
+	// INVALID unless Redis ran at least one of them per call answered OK.
+	Counted []string
 	// Decide, if set, makes one call with a real client and names the decision it got
 	// ("OK", "OVER_LIMIT", "DENY:reason"): ghz sees only gRPC codes, and a denial travels
 	// in an OK response. The runner samples requests before and after every measured
@@ -134,4 +145,25 @@ var scenarios = []Scenario{
 	redisRow(wardenRow(Scenario{Name: "CheckRateLimit, Redis", Method: wardenMethod + "CheckRateLimit", Request: checkRateLimitRequest, Decide: checkRateLimitDecide})),
 	redisRow(envoyRow(Scenario{Name: "ext_authz, API key + route + Redis limit", Method: "envoy.service.auth.v3.Authorization/Check", Request: extAuthzRequest, Decide: extAuthzDecide})),
 	redisRow(envoyRow(Scenario{Name: "RLS, Redis", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsRequest, Decide: rlsDecide})),
+	// The references of the Redis path (issue 19): bench/floor deciding each descriptor with
+	// one GCRA script (GET + SET PX on a string), and envoyproxy/ratelimit on its own Redis.
+	rlsReference(Scenario{Name: rowEvalsha, Server: serverFloorEvalsha, Counted: []string{"evalsha", "eval"}}),
+	rlsReference(Scenario{Name: "floor: RLS batched pipeline, Redis", Server: serverFloorBatch, Counted: []string{"evalsha", "eval"}}),
+	rlsReference(Scenario{Name: "envoyproxy/ratelimit, Redis", Server: serverPeer, Counted: peerIncrements}),
+}
+
+// rowEvalsha is the row Warden's Redis rows compare their open-loop p99 with (issue 19:
+// p99 ≤ 1.2× a one-EVALSHA handler's at 500 and 2000 calls/s).
+const rowEvalsha = "floor: RLS one EVALSHA per call, Redis"
+
+// rlsReference is an RLS row on Redis served by another server than Warden, measured beside
+// Warden's "RLS, Redis" row and compared with the empty RLS floor.
+func rlsReference(s Scenario) Scenario {
+	s.Floor = "floor: RLS OK"
+	s.Beside = "RLS, Redis"
+	s.Method = "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
+	s.Request = rlsRequest
+	s.Decide = rlsDecide
+	s.Redis = true
+	return s
 }

@@ -71,7 +71,15 @@ type proc struct {
 }
 
 func startProc(name string, argv []string, onLine func(string)) (*proc, error) {
+	return startProcEnv(name, argv, nil, onLine)
+}
+
+// startProcEnv is startProc with env added to this process's environment.
+func startProcEnv(name string, argv, env []string, onLine func(string)) (*proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	r, w := io.Pipe()
 	cmd.Stdout, cmd.Stderr = w, w
 	p := &proc{name: name, cmd: cmd, tail: &tailBuffer{}, done: make(chan struct{})}
@@ -204,23 +212,36 @@ type setup struct {
 	redisAddr string
 	listening chan [2]string // gRPC and admin addresses
 	stopped   bool
+	idleRSS   uint64 // the server's VmRSS once it listened, before any load, bytes
+	peak      uint64 // the server's VmHWM after the rounds, bytes
 }
 
 // binaries are the servers the runner starts.
-type binaries struct{ warden, floor string }
+type binaries struct{ warden, floor, peer string }
 
-// serverFloor is Scenario.Server for bench/floor.
-const serverFloor = "floor"
+// Scenario.Server values.
+const (
+	serverFloor        = "floor"         // bench/floor: empty ext_authz and RLS handlers
+	serverFloorEvalsha = "floor-evalsha" // bench/floor: RLS with one EVALSHA per descriptor
+	serverFloorBatch   = "floor-batch"   // bench/floor: RLS batched into pipelines
+	serverPeer         = "ratelimit"     // envoyproxy/ratelimit (-peer-ratelimit)
+)
 
 // peakRSS is the server's (Warden's or the floor's, not Redis's) peak resident set so far,
 // VmHWM from /proc/PID/status, in bytes; 0 if unreadable.
-func (s *setup) peakRSS() uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.warden.pid()))
+func (s *setup) peakRSS() uint64 { return procStatus(s.warden.pid(), "VmHWM:") }
+
+// rss is the server's resident set now, VmRSS, in bytes; 0 if unreadable.
+func (s *setup) rss() uint64 { return procStatus(s.warden.pid(), "VmRSS:") }
+
+// procStatus reads a "kB" field of /proc/PID/status in bytes; 0 if unreadable.
+func procStatus(pid int, field string) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(v)
 			if len(f) > 0 {
 				kb, _ := strconv.ParseUint(f[0], 10, 64)
@@ -246,8 +267,27 @@ func (s *setup) pids() []int {
 }
 
 func (s *setup) start(bins binaries, dir, cpu string) error {
-	if s.server == serverFloor {
+	err := s.startServer(bins, dir, cpu)
+	if err == nil {
+		s.idleRSS = s.rss()
+	}
+	return err
+}
+
+func (s *setup) startServer(bins binaries, dir, cpu string) error {
+	switch s.server {
+	case serverFloor:
 		return s.listen(startProc("floor", pinned(cpu, bins.floor, "-grpc-addr", "127.0.0.1:0"), s.onListening()))
+	case serverFloorEvalsha, serverFloorBatch:
+		p, addr, err := startRedis(cpu)
+		if err != nil {
+			return err
+		}
+		s.redisProc, s.redisAddr = p, addr
+		mode := map[string]string{serverFloorEvalsha: "evalsha", serverFloorBatch: "batch"}[s.server]
+		return s.listen(startProc(s.server, pinned(cpu, bins.floor, "-grpc-addr", "127.0.0.1:0", "-redis", addr, "-rls", mode), s.onListening()))
+	case serverPeer:
+		return s.startPeer(bins.peer, dir, cpu)
 	}
 	dir, err := os.MkdirTemp(dir, "setup-")
 	if err != nil {

@@ -44,6 +44,11 @@ type validity struct {
 	total                     float64 // decisions of every source during the load
 	scripts                   uint64  // script calls Redis ran during the load
 	invalid                   string  // "" when valid, else why the row is not a figure
+
+	// Rows checked by their Redis commands alone (Scenario.Counted): the calls answered
+	// OK, and the counted commands Redis ran during the load.
+	calls, counted uint64
+	countedNames   []string
 }
 
 // readCounters scrapes Warden's /metrics and Redis's INFO commandstats.
@@ -114,23 +119,82 @@ func parseDecisions(r io.Reader) (map[string]float64, error) {
 
 // parseScriptCalls adds the calls of cmdstat_evalsha and cmdstat_eval in INFO commandstats.
 func parseScriptCalls(info string) (uint64, error) {
-	var n uint64
+	m, err := parseCommandCalls(info)
+	return m["evalsha"] + m["eval"], err
+}
+
+// parseCommandCalls returns the calls of every command in INFO commandstats, by its
+// lower-case name ("cmdstat_incrby:calls=3,…" is incrby: 3).
+func parseCommandCalls(info string) (map[string]uint64, error) {
+	m := map[string]uint64{}
 	for _, line := range strings.Split(info, "\n") {
 		name, fields, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+		cmd, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
 			continue
 		}
 		for _, kv := range strings.Split(fields, ",") {
 			if v, ok := strings.CutPrefix(kv, "calls="); ok {
 				calls, err := strconv.ParseUint(v, 10, 64)
 				if err != nil {
-					return 0, fmt.Errorf("cannot parse %q", line)
+					return nil, fmt.Errorf("cannot parse %q", line)
 				}
-				n += calls
+				m[strings.ToLower(cmd)] += calls
 			}
 		}
 	}
-	return n, nil
+	return m, nil
+}
+
+// commandCalls reads the calls per command of st's Redis.
+func (s *setup) commandCalls() (map[string]uint64, error) {
+	if s.redisAddr == "" {
+		return nil, fmt.Errorf("no Redis to read commandstats from")
+	}
+	info, err := redisCommand(s.redisAddr, "INFO commandstats")
+	if err != nil {
+		return nil, fmt.Errorf("redis INFO commandstats: %w", err)
+	}
+	return parseCommandCalls(info)
+}
+
+// checkCounted is the check of a Redis row served by something other than Warden (the Redis
+// floors, envoyproxy/ratelimit), which has no decision counters to read: each call answered
+// OK carries one descriptor, so it is a decision, and Redis must have run at least one of the
+// counted commands (an EVALSHA, an INCRBY) for each. A server that answered without Redis
+// (a local cache, a fail-open path) ran fewer.
+func checkCounted(before, after map[string]uint64, counted []string, calls uint64) validity {
+	v := validity{calls: calls, countedNames: counted}
+	for _, c := range counted {
+		if after[c] >= before[c] {
+			v.counted += after[c] - before[c]
+		}
+	}
+	switch {
+	case calls == 0:
+		v.invalid = "no call answered OK during the load"
+	case v.counted < calls:
+		v.invalid = fmt.Sprintf("Redis ran %d %s for %d decisions answered OK, fewer than one per decision",
+			v.counted, strings.ToUpper(strings.Join(counted, "+")), calls)
+	}
+	return v
+}
+
+// checkCountedLoad runs load between two readings of st's Redis commandstats and checks
+// them against the calls answered OK (read after the load).
+func checkCountedLoad(st *setup, counted []string, load func() error, calls func() uint64) (validity, error) {
+	before, err := st.commandCalls()
+	if err != nil {
+		return validity{invalid: "cannot read the counters before the load: " + err.Error()}, load()
+	}
+	if err := load(); err != nil {
+		return validity{}, err
+	}
+	after, err := st.commandCalls()
+	if err != nil {
+		return validity{invalid: "cannot read the counters after the load: " + err.Error()}, nil
+	}
+	return checkCounted(before, after, counted, calls()), nil
 }
 
 // redisCommand sends one inline command and returns its reply (a status, an integer or a bulk
@@ -210,12 +274,21 @@ func checkLoad(ctx context.Context, st *setup, perScript int, load func() error)
 // summary is a row's validity over all its loads and rounds, for the report.
 func validitySummary(vs []validity) string {
 	var store, scripts float64
+	var calls, counted uint64
+	var names []string
 	for _, v := range vs {
 		if v.invalid != "" {
 			return "INVALID: " + v.invalid
 		}
 		store += v.store
 		scripts += float64(v.scripts)
+		calls += v.calls
+		counted += v.counted
+		names = v.countedNames
+	}
+	if names != nil {
+		return fmt.Sprintf("valid: %d decisions answered OK (one descriptor each); Redis ran %d %s (%.2f per decision)",
+			calls, counted, strings.ToUpper(strings.Join(names, "+")), float64(counted)/float64(max(calls, 1)))
 	}
 	per := math.NaN()
 	if scripts > 0 {

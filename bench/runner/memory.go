@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	rlcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+)
+
+// The Memory section (issue 19): what a live key costs. After the rounds, for each process
+// that serves RLS (Warden on the memory store, Warden on Redis, envoyproxy/ratelimit), a
+// fresh copy of it (and a fresh Redis) is started, and -memory-keys distinct keys are
+// decided through RLS in the "benchmem" domain, whose hourly limit keeps every key alive
+// while it is counted. Redis bytes per key are used_memory's growth over DBSIZE's; the
+// server's are its VmRSS growth over the keys decided (a Go heap's RSS includes garbage not
+// yet collected, so this is an upper bound).
+
+// memoryResult is one process's fill.
+type memoryResult struct {
+	label       string // the setup: its server and first row
+	redis       bool
+	keys        int    // distinct keys decided
+	idleRSS     uint64 // the fresh server's VmRSS before the fill
+	rssAfter    uint64 // its VmRSS after the fill
+	peakRSS     uint64 // its VmHWM after the fill
+	usedMemory  [2]uint64
+	dbSize      [2]uint64
+	errorsCount uint64
+}
+
+// redisBytesPerKey is used_memory's growth over the keys Redis gained.
+func (m memoryResult) redisBytesPerKey() float64 {
+	if m.dbSize[1] <= m.dbSize[0] || m.usedMemory[1] < m.usedMemory[0] {
+		return 0
+	}
+	return float64(m.usedMemory[1]-m.usedMemory[0]) / float64(m.dbSize[1]-m.dbSize[0])
+}
+
+// rssBytesPerKey is the server's RSS growth over the keys decided.
+func (m memoryResult) rssBytesPerKey() float64 {
+	if m.keys == 0 || m.rssAfter < m.idleRSS {
+		return 0
+	}
+	return float64(m.rssAfter-m.idleRSS) / float64(m.keys)
+}
+
+func memRequest(i int) *rlsv3.RateLimitRequest {
+	return &rlsv3.RateLimitRequest{Domain: "benchmem", Descriptors: []*rlcommon.RateLimitDescriptor{
+		{Entries: []*rlcommon.RateLimitDescriptor_Entry{{Key: "user", Value: "mem-" + strconv.Itoa(i)}}},
+	}}
+}
+
+// servesMemory reports whether st is a process whose keys the Memory section counts: Warden
+// with the bench config (which has the benchmem domain) or the peer, serving an RLS row.
+func servesMemory(st *setup, rows []*row) bool {
+	if st.server != "" && st.server != serverPeer {
+		return false
+	}
+	if st.server == "" && !strings.Contains(st.config, "domain: benchmem") {
+		return false
+	}
+	for _, r := range rows {
+		if r.st == st && strings.HasSuffix(r.sc.Method, "/ShouldRateLimit") {
+			return true
+		}
+	}
+	return false
+}
+
+// measureMemory fills a fresh copy of each RLS process with o.memoryKeys keys.
+func measureMemory(ctx context.Context, o *options, rows []*row, setups []*setup, bins binaries, dir, cpu string, logf func(string, ...any)) ([]memoryResult, error) {
+	var out []memoryResult
+	for _, st := range setups {
+		if !servesMemory(st, rows) {
+			continue
+		}
+		label := st.label
+		if st.server == serverPeer {
+			label = "envoyproxy/ratelimit"
+		}
+		logf("memory: %d keys on a fresh %s", o.memoryKeys, cmpLabel(label))
+		m, err := fill(ctx, st, bins, dir, cpu, o.memoryKeys)
+		m.label = cmpLabel(label)
+		if err != nil {
+			return out, fmt.Errorf("memory fill of %s: %w", m.label, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func cmpLabel(l string) string {
+	if l == "" {
+		return "Warden (memory store)"
+	}
+	return l
+}
+
+func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n int) (memoryResult, error) {
+	st := &setup{label: like.label, config: like.config, redis: like.redis, server: like.server, files: like.files}
+	m := memoryResult{keys: n, redis: st.redis}
+	if err := st.start(bins, dir, cpu); err != nil {
+		return m, err
+	}
+	defer st.stop()
+	m.idleRSS = st.idleRSS
+	if st.redis {
+		var err error
+		if m.usedMemory[0], m.dbSize[0], err = redisMemory(st.redisAddr); err != nil {
+			return m, err
+		}
+	}
+	cc, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return m, err
+	}
+	defer cc.Close()
+	const workers = 32
+	var (
+		next    atomic.Int64
+		errs    atomic.Uint64
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		lastErr error
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := rlsDecide(cctx, cc, proto.Message(memRequest(i)))
+				cancel()
+				if err != nil {
+					errs.Add(1)
+					mu.Lock()
+					lastErr = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	m.errorsCount = errs.Load()
+	if m.errorsCount > 0 {
+		return m, fmt.Errorf("%d of %d decisions failed, e.g. %v", m.errorsCount, n, lastErr)
+	}
+	m.rssAfter, m.peakRSS = st.rss(), st.peakRSS()
+	if st.redis {
+		if m.usedMemory[1], m.dbSize[1], err = redisMemory(st.redisAddr); err != nil {
+			return m, err
+		}
+		if m.dbSize[1]-m.dbSize[0] < uint64(n) {
+			return m, fmt.Errorf("Redis gained %d keys for %d distinct keys decided: not every decision was stored", m.dbSize[1]-m.dbSize[0], n)
+		}
+	}
+	return m, nil
+}
+
+// redisMemory reads used_memory (INFO memory) and DBSIZE.
+func redisMemory(addr string) (used, keys uint64, err error) {
+	info, err := redisCommand(addr, "INFO memory")
+	if err != nil {
+		return 0, 0, err
+	}
+	if used, err = infoField(info, "used_memory"); err != nil {
+		return 0, 0, err
+	}
+	n, err := redisCommand(addr, "DBSIZE")
+	if err != nil {
+		return 0, 0, err
+	}
+	keys, err = strconv.ParseUint(n, 10, 64)
+	return used, keys, err
+}
+
+// infoField returns the integer field name of an INFO reply.
+func infoField(info, name string) (uint64, error) {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return strconv.ParseUint(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("INFO: no %s", name)
+}
