@@ -13,6 +13,11 @@ import (
 	"github.com/bojand/ghz/runner"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 // load is one kind of measured run: closed loop (rps 0) or open loop at rps calls/s.
@@ -123,8 +128,15 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 		// A codec per run: it caches a generated twin per request message of this run's ghz.
 		opts = append(opts, runner.WithDefaultCallOptions([]grpc.CallOption{grpc.ForceCodecV2(newGeneratedCodec())}))
 	}
-	if r.sc.Proto != "" {
+	switch {
+	case r.sc.Proto != "":
 		opts = append(opts, runner.WithProtoFile(filepath.Join(root, r.sc.Proto), []string{filepath.Join(root, "proto")}))
+	case r.st.server == serverPeer: // no reflection service: the descriptors linked into this binary
+		set, err := protoset(r.sc.Method)
+		if err != nil {
+			return result{}, fmt.Errorf("%s: %w", r.label, err)
+		}
+		opts = append(opts, runner.WithProtosetBinary(set))
 	}
 	pids := r.st.pids()
 	before, err := takeSample(pids)
@@ -245,4 +257,33 @@ func decisionSummary(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s ×%d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// protoset is a serialized FileDescriptorSet of the file that declares method's service
+// ("pkg.Service/Method") and every file it imports, taken from the generated Go types
+// linked into this binary: ghz's descriptors for a server without the reflection service.
+func protoset(method string) ([]byte, error) {
+	svc, _, _ := strings.Cut(method, "/")
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return nil, fmt.Errorf("descriptors of %s: %w", svc, err)
+	}
+	var (
+		set  descriptorpb.FileDescriptorSet
+		seen = map[string]bool{}
+		add  func(f protoreflect.FileDescriptor)
+	)
+	add = func(f protoreflect.FileDescriptor) { // dependencies first
+		if seen[f.Path()] {
+			return
+		}
+		seen[f.Path()] = true
+		imports := f.Imports()
+		for i := range imports.Len() {
+			add(imports.Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(f))
+	}
+	add(d.ParentFile())
+	return proto.Marshal(&set)
 }

@@ -360,7 +360,7 @@ func plan(match *regexp.Regexp, peer bool) ([]*row, []*setup, error) {
 			return st
 		}
 		st := &setup{config: s.Config, redis: s.Redis, server: s.Server, files: s.Files}
-		if s.Server == "" && (s.Config != "" || s.Redis) {
+		if s.Server == "" && (s.Config != "" || s.Redis) || s.Redis {
 			st.label = s.Name
 		}
 		byKey[k] = st

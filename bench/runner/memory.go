@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,8 +20,10 @@ import (
 // The Memory section (issue 19): what a live key costs. After the rounds, for each process
 // that serves RLS (Warden on the memory store, Warden on Redis, envoyproxy/ratelimit), a
 // fresh copy of it (and a fresh Redis) is started, and -memory-keys distinct keys are
-// decided through RLS in the "benchmem" domain, whose hourly limit keeps every key alive
-// while it is counted. Redis bytes per key are used_memory's growth over DBSIZE's; the
+// decided through RLS in the "benchmem" domain, whose limit of 10 an hour keeps every key
+// alive while it is counted (a GCRA key lives until its bucket is full again: with a limit
+// of 100,000 a second that is microseconds). On Warden with Redis, its decision counters
+// must show every decision taken by the store, as for a Redis row. Redis bytes per key are used_memory's growth over DBSIZE's; the
 // server's are its VmRSS growth over the keys decided (a Go heap's RSS includes garbage not
 // yet collected, so this is an upper bound).
 
@@ -35,6 +38,7 @@ type memoryResult struct {
 	usedMemory  [2]uint64
 	dbSize      [2]uint64
 	errorsCount uint64
+	invalid     string // why the fill is not a figure; "" when it is
 }
 
 // redisBytesPerKey is used_memory's growth over the keys Redis gained.
@@ -78,7 +82,10 @@ func servesMemory(st *setup, rows []*row) bool {
 
 // measureMemory fills a fresh copy of each RLS process with o.memoryKeys keys.
 func measureMemory(ctx context.Context, o *options, rows []*row, setups []*setup, bins binaries, dir, cpu string, logf func(string, ...any)) ([]memoryResult, error) {
-	var out []memoryResult
+	var (
+		out  []memoryResult
+		errs []error
+	)
 	for _, st := range setups {
 		if !servesMemory(st, rows) {
 			continue
@@ -91,11 +98,12 @@ func measureMemory(ctx context.Context, o *options, rows []*row, setups []*setup
 		m, err := fill(ctx, st, bins, dir, cpu, o.memoryKeys)
 		m.label = cmpLabel(label)
 		if err != nil {
-			return out, fmt.Errorf("memory fill of %s: %w", m.label, err)
+			m.invalid = err.Error()
+			errs = append(errs, fmt.Errorf("memory fill of %s: %w", m.label, err))
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 func cmpLabel(l string) string {
@@ -113,10 +121,16 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n in
 	}
 	defer st.stop()
 	m.idleRSS = st.idleRSS
+	var before counters
 	if st.redis {
 		var err error
 		if m.usedMemory[0], m.dbSize[0], err = redisMemory(st.redisAddr); err != nil {
 			return m, err
+		}
+		if st.server == "" {
+			if before, err = st.readCounters(ctx); err != nil {
+				return m, err
+			}
 		}
 	}
 	cc, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -162,6 +176,15 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n in
 	if st.redis {
 		if m.usedMemory[1], m.dbSize[1], err = redisMemory(st.redisAddr); err != nil {
 			return m, err
+		}
+		if st.server == "" {
+			after, err := st.readCounters(ctx)
+			if err != nil {
+				return m, err
+			}
+			if v := check(before, after, 1); v.invalid != "" {
+				return m, errors.New(v.invalid)
+			}
 		}
 		if m.dbSize[1]-m.dbSize[0] < uint64(n) {
 			return m, fmt.Errorf("Redis gained %d keys for %d distinct keys decided: not every decision was stored", m.dbSize[1]-m.dbSize[0], n)

@@ -26,8 +26,8 @@ import (
 var peerIncrements = []string{"incrby", "incrbyfloat"}
 
 // peerConfig is the peer's domain config: Warden's "bench" RLS domain (a per-user limit of
-// 100,000 a second) and the "benchmem" domain of the Memory section (an hourly limit, so
-// the keys stay while they are counted).
+// 100,000 a second) and the "benchmem" domain of the Memory section (10 an hour, as
+// Warden's: the keys stay while they are counted).
 const peerConfig = `domain: bench
 descriptors:
   - key: user
@@ -41,7 +41,7 @@ descriptors:
   - key: user
     rate_limit:
       unit: hour
-      requests_per_unit: 1000000000
+      requests_per_unit: 10
 `
 
 // peerEnv is the peer's environment: runtime config under root/ratelimit/config, Redis

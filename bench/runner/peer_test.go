@@ -12,6 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 func TestParseCommandCalls(t *testing.T) {
@@ -201,5 +204,28 @@ func TestRedisReferences(t *testing.T) {
 				t.Fatalf("counting a command it does not send: got %+v, want INVALID", v)
 			}
 		})
+	}
+}
+
+// TestProtosetOfRLS: ghz gets the peer's descriptors from this binary (the peer serves no
+// reflection): the set holds the RLS service and every file it imports, dependencies first.
+func TestProtosetOfRLS(t *testing.T) {
+	b, err := protoset("envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set descriptorpb.FileDescriptorSet
+	if err := proto.Unmarshal(b, &set); err != nil {
+		t.Fatal(err)
+	}
+	files, err := protodesc.NewFiles(&set) // fails if an import is missing
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := files.FindDescriptorByName("envoy.service.ratelimit.v3.RateLimitService"); err != nil {
+		t.Error(err)
+	}
+	if _, err := protoset("no.such.Service/M"); err == nil {
+		t.Error("an unknown service: got no error")
 	}
 }

@@ -270,10 +270,14 @@ func memorySection(o *options, setups []*setup, mem []memoryResult) string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "\nA fresh process (and a fresh Redis) of each RLS setup, after the rounds: %d distinct keys decided through RLS "+
-		"in the hourly \"benchmem\" domain (32 calls in flight). Redis bytes/key: used_memory's growth over DBSIZE's. "+
+		"in the \"benchmem\" domain, 10 an hour, so that every key lives while counted (32 calls in flight). Redis bytes/key: used_memory's growth over DBSIZE's. "+
 		"Server RSS bytes/key: VmRSS growth over the keys decided (garbage not yet collected included).\n\n", o.memoryKeys)
 	b.WriteString("| process | keys decided | Redis keys added | Redis bytes/key | server idle RSS | RSS after | server RSS bytes/key | peak RSS |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, m := range mem {
+		if m.invalid != "" {
+			fmt.Fprintf(&b, "| %s | INVALID: %s | | | | | | |\n", m.label, m.invalid)
+			continue
+		}
 		rk, rb := "–", "–"
 		if m.redis {
 			rk = fmt.Sprint(m.dbSize[1] - m.dbSize[0])
