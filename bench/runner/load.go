@@ -72,6 +72,14 @@ func (r result) cpuPerCall() float64 {
 	return r.cpuSeconds * 1e6 / float64(r.ok)
 }
 
+// redisCPUPerCall is Redis's share of cpuPerCall.
+func (r result) redisCPUPerCall() float64 {
+	if r.ok == 0 {
+		return 0
+	}
+	return r.redisSeconds * 1e6 / float64(r.ok)
+}
+
 // clientCPUPerCall is the load generator's CPU-µs per call answered OK: when it nears the
 // run's wall time per call (one core), closed-loop RPS measures the load generator.
 func (r result) clientCPUPerCall() float64 {

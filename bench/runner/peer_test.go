@@ -229,3 +229,13 @@ func TestProtosetOfRLS(t *testing.T) {
 		t.Error("an unknown service: got no error")
 	}
 }
+
+// TestRedisRowSplitsCPU: a Redis row's CPU cell states server + Redis, as issue 19 does.
+func TestRedisRowSplitsCPU(t *testing.T) {
+	res := result{ok: 1000, usage: usage{cpuSeconds: 0.1, redisSeconds: 0.03}}
+	r := &row{label: "envoyproxy/ratelimit, Redis", sc: Scenario{Redis: true}, results: map[string][]result{"closed loop": {res}}}
+	r.floor = r
+	if got := tableRow(r, load{name: "closed loop"}); !strings.Contains(got, "| 100.0 (70.0 + 30.0) |") {
+		t.Errorf("got %q, want 100.0 (70.0 + 30.0)", got)
+	}
+}

@@ -76,18 +76,22 @@ func cpuStat() (map[string]cpuTimes, error) {
 
 // sample is what is read before and after one measured load.
 type sample struct {
-	procTicks uint64 // Warden + Redis
-	cpus      map[string]cpuTimes
+	procTicks  uint64 // Warden + Redis
+	redisTicks uint64 // Redis alone (every pid after the first)
+	cpus       map[string]cpuTimes
 }
 
 func takeSample(pids []int) (sample, error) {
 	var s sample
-	for _, pid := range pids {
+	for i, pid := range pids {
 		t, err := processTicks(pid)
 		if err != nil {
 			return s, err
 		}
 		s.procTicks += t
+		if i > 0 {
+			s.redisTicks += t
+		}
 	}
 	var err error
 	s.cpus, err = cpuStat()
@@ -96,13 +100,15 @@ func takeSample(pids []int) (sample, error) {
 
 // usage is the difference of two samples.
 type usage struct {
-	cpuSeconds float64 // Warden + Redis
-	stealPct   float64 // steal share of all CPUs' time
-	otherPct   float64 // share of serverCPU busy with anything but Warden and Redis
+	cpuSeconds   float64 // Warden + Redis
+	redisSeconds float64 // Redis's share of cpuSeconds
+	stealPct     float64 // steal share of all CPUs' time
+	otherPct     float64 // share of serverCPU busy with anything but Warden and Redis
 }
 
 func diff(before, after sample, serverCPU string) usage {
-	u := usage{cpuSeconds: float64(after.procTicks-before.procTicks) / clockTicks}
+	u := usage{cpuSeconds: float64(after.procTicks-before.procTicks) / clockTicks,
+		redisSeconds: float64(after.redisTicks-before.redisTicks) / clockTicks}
 	if a, b := after.cpus["cpu"], before.cpus["cpu"]; a.total > b.total {
 		u.stealPct = 100 * float64(a.steal-b.steal) / float64(a.total-b.total)
 	}

@@ -57,7 +57,7 @@ func report(o *options, pinNote string, loads []load, rows []*row, setups []*set
 	}
 	b.WriteString(p99Section(loads, rows))
 	b.WriteString(memorySection(o, setups, mem))
-	b.WriteString("\nCPU-µs/call: Warden's (and its Redis's) utime+stime over the calls answered OK. " +
+	b.WriteString("\nCPU-µs/call: Warden's (and its Redis's) utime+stime over the calls answered OK; on Redis rows (server + Redis). " +
 		"ghz CPU-µs/call: the load generator's own CPU over the same calls; " +
 		"when it nears 1e6/RPS (ghz's one core busy), the RPS columns measure ghz, not the server. " +
 		"×floor: the median over rounds of this row's figure divided by its floor's in the same round. " +
@@ -121,8 +121,14 @@ func tableRow(r *row, l load) string {
 			disturbed = " †"
 		}
 	}
-	return fmt.Sprintf("| %s%s | %.1f | %s | %.1f | %.0f | %s | %s | %s | %s | %d | %.1f MiB | %.1f | %.1f |\n",
-		r.label, disturbed, pick(cpu), ratio(cpu), pick(client), pick(rps), ratio(rps),
+	cpuCell := fmt.Sprintf("%.1f", pick(cpu))
+	if r.sc.Redis { // server + Redis, as issue 19 states them
+		redis := pick(func(x result) float64 { return x.redisCPUPerCall() })
+		server := pick(func(x result) float64 { return x.cpuPerCall() - x.redisCPUPerCall() })
+		cpuCell += fmt.Sprintf(" (%.1f + %.1f)", server, redis)
+	}
+	return fmt.Sprintf("| %s%s | %s | %s | %.1f | %.0f | %s | %s | %s | %s | %d | %.1f MiB | %.1f | %.1f |\n",
+		r.label, disturbed, cpuCell, ratio(cpu), pick(client), pick(rps), ratio(rps),
 		ms(pick(p50)), ms(pick(p99)), ratio(p99), errs, float64(rss)/(1<<20), steal, other)
 }
 
