@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	ghzload "github.com/bojand/ghz/load"
 	"github.com/bojand/ghz/runner"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -128,6 +129,7 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 		runner.WithDataFromFile(r.dataFile),
 		runner.WithDisableTemplateFuncs(true),
 		runner.WithDisableTemplateData(true),
+		runner.WithWorkerTicker(newConstTicker(ls.concurrency)),
 	}
 	if l.rps > 0 {
 		opts = append(opts, runner.WithRPS(l.rps))
@@ -294,4 +296,37 @@ func protoset(method string) ([]byte, error) {
 	}
 	add(d.ParentFile())
 	return proto.Marshal(&set)
+}
+
+// constTicker starts n workers once, as ghz's ghzload.ConstWorkerTicker, without its race: ghz
+// calls Finish (which closes the channel) when a run stops, and when the stop came before
+// the ticker's one send was received (a short load on a busy machine: the timer fired
+// before ghz had started its workers), that send panicked "send on closed channel" and
+// killed the runner. Here Run gives up its send once Finish is called, and Finish closes
+// the channel only after Run has returned. One per run.
+type constTicker struct {
+	n    int
+	c    chan ghzload.TickValue
+	stop chan struct{} // closed by Finish
+	ran  chan struct{} // closed when Run returns
+}
+
+func newConstTicker(n uint) *constTicker {
+	return &constTicker{n: int(n), c: make(chan ghzload.TickValue), stop: make(chan struct{}), ran: make(chan struct{})}
+}
+
+func (t *constTicker) Ticker() <-chan ghzload.TickValue { return t.c }
+
+func (t *constTicker) Run() {
+	defer close(t.ran)
+	select {
+	case t.c <- ghzload.TickValue{Delta: t.n, Done: true}:
+	case <-t.stop:
+	}
+}
+
+func (t *constTicker) Finish() {
+	close(t.stop)
+	<-t.ran
+	close(t.c)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	ghzload "github.com/bojand/ghz/load"
 	"github.com/bojand/ghz/runner"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -35,7 +36,7 @@ func TestGhzRunOnceLeavesNothing(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		rep, err := ghzRunOnce("grpc.health.v1.Health/Check", lis.Addr().String(), 200*time.Millisecond,
-			runner.WithInsecure(true), runner.WithConcurrency(4), runner.WithConnections(1),
+			runner.WithInsecure(true), runner.WithConcurrency(4), runner.WithConnections(1), runner.WithWorkerTicker(newConstTicker(4)),
 			runner.WithRunDuration(200*time.Millisecond), runner.WithDurationStopAction("wait"),
 			runner.WithDataFromFile(data), runner.WithDefaultCallOptions([]grpc.CallOption{grpc.ForceCodecV2(newGeneratedCodec())}))
 		if err != nil {
@@ -69,4 +70,31 @@ func TestGhzRunOnceLeavesNothing(t *testing.T) {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines after 3 more runs, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// TestConstTickerStoppedBeforeItsTick is ghz's sequence when a run is stopped before its
+// workers started: Run is blocked sending the one tick nobody receives yet, and Finish
+// closes the channel. With ghz's ghzload.ConstWorkerTicker that send panics ("send on closed
+// channel") and kills the test binary.
+func TestConstTickerStoppedBeforeItsTick(t *testing.T) {
+	var tk ghzload.WorkerTicker = newConstTicker(50)
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		tk.Run()
+	}()
+	<-started
+	time.Sleep(10 * time.Millisecond) // Run is now blocked in its send
+	tk.Finish()
+	for tv := range tk.Ticker() {
+		t.Errorf("got a tick %+v after Finish", tv)
+	}
+
+	// A ticker whose tick is received starts its workers once.
+	tk = newConstTicker(50)
+	go tk.Run()
+	if tv := <-tk.Ticker(); tv.Delta != 50 || !tv.Done {
+		t.Errorf("got %+v, want Delta 50, Done", tv)
+	}
+	tk.Finish()
 }
