@@ -129,7 +129,6 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 		runner.WithDataFromFile(r.dataFile),
 		runner.WithDisableTemplateFuncs(true),
 		runner.WithDisableTemplateData(true),
-		runner.WithWorkerTicker(newConstTicker(ls.concurrency)),
 	}
 	if l.rps > 0 {
 		opts = append(opts, runner.WithRPS(l.rps))
@@ -157,7 +156,7 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 	if err != nil {
 		return result{}, err
 	}
-	rep, err := ghzRunOnce(r.sc.Method, r.st.grpcAddr, duration, opts...)
+	rep, err := ghzRunOnce(r.sc.Method, r.st.grpcAddr, duration, ls.concurrency, opts...)
 	if err != nil {
 		return result{}, fmt.Errorf("%s: ghz: %w", r.label, err)
 	}
@@ -193,10 +192,13 @@ func ghzRun(root string, r *row, ls loadSettings, l load, duration time.Duration
 // ghzRunOnce is runner.Run without its leak. runner.Run starts a goroutine per call that waits
 // for SIGINT forever and holds the Requester, whose Reporter preallocates 1M result details
 // (64 MB, all of it scanned by the GC): a full bench leaked ~16 GiB and the load generator's GC
-// grew with every run, slowing the later rows. Here the Requester is run directly and stopped
-// after d, and nothing outlives the call.
-func ghzRunOnce(call, host string, d time.Duration, opts ...runner.Option) (*runner.Report, error) {
-	cfg, err := runner.NewConfig(call, host, opts...)
+// grew with every run, slowing the later rows. Here the Requester is run directly with
+// workers workers (constTicker) and stopped d after they started (not d after the call:
+// opening the connections can take most of a short run on a busy machine), and nothing
+// outlives the call.
+func ghzRunOnce(call, host string, d time.Duration, workers uint, opts ...runner.Option) (*runner.Report, error) {
+	tk := newConstTicker(workers)
+	cfg, err := runner.NewConfig(call, host, append(opts, runner.WithWorkerTicker(tk))...)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +210,11 @@ func ghzRunOnce(call, host string, d time.Duration, opts ...runner.Option) (*run
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
+		select {
+		case <-tk.sent:
+		case <-done:
+			return
+		}
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -303,16 +310,18 @@ func protoset(method string) ([]byte, error) {
 // the ticker's one send was received (a short load on a busy machine: the timer fired
 // before ghz had started its workers), that send panicked "send on closed channel" and
 // killed the runner. Here Run gives up its send once Finish is called, and Finish closes
-// the channel only after Run has returned. One per run.
+// the channel only after Run has returned. One per run; sent tells when the workers start.
 type constTicker struct {
 	n    int
 	c    chan ghzload.TickValue
+	sent chan struct{} // closed once the tick was received: ghz starts its workers
 	stop chan struct{} // closed by Finish
 	ran  chan struct{} // closed when Run returns
 }
 
 func newConstTicker(n uint) *constTicker {
-	return &constTicker{n: int(n), c: make(chan ghzload.TickValue), stop: make(chan struct{}), ran: make(chan struct{})}
+	return &constTicker{n: int(n), c: make(chan ghzload.TickValue), sent: make(chan struct{}),
+		stop: make(chan struct{}), ran: make(chan struct{})}
 }
 
 func (t *constTicker) Ticker() <-chan ghzload.TickValue { return t.c }
@@ -321,6 +330,7 @@ func (t *constTicker) Run() {
 	defer close(t.ran)
 	select {
 	case t.c <- ghzload.TickValue{Delta: t.n, Done: true}:
+		close(t.sent)
 	case <-t.stop:
 	}
 }

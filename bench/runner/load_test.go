@@ -35,8 +35,8 @@ func TestGhzRunOnceLeavesNothing(t *testing.T) {
 	run := func() {
 		t.Helper()
 		start := time.Now()
-		rep, err := ghzRunOnce("grpc.health.v1.Health/Check", lis.Addr().String(), 200*time.Millisecond,
-			runner.WithInsecure(true), runner.WithConcurrency(4), runner.WithConnections(1), runner.WithWorkerTicker(newConstTicker(4)),
+		rep, err := ghzRunOnce("grpc.health.v1.Health/Check", lis.Addr().String(), 200*time.Millisecond, 4,
+			runner.WithInsecure(true), runner.WithConcurrency(4), runner.WithConnections(1),
 			runner.WithRunDuration(200*time.Millisecond), runner.WithDurationStopAction("wait"),
 			runner.WithDataFromFile(data), runner.WithDefaultCallOptions([]grpc.CallOption{grpc.ForceCodecV2(newGeneratedCodec())}))
 		if err != nil {
