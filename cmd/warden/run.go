@@ -227,7 +227,8 @@ func (a *app) start(ctx context.Context) error {
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(a.tel.rpc.unary, requestIDUnary, service.RecoverUnary(a.log)),
+		// Metrics, request ids, recovery: one interceptor (see unaryStack).
+		grpc.UnaryInterceptor(unaryStack{a.tel.rpc, service.RecoverUnary(a.log)}.intercept),
 		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
 	if h := a.tel.statsHandler(); h != nil {
