@@ -33,7 +33,16 @@ type Authn struct {
 // Authenticate turns credentials into a principal. A failure is an answer (authenticated
 // false, a reason for the calling service, 401 and WWW-Authenticate for its client); a
 // backend that cannot answer is UNAVAILABLE.
-func (s *Server) Authenticate(ctx context.Context, req *wardenv1.AuthenticateRequest) (*wardenv1.AuthenticateResponse, error) {
+func (s *Server) Authenticate(ctx context.Context, req *wardenv1.AuthenticateRequest) (resp *wardenv1.AuthenticateResponse, err error) {
+	ctx, sp := s.start(ctx, spanAuthenticate) // spans only when sampled: see span
+	if sp.on() {
+		defer func() {
+			if resp.GetAuthenticated() {
+				sp.set(attrMethod.String(resp.GetPrincipal().GetMethod().String()))
+			}
+			sp.end(resp.GetAuthenticated(), resp.GetReason(), err)
+		}()
+	}
 	if err := s.headers.check("credentials.headers", req.GetCredentials().GetHeaders()); err != nil {
 		return nil, err
 	}

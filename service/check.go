@@ -24,30 +24,50 @@ const maxPath = 8192
 // It reads as its steps: target (validate, match the route), authenticate (or verify the
 // webhook, or nothing for a public route), permit, limit, allow. Each step returns a denial
 // (a response to send as it is) or an error, or nil and nil to continue.
-func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (resp *wardenv1.CheckResponse, err error) {
 	d := s.deps.Load()
+	ctx, sp := s.start(ctx, spanCheck) // spans only when sampled: see span
+	if sp.on() {
+		defer func() { sp.end(resp.GetAllowed(), resp.GetReason(), err) }()
+	}
 	var t target
-	if denied, err := s.checkTarget(ctx, d, req, &t); denied != nil || err != nil {
+	sctx, step := sp.child(ctx, spanTarget)
+	denied, err := s.checkTarget(sctx, d, req, &t)
+	if step.on() && t.route != nil {
+		step.set(attrRoute.String(t.route.Name))
+	}
+	if step.endStep(denied, err); denied != nil || err != nil {
 		return denied, err
 	}
-	resp := &wardenv1.CheckResponse{}
+	resp = &wardenv1.CheckResponse{}
 	if t.route != nil {
 		resp.Route = t.route.Name
 	}
-	p, denied, err := s.checkAuthenticate(ctx, d, req, &t, resp)
-	if denied != nil || err != nil {
+	sctx, step = sp.child(ctx, spanAuthn)
+	p, denied, err := s.checkAuthenticate(sctx, d, req, &t, resp)
+	if step.endStep(denied, err); denied != nil || err != nil {
 		return denied, err
 	}
-	if denied, err := s.checkPermit(ctx, d, req, &t, p, resp); denied != nil || err != nil {
+	sctx, step = sp.child(ctx, spanPermit)
+	denied, err = s.checkPermit(sctx, d, req, &t, p, resp)
+	if step.endStep(denied, err); denied != nil || err != nil {
 		return denied, err
 	}
-	if err := s.checkLimits(ctx, d, req, t.route, &t.ps, p, t.http, resp); err != nil {
+	sctx, step = sp.child(ctx, spanLimits)
+	err = s.checkLimits(sctx, d, req, t.route, &t.ps, p, t.http, resp)
+	if step.on() && resp.Stage != wardenv1.CheckStage_CHECK_STAGE_UNSPECIFIED {
+		denied = resp
+	}
+	if step.endStep(denied, err); err != nil {
 		return nil, err
 	}
 	if resp.Stage != wardenv1.CheckStage_CHECK_STAGE_UNSPECIFIED {
 		return resp, nil
 	}
-	return checkAllow(d, &t, p, resp), nil
+	_, step = sp.child(ctx, spanAllow)
+	resp = checkAllow(d, &t, p, resp)
+	step.endStep(nil, nil)
+	return resp, nil
 }
 
 // target is what a Check request is about: an HTTP request (or gRPC method) and the route it

@@ -40,8 +40,13 @@ var rlPool = sync.Pool{New: func() any { return new(rlScratch) }}
 
 // CheckRateLimit checks and consumes the limits that apply to the request's descriptors, all
 // or nothing.
-func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error) {
+func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (resp *wardenv1.CheckRateLimitResponse, err error) {
 	d := s.deps.Load()
+	ctx, sp := s.start(ctx, spanCheckRateLimit) // spans only when sampled: see span
+	if sp.on() {
+		sp.set(attrDomain.String(req.GetDomain()))
+		defer func() { sp.end(resp.GetAllowed(), wardenv1.DenyReason_DENY_REASON_RATE_LIMITED, err) }()
+	}
 	if d.Limiter == nil {
 		return nil, unimplemented("CheckRateLimit: no rate limits are configured (config section rate_limit)")
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wardenhq/warden/authn/webhook"
 	"github.com/wardenhq/warden/authz"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
@@ -64,6 +66,11 @@ type Config struct {
 	// more, or a name or value with NUL, CR or LF, is INVALID_ARGUMENT before any other
 	// work. Defaults DefaultMaxHeaders and DefaultMaxHeaderBytes.
 	MaxHeaders, MaxHeaderBytes int
+	// Tracer, when set, gives a sampled call spans for its decision (Authenticate,
+	// CheckRateLimit, Check) and for Check's steps (target, authenticate, permit, limits,
+	// allow), children of the span in the call's context. An unsampled call starts none
+	// and allocates nothing for them. Nil: no spans.
+	Tracer trace.Tracer
 }
 
 // Server implements WardenService. Create it with New; it is safe for concurrent use, and
@@ -76,6 +83,7 @@ type Server struct {
 	now     func() time.Time
 	deps    atomic.Pointer[Deps]
 	headers headerLimits
+	tracer  trace.Tracer
 }
 
 // AuditVersion is the version of the audit log's schema (docs/audit-log.md), written on
@@ -85,7 +93,7 @@ const AuditVersion = 1
 
 // New returns a Server.
 func New(c Config) *Server {
-	s := &Server{log: c.Logger, now: c.Now, headers: headerLimits{c.MaxHeaders, c.MaxHeaderBytes}}
+	s := &Server{log: c.Logger, now: c.Now, headers: headerLimits{c.MaxHeaders, c.MaxHeaderBytes}, tracer: c.Tracer}
 	if s.headers.count <= 0 {
 		s.headers.count = DefaultMaxHeaders
 	}

@@ -59,6 +59,9 @@ func (a *app) openStores(ctx context.Context) error {
 		a.redisHealth = redisconn.NewHealth(a.redis, a.cfg.Redis.Addrs, time.Second, a.log, rs.Load)
 		a.background = append(a.background, a.redisHealth.Run)
 		a.stores.limits = rs
+		if tr := a.tel.tracer(); tr != nil {
+			a.stores.limits = traceStore(rs, tr)
+		}
 		ks, err := redisauth.NewKeyStore(a.apiKeysRedis())
 		if err != nil {
 			return err

@@ -170,13 +170,18 @@ func (a *app) applyEnvoy() {
 func (a *app) startEnvoy(opts []grpc.ServerOption) error {
 	var checker envoy.Checker = decisionChecker{a.srv, &a.tel.rpc.d}
 	if a.tel.tp != nil {
-		checker = tracedChecker{checker, a.tel.tp.Tracer("github.com/wardenhq/warden")}
+		checker = tracedChecker{checker, a.tel.tracer()}
 	}
 	a.envoy.auth = envoy.NewAuthServer(checker, a.envoy.pendingAuth)
 	a.envoy.rls = envoy.NewRateLimitServer(a.srv, a.envoy.pendingRLS)
 	register := func(s *grpc.Server) {
-		authv3.RegisterAuthorizationServer(s, a.envoy.auth)
-		rlsv3.RegisterRateLimitServiceServer(s, timedRLS{a.envoy.rls, &a.peer})
+		var auth authv3.AuthorizationServer = a.envoy.auth
+		var rls rlsv3.RateLimitServiceServer = timedRLS{a.envoy.rls, &a.peer}
+		if tr := a.tel.tracer(); tr != nil {
+			auth, rls = tracedAuth{auth, tr}, tracedRLS{rls, tr}
+		}
+		authv3.RegisterAuthorizationServer(s, auth)
+		rlsv3.RegisterRateLimitServiceServer(s, rls)
 	}
 	register(a.grpc)
 	for _, name := range []string{authv3.Authorization_ServiceDesc.ServiceName, rlsv3.RateLimitService_ServiceDesc.ServiceName} {

@@ -48,7 +48,7 @@ func TestRedisRoundTripMetrics(t *testing.T) {
 // TestRedisObserverAllocatesNothing: recording a round trip (from the store's batchers)
 // allocates nothing.
 func TestRedisObserverAllocatesNothing(t *testing.T) {
-	tel, err := newTelemetry(config.Telemetry{}, nil)
+	tel, err := newTelemetry(config.Telemetry{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

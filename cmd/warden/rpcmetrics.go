@@ -277,15 +277,25 @@ func (r *rpcMetrics) finish(ctx context.Context, mm *methodMetrics, start time.T
 
 // unary is the server's first interceptor: it times the call and counts its decision.
 func (r *rpcMetrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	mm := r.method(info.FullMethod)
-	mm.inFlight.Add(1)
-	start := time.Now()
+	mm, start := r.begin(info.FullMethod)
 	resp, err := handler(ctx, req)
+	r.end(ctx, mm, start, resp, err)
+	return resp, err
+}
+
+// begin and end are unary's halves, for unaryStack: begin counts the call in flight and
+// starts its clock; end times it and counts its decision.
+func (r *rpcMetrics) begin(fullMethod string) (*methodMetrics, time.Time) {
+	mm := r.method(fullMethod)
+	mm.inFlight.Add(1)
+	return mm, time.Now()
+}
+
+func (r *rpcMetrics) end(ctx context.Context, mm *methodMetrics, start time.Time, resp any, err error) {
 	r.finish(ctx, mm, start, err)
 	if mm.kind != kindNone {
 		r.decision(mm.kind, resp, err)
 	}
-	return resp, err
 }
 
 func (r *rpcMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

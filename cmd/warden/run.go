@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -43,6 +44,11 @@ type addrs struct {
 // run is the whole server. It returns when ctx ends (after a graceful shutdown) or on a
 // start-up error. ready, if not nil, is called once the listeners are open.
 func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, ready func(addrs)) error {
+	return runWith(ctx, args, env, stderr, ready, nil)
+}
+
+// runWith is run, with spans (when not nil) receiving every sampled span as it ends.
+func runWith(ctx context.Context, args []string, env config.Env, stderr io.Writer, ready func(addrs), spans sdktrace.SpanExporter) error {
 	fs := flag.NewFlagSet("warden", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path to the YAML config file (none: loopback, in-memory store)")
@@ -68,7 +74,7 @@ func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, r
 	}
 	log, level := newLogger(stderr, cfg.Log)
 
-	a := &app{log: log, level: level, cfg: cfg, env: env}
+	a := &app{log: log, level: level, cfg: cfg, env: env, spans: spans}
 	defer a.close()
 	if err := a.start(ctx); err != nil {
 		return err
@@ -124,6 +130,7 @@ type app struct {
 	log   *slog.Logger
 	level *slog.LevelVar // log's, changed by AdminService.SetLogLevel
 	env   config.Env
+	spans sdktrace.SpanExporter // for tests: see runWith
 
 	mu  sync.Mutex // guards cfg during reloads
 	cfg *config.File
@@ -164,7 +171,7 @@ func (a *app) close() {
 func (a *app) start(ctx context.Context) error {
 	cfg := a.cfg
 	var err error
-	if a.tel, err = newTelemetry(cfg.Telemetry, a.env); err != nil {
+	if a.tel, err = newTelemetry(cfg.Telemetry, a.env, a.spans); err != nil {
 		return err
 	}
 	a.closers = append(a.closers, a.tel.close)
@@ -203,7 +210,7 @@ func (a *app) start(ctx context.Context) error {
 	a.tel.setJWT(a.jwt)
 	a.peer.configLoaded(nil)
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
-		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes})
+		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes, Tracer: a.tel.tracer()})
 	a.tel.setConfigVersion(cfg.Version)
 
 	a.streams = streamguard.New(streamguard.Config{Rate: cfg.Server.StreamRate, Burst: cfg.Server.StreamBurst,
@@ -220,7 +227,8 @@ func (a *app) start(ctx context.Context) error {
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(a.tel.rpc.unary, requestIDUnary, service.RecoverUnary(a.log)),
+		// Metrics, request ids, recovery: one interceptor (see unaryStack).
+		grpc.UnaryInterceptor(unaryStack{a.tel.rpc, service.RecoverUnary(a.log)}.intercept),
 		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
 	if h := a.tel.statsHandler(); h != nil {

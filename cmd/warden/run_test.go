@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -56,12 +57,18 @@ type running struct {
 // earlier with stop.
 func start(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
+	return startWith(t, nil, env, args...)
+}
+
+// startWith is start, with spans receiving the sampled spans.
+func startWith(t *testing.T, spans sdktrace.SpanExporter, env map[string]string, args ...string) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan addrs, 1)
 	args = append([]string{"-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, args...)
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	go func() { r.done <- run(ctx, args, lookup, r.logs, func(a addrs) { ready <- a }) }()
+	go func() { r.done <- runWith(ctx, args, lookup, r.logs, func(a addrs) { ready <- a }, spans) }()
 	select {
 	case r.addrs = <-ready:
 	case err := <-r.done:

@@ -41,7 +41,9 @@ type telemetry struct {
 	rpc     *rpcMetrics
 }
 
-func newTelemetry(c config.Telemetry, env config.Env) (*telemetry, error) {
+// newTelemetry builds the providers of c. spans, when not nil, receives every sampled span
+// as it ends, besides the OTLP export (for tests).
+func newTelemetry(c config.Telemetry, env config.Env, spans sdktrace.SpanExporter) (*telemetry, error) {
 	t := &telemetry{reg: prometheus.NewRegistry()}
 	t.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	res, err := newResource()
@@ -57,12 +59,15 @@ func newTelemetry(c config.Telemetry, env config.Env) (*telemetry, error) {
 	if c.TraceSampleRatio > 0 {
 		opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res),
 			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio)))}
-		spans, err := otlpTraceExporter(c.OTLP, env)
+		otlp, err := otlpTraceExporter(c.OTLP, env)
 		if err != nil {
 			return nil, err
 		}
+		if otlp != nil {
+			opts = append(opts, sdktrace.WithBatcher(otlp))
+		}
 		if spans != nil {
-			opts = append(opts, sdktrace.WithBatcher(spans))
+			opts = append(opts, sdktrace.WithSyncer(spans))
 		}
 		t.tp = sdktrace.NewTracerProvider(opts...)
 	}

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net/url"
 	"runtime/debug"
+	"strings"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -19,6 +22,7 @@ import (
 	"github.com/wardenhq/warden/clients/envoy"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/config"
+	"github.com/wardenhq/warden/limiter"
 )
 
 // buildVersion is the module version Warden was built as (a tag, a pseudo-version, or
@@ -114,7 +118,9 @@ var traceContext propagation.TraceContext
 
 func (c tracedChecker) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 	h := req.GetHttp().GetHeaders()
-	if h["traceparent"] == "" {
+	tp := h["traceparent"]
+	if !sampledTraceparent(tp) {
+		// No trace, or one its client chose not to sample: nothing to join, nothing parsed.
 		return c.Checker.Check(ctx, req)
 	}
 	remote := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.MapCarrier(h)))
@@ -130,4 +136,159 @@ func (c tracedChecker) Check(ctx context.Context, req *wardenv1.CheckRequest) (*
 		span.SetStatus(codes.Error, status.Code(err).String())
 	}
 	return resp, err
+}
+
+// sampledTraceparent reports whether a W3C traceparent header value
+// (version-traceid-parentid-flags) has its sampled flag set, without parsing the rest: a
+// request whose client does not sample costs no extraction.
+func sampledTraceparent(v string) bool {
+	const minLen = 2 + 1 + 32 + 1 + 16 + 1 + 2
+	if len(v) < minLen {
+		return false
+	}
+	f := v[minLen-1]
+	var n byte
+	switch {
+	case f >= '0' && f <= '9':
+		n = f - '0'
+	case f >= 'a' && f <= 'f':
+		n = f - 'a' + 10
+	default:
+		return false
+	}
+	return n&1 == 1
+}
+
+// tracer is Warden's tracer, nil when tracing is off.
+func (t *telemetry) tracer() trace.Tracer {
+	if t.tp == nil {
+		return nil
+	}
+	return t.tp.Tracer("github.com/wardenhq/warden")
+}
+
+// Attributes of the Envoy adapters' and the Redis store's spans (see service's for the
+// decisions'): no principal, key or descriptor value.
+const (
+	attrOutcome    = attribute.Key("warden.outcome")
+	attrHTTPStatus = attribute.Key("http.response.status_code")
+	attrFailOpen   = attribute.Key("warden.ext_authz.fail_open")
+	attrLimits     = attribute.Key("warden.redis.limits")
+	attrBatch      = attribute.Key("warden.redis.batch_size")
+)
+
+// tracedAuth gives a sampled ext_authz call a span for the adapter's decision
+// (warden.ext_authz), the parent of Warden's decision spans; an unsampled call goes straight
+// through. Installed only when tracing is on.
+type tracedAuth struct {
+	authv3.AuthorizationServer
+	tracer trace.Tracer
+}
+
+func (s tracedAuth) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return s.AuthorizationServer.Check(ctx, req)
+	}
+	ctx, sp := s.tracer.Start(ctx, "warden.ext_authz")
+	defer sp.End()
+	resp, err := s.AuthorizationServer.Check(ctx, req)
+	switch {
+	case err != nil:
+		sp.SetAttributes(attrOutcome.String("error"))
+		sp.SetStatus(codes.Error, status.Code(err).String())
+	case resp.GetDeniedResponse() != nil || resp.GetStatus().GetCode() != 0:
+		sp.SetAttributes(attrOutcome.String("denied"), attrHTTPStatus.Int(int(resp.GetDeniedResponse().GetStatus().GetCode())))
+	default:
+		sp.SetAttributes(attrOutcome.String("allowed"), attrHTTPStatus.Int(200), attrFailOpen.Bool(failedOpen(resp)))
+	}
+	return resp, err
+}
+
+// tracedRLS gives a sampled RLS call a span for the adapter's decision (warden.rls).
+type tracedRLS struct {
+	rlsv3.RateLimitServiceServer
+	tracer trace.Tracer
+}
+
+func (s tracedRLS) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return s.RateLimitServiceServer.ShouldRateLimit(ctx, req)
+	}
+	ctx, sp := s.tracer.Start(ctx, "warden.rls", trace.WithAttributes(attribute.String("warden.ratelimit.domain", req.GetDomain())))
+	defer sp.End()
+	resp, err := s.RateLimitServiceServer.ShouldRateLimit(ctx, req)
+	switch {
+	case err != nil:
+		sp.SetAttributes(attrOutcome.String("error"))
+		sp.SetStatus(codes.Error, status.Code(err).String())
+	case resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT:
+		sp.SetAttributes(attrOutcome.String("over_limit"))
+	default:
+		sp.SetAttributes(attrOutcome.String(strings.ToLower(resp.GetOverallCode().String())))
+	}
+	return resp, err
+}
+
+// tracedStore gives a sampled call's Take on the rate-limit store (Redis) a span
+// (warden.redis.take): the limits it checks, its outcome and, from the store's
+// TakeAnswered hook, the size of the pipeline it went in. An unsampled Take goes straight
+// through. Installed only when tracing is on.
+type tracedStore struct {
+	limiter.Store
+	tracer trace.Tracer
+}
+
+func (s tracedStore) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return s.Store.Take(ctx, tag, hits, out)
+	}
+	ctx, sp := s.tracer.Start(ctx, "warden.redis.take", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("db.system.name", "redis"), attrLimits.Int(len(hits))))
+	defer sp.End()
+	ok, err := s.Store.Take(ctx, tag, hits, out)
+	switch {
+	case err != nil:
+		sp.SetAttributes(attrOutcome.String("error"))
+		sp.SetStatus(codes.Error, "store error")
+	case ok:
+		sp.SetAttributes(attrOutcome.String("allowed"))
+	default:
+		sp.SetAttributes(attrOutcome.String("over_limit"))
+	}
+	return ok, err
+}
+
+// TakeAnswered is the Redis store's hook (redisstore.Options.Observer): it records on the
+// Take's span the number of commands in the pipeline that answered it.
+func (r *redisRoundTrips) TakeAnswered(ctx context.Context, batch int) {
+	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+		sp.SetAttributes(attrBatch.Int(batch))
+	}
+}
+
+// traceStore wraps s in a tracedStore that keeps what the limiter asks of s besides Take
+// (Sharded, Resetter).
+func traceStore(s limiter.Store, tr trace.Tracer) limiter.Store {
+	t := tracedStore{s, tr}
+	sh, isSharded := s.(limiter.Sharded)
+	rs, isResetter := s.(limiter.Resetter)
+	switch {
+	case isSharded && isResetter:
+		return struct {
+			tracedStore
+			limiter.Sharded
+			limiter.Resetter
+		}{t, sh, rs}
+	case isSharded:
+		return struct {
+			tracedStore
+			limiter.Sharded
+		}{t, sh}
+	case isResetter:
+		return struct {
+			tracedStore
+			limiter.Resetter
+		}{t, rs}
+	}
+	return t
 }

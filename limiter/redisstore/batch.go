@@ -34,6 +34,7 @@ type call struct {
 	state  atomic.Int32
 	sent   atomic.Bool   // the command has left the queue for Redis
 	done   chan struct{} // capacity 1: the batcher's answer
+	batch  int32         // commands in the pipeline that answered it (0: none did)
 }
 
 // build fills c.keys and c.args for hits under tag.
@@ -179,6 +180,7 @@ func (s *Store) exec(batch []*call, client Client, n *node) {
 	}
 	for _, c := range batch[:live] {
 		c.err = c.cmd.Err()
+		c.batch = int32(live)
 		s.deliver(c)
 	}
 }

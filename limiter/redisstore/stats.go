@@ -16,6 +16,14 @@ type Observer interface {
 	RoundTrip(commands int, took time.Duration)
 }
 
+// TakeObserver, when the Options.Observer also implements it, is told of every batched Take
+// that a pipeline answered: the Take's ctx and the number of commands in that pipeline (for
+// a span of the Take). It is called from the Take's goroutine before Take returns: it must
+// be quick and must not block.
+type TakeObserver interface {
+	TakeAnswered(ctx context.Context, batch int)
+}
+
 // Stats are a Store's round-trip counts since New, read with atomic loads.
 type Stats struct {
 	InFlight   int64  // round trips sent and not yet answered

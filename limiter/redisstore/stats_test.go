@@ -1,6 +1,7 @@
 package redisstore_test
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -129,5 +130,55 @@ func TestObserverAllocs(t *testing.T) {
 		if with > without {
 			t.Errorf("%s: Take allocates %v with an Observer, %v without", m.name, with, without)
 		}
+	}
+}
+
+// takeObserver is an Observer that also implements TakeObserver.
+type takeObserver struct {
+	roundTrips
+	takes, batched, maxBatch atomic.Int64
+}
+
+type ctxKey struct{}
+
+func (o *takeObserver) TakeAnswered(ctx context.Context, batch int) {
+	if ctx.Value(ctxKey{}) == "take" {
+		o.takes.Add(1)
+	}
+	o.batched.Add(int64(batch))
+	for m := o.maxBatch.Load(); int64(batch) > m && !o.maxBatch.CompareAndSwap(m, int64(batch)); m = o.maxBatch.Load() {
+	}
+}
+
+// TestTakeObserver: a batched Take tells the TakeObserver its own ctx and the size of the
+// pipeline that answered it: every Take once, sizes between 1 and MaxBatch.
+func TestTakeObserver(t *testing.T) {
+	srv := redistest.Start(t)
+	obs := &takeObserver{}
+	s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Observer: obs})
+	if err := s.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	const takes = 400
+	lim := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 1000, Period: time.Minute}
+	ctx := context.WithValue(t.Context(), ctxKey{}, "take")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			out := make([]limiter.Status, 1)
+			for i := g; i < takes; i += 8 {
+				if _, err := s.Take(ctx, "obs", []limiter.Hit{{Key: "k", Limit: lim, Cost: 1}}, out); err != nil {
+					t.Errorf("Take: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := obs.takes.Load(); got != takes {
+		t.Errorf("TakeAnswered with the Take's ctx %d times, want %d", got, takes)
+	}
+	if b, m := obs.batched.Load(), obs.maxBatch.Load(); b < takes || m < 1 || m > 128 {
+		t.Errorf("batch sizes sum to %d (max %d), want at least %d, max within 1..128", b, m, takes)
 	}
 }

@@ -129,6 +129,7 @@ type Store struct {
 	workers sync.WaitGroup
 	cl      *clusterState // on a Cluster (batched), the masters' queues and the slot map
 	rt      rtStats
+	takeObs TakeObserver // Options.Observer's, if it is one
 }
 
 var (
@@ -166,6 +167,7 @@ func New(client Client, opts Options) (*Store, error) {
 		sha:    redis.NewScript(takeLua).Hash(),
 	}
 	s.pool.New = func() any { return &call{done: make(chan struct{}, 1)} }
+	s.takeObs, _ = opts.Observer.(TakeObserver)
 	if opts.Unbatched {
 		return s, nil
 	}
@@ -265,7 +267,7 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		s.runOne(ctx, c)
 		return s.finish(ctx, c, hits, out)
 	}
-	c.ctx = ctx
+	c.ctx, c.batch = ctx, 0
 	reqs := s.reqs
 	if s.cl != nil {
 		n := s.nodeFor(ctx, c.keys[0])
@@ -304,6 +306,9 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 			return false, ctx.Err()
 		}
 		<-c.done // answered meanwhile
+	}
+	if s.takeObs != nil && c.batch > 0 {
+		s.takeObs.TakeAnswered(ctx, int(c.batch))
 	}
 	return s.finish(ctx, c, hits, out)
 }
