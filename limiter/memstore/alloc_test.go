@@ -69,9 +69,10 @@ func TestSweep(t *testing.T) {
 		description string
 	}{
 		{0, 0, 12, "nothing expired yet"},
-		// The sliding window keeps its count for two periods, the others for one.
-		{time.Second, 3, 9, "1s token bucket, fixed window, sliding log"},
-		{2 * time.Second, 1, 8, "1s sliding window"},
+		// Expiry instants are rounded up to expiryUnit (16 s): an entry is never removed
+		// before it expires, at most 16 s after.
+		{time.Second, 0, 12, "1s limits, rounded up"},
+		{expiryUnit * time.Microsecond, 4, 8, "1s limits (the sliding window's 1.1 s too)"},
 		{2 * time.Minute, 4, 4, "1m limits"},
 		{2 * time.Hour, 4, 0, "1h limits"},
 	} {
