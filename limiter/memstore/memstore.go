@@ -10,8 +10,9 @@
 //
 // A counter is 32 bytes in a Go map without pointers (so the garbage collector never scans
 // it): a 128-bit hash of its tag and key, and the algorithm's state packed in 16 bytes (see
-// slot). A sliding window adds its 11 bucket counts (a second map, 60 bytes an entry); a
-// sliding log, and the rare count beyond 32 bits, keep the whole limiter.Counter on the heap.
+// slot). A sliding window is 72 bytes in a second such map (its 11 bucket counts in 32 bits
+// each, see window); a sliding log, and the rare count beyond 32 bits, keep the whole
+// limiter.Counter on the heap.
 // Measured with TestMemoryPerKey (memory_test.go): about 60 bytes of resident memory per live
 // token-bucket or fixed-window key; the README gives the figures.
 //
@@ -67,11 +68,9 @@ type Store struct {
 // id names a counter: the 128-bit hash of its tag and key.
 type id [2]uint64
 
-// slot is one counter's state, 16 bytes without pointers:
-//
-//	TokenBucket, FixedWindow: Counter.At in at, Counter.N in n (low 32 bits) and nHigh
-//	SlidingWindow:            Counter.At in at; the bucket counts in shard.sw
-//	wide (SlidingLog, or a count that does not fit): the Counter in shard.wide
+// slot is a token bucket's or a fixed window's state, 16 bytes without pointers:
+// Counter.At in at, Counter.N in n (low 32 bits) and nHigh. A wide slot (SlidingLog, or a
+// count that does not fit) has its Counter in shard.wide.
 type slot struct {
 	at int64
 	n  uint32
@@ -120,15 +119,22 @@ func packMeta(alg limiter.Algorithm, expiry int64, wide bool, nHigh uint32) uint
 	return m
 }
 
-// buckets are a sliding window's counts, Counter.Log in 32 bits each.
-type buckets [limiter.SlidingBuckets + 1]uint32
+// window is a sliding window's state, 56 bytes without pointers: Counter.At in at, its Log
+// in 32 bits a bucket, meta as in slot.
+type window struct {
+	at   int64
+	meta uint32
+	b    [limiter.SlidingBuckets + 1]uint32
+}
+
+func (w *window) expiry() int64 { return slot{meta: w.meta}.expiry() }
 
 type shard struct {
 	mu sync.Mutex
 	m  map[id]slot
-	// sw holds the bucket counts of the sliding windows in m; wide the Counters of the
+	// A key is in m or in sw (its sliding window), not both; wide holds the Counters of the
 	// entries m marks wide.
-	sw   map[id]buckets
+	sw   map[id]window
 	wide map[id]*limiter.Counter
 	// params caches the Params of the limits last seen (computing them takes a gcd).
 	params [8]cachedParams
@@ -180,7 +186,7 @@ func New(o Options) *Store {
 	}
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.m, sh.sw, sh.wide = make(map[id]slot), make(map[id]buckets), make(map[id]*limiter.Counter)
+		sh.m, sh.sw, sh.wide = make(map[id]slot), make(map[id]window), make(map[id]*limiter.Counter)
 	}
 	return s
 }
@@ -206,10 +212,10 @@ func (s *Store) idOf(th id, key string) id {
 type undo struct {
 	k    id
 	cost int64
-	// had reports that the key held a live counter; old and oldSW are its state.
-	had   bool
-	old   slot
-	oldSW buckets
+	// had reports that the key held a live counter: old, or oldSW when inSW.
+	had, inSW bool
+	old       slot
+	oldSW     window
 	// w is a wide counter, oldAt and oldN its At and N (its Log is handled by Uncommit).
 	w           *limiter.Counter
 	oldAt, oldN int64
@@ -261,7 +267,7 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		sh := &s.shards[hitShard[i]]
 		k := ids[i]
 		p := sh.paramsFor(&h.Limit)
-		c, sl, had := sh.load(k, &p, now, true)
+		c, sl, inSW, had := sh.load(k, &p, now, true)
 		out[i] = p.Eval(&c, now, h.Cost)
 		if !out[i].Allowed {
 			allowed = false
@@ -271,19 +277,19 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 			// A peek, or nothing will be committed anyway: no need to write.
 			continue
 		}
-		u := undo{k: k, cost: h.Cost, had: had, old: sl, oldAt: c.At, oldN: c.N, shard: hitShard[i], hit: uint32(i)}
+		u := undo{k: k, cost: h.Cost, had: had, inSW: inSW, old: sl, oldAt: c.At, oldN: c.N, shard: hitShard[i], hit: uint32(i)}
 		switch {
+		case inSW:
+			u.oldSW = sh.sw[k]
 		case had && sl.wide():
 			u.w = sh.wide[k]
-		case had && sl.alg() == limiter.SlidingWindow:
-			u.oldSW = sh.sw[k]
 		}
 		undos = append(undos, u)
 		if p.Algorithm == limiter.SlidingLog && c.Log == nil {
 			c.Log = make([]int64, 0, p.Limit)
 		}
 		p.Commit(&c, now, h.Cost)
-		sh.store(k, &p, &c, sl, had)
+		sh.store(k, &p, &c, had && !inSW && sl.wide())
 	}
 	if allowed {
 		return true, nil
@@ -292,66 +298,72 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 	return false, nil
 }
 
-// load returns the counter k holds for p's algorithm at now, the slot it came from, and
-// whether there was one. A counter of another algorithm, or expired, is absent; forget removes
-// it at once (even for a peek), as a Take does. A sliding window's Log is the shard's scratch buffer, valid
-// until the next load on the shard; a wide counter's is the stored one.
-func (sh *shard) load(k id, p *limiter.Params, now int64, forget bool) (limiter.Counter, slot, bool) {
-	var c limiter.Counter
+// load returns the counter k holds for p's algorithm at now, the slot it came from (when in
+// m), whether it came from sw instead, and whether there was one. A counter of another
+// algorithm, or expired, is absent; forget removes it at once (even for a peek), as a Take
+// does. A sliding window's Log is the shard's scratch buffer, valid until the next load on
+// the shard; a wide counter's is the stored one.
+func (sh *shard) load(k id, p *limiter.Params, now int64, forget bool) (c limiter.Counter, sl slot, inSW, ok bool) {
 	if p.Algorithm == limiter.SlidingWindow {
 		c.Log = sh.log[:0]
 	}
-	sl, ok := sh.m[k]
+	if len(sh.sw) > 0 {
+		if w, found := sh.sw[k]; found {
+			if now >= w.expiry() || p.Algorithm != limiter.SlidingWindow {
+				if forget {
+					delete(sh.sw, k)
+				}
+				return c, slot{}, false, false
+			}
+			for i := range w.b {
+				sh.log[i] = int64(w.b[i])
+			}
+			c.At, c.Log = w.at, sh.log[:]
+			return c, slot{}, true, true
+		}
+	}
+	sl, ok = sh.m[k]
 	if !ok {
-		return c, sl, false
+		return c, sl, false, false
 	}
 	if now >= sl.expiry() || sl.alg() != p.Algorithm {
 		if forget {
-			sh.remove(k, sl)
+			sh.remove(k)
 		}
-		return c, slot{}, false
+		return c, slot{}, false, false
 	}
-	switch {
-	case sl.wide():
-		c = *sh.wide[k]
-	case p.Algorithm == limiter.SlidingWindow:
-		b := sh.sw[k]
-		for i := range b {
-			sh.log[i] = int64(b[i])
-		}
-		c.At, c.Log = sl.at, sh.log[:]
-	default:
-		c.At = sl.at
-		c.N = int64(sl.n)
-		if sl.meta&nHighBit != 0 {
-			c.N |= 1 << 32
-		}
+	if sl.wide() {
+		return *sh.wide[k], sl, false, true
 	}
-	return c, sl, true
+	c.At = sl.at
+	c.N = int64(sl.n)
+	if sl.meta&nHighBit != 0 {
+		c.N |= 1 << 32
+	}
+	return c, sl, false, true
 }
 
-// store saves c, committed under p, as k's counter; old and had are what load returned.
-func (sh *shard) store(k id, p *limiter.Params, c *limiter.Counter, old slot, had bool) {
+// store saves c, committed under p, as k's counter; wide reports that k was wide.
+func (sh *shard) store(k id, p *limiter.Params, c *limiter.Counter, wide bool) {
 	exp := p.Expiry(c)
-	wide := had && old.wide()
 	if !wide {
 		switch p.Algorithm {
 		case limiter.SlidingLog:
 			wide = true
 		case limiter.SlidingWindow:
-			var b buckets
+			w := window{at: c.At, meta: packMeta(p.Algorithm, exp, false, 0)}
 			for i, v := range c.Log {
 				if v < 0 || v > math.MaxUint32 {
 					wide = true
 					break
 				}
-				b[i] = uint32(v)
+				w.b[i] = uint32(v)
 			}
 			if !wide {
-				sh.m[k] = slot{at: c.At, meta: packMeta(p.Algorithm, exp, false, 0)}
-				sh.sw[k] = b
+				sh.sw[k] = w
 				return
 			}
+			delete(sh.sw, k)
 		default:
 			if c.N >= 0 && c.N < 1<<33 {
 				sh.m[k] = slot{at: c.At, n: uint32(c.N), meta: packMeta(p.Algorithm, exp, false, uint32(c.N>>32))}
@@ -365,7 +377,6 @@ func (sh *shard) store(k id, p *limiter.Params, c *limiter.Counter, old slot, ha
 	if w == nil {
 		w = new(limiter.Counter)
 		sh.wide[k] = w
-		delete(sh.sw, k)
 	}
 	log := c.Log
 	if p.Algorithm == limiter.SlidingWindow && (len(log) == 0 || &log[0] == &sh.log[0]) {
@@ -375,13 +386,15 @@ func (sh *shard) store(k id, p *limiter.Params, c *limiter.Counter, old slot, ha
 	sh.m[k] = slot{at: c.At, meta: packMeta(p.Algorithm, exp, true, 0)}
 }
 
-// remove forgets k, whose slot is sl.
-func (sh *shard) remove(k id, sl slot) {
-	delete(sh.m, k)
-	switch {
-	case sl.wide():
-		delete(sh.wide, k)
-	case sl.alg() == limiter.SlidingWindow:
+// remove forgets k.
+func (sh *shard) remove(k id) {
+	if sl, ok := sh.m[k]; ok {
+		delete(sh.m, k)
+		if sl.wide() {
+			delete(sh.wide, k)
+		}
+	}
+	if len(sh.sw) > 0 {
 		delete(sh.sw, k)
 	}
 }
@@ -393,10 +406,12 @@ func (s *Store) rollback(hits []limiter.Hit, out []limiter.Status, ids []id, hit
 	for i := len(undos) - 1; i >= 0; i-- {
 		u := &undos[i]
 		sh := &s.shards[u.shard]
-		cur := sh.m[u.k]
 		switch {
 		case !u.had:
-			sh.remove(u.k, cur)
+			sh.remove(u.k)
+		case u.inSW:
+			sh.remove(u.k)
+			sh.sw[u.k] = u.oldSW
 		case u.old.wide():
 			// A later hit may have forgotten the key: put the counter back.
 			p := sh.paramsFor(&hits[u.hit].Limit)
@@ -404,13 +419,8 @@ func (s *Store) rollback(hits []limiter.Hit, out []limiter.Status, ids []id, hit
 			u.w.At, u.w.N = u.oldAt, u.oldN
 			sh.m[u.k], sh.wide[u.k] = u.old, u.w
 		default:
-			if cur.wide() {
-				delete(sh.wide, u.k)
-			}
+			sh.remove(u.k)
 			sh.m[u.k] = u.old
-			if u.old.alg() == limiter.SlidingWindow {
-				sh.sw[u.k] = u.oldSW
-			}
 		}
 	}
 	for i := range hits {
@@ -419,7 +429,7 @@ func (s *Store) rollback(hits []limiter.Hit, out []limiter.Status, ids []id, hit
 		}
 		sh := &s.shards[hitShard[i]]
 		p := sh.paramsFor(&hits[i].Limit)
-		c, _, _ := sh.load(ids[i], &p, now, false)
+		c, _, _, _ := sh.load(ids[i], &p, now, false)
 		out[i] = p.Eval(&c, now, 0)
 	}
 }
@@ -432,9 +442,7 @@ func (s *Store) Reset(ctx context.Context, tag, key string) error {
 	k := s.idOf(s.tagHash(tag), key)
 	sh := &s.shards[k[0]&s.mask]
 	sh.mu.Lock()
-	if sl, ok := sh.m[k]; ok {
-		sh.remove(k, sl)
-	}
+	sh.remove(k)
 	sh.mu.Unlock()
 	return nil
 }
@@ -467,15 +475,25 @@ func (s *Store) sweepExpired(now int64) int {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		seen := 0
-		for k, sl := range sh.m {
-			if now >= sl.expiry() {
-				sh.remove(k, sl)
-				n++
-			}
+		pause := func() {
 			if seen++; seen%sweepBatch == 0 {
 				sh.mu.Unlock()
 				sh.mu.Lock()
 			}
+		}
+		for k, sl := range sh.m {
+			if now >= sl.expiry() {
+				sh.remove(k)
+				n++
+			}
+			pause()
+		}
+		for k, w := range sh.sw {
+			if now >= w.expiry() {
+				delete(sh.sw, k)
+				n++
+			}
+			pause()
 		}
 		sh.mu.Unlock()
 	}
@@ -488,7 +506,7 @@ func (s *Store) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.m)
+		n += len(sh.m) + len(sh.sw)
 		sh.mu.Unlock()
 	}
 	return n
