@@ -307,9 +307,9 @@ func (sh *shard) load(k id, p *limiter.Params, now int64, forget bool) (c limite
 	if p.Algorithm == limiter.SlidingWindow {
 		c.Log = sh.log[:0]
 	}
-	if len(sh.sw) > 0 {
+	if p.Algorithm == limiter.SlidingWindow {
 		if w, found := sh.sw[k]; found {
-			if now >= w.expiry() || p.Algorithm != limiter.SlidingWindow {
+			if now >= w.expiry() {
 				if forget {
 					delete(sh.sw, k)
 				}
@@ -324,6 +324,9 @@ func (sh *shard) load(k id, p *limiter.Params, now int64, forget bool) (c limite
 	}
 	sl, ok = sh.m[k]
 	if !ok {
+		if forget && p.Algorithm != limiter.SlidingWindow && len(sh.sw) > 0 {
+			delete(sh.sw, k) // a sliding window is a counter of another algorithm
+		}
 		return c, sl, false, false
 	}
 	if now >= sl.expiry() || sl.alg() != p.Algorithm {
