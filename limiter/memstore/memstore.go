@@ -232,9 +232,12 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		return false, errOutLen
 	}
 	now := s.now().UnixMicro()
+	th := s.tagHash(tag)
+	if len(hits) == 1 {
+		return s.takeOne(th, &hits[0], &out[0], now), nil
+	}
 
 	// The shards to lock, sorted and deduplicated. Up to 16 hits stay on the stack.
-	th := s.tagHash(tag)
 	var idxBuf, hitBuf [16]uint32
 	var idBuf [16]id
 	idx, hitShard, ids := idxBuf[:0], hitBuf[:0], idBuf[:0]
@@ -277,14 +280,16 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 			// A peek, or nothing will be committed anyway: no need to write.
 			continue
 		}
-		u := undo{k: k, cost: h.Cost, had: had, inSW: inSW, old: sl, oldAt: c.At, oldN: c.N, shard: hitShard[i], hit: uint32(i)}
-		switch {
-		case inSW:
-			u.oldSW = sh.sw[k]
-		case had && sl.wide():
-			u.w = sh.wide[k]
+		if i < len(hits)-1 {
+			// (Should the last hit be refused, it commits nothing: no undo.)
+			undos = append(undos, undo{k: k, cost: h.Cost, had: had, inSW: inSW, old: sl, oldAt: c.At, oldN: c.N, shard: hitShard[i], hit: uint32(i)})
+			switch u := &undos[len(undos)-1]; {
+			case inSW:
+				u.oldSW = sh.sw[k]
+			case had && sl.wide():
+				u.w = sh.wide[k]
+			}
 		}
-		undos = append(undos, u)
 		if p.Algorithm == limiter.SlidingLog && c.Log == nil {
 			c.Log = make([]int64, 0, p.Limit)
 		}
@@ -296,6 +301,25 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 	}
 	s.rollback(hits, out, ids, hitShard, undos, now)
 	return false, nil
+}
+
+// takeOne is Take for a single hit: one shard, nothing to roll back.
+func (s *Store) takeOne(th id, h *limiter.Hit, out *limiter.Status, now int64) bool {
+	k := s.idOf(th, h.Key)
+	sh := &s.shards[k[0]&s.mask]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	p := sh.paramsFor(&h.Limit)
+	c, sl, inSW, had := sh.load(k, &p, now, true)
+	*out = p.Eval(&c, now, h.Cost)
+	if out.Allowed && h.Cost > 0 {
+		if p.Algorithm == limiter.SlidingLog && c.Log == nil {
+			c.Log = make([]int64, 0, p.Limit)
+		}
+		p.Commit(&c, now, h.Cost)
+		sh.store(k, &p, &c, had && !inSW && sl.wide())
+	}
+	return out.Allowed
 }
 
 // load returns the counter k holds for p's algorithm at now, the slot it came from (when in
