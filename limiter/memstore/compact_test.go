@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,6 +249,50 @@ func TestHashSpread(t *testing.T) {
 				t.Fatalf("%s: two keys with one 128-bit id", shape)
 			}
 			full[k] = true
+		}
+	}
+}
+
+// TestSweepWhileTaking runs the sweep, which releases a shard's lock between batches in the
+// middle of iterating its maps, against concurrent Takes that add and forget counters (run it
+// with -race): every live counter must survive the sweeps with its count.
+func TestSweepWhileTaking(t *testing.T) {
+	var clock atomic.Int64
+	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(Options{Now: func() time.Time { return base.Add(time.Duration(clock.Load())) }, Shards: 2})
+	ctx := context.Background()
+	short := limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: 5, Period: time.Second}
+	long := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 5, Period: 24 * time.Hour}
+	out := make([]limiter.Status, 1)
+	// Counters that must outlive every sweep: 4 units taken of 5.
+	for i := range 500 {
+		if ok, _ := s.Take(ctx, "t", []limiter.Hit{{Key: "keep" + strconv.Itoa(i), Limit: long, Cost: 4}}, out); !ok {
+			t.Fatal("keep: refused")
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		out := make([]limiter.Status, 1)
+		for i := range 20000 {
+			clock.Add(int64(time.Millisecond))
+			if _, err := s.Take(ctx, "t", []limiter.Hit{{Key: "churn" + strconv.Itoa(i%3000), Limit: short, Cost: 1}}, out); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for sweeps := 0; ; sweeps++ {
+		select {
+		case <-done:
+			for i := range 500 {
+				if _, _ = s.Take(ctx, "t", []limiter.Hit{{Key: "keep" + strconv.Itoa(i), Limit: long}}, out); out[0].Remaining != 1 {
+					t.Fatalf("keep%d after %d sweeps: got remaining %d, want 1", i, sweeps, out[0].Remaining)
+				}
+			}
+			return
+		default:
+			s.sweepExpired(base.Add(time.Duration(clock.Load())).UnixMicro())
 		}
 	}
 }
