@@ -1,14 +1,17 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/wardenhq/warden/limiter"
 )
@@ -145,7 +148,11 @@ func TestMatchesReference(t *testing.T) {
 				case 2:
 					cost = l.Limit + 1
 				}
-				hits[i] = limiter.Hit{Key: strconv.Itoa(key), Limit: l, Cost: cost}
+				name := strconv.Itoa(key)
+				if key >= 9 {
+					name = strings.Repeat("long ", idBuf/4) + name // hashed in two pieces
+				}
+				hits[i] = limiter.Hit{Key: name, Limit: l, Cost: cost}
 			}
 			if rng.IntN(200) == 0 {
 				k := hits[0].Key
@@ -161,7 +168,7 @@ func TestMatchesReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantOK := ref.take(now.UnixMicro(), tag, hits, want)
-			if gotOK != wantOK || !cmp.Equal(got, want) {
+			if gotOK != wantOK || !gocmp.Equal(got, want) {
 				t.Fatalf("shards %d, step %d, tag %s, hits %+v:\ngot  %v %+v\nwant %v %+v", shards, step, tag, hits, gotOK, got, wantOK, want)
 			}
 		}
@@ -206,20 +213,29 @@ func TestWideCounts(t *testing.T) {
 
 // TestHashSpread measures what the collision bound in the package comment assumes: that each
 // 64-bit half of an id spreads realistic keys (sequential user ids under one tag, the same
-// key under many tags) like an independent random function. It counts collisions among the
+// key under many tags; short pairs hashed in one piece and long ones in two) like an
+// independent random function. It counts collisions among the
 // low 32 bits of each half, and among 16 bits of one half joined to 16 of the other, over 2^20
 // keys: a random function gives n^2/2^33 = 128 on average (Poisson, standard deviation 11).
 func TestHashSpread(t *testing.T) {
+	if testing.Short() {
+		t.Skip("4 million hashes")
+	}
 	s := New(Options{})
 	const n = 1 << 20
-	for _, shape := range []string{"keys", "tags"} {
+	long := strings.Repeat("x", idBuf)
+	for _, shape := range []string{"keys", "tags", "long keys", "long keys, tags"} {
 		var ids []id
 		for i := range n {
 			switch shape {
 			case "keys":
-				ids = append(ids, s.idOf(s.tagHash("domain"), "domain|user=user-"+strconv.Itoa(i)))
+				ids = append(ids, s.idOf("domain", "domain|user=user-"+strconv.Itoa(i)))
+			case "tags":
+				ids = append(ids, s.idOf("tenant-"+strconv.Itoa(i), "domain|user=alice"))
+			case "long keys":
+				ids = append(ids, s.idOf("domain", long+strconv.Itoa(i)))
 			default:
-				ids = append(ids, s.idOf(s.tagHash("tenant-"+strconv.Itoa(i)), "domain|user=alice"))
+				ids = append(ids, s.idOf("tenant-"+strconv.Itoa(i), long))
 			}
 		}
 		for _, c := range []struct {
@@ -230,25 +246,26 @@ func TestHashSpread(t *testing.T) {
 			{"second half", func(k id) uint32 { return uint32(k[1] >> 32) }},
 			{"both halves", func(k id) uint32 { return uint32(k[0]>>48) | uint32(k[1])<<16 }},
 		} {
-			seen := make(map[uint32]bool, n)
+			vs := make([]uint32, len(ids))
+			for i, k := range ids {
+				vs[i] = c.f(k)
+			}
+			slices.Sort(vs)
 			coll := 0
-			for _, k := range ids {
-				v := c.f(k)
-				if seen[v] {
+			for i := 1; i < len(vs); i++ {
+				if vs[i] == vs[i-1] {
 					coll++
 				}
-				seen[v] = true
 			}
 			if coll < 64 || coll > 256 {
 				t.Errorf("%s, %s: %d collisions in 32 bits, want about 128 (64..256)", shape, c.name, coll)
 			}
 		}
-		full := make(map[id]bool, n)
-		for _, k := range ids {
-			if full[k] {
+		slices.SortFunc(ids, func(a, b id) int { return cmp.Compare(a[0], b[0])*2 + cmp.Compare(a[1], b[1]) })
+		for i := 1; i < len(ids); i++ {
+			if ids[i] == ids[i-1] {
 				t.Fatalf("%s: two keys with one 128-bit id", shape)
 			}
-			full[k] = true
 		}
 	}
 }

@@ -58,7 +58,7 @@ type Options struct {
 // Create a Store with New; it is safe for concurrent use.
 type Store struct {
 	now func() time.Time
-	// seeds hash a key's two halves; tagSeeds its tag's, mixed in by xor.
+	// seeds hash the two halves of an id; tagSeeds a long key's tag (see idOf).
 	seeds, tagSeeds [2]maphash.Seed
 	mask            uint64
 	sweep           time.Duration
@@ -199,13 +199,23 @@ var _ interface {
 // errOutLen reports a caller bug: out must have one Status per hit.
 var errOutLen = errors.New("memstore: len(out) != len(hits)")
 
-// tagHash is the part of an id that comes from the tag.
-func (s *Store) tagHash(tag string) id {
-	return id{maphash.String(s.tagSeeds[0], tag), maphash.String(s.tagSeeds[1], tag)}
-}
+// idBuf bounds the tag and key that idOf hashes in one piece.
+const idBuf = 128
 
-func (s *Store) idOf(th id, key string) id {
-	return id{maphash.String(s.seeds[0], key) ^ th[0], maphash.String(s.seeds[1], key) ^ th[1]}
+// idOf returns the id of tag's key. A short pair is hashed in one piece, under each seed:
+// len(tag) as one byte, tag, key (so no two pairs give the same bytes). A longer one is the
+// xor of its key's and its tag's hashes under seeds of their own.
+func (s *Store) idOf(tag, key string) id {
+	if n := 1 + len(tag) + len(key); n <= idBuf && len(tag) < 256 {
+		var buf [idBuf]byte
+		buf[0] = byte(len(tag))
+		copy(buf[1+copy(buf[1:], tag):], key)
+		return id{maphash.Bytes(s.seeds[0], buf[:n]), maphash.Bytes(s.seeds[1], buf[:n])}
+	}
+	return id{
+		maphash.String(s.seeds[0], key) ^ maphash.String(s.tagSeeds[0], tag),
+		maphash.String(s.seeds[1], key) ^ maphash.String(s.tagSeeds[1], tag),
+	}
 }
 
 // undo is what a rolled-back Take restores: the state before one committed hit.
@@ -232,9 +242,8 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		return false, errOutLen
 	}
 	now := s.now().UnixMicro()
-	th := s.tagHash(tag)
 	if len(hits) == 1 {
-		return s.takeOne(th, &hits[0], &out[0], now), nil
+		return s.takeOne(tag, &hits[0], &out[0], now), nil
 	}
 
 	// The shards to lock, sorted and deduplicated. Up to 16 hits stay on the stack.
@@ -242,7 +251,7 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 	var idBuf [16]id
 	idx, hitShard, ids := idxBuf[:0], hitBuf[:0], idBuf[:0]
 	for i := range hits {
-		k := s.idOf(th, hits[i].Key)
+		k := s.idOf(tag, hits[i].Key)
 		sh := uint32(k[0] & s.mask)
 		ids = append(ids, k)
 		hitShard = append(hitShard, sh)
@@ -304,8 +313,8 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 }
 
 // takeOne is Take for a single hit: one shard, nothing to roll back.
-func (s *Store) takeOne(th id, h *limiter.Hit, out *limiter.Status, now int64) bool {
-	k := s.idOf(th, h.Key)
+func (s *Store) takeOne(tag string, h *limiter.Hit, out *limiter.Status, now int64) bool {
+	k := s.idOf(tag, h.Key)
 	sh := &s.shards[k[0]&s.mask]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -466,7 +475,7 @@ func (s *Store) Reset(ctx context.Context, tag, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	k := s.idOf(s.tagHash(tag), key)
+	k := s.idOf(tag, key)
 	sh := &s.shards[k[0]&s.mask]
 	sh.mu.Lock()
 	sh.remove(k)
