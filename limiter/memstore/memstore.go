@@ -13,8 +13,9 @@
 // slot). A sliding window is 72 bytes in a second such map (its 11 bucket counts in 32 bits
 // each, see window); a sliding log, and the rare count beyond 32 bits, keep the whole
 // limiter.Counter on the heap.
-// Measured with TestMemoryPerKey (memory_test.go): about 60 bytes of resident memory per live
-// token-bucket or fixed-window key; the README gives the figures.
+// Measured with TestMemoryPerKey (memory_test.go): 65 to 85 bytes of resident memory per live
+// token-bucket or fixed-window key (the maps' load varies as they grow), 165 per sliding window;
+// the README gives the figures.
 //
 // Keys are not stored: two (tag, key) pairs are the same counter when their 128-bit hashes are
 // equal. The hash is two 64-bit hash/maphash values under seeds drawn at random per Store, so
