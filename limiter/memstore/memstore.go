@@ -18,11 +18,13 @@
 // the README gives the figures.
 //
 // Keys are not stored: two (tag, key) pairs are the same counter when their 128-bit hashes are
-// equal. The hash is two 64-bit hash/maphash values under seeds drawn at random per Store, so
-// an attacker who chooses keys cannot aim at a collision. For n live keys, each Take of a new
-// key meets an existing one with probability at most n/2^128: with 10 million live keys and
-// a million new keys a second for a century, the chance of one wrong count is below 10^-16.
-// TestHashSpread checks that the two halves spread realistic keys like random functions.
+// equal. The hash is two 64-bit hash/maphash values under seeds drawn at random per Store and
+// never shown. For n live keys, each Take of a new key meets an existing one with probability
+// at most n/2^128 if maphash behaves as a random function of its seed: with 10 million live
+// keys and a million new keys a second for a century, the chance of one wrong count is below
+// 10^-16. (maphash is not a cryptographic hash: the bound holds for keys chosen without
+// knowledge of the seeds.) TestHashSpread checks that the two halves spread realistic keys like
+// independent random functions.
 package memstore
 
 import (
