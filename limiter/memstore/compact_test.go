@@ -313,3 +313,27 @@ func TestSweepWhileTaking(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedTakeKeepsCounts: a Take refused by its second hit, of another algorithm on the
+// same key, leaves the first hit's counter as it was. (The old store forgot what the key had
+// counted before the Take: 3 units vanished.)
+func TestRefusedTakeKeepsCounts(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := New(Options{Now: func() time.Time { return now }})
+	ctx := context.Background()
+	sw := limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: 10, Period: time.Minute}
+	tb := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 10, Period: time.Minute}
+	out := make([]limiter.Status, 2)
+	if ok, _ := s.Take(ctx, "t", []limiter.Hit{{Key: "k", Limit: sw, Cost: 3}}, out[:1]); !ok {
+		t.Fatal("first take: refused")
+	}
+	if ok, _ := s.Take(ctx, "t", []limiter.Hit{{Key: "k", Limit: sw, Cost: 1}, {Key: "k", Limit: tb, Cost: 11}}, out); ok {
+		t.Fatal("take with a cost above the bucket: allowed")
+	}
+	if out[0].Remaining != 7 {
+		t.Errorf("refused take, first hit's status: got remaining %d, want 7", out[0].Remaining)
+	}
+	if s.Take(ctx, "t", []limiter.Hit{{Key: "k", Limit: sw}}, out[:1]); out[0].Remaining != 7 {
+		t.Errorf("after the refused take: got remaining %d, want 7", out[0].Remaining)
+	}
+}
