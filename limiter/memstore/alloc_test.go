@@ -69,9 +69,10 @@ func TestSweep(t *testing.T) {
 		description string
 	}{
 		{0, 0, 12, "nothing expired yet"},
-		// The sliding window keeps its count for two periods, the others for one.
-		{time.Second, 3, 9, "1s token bucket, fixed window, sliding log"},
-		{2 * time.Second, 1, 8, "1s sliding window"},
+		// Expiry instants are rounded up to expiryUnit (16 s): an entry is never removed
+		// before it expires, at most 16 s after.
+		{time.Second, 0, 12, "1s limits, rounded up"},
+		{expiryUnit * time.Microsecond, 4, 8, "1s limits (the sliding window's 1.1 s too)"},
 		{2 * time.Minute, 4, 4, "1m limits"},
 		{2 * time.Hour, 4, 0, "1h limits"},
 	} {
@@ -97,7 +98,7 @@ func TestRunStops(t *testing.T) {
 
 func BenchmarkTake(b *testing.B) {
 	for _, alg := range algorithms {
-		for _, keys := range []int{1, 1000} {
+		for _, keys := range []int{1, 1000, 1000000} {
 			b.Run(fmt.Sprintf("%v/keys=%d", alg, keys), func(b *testing.B) {
 				var clock atomic.Int64
 				clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
@@ -107,7 +108,15 @@ func BenchmarkTake(b *testing.B) {
 					names[i] = fmt.Sprintf("key-%d", i)
 				}
 				l := limiter.Limit{Algorithm: alg, Limit: 1000, Period: time.Second}
+				// Every key exists before the timer starts: this is a Take on known keys.
+				out := make([]limiter.Status, 1)
+				for _, k := range names {
+					if _, err := s.Take(context.Background(), "tag", []limiter.Hit{{Key: k, Limit: l, Cost: 1}}, out); err != nil {
+						b.Fatal(err)
+					}
+				}
 				b.ReportAllocs()
+				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					hits := []limiter.Hit{{Limit: l, Cost: 1}}
 					out := make([]limiter.Status, 1)
