@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, env config.Env, stderr io.Writer, r
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	cfg.Release() // every section is decoded: drop the YAML trees
 	return a.serve(ctx, ready)
 }
 
