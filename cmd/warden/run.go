@@ -224,6 +224,7 @@ func (a *app) start(ctx context.Context) error {
 		grpc.ChainUnaryInterceptor(a.tel.rpc.unary, requestIDUnary, service.RecoverUnary(a.log)),
 		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
+	opts = append(opts, transportOptions()...)
 	if h := a.tel.statsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
