@@ -154,10 +154,26 @@ func (s Set) Reserved(name string) bool {
 
 // IsName reports whether name, in any case, is one of the set's names.
 func (s Set) IsName(name string) bool {
+	// It runs for every header of every request, most of them no name of the set: the
+	// names being ASCII (New), an ASCII name of another length is none of them, and only a
+	// non-ASCII one (the Kelvin sign folds to k) needs EqualFold whatever the lengths.
+	ascii := isASCII(name)
 	for _, n := range s.names {
+		if ascii && len(n) != len(name) {
+			continue
+		}
 		if strings.EqualFold(name, n) {
 			return true
 		}
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

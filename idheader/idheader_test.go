@@ -50,3 +50,33 @@ func TestSet(t *testing.T) {
 		}
 	}
 }
+
+func TestIsNameFolds(t *testing.T) {
+	s := idheader.Default()
+	for name, want := range map[string]bool{
+		"x-warden-tier": true, "X-Warden-Tier": true, "x-warden-tie": false, "x-warden-tiers": false,
+	} {
+		if got := s.IsName(name); got != want {
+			t.Errorf("IsName(%q): got %v, want %v", name, got, want)
+		}
+	}
+	k, err := idheader.New(idheader.Config{Tier: "x-k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.IsName("x-\u212a") { // 5 bytes, equal in any case to the 3-byte x-k
+		t.Error(`IsName("x-\u212a") with tier x-k: got false, want true (strings.EqualFold)`)
+	}
+}
+
+// BenchmarkReserved is what the ext_authz path asks of every header of a request (twice).
+func BenchmarkReserved(b *testing.B) {
+	s := idheader.Default()
+	headers := []string{"authorization", "user-agent", "x-request-id", "x-forwarded-proto", "accept", "x-envoy-expected-rq-timeout-ms", "traceparent", "x-warden-subject"}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, h := range headers {
+			_ = s.Reserved(h)
+		}
+	}
+}

@@ -16,7 +16,7 @@ import (
 // benchUsers is how many distinct keys the benchmarks send round robin, as bench/ does.
 const benchUsers = 1000
 
-func benchLimiter(b *testing.B) *limiter.Limiter {
+func benchLimiter(b testing.TB) *limiter.Limiter {
 	b.Helper()
 	rl := &limiter.RateLimit{Name: "per_user", Unit: "second", RequestsPerUnit: 1 << 30}
 	lim, err := limiter.New(limiter.Config{Store: memstore.New(memstore.Options{}), Logger: quietLogger(), Domains: []limiter.Domain{
@@ -50,9 +50,10 @@ func BenchmarkCheckRateLimit(b *testing.B) {
 	}
 }
 
-// BenchmarkCheck is the handler of Check without gRPC: an API key (cached after the first
-// round), a route with an owner check, and a per-user limit on the in-memory store.
-func BenchmarkCheck(b *testing.B) {
+// checkServer is a Server deciding Check with an API key, a route with an owner check and a
+// per-user limit on the in-memory store, and benchUsers requests (user i with key i).
+func checkServer(b testing.TB) (*service.Server, []*wardenv1.CheckRequest) {
+	b.Helper()
 	pepper, err := authn.NewPepper([]byte("a-bench-pepper-of-at-least-32-bytes-0123"))
 	if err != nil {
 		b.Fatal(err)
@@ -93,6 +94,14 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	s := service.New(service.Config{Logger: quietLogger(), Deps: &service.Deps{
 		Policy: pol, Limiter: benchLimiter(b), Authn: &service.Authn{Authenticator: an, APIKeys: keys}}})
+	return s, reqs
+}
+
+// BenchmarkCheck is the handler of Check without gRPC: an API key (cached after the first
+// round), a route with an owner check, and a per-user limit on the in-memory store.
+func BenchmarkCheck(b *testing.B) {
+	s, reqs := checkServer(b)
+	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -101,5 +110,33 @@ func BenchmarkCheck(b *testing.B) {
 			b.Fatalf("got %v, %v", resp, err)
 		}
 		i++
+	}
+}
+
+// TestCheckAllocs guards Check's allocations per decision on the in-memory path (API key
+// cached, route, owner check, one limit): five for the answer's parts, which gRPC marshals
+// after the handler returns (the response, its principal, the identity headers, the
+// rate-limit statuses and their headers), and one in limiter.Check (the limit's key string,
+// built per decision). Authentication and the route match allocate nothing.
+func TestCheckAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	s, reqs := checkServer(t)
+	ctx := context.Background()
+	for _, r := range reqs { // every key verified and cached, every limit key created
+		if resp, err := s.Check(ctx, r); err != nil || !resp.Allowed {
+			t.Fatalf("got %v, %v", resp, err)
+		}
+	}
+	i := 0
+	got := testing.AllocsPerRun(1000, func() {
+		if _, err := s.Check(ctx, reqs[i%benchUsers]); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if got > 6 {
+		t.Errorf("got %v allocations per Check, want at most 6", got)
 	}
 }

@@ -111,3 +111,42 @@ func BenchmarkAuthServerCheckAllowed(b *testing.B)     { benchCheck(b, benchAllo
 func BenchmarkAuthServerCheckDenied(b *testing.B)      { benchCheck(b, benchDenied(), false) }
 func BenchmarkAuthServerCheckAllowedWire(b *testing.B) { benchCheck(b, benchAllowed(), true) }
 func BenchmarkAuthServerCheckDeniedWire(b *testing.B)  { benchCheck(b, benchDenied(), true) }
+
+// TestAuthServerCheckAllocs guards the adapter's allocations per decision, Warden's own
+// decision aside (a constant Checker): the call's one block (Warden's request and Envoy's
+// answer), plus the header options of an allow, or a denial's parts and header list.
+func TestAuthServerCheckAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	for _, tc := range []struct {
+		name string
+		resp *wardenv1.CheckResponse
+		max  float64
+	}{
+		{"allowed with 9 headers", benchAllowed(), 3},
+		{"denied", benchDenied(), 4},
+	} {
+		s := envoy.NewAuthServer(constChecker{tc.resp}, envoy.AuthConfig{})
+		req := benchRequest().CheckRequest()
+		h := req.Attributes.Request.Http
+		pseudo := map[string]string{}
+		for k, v := range h.Headers {
+			if k[0] == ':' {
+				pseudo[k] = v
+			}
+		}
+		ctx := context.Background()
+		got := testing.AllocsPerRun(200, func() {
+			for k, v := range pseudo {
+				h.Headers[k] = v
+			}
+			if _, err := s.Check(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if got > tc.max {
+			t.Errorf("%s: got %v allocations per Check, want at most %v", tc.name, got, tc.max)
+		}
+	}
+}

@@ -98,6 +98,7 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 	old.stop()
 	oldVersion := a.cfg.Version
 	a.cfg = cfg
+	cfg.Release() // every section is decoded: drop the YAML trees
 	a.tel.setConfigVersion(cfg.Version)
 	a.tel.reloads.Add(ctx, 1, metric.WithAttributes(attrResult("ok")))
 	a.peer.configLoaded(nil)

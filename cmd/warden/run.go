@@ -79,6 +79,7 @@ func runWith(ctx context.Context, args []string, env config.Env, stderr io.Write
 	if err := a.start(ctx); err != nil {
 		return err
 	}
+	cfg.Release() // every section is decoded: drop the YAML trees
 	return a.serve(ctx, ready)
 }
 
@@ -231,6 +232,7 @@ func (a *app) start(ctx context.Context) error {
 		grpc.UnaryInterceptor(unaryStack{a.tel.rpc, service.RecoverUnary(a.log)}.intercept),
 		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
+	opts = append(opts, transportOptions()...)
 	if h := a.tel.statsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
 	}

@@ -1,0 +1,6 @@
+//go:build race
+
+package service_test
+
+// raceEnabled: the race detector makes sync.Pool drop items, so allocation counts differ.
+const raceEnabled = true
