@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -66,8 +67,11 @@ func run(addr string, rls rlsv3.RateLimitServiceServer, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	// cmd/warden's server options with its config defaults (server section).
+	// cmd/warden's server options with its config defaults (server section), stream workers
+	// included (cmd/warden/transport.go: max(64, 16×GOMAXPROCS)), so that the floor does not
+	// pay the per-call goroutine stack growth Warden no longer pays.
 	s := grpc.NewServer(
+		grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0)))),
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.MaxConcurrentStreams(1000),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
