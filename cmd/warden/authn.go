@@ -395,15 +395,3 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 func (a *app) apiKeysRedis() redisauth.Config {
 	return redisauth.Config{Client: a.redis, Prefix: a.cfg.Redis.KeyPrefix + "apikey:", Channel: a.cfg.Redis.KeyPrefix + "apikey:invalidate"}
 }
-
-// relativeTo resolves p against the directory of the config file.
-func relativeTo(configPath, p string) string {
-	if p == "" || strings.HasPrefix(p, "/") || configPath == "" {
-		return p
-	}
-	i := strings.LastIndexByte(configPath, '/')
-	if i < 0 {
-		return p
-	}
-	return configPath[:i+1] + p
-}
