@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -333,32 +334,37 @@ func TestAPIKeysCreateClearsNegativeCache(t *testing.T) {
 	}
 }
 
+// TestAPIKeysLastUsed runs in a synctest bubble: synctest.Wait returns once Run has written
+// the queued update and waits for more, so the test needs no polling.
 func TestAPIKeysLastUsed(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := &clock{t0}
-	store := &MemoryKeyStore{}
-	a := newTestAPIKeys(t, store, c)
-	key, rec, _ := a.Create(ctx, KeySpec{Owner: "alice"})
-	for range 3 {
-		a.Authenticate(ctx, key)
-	}
-	if got, want := len(a.touchC), 1; got != want {
-		t.Fatalf("queued last-used updates = %d, want %d", got, want)
-	}
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
-	for len(a.touchC) > 0 {
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
-	got, _ := store.Key(context.Background(), rec.ID)
-	if !got.LastUsedAt.Equal(t0) {
-		t.Errorf("LastUsedAt = %v, want %v", got.LastUsedAt, t0)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c := &clock{t0}
+		store := &MemoryKeyStore{}
+		a := newTestAPIKeys(t, store, c)
+		key, rec, _ := a.Create(ctx, KeySpec{Owner: "alice"})
+		for range 3 {
+			a.Authenticate(ctx, key)
+		}
+		if got, want := len(a.touchC), 1; got != want {
+			t.Fatalf("queued last-used updates = %d, want %d", got, want)
+		}
+		done := make(chan error)
+		go func() { done <- a.Run(ctx) }()
+		synctest.Wait()
+		if got := len(a.touchC); got != 0 {
+			t.Fatalf("queued last-used updates once Run waits = %d, want 0", got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		got, _ := store.Key(context.Background(), rec.ID)
+		if !got.LastUsedAt.Equal(t0) {
+			t.Errorf("LastUsedAt = %v, want %v", got.LastUsedAt, t0)
+		}
+	})
 }
 
 func TestAPIKeysCachedAllocs(t *testing.T) {
