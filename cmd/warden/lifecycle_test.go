@@ -41,7 +41,7 @@ func TestDebounce(t *testing.T) {
 				func(err error) { mu.Lock(); errsSeen = append(errsSeen, err); mu.Unlock() },
 				func(context.Context) { mu.Lock(); changesAt = append(changesAt, time.Since(start)); mu.Unlock() })
 		}()
-		at := func(d time.Duration) { time.Sleep(start.Add(d).Sub(time.Now())) }
+		at := func(d time.Duration) { time.Sleep(time.Until(start.Add(d))) }
 		// A burst at 0, 50ms and 90ms: one change at 190ms.
 		events <- struct{}{}
 		at(50 * time.Millisecond)
