@@ -77,7 +77,7 @@ func (a *app) openStores(ctx context.Context) ([]runFunc, error) {
 // work they need (JWKS refresh, cache invalidation), which runs while this config is the
 // running one. It is called at start and on every reload; an error keeps the running config.
 func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, *generation, error) {
-	a.building = building{}
+	a.next = building{}
 	d := &service.Deps{Version: cfg.Version}
 	builders := []struct {
 		name    string
@@ -101,13 +101,13 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, *gene
 			return nil, nil, err
 		}
 	}
-	next := &generation{runs: a.pending}
+	gen := &generation{runs: a.next.runs}
 	if a.tel != nil {
-		a.tel.setGuards(a.pendingGuards)
-		a.tel.apiKeys.Store(a.pendingKeys)
+		a.tel.setGuards(a.next.guards)
+		a.tel.apiKeys.Store(a.next.keys)
 	}
-	a.pending = nil
-	return d, next, nil
+	a.next.runs = nil
+	return d, gen, nil
 }
 
 // fieldError turns a capability's validation error that carries a field path into a

@@ -8,8 +8,8 @@ package main
 //   - The process's run functions run in one errgroup (runGroup) and stop in two steps: the
 //     servers first (serveGRPC: they drain, then stop within a bound), then the rest.
 //   - A config's own run functions form a generation: it starts when the config becomes the
-//     running one and stops when a reload swaps in the next (the building in progress is
-//     app.building).
+//     running one and stops when a reload swaps in the next (what the builders collect for
+//     the config being built is app.next).
 //   - closers release what start opened, in reverse order, once every run function returned.
 
 import (
@@ -197,17 +197,13 @@ func relativeTo(configPath, p string) string {
 	return filepath.Join(filepath.Dir(configPath), p)
 }
 
-// building is what the builders collect for the config being built; build turns it into
-// that config's generation.
+// building is what the builders collect for the config being built (app.next); build turns
+// it into that config's generation.
 type building struct {
-	// pending is the config's background work (JWKS refresh, cache invalidation).
-	pending []runFunc
-	// pendingGuards are its dependency guards, for metrics.
-	pendingGuards []*budget.Guard
-	// pendingKeys is its API-key authenticator (nil without one).
-	pendingKeys *authn.APIKeys
-	// jwtNext is its JWT verifier (nil without one).
-	jwtNext *jwtauth.Verifier
+	runs   []runFunc         // its background work (JWKS refresh, cache invalidation)
+	guards []*budget.Guard   // its dependency guards, for metrics
+	keys   *authn.APIKeys    // its API-key authenticator (nil without one)
+	jwt    *jwtauth.Verifier // its JWT verifier (nil without one)
 }
 
 // generation is one config's background work: it runs while that config is the running one.

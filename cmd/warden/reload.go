@@ -77,7 +77,7 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 		r.log.Warn("config reload: server, redis, log and telemetry changes take effect at the next restart")
 	}
 	a.srv.SetDeps(deps)
-	a.jwt = a.jwtNext
+	a.jwt = a.next.jwt
 	a.tel.setJWT(a.jwt)
 	old := a.gen
 	a.gen = next

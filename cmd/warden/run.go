@@ -118,7 +118,7 @@ type app struct {
 	level *slog.LevelVar // log's, changed by AdminService.SetLogLevel
 	env   config.Env
 
-	mu  sync.Mutex // guards cfg, jwt, gen, genCtx and building during reloads
+	mu  sync.Mutex // guards cfg, jwt, gen, genCtx and next during reloads
 	cfg *config.File
 
 	redis       redis.UniversalClient
@@ -138,11 +138,11 @@ type app struct {
 	stopping      chan struct{}
 	closers       []func()
 
-	// gen is the running config's generation, started under genCtx; building is what the
-	// builders collect for the next one.
+	// gen is the running config's generation, started under genCtx; next is what the
+	// builders collect for the config being built.
 	gen    *generation
 	genCtx context.Context
-	building
+	next   building
 	// jwt is the running config's JWT verifier (nil without one), whose key sets the next
 	// config's verifier starts from.
 	jwt *jwtauth.Verifier
@@ -173,7 +173,7 @@ func (a *app) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.gen, a.jwt = gen, a.jwtNext
+	a.gen, a.jwt = gen, a.next.jwt
 	a.tel.setJWT(a.jwt)
 	a.peer.configLoaded(nil)
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
