@@ -440,34 +440,40 @@ func putTestKey(t *testing.T, store KeyStore, id string) string {
 	return formatAPIKey(livePrefix, id, secret)
 }
 
+// TestAPIKeysConcurrentMissesShareALookup runs in a synctest bubble: once synctest.Wait
+// returns, every caller has either reached the store or joined the held lookup, so "only one
+// lookup in flight" is checked exactly rather than by polling for a while.
 func TestAPIKeysConcurrentMissesShareALookup(t *testing.T) {
-	store := &gatedStore{release: make(chan struct{})}
-	a := newTestAPIKeys(t, store, &clock{t0})
-	key := putTestKey(t, store, "burst0000001")
-	const n = 50
-	var wg sync.WaitGroup
-	reasons := make(chan Reason, n)
-	for range n {
-		wg.Go(func() {
-			_, r := a.Authenticate(context.Background(), key)
-			reasons <- r
-		})
-	}
-	// Without sharing, every caller would reach the store while the first lookup is held.
-	if testutil.Poll(100*time.Millisecond, func() bool { return store.calls.Load() > 1 }) {
-		t.Errorf("%d store lookups in flight for one key", store.calls.Load())
-	}
-	close(store.release)
-	wg.Wait()
-	close(reasons)
-	for r := range reasons {
-		if r != OK {
-			t.Fatalf("reason %v, want OK", r)
+	synctest.Test(t, func(t *testing.T) {
+		store := &gatedStore{release: make(chan struct{})}
+		a := newTestAPIKeys(t, store, &clock{t0})
+		key := putTestKey(t, store, "burst0000001")
+		const n = 50
+		var wg sync.WaitGroup
+		reasons := make(chan Reason, n)
+		for range n {
+			wg.Go(func() {
+				_, r := a.Authenticate(context.Background(), key)
+				reasons <- r
+			})
 		}
-	}
-	if got := a.Stats().Lookups; got != 1 {
-		t.Errorf("store lookups = %d, want 1", got)
-	}
+		// Without sharing, every caller would reach the store while the first lookup is held.
+		synctest.Wait()
+		if got := store.calls.Load(); got != 1 {
+			t.Errorf("%d store lookups in flight for one key, want 1", got)
+		}
+		close(store.release)
+		wg.Wait()
+		close(reasons)
+		for r := range reasons {
+			if r != OK {
+				t.Fatalf("reason %v, want OK", r)
+			}
+		}
+		if got := a.Stats().Lookups; got != 1 {
+			t.Errorf("store lookups = %d, want 1", got)
+		}
+	})
 }
 
 // holdFirstLookup authenticates key in the background until its lookup is held in store,
