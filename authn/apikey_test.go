@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -333,32 +334,37 @@ func TestAPIKeysCreateClearsNegativeCache(t *testing.T) {
 	}
 }
 
+// TestAPIKeysLastUsed runs in a synctest bubble: synctest.Wait returns once Run has written
+// the queued update and waits for more, so the test needs no polling.
 func TestAPIKeysLastUsed(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := &clock{t0}
-	store := &MemoryKeyStore{}
-	a := newTestAPIKeys(t, store, c)
-	key, rec, _ := a.Create(ctx, KeySpec{Owner: "alice"})
-	for range 3 {
-		a.Authenticate(ctx, key)
-	}
-	if got, want := len(a.touchC), 1; got != want {
-		t.Fatalf("queued last-used updates = %d, want %d", got, want)
-	}
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
-	for len(a.touchC) > 0 {
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run = %v, want nil", err)
-	}
-	got, _ := store.Key(context.Background(), rec.ID)
-	if !got.LastUsedAt.Equal(t0) {
-		t.Errorf("LastUsedAt = %v, want %v", got.LastUsedAt, t0)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c := &clock{t0}
+		store := &MemoryKeyStore{}
+		a := newTestAPIKeys(t, store, c)
+		key, rec, _ := a.Create(ctx, KeySpec{Owner: "alice"})
+		for range 3 {
+			a.Authenticate(ctx, key)
+		}
+		if got, want := len(a.touchC), 1; got != want {
+			t.Fatalf("queued last-used updates = %d, want %d", got, want)
+		}
+		done := make(chan error)
+		go func() { done <- a.Run(ctx) }()
+		synctest.Wait()
+		if got := len(a.touchC); got != 0 {
+			t.Fatalf("queued last-used updates once Run waits = %d, want 0", got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		got, _ := store.Key(context.Background(), rec.ID)
+		if !got.LastUsedAt.Equal(t0) {
+			t.Errorf("LastUsedAt = %v, want %v", got.LastUsedAt, t0)
+		}
+	})
 }
 
 func TestAPIKeysCachedAllocs(t *testing.T) {
@@ -434,34 +440,40 @@ func putTestKey(t *testing.T, store KeyStore, id string) string {
 	return formatAPIKey(livePrefix, id, secret)
 }
 
+// TestAPIKeysConcurrentMissesShareALookup runs in a synctest bubble: once synctest.Wait
+// returns, every caller has either reached the store or joined the held lookup, so "only one
+// lookup in flight" is checked exactly rather than by polling for a while.
 func TestAPIKeysConcurrentMissesShareALookup(t *testing.T) {
-	store := &gatedStore{release: make(chan struct{})}
-	a := newTestAPIKeys(t, store, &clock{t0})
-	key := putTestKey(t, store, "burst0000001")
-	const n = 50
-	var wg sync.WaitGroup
-	reasons := make(chan Reason, n)
-	for range n {
-		wg.Go(func() {
-			_, r := a.Authenticate(context.Background(), key)
-			reasons <- r
-		})
-	}
-	// Without sharing, every caller would reach the store while the first lookup is held.
-	if testutil.Poll(100*time.Millisecond, func() bool { return store.calls.Load() > 1 }) {
-		t.Errorf("%d store lookups in flight for one key", store.calls.Load())
-	}
-	close(store.release)
-	wg.Wait()
-	close(reasons)
-	for r := range reasons {
-		if r != OK {
-			t.Fatalf("reason %v, want OK", r)
+	synctest.Test(t, func(t *testing.T) {
+		store := &gatedStore{release: make(chan struct{})}
+		a := newTestAPIKeys(t, store, &clock{t0})
+		key := putTestKey(t, store, "burst0000001")
+		const n = 50
+		var wg sync.WaitGroup
+		reasons := make(chan Reason, n)
+		for range n {
+			wg.Go(func() {
+				_, r := a.Authenticate(context.Background(), key)
+				reasons <- r
+			})
 		}
-	}
-	if got := a.Stats().Lookups; got != 1 {
-		t.Errorf("store lookups = %d, want 1", got)
-	}
+		// Without sharing, every caller would reach the store while the first lookup is held.
+		synctest.Wait()
+		if got := store.calls.Load(); got != 1 {
+			t.Errorf("%d store lookups in flight for one key, want 1", got)
+		}
+		close(store.release)
+		wg.Wait()
+		close(reasons)
+		for r := range reasons {
+			if r != OK {
+				t.Fatalf("reason %v, want OK", r)
+			}
+		}
+		if got := a.Stats().Lookups; got != 1 {
+			t.Errorf("store lookups = %d, want 1", got)
+		}
+	})
 }
 
 // holdFirstLookup authenticates key in the background until its lookup is held in store,

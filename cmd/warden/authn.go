@@ -276,15 +276,15 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		}
 		ac.APIKeys, ncfg.APIKeys = keys, keys
 		_, ac.EphemeralKeys = a.stores.apiKeys.(*authn.MemoryKeyStore) // no Redis: keys vanish on restart
-		a.pendingGuards = append(a.pendingGuards, keys.Guard())
-		a.pendingKeys = keys
-		a.pending = append(a.pending, keys.Run)
+		a.next.guards = append(a.next.guards, keys.Guard())
+		a.next.keys = keys
+		a.next.runs = append(a.next.runs, keys.Run)
 		if a.redis != nil {
 			sub, err := redisauth.NewSubscriber(redisauth.SubscriberConfig{Redis: a.apiKeysRedis(), Target: keys, Logger: a.log})
 			if err != nil {
 				return bad("api_keys", "%v", err)
 			}
-			a.pending = append(a.pending, sub.Run)
+			a.next.runs = append(a.next.runs, sub.Run)
 		}
 	}
 
@@ -327,9 +327,9 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			}
 			return bad(field, "%v", first(err))
 		}
-		a.jwtNext = v
+		a.next.jwt = v
 		ncfg.JWT, ac.Revoker = v, v
-		a.pending = append(a.pending, v.Run)
+		a.next.runs = append(a.next.runs, v.Run)
 	}
 
 	if m := y.MTLS; m != nil {
@@ -380,7 +380,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		if err != nil {
 			return bad("oauth2", "%v", err)
 		}
-		a.pendingGuards = append(a.pendingGuards, in.Guard())
+		a.next.guards = append(a.next.guards, in.Guard())
 		ncfg.OAuth2 = in
 	}
 	au, err := authn.NewAuthenticator(ncfg)
@@ -394,16 +394,4 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 
 func (a *app) apiKeysRedis() redisauth.Config {
 	return redisauth.Config{Client: a.redis, Prefix: a.cfg.Redis.KeyPrefix + "apikey:", Channel: a.cfg.Redis.KeyPrefix + "apikey:invalidate"}
-}
-
-// relativeTo resolves p against the directory of the config file.
-func relativeTo(configPath, p string) string {
-	if p == "" || strings.HasPrefix(p, "/") || configPath == "" {
-		return p
-	}
-	i := strings.LastIndexByte(configPath, '/')
-	if i < 0 {
-		return p
-	}
-	return configPath[:i+1] + p
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/wardenhq/warden/authn"
@@ -31,40 +30,40 @@ type stores struct {
 	jwtRevocations jwtauth.RevocationStore
 }
 
-// openStores opens the stores. With Redis, the rate-limit script is loaded on every server
-// before Warden reports ready, so that the first decision is counted like the others, and
-// readiness (/readyz) keeps checking both Redis and the script.
-func (a *app) openStores(ctx context.Context) error {
+// openStores opens the stores and returns their background work. With Redis, the rate-limit
+// script is loaded on every server before Warden reports ready, so that the first decision is
+// counted like the others, and readiness (/readyz) keeps checking both Redis and the script.
+func (a *app) openStores(ctx context.Context) ([]runFunc, error) {
 	prefix := a.cfg.Redis.KeyPrefix
 	fallback := memstore.New(memstore.Options{})
-	a.background = append(a.background, fallback.Run)
+	runs := []runFunc{fallback.Run}
 	a.stores.limitsFallback = fallback
 	if a.redis != nil {
 		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: prefix + "webhook:"})
 		obs, err := a.tel.redisObserver()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log, Pipelines: a.cfg.Redis.Pipelines, Observer: obs})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := a.tel.observeRedisStore(rs); err != nil {
-			return err
+			return nil, err
 		}
 		a.closers = append(a.closers, func() { _ = rs.Close() }) // before the client closes
 		if err := rs.Load(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		a.redisHealth = redisconn.NewHealth(a.redis, a.cfg.Redis.Addrs, time.Second, a.log, rs.Load)
-		a.background = append(a.background, a.redisHealth.Run)
+		runs = append(runs, a.redisHealth.Run)
 		a.stores.limits = rs
 		if tr := a.tel.tracer(); tr != nil {
 			a.stores.limits = traceStore(rs, tr)
 		}
 		ks, err := redisauth.NewKeyStore(a.apiKeysRedis())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		a.stores.apiKeys = ks
 		a.stores.jwtRevocations = redisrevoke.New(a.redis, redisrevoke.Config{Prefix: prefix + "jti:"})
@@ -74,14 +73,14 @@ func (a *app) openStores(ctx context.Context) error {
 		a.stores.apiKeys = &authn.MemoryKeyStore{}
 		a.stores.jwtRevocations = jwtauth.NewMemoryRevocations(nil)
 	}
-	return nil
+	return runs, nil
 }
 
-// build turns one config into the service's capabilities and the background work they need
-// (JWKS refresh, cache invalidation), which runs while this config is the running one. It is
-// called at start and on every reload; an error keeps the running config.
-func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []func(context.Context) error, error) {
-	a.pending, a.jwtNext, a.pendingGuards, a.pendingKeys = nil, nil, nil, nil
+// build turns one config into the service's capabilities and its generation: the background
+// work they need (JWKS refresh, cache invalidation), which runs while this config is the
+// running one. It is called at start and on every reload; an error keeps the running config.
+func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, *generation, error) {
+	a.next = building{}
 	d := &service.Deps{Version: cfg.Version}
 	builders := []struct {
 		name    string
@@ -105,47 +104,13 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, []fun
 			return nil, nil, err
 		}
 	}
-	runners := a.pending
-	a.pending = nil
+	gen := &generation{runs: a.next.runs}
 	if a.tel != nil {
-		a.tel.setGuards(a.pendingGuards)
-		a.tel.apiKeys.Store(a.pendingKeys)
+		a.tel.setGuards(a.next.guards)
+		a.tel.apiKeys.Store(a.next.keys)
 	}
-	return d, runners, nil
-}
-
-// generation is the background work of one running config.
-type generation struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// startGeneration runs a config's background work until stop. Failures are logged: a JWKS
-// endpoint that is down must not stop Warden.
-func (a *app) startGeneration(parent context.Context, runners []func(context.Context) error) *generation {
-	ctx, cancel := context.WithCancel(parent)
-	g := &generation{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(g.done)
-		var wg sync.WaitGroup
-		for _, r := range runners {
-			wg.Go(func() {
-				if err := r(ctx); err != nil && ctx.Err() == nil {
-					a.log.Error("background task stopped", "err", err)
-				}
-			})
-		}
-		wg.Wait()
-	}()
-	return g
-}
-
-func (g *generation) stop() {
-	if g == nil {
-		return
-	}
-	g.cancel()
-	<-g.done
+	a.next.runs = nil
+	return d, gen, nil
 }
 
 // fieldError turns a capability's validation error that carries a field path into a

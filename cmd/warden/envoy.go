@@ -7,11 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
-	"github.com/fsnotify/fsnotify"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -166,8 +164,9 @@ func (a *app) applyEnvoy() {
 
 // startEnvoy registers the ext_authz and RLS services on Warden's gRPC server (they answer
 // UNIMPLEMENTED while disabled) and, when envoy.listen_addr is set, on a second server with
-// the same options on that address. It also watches envoy.ratelimit_config for changes.
-func (a *app) startEnvoy(opts []grpc.ServerOption) error {
+// the same options on that address, whose run function it returns. It also returns the
+// watcher of envoy.ratelimit_config. Either is nil when not configured.
+func (a *app) startEnvoy(opts []grpc.ServerOption) (server, watch runFunc, err error) {
 	var checker envoy.Checker = decisionChecker{a.srv, &a.tel.rpc.d}
 	if a.tel.tp != nil {
 		checker = tracedChecker{checker, a.tel.tracer()}
@@ -189,86 +188,34 @@ func (a *app) startEnvoy(opts []grpc.ServerOption) error {
 	}
 	y, err := decodeEnvoy(a.cfg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if cfgPath := a.cfg.Path; y.RateLimitConfig != "" && cfgPath != "" {
-		path := y.RateLimitConfig
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(filepath.Dir(cfgPath), path)
-		}
-		a.background = append(a.background, func(ctx context.Context) error { return a.watchRateLimitConfig(ctx, cfgPath, path) })
+		watch = a.watchRateLimitConfig(cfgPath, relativeTo(cfgPath, y.RateLimitConfig))
 	}
 	if y.ListenAddr == "" {
-		return nil
+		return nil, watch, nil
 	}
 	lis, err := net.Listen("tcp", y.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("envoy listener: %w", err)
+		return nil, nil, fmt.Errorf("envoy listener: %w", err)
 	}
 	s := grpc.NewServer(opts...)
 	register(s)
 	healthpb.RegisterHealthServer(s, a.health)
 	a.log.Info("envoy services listening", "addr", lis.Addr().String())
 	a.closers = append(a.closers, func() { s.Stop(); lis.Close() })
-	a.background = append(a.background, func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- s.Serve(a.streams.Listener(lis)) }()
-		select {
-		case err := <-errc:
-			if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				return fmt.Errorf("envoy grpc: %w", err)
-			}
-			return nil
-		case <-ctx.Done():
-		}
-		stopped := make(chan struct{})
-		go func() { s.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(a.cfg.Server.ShutdownTimeout):
-			s.Stop()
-		}
-		return nil
-	})
-	return nil
+	sc := a.cfg.Server
+	return serveGRPC("envoy grpc", s, a.streams.Listener(lis), a.stopping, sc.Drain, sc.ShutdownTimeout, a.log), watch, nil
 }
 
-// watchRateLimitConfig reloads the whole config (as SIGHUP does) when a file in the
-// ratelimit config directory (or the file's directory) changes. It watches the directory, so
-// that a Kubernetes ConfigMap's symlink swap is seen.
-func (a *app) watchRateLimitConfig(ctx context.Context, cfgPath, path string) error {
+// watchRateLimitConfig returns the run function that reloads the whole config (as SIGHUP
+// does) when a file in the ratelimit config directory (or the file's directory) changes.
+func (a *app) watchRateLimitConfig(cfgPath, path string) runFunc {
 	dir := path
 	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
 		dir = filepath.Dir(path)
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if err := w.Add(dir); err != nil {
-		a.log.Warn("cannot watch the ratelimit config; reload with SIGHUP", "path", dir, "err", err)
-		return nil
-	}
 	r := &reloader{app: a, path: cfgPath, log: a.log}
-	var debounce <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case _, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			debounce = time.After(100 * time.Millisecond)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			a.log.Warn("ratelimit config watch error", "err", err)
-		case <-debounce:
-			debounce = nil
-			r.reload(ctx, true)
-		}
-	}
+	return watchDir(dir, "ratelimit config", a.log, func(ctx context.Context) { r.reload(ctx, true) })
 }

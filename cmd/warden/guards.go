@@ -16,7 +16,7 @@ func (a *app) redisGuard(name string, timeout time.Duration) *budget.Guard {
 		return nil
 	}
 	g := budget.New(budget.Config{Name: name, Cap: timeout, Logger: a.log})
-	a.pendingGuards = append(a.pendingGuards, g)
+	a.next.guards = append(a.next.guards, g)
 	return g
 }
 

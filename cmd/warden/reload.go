@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"reflect"
-	"time"
+	"syscall"
 
-	"github.com/fsnotify/fsnotify"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/wardenhq/warden/internal/config"
@@ -26,38 +26,24 @@ type reloader struct {
 	log  *slog.Logger
 }
 
-func (r *reloader) run(ctx context.Context, hup <-chan os.Signal) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if err := w.Add(filepath.Dir(r.path)); err != nil {
-		r.log.Warn("cannot watch the config directory; reload with SIGHUP", "err", err)
-	}
-	var debounce <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-hup:
-			r.reload(ctx, true)
-		case ev, ok := <-w.Events:
-			if !ok {
+// runs returns the reloader's run functions: the config directory's watcher and the SIGHUP
+// handler. SIGHUP is caught from now on, not only once they run.
+func (r *reloader) runs() []runFunc {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	onHUP := func(ctx context.Context) error {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-hup:
+				r.reload(ctx, true)
 			}
-			_ = ev
-			debounce = time.After(100 * time.Millisecond)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			r.log.Warn("config watch error", "err", err)
-		case <-debounce:
-			debounce = nil
-			r.reload(ctx, false)
 		}
 	}
+	changed := func(ctx context.Context) { r.reload(ctx, false) }
+	return []runFunc{watchDir(filepath.Dir(r.path), "config directory", r.log, changed), onHUP}
 }
 
 // reload reads the file and applies it if it changed (or always, when forced).
@@ -81,7 +67,7 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 		r.fail(err)
 		return err
 	}
-	deps, runners, err := a.build(ctx, cfg)
+	deps, next, err := a.build(ctx, cfg)
 	if err != nil {
 		r.fail(err)
 		return err
@@ -91,10 +77,11 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 		r.log.Warn("config reload: server, redis, log and telemetry changes take effect at the next restart")
 	}
 	a.srv.SetDeps(deps)
-	a.jwt = a.jwtNext
+	a.jwt = a.next.jwt
 	a.tel.setJWT(a.jwt)
 	old := a.gen
-	a.gen = a.startGeneration(a.genCtx, runners)
+	a.gen = next
+	a.gen.start(a.genCtx, a.log)
 	old.stop()
 	oldVersion := a.cfg.Version
 	a.cfg = cfg

@@ -2,33 +2,26 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
-	"github.com/wardenhq/warden/internal/budget"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/redisconn"
 	"github.com/wardenhq/warden/internal/streamguard"
@@ -74,7 +67,7 @@ func runWith(ctx context.Context, args []string, env config.Env, stderr io.Write
 	}
 	log, level := newLogger(stderr, cfg.Log)
 
-	a := &app{log: log, level: level, cfg: cfg, env: env, spans: spans}
+	a := &app{log: log, level: level, cfg: cfg, env: env, spans: spans, stopping: make(chan struct{})}
 	defer a.close()
 	if err := a.start(ctx); err != nil {
 		return err
@@ -126,14 +119,14 @@ func (h levelHandler) WithGroup(name string) slog.Handler {
 	return levelHandler{Handler: h.Handler.WithGroup(name), level: h.level, audit: h.audit}
 }
 
-// app holds what one run of the server owns.
+// app holds what one run of the server owns (lifecycle.go names the parts of its life).
 type app struct {
 	log   *slog.Logger
 	level *slog.LevelVar // log's, changed by AdminService.SetLogLevel
 	env   config.Env
 	spans sdktrace.SpanExporter // for tests: see runWith
 
-	mu  sync.Mutex // guards cfg during reloads
+	mu  sync.Mutex // guards cfg, jwt, gen, genCtx and next during reloads
 	cfg *config.File
 
 	redis       redis.UniversalClient
@@ -146,21 +139,21 @@ type app struct {
 	stores      stores
 	envoy       envoyState
 	peer        peerExport // envoyproxy/ratelimit's stat names, when on
-	background  []func(context.Context) error
-	closers     []func()
-	// pending collects the background work of the config being built; gen runs the running
-	// config's (both guarded by mu during reloads).
-	pending []func(context.Context) error
-	runners []func(context.Context) error
+
+	// servers and runs are the process's run functions, collected by start: the servers stop
+	// first (after the drain, once stopping closes), then the runs.
+	servers, runs []runFunc
+	stopping      chan struct{}
+	closers       []func()
+
+	// gen is the running config's generation, started under genCtx; next is what the
+	// builders collect for the config being built.
+	gen    *generation
+	genCtx context.Context
+	next   building
 	// jwt is the running config's JWT verifier (nil without one), whose key sets the next
-	// config's verifier starts from; jwtNext is the one of the config being built.
-	jwt, jwtNext *jwtauth.Verifier
-	// pendingGuards are the dependency guards of the config being built, for metrics.
-	pendingGuards []*budget.Guard
-	// pendingKeys is the API-key authenticator of the config being built (nil without one).
-	pendingKeys *authn.APIKeys
-	gen         *generation
-	genCtx      context.Context
+	// config's verifier starts from.
+	jwt *jwtauth.Verifier
 }
 
 func (a *app) close() {
@@ -176,55 +169,92 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	a.closers = append(a.closers, a.tel.close)
-
-	if cfg.Redis.Mode != "" {
-		rc := cfg.Redis
-		if rc.Pipelines <= 0 {
-			rc.Pipelines = redisstore.DefaultPipelines
-		}
-		if rc.PoolSize <= 0 {
-			// go-redis's default, with room for every rate-limit pipeline and other work.
-			rc.PoolSize = max(10*runtime.GOMAXPROCS(0), rc.Pipelines+8)
-		}
-		// Every new connection (after a restart, a failover, in each Cluster node) loads the
-		// rate-limit script before its first command.
-		if a.redis, err = redisconn.New(rc, redisstore.OnConnect); err != nil {
-			return err
-		}
-		a.closers = append(a.closers, func() { _ = a.redis.Close() })
-		if err := a.tel.observeRedisPool(a.redis); err != nil {
-			return err
-		}
-		if err := redisconn.Check(ctx, a.redis, cfg.Redis.Addrs); err != nil {
-			return err
-		}
-	}
-
-	if err := a.openStores(ctx); err != nil {
+	if err := a.openRedis(ctx); err != nil {
 		return err
 	}
-	deps, runners, err := a.build(ctx, cfg)
+	runs, err := a.openStores(ctx)
 	if err != nil {
 		return err
 	}
-	a.runners, a.jwt = runners, a.jwtNext
+	a.runs = append(a.runs, runs...)
+	deps, gen, err := a.build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	a.gen, a.jwt = gen, a.next.jwt
 	a.tel.setJWT(a.jwt)
 	a.peer.configLoaded(nil)
 	a.srv = service.New(service.Config{Logger: a.log, Deps: deps,
 		MaxHeaders: cfg.Server.MaxRequestHeaders, MaxHeaderBytes: cfg.Server.MaxRequestHeaderBytes, Tracer: a.tel.tracer()})
 	a.tel.setConfigVersion(cfg.Version)
 
-	a.streams = streamguard.New(streamguard.Config{Rate: cfg.Server.StreamRate, Burst: cfg.Server.StreamBurst,
-		ResetRate: cfg.Server.StreamResetRate, Penalty: cfg.Server.StreamPenalty})
-	if err := a.tel.observeStreams(a.streams); err != nil {
+	opts, err := a.serverOptions()
+	if err != nil {
 		return err
 	}
+	a.grpc = grpc.NewServer(opts...)
+	wardenv1.RegisterWardenServiceServer(a.grpc, a.srv)
+	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv, a.reloadFunc()).WithLogLevel(a.level))
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	reflection.Register(a.grpc)
+	for _, name := range []string{"", wardenv1.WardenService_ServiceDesc.ServiceName, wardenv1.AdminService_ServiceDesc.ServiceName} {
+		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	envoySrv, watch, err := a.startEnvoy(opts)
+	if err != nil {
+		return err
+	}
+	if envoySrv != nil {
+		a.servers = append(a.servers, envoySrv)
+	}
+	if watch != nil {
+		a.runs = append(a.runs, watch)
+	}
+	a.tel.rpc.addMethods(a.grpc) // every service is registered: before serving
+	return nil
+}
+
+// openRedis connects to Redis when it is configured.
+func (a *app) openRedis(ctx context.Context) error {
+	rc := a.cfg.Redis
+	if rc.Mode == "" {
+		return nil
+	}
+	if rc.Pipelines <= 0 {
+		rc.Pipelines = redisstore.DefaultPipelines
+	}
+	if rc.PoolSize <= 0 {
+		// go-redis's default, with room for every rate-limit pipeline and other work.
+		rc.PoolSize = max(10*runtime.GOMAXPROCS(0), rc.Pipelines+8)
+	}
+	// Every new connection (after a restart, a failover, in each Cluster node) loads the
+	// rate-limit script before its first command.
+	var err error
+	if a.redis, err = redisconn.New(rc, redisstore.OnConnect); err != nil {
+		return err
+	}
+	a.closers = append(a.closers, func() { _ = a.redis.Close() })
+	if err := a.tel.observeRedisPool(a.redis); err != nil {
+		return err
+	}
+	return redisconn.Check(ctx, a.redis, a.cfg.Redis.Addrs)
+}
+
+// serverOptions are the options of every gRPC server: limits, keepalive, interceptors, TLS.
+func (a *app) serverOptions() ([]grpc.ServerOption, error) {
+	sc := a.cfg.Server
+	a.streams = streamguard.New(streamguard.Config{Rate: sc.StreamRate, Burst: sc.StreamBurst,
+		ResetRate: sc.StreamResetRate, Penalty: sc.StreamPenalty})
+	if err := a.tel.observeStreams(a.streams); err != nil {
+		return nil, err
+	}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
-		grpc.MaxConcurrentStreams(cfg.Server.MaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(sc.MaxRecvBytes),
+		grpc.MaxConcurrentStreams(sc.MaxConcurrentStreams),
 		grpc.InTapHandle(a.streams.TapHandle),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             cfg.Server.KeepaliveMinTime,
+			MinTime:             sc.KeepaliveMinTime,
 			PermitWithoutStream: true,
 		}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -236,45 +266,48 @@ func (a *app) start(ctx context.Context) error {
 	if h := a.tel.statsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
-	creds, err := serverCreds(cfg.Server.TLS)
+	creds, err := serverCreds(sc.TLS)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if creds != nil {
 		opts = append(opts, grpc.Creds(a.streams.Credentials(creds)))
 	}
-	a.grpc = grpc.NewServer(opts...)
-	wardenv1.RegisterWardenServiceServer(a.grpc, a.srv)
-	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv, a.reloadFunc()).WithLogLevel(a.level))
-	a.health = health.NewServer()
-	healthpb.RegisterHealthServer(a.grpc, a.health)
-	reflection.Register(a.grpc)
-	for _, name := range []string{"", wardenv1.WardenService_ServiceDesc.ServiceName, wardenv1.AdminService_ServiceDesc.ServiceName} {
-		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	if err := a.startEnvoy(opts); err != nil {
-		return err
-	}
-	a.tel.rpc.addMethods(a.grpc) // every service is registered: before serving
-	return nil
+	return opts, nil
 }
 
+// listen opens the gRPC listener and the admin one (unless server.admin_addr is "off"), and
+// adds their servers' run functions.
+func (a *app) listen() (addrs, error) {
+	sc := a.cfg.Server
+	lis, err := net.Listen("tcp", sc.GRPCAddr)
+	if err != nil {
+		return addrs{}, fmt.Errorf("grpc listener: %w", err)
+	}
+	a.closers = append(a.closers, func() { lis.Close() })
+	got := addrs{GRPC: lis.Addr().String()}
+	a.servers = append(a.servers, serveGRPC("grpc", a.grpc, a.streams.Listener(lis), a.stopping, sc.Drain, sc.ShutdownTimeout, a.log))
+	if sc.AdminAddr == "off" {
+		return got, nil
+	}
+	adminLis, err := net.Listen("tcp", sc.AdminAddr)
+	if err != nil {
+		return addrs{}, fmt.Errorf("admin listener: %w", err)
+	}
+	a.closers = append(a.closers, func() { adminLis.Close() })
+	got.Admin = adminLis.Addr().String()
+	httpSrv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	a.runs = append(a.runs, serveHTTP("admin http", httpSrv, adminLis))
+	return got, nil
+}
+
+// serve runs every run function in one group until ctx ends or one fails, then shuts down in
+// order: health reports NOT_SERVING, the servers drain and stop, then the rest stops.
 func (a *app) serve(ctx context.Context, ready func(addrs)) error {
 	cfg := a.cfg
-	lis, err := net.Listen("tcp", cfg.Server.GRPCAddr)
+	got, err := a.listen()
 	if err != nil {
-		return fmt.Errorf("grpc listener: %w", err)
-	}
-	var adminLis net.Listener
-	if cfg.Server.AdminAddr != "off" {
-		if adminLis, err = net.Listen("tcp", cfg.Server.AdminAddr); err != nil {
-			lis.Close()
-			return fmt.Errorf("admin listener: %w", err)
-		}
-	}
-	got := addrs{GRPC: lis.Addr().String()}
-	if adminLis != nil {
-		got.Admin = adminLis.Addr().String()
+		return err
 	}
 	store := "in-memory (single replica)"
 	if a.redis != nil {
@@ -283,47 +316,26 @@ func (a *app) serve(ctx context.Context, ready func(addrs)) error {
 	a.log.Info("warden listening", "grpc", got.GRPC, "admin_http", got.Admin, "store", store, "config", cfg.Path)
 	if cfg.Path == "" {
 		a.log.Info("no config file: try `grpcurl -plaintext " + got.GRPC + " grpc.health.v1.Health/Check` and `grpcurl -plaintext " + got.GRPC + " list`; see README.md for the config reference")
+	} else {
+		r := &reloader{app: a, path: cfg.Path, log: a.log}
+		a.runs = append(a.runs, r.runs()...)
 	}
 
-	runCtx, cancelRun := context.WithCancel(context.Background())
-	defer cancelRun()
-	g, gctx := errgroup.WithContext(runCtx)
-	g.Go(func() error {
-		if err := a.grpc.Serve(a.streams.Listener(lis)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("grpc: %w", err)
-		}
-		return nil
-	})
-	var httpSrv *http.Server
-	if adminLis != nil {
-		httpSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error {
-			if err := httpSrv.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("admin http: %w", err)
-			}
-			return nil
-		})
-	}
-	for _, fn := range a.background {
-		g.Go(func() error { return fn(gctx) })
-	}
+	g := newRunGroup()
 	a.mu.Lock()
-	a.genCtx = gctx
-	a.gen = a.startGeneration(gctx, a.runners)
+	a.genCtx = g.rest
+	a.gen.start(g.rest, a.log)
 	a.mu.Unlock()
 	defer func() {
 		a.mu.Lock()
 		a.gen.stop()
 		a.mu.Unlock()
 	}()
-	if cfg.Path != "" {
-		w := &reloader{app: a, path: cfg.Path, log: a.log}
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		g.Go(func() error {
-			defer signal.Stop(hup)
-			return w.run(gctx, hup)
-		})
+	for _, s := range a.servers {
+		g.server(s)
+	}
+	for _, r := range a.runs {
+		g.run(r)
 	}
 	if ready != nil {
 		ready(got)
@@ -333,30 +345,12 @@ func (a *app) serve(ctx context.Context, ready func(addrs)) error {
 	select {
 	case <-ctx.Done():
 		a.log.Info("shutting down: reporting NOT_SERVING, then draining", "drain", cfg.Server.Drain)
-	case <-gctx.Done():
+	case <-g.ctx.Done():
 		a.log.Error("a component failed; shutting down")
 	}
 	a.health.Shutdown() // every service NOT_SERVING
-	select {
-	case <-time.After(cfg.Server.Drain):
-	case <-gctx.Done():
-	}
-	stopped := make(chan struct{})
-	go func() { a.grpc.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(cfg.Server.ShutdownTimeout):
-		a.log.Warn("graceful stop timed out; closing connections", "timeout", cfg.Server.ShutdownTimeout)
-		a.grpc.Stop()
-		<-stopped
-	}
-	if httpSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = httpSrv.Shutdown(sctx)
-		cancel()
-	}
-	cancelRun()
-	err = g.Wait()
+	close(a.stopping)
+	err = g.wait()
 	a.log.Info("stopped")
 	return err
 }

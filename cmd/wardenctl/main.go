@@ -2,7 +2,7 @@
 // webhook signing, and dry-run decisions.
 //
 //	wardenctl -addr 127.0.0.1:50051 keys create -owner alice -tenant acme -roles user -scopes orders:read
-//	wardenctl keys rotate -id KEYID -grace 24h
+//	wardenctl keys rotate -id KEYID    # the old key stays valid for authn.api_keys.rotation_grace
 //	wardenctl tokens revoke -jti 4f1c… -exp 2026-12-01T00:00:00Z
 //	wardenctl limits get -domain api -d tenant=acme,path=/v1/orders
 //	wardenctl webhook sign -scheme github -secret file:/run/secrets/gh -body payload.json
@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -111,7 +113,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for _, cmd := range cmds {
 		parts := strings.Fields(cmd.name)
 		if len(rest) >= len(parts) && strings.Join(rest[:len(parts)], " ") == cmd.name {
-			return cmd.run(ctx, c, rest[len(parts):])
+			return c.unreachable(cmd.run(ctx, c, rest[len(parts):]))
 		}
 	}
 	fs.Usage()
@@ -129,6 +131,15 @@ func (c *cli) dial() (*grpc.ClientConn, error) {
 	}
 	c.conn = cc
 	return cc, nil
+}
+
+// unreachable names the address in the error of a call that never reached Warden (err
+// otherwise): the connection is not up, so the UNAVAILABLE is not Warden's answer.
+func (c *cli) unreachable(err error) error {
+	if status.Code(err) != codes.Unavailable || c.conn == nil || c.conn.GetState() == connectivity.Ready {
+		return err
+	}
+	return fmt.Errorf("cannot reach Warden at %s (is it running? -addr sets the address): %s", c.addr, status.Convert(err).Message())
 }
 
 // callCtx adds the deadline and the admin credentials.

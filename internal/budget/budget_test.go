@@ -8,9 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
-
-	"github.com/wardenhq/warden/internal/testutil"
 )
 
 func TestBudget(t *testing.T) {
@@ -133,31 +132,37 @@ func TestDoHang(t *testing.T) {
 	}
 }
 
-// TestProbeAbandoned: a probe whose caller leaves still settles the breaker.
+// TestProbeAbandoned: a probe whose caller leaves still settles the breaker. It runs in a
+// synctest bubble: the cooldown passes on the fake clock and synctest.Wait stands for polling
+// the breaker's state.
 func TestProbeAbandoned(t *testing.T) {
-	g := New(Config{Name: "p", Failures: 1, Cooldown: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	_ = g.Do(context.Background(), func(context.Context) error { return errors.New("down") })
-	if g.State() != Open {
-		t.Fatalf("state = %v, want open", g.State())
-	}
-	time.Sleep(5 * time.Millisecond)
-	proceed := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- g.Do(ctx, func(context.Context) error { <-proceed; return nil })
-	}()
-	for g.State() != HalfOpen {
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("abandoned probe: err = %v, want context.Canceled", err)
-	}
-	close(proceed)
-	if !testutil.Poll(5*time.Second, func() bool { return g.State() == Closed }) {
-		t.Fatalf("the abandoned probe's success never closed the breaker (state %v)", g.State())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		g := New(Config{Name: "p", Failures: 1, Cooldown: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+		_ = g.Do(context.Background(), func(context.Context) error { return errors.New("down") })
+		if g.State() != Open {
+			t.Fatalf("state = %v, want open", g.State())
+		}
+		time.Sleep(5 * time.Millisecond)
+		proceed := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- g.Do(ctx, func(context.Context) error { <-proceed; return nil })
+		}()
+		synctest.Wait()
+		if g.State() != HalfOpen {
+			t.Fatalf("state with the probe running = %v, want half-open", g.State())
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("abandoned probe: err = %v, want context.Canceled", err)
+		}
+		close(proceed)
+		synctest.Wait()
+		if g.State() != Closed {
+			t.Fatalf("the abandoned probe's success never closed the breaker (state %v)", g.State())
+		}
+	})
 }
 
 func TestDoNoTime(t *testing.T) {
