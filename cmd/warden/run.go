@@ -193,6 +193,9 @@ func (a *app) start(ctx context.Context) error {
 		return err
 	}
 	a.grpc = grpc.NewServer(opts...)
+	// Its stream workers live until Stop: a start that fails later, or an app that never
+	// serves, must not leave them behind (after serveGRPC's stop this is a no-op).
+	a.closers = append(a.closers, a.grpc.Stop)
 	wardenv1.RegisterWardenServiceServer(a.grpc, a.srv)
 	wardenv1.RegisterAdminServiceServer(a.grpc, service.NewAdmin(a.srv, a.reloadFunc()).WithLogLevel(a.level))
 	a.health = health.NewServer()
