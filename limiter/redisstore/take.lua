@@ -28,6 +28,99 @@
 -- Warden is another type), so a key written by another algorithm is an absent counter.
 -- Every integer stays below 2^53 (limiter.Limit.Validate sees to it), so doubles are exact.
 
+-- The common case first, before the general script below defines its functions: one hit of a
+-- token bucket or a fixed window. The same formulas as bucket/bucketCommit and
+-- fixed/fixedCommit below, and the same encoding as decode/encode (the mirror test and the
+-- conformance suite run through both paths).
+if #KEYS == 1 and (ARGV[3] == '0' or ARGV[3] == '2') then
+  local t = tonumber(ARGV[1])
+  if not t then
+    local tm = redis.call('TIME')
+    t = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+  end
+  local now, floor = t, math.floor
+  local n, P, L = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local At, N = 0, 0
+  local v = redis.pcall('GET', KEYS[1])
+  if type(v) == 'string' then
+    local tb = ARGV[3] == '0'
+    local b = string.byte(v, 1)
+    if tb and b and b >= 48 and b <= 57 or not tb and b == 45 then
+      if not tb then v = string.sub(v, 2) end
+      local i = string.find(v, ':', 1, true)
+      if i then
+        At, N = tonumber(string.sub(v, 1, i - 1)), tonumber(string.sub(v, i + 1))
+      elseif tb then
+        At = tonumber(v)
+      else
+        local x = tonumber(v)
+        if x then
+          N = math.fmod(x, P)
+          At = x - N
+        end
+      end
+      if not At or not N then At, N = 0, 0 end
+    end
+  end
+  local function ceildiv(x, y) return floor((x + y - 1) / y) end
+  local function max(a, b) if a > b then return a end return b end
+  local ttl
+  if ARGV[3] == '0' then
+    local UT, MT = tonumber(ARGV[7]), tonumber(ARGV[8])
+    local cp, dt = L * UT, 0
+    if At >= t then
+      local d = At - t
+      if d > floor(cp / MT) then dt = cp else dt = math.min(cp, d * MT + N) end
+    end
+    if n > L then
+      local reset = ceildiv(dt, MT)
+      return { 0, 0, max(0, floor((cp - dt) / UT)), reset, max(reset, P) }
+    end
+    local nx = dt + n * UT
+    if nx > cp then
+      return { 0, 0, floor((cp - dt) / UT), ceildiv(dt, MT), ceildiv(nx - cp, MT) }
+    end
+    local out = { 1, 1, floor((cp - nx) / UT), ceildiv(nx, MT), 0 }
+    if n == 0 then return out end
+    At, N = t + floor(nx / MT), nx % MT
+    local exp = At
+    if N > 0 then
+      exp = At + 1
+      v = string.format('%d:%d', At, N)
+    else
+      v = string.format('%d', At)
+    end
+    ttl = max(tonumber(ARGV[2]), ceildiv(max(exp - now, 0), 1000))
+    redis.call('SET', KEYS[1], v, 'PX', ttl)
+    return out
+  end
+  t = max(t, At)
+  local w = t - t % P
+  local count = 0
+  if At == w then count = N end
+  local toEnd = w + P - t
+  if n > L or count + n > L then
+    local reset = 0
+    if count > 0 then reset = toEnd end
+    local retry = toEnd
+    if n > L then retry = max(reset, P) end
+    return { 0, 0, max(0, L - count), reset, retry }
+  end
+  local after = count + n
+  local reset = 0
+  if after > 0 then reset = toEnd end
+  local out = { 1, 1, max(0, L - after), reset, 0 }
+  if n == 0 then return out end
+  if after < P then
+    v = string.format('-%d', w + after)
+  else
+    v = string.format('-%d:%d', w, after)
+  end
+  ttl = max(tonumber(ARGV[2]), ceildiv(max(w + P - now, 0), 1000))
+  redis.call('SET', KEYS[1], v, 'PX', ttl)
+  return out
+end
+
 local now = tonumber(ARGV[1])
 if not now then
   local tm = redis.call('TIME')
