@@ -96,3 +96,45 @@ func redisCost(b *testing.B, client *redis.Client) cost {
 	}
 	return c
 }
+
+// BenchmarkLimiterCheck measures limiter.Limiter.Check on this store (batched), with a caller
+// deadline as a gRPC request has, over 1000 users of a token bucket: the Redis path of
+// RLS and CheckRateLimit without the gRPC server.
+//
+//	go test -run '^$' -bench LimiterCheck -benchmem -cpu 2 ./limiter/redisstore/
+func BenchmarkLimiterCheck(b *testing.B) {
+	srv := redistest.Start(b)
+	store := newStore(b, newClient(b, srv.Addr()), redisstore.Options{})
+	l, err := limiter.New(limiter.Config{
+		Store:              store,
+		OverLimitCacheSize: -1,
+		Domains: []limiter.Domain{{Name: "bench", Descriptors: []limiter.Descriptor{{
+			Key:       "user",
+			RateLimit: &limiter.RateLimit{RequestsPerUnit: 1_000_000, Period: time.Second, Algorithm: limiter.TokenBucket},
+		}}}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	users := make([]string, 1000)
+	for i := range users {
+		users[i] = "u" + strconv.Itoa(i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	var next atomic.Int64
+	b.SetParallelism(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := limiter.Request{Domain: "bench", Cost: 1, Descriptors: []limiter.RequestDescriptor{{Entries: []limiter.Entry{{Key: "user"}}}}}
+		var res limiter.Result
+		for pb.Next() {
+			req.Descriptors[0].Entries[0].Value = users[int(next.Add(1))%len(users)]
+			if err := l.Check(ctx, req, &res); err != nil || !res.Allowed {
+				b.Errorf("Check: %v, allowed %v", err, res.Allowed)
+				return
+			}
+		}
+	})
+}
