@@ -809,6 +809,9 @@ func (l *Limiter) storeTake(ctx context.Context, tag string, sc *scratch) error 
 			if !dl.After(time.Now()) {
 				return context.DeadlineExceeded // no time left to ask
 			}
+			if dt, ok := l.store.(DeadlineTaker); ok {
+				return l.takeBy(ctx, dt, dl, tag, sc)
+			}
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, dl)
 			defer cancel()
@@ -839,6 +842,17 @@ func (l *Limiter) storeDeadline(ctx context.Context) (time.Time, bool) {
 // policy when the store has not answered: a fifth, between 1ms and 20ms.
 func answerMargin(left time.Duration) time.Duration {
 	return min(max(left/5, time.Millisecond), 20*time.Millisecond)
+}
+
+// takeBy is takeFrom on a DeadlineTaker, with the store deadline dl as a value.
+func (l *Limiter) takeBy(ctx context.Context, s DeadlineTaker, dl time.Time, tag string, sc *scratch) error {
+	ok, err := s.TakeBy(ctx, dl, tag, sc.hits, sc.out)
+	if err != nil || ok {
+		return err
+	}
+	ctx, cancel := context.WithDeadline(ctx, dl) // rare: a refusal by shadow or quota limits
+	defer cancel()
+	return retakeWithoutShadow(ctx, l.store, tag, sc)
 }
 
 func (l *Limiter) takeFrom(ctx context.Context, s Store, tag string, sc *scratch) error {

@@ -111,6 +111,16 @@ type Store interface {
 	Take(ctx context.Context, tag string, hits []Hit, out []Status) (allowed bool, err error)
 }
 
+// DeadlineTaker is implemented by stores that take a call's deadline as a value. The Limiter
+// then calls TakeBy with the store deadline it computed (from the caller's deadline and
+// StoreTimeout) instead of deriving a context with that deadline for every decision (a timer
+// and a cancel per decision). TakeBy is Take with one more rule: it returns by deadline (an
+// error wrapping ErrTimeout and context.DeadlineExceeded when its command was sent, else
+// context.DeadlineExceeded), and still when ctx ends first.
+type DeadlineTaker interface {
+	TakeBy(ctx context.Context, deadline time.Time, tag string, hits []Hit, out []Status) (allowed bool, err error)
+}
+
 // Resetter is implemented by stores that can forget a counter, for the admin reset call. A
 // reset counter is at its full quota on the next Take. Reading a counter needs no extra
 // method: a Take with Cost 0 peeks.

@@ -25,16 +25,17 @@ const (
 // channel are reused, so a Take allocates only what go-redis needs for its command. The
 // batcher never touches the caller's hits or out: everything it needs is copied into args.
 type call struct {
-	ctx    context.Context
-	keybuf []byte
-	keys   []string
-	args   []any // "evalsha", sha, len(keys), keys..., now, 5 values per hit
-	cmd    *redis.Cmd
-	err    error
-	state  atomic.Int32
-	sent   atomic.Bool   // the command has left the queue for Redis
-	done   chan struct{} // capacity 1: the batcher's answer
-	batch  int32         // commands in the pipeline that answered it (0: none did)
+	ctx      context.Context
+	deadline time.Time // the Take's deadline; zero: Options.Timeout only
+	keybuf   []byte
+	keys     []string
+	args     []any // "evalsha", sha, len(keys), keys..., now, 5 values per hit
+	cmd      *redis.Cmd
+	err      error
+	state    atomic.Int32
+	sent     atomic.Bool   // the command has left the queue for Redis
+	done     chan struct{} // capacity 1: the batcher's answer
+	batch    int32         // commands in the pipeline that answered it (0: none did)
 }
 
 // build fills c.keys and c.args for hits under tag.
@@ -50,7 +51,7 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 		c.keybuf = append(c.keybuf, s.opts.Prefix...)
 		c.keybuf = append(c.keybuf, '{')
 		c.keybuf = append(c.keybuf, tag...)
-		c.keybuf = append(c.keybuf, "}:"...)
+		c.keybuf = append(c.keybuf, '}')
 		c.keybuf = append(c.keybuf, h.Key...)
 	}
 	all := string(c.keybuf) // one allocation for every key of the Take
@@ -58,7 +59,7 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 	c.args = append(c.args[:0], "evalsha", s.sha, len(hits))
 	off := 0
 	for _, h := range hits {
-		n := len(s.opts.Prefix) + len(tag) + 3 + len(h.Key)
+		n := len(s.opts.Prefix) + len(tag) + 2 + len(h.Key)
 		k := all[off : off+n]
 		off += n
 		c.keys = append(c.keys, k)
@@ -82,7 +83,7 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 }
 
 func (s *Store) recycle(c *call) {
-	c.ctx, c.cmd, c.err = nil, nil, nil
+	c.ctx, c.cmd, c.err, c.deadline = nil, nil, nil, time.Time{}
 	clear(c.args)
 	clear(c.keys)
 	c.sent.Store(false)
@@ -135,37 +136,36 @@ func (s *Store) batcher(reqs chan *call, client Client, n *node) {
 }
 
 // exec sends batch as one pipeline on client and answers every call (n is the Cluster master
-// that client speaks to, nil if none). Calls whose ctx has already ended are answered with ctx.Err() and not sent. The
-// pipeline's deadline is the latest of its callers' deadlines, capped by Options.Timeout:
-// no caller wants an answer after that.
+// that client speaks to, nil if none). Calls whose ctx has ended or whose deadline has passed
+// are answered at once and not sent. The pipeline's deadline is the earliest of its calls'
+// deadlines, capped by Options.Timeout: no call waits past its own deadline (one deadline
+// per batch, no timer per call; a call with a later deadline may then time out up to the
+// spread of its batch's deadlines early, only when Redis is slow).
 func (s *Store) exec(batch []*call, client Client, n *node) {
-	deadline := time.Now().Add(s.opts.Timeout)
-	var latest time.Time
-	unbounded := false
+	now := time.Now()
+	deadline := now.Add(s.opts.Timeout)
 	live := 0
 	for _, c := range batch {
-		if err := c.ctx.Err(); err != nil {
+		err := c.ctx.Err()
+		if err == nil && !c.deadline.IsZero() && !now.Before(c.deadline) {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
 			c.err = err
 			s.deliver(c)
 			continue
 		}
 		batch[live] = c
 		live++
-		if d, ok := c.ctx.Deadline(); ok {
-			if d.After(latest) {
-				latest = d
-			}
-		} else {
-			unbounded = true
+		if !c.deadline.IsZero() && c.deadline.Before(deadline) {
+			deadline = c.deadline
 		}
-	}
-	if !unbounded && latest.Before(deadline) {
-		deadline = latest
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	pipe := client.Pipeline()
 	for _, c := range batch[:live] {
+		c.deadline = deadline // its command's: finish reads a failure after it as a timeout
 		c.cmd = redis.NewCmd(ctx, c.args...)
 		c.cmd.SetFirstKeyPos(3)
 		_ = pipe.Process(ctx, c.cmd)

@@ -53,8 +53,10 @@ type Client interface {
 
 // Options configures a Store. The zero value is usable: every field has a default.
 type Options struct {
-	// Prefix starts every key. Default "warden:rl:". A key is Prefix + "{" + tag + "}" + ":" +
-	// Hit.Key, so the keys of one Take share a Cluster hash slot.
+	// Prefix starts every key. Default "warden:rl:". A key is Prefix + "{" + tag + "}" +
+	// Hit.Key, so the keys of one Take share a Cluster hash slot. (Before the string layout
+	// of take.lua, a ":" followed the "}": the new names differ from the old ones, so that old
+	// and new replicas count apart during a rolling upgrade; see the README.)
 	Prefix string
 	// Now, when set, supplies the time passed to the script instead of the Redis server's
 	// TIME. Only for tests that walk a grid of instants: in production, nil, so that replicas
@@ -136,6 +138,8 @@ var (
 	_ limiter.Store    = (*Store)(nil)
 	_ limiter.Resetter = (*Store)(nil)
 	_ limiter.Sharded  = (*Store)(nil)
+
+	_ limiter.DeadlineTaker = (*Store)(nil)
 )
 
 // New returns a Store on client. It does not contact Redis: call Load before the first Take
@@ -249,6 +253,18 @@ func OnConnect(ctx context.Context, cn *redis.Conn) error {
 // with an error wrapping limiter.ErrTimeout and ctx.Err() when the command had been sent
 // (Redis is slow or hung), with ctx.Err() alone when it was still queued here.
 func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
+	dl, _ := ctx.Deadline()
+	return s.TakeBy(ctx, dl, tag, hits, out)
+}
+
+// TakeBy implements limiter.DeadlineTaker: Take, answered by deadline (the zero time: none
+// but Options.Timeout) without a timer of its own. A batch is sent with the earliest
+// deadline of its Takes (at most Options.Timeout from then), so that no Take waits past its
+// deadline for a slow Redis; a Take whose deadline has passed while it was queued is answered
+// with context.DeadlineExceeded and not sent. This needs the client's ContextTimeoutEnabled
+// (without it, go-redis applies its ReadTimeout and WriteTimeout instead, and a Take waits
+// until ctx ends).
+func (s *Store) TakeBy(ctx context.Context, deadline time.Time, tag string, hits []limiter.Hit, out []limiter.Status) (bool, error) {
 	if len(out) != len(hits) {
 		return false, fmt.Errorf("redisstore: len(out) = %d, want len(hits) = %d", len(out), len(hits))
 	}
@@ -263,6 +279,7 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 		s.pool.Put(c)
 		return false, err
 	}
+	c.deadline = deadline
 	if s.opts.Unbatched {
 		s.runOne(ctx, c)
 		return s.finish(ctx, c, hits, out)
@@ -317,9 +334,12 @@ func (s *Store) Take(ctx context.Context, tag string, hits []limiter.Hit, out []
 func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []limiter.Status) (bool, error) {
 	defer s.recycle(c)
 	if c.err != nil {
-		// The connection's deadline (ctx's, with ContextTimeoutEnabled) can fire a moment
-		// before ctx itself reports it.
+		// The connection's deadline (the Take's, with ContextTimeoutEnabled) can fire a
+		// moment before ctx itself reports it, and the Take's deadline may be before ctx's.
 		d, ok := ctx.Deadline()
+		if !c.deadline.IsZero() && (!ok || c.deadline.Before(d)) {
+			d, ok = c.deadline, true
+		}
 		late := ctx.Err() != nil || ok && !time.Now().Before(d)
 		switch {
 		case late && c.sent.Load():
@@ -382,12 +402,16 @@ func (s *Store) Reset(ctx context.Context, tag, key string) error {
 }
 
 func (s *Store) key(tag, key string) string {
-	return s.opts.Prefix + "{" + tag + "}:" + key
+	return s.opts.Prefix + "{" + tag + "}" + key
 }
 
 // runOne runs c alone, from the caller's goroutine: one EVALSHA, and one EVAL after NOSCRIPT.
 func (s *Store) runOne(ctx context.Context, c *call) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	dl := time.Now().Add(s.opts.Timeout)
+	if !c.deadline.IsZero() && c.deadline.Before(dl) {
+		dl = c.deadline
+	}
+	ctx, cancel := context.WithDeadline(ctx, dl)
 	defer cancel()
 	c.sent.Store(true)
 	argv := c.args[3+len(c.keys):]

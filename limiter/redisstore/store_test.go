@@ -601,3 +601,52 @@ func TestClosed(t *testing.T) {
 		t.Errorf("Take after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestStorageLayout: a counter is one string key with a TTL, named Prefix{tag}key, and the
+// token bucket and the fixed window keep an integer (no allocation of its own in Redis); a
+// key of the older hash layout, or of another algorithm, reads as an empty counter.
+func TestStorageLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	client := newClient(t, srv.Addr())
+	s := newStore(t, client, redisstore.Options{Prefix: "p:"})
+	ctx := t.Context()
+	for _, tt := range []struct {
+		alg limiter.Algorithm
+		enc string
+	}{{limiter.TokenBucket, "int"}, {limiter.FixedWindow, "int"}, {limiter.SlidingWindow, "embstr"}} {
+		l := limiter.Limit{Algorithm: tt.alg, Limit: 10, Period: time.Hour}
+		key := "k-" + tt.alg.String()
+		out := make([]limiter.Status, 1)
+		if _, err := s.Take(ctx, "tag", []limiter.Hit{{Key: key, Limit: l, Cost: 3}}, out); err != nil {
+			t.Fatal(err)
+		}
+		name := "p:{tag}" + key
+		if typ, err := client.Type(ctx, name).Result(); err != nil || typ != "string" {
+			t.Errorf("%s: TYPE %s = %q, %v; want string", tt.alg, name, typ, err)
+		}
+		if enc, err := client.ObjectEncoding(ctx, name).Result(); err != nil || enc != tt.enc {
+			t.Errorf("%s: OBJECT ENCODING = %q, %v; want %s", tt.alg, enc, err, tt.enc)
+		}
+		if ttl, err := client.PTTL(ctx, name).Result(); err != nil || ttl <= 0 {
+			t.Errorf("%s: PTTL = %v, %v; want positive", tt.alg, ttl, err)
+		}
+		// A hash of the older layout, then another algorithm's value: an empty counter.
+		for _, seed := range []func() error{
+			func() error { return client.HSet(ctx, name, "a", "0", "t", "1", "n", "0").Err() },
+			func() error { return client.Set(ctx, name, "\x9c-12:3", time.Hour).Err() },
+		} {
+			if err := client.Del(ctx, name).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := seed(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Take(ctx, "tag", []limiter.Hit{{Key: key, Limit: l, Cost: 3}}, out); err != nil {
+				t.Fatal(err)
+			}
+			if out[0].Remaining != 7 {
+				t.Errorf("%s over a foreign value: remaining %d, want 7", tt.alg, out[0].Remaining)
+			}
+		}
+	}
+}

@@ -15,13 +15,111 @@
 --
 -- Reply: {allowed, then for each hit: allowed, remaining, reset_after µs, retry_after µs}.
 --
--- State: the token bucket and the fixed window keep a hash {a = algorithm, t = At, n = N}; the
--- sliding window a hash {a = "sw10", t = At, "0" .. "10" = the ring of bucket counts}
--- (128 bytes by MEMORY USAGE, plus the key name); the sliding log keeps a sorted set with one member per unit, scored by its
--- timestamp (member "timestamp:k", k counting the units of one timestamp). A key counted by
--- another algorithm (or of another type) is an absent counter. Every written key gets a
--- PEXPIRE at its limiter.Params.Expiry, rounded up to a millisecond.
+-- State, one key per counter, each written with SET ... PX (or, for the log, PEXPIRE) at its
+-- limiter.Params.Expiry rounded up to a millisecond (see the README's "Redis storage"):
+--   token bucket    "At" (decimal) when N = 0, else "At:N". "At" alone is an integer, which
+--                   Redis keeps inside the key's object (no separate allocation).
+--   fixed window    "-X" with X = At + N when N < P (At is a multiple of P, so N = X mod P),
+--                   else "-At:N". Also an integer for Redis.
+--   sliding window  MessagePack array {At, the NB + 1 bucket counts} (about 21 bytes).
+--   sliding log     a sorted set with one member per unit, scored by its timestamp (member
+--                   "timestamp:k", k counting the units of one timestamp).
+-- The first byte tells them apart (a digit, '-', 0x9c; a sorted set or a hash of an older
+-- Warden is another type), so a key written by another algorithm is an absent counter.
 -- Every integer stays below 2^53 (limiter.Limit.Validate sees to it), so doubles are exact.
+
+-- The common case first, before the general script below defines its functions: one hit of a
+-- token bucket or a fixed window. The same formulas as bucket/bucketCommit and
+-- fixed/fixedCommit below, and the same encoding as decode/encode (the mirror test and the
+-- conformance suite run through both paths).
+if #KEYS == 1 and (ARGV[3] == '0' or ARGV[3] == '2') then
+  local t = tonumber(ARGV[1])
+  if not t then
+    local tm = redis.call('TIME')
+    t = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+  end
+  local now, floor = t, math.floor
+  local n, P, L = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local At, N = 0, 0
+  local v = redis.pcall('GET', KEYS[1])
+  if type(v) == 'string' then
+    local tb = ARGV[3] == '0'
+    local b = string.byte(v, 1)
+    if tb and b and b >= 48 and b <= 57 or not tb and b == 45 then
+      if not tb then v = string.sub(v, 2) end
+      local i = string.find(v, ':', 1, true)
+      if i then
+        At, N = tonumber(string.sub(v, 1, i - 1)), tonumber(string.sub(v, i + 1))
+      elseif tb then
+        At = tonumber(v)
+      else
+        local x = tonumber(v)
+        if x then
+          N = math.fmod(x, P)
+          At = x - N
+        end
+      end
+      if not At or not N then At, N = 0, 0 end
+    end
+  end
+  local function ceildiv(x, y) return floor((x + y - 1) / y) end
+  local function max(a, b) if a > b then return a end return b end
+  local ttl
+  if ARGV[3] == '0' then
+    local UT, MT = tonumber(ARGV[7]), tonumber(ARGV[8])
+    local cp, dt = L * UT, 0
+    if At >= t then
+      local d = At - t
+      if d > floor(cp / MT) then dt = cp else dt = math.min(cp, d * MT + N) end
+    end
+    if n > L then
+      local reset = ceildiv(dt, MT)
+      return { 0, 0, max(0, floor((cp - dt) / UT)), reset, max(reset, P) }
+    end
+    local nx = dt + n * UT
+    if nx > cp then
+      return { 0, 0, floor((cp - dt) / UT), ceildiv(dt, MT), ceildiv(nx - cp, MT) }
+    end
+    local out = { 1, 1, floor((cp - nx) / UT), ceildiv(nx, MT), 0 }
+    if n == 0 then return out end
+    At, N = t + floor(nx / MT), nx % MT
+    local exp = At
+    if N > 0 then
+      exp = At + 1
+      v = string.format('%d:%d', At, N)
+    else
+      v = string.format('%d', At)
+    end
+    ttl = max(tonumber(ARGV[2]), ceildiv(max(exp - now, 0), 1000))
+    redis.call('SET', KEYS[1], v, 'PX', ttl)
+    return out
+  end
+  t = max(t, At)
+  local w = t - t % P
+  local count = 0
+  if At == w then count = N end
+  local toEnd = w + P - t
+  if n > L or count + n > L then
+    local reset = 0
+    if count > 0 then reset = toEnd end
+    local retry = toEnd
+    if n > L then retry = max(reset, P) end
+    return { 0, 0, max(0, L - count), reset, retry }
+  end
+  local after = count + n
+  local reset = 0
+  if after > 0 then reset = toEnd end
+  local out = { 1, 1, max(0, L - after), reset, 0 }
+  if n == 0 then return out end
+  if after < P then
+    v = string.format('-%d', w + after)
+  else
+    v = string.format('-%d:%d', w, after)
+  end
+  ttl = max(tonumber(ARGV[2]), ceildiv(max(w + P - now, 0), 1000))
+  redis.call('SET', KEYS[1], v, 'PX', ttl)
+  return out
+end
 
 local now = tonumber(ARGV[1])
 if not now then
@@ -221,27 +319,59 @@ local function expiry(c, algo, P)
   return c.Log[#c.Log] + P
 end
 
--- Loading and saving. A counter is {algo, At, N, B, Log, foreign, dropped, loaded}.
+-- Loading and saving. A counter is {algo, At, N, B, Log, foreign, dropped, loaded}; B (the
+-- sliding window's ring) and Log (the sliding log) only for their algorithm.
 local function absent(algo, foreign)
-  local B = {}
-  for j = 1, NB + 1 do B[j] = 0 end
-  return { algo = algo, At = 0, N = 0, B = B, Log = {}, foreign = foreign, dropped = 0, loaded = 0 }
+  local c = { algo = algo, At = 0, N = 0, foreign = foreign, dropped = 0, loaded = 0 }
+  if algo == 1 then
+    c.B = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+  elseif algo == 3 then
+    c.Log = {}
+  end
+  return c
 end
 
--- The hash field 'a' of a counter: its algorithm, or SWTAG for the sliding window, whose
--- layout changed (a Warden that kept two windows under a = 1 then reads the key as another
--- algorithm's, rather than failing on its missing fields).
-local SWTAG = 'sw10'
-local function tag(algo)
-  if algo == 1 then return SWTAG end
-  return tostring(algo)
+-- The stored values (see the header): one string per key but for the sliding log, its type
+-- told by its first byte, so that a key written by another algorithm reads as absent.
+local SWHEAD = string.char(0x9c) -- a MessagePack array of NB + 2 = 12 elements
+local byte, sub, find = string.byte, string.sub, string.find
+local MINUS, DIGIT0, DIGIT9 = byte('-'), byte('0'), byte('9')
+
+-- decode returns the counter stored as v for algo, or nil if v is another algorithm's.
+local function decode(v, algo, P)
+  local b = byte(v, 1)
+  if algo == 1 then
+    if sub(v, 1, 1) ~= SWHEAD then return nil end
+    local ok, a = pcall(cmsgpack.unpack, v)
+    if not ok or type(a) ~= 'table' or #a ~= NB + 2 then return nil end
+    local c = absent(algo, false)
+    c.At = a[1]
+    for j = 1, NB + 1 do c.B[j] = a[j + 1] end
+    return c
+  end
+  local neg = b == MINUS
+  if (algo == 2) ~= neg then return nil end
+  if neg then v = sub(v, 2) end
+  if not b or not neg and (b < DIGIT0 or b > DIGIT9) then return nil end
+  local c = absent(algo, false)
+  local i = find(v, ':', 1, true)
+  if i then
+    c.At, c.N = tonumber(sub(v, 1, i - 1)), tonumber(sub(v, i + 1))
+  elseif algo == 0 then
+    c.At = tonumber(v)
+  else
+    -- Fixed window: At + N with N < P (At is a multiple of P).
+    local x = tonumber(v)
+    if x then
+      c.N = math.fmod(x, P) -- exact, unlike x % P near 2^53
+      c.At = x - c.N
+    end
+  end
+  if not c.At or not c.N then return nil end
+  return c
 end
 
--- The sliding window's bucket fields, slot numbers 0 to NB.
-local BFIELDS = {}
-for j = 0, NB do BFIELDS[j + 1] = tostring(j) end
-
-local function load(key, algo)
+local function load(key, algo, P)
   if algo == 3 then
     local r = redis.pcall('ZRANGE', key, 0, -1, 'WITHSCORES')
     if r.err then return absent(algo, true) end
@@ -250,66 +380,69 @@ local function load(key, algo)
     c.loaded = #c.Log
     return c
   end
-  if algo == 1 then
-    local r = redis.pcall('HMGET', key, 'a', 't', unpack(BFIELDS))
-    if r.err then return absent(algo, true) end
-    if r[1] ~= SWTAG then return absent(algo, r[1] ~= false) end
-    local c = absent(algo, false)
-    c.At = tonumber(r[2])
-    for j = 1, NB + 1 do c.B[j] = tonumber(r[j + 2]) or 0 end
-    return c
-  end
-  local r = redis.pcall('HMGET', key, 'a', 't', 'n')
-  if r.err then return absent(algo, true) end
-  if r[1] ~= tag(algo) then return absent(algo, r[1] ~= false) end
-  local c = absent(algo, false)
-  c.At, c.N = tonumber(r[2]), tonumber(r[3])
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' then return absent(algo, true) end -- WRONGTYPE: a hash or a set
+  if not v then return absent(algo, false) end
+  local c = decode(v, algo, P)
+  if not c then return absent(algo, true) end
   return c
 end
 
 local function copy(c)
   local d = {}
   for k, v in pairs(c) do d[k] = v end
-  local log = {}
-  for j = 1, #c.Log do log[j] = c.Log[j] end
-  d.Log = log
-  local B = {}
-  for j = 1, NB + 1 do B[j] = c.B[j] end
-  d.B = B
+  if c.Log then
+    local log = {}
+    for j = 1, #c.Log do log[j] = c.Log[j] end
+    d.Log = log
+  end
+  if c.B then
+    local B = {}
+    for j = 1, NB + 1 do B[j] = c.B[j] end
+    d.B = B
+  end
   return d
 end
 
-local function save(key, c, P)
-  if c.foreign then redis.call('DEL', key) end
-  if c.algo == 3 then
-    if not c.foreign and c.dropped > 0 then
-      redis.call('ZREMRANGEBYRANK', key, 0, min(c.dropped, c.loaded) - 1)
-    end
-    -- Units taken now are the tail beyond what was kept of the loaded log. Their member
-    -- is "timestamp:k", k counting the units with that timestamp before them.
-    local first = max(c.loaded - c.dropped, 0) + 1
-    if c.foreign then first = 1 end
-    local args = {}
-    for j = first, #c.Log do
-      local ts = c.Log[j]
-      local k = 0
-      local m = j - 1
-      while m >= 1 and c.Log[m] == ts do k = k + 1; m = m - 1 end
-      args[#args + 1] = ts
-      args[#args + 1] = string.format('%d:%d', ts, k)
-    end
-    if #args > 0 then redis.call('ZADD', key, unpack(args)) end
-  elseif c.algo == 1 then
-    local args = { 'a', SWTAG, 't', c.At }
-    for j = 1, NB + 1 do
-      args[#args + 1] = BFIELDS[j]
-      args[#args + 1] = c.B[j]
-    end
-    redis.call('HSET', key, unpack(args))
-  else
-    redis.call('HSET', key, 'a', c.algo, 't', c.At, 'n', c.N)
+local fmt = string.format
+
+-- encode is the value of c (not a sliding log): see the header.
+local function encode(c, P)
+  if c.algo == 1 then
+    return cmsgpack.pack({ c.At, unpack(c.B) })
+  elseif c.algo == 0 then
+    if c.N == 0 then return fmt('%d', c.At) end
+    return fmt('%d:%d', c.At, c.N)
   end
-  redis.call('PEXPIRE', key, max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000)))
+  if c.N < P then return fmt('-%d', c.At + c.N) end
+  return fmt('-%d:%d', c.At, c.N)
+end
+
+local function save(key, c, P)
+  local ttl = max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000))
+  if c.algo ~= 3 then
+    redis.call('SET', key, encode(c, P), 'PX', ttl)
+    return
+  end
+  if c.foreign then redis.call('DEL', key) end
+  if not c.foreign and c.dropped > 0 then
+    redis.call('ZREMRANGEBYRANK', key, 0, min(c.dropped, c.loaded) - 1)
+  end
+  -- Units taken now are the tail beyond what was kept of the loaded log. Their member
+  -- is "timestamp:k", k counting the units with that timestamp before them.
+  local first = max(c.loaded - c.dropped, 0) + 1
+  if c.foreign then first = 1 end
+  local args = {}
+  for j = first, #c.Log do
+    local ts = c.Log[j]
+    local k = 0
+    local m = j - 1
+    while m >= 1 and c.Log[m] == ts do k = k + 1; m = m - 1 end
+    args[#args + 1] = ts
+    args[#args + 1] = fmt('%d:%d', ts, k)
+  end
+  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  redis.call('PEXPIRE', key, ttl)
 end
 
 local function eval(c, algo, t, n, P, L, x, y)
@@ -338,8 +471,9 @@ for i = 1, #KEYS do
   local x, y = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
   local c = states[key]
   if c == nil then
-    c = load(key, algo)
-    states[key], origs[key] = c, copy(c)
+    c = load(key, algo, P)
+    states[key] = c
+    if #KEYS > 1 then origs[key] = copy(c) end
   elseif c.algo ~= algo then
     c = absent(algo, true)
     states[key] = c
