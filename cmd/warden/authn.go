@@ -185,8 +185,10 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		ac.AdminRoles = []string{"warden-admin"}
 	}
 	ih := y.IdentityHeaders
-	ids, err := idheader.New(idheader.Config{Prefix: ih.Prefix, Subject: ih.Subject, Tenant: ih.Tenant, Roles: ih.Roles,
-		Scopes: ih.Scopes, Method: ih.AuthMethod, CredentialID: ih.CredentialID, Tier: ih.Tier})
+	idc := idheader.Config{Prefix: ih.Prefix, Subject: ih.Subject, Tenant: ih.Tenant, Roles: ih.Roles,
+		Scopes: ih.Scopes, Method: ih.AuthMethod, CredentialID: ih.CredentialID, Tier: ih.Tier}
+	observe("authn.identity_headers", idc)
+	ids, err := idheader.New(idc)
 	if err != nil {
 		var ie *idheader.Error
 		if errors.As(err, &ie) {
@@ -270,6 +272,9 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			return bad("api_keys.keys", "%v", err)
 		}
 		kc.Store = authn.NewStaticKeys(a.stores.apiKeys, recs)
+		observe("authn.api_keys", kc)
+		observe("authn.api_keys.pepper", pepper.DigestImported("golden-probe"))
+		observe("authn.api_keys.records", recs)
 		keys, err := authn.NewAPIKeys(kc)
 		if err != nil {
 			return bad("api_keys", "%v", err)
@@ -305,6 +310,8 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 				DropUnacceptableKeys: is.DropUnacceptableKeys, AllowSameHostRedirects: is.AllowSameHostRedirects,
 			})
 		}
+		observe("authn.jwt", jc)
+		observe("authn.jwt.revocation_timeout", j.RevocationTimeout)
 		v, err := jwtauth.New(jc)
 		if err != nil {
 			return bad("jwt", "%v", err)
@@ -359,6 +366,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 				return bad("mtls.gateway_roots_file", "%v", err)
 			}
 		}
+		observe("authn.mtls", mc)
 		mt, err := authn.NewMTLS(mc)
 		if err != nil {
 			var fe *authn.FieldError
@@ -371,18 +379,25 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	}
 
 	if o := y.OAuth2; o != nil {
-		in, err := authn.NewIntrospector(authn.IntrospectionConfig{
+		ic := authn.IntrospectionConfig{
 			Endpoint: o.Endpoint, ClientID: o.ClientID, ClientSecret: o.ClientSecret.Reveal(), Timeout: o.Timeout,
 			Issuer: o.Issuer, Audiences: o.Audiences, ClientIDs: o.ClientIDs, TenantClaim: o.TenantClaim,
 			CacheSize: o.CacheSize, MaxCacheTTL: o.MaxCacheTTL, NegativeCacheTTL: o.NegativeCacheTTL, Logger: a.log,
 			TokenTypes: o.TokenTypes, BreakerFailures: o.BreakerFailures, BreakerCooldown: o.BreakerCooldown,
-		})
+		}
+		observe("authn.oauth2", ic)
+		in, err := authn.NewIntrospector(ic)
 		if err != nil {
 			return bad("oauth2", "%v", err)
 		}
 		a.pendingGuards = append(a.pendingGuards, in.Guard())
 		ncfg.OAuth2 = in
 	}
+	observe("authn", ncfg)
+	observe("authn.service", struct {
+		APIKeyHeader string
+		AdminRoles   []string
+	}{ac.APIKeyHeader, ac.AdminRoles})
 	au, err := authn.NewAuthenticator(ncfg)
 	if err != nil {
 		return &config.Error{File: cfg.Path, Line: s.Line(), Field: "authn", Msg: "enable at least one of api_keys, jwt, mtls, oauth2"}

@@ -18,6 +18,7 @@ func (a *app) buildAuthz(cfg *config.File, d *service.Deps) error {
 	if err := cfg.Authz.Decode("authz", &c); err != nil {
 		return err
 	}
+	observe("authz", c)
 	p, err := authz.Compile(c)
 	if err != nil {
 		var fe *authz.FieldError

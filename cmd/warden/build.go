@@ -145,6 +145,17 @@ func (g *generation) stop() {
 	<-g.done
 }
 
+// observeConfig, when set (by TestExampleConfigsUnchanged only), receives what each builder
+// passes to its capability's constructor, so that a test can show that a config file keeps
+// building the same capabilities.
+var observeConfig func(name string, cfg any)
+
+func observe(name string, cfg any) {
+	if observeConfig != nil {
+		observeConfig(name, cfg)
+	}
+}
+
 // fieldError turns a capability's validation error that carries a field path into a
 // *config.Error with the field's line.
 func fieldError(s config.Section, prefix, field, msg string) error {

@@ -143,6 +143,7 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 		if d.Limiter == nil {
 			return cfg.Envoy.Errorf("envoy.ratelimit_config", "no limiter was built (rate_limit section)")
 		}
+		observe("envoy.domains", append(own, files...))
 		if err := d.Limiter.SetDomains(append(own, files...)); err != nil {
 			var ce *limiter.ConfigError
 			if errors.As(err, &ce) {
@@ -151,6 +152,8 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 			return err
 		}
 	}
+	observe("envoy.ext_authz", authCfg)
+	observe("envoy.rls", rlsCfg)
 	a.envoy.pendingAuth, a.envoy.pendingRLS = authCfg, rlsCfg
 	if a.envoy.auth != nil {
 		a.applyEnvoy()

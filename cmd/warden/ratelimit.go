@@ -161,12 +161,14 @@ func (a *app) buildRateLimit(cfg *config.File, d *service.Deps) error {
 	if err != nil {
 		return err
 	}
-	l, err := limiter.New(limiter.Config{
+	lc := limiter.Config{
 		Store: a.stores.limits, Fallback: a.stores.limitsFallback, Domains: domains,
 		Logger: a.log, Meter: a.tel.meter, StoreTimeout: y.StoreTimeout, Replicas: y.Replicas,
 		BreakerFailures: y.BreakerFailures, BreakerCooldown: y.BreakerCooldown,
 		OverLimitCacheSize: y.OverLimitCacheSize, PeerStats: a.peer.forConfig(cfg, a.tel.reg),
-	})
+	}
+	observe("rate_limit", lc)
+	l, err := limiter.New(lc)
 	if err != nil {
 		return &config.Error{File: cfg.Path, Line: cfg.RateLimit.Line(), Field: "rate_limit", Msg: err.Error()}
 	}
@@ -178,5 +180,6 @@ func (a *app) buildRateLimit(cfg *config.File, d *service.Deps) error {
 		}
 		d.Headers.RateLimit = style
 	}
+	observe("rate_limit.headers", d.Headers.RateLimit)
 	return nil
 }

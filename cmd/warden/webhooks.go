@@ -89,6 +89,11 @@ func (a *app) buildWebhooks(cfg *config.File, d *service.Deps) error {
 	if err := cfg.Webhooks.Decode("webhooks", &y); err != nil {
 		return err
 	}
+	observe("webhooks", webhook.Config{Sources: sources})
+	observe("webhooks.replay", struct {
+		ReplayTimeout time.Duration
+		ReplayStatus  int
+	}{y.ReplayTimeout, y.ReplayStatus})
 	v, err := webhook.New(webhook.Config{Sources: sources, Replay: a.stores.webhookReplay,
 		ReplayGuard: a.redisGuard("webhook_replay", y.ReplayTimeout), Logger: a.log})
 	if err != nil {
