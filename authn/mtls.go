@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // IdentitySource is a place in a certificate a principal can come from.
@@ -133,7 +135,7 @@ func NewMTLS(cfg MTLSConfig) (*MTLS, error) {
 	}
 	for i, s := range m.sources {
 		if s < SourceSPIFFE || s > SourceCN {
-			return nil, &FieldError{Path: fmt.Sprintf("sources[%d]", i), Msg: "unknown identity source"}
+			return nil, fielderr.New(fmt.Sprintf("sources[%d]", i), errors.New("unknown identity source"))
 		}
 	}
 	if m.cfg.MaxPEMBytes <= 0 {
@@ -144,13 +146,13 @@ func NewMTLS(cfg MTLSConfig) (*MTLS, error) {
 	}
 	for i, a := range cfg.Allow {
 		if msg := m.allow.add(a); msg != "" {
-			return nil, &FieldError{Path: fmt.Sprintf("allow[%d]", i), Msg: msg}
+			return nil, fielderr.New(fmt.Sprintf("allow[%d]", i), errors.New(msg))
 		}
 	}
 	for i, id := range cfg.Identities {
 		var ps principalSet
 		if msg := ps.add(id.Match); msg != "" {
-			return nil, &FieldError{Path: fmt.Sprintf("identities[%d].match", i), Msg: msg}
+			return nil, fielderr.New(fmt.Sprintf("identities[%d].match", i), errors.New(msg))
 		}
 		m.identities = append(m.identities, identity{match: ps, attrs: id})
 	}
@@ -342,11 +344,3 @@ func ServerTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool) (*tls.Confi
 		MinVersion:   tls.VersionTLS12,
 	}, nil
 }
-
-// FieldError is a configuration error at a field path ("allow[2]", "api_keys[0].digest").
-type FieldError struct {
-	Path string
-	Msg  string
-}
-
-func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/internal/budget"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // IntrospectionConfig configures an Introspector. Endpoint is required; every other field
@@ -103,7 +105,7 @@ type introResult struct {
 func NewIntrospector(cfg IntrospectionConfig) (*Introspector, error) {
 	u, err := url.Parse(cfg.Endpoint)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, &FieldError{Path: "endpoint", Msg: "want an http(s) URL"}
+		return nil, fielderr.New("endpoint", errors.New("want an http(s) URL"))
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}

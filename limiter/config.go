@@ -6,11 +6,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // The descriptor configuration mirrors envoyproxy/ratelimit's YAML one to one, so that a
 // loader can convert a ratelimit config file field by field, and extends it (marked "Warden"
-// below). Paths in *ConfigError use the YAML names given with each field, and
+// below). Paths in *fielderr.Error use the YAML names given with each field, and
 // "domains[i]" for the i-th Domain passed to Limiter.SetDomains or Config.Domains.
 
 // Domain is one rate-limit domain: a tree of descriptors (ratelimit's top-level "domain" and
@@ -188,7 +190,7 @@ func UnitPeriod(unit string) (time.Duration, error) {
 }
 
 // ValidateDomains checks domains as SetDomains would, returning the first error as a
-// *ConfigError whose Path names the field.
+// *fielderr.Error whose Path names the field.
 func ValidateDomains(domains []Domain) error {
 	_, err := compile(domains)
 	return err
@@ -277,13 +279,13 @@ func compile(domains []Domain) (*compiled, error) {
 		d := &domains[i]
 		path := "domains[" + strconv.Itoa(i) + "]"
 		if d.Name == "" {
-			return nil, &ConfigError{Path: path + ".domain", Err: errors.New("required")}
+			return nil, &fielderr.Error{Path: path + ".domain", Err: errors.New("required")}
 		}
 		if _, dup := c.domains[d.Name]; dup {
-			return nil, &ConfigError{Path: path + ".domain", Err: fmt.Errorf("duplicate domain %q", d.Name)}
+			return nil, &fielderr.Error{Path: path + ".domain", Err: fmt.Errorf("duplicate domain %q", d.Name)}
 		}
 		if d.FailurePolicy > Local {
-			return nil, &ConfigError{Path: path + ".failure_policy", Err: fmt.Errorf("unknown failure policy %d", d.FailurePolicy)}
+			return nil, &fielderr.Error{Path: path + ".failure_policy", Err: fmt.Errorf("unknown failure policy %d", d.FailurePolicy)}
 		}
 		cd := &cdomain{name: d.Name, tagKey: d.HashTagKey, peer: d.PeerFormat, counts: d.CountRefused, policy: d.FailurePolicy}
 		names := map[string]bool{}
@@ -295,7 +297,7 @@ func compile(domains []Domain) (*compiled, error) {
 		cd.root = root
 		for _, r := range replaces {
 			if !names[r.name] && !d.PeerFormat {
-				return nil, &ConfigError{Path: r.path, Err: fmt.Errorf("no limit named %q in domain %q", r.name, d.Name)}
+				return nil, &fielderr.Error{Path: r.path, Err: fmt.Errorf("no limit named %q in domain %q", r.name, d.Name)}
 			}
 		}
 		c.domains[d.Name] = cd
@@ -315,16 +317,16 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 		d := &ds[i]
 		p := path + "[" + strconv.Itoa(i) + "]"
 		if d.Key == "" {
-			return nil, &ConfigError{Path: p + ".key", Err: errors.New("required")}
+			return nil, &fielderr.Error{Path: p + ".key", Err: errors.New("required")}
 		}
 		if seen[kv{d.Key, d.Value}] {
-			return nil, &ConfigError{Path: p, Err: fmt.Errorf("duplicate descriptor key %q value %q", d.Key, d.Value)}
+			return nil, &fielderr.Error{Path: p, Err: fmt.Errorf("duplicate descriptor key %q value %q", d.Key, d.Value)}
 		}
 		seen[kv{d.Key, d.Value}] = true
 		n := &node{v2m: d.ValueToMetric}
 		exact := d.Value != "" && !strings.Contains(d.Value, "*")
 		if d.ShareThreshold && !strings.Contains(d.Value, "*") {
-			return nil, &ConfigError{Path: p + ".share_threshold", Err: fmt.Errorf("share_threshold can only be used with wildcard values (containing '*'), but value is %q", d.Value)}
+			return nil, &fielderr.Error{Path: p + ".share_threshold", Err: fmt.Errorf("share_threshold can only be used with wildcard values (containing '*'), but value is %q", d.Value)}
 		}
 		childStatic := static && exact
 		name := namePrefix + "." + d.Key
@@ -375,18 +377,18 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 		cl.name = defaultName
 	}
 	if err := checkName(cl.name); err != nil {
-		return nil, &ConfigError{Path: path + ".name", Err: err}
+		return nil, &fielderr.Error{Path: path + ".name", Err: err}
 	}
 	names[cl.name] = true
 	for i, rn := range r.Replaces {
 		*replaces = append(*replaces, replaceRef{rn, path + ".replaces[" + strconv.Itoa(i) + "].name"})
 	}
 	if r.Algorithm > SlidingLog {
-		return nil, &ConfigError{Path: path + ".algorithm", Err: fmt.Errorf("unknown algorithm %d", r.Algorithm)}
+		return nil, &fielderr.Error{Path: path + ".algorithm", Err: fmt.Errorf("unknown algorithm %d", r.Algorithm)}
 	}
 	if r.Ban {
 		if r.RequestsPerUnit != 0 || r.Burst != 0 || r.Unlimited {
-			return nil, &ConfigError{Path: path + ".requests_per_unit", Err: errors.New("must be 0 for a ban")}
+			return nil, &fielderr.Error{Path: path + ".requests_per_unit", Err: errors.New("must be 0 for a ban")}
 		}
 		base, err := compileTier(path, cl.name, r.Algorithm, false, r.Unit, 1, r.Period, 0)
 		if err != nil {
@@ -406,7 +408,7 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 		for t, o := range r.Tiers {
 			tp := path + ".tiers." + t
 			if t == "" {
-				return nil, &ConfigError{Path: path + ".tiers", Err: errors.New("empty tier name")}
+				return nil, &fielderr.Error{Path: path + ".tiers", Err: errors.New("empty tier name")}
 			}
 			unit, rpu, period, burst := r.Unit, r.RequestsPerUnit, r.Period, r.Burst
 			if o.Unit != "" || o.Period != 0 {
@@ -432,29 +434,29 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 func compileTier(path, name string, alg Algorithm, unlimited bool, unit string, rpu int64, period time.Duration, burst int64) (tierLimit, error) {
 	if unlimited {
 		if rpu != 0 && !strings.Contains(path, ".tiers.") {
-			return tierLimit{}, &ConfigError{Path: path + ".requests_per_unit", Err: errors.New("must not be set with unlimited")}
+			return tierLimit{}, &fielderr.Error{Path: path + ".requests_per_unit", Err: errors.New("must not be set with unlimited")}
 		}
 		return tierLimit{unlimited: true}, nil
 	}
 	if period == 0 {
 		if unit == "" {
-			return tierLimit{}, &ConfigError{Path: path + ".unit", Err: errors.New("required (or period)")}
+			return tierLimit{}, &fielderr.Error{Path: path + ".unit", Err: errors.New("required (or period)")}
 		}
 		p, err := UnitPeriod(unit)
 		if err != nil {
-			return tierLimit{}, &ConfigError{Path: path + ".unit", Err: err}
+			return tierLimit{}, &fielderr.Error{Path: path + ".unit", Err: err}
 		}
 		period = p
 	}
 	l := Limit{Name: name, Algorithm: alg, Limit: rpu, Period: period, Burst: burst}
 	if err := l.Validate(); err != nil {
-		var ce *ConfigError
+		var ce *fielderr.Error
 		if errors.As(err, &ce) {
 			field := map[string]string{"limit": "requests_per_unit", "period": "period", "burst": "burst", "algorithm": "algorithm"}[ce.Path]
 			if field == "period" && unit != "" {
 				field = "unit"
 			}
-			return tierLimit{}, &ConfigError{Path: path + "." + field, Err: ce.Err}
+			return tierLimit{}, &fielderr.Error{Path: path + "." + field, Err: ce.Err}
 		}
 		return tierLimit{}, at(path, err)
 	}

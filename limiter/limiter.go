@@ -12,6 +12,8 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // Config configures a Limiter. Only Store is required; every other field has the default
@@ -115,7 +117,7 @@ func compileOverride(o LimitOverride, field string) (*climit, error) {
 	rpu := max(o.RequestsPerUnit, 1)
 	tl, err := compileTier(field, overrideName, FixedWindow, false, "", rpu, o.Period, 0)
 	if err != nil {
-		var ce *ConfigError
+		var ce *fielderr.Error
 		if errors.As(err, &ce) {
 			return nil, &RequestError{Field: ce.Path, Reason: ce.Err.Error()}
 		}
@@ -302,10 +304,10 @@ const (
 	DefaultBreakerCooldown = 250 * time.Millisecond
 )
 
-// New returns a Limiter, or a *ConfigError if the configuration is invalid.
+// New returns a Limiter, or a *fielderr.Error if the configuration is invalid.
 func New(c Config) (*Limiter, error) {
 	if c.Store == nil {
-		return nil, &ConfigError{Path: "store", Err: errors.New("required")}
+		return nil, &fielderr.Error{Path: "store", Err: errors.New("required")}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -373,7 +375,7 @@ func (l *Limiter) SetDomains(domains []Domain) error {
 	}
 	for i, d := range domains {
 		if d.FailurePolicy == Local && l.fallback == nil {
-			return &ConfigError{Path: "domains[" + strconv.Itoa(i) + "].failure_policy", Err: errors.New("local needs a fallback store (Config.Fallback)")}
+			return &fielderr.Error{Path: "domains[" + strconv.Itoa(i) + "].failure_policy", Err: errors.New("local needs a fallback store (Config.Fallback)")}
 		}
 	}
 	for _, d := range c.domains {

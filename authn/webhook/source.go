@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // Scheme is how a sender signs its deliveries. The zero value is SchemeUnspecified, which no
@@ -147,22 +149,6 @@ type GenericConfig struct {
 	Template string
 }
 
-// ConfigError is a source that cannot be loaded. Field is a path relative to the webhook
-// configuration (e.g. "sources[2].secrets[0]"), for the config loader to map to a file line.
-// The message never contains a secret.
-type ConfigError struct {
-	Field  string
-	Source string
-	Msg    string
-}
-
-func (e *ConfigError) Error() string {
-	if e.Source == "" {
-		return fmt.Sprintf("webhooks.%s: %s", e.Field, e.Msg)
-	}
-	return fmt.Sprintf("webhooks.%s: source %q: %s", e.Field, e.Source, e.Msg)
-}
-
 // key is one secret with a pool of keyed HMAC states: hmac.New costs allocations and two
 // block hashes, Reset on a pooled state costs neither.
 type key struct {
@@ -245,7 +231,7 @@ func DecodeSecret(scheme Scheme, secret string) ([]byte, error) {
 func compile(i int, src Source) (*source, error) {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: fmt.Sprintf("sources[%d]%s", i, field), Source: src.Name, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, sourceError(fmt.Sprintf("sources[%d]%s", i, field), src.Name, fmt.Sprintf(format, args...)))
 	}
 	if !validName(src.Name) {
 		bad(".name", "name must be 1 to 64 characters of [A-Za-z0-9_.-]")
@@ -405,4 +391,14 @@ func parseTemplate(t string) ([]segment, [4]int, error) {
 		t = t[open+end+1:]
 	}
 	return segs, counts, nil
+}
+
+// sourceError is a mistake in a source: its path relative to the webhooks Config
+// ("sources[2].secrets[0]"), with the source's name in the message. The message never
+// contains a secret.
+func sourceError(path, source, msg string) *fielderr.Error {
+	if source == "" {
+		return fielderr.Errorf(path, "%s", msg)
+	}
+	return fielderr.Errorf(path, "source %q: %s", source, msg)
 }

@@ -46,7 +46,7 @@ type Verifier struct {
 }
 
 // New validates cfg and returns a Verifier. Every invalid source field is reported, each as a
-// *ConfigError joined with errors.Join.
+// *fielderr.Error joined with errors.Join.
 func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{sources: make(map[string]*source, len(cfg.Sources)), replay: cfg.Replay, guard: cfg.ReplayGuard, now: cfg.Now, log: cfg.Logger}
 	if v.now == nil {
@@ -63,11 +63,11 @@ func New(cfg Config) (*Verifier, error) {
 			continue
 		}
 		if _, dup := v.sources[s.name]; dup {
-			errs = append(errs, &ConfigError{Field: fmt.Sprintf("sources[%d].name", i), Source: s.name, Msg: "duplicate source name"})
+			errs = append(errs, sourceError(fmt.Sprintf("sources[%d].name", i), s.name, "duplicate source name"))
 			continue
 		}
 		if s.replay && v.replay == nil {
-			errs = append(errs, &ConfigError{Field: fmt.Sprintf("sources[%d].replay", i), Source: s.name, Msg: "replay protection needs a replay store"})
+			errs = append(errs, sourceError(fmt.Sprintf("sources[%d].replay", i), s.name, "replay protection needs a replay store"))
 		}
 		v.sources[s.name] = s
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	"github.com/wardenhq/warden/authn/redisauth"
+	"github.com/wardenhq/warden/fielderr"
 	"github.com/wardenhq/warden/idheader"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/service"
@@ -190,11 +191,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	observe("authn.identity_headers", idc)
 	ids, err := idheader.New(idc)
 	if err != nil {
-		var ie *idheader.Error
-		if errors.As(err, &ie) {
-			return bad("identity_headers."+ie.Field, "%s", ie.Msg)
-		}
-		return bad("identity_headers", "%v", err)
+		return s.Position(fielderr.Prefix("identity_headers", err))
 	}
 	d.Headers.Identity = ids
 
@@ -265,11 +262,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			recs = append(recs, more...)
 		}
 		if err != nil {
-			var fe *authn.FieldError
-			if errors.As(first(err), &fe) {
-				return &config.Error{File: cfg.Path, Line: s.FieldLine(fe.Path), Field: fe.Path, Msg: fe.Msg}
-			}
-			return bad("api_keys.keys", "%v", err)
+			return s.Position(err)
 		}
 		kc.Store = authn.NewStaticKeys(a.stores.apiKeys, recs)
 		observe("authn.api_keys", kc)
@@ -369,11 +362,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		observe("authn.mtls", mc)
 		mt, err := authn.NewMTLS(mc)
 		if err != nil {
-			var fe *authn.FieldError
-			if errors.As(err, &fe) {
-				return bad("mtls."+fe.Path, "%s", fe.Msg)
-			}
-			return bad("mtls", "%v", err)
+			return s.Position(fielderr.Prefix("mtls", err))
 		}
 		ncfg.MTLS = mt
 	}
@@ -400,7 +389,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	}{ac.APIKeyHeader, ac.AdminRoles})
 	au, err := authn.NewAuthenticator(ncfg)
 	if err != nil {
-		return &config.Error{File: cfg.Path, Line: s.Line(), Field: "authn", Msg: "enable at least one of api_keys, jwt, mtls, oauth2"}
+		return s.Errorf("authn", "enable at least one of api_keys, jwt, mtls, oauth2")
 	}
 	ac.Authenticator = au
 	d.Authn = ac

@@ -16,8 +16,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/wardenhq/warden/clients/envoy"
+	"github.com/wardenhq/warden/fielderr"
 	"github.com/wardenhq/warden/internal/config"
-	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/rlconfig"
 	"github.com/wardenhq/warden/service"
 )
@@ -145,7 +145,7 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 		}
 		observe("envoy.domains", append(own, files...))
 		if err := d.Limiter.SetDomains(append(own, files...)); err != nil {
-			var ce *limiter.ConfigError
+			var ce *fielderr.Error
 			if errors.As(err, &ce) {
 				return cfg.Envoy.Errorf("envoy.ratelimit_config", "%s: %v", path, err)
 			}

@@ -99,10 +99,7 @@ func rateLimitDomains(s config.Section, y rateLimitYAML) ([]limiter.Domain, erro
 		out[i] = d
 	}
 	if err := limiter.ValidateDomains(out); err != nil {
-		if ce, ok := asLimiterConfigError(err); ok {
-			return nil, fieldError(s, "rate_limit", ce.Path, ce.Err.Error())
-		}
-		return nil, &config.Error{File: s.File(), Line: s.Line(), Field: "rate_limit", Msg: err.Error()}
+		return nil, s.Position(err)
 	}
 	return out, nil
 }
@@ -147,11 +144,6 @@ func descriptors(s config.Section, parent string, ys []descriptorYAML) ([]limite
 	return out, nil
 }
 
-func asLimiterConfigError(err error) (*limiter.ConfigError, bool) {
-	ce, ok := first(err).(*limiter.ConfigError)
-	return ce, ok
-}
-
 func (a *app) buildRateLimit(cfg *config.File, d *service.Deps) error {
 	var y rateLimitYAML
 	if err := cfg.RateLimit.Decode("rate_limit", &y); err != nil {
@@ -170,7 +162,7 @@ func (a *app) buildRateLimit(cfg *config.File, d *service.Deps) error {
 	observe("rate_limit", lc)
 	l, err := limiter.New(lc)
 	if err != nil {
-		return &config.Error{File: cfg.Path, Line: cfg.RateLimit.Line(), Field: "rate_limit", Msg: err.Error()}
+		return cfg.RateLimit.Position(err)
 	}
 	d.Limiter = l
 	if y.Headers != "" {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -97,15 +96,7 @@ func (a *app) buildWebhooks(cfg *config.File, d *service.Deps) error {
 	v, err := webhook.New(webhook.Config{Sources: sources, Replay: a.stores.webhookReplay,
 		ReplayGuard: a.redisGuard("webhook_replay", y.ReplayTimeout), Logger: a.log})
 	if err != nil {
-		var ce *webhook.ConfigError
-		if errors.As(first(err), &ce) {
-			msg := ce.Msg
-			if ce.Source != "" {
-				msg = fmt.Sprintf("source %q: %s", ce.Source, ce.Msg)
-			}
-			return fieldError(cfg.Webhooks, "webhooks", ce.Field, msg)
-		}
-		return &config.Error{File: cfg.Path, Line: cfg.Webhooks.Line(), Field: "webhooks", Msg: err.Error()}
+		return cfg.Webhooks.Position(err)
 	}
 	d.Webhooks = v
 	switch y.ReplayStatus {

@@ -52,7 +52,7 @@ func (s *Secret) resolve(file, field string, env Env) error {
 		return nil
 	}
 	bad := func(format string, args ...any) error {
-		return &Error{File: file, Line: s.line, Field: field, Msg: fmt.Sprintf(format, args...)}
+		return errAt(file, s.line, field, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case strings.HasPrefix(s.ref, "${") && strings.HasSuffix(s.ref, "}"):
@@ -192,7 +192,7 @@ func checkKnown(file string, n *yaml.Node, t reflect.Type, path string) error {
 			k := n.Content[i]
 			ft, ok := fields[k.Value]
 			if !ok {
-				return &Error{File: file, Line: k.Line, Field: path, Msg: fmt.Sprintf("unknown field %q", k.Value)}
+				return errAt(file, k.Line, path, fmt.Sprintf("unknown field %q", k.Value))
 			}
 			if err := checkKnown(file, n.Content[i+1], ft, joinPath(path, k.Value)); err != nil {
 				return err
