@@ -13,25 +13,26 @@ import (
 	"github.com/wardenhq/warden/internal/budget"
 )
 
-// Config configures a Verifier.
+// Config configures a Verifier. Its yaml tags are the schema of Warden's webhooks section; the
+// injected dependencies are not read from YAML.
 type Config struct {
 	// Sources are the configured senders; names must be unique.
-	Sources []Source
+	Sources []Source `yaml:"sources"`
 	// Replay records verified events of sources with Replay on. Required when any source
 	// has Replay on; a MemoryReplay serves a single replica, authn/webhook/redisreplay
 	// several.
-	Replay ReplayStore
+	Replay ReplayStore `yaml:"-"`
 	// ReplayGuard, if set, bounds each replay store call by a budget (the caller's deadline
 	// less a margin for answering, at most the guard's cap) and breaks the circuit when the
 	// store fails or hangs; a call that cannot complete is Unavailable (the delivery is
 	// refused, never accepted unchecked). Set it for a store across the network (cmd/warden
 	// does for Redis); nil calls the store directly, bounded only by ctx.
-	ReplayGuard *budget.Guard
+	ReplayGuard *budget.Guard `yaml:"-"`
 	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives replay store failures (source and reason, never a secret, header or
 	// body). Default: discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // Verifier verifies deliveries for a fixed set of sources. Build it with New; the zero value

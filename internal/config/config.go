@@ -223,7 +223,7 @@ func (s Section) Decode(name string, v any) error {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	return resolveSecrets(s.file, reflect.ValueOf(v), name, env)
+	return resolveSecrets(s.file, reflect.ValueOf(v), name, env, s.FieldLine)
 }
 
 // FieldLine returns the line of the value at a dotted path ("webhooks.sources[2].secret";
@@ -348,7 +348,7 @@ func Parse(path string, data []byte, env Env) (*File, error) {
 		s.env = env
 	}
 	doc := root.Content[0]
-	if err := resolveSecrets(path, reflect.ValueOf(f), "", env); err != nil {
+	if err := resolveSecrets(path, reflect.ValueOf(f), "", env, func(p string) int { return lineOf(doc, p) }); err != nil {
 		return nil, err
 	}
 	f.applyDefaults()
