@@ -17,21 +17,22 @@ import (
 )
 
 // Config configures a Limiter. Only Store is required; every other field has the default
-// stated beside it.
+// stated beside it. Its yaml tags are the schema of Warden's rate_limit section; the injected
+// dependencies (stores, clock, logger, meter, peer stats) are not read from YAML.
 type Config struct {
 	// Store counts the hits. Required.
-	Store Store
+	Store Store `yaml:"-"`
 	// Domains is the initial descriptor configuration (see SetDomains). Default none: every
 	// request is allowed with no limit applied.
-	Domains []Domain
+	Domains []Domain `yaml:"domains"`
 	// Now is the clock of the over-limit cache and the circuit breaker (the store keeps its
 	// own). Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives breaker transitions, store errors and shadow-mode refusals. Default: a
 	// logger that discards.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// Meter creates the decision counters. Default: no-op.
-	Meter metric.Meter
+	Meter metric.Meter `yaml:"-"`
 	// StoreTimeout is the ceiling of one store call. The store's deadline is the caller's
 	// deadline less a margin for answering (a fifth of the time left, between 1ms and 20ms:
 	// 4ms of Envoy's 20ms), so that the failure policy can still answer in time, and never
@@ -42,30 +43,30 @@ type Config struct {
 	// hangs wait that long: their timeouts open the breaker, which answers the others at once.
 	// Negative: no ceiling beyond the caller's deadline. Not applied to stores that implement
 	// NonBlocking.
-	StoreTimeout time.Duration
+	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// Fallback is the in-process store that domains with the Local failure policy count in
 	// while Store is failing (memstore.New(...) in cmd/warden). Required if a domain uses
 	// Local.
-	Fallback Store
+	Fallback Store `yaml:"-"`
 	// Replicas is the number of Warden replicas sharing Store: under the Local policy each
 	// replica enforces ceil(limit/Replicas). Default 1.
-	Replicas int
+	Replicas int `yaml:"replicas"`
 	// BreakerFailures is how many consecutive store failures, spread over at least 50ms (a
 	// fifth of BreakerCooldown if shorter) with no success between them, open the circuit
 	// breaker. Only evidence of a sick store counts: connection errors, error replies, and
 	// requests that reached the store and timed out there (limiter.ErrTimeout); a call whose
 	// deadline passed while it waited in this process for a pipeline does not. Default 5.
-	BreakerFailures int
+	BreakerFailures int `yaml:"breaker_failures"`
 	// BreakerCooldown is how long an open breaker keeps every call away from the store before
 	// letting one real request through as a probe; the probe's success closes the breaker.
 	// Default 250ms.
-	BreakerCooldown time.Duration
+	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 	// OverLimitCacheSize bounds the over-limit cache: counters known to be over their limit
 	// until an instant, answered without a store call. Default 10000; negative disables it.
-	OverLimitCacheSize int
+	OverLimitCacheSize int `yaml:"over_limit_cache_size"`
 	// PeerStats, when set, counts every decision under envoyproxy/ratelimit's stat names
 	// too. Default nil: not counted.
-	PeerStats *PeerStats
+	PeerStats *PeerStats `yaml:"-"`
 }
 
 // NonBlocking is implemented by stores whose Take never waits (in-process stores). The

@@ -125,11 +125,7 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 		if err != nil {
 			return err // names the ratelimit file, line and field
 		}
-		var ry rateLimitYAML
-		if err := cfg.RateLimit.Decode("rate_limit", &ry); err != nil {
-			return err
-		}
-		own, err := rateLimitDomains(cfg.RateLimit, ry)
+		own, err := rateLimitDomains(cfg.RateLimit)
 		if err != nil {
 			return err
 		}
