@@ -66,10 +66,16 @@ type Config struct {
 	// Prefix reserves every request header whose name starts with it (see Reserved).
 	// Default Prefix ("x-warden-"). A name left empty below is Prefix + its default suffix
 	// (subject, tenant, roles, scopes, auth-method, credential-id, tier).
-	Prefix string
+	Prefix string `yaml:"prefix"`
 	// The names of the headers, in any case (they are lower-cased). A name outside Prefix
 	// is reserved too.
-	Subject, Tenant, Roles, Scopes, Method, CredentialID, Tier string
+	Subject      string `yaml:"subject"`
+	Tenant       string `yaml:"tenant"`
+	Roles        string `yaml:"roles"`
+	Scopes       string `yaml:"scopes"`
+	Method       string `yaml:"auth_method"`
+	CredentialID string `yaml:"credential_id"`
+	Tier         string `yaml:"tier"`
 }
 
 // Default returns the Set of the default names (Names).
