@@ -24,7 +24,7 @@ type authnSection struct {
 	authn.ExtractConfig `yaml:",inline"`
 	// AdminRoles may call AdminService. Default [warden-admin].
 	AdminRoles []string                   `yaml:"admin_roles"`
-	APIKeys    *apiKeysYAML               `yaml:"api_keys"`
+	APIKeys    *apiKeysSection            `yaml:"api_keys"`
 	JWT        *jwtSection                `yaml:"jwt"`
 	MTLS       *authn.MTLSConfig          `yaml:"mtls"`
 	OAuth2     *authn.IntrospectionConfig `yaml:"oauth2"`
@@ -43,30 +43,15 @@ type jwtSection struct {
 	RevocationTimeout time.Duration `yaml:"revocation_timeout"`
 }
 
-type apiKeysYAML struct {
-	// Environment is live or test: the keys this deployment issues, and accepts unless
-	// Environments says otherwise.
-	Environment string `yaml:"environment"`
-	// Environments are the environments whose keys are accepted (live, test or both).
-	// Default [Environment].
-	Environments []string `yaml:"environments"`
-	// ImportedFormats are the formats of keys Warden did not issue (authn.ImportedFormat).
-	ImportedFormats []struct {
-		Prefix      string `yaml:"prefix"`
-		Environment string `yaml:"environment"`
-		MinLength   int    `yaml:"min_length"`
-		MaxLength   int    `yaml:"max_length"`
-	} `yaml:"imported_formats"`
+// apiKeysSection is authn.api_keys: authn.APIKeysConfig, and the pepper and static keys
+// that cmd/warden turns into its Pepper and Store.
+type apiKeysSection struct {
+	authn.APIKeysConfig `yaml:",inline"`
 	// ImportedKeys are static imported keys: the key through a secret reference, or its
 	// digest (wardenctl keys digest). Read-only like Keys.
 	ImportedKeys []importedKeyYAML `yaml:"imported_keys"`
 	// Pepper keys the HMAC that stores key secrets (at least 32 bytes). Required.
-	Pepper        config.Secret `yaml:"pepper"`
-	CacheSize     int           `yaml:"cache_size"`
-	CacheTTL      time.Duration `yaml:"cache_ttl"`
-	NegativeTTL   time.Duration `yaml:"negative_ttl"`
-	StoreTimeout  time.Duration `yaml:"store_timeout"`
-	RotationGrace time.Duration `yaml:"rotation_grace"`
+	Pepper config.Secret `yaml:"pepper"`
 	// Keys are static keys, stored as digests (wardenctl keys generate prints an entry).
 	// They are read-only: to revoke one, remove it from the file.
 	Keys []authn.StaticKey `yaml:"keys"`
@@ -111,8 +96,8 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	d.Headers.Identity = ids
 
 	if k := y.APIKeys; k != nil {
-		env, err := authn.ParseEnvironment(k.Environment)
-		if err != nil {
+		if k.Env == authn.EnvUnspecified {
+			_, err := authn.ParseEnvironment("")
 			return bad("api_keys.environment", "%v", err)
 		}
 		if k.Pepper.IsZero() {
@@ -122,24 +107,9 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		if err != nil {
 			return bad("api_keys.pepper", "%v", err)
 		}
-		kc := authn.APIKeysConfig{Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
-			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log}
-		for i, e := range k.Environments {
-			ev, err := authn.ParseEnvironment(e)
-			if err != nil {
-				return bad(fmt.Sprintf("api_keys.environments[%d]", i), "%v", err)
-			}
-			kc.Environments = append(kc.Environments, ev)
-		}
-		for i, f := range k.ImportedFormats {
-			ev := authn.EnvUnspecified
-			if f.Environment != "" {
-				if ev, err = authn.ParseEnvironment(f.Environment); err != nil {
-					return bad(fmt.Sprintf("api_keys.imported_formats[%d].environment", i), "%v", err)
-				}
-			}
-			kc.Imported = append(kc.Imported, authn.ImportedFormat{Prefix: f.Prefix, Env: ev, MinLen: f.MinLength, MaxLen: f.MaxLength})
-		}
+		kc := k.APIKeysConfig
+		kc.Pepper, kc.Logger = pepper, a.log
+		env := kc.Env
 		// A key set without a store checks the imported keys' formats and environments.
 		check, err := authn.NewAPIKeys(authn.APIKeysConfig{Store: &authn.MemoryKeyStore{}, Pepper: pepper, Env: env,
 			Environments: kc.Environments, Imported: kc.Imported})
