@@ -1,11 +1,13 @@
 // Package config reads Warden's one YAML configuration file: it decodes it strictly (unknown
-// keys are errors), resolves secret references (${ENV} and file:PATH), validates it, and
+// keys are errors), resolves secret references (${ENV} and file:PATH: Secret fields, and the
+// string fields of capability Configs tagged config:"secret"), validates it, and
 // reports every mistake as one line naming the file, the line and the field
 // (*fielderr.Error).
 //
 // It knows the shape of the file, not what the settings do: each capability's section is
 // decoded as is into that package's own Config (Section.Decode; the Config's yaml tags are
-// the section's schema), and the field errors the capability's constructor returns get their
+// the section's schema, with the few settings of the server around it beside it in
+// cmd/warden), and the field errors the capability's constructor returns get their
 // file and line here (Section.Position), so that cmd/warden reports every mistake the same
 // way.
 package config
