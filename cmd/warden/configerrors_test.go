@@ -90,18 +90,5 @@ func TestConfigMistakesNameTheLine(t *testing.T) {
 			}
 		}
 	}
-	golden := filepath.Join("testdata", "config-errors.golden")
-	if *updateGolden {
-		if err := os.WriteFile(golden, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := out.String(); got != string(want) {
-		t.Errorf("config errors differ from %s (go test -run TestConfigMistakesNameTheLine -update to accept):\n%s", golden, lineDiff(string(want), got))
-	}
+	compareGolden(t, "config-errors.golden", out.String())
 }

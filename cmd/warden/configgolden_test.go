@@ -62,9 +62,15 @@ func TestExampleConfigsUnchanged(t *testing.T) {
 		fmt.Fprintf(&out, "== %s\n", strings.TrimPrefix(name, "../../"))
 		out.WriteString(strings.ReplaceAll(buildDump(t, f, env), filepath.Dir(f)+"/", "$DIR/"))
 	}
-	golden := filepath.Join("testdata", "configs.golden")
+	compareGolden(t, "configs.golden", out.String())
+}
+
+// compareGolden compares got with testdata/name, or rewrites it with -update.
+func compareGolden(t *testing.T, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
 	if *updateGolden {
-		if err := os.WriteFile(golden, []byte(out.String()), 0o644); err != nil {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -73,8 +79,8 @@ func TestExampleConfigsUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); got != string(want) {
-		t.Errorf("built configs differ from %s (go test -run TestExampleConfigsUnchanged -update to accept):\n%s", golden, lineDiff(string(want), got))
+	if got != string(want) {
+		t.Errorf("got differs from %s (go test -run %s -update to accept):\n%s", golden, t.Name(), lineDiff(string(want), got))
 	}
 }
 
