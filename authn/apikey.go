@@ -79,6 +79,20 @@ func ParseEnvironment(s string) (Environment, error) {
 	return EnvUnspecified, fmt.Errorf("environment %q: want live or test", s)
 }
 
+// UnmarshalText reads an environment's name (ParseEnvironment); empty is EnvUnspecified.
+func (e *Environment) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*e = EnvUnspecified
+		return nil
+	}
+	v, err := ParseEnvironment(string(b))
+	if err != nil {
+		return err
+	}
+	*e = v
+	return nil
+}
+
 // ParsedAPIKey is an API key split into its parts. ID and Secret are substrings of the
 // parsed key: parsing does not allocate.
 type ParsedAPIKey struct {

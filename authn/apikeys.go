@@ -20,45 +20,45 @@ import (
 // has the default stated beside it.
 type APIKeysConfig struct {
 	// Store holds the key records. Required.
-	Store KeyStore
+	Store KeyStore `yaml:"-"`
 	// Pepper keys the digests. Required.
-	Pepper *Pepper
+	Pepper *Pepper `yaml:"-"`
 	// Env is the environment of the keys this deployment issues (Create, Rotate), and the
 	// only one it accepts unless Environments says otherwise. Required.
-	Env Environment
+	Env Environment `yaml:"environment"`
 	// Environments are the environments whose keys this deployment accepts; a key of
 	// another is refused without a lookup (a live-only deployment refuses sk-test- keys).
 	// Default [Env]. A key's environment is its principal's (Principal.Env).
-	Environments []Environment
+	Environments []Environment `yaml:"environments"`
 	// Imported are the formats of imported keys (see ImportedFormat), tried in order on a key
 	// that is not a native one. None: only native keys are accepted.
-	Imported []ImportedFormat
+	Imported []ImportedFormat `yaml:"imported_formats"`
 	// CacheSize bounds the local cache of records (positive and negative). Default 10000.
-	CacheSize int
+	CacheSize int `yaml:"cache_size"`
 	// CacheTTL is how long a found record is trusted before it is read again. Revocations
 	// reach the cache sooner through Invalidate (redisauth.Subscriber). Default 30s.
-	CacheTTL time.Duration
+	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// NegativeTTL is how long an unknown id is remembered as unknown. Default 5s.
-	NegativeTTL time.Duration
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
 	// StoreTimeout caps one store lookup on a cache miss. A lookup's budget is the caller's
 	// deadline less a margin for answering (see package budget), at most StoreTimeout; a
 	// lookup that fails or runs out of budget is Unavailable, and consecutive failures open
 	// the store's circuit breaker (then a miss is Unavailable at once, until a probe lookup
 	// succeeds; cached keys are unaffected). Default 500ms.
-	StoreTimeout time.Duration
+	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// BreakerCooldown is how long the store's breaker stays open before a probe lookup.
 	// Default 500ms.
-	BreakerCooldown time.Duration
+	BreakerCooldown time.Duration `yaml:"-"`
 	// LastUsedInterval is how often, at most, a key's LastUsedAt is written back (by Run).
 	// Default 10m.
-	LastUsedInterval time.Duration
+	LastUsedInterval time.Duration `yaml:"-"`
 	// RotationGrace is how long Rotate keeps the old key working. Default 24h.
-	RotationGrace time.Duration
+	RotationGrace time.Duration `yaml:"rotation_grace"`
 	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives admin actions and store failures (key ids only, never secrets or
 	// digests). Default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 func (c *APIKeysConfig) setDefaults() {

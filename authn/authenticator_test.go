@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // fakeVerifier is a TokenVerifier that accepts one token.
@@ -140,9 +142,9 @@ func TestStaticKeyRecords(t *testing.T) {
 	_, err = StaticKeyRecords("authn.api_keys", []StaticKey{good, good, {ID: "short", Env: "prod", Digest: "zz"}})
 	var paths []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-		var fe *FieldError
+		var fe *fielderr.Error
 		if !errors.As(e, &fe) {
-			t.Fatalf("error %v is not a *FieldError", e)
+			t.Fatalf("error %v is not a *fielderr.Error", e)
 		}
 		paths = append(paths, fe.Path)
 	}

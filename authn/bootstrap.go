@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // StaticKey is one API key of a static setup, as written in Warden's YAML config (the config
@@ -33,12 +35,12 @@ type StaticKey struct {
 }
 
 // StaticKeyRecords validates keys and returns their records, to Put into a KeyStore. Every
-// problem is reported as a *FieldError whose path starts with path (e.g.
+// problem is reported as a *fielderr.Error whose path starts with path (e.g.
 // "authn.api_keys[2].digest"); several are joined with errors.Join.
 func StaticKeyRecords(path string, keys []StaticKey) ([]KeyRecord, error) {
 	var errs []error
 	bad := func(i int, field, msg string) {
-		errs = append(errs, &FieldError{Path: fmt.Sprintf("%s[%d].%s", path, i, field), Msg: msg})
+		errs = append(errs, fielderr.New(fmt.Sprintf("%s[%d].%s", path, i, field), errors.New(msg)))
 	}
 	seen := make(map[string]int, len(keys))
 	recs := make([]KeyRecord, 0, len(keys))

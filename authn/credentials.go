@@ -83,9 +83,9 @@ func ClassifyToken(tok string) TokenKind {
 type ExtractConfig struct {
 	// APIKeyHeader is the header that carries a bare API key, lower case. Default
 	// "x-api-key".
-	APIKeyHeader string
+	APIKeyHeader string `yaml:"api_key_header"`
 	// MaxCredentialBytes caps the length of a credential. Default 8192.
-	MaxCredentialBytes int
+	MaxCredentialBytes int `yaml:"max_credential_bytes"`
 }
 
 // Extracted is the one bearer-style credential found in headers.

@@ -30,14 +30,15 @@ const importedIDMark = 'i'
 type ImportedFormat struct {
 	// Prefix starts every key of the format ("acme_live_"); empty means none. A key is
 	// matched against the formats in order: the first whose prefix and length fit wins.
-	Prefix string
+	Prefix string `yaml:"prefix"`
 	// Env is the environment of the format's keys. EnvUnspecified: the environment given
 	// at import (a format without a prefix often carries both).
-	Env Environment
+	Env Environment `yaml:"environment"`
 	// MinLen and MaxLen bound the whole key's length, prefix included; at least 16
 	// characters must follow the prefix. Defaults: the prefix's length + 16 (at least 20),
 	// and MaxImportedKeyLen.
-	MinLen, MaxLen int
+	MinLen int `yaml:"min_length"`
+	MaxLen int `yaml:"max_length"`
 }
 
 func (f *ImportedFormat) setDefaults() error {

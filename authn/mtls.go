@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // IdentitySource is a place in a certificate a principal can come from.
@@ -24,7 +27,7 @@ const (
 type MTLSConfig struct {
 	// Sources is the order in which a certificate's identity is looked for. Default
 	// SPIFFE, DNS, CN.
-	Sources []IdentitySource
+	Sources []IdentitySource `yaml:"sources"`
 	// Allow lists the principals that may authenticate. Each entry is one of:
 	//   - an exact principal ("spiffe://prod.example/ns/pay/sa/api", "api.internal");
 	//   - a prefix ending in "/*" ("spiffe://prod.example/*" for a whole trust domain,
@@ -32,32 +35,35 @@ type MTLSConfig struct {
 	//   - a DNS suffix "*.example.com" (one or more labels before ".example.com");
 	//   - "*": any authentic principal.
 	// Empty refuses everyone (NotAllowed).
-	Allow []string
+	Allow []string `yaml:"allow"`
 	// GatewayRoots verifies certificates passed in requests as PEM (Credentials.
 	// PeerCertificatePEM). Default nil: such certificates are refused (NotAllowed).
-	GatewayRoots *x509.CertPool
+	GatewayRoots *x509.CertPool `yaml:"-"`
+	// GatewayRootsFile is a PEM file of those roots, read by NewMTLS when GatewayRoots is
+	// nil.
+	GatewayRootsFile string `yaml:"gateway_roots_file"`
 	// TrustGatewayPrincipal accepts Credentials.PeerPrincipal, a principal the gateway
 	// verified itself (Envoy's source.principal). Enable it only when every caller is a
 	// trusted gateway (Warden's listener authenticates them). Default false.
-	TrustGatewayPrincipal bool
+	TrustGatewayPrincipal bool `yaml:"trust_gateway_principal"`
 	// Identities give authenticated principals their attributes: the first entry whose
 	// Match (same patterns as Allow) matches sets tenant, roles, scopes and tier. A principal
 	// that matches none has a subject only, which authorization can grant nothing.
-	Identities []MTLSIdentity
+	Identities []MTLSIdentity `yaml:"identities"`
 	// MaxPEMBytes caps an encoded PEM chain. Default 16384.
-	MaxPEMBytes int
+	MaxPEMBytes int `yaml:"-"`
 	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
 // MTLSIdentity is the attributes of the principals a pattern matches.
 type MTLSIdentity struct {
-	Match  string
-	Tenant string
-	Roles  []string
+	Match  string   `yaml:"match"`
+	Tenant string   `yaml:"tenant"`
+	Roles  []string `yaml:"roles"`
 	// Scopes narrow the roles; nil means not narrowed.
-	Scopes []string
-	Tier   string
+	Scopes []string `yaml:"scopes"`
+	Tier   string   `yaml:"tier"`
 }
 
 // MTLS maps client certificates to principals and checks them against an allow-list.
@@ -125,6 +131,21 @@ func (ps *principalSet) has(p string) bool {
 	return false
 }
 
+// UnmarshalText reads a source's config name: spiffe, dns or cn.
+func (s *IdentitySource) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "spiffe":
+		*s = SourceSPIFFE
+	case "dns":
+		*s = SourceDNS
+	case "cn":
+		*s = SourceCN
+	default:
+		return fmt.Errorf("must be spiffe, dns or cn, not %q", b)
+	}
+	return nil
+}
+
 // NewMTLS validates cfg and returns an MTLS.
 func NewMTLS(cfg MTLSConfig) (*MTLS, error) {
 	m := &MTLS{cfg: cfg, sources: cfg.Sources}
@@ -133,7 +154,7 @@ func NewMTLS(cfg MTLSConfig) (*MTLS, error) {
 	}
 	for i, s := range m.sources {
 		if s < SourceSPIFFE || s > SourceCN {
-			return nil, &FieldError{Path: fmt.Sprintf("sources[%d]", i), Msg: "unknown identity source"}
+			return nil, fielderr.New(fmt.Sprintf("sources[%d]", i), errors.New("unknown identity source"))
 		}
 	}
 	if m.cfg.MaxPEMBytes <= 0 {
@@ -142,15 +163,24 @@ func NewMTLS(cfg MTLSConfig) (*MTLS, error) {
 	if m.cfg.Now == nil {
 		m.cfg.Now = time.Now
 	}
+	if m.cfg.GatewayRoots == nil && cfg.GatewayRootsFile != "" {
+		pem, err := os.ReadFile(cfg.GatewayRootsFile)
+		if err == nil {
+			m.cfg.GatewayRoots, err = CertPoolFromPEM(pem)
+		}
+		if err != nil {
+			return nil, fielderr.New("gateway_roots_file", err)
+		}
+	}
 	for i, a := range cfg.Allow {
 		if msg := m.allow.add(a); msg != "" {
-			return nil, &FieldError{Path: fmt.Sprintf("allow[%d]", i), Msg: msg}
+			return nil, fielderr.New(fmt.Sprintf("allow[%d]", i), errors.New(msg))
 		}
 	}
 	for i, id := range cfg.Identities {
 		var ps principalSet
 		if msg := ps.add(id.Match); msg != "" {
-			return nil, &FieldError{Path: fmt.Sprintf("identities[%d].match", i), Msg: msg}
+			return nil, fielderr.New(fmt.Sprintf("identities[%d].match", i), errors.New(msg))
 		}
 		m.identities = append(m.identities, identity{match: ps, attrs: id})
 	}
@@ -342,11 +372,3 @@ func ServerTLSConfig(cert tls.Certificate, clientCAs *x509.CertPool) (*tls.Confi
 		MinVersion:   tls.VersionTLS12,
 	}, nil
 }
-
-// FieldError is a configuration error at a field path ("allow[2]", "api_keys[0].digest").
-type FieldError struct {
-	Path string
-	Msg  string
-}
-
-func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }

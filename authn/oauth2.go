@@ -18,55 +18,58 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/internal/budget"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // IntrospectionConfig configures an Introspector. Endpoint is required; every other field
 // has the default stated beside it.
 type IntrospectionConfig struct {
 	// Endpoint is the RFC 7662 introspection URL. Required.
-	Endpoint string
+	Endpoint string `yaml:"endpoint"`
 	// ClientID and ClientSecret authenticate Warden to the endpoint (HTTP Basic). Optional.
-	ClientID, ClientSecret string
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret" config:"secret"`
 	// HTTPClient sends the requests. Default a client with no timeout of its own (Timeout
 	// applies per call).
-	HTTPClient *http.Client
+	HTTPClient *http.Client `yaml:"-"`
 	// Timeout caps one introspection call. A call's budget is the caller's deadline less a
 	// margin for answering (see package budget), at most Timeout. Default 2s.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
 	// MaxResponseBytes caps the response body; a larger one is a failure. Default 64 KiB.
-	MaxResponseBytes int64
+	MaxResponseBytes int64 `yaml:"-"`
 	// MaxTokenBytes refuses longer tokens as Malformed without a call. Default 4096.
-	MaxTokenBytes int
+	MaxTokenBytes int `yaml:"-"`
 	// Issuer, if set, must equal the response's iss (else WrongIssuer).
-	Issuer string
+	Issuer string `yaml:"issuer"`
 	// Audiences, if set, must contain one of the response's aud values (else WrongAudience).
-	Audiences []string
+	Audiences []string `yaml:"audiences"`
 	// ClientIDs, if set, must contain the response's client_id (else NotAllowed).
-	ClientIDs []string
+	ClientIDs []string `yaml:"client_ids"`
 	// TokenTypes are the token_type values accepted when the response has one, compared
 	// case-insensitively (RFC 6749 5.1); any other type (refresh_token, say) is
 	// WrongTokenType (RFC 7662 2.2, RFC 6749 1.5). Default [access_token Bearer].
-	TokenTypes []string
+	TokenTypes []string `yaml:"token_types"`
 	// TenantClaim, if set, names a string member of the response copied to Principal.Tenant.
-	TenantClaim string
+	TenantClaim string `yaml:"tenant_claim"`
 	// CacheSize bounds the result cache. Default 10000.
-	CacheSize int
+	CacheSize int `yaml:"cache_size"`
 	// MaxCacheTTL caps how long an active token is cached; it is never cached past its exp.
 	// Default 5m.
-	MaxCacheTTL time.Duration
+	MaxCacheTTL time.Duration `yaml:"max_cache_ttl"`
 	// NegativeCacheTTL is how long a refused token (inactive, expired, wrong issuer…) is
 	// remembered. Default 10s.
-	NegativeCacheTTL time.Duration
+	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
 	// BreakerFailures consecutive failures open the circuit breaker; a call that does not
 	// finish within its budget is a failure. Default 5.
-	BreakerFailures int
+	BreakerFailures int `yaml:"breaker_failures"`
 	// BreakerCooldown is how long the breaker stays open (every uncached token is
 	// Unavailable, no call is made) before one probe call is let through. Default 10s.
-	BreakerCooldown time.Duration
+	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 	// Now is the clock for expiry and caching. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives endpoint failures (never the token). Default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // IntrospectionStats counts what an Introspector did.
@@ -103,7 +106,7 @@ type introResult struct {
 func NewIntrospector(cfg IntrospectionConfig) (*Introspector, error) {
 	u, err := url.Parse(cfg.Endpoint)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, &FieldError{Path: "endpoint", Msg: "want an http(s) URL"}
+		return nil, fielderr.New("endpoint", errors.New("want an http(s) URL"))
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}

@@ -1,9 +1,9 @@
 package authz
 
 import (
-	"errors"
-	"fmt"
 	"strconv"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // Config is the `authz:` section of Warden's configuration. The zero value is a valid,
@@ -88,27 +88,14 @@ type OverrideConfig struct {
 	Verbs []string `yaml:"verbs"`
 }
 
-// FieldError is a configuration error at a field path such as
-// `authz.roles.support.permissions[1]`, so that a loader holding the YAML nodes can name the line.
-type FieldError struct {
-	Path string
-	Err  error
-}
+// errs collects field errors (paths such as `authz.roles.support.permissions[1]`, so that a
+// loader holding the YAML nodes can name the line); Compile returns them as a fielderr.List.
+type errs fielderr.List
 
-func (e *FieldError) Error() string { return e.Path + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error { return e.Err }
+func (e *errs) add(path, format string, args ...any) { (*fielderr.List)(e).Addf(path, format, args...) }
 
-// errs collects field errors; Compile returns them joined (errors.Join), each a *FieldError.
-type errs []error
+func (e *errs) addErr(path string, err error) { (*fielderr.List)(e).Add(path, err) }
 
-func (e *errs) add(path, format string, args ...any) {
-	*e = append(*e, &FieldError{Path: path, Err: fmt.Errorf(format, args...)})
-}
-
-func (e *errs) addErr(path string, err error) {
-	*e = append(*e, &FieldError{Path: path, Err: err})
-}
-
-func (e errs) err() error { return errors.Join(e...) }
+func (e errs) err() error { return fielderr.List(e).Err() }
 
 func idx(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }

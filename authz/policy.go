@@ -63,7 +63,7 @@ func (v *verbSet) has(verb string) bool {
 }
 
 // Compile validates cfg and compiles it. On error it returns every problem found, joined with
-// errors.Join; each is a *FieldError whose Path names the field (`authz.roles.x.permissions[1]`).
+// a fielderr.List; each is a *fielderr.Error whose Path names the field (`authz.roles.x.permissions[1]`).
 func Compile(cfg Config) (*Policy, error) {
 	var e errs
 	pl := &Policy{

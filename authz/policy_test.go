@@ -9,6 +9,8 @@ import (
 
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authz"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 func testConfig() authz.Config {
@@ -175,7 +177,7 @@ func fieldPaths(err error) []string {
 			}
 			return
 		}
-		var fe *authz.FieldError
+		var fe *fielderr.Error
 		if errors.As(err, &fe) {
 			paths = append(paths, fe.Path)
 		}

@@ -2,7 +2,7 @@
 // an upstream who called (x-warden-subject, x-warden-tenant, …). It is the one definition the
 // server (service), the Go middleware and interceptors (clients) and the Envoy adapter
 // (clients/envoy) share, so that what one side sets the other side strips. It imports
-// nothing, and knows nothing of how a header is carried (HTTP, gRPC metadata, Envoy).
+// only fielderr (its config errors), and knows nothing of how a header is carried (HTTP, gRPC metadata, Envoy).
 //
 // Every name under Prefix is Warden's alone: a request's own copies of them, in any case and
 // however repeated, are removed before its handler runs, whether Warden allowed it, a cache
@@ -17,7 +17,12 @@
 // until they are given one.
 package idheader
 
-import "strings"
+import (
+	"errors"
+	"strings"
+
+	"github.com/wardenhq/warden/fielderr"
+)
 
 // Prefix starts every identity header's name. Names are lower case, as HTTP/2, gRPC metadata
 // and Envoy carry them.
@@ -61,10 +66,16 @@ type Config struct {
 	// Prefix reserves every request header whose name starts with it (see Reserved).
 	// Default Prefix ("x-warden-"). A name left empty below is Prefix + its default suffix
 	// (subject, tenant, roles, scopes, auth-method, credential-id, tier).
-	Prefix string
+	Prefix string `yaml:"prefix"`
 	// The names of the headers, in any case (they are lower-cased). A name outside Prefix
 	// is reserved too.
-	Subject, Tenant, Roles, Scopes, Method, CredentialID, Tier string
+	Subject      string `yaml:"subject"`
+	Tenant       string `yaml:"tenant"`
+	Roles        string `yaml:"roles"`
+	Scopes       string `yaml:"scopes"`
+	Method       string `yaml:"auth_method"`
+	CredentialID string `yaml:"credential_id"`
+	Tier         string `yaml:"tier"`
 }
 
 // Default returns the Set of the default names (Names).
@@ -81,7 +92,7 @@ func New(c Config) (Set, error) {
 		s.prefix = Prefix
 	}
 	if !validName(s.prefix) {
-		return Set{}, &Error{Field: "prefix", Msg: "want the start of an HTTP header name (letters, digits, -)"}
+		return Set{}, fielderr.New("prefix", errors.New("want the start of an HTTP header name (letters, digits, -)"))
 	}
 	given := [Count]string{c.Subject, c.Tenant, c.Roles, c.Scopes, c.Method, c.CredentialID, c.Tier}
 	for i, n := range given {
@@ -90,11 +101,11 @@ func New(c Config) (Set, error) {
 		}
 		n = strings.ToLower(n)
 		if !validName(n) {
-			return Set{}, &Error{Field: fields[i], Msg: "want an HTTP header name (letters, digits, -)"}
+			return Set{}, fielderr.New(fields[i], errors.New("want an HTTP header name (letters, digits, -)"))
 		}
 		for j := 0; j < i; j++ {
 			if s.names[j] == n {
-				return Set{}, &Error{Field: fields[i], Msg: "the same name as " + fields[j]}
+				return Set{}, fielderr.New(fields[i], errors.New("the same name as "+fields[j]))
 			}
 		}
 		s.names[i] = n
@@ -104,11 +115,6 @@ func New(c Config) (Set, error) {
 
 // fields are the Config fields' names in configuration files, in the order of Names.
 var fields = [Count]string{"subject", "tenant", "roles", "scopes", "auth_method", "credential_id", "tier"}
-
-// Error is a Config mistake; Field is the field's name as a config file spells it.
-type Error struct{ Field, Msg string }
-
-func (e *Error) Error() string { return "identity headers: " + e.Field + ": " + e.Msg }
 
 // validName reports whether n is a lower-case header name made of letters, digits and "-"
 // (a conservative subset of RFC 9110 tokens that every gateway and gRPC metadata accept).

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // This file holds the four algorithms as pure functions over a Counter. The memory store
@@ -102,35 +104,35 @@ type Params struct {
 // Validate reports whether the limit is usable: Limit >= 1, Period a positive whole number of
 // microseconds, Burst >= 0, and the bounds that keep every formula exact in 64-bit integers
 // and in Lua doubles. The returned error names the offending field in lower case
-// ("limit", "period", "burst", "algorithm"): a *ConfigError when the caller wraps it with a
+// ("limit", "period", "burst", "algorithm"): a *fielderr.Error when the caller wraps it with a
 // path.
 func (l Limit) Validate() error {
 	switch {
 	case l.Algorithm > SlidingLog:
-		return &ConfigError{Path: "algorithm", Err: fmt.Errorf("unknown algorithm %d", l.Algorithm)}
+		return &fielderr.Error{Path: "algorithm", Err: fmt.Errorf("unknown algorithm %d", l.Algorithm)}
 	case l.Period <= 0:
-		return &ConfigError{Path: "period", Err: errors.New("must be positive")}
+		return &fielderr.Error{Path: "period", Err: errors.New("must be positive")}
 	case l.Period%time.Microsecond != 0:
-		return &ConfigError{Path: "period", Err: errors.New("must be a whole number of microseconds")}
+		return &fielderr.Error{Path: "period", Err: errors.New("must be a whole number of microseconds")}
 	case l.Limit < 1:
-		return &ConfigError{Path: "limit", Err: errors.New("must be at least 1")}
+		return &fielderr.Error{Path: "limit", Err: errors.New("must be at least 1")}
 	case l.Limit > maxLimit:
-		return &ConfigError{Path: "limit", Err: fmt.Errorf("must be at most %d", int64(maxLimit))}
+		return &fielderr.Error{Path: "limit", Err: fmt.Errorf("must be at most %d", int64(maxLimit))}
 	case l.Burst < 0:
-		return &ConfigError{Path: "burst", Err: errors.New("must not be negative")}
+		return &fielderr.Error{Path: "burst", Err: errors.New("must not be negative")}
 	case l.Burst > maxLimit:
-		return &ConfigError{Path: "burst", Err: fmt.Errorf("must be at most %d", int64(maxLimit))}
+		return &fielderr.Error{Path: "burst", Err: fmt.Errorf("must be at most %d", int64(maxLimit))}
 	case l.Algorithm == SlidingLog && l.Limit > MaxLogLimit:
-		return &ConfigError{Path: "limit", Err: fmt.Errorf("sliding_log keeps one timestamp per unit: at most %d", MaxLogLimit)}
+		return &fielderr.Error{Path: "limit", Err: fmt.Errorf("sliding_log keeps one timestamp per unit: at most %d", MaxLogLimit)}
 	}
 	p := l.Params()
 	if p.Period > maxExact/4 {
-		return &ConfigError{Path: "period", Err: errors.New("too long")}
+		return &fielderr.Error{Path: "period", Err: errors.New("too long")}
 	}
 	if p.Algorithm == TokenBucket {
 		// The largest intermediate is debt + n*UnitTicks + MicroTicks <= 2*B*UnitTicks + MicroTicks.
 		if p.Burst > (maxExact/2-p.MicroTicks)/(2*p.UnitTicks) {
-			return &ConfigError{Path: "burst", Err: fmt.Errorf("burst %d with %d per %v cannot be counted exactly (burst x period / gcd(period in µs, limit) must stay below 2^52)", p.Burst, l.Limit, l.Period)}
+			return &fielderr.Error{Path: "burst", Err: fmt.Errorf("burst %d with %d per %v cannot be counted exactly (burst x period / gcd(period in µs, limit) must stay below 2^52)", p.Burst, l.Limit, l.Period)}
 		}
 	}
 	return nil

@@ -6,34 +6,37 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // The descriptor configuration mirrors envoyproxy/ratelimit's YAML one to one, so that a
 // loader can convert a ratelimit config file field by field, and extends it (marked "Warden"
-// below). Paths in *ConfigError use the YAML names given with each field, and
+// below). The yaml tags are the schema of Warden's own rate_limit.domains; fields tagged "-"
+// are read from envoyproxy/ratelimit files only (limiter/rlconfig). Paths in *fielderr.Error use the YAML names given with each field, and
 // "domains[i]" for the i-th Domain passed to Limiter.SetDomains or Config.Domains.
 
 // Domain is one rate-limit domain: a tree of descriptors (ratelimit's top-level "domain" and
 // "descriptors").
 type Domain struct {
 	// Name is the domain ("domain"). Required, unique.
-	Name string
+	Name string `yaml:"domain"`
 	// Descriptors are the top-level descriptors ("descriptors").
-	Descriptors []Descriptor
+	Descriptors []Descriptor `yaml:"descriptors"`
 
 	// FailurePolicy is what Check does when the store cannot answer ("failure_policy";
 	// Warden). Default FailOpen.
-	FailurePolicy FailurePolicy
+	FailurePolicy FailurePolicy `yaml:"failure_policy"`
 	// HashTagKey, when set, names a descriptor entry key whose value (the first entry with that
 	// key in the request) is the request's hash tag, instead of the domain name
 	// ("hash_tag_key"; Warden). Use it to spread a big domain over a Redis Cluster: all the
 	// counters of one request still share one slot.
-	HashTagKey string
+	HashTagKey string `yaml:"hash_tag_key"`
 	// PeerFormat marks a domain read from an envoyproxy/ratelimit file (limiter/rlconfig sets
 	// it): where that service's semantics differ from Warden's, the domain follows them.
 	// Replaces may name limits that do not exist, and only limits given a Name can be
 	// replaced (an unnamed limit's default name is Warden's, not the peer's).
-	PeerFormat bool
+	PeerFormat bool `yaml:"-"`
 	// CountRefused makes the domain's fixed-window limits count every hit, refused or not,
 	// each descriptor on its own: envoyproxy/ratelimit's counting, which its token-quota
 	// pattern needs (check with cost 0, charge the real cost afterwards: a later check sees the
@@ -41,89 +44,89 @@ type Domain struct {
 	// limit, and remaining is what is left, never negative. Other algorithms, and domains
 	// without it, are all or nothing: a refused request consumes nothing. limiter/rlconfig sets
 	// it unless the file says all_or_nothing: true.
-	CountRefused bool
+	CountRefused bool `yaml:"-"`
 }
 
 // Descriptor is one node of a domain's tree ("descriptors[i]").
 type Descriptor struct {
 	// Key is the entry key to match ("key"). Required.
-	Key string
+	Key string `yaml:"key"`
 	// Value is the entry value to match ("value"). Empty matches any value and counts each
 	// distinct value separately. A value containing "*" is a wildcard: each "*" matches any
 	// run of characters, possibly empty, so "/api/*/action" matches "/api/v1/action" and
 	// "foo*" every value starting with "foo" (one counter per distinct value, unless
 	// ShareThreshold), as envoyproxy/ratelimit matches them.
-	Value string
+	Value string `yaml:"value"`
 	// RateLimit is the limit applied when a request descriptor ends at this node ("rate_limit");
 	// nil applies none (the node only holds nested descriptors).
-	RateLimit *RateLimit
+	RateLimit *RateLimit `yaml:"rate_limit"`
 	// ShadowMode counts against the limit and reports it, but never denies ("shadow_mode").
-	ShadowMode bool
+	ShadowMode bool `yaml:"shadow_mode"`
 	// DetailedMetric counts this limit's decisions in metrics under its name
 	// ("detailed_metric").
-	DetailedMetric bool
+	DetailedMetric bool `yaml:"detailed_metric"`
 	// ShareThreshold makes all values matched by a wildcard Value share one counter
 	// ("share_threshold"). Only valid with a wildcard Value.
-	ShareThreshold bool
+	ShareThreshold bool `yaml:"share_threshold"`
 	// QuotaMode makes the limit a quota ("quota_mode"): its refusal is reported in the
 	// descriptor's status, but the request is refused for quotas only when every quota-mode
 	// limit that applied refused it (limits not in quota mode refuse as usual), as
 	// envoyproxy/ratelimit does.
-	QuotaMode bool
+	QuotaMode bool `yaml:"-"`
 	// ValueToMetric puts the request's value, rather than the configured one, into this
 	// node's part of the limit's metric name ("value_to_metric"). Metric names only.
-	ValueToMetric bool
+	ValueToMetric bool `yaml:"-"`
 	// Metadata is free-form data attached to the limit ("metadata"): strings, numbers,
 	// booleans, nil, lists and maps with string keys. Warden carries it; it does not change
 	// decisions.
-	Metadata map[string]any
+	Metadata map[string]any `yaml:"-"`
 	// Descriptors are the nested descriptors ("descriptors").
-	Descriptors []Descriptor
+	Descriptors []Descriptor `yaml:"descriptors"`
 }
 
 // RateLimit is a descriptor's limit ("rate_limit").
 type RateLimit struct {
 	// Name names the limit in responses, headers and metrics, and for Replaces ("name").
 	// Default: the descriptor path, e.g. "domain.key_value.key".
-	Name string
+	Name string `yaml:"name"`
 	// Replaces lists the names of limits that this one replaces when both apply to a request
 	// ("replaces": [{name: ...}]).
-	Replaces []string
+	Replaces Names `yaml:"replaces"`
 	// Unlimited applies no limit ("unlimited").
-	Unlimited bool
+	Unlimited bool `yaml:"unlimited"`
 	// Ban refuses every request that reaches this limit, without counting: what
 	// envoyproxy/ratelimit does for "requests_per_unit: 0" (limiter/rlconfig sets it then).
 	// RequestsPerUnit and Burst must be 0; Unit or Period still give Retry-After. Tiers are
 	// ignored.
-	Ban bool
+	Ban bool `yaml:"-"`
 	// Unit is the period as envoyproxy/ratelimit spells it ("unit"): second, minute, hour,
 	// day, week (case-insensitive). Ignored when Period is set.
-	Unit string
+	Unit string `yaml:"unit"`
 	// RequestsPerUnit is the number of units allowed per period ("requests_per_unit").
-	RequestsPerUnit int64
+	RequestsPerUnit int64 `yaml:"requests_per_unit"`
 
 	// Period is any period, overriding Unit ("period"; Warden).
-	Period time.Duration
+	Period time.Duration `yaml:"period"`
 	// Algorithm counts the limit ("algorithm"; Warden). The zero value is TokenBucket;
 	// a loader converting envoyproxy/ratelimit files sets FixedWindow, its semantics.
-	Algorithm Algorithm
+	Algorithm Algorithm `yaml:"algorithm"`
 	// Burst is the token bucket's size; 0 means RequestsPerUnit ("burst"; Warden).
-	Burst int64
+	Burst int64 `yaml:"burst"`
 	// Tiers override RequestsPerUnit, the period and Burst for principals of a tier
 	// (Request.Tier), e.g. {"free": 100 per minute, "paid": 1000 per minute} ("tiers"; Warden).
 	// A request of another tier, or none, gets the limit above.
-	Tiers map[string]TierLimit
+	Tiers map[string]TierLimit `yaml:"tiers"`
 }
 
 // TierLimit is a RateLimit's override for one tier ("tiers.NAME"). Zero fields keep the
 // RateLimit's values, except that a tier setting RequestsPerUnit without Burst gets the default
 // burst (its own RequestsPerUnit), not the base limit's Burst.
 type TierLimit struct {
-	Unlimited       bool          // "unlimited"
-	Unit            string        // "unit"
-	RequestsPerUnit int64         // "requests_per_unit"
-	Period          time.Duration // "period"
-	Burst           int64         // "burst"
+	Unlimited       bool          `yaml:"unlimited"`
+	Unit            string        `yaml:"unit"`
+	RequestsPerUnit int64         `yaml:"requests_per_unit"`
+	Period          time.Duration `yaml:"period"`
+	Burst           int64         `yaml:"burst"`
 }
 
 // FailurePolicy is what Check does for a domain when the store fails or its circuit breaker
@@ -159,6 +162,54 @@ func ParseFailurePolicy(s string) (FailurePolicy, error) {
 	return 0, fmt.Errorf("unknown failure policy %q (want fail_open, fail_closed or local)", s)
 }
 
+// UnmarshalText reads a policy's name (ParseFailurePolicy); empty is FailOpen.
+func (p *FailurePolicy) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*p = FailOpen
+		return nil
+	}
+	v, err := ParseFailurePolicy(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// UnmarshalText reads an algorithm's name (ParseAlgorithm); empty is TokenBucket.
+func (a *Algorithm) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*a = TokenBucket
+		return nil
+	}
+	v, err := ParseAlgorithm(string(b))
+	if err != nil {
+		return err
+	}
+	*a = v
+	return nil
+}
+
+// Names are the names of limits (RateLimit.Replaces). In YAML each is a mapping with a name,
+// as envoyproxy/ratelimit writes replaces: [{name: a}, {name: b}].
+type Names []string
+
+// UnmarshalYAML reads [{name: a}, ...]. It is the yaml packages' func-style Unmarshaler, so
+// that this package imports no YAML library.
+func (n *Names) UnmarshalYAML(unmarshal func(any) error) error {
+	var items []struct {
+		Name string `yaml:"name"`
+	}
+	if err := unmarshal(&items); err != nil {
+		return err
+	}
+	*n = nil
+	for _, it := range items {
+		*n = append(*n, it.Name)
+	}
+	return nil
+}
+
 // ParseAlgorithm parses an Algorithm's String form: "token_bucket", "sliding_window",
 // "fixed_window" or "sliding_log".
 func ParseAlgorithm(s string) (Algorithm, error) {
@@ -188,7 +239,7 @@ func UnitPeriod(unit string) (time.Duration, error) {
 }
 
 // ValidateDomains checks domains as SetDomains would, returning the first error as a
-// *ConfigError whose Path names the field.
+// *fielderr.Error whose Path names the field.
 func ValidateDomains(domains []Domain) error {
 	_, err := compile(domains)
 	return err
@@ -277,13 +328,13 @@ func compile(domains []Domain) (*compiled, error) {
 		d := &domains[i]
 		path := "domains[" + strconv.Itoa(i) + "]"
 		if d.Name == "" {
-			return nil, &ConfigError{Path: path + ".domain", Err: errors.New("required")}
+			return nil, &fielderr.Error{Path: path + ".domain", Err: errors.New("required")}
 		}
 		if _, dup := c.domains[d.Name]; dup {
-			return nil, &ConfigError{Path: path + ".domain", Err: fmt.Errorf("duplicate domain %q", d.Name)}
+			return nil, &fielderr.Error{Path: path + ".domain", Err: fmt.Errorf("duplicate domain %q", d.Name)}
 		}
 		if d.FailurePolicy > Local {
-			return nil, &ConfigError{Path: path + ".failure_policy", Err: fmt.Errorf("unknown failure policy %d", d.FailurePolicy)}
+			return nil, &fielderr.Error{Path: path + ".failure_policy", Err: fmt.Errorf("unknown failure policy %d", d.FailurePolicy)}
 		}
 		cd := &cdomain{name: d.Name, tagKey: d.HashTagKey, peer: d.PeerFormat, counts: d.CountRefused, policy: d.FailurePolicy}
 		names := map[string]bool{}
@@ -295,7 +346,7 @@ func compile(domains []Domain) (*compiled, error) {
 		cd.root = root
 		for _, r := range replaces {
 			if !names[r.name] && !d.PeerFormat {
-				return nil, &ConfigError{Path: r.path, Err: fmt.Errorf("no limit named %q in domain %q", r.name, d.Name)}
+				return nil, &fielderr.Error{Path: r.path, Err: fmt.Errorf("no limit named %q in domain %q", r.name, d.Name)}
 			}
 		}
 		c.domains[d.Name] = cd
@@ -315,16 +366,16 @@ func compileLevel(ds []Descriptor, path, keyPrefix, namePrefix string, static bo
 		d := &ds[i]
 		p := path + "[" + strconv.Itoa(i) + "]"
 		if d.Key == "" {
-			return nil, &ConfigError{Path: p + ".key", Err: errors.New("required")}
+			return nil, &fielderr.Error{Path: p + ".key", Err: errors.New("required")}
 		}
 		if seen[kv{d.Key, d.Value}] {
-			return nil, &ConfigError{Path: p, Err: fmt.Errorf("duplicate descriptor key %q value %q", d.Key, d.Value)}
+			return nil, &fielderr.Error{Path: p, Err: fmt.Errorf("duplicate descriptor key %q value %q", d.Key, d.Value)}
 		}
 		seen[kv{d.Key, d.Value}] = true
 		n := &node{v2m: d.ValueToMetric}
 		exact := d.Value != "" && !strings.Contains(d.Value, "*")
 		if d.ShareThreshold && !strings.Contains(d.Value, "*") {
-			return nil, &ConfigError{Path: p + ".share_threshold", Err: fmt.Errorf("share_threshold can only be used with wildcard values (containing '*'), but value is %q", d.Value)}
+			return nil, &fielderr.Error{Path: p + ".share_threshold", Err: fmt.Errorf("share_threshold can only be used with wildcard values (containing '*'), but value is %q", d.Value)}
 		}
 		childStatic := static && exact
 		name := namePrefix + "." + d.Key
@@ -375,18 +426,18 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 		cl.name = defaultName
 	}
 	if err := checkName(cl.name); err != nil {
-		return nil, &ConfigError{Path: path + ".name", Err: err}
+		return nil, &fielderr.Error{Path: path + ".name", Err: err}
 	}
 	names[cl.name] = true
 	for i, rn := range r.Replaces {
 		*replaces = append(*replaces, replaceRef{rn, path + ".replaces[" + strconv.Itoa(i) + "].name"})
 	}
 	if r.Algorithm > SlidingLog {
-		return nil, &ConfigError{Path: path + ".algorithm", Err: fmt.Errorf("unknown algorithm %d", r.Algorithm)}
+		return nil, &fielderr.Error{Path: path + ".algorithm", Err: fmt.Errorf("unknown algorithm %d", r.Algorithm)}
 	}
 	if r.Ban {
 		if r.RequestsPerUnit != 0 || r.Burst != 0 || r.Unlimited {
-			return nil, &ConfigError{Path: path + ".requests_per_unit", Err: errors.New("must be 0 for a ban")}
+			return nil, &fielderr.Error{Path: path + ".requests_per_unit", Err: errors.New("must be 0 for a ban")}
 		}
 		base, err := compileTier(path, cl.name, r.Algorithm, false, r.Unit, 1, r.Period, 0)
 		if err != nil {
@@ -406,7 +457,7 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 		for t, o := range r.Tiers {
 			tp := path + ".tiers." + t
 			if t == "" {
-				return nil, &ConfigError{Path: path + ".tiers", Err: errors.New("empty tier name")}
+				return nil, &fielderr.Error{Path: path + ".tiers", Err: errors.New("empty tier name")}
 			}
 			unit, rpu, period, burst := r.Unit, r.RequestsPerUnit, r.Period, r.Burst
 			if o.Unit != "" || o.Period != 0 {
@@ -432,29 +483,29 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 func compileTier(path, name string, alg Algorithm, unlimited bool, unit string, rpu int64, period time.Duration, burst int64) (tierLimit, error) {
 	if unlimited {
 		if rpu != 0 && !strings.Contains(path, ".tiers.") {
-			return tierLimit{}, &ConfigError{Path: path + ".requests_per_unit", Err: errors.New("must not be set with unlimited")}
+			return tierLimit{}, &fielderr.Error{Path: path + ".requests_per_unit", Err: errors.New("must not be set with unlimited")}
 		}
 		return tierLimit{unlimited: true}, nil
 	}
 	if period == 0 {
 		if unit == "" {
-			return tierLimit{}, &ConfigError{Path: path + ".unit", Err: errors.New("required (or period)")}
+			return tierLimit{}, &fielderr.Error{Path: path + ".unit", Err: errors.New("required (or period)")}
 		}
 		p, err := UnitPeriod(unit)
 		if err != nil {
-			return tierLimit{}, &ConfigError{Path: path + ".unit", Err: err}
+			return tierLimit{}, &fielderr.Error{Path: path + ".unit", Err: err}
 		}
 		period = p
 	}
 	l := Limit{Name: name, Algorithm: alg, Limit: rpu, Period: period, Burst: burst}
 	if err := l.Validate(); err != nil {
-		var ce *ConfigError
+		var ce *fielderr.Error
 		if errors.As(err, &ce) {
 			field := map[string]string{"limit": "requests_per_unit", "period": "period", "burst": "burst", "algorithm": "algorithm"}[ce.Path]
 			if field == "period" && unit != "" {
 				field = "unit"
 			}
-			return tierLimit{}, &ConfigError{Path: path + "." + field, Err: ce.Err}
+			return tierLimit{}, &fielderr.Error{Path: path + "." + field, Err: ce.Err}
 		}
 		return tierLimit{}, at(path, err)
 	}

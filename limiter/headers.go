@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -115,6 +116,20 @@ func ParseHeaderStyle(s string) (HeaderStyle, bool) {
 		return HeadersBoth, true
 	}
 	return 0, false
+}
+
+// UnmarshalText reads a style's name (ParseHeaderStyle); empty is HeadersIETF.
+func (s *HeaderStyle) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*s = HeadersIETF
+		return nil
+	}
+	v, ok := ParseHeaderStyle(string(b))
+	if !ok {
+		return fmt.Errorf("want ietf, x-ratelimit or both, not %q", b)
+	}
+	*s = v
+	return nil
 }
 
 // IETF reports whether the style sends the IETF draft's headers.

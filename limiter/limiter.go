@@ -12,24 +12,27 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // Config configures a Limiter. Only Store is required; every other field has the default
-// stated beside it.
+// stated beside it. Its yaml tags are the schema of Warden's rate_limit section; the injected
+// dependencies (stores, clock, logger, meter, peer stats) are not read from YAML.
 type Config struct {
 	// Store counts the hits. Required.
-	Store Store
+	Store Store `yaml:"-"`
 	// Domains is the initial descriptor configuration (see SetDomains). Default none: every
 	// request is allowed with no limit applied.
-	Domains []Domain
+	Domains []Domain `yaml:"domains"`
 	// Now is the clock of the over-limit cache and the circuit breaker (the store keeps its
 	// own). Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives breaker transitions, store errors and shadow-mode refusals. Default: a
 	// logger that discards.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// Meter creates the decision counters. Default: no-op.
-	Meter metric.Meter
+	Meter metric.Meter `yaml:"-"`
 	// StoreTimeout is the ceiling of one store call. The store's deadline is the caller's
 	// deadline less a margin for answering (a fifth of the time left, between 1ms and 20ms:
 	// 4ms of Envoy's 20ms), so that the failure policy can still answer in time, and never
@@ -40,30 +43,30 @@ type Config struct {
 	// hangs wait that long: their timeouts open the breaker, which answers the others at once.
 	// Negative: no ceiling beyond the caller's deadline. Not applied to stores that implement
 	// NonBlocking.
-	StoreTimeout time.Duration
+	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// Fallback is the in-process store that domains with the Local failure policy count in
 	// while Store is failing (memstore.New(...) in cmd/warden). Required if a domain uses
 	// Local.
-	Fallback Store
+	Fallback Store `yaml:"-"`
 	// Replicas is the number of Warden replicas sharing Store: under the Local policy each
 	// replica enforces ceil(limit/Replicas). Default 1.
-	Replicas int
+	Replicas int `yaml:"replicas"`
 	// BreakerFailures is how many consecutive store failures, spread over at least 50ms (a
 	// fifth of BreakerCooldown if shorter) with no success between them, open the circuit
 	// breaker. Only evidence of a sick store counts: connection errors, error replies, and
 	// requests that reached the store and timed out there (limiter.ErrTimeout); a call whose
 	// deadline passed while it waited in this process for a pipeline does not. Default 5.
-	BreakerFailures int
+	BreakerFailures int `yaml:"breaker_failures"`
 	// BreakerCooldown is how long an open breaker keeps every call away from the store before
 	// letting one real request through as a probe; the probe's success closes the breaker.
 	// Default 250ms.
-	BreakerCooldown time.Duration
+	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 	// OverLimitCacheSize bounds the over-limit cache: counters known to be over their limit
 	// until an instant, answered without a store call. Default 10000; negative disables it.
-	OverLimitCacheSize int
+	OverLimitCacheSize int `yaml:"over_limit_cache_size"`
 	// PeerStats, when set, counts every decision under envoyproxy/ratelimit's stat names
 	// too. Default nil: not counted.
-	PeerStats *PeerStats
+	PeerStats *PeerStats `yaml:"-"`
 }
 
 // NonBlocking is implemented by stores whose Take never waits (in-process stores). The
@@ -115,7 +118,7 @@ func compileOverride(o LimitOverride, field string) (*climit, error) {
 	rpu := max(o.RequestsPerUnit, 1)
 	tl, err := compileTier(field, overrideName, FixedWindow, false, "", rpu, o.Period, 0)
 	if err != nil {
-		var ce *ConfigError
+		var ce *fielderr.Error
 		if errors.As(err, &ce) {
 			return nil, &RequestError{Field: ce.Path, Reason: ce.Err.Error()}
 		}
@@ -302,10 +305,10 @@ const (
 	DefaultBreakerCooldown = 250 * time.Millisecond
 )
 
-// New returns a Limiter, or a *ConfigError if the configuration is invalid.
+// New returns a Limiter, or a *fielderr.Error if the configuration is invalid.
 func New(c Config) (*Limiter, error) {
 	if c.Store == nil {
-		return nil, &ConfigError{Path: "store", Err: errors.New("required")}
+		return nil, &fielderr.Error{Path: "store", Err: errors.New("required")}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -373,7 +376,7 @@ func (l *Limiter) SetDomains(domains []Domain) error {
 	}
 	for i, d := range domains {
 		if d.FailurePolicy == Local && l.fallback == nil {
-			return &ConfigError{Path: "domains[" + strconv.Itoa(i) + "].failure_policy", Err: errors.New("local needs a fallback store (Config.Fallback)")}
+			return &fielderr.Error{Path: "domains[" + strconv.Itoa(i) + "].failure_policy", Err: errors.New("local needs a fallback store (Config.Fallback)")}
 		}
 	}
 	for _, d := range c.domains {

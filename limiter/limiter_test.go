@@ -18,6 +18,8 @@ import (
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/limitertest"
 	"github.com/wardenhq/warden/limiter/memstore"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 var base = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -679,7 +681,7 @@ func TestValidation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := limiter.New(limiter.Config{Store: memstore.New(memstore.Options{}), Domains: tc.domains})
-			var ce *limiter.ConfigError
+			var ce *fielderr.Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("got %v, want a *ConfigError at %s", err, tc.path)
 			}

@@ -31,76 +31,76 @@ const (
 // Config configures a Verifier. Zero fields take the documented defaults.
 type Config struct {
 	// Issuers are the trusted token issuers; at least one, each Issuer string once.
-	Issuers []IssuerConfig
+	Issuers []IssuerConfig `yaml:"issuers"`
 	// MaxTokenBytes refuses longer tokens before decoding them. Default 8 KiB.
-	MaxTokenBytes int
+	MaxTokenBytes int `yaml:"max_token_bytes"`
 	// CacheSize bounds the verified-token cache (entries). Default 10,000; negative
 	// disables the cache.
-	CacheSize int
+	CacheSize int `yaml:"cache_size"`
 	// UnknownKIDWait is how long a request with an unknown kid waits for the refetch it
 	// triggered (never beyond its context's deadline less a margin for answering:
 	// internal/budget). Default 100 ms; negative: do not
 	// wait, answer Unknown and let the fetch finish in the background.
-	UnknownKIDWait time.Duration
+	UnknownKIDWait time.Duration `yaml:"unknown_kid_wait"`
 	// Revocations is consulted for every token with a jti. Default: a MemoryRevocations
 	// private to this Verifier (one replica only).
-	Revocations RevocationStore
+	Revocations RevocationStore `yaml:"-"`
 	// HTTPClient fetches JWKS URLs. Default: an http.Client with no timeout of its own. Its
 	// CheckRedirect is replaced by each issuer's redirect policy
 	// (IssuerConfig.AllowSameHostRedirects), and per-fetch time is bounded by
 	// IssuerConfig.FetchTimeout, either way.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `yaml:"-"`
 	// Previous is the Verifier this one replaces (a config reload), or nil. An issuer with the
 	// same name, JWKS source and key policy starts with Previous's last good set, so that a
 	// JWKS URL that cannot be reached at the reload does not leave it without keys.
-	Previous *Verifier
+	Previous *Verifier `yaml:"-"`
 	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives JWKS events (Warn on failed fetches) and, at Debug, why tokens were
 	// refused. It never receives a token. Default: discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // IssuerConfig is one trusted issuer.
 type IssuerConfig struct {
 	// Issuer is the exact "iss" value. Required.
-	Issuer string
+	Issuer string `yaml:"issuer"`
 	// Audiences: the token's "aud" must contain one of them. Required.
-	Audiences []string
+	Audiences []string `yaml:"audiences"`
 	// Exactly one of JWKSURL (http or https) and JWKSFile gives the issuer's JWK Set.
-	JWKSURL  string
-	JWKSFile string
+	JWKSURL  string `yaml:"jwks_url"`
+	JWKSFile string `yaml:"jwks_file"`
 	// Algorithms allowed for this issuer, from RS256, PS256, ES256, EdDSA. Default: all
 	// four (each key still verifies only what its type allows).
-	Algorithms []string
+	Algorithms []string `yaml:"algorithms"`
 	// Leeway for exp, nbf and iat. Default 30 s; negative means none.
-	Leeway time.Duration
+	Leeway time.Duration `yaml:"leeway"`
 	// Types, when set, are the accepted "typ" header values (e.g. "at+jwt"); compared
 	// without case and with an optional "application/" prefix. Empty: typ is not checked.
-	Types []string
+	Types []string `yaml:"types"`
 	// Claims maps claims to the Principal.
-	Claims ClaimsConfig
+	Claims ClaimsConfig `yaml:"claims"`
 	// RequiredClaims are claim paths that must be present and not null (e.g. "jti").
-	RequiredClaims []string
+	RequiredClaims []string `yaml:"required_claims"`
 	// RefreshInterval between background fetches of the set. Default 5 min.
-	RefreshInterval time.Duration
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
 	// RefreshCooldown is the least time between two fetches triggered by unknown kids
 	// (and after a failed background fetch). Default 30 s.
-	RefreshCooldown time.Duration
+	RefreshCooldown time.Duration `yaml:"refresh_cooldown"`
 	// FetchTimeout bounds one fetch. Default 5 s.
-	FetchTimeout time.Duration
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
 	// MaxJWKSBytes refuses larger sets. Default 1 MiB.
-	MaxJWKSBytes int64
+	MaxJWKSBytes int64 `yaml:"max_jwks_bytes"`
 	// DropUnacceptableKeys drops, with a warning, the keys of a set that are unacceptable
 	// (RSA under 2048 or over 8192 bits, "use" other than "sig", "key_ops" without
 	// "verify", kty "oct", private material, malformed or off-curve key material) and keeps
 	// the others. Default false: such a key refuses the whole set (Load reports it with the
 	// key's line; a refresh keeps the last good set). Keys of a type, curve or algorithm this
 	// package does not verify, or that Algorithms excludes, are skipped either way.
-	DropUnacceptableKeys bool
+	DropUnacceptableKeys bool `yaml:"drop_unacceptable_keys"`
 	// AllowSameHostRedirects follows up to 3 redirects of JWKSURL to the same scheme and
 	// host (port included). Default false: a redirect is a failed fetch.
-	AllowSameHostRedirects bool
+	AllowSameHostRedirects bool `yaml:"allow_same_host_redirects"`
 }
 
 // ClaimsConfig maps claims to Principal fields. A path names a top-level claim, or, when no
@@ -108,22 +108,22 @@ type IssuerConfig struct {
 // "https://example.com/roles"), nested members separated by dots ("realm_access.roles").
 type ClaimsConfig struct {
 	// Subject is the path of Principal.Subject, a non-empty string. Default "sub".
-	Subject string
+	Subject string `yaml:"subject"`
 	// Tenant is the path of Principal.Tenant (a string). Empty: no tenant.
-	Tenant string
+	Tenant string `yaml:"tenant"`
 	// Roles is the path of Principal.Roles: an array of strings or a space-separated
 	// string. Empty: no roles.
-	Roles string
+	Roles string `yaml:"roles"`
 	// Scopes is the path of Principal.Scopes (array or space-separated string). Default:
 	// "scope" (space-separated string, RFC 8693), else "scp" (array). No scope claim gives
 	// nil Scopes (not narrowed).
-	Scopes string
+	Scopes string `yaml:"scopes"`
 	// Tier is the path of Principal.Tier (a string). Empty: default tier.
-	Tier string
+	Tier string `yaml:"tier"`
 	// Copy lists claim paths copied into Principal.Claims under their path: strings as
 	// they are, numbers and booleans as JSON text, arrays of strings space-separated.
 	// Other values are skipped.
-	Copy []string
+	Copy []string `yaml:"copy"`
 }
 
 // Verifier verifies JWT bearer tokens of the configured issuers. It satisfies

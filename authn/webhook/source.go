@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // Scheme is how a sender signs its deliveries. The zero value is SchemeUnspecified, which no
@@ -63,6 +65,16 @@ func ParseScheme(name string) (Scheme, bool) {
 	return SchemeUnspecified, false
 }
 
+// UnmarshalText reads a scheme's config name (ParseScheme), so that a config file names it.
+func (s *Scheme) UnmarshalText(b []byte) error {
+	v, ok := ParseScheme(string(b))
+	if !ok {
+		return fmt.Errorf("unknown scheme %q: use standard_webhooks, stripe, github, slack or generic", b)
+	}
+	*s = v
+	return nil
+}
+
 // Encoding is how the generic scheme writes a signature. The zero value is Hex.
 type Encoding uint8
 
@@ -72,6 +84,19 @@ const (
 	// Base64 is standard base64 with padding (44 characters).
 	Base64
 )
+
+// UnmarshalText reads an encoding's config name: hex (or empty) or base64.
+func (e *Encoding) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "", "hex":
+		*e = Hex
+	case "base64":
+		*e = Base64
+	default:
+		return fmt.Errorf("must be hex or base64, not %q", b)
+	}
+	return nil
+}
 
 // Defaults for Source fields left at zero.
 const (
@@ -90,24 +115,25 @@ const (
 )
 
 // Source is one configured sender of webhooks. It is plain configuration: New validates it
-// and keeps its own compiled copy.
+// and keeps its own compiled copy. Its yaml tags are the schema of one item of Warden's
+// webhooks.sources (Secrets are secret references the config loader resolves).
 type Source struct {
 	// Name identifies the source in Verify calls, replay keys and logs: 1 to 64 characters
 	// of [A-Za-z0-9_.-].
-	Name   string
-	Scheme Scheme
+	Name   string `yaml:"name"`
+	Scheme Scheme `yaml:"scheme"`
 	// Secrets are the active signing secrets, as resolved by the config loader. A delivery
 	// verifies if it matches any of them (rotation). For StandardWebhooks each is
 	// "whsec_<base64>" (the prefix is optional) and the key is the decoded bytes; for the
 	// other schemes the key is the string's bytes as is. Every key must be at least
 	// MinSecretLen bytes.
-	Secrets []string
+	Secrets []string `yaml:"secrets" config:"secret"`
 	// Tolerance is how far the signed timestamp may be from now, in the past or in the
 	// future; exactly Tolerance is accepted. Default DefaultTolerance.
-	Tolerance time.Duration
+	Tolerance time.Duration `yaml:"tolerance"`
 	// MaxPayload is the largest body, in bytes, that is verified; larger ones are refused
 	// with TooLarge before hashing. Default DefaultMaxPayload (1 MiB).
-	MaxPayload int
+	MaxPayload int `yaml:"max_payload"`
 	// Replay turns on replay protection: the first verified delivery of an event is
 	// recorded in the Verifier's ReplayStore, later ones answer Duplicate.
 	//
@@ -116,51 +142,35 @@ type Source struct {
 	// signature computed with the first secret (GitHub, whose X-GitHub-Delivery header is not
 	// signed and could be changed by whoever replays a delivery; Slack; Stripe bodies
 	// without an id).
-	Replay bool
+	Replay bool `yaml:"replay"`
 	// ReplayTTL is how long an event is remembered. Default 2*Tolerance + ReplayMargin, or
 	// DefaultUntimedReplayTTL for a scheme without a timestamp. It must be longer than
 	// 2*Tolerance.
-	ReplayTTL time.Duration
+	ReplayTTL time.Duration `yaml:"replay_ttl"`
 	// Generic configures the Generic scheme; ignored by the others.
-	Generic GenericConfig
+	Generic GenericConfig `yaml:"generic"`
 }
 
 // GenericConfig describes an HMAC-SHA256 scheme of one signature header.
 type GenericConfig struct {
 	// SignatureHeader names the header that carries the signature (required).
-	SignatureHeader string
+	SignatureHeader string `yaml:"signature_header"`
 	// Prefix, when set, must start the signature header's value (e.g. "sha256=").
-	Prefix string
+	Prefix string `yaml:"prefix"`
 	// Encoding of the signature after Prefix. Default Hex.
-	Encoding Encoding
+	Encoding Encoding `yaml:"encoding"`
 	// TimestampHeader, when set, names a required header of Unix seconds that is checked
 	// against the tolerance; Template must then contain {timestamp}.
-	TimestampHeader string
+	TimestampHeader string `yaml:"timestamp_header"`
 	// IDHeader, when set, names a required header whose value is the event id.
-	IDHeader string
+	IDHeader string `yaml:"id_header"`
 	// Template is the signed string: literal text with the placeholders {id}, {timestamp}
 	// and {body}; {body} must appear exactly once, the others at most once. Default "{body}".
 	// A placeholder other than the last must be followed by literal text, whose first
 	// character then separates it: an id containing that character is refused (BadFormat),
 	// and after {timestamp} it must not be a digit. Otherwise the signed string could be
 	// split differently and one signature would vouch for another id or body.
-	Template string
-}
-
-// ConfigError is a source that cannot be loaded. Field is a path relative to the webhook
-// configuration (e.g. "sources[2].secrets[0]"), for the config loader to map to a file line.
-// The message never contains a secret.
-type ConfigError struct {
-	Field  string
-	Source string
-	Msg    string
-}
-
-func (e *ConfigError) Error() string {
-	if e.Source == "" {
-		return fmt.Sprintf("webhooks.%s: %s", e.Field, e.Msg)
-	}
-	return fmt.Sprintf("webhooks.%s: source %q: %s", e.Field, e.Source, e.Msg)
+	Template string `yaml:"template"`
 }
 
 // key is one secret with a pool of keyed HMAC states: hmac.New costs allocations and two
@@ -245,7 +255,7 @@ func DecodeSecret(scheme Scheme, secret string) ([]byte, error) {
 func compile(i int, src Source) (*source, error) {
 	var errs []error
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: fmt.Sprintf("sources[%d]%s", i, field), Source: src.Name, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, sourceError(fmt.Sprintf("sources[%d]%s", i, field), src.Name, fmt.Sprintf(format, args...)))
 	}
 	if !validName(src.Name) {
 		bad(".name", "name must be 1 to 64 characters of [A-Za-z0-9_.-]")
@@ -405,4 +415,14 @@ func parseTemplate(t string) ([]segment, [4]int, error) {
 		t = t[open+end+1:]
 	}
 	return segs, counts, nil
+}
+
+// sourceError is a mistake in a source: its path relative to the webhooks Config
+// ("sources[2].secrets[0]"), with the source's name in the message. The message never
+// contains a secret.
+func sourceError(path, source, msg string) *fielderr.Error {
+	if source == "" {
+		return fielderr.Errorf(path, "%s", msg)
+	}
+	return fielderr.Errorf(path, "source %q: %s", source, msg)
 }

@@ -13,25 +13,26 @@ import (
 	"github.com/wardenhq/warden/internal/budget"
 )
 
-// Config configures a Verifier.
+// Config configures a Verifier. Its yaml tags are the schema of Warden's webhooks section; the
+// injected dependencies are not read from YAML.
 type Config struct {
 	// Sources are the configured senders; names must be unique.
-	Sources []Source
+	Sources []Source `yaml:"sources"`
 	// Replay records verified events of sources with Replay on. Required when any source
 	// has Replay on; a MemoryReplay serves a single replica, authn/webhook/redisreplay
 	// several.
-	Replay ReplayStore
+	Replay ReplayStore `yaml:"-"`
 	// ReplayGuard, if set, bounds each replay store call by a budget (the caller's deadline
 	// less a margin for answering, at most the guard's cap) and breaks the circuit when the
 	// store fails or hangs; a call that cannot complete is Unavailable (the delivery is
 	// refused, never accepted unchecked). Set it for a store across the network (cmd/warden
 	// does for Redis); nil calls the store directly, bounded only by ctx.
-	ReplayGuard *budget.Guard
+	ReplayGuard *budget.Guard `yaml:"-"`
 	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// Logger receives replay store failures (source and reason, never a secret, header or
 	// body). Default: discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // Verifier verifies deliveries for a fixed set of sources. Build it with New; the zero value
@@ -46,7 +47,7 @@ type Verifier struct {
 }
 
 // New validates cfg and returns a Verifier. Every invalid source field is reported, each as a
-// *ConfigError joined with errors.Join.
+// *fielderr.Error joined with errors.Join.
 func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{sources: make(map[string]*source, len(cfg.Sources)), replay: cfg.Replay, guard: cfg.ReplayGuard, now: cfg.Now, log: cfg.Logger}
 	if v.now == nil {
@@ -63,11 +64,11 @@ func New(cfg Config) (*Verifier, error) {
 			continue
 		}
 		if _, dup := v.sources[s.name]; dup {
-			errs = append(errs, &ConfigError{Field: fmt.Sprintf("sources[%d].name", i), Source: s.name, Msg: "duplicate source name"})
+			errs = append(errs, sourceError(fmt.Sprintf("sources[%d].name", i), s.name, "duplicate source name"))
 			continue
 		}
 		if s.replay && v.replay == nil {
-			errs = append(errs, &ConfigError{Field: fmt.Sprintf("sources[%d].replay", i), Source: s.name, Msg: "replay protection needs a replay store"})
+			errs = append(errs, sourceError(fmt.Sprintf("sources[%d].replay", i), s.name, "replay protection needs a replay store"))
 		}
 		v.sources[s.name] = s
 	}

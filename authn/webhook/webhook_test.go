@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/wardenhq/warden/authn/webhook"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // Published test vectors.
@@ -502,12 +504,12 @@ func TestConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := webhook.New(webhook.Config{Sources: tt.srcs})
-			var ce *webhook.ConfigError
+			var ce *fielderr.Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("New error = %v; want a *ConfigError", err)
+				t.Fatalf("New error = %v; want a *fielderr.Error", err)
 			}
-			if ce.Field != tt.wantField || !strings.Contains(ce.Msg, tt.wantMsg) {
-				t.Errorf("ConfigError = %q, %q; want field %q, message containing %q", ce.Field, ce.Msg, tt.wantField, tt.wantMsg)
+			if ce.Path != tt.wantField || !strings.Contains(ce.Msg(), tt.wantMsg) {
+				t.Errorf("fielderr.Error = %q, %q; want field %q, message containing %q", ce.Path, ce.Msg(), tt.wantField, tt.wantMsg)
 			}
 			for _, src := range tt.srcs {
 				for _, s := range src.Secrets {
@@ -523,7 +525,7 @@ func TestConfigErrors(t *testing.T) {
 func TestConfigErrorMessage(t *testing.T) {
 	_, err := webhook.New(webhook.Config{Sources: []webhook.Source{{Name: "stripe", Scheme: webhook.Stripe, Secrets: []string{"whsec_short"}}}})
 	got := err.Error()
-	want := `webhooks.sources[0].secrets[0]: source "stripe": secret is 11 bytes, need at least 24`
+	want := `sources[0].secrets[0]: source "stripe": secret is 11 bytes, need at least 24`
 	if got != want {
 		t.Errorf("error = %q; want %q", got, want)
 	}

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -58,6 +59,20 @@ func ParseFailureMode(s string) (FailureMode, bool) {
 	return 0, false
 }
 
+// UnmarshalText reads a mode's config name: closed, open or error (empty: FailClosed).
+func (m *FailureMode) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*m = FailClosed
+		return nil
+	}
+	v, ok := ParseFailureMode(string(b))
+	if !ok {
+		return fmt.Errorf("must be closed, open or error, not %q", b)
+	}
+	*m = v
+	return nil
+}
+
 func (m FailureMode) String() string {
 	switch m {
 	case FailOpen:
@@ -79,19 +94,19 @@ var defaultIdentity = idheader.Default()
 // AuthConfig configures an AuthServer. The zero value is usable: fail closed, logs discarded.
 type AuthConfig struct {
 	// Disabled makes Check answer UNIMPLEMENTED (config: envoy.ext_authz.enabled false).
-	Disabled bool
+	Disabled bool `yaml:"-"`
 	// FailureMode applies when Warden cannot decide. Default FailClosed.
-	FailureMode FailureMode
+	FailureMode FailureMode `yaml:"failure_mode"`
 	// Identity names the identity headers, as the Warden it asks does (service.HeaderNames):
 	// every header of the request that it reserves is removed on every allow, whoever
 	// answered. The zero Set means idheader.Default() (x-warden-*).
-	Identity idheader.Set
+	Identity idheader.Set `yaml:"-"`
 	// IdentityHeaders are removed from the upstream request on fail-open, besides every
 	// header of the request that Identity reserves. Default: Identity's names, which Envoy
 	// may not have sent to Warden (its allowed_headers).
-	IdentityHeaders []string
+	IdentityHeaders []string `yaml:"-"`
 	// Logger receives the errors that triggered the failure mode. Default: discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // AuthServer implements envoy.service.auth.v3.Authorization by asking a Checker. Create it

@@ -28,41 +28,43 @@ type RateLimiter interface {
 // RateLimitConfig configures a RateLimitServer. The zero value is usable.
 type RateLimitConfig struct {
 	// Disabled makes ShouldRateLimit answer UNIMPLEMENTED (config: envoy.rls.enabled false).
-	Disabled bool
+	Disabled bool `yaml:"-"`
 	// ResponseHeaders adds Warden's RateLimit-Policy, RateLimit and (when over the limit)
 	// Retry-After headers to the client's response through response_headers_to_add (config:
 	// envoy.rls.response_headers). Default off, as in envoyproxy/ratelimit.
-	ResponseHeaders bool
+	ResponseHeaders bool `yaml:"response_headers"`
 	// LimitResponseHeaders adds envoyproxy/ratelimit's own three headers, with its semantics
 	// (src/service/ratelimit.go): the limit, what is left and the seconds until its window
 	// resets, of the descriptor closest to its limit, or of the last one over it (config:
 	// envoy.rls.limit_response_headers_enabled, its LIMIT_RESPONSE_HEADERS_ENABLED). Default
 	// off.
-	LimitResponseHeaders bool
+	LimitResponseHeaders bool `yaml:"limit_response_headers_enabled"`
 	// LimitHeader, RemainingHeader and ResetHeader name them (config:
 	// envoy.rls.limit_limit_header, limit_remaining_header, limit_reset_header, its
 	// LIMIT_LIMIT_HEADER, LIMIT_REMAINING_HEADER, LIMIT_RESET_HEADER). Defaults
 	// RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset.
-	LimitHeader, RemainingHeader, ResetHeader string
+	LimitHeader     string `yaml:"limit_limit_header"`
+	RemainingHeader string `yaml:"limit_remaining_header"`
+	ResetHeader     string `yaml:"limit_reset_header"`
 	// QuotaMode treats every descriptor as in quota mode: the answer is OVER_LIMIT only when
 	// every descriptor (unlimited ones aside) is over its limit (config: envoy.rls.quota_mode,
 	// envoyproxy/ratelimit's QUOTA_MODE). Meant for domains that count every hit (files in
 	// envoyproxy/ratelimit's format): in an all_or_nothing domain a request refused by one
 	// limit consumed nothing from the others, even though it is answered OK.
-	QuotaMode bool
+	QuotaMode bool `yaml:"quota_mode"`
 	// ShadowMode answers OK whatever the limits say, statuses unchanged (config:
 	// envoy.rls.shadow_mode, envoyproxy/ratelimit's SHADOW_MODE).
-	ShadowMode bool
+	ShadowMode bool `yaml:"shadow_mode"`
 	// DynamicMetadata sets the response's dynamic_metadata as envoyproxy/ratelimit does
 	// (config: envoy.rls.dynamic_metadata, its RESPONSE_DYNAMIC_METADATA): the domain, each
 	// descriptor's entries ("key=value"), limit override and hits_addend, the request's
 	// hits_addend, and the merged metadata of the limits that passed. Default off.
-	DynamicMetadata bool
+	DynamicMetadata bool `yaml:"dynamic_metadata"`
 	// UnavailableAsError answers UNAVAILABLE when a fail_closed domain's store cannot decide,
 	// for an Envoy run with failure_mode_deny: true that wants its own failure stat (config:
 	// envoy.rls.unavailable: error). By default the answer is the policy's decision,
 	// OVER_LIMIT, which Envoy enforces whatever its failure_mode_deny.
-	UnavailableAsError bool
+	UnavailableAsError bool `yaml:"-"`
 }
 
 // RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a

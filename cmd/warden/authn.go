@@ -5,71 +5,53 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/jwtauth"
 	"github.com/wardenhq/warden/authn/redisauth"
+	"github.com/wardenhq/warden/fielderr"
 	"github.com/wardenhq/warden/idheader"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/service"
 )
 
-// authnYAML is the authn section.
-type authnYAML struct {
-	// APIKeyHeader carries a bare API key (besides Authorization: Bearer or ApiKey). Default
-	// x-api-key.
-	APIKeyHeader       string `yaml:"api_key_header"`
-	MaxCredentialBytes int    `yaml:"max_credential_bytes"`
+// authnSection is the authn section: each method's own Config (api_keys aside), and the
+// settings of the server around them.
+type authnSection struct {
+	// api_key_header (default x-api-key) and max_credential_bytes.
+	authn.ExtractConfig `yaml:",inline"`
 	// AdminRoles may call AdminService. Default [warden-admin].
-	AdminRoles []string     `yaml:"admin_roles"`
-	APIKeys    *apiKeysYAML `yaml:"api_keys"`
-	JWT        *jwtYAML     `yaml:"jwt"`
-	MTLS       *mtlsYAML    `yaml:"mtls"`
-	OAuth2     *oauth2YAML  `yaml:"oauth2"`
+	AdminRoles []string                   `yaml:"admin_roles"`
+	APIKeys    *apiKeysSection            `yaml:"api_keys"`
+	JWT        *jwtSection                `yaml:"jwt"`
+	MTLS       *authn.MTLSConfig          `yaml:"mtls"`
+	OAuth2     *authn.IntrospectionConfig `yaml:"oauth2"`
 	// PreferPeer lets the mTLS identity decide when a request also carries a bearer
 	// credential. Default false: the bearer credential decides.
 	PreferPeer bool `yaml:"prefer_peer"`
-	// IdentityHeaders names the headers that tell the upstream who called (idheader.Config).
-	// Default x-warden-*.
-	IdentityHeaders struct {
-		Prefix       string `yaml:"prefix"`
-		Subject      string `yaml:"subject"`
-		Tenant       string `yaml:"tenant"`
-		Roles        string `yaml:"roles"`
-		Scopes       string `yaml:"scopes"`
-		AuthMethod   string `yaml:"auth_method"`
-		CredentialID string `yaml:"credential_id"`
-		Tier         string `yaml:"tier"`
-	} `yaml:"identity_headers"`
+	// IdentityHeaders names the headers that tell the upstream who called. Default x-warden-*.
+	IdentityHeaders idheader.Config `yaml:"identity_headers"`
 }
 
-type apiKeysYAML struct {
-	// Environment is live or test: the keys this deployment issues, and accepts unless
-	// Environments says otherwise.
-	Environment string `yaml:"environment"`
-	// Environments are the environments whose keys are accepted (live, test or both).
-	// Default [Environment].
-	Environments []string `yaml:"environments"`
-	// ImportedFormats are the formats of keys Warden did not issue (authn.ImportedFormat).
-	ImportedFormats []struct {
-		Prefix      string `yaml:"prefix"`
-		Environment string `yaml:"environment"`
-		MinLength   int    `yaml:"min_length"`
-		MaxLength   int    `yaml:"max_length"`
-	} `yaml:"imported_formats"`
+// jwtSection is authn.jwt: jwtauth.Config and the revocation store's timeout.
+type jwtSection struct {
+	jwtauth.Config `yaml:",inline"`
+	// RevocationTimeout caps one revocation store lookup (Redis) on the request path; its
+	// budget is the caller's deadline less a margin for answering. Default 500ms.
+	RevocationTimeout time.Duration `yaml:"revocation_timeout"`
+}
+
+// apiKeysSection is authn.api_keys: authn.APIKeysConfig, and the pepper and static keys
+// that cmd/warden turns into its Pepper and Store.
+type apiKeysSection struct {
+	authn.APIKeysConfig `yaml:",inline"`
 	// ImportedKeys are static imported keys: the key through a secret reference, or its
 	// digest (wardenctl keys digest). Read-only like Keys.
 	ImportedKeys []importedKeyYAML `yaml:"imported_keys"`
 	// Pepper keys the HMAC that stores key secrets (at least 32 bytes). Required.
-	Pepper        config.Secret `yaml:"pepper"`
-	CacheSize     int           `yaml:"cache_size"`
-	CacheTTL      time.Duration `yaml:"cache_ttl"`
-	NegativeTTL   time.Duration `yaml:"negative_ttl"`
-	StoreTimeout  time.Duration `yaml:"store_timeout"`
-	RotationGrace time.Duration `yaml:"rotation_grace"`
+	Pepper config.Secret `yaml:"pepper"`
 	// Keys are static keys, stored as digests (wardenctl keys generate prints an entry).
 	// They are read-only: to revoke one, remove it from the file.
 	Keys []authn.StaticKey `yaml:"keys"`
@@ -88,117 +70,34 @@ type importedKeyYAML struct {
 	Expires     time.Time     `yaml:"expires"`
 }
 
-type jwtYAML struct {
-	// RevocationTimeout caps one revocation store lookup (Redis) on the request path; its
-	// budget is the caller's deadline less a margin for answering. Default 500ms.
-	RevocationTimeout time.Duration `yaml:"revocation_timeout"`
-	MaxTokenBytes     int           `yaml:"max_token_bytes"`
-	CacheSize         int           `yaml:"cache_size"`
-	UnknownKIDWait    time.Duration `yaml:"unknown_kid_wait"`
-	Issuers           []struct {
-		Issuer     string        `yaml:"issuer"`
-		Audiences  []string      `yaml:"audiences"`
-		JWKSURL    string        `yaml:"jwks_url"`
-		JWKSFile   string        `yaml:"jwks_file"`
-		Algorithms []string      `yaml:"algorithms"`
-		Leeway     time.Duration `yaml:"leeway"`
-		Types      []string      `yaml:"types"`
-		Claims     struct {
-			Subject string   `yaml:"subject"`
-			Tenant  string   `yaml:"tenant"`
-			Roles   string   `yaml:"roles"`
-			Scopes  string   `yaml:"scopes"`
-			Tier    string   `yaml:"tier"`
-			Copy    []string `yaml:"copy"`
-		} `yaml:"claims"`
-		RequiredClaims  []string      `yaml:"required_claims"`
-		RefreshInterval time.Duration `yaml:"refresh_interval"`
-		RefreshCooldown time.Duration `yaml:"refresh_cooldown"`
-		FetchTimeout    time.Duration `yaml:"fetch_timeout"`
-		MaxJWKSBytes    int64         `yaml:"max_jwks_bytes"`
-		// DropUnacceptableKeys drops unacceptable keys with a warning instead of refusing the
-		// whole set (and the config).
-		DropUnacceptableKeys bool `yaml:"drop_unacceptable_keys"`
-		// AllowSameHostRedirects follows JWKS URL redirects to the same scheme and host.
-		AllowSameHostRedirects bool `yaml:"allow_same_host_redirects"`
-	} `yaml:"issuers"`
-}
-
-type mtlsYAML struct {
-	// Sources, in order: spiffe, dns, cn. Default all three.
-	Sources []string `yaml:"sources"`
-	// Allow lists principals (exact, or a SPIFFE prefix ending in /*). Empty allows none.
-	Allow []string `yaml:"allow"`
-	// GatewayRootsFile verifies client certificates forwarded by a gateway (Envoy's
-	// source.certificate).
-	GatewayRootsFile string `yaml:"gateway_roots_file"`
-	// TrustGatewayPrincipal accepts Envoy's source.principal as already verified.
-	TrustGatewayPrincipal bool `yaml:"trust_gateway_principal"`
-	// Identities give principals roles, a tenant, scopes and a tier: the first whose match
-	// (same patterns as allow) matches.
-	Identities []struct {
-		Match  string   `yaml:"match"`
-		Tenant string   `yaml:"tenant"`
-		Roles  []string `yaml:"roles"`
-		Scopes []string `yaml:"scopes"`
-		Tier   string   `yaml:"tier"`
-	} `yaml:"identities"`
-}
-
-type oauth2YAML struct {
-	Endpoint         string        `yaml:"endpoint"`
-	ClientID         string        `yaml:"client_id"`
-	ClientSecret     config.Secret `yaml:"client_secret"`
-	Timeout          time.Duration `yaml:"timeout"`
-	Issuer           string        `yaml:"issuer"`
-	Audiences        []string      `yaml:"audiences"`
-	ClientIDs        []string      `yaml:"client_ids"`
-	TenantClaim      string        `yaml:"tenant_claim"`
-	CacheSize        int           `yaml:"cache_size"`
-	MaxCacheTTL      time.Duration `yaml:"max_cache_ttl"`
-	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
-	// TokenTypes are the accepted token_type values (case-insensitive). Default
-	// [access_token, Bearer].
-	TokenTypes      []string      `yaml:"token_types"`
-	BreakerFailures int           `yaml:"breaker_failures"`
-	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
-}
-
 func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	s := cfg.Authn
 	if s.IsZero() {
 		return nil
 	}
-	var y authnYAML
+	var y authnSection
 	if err := s.Decode("authn", &y); err != nil {
 		return err
 	}
 	bad := func(path, format string, args ...any) error {
 		return fieldError(s, "authn", path, fmt.Sprintf(format, args...))
 	}
-	ac := &service.Authn{APIKeyHeader: strings.ToLower(y.APIKeyHeader), AdminRoles: y.AdminRoles}
-	ncfg := authn.Config{
-		Extract:    authn.ExtractConfig{APIKeyHeader: ac.APIKeyHeader, MaxCredentialBytes: y.MaxCredentialBytes},
-		PreferPeer: y.PreferPeer,
-	}
+	y.APIKeyHeader = strings.ToLower(y.APIKeyHeader)
+	ac := &service.Authn{APIKeyHeader: y.APIKeyHeader, AdminRoles: y.AdminRoles}
+	ncfg := authn.Config{Extract: y.ExtractConfig, PreferPeer: y.PreferPeer}
 	if len(ac.AdminRoles) == 0 {
 		ac.AdminRoles = []string{"warden-admin"}
 	}
-	ih := y.IdentityHeaders
-	ids, err := idheader.New(idheader.Config{Prefix: ih.Prefix, Subject: ih.Subject, Tenant: ih.Tenant, Roles: ih.Roles,
-		Scopes: ih.Scopes, Method: ih.AuthMethod, CredentialID: ih.CredentialID, Tier: ih.Tier})
+	observe("authn.identity_headers", y.IdentityHeaders)
+	ids, err := idheader.New(y.IdentityHeaders)
 	if err != nil {
-		var ie *idheader.Error
-		if errors.As(err, &ie) {
-			return bad("identity_headers."+ie.Field, "%s", ie.Msg)
-		}
-		return bad("identity_headers", "%v", err)
+		return s.Position(fielderr.Prefix("identity_headers", err))
 	}
 	d.Headers.Identity = ids
 
 	if k := y.APIKeys; k != nil {
-		env, err := authn.ParseEnvironment(k.Environment)
-		if err != nil {
+		if k.Env == authn.EnvUnspecified {
+			_, err := authn.ParseEnvironment("")
 			return bad("api_keys.environment", "%v", err)
 		}
 		if k.Pepper.IsZero() {
@@ -208,24 +107,9 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		if err != nil {
 			return bad("api_keys.pepper", "%v", err)
 		}
-		kc := authn.APIKeysConfig{Pepper: pepper, Env: env, CacheSize: k.CacheSize, CacheTTL: k.CacheTTL,
-			NegativeTTL: k.NegativeTTL, StoreTimeout: k.StoreTimeout, RotationGrace: k.RotationGrace, Logger: a.log}
-		for i, e := range k.Environments {
-			ev, err := authn.ParseEnvironment(e)
-			if err != nil {
-				return bad(fmt.Sprintf("api_keys.environments[%d]", i), "%v", err)
-			}
-			kc.Environments = append(kc.Environments, ev)
-		}
-		for i, f := range k.ImportedFormats {
-			ev := authn.EnvUnspecified
-			if f.Environment != "" {
-				if ev, err = authn.ParseEnvironment(f.Environment); err != nil {
-					return bad(fmt.Sprintf("api_keys.imported_formats[%d].environment", i), "%v", err)
-				}
-			}
-			kc.Imported = append(kc.Imported, authn.ImportedFormat{Prefix: f.Prefix, Env: ev, MinLen: f.MinLength, MaxLen: f.MaxLength})
-		}
+		kc := k.APIKeysConfig
+		kc.Pepper, kc.Logger = pepper, a.log
+		env := kc.Env
 		// A key set without a store checks the imported keys' formats and environments.
 		check, err := authn.NewAPIKeys(authn.APIKeysConfig{Store: &authn.MemoryKeyStore{}, Pepper: pepper, Env: env,
 			Environments: kc.Environments, Imported: kc.Imported})
@@ -263,13 +147,12 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 			recs = append(recs, more...)
 		}
 		if err != nil {
-			var fe *authn.FieldError
-			if errors.As(first(err), &fe) {
-				return &config.Error{File: cfg.Path, Line: s.FieldLine(fe.Path), Field: fe.Path, Msg: fe.Msg}
-			}
-			return bad("api_keys.keys", "%v", err)
+			return s.Position(err)
 		}
 		kc.Store = authn.NewStaticKeys(a.stores.apiKeys, recs)
+		observe("authn.api_keys", kc)
+		observe("authn.api_keys.pepper", pepper.DigestImported("golden-probe"))
+		observe("authn.api_keys.records", recs)
 		keys, err := authn.NewAPIKeys(kc)
 		if err != nil {
 			return bad("api_keys", "%v", err)
@@ -289,22 +172,13 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	}
 
 	if j := y.JWT; j != nil {
-		jc := jwtauth.Config{MaxTokenBytes: j.MaxTokenBytes, CacheSize: j.CacheSize, UnknownKIDWait: j.UnknownKIDWait,
-			Revocations: a.guardRevocations(j.RevocationTimeout), Logger: a.log, Previous: a.jwt}
-		for _, is := range j.Issuers {
-			if is.JWKSFile != "" && !strings.HasPrefix(is.JWKSFile, "/") && cfg.Path != "" {
-				is.JWKSFile = relativeTo(cfg.Path, is.JWKSFile)
-			}
-			jc.Issuers = append(jc.Issuers, jwtauth.IssuerConfig{
-				Issuer: is.Issuer, Audiences: is.Audiences, JWKSURL: is.JWKSURL, JWKSFile: is.JWKSFile,
-				Algorithms: is.Algorithms, Leeway: is.Leeway, Types: is.Types,
-				Claims: jwtauth.ClaimsConfig{Subject: is.Claims.Subject, Tenant: is.Claims.Tenant, Roles: is.Claims.Roles,
-					Scopes: is.Claims.Scopes, Tier: is.Claims.Tier, Copy: is.Claims.Copy},
-				RequiredClaims: is.RequiredClaims, RefreshInterval: is.RefreshInterval,
-				RefreshCooldown: is.RefreshCooldown, FetchTimeout: is.FetchTimeout, MaxJWKSBytes: is.MaxJWKSBytes,
-				DropUnacceptableKeys: is.DropUnacceptableKeys, AllowSameHostRedirects: is.AllowSameHostRedirects,
-			})
+		jc := j.Config
+		jc.Revocations, jc.Logger, jc.Previous = a.guardRevocations(j.RevocationTimeout), a.log, a.jwt
+		for i := range jc.Issuers {
+			jc.Issuers[i].JWKSFile = relativeTo(cfg.Path, jc.Issuers[i].JWKSFile)
 		}
+		observe("authn.jwt", jc)
+		observe("authn.jwt.revocation_timeout", j.RevocationTimeout)
 		v, err := jwtauth.New(jc)
 		if err != nil {
 			return bad("jwt", "%v", err)
@@ -333,59 +207,35 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 	}
 
 	if m := y.MTLS; m != nil {
-		mc := authn.MTLSConfig{Allow: m.Allow, TrustGatewayPrincipal: m.TrustGatewayPrincipal}
-		for _, id := range m.Identities {
-			mc.Identities = append(mc.Identities, authn.MTLSIdentity{Match: id.Match, Tenant: id.Tenant,
-				Roles: id.Roles, Scopes: id.Scopes, Tier: id.Tier})
-		}
-		for i, src := range m.Sources {
-			switch src {
-			case "spiffe":
-				mc.Sources = append(mc.Sources, authn.SourceSPIFFE)
-			case "dns":
-				mc.Sources = append(mc.Sources, authn.SourceDNS)
-			case "cn":
-				mc.Sources = append(mc.Sources, authn.SourceCN)
-			default:
-				return bad(fmt.Sprintf("mtls.sources[%d]", i), "must be spiffe, dns or cn, not %q", src)
-			}
-		}
-		if m.GatewayRootsFile != "" {
-			pem, err := os.ReadFile(relativeTo(cfg.Path, m.GatewayRootsFile))
-			if err != nil {
-				return bad("mtls.gateway_roots_file", "%v", err)
-			}
-			if mc.GatewayRoots, err = authn.CertPoolFromPEM(pem); err != nil {
-				return bad("mtls.gateway_roots_file", "%v", err)
-			}
-		}
+		mc := *m
+		mc.GatewayRootsFile = relativeTo(cfg.Path, mc.GatewayRootsFile)
+		observe("authn.mtls", mc)
 		mt, err := authn.NewMTLS(mc)
 		if err != nil {
-			var fe *authn.FieldError
-			if errors.As(err, &fe) {
-				return bad("mtls."+fe.Path, "%s", fe.Msg)
-			}
-			return bad("mtls", "%v", err)
+			return s.Position(fielderr.Prefix("mtls", err))
 		}
 		ncfg.MTLS = mt
 	}
 
 	if o := y.OAuth2; o != nil {
-		in, err := authn.NewIntrospector(authn.IntrospectionConfig{
-			Endpoint: o.Endpoint, ClientID: o.ClientID, ClientSecret: o.ClientSecret.Reveal(), Timeout: o.Timeout,
-			Issuer: o.Issuer, Audiences: o.Audiences, ClientIDs: o.ClientIDs, TenantClaim: o.TenantClaim,
-			CacheSize: o.CacheSize, MaxCacheTTL: o.MaxCacheTTL, NegativeCacheTTL: o.NegativeCacheTTL, Logger: a.log,
-			TokenTypes: o.TokenTypes, BreakerFailures: o.BreakerFailures, BreakerCooldown: o.BreakerCooldown,
-		})
+		ic := *o
+		ic.Logger = a.log
+		observe("authn.oauth2", ic)
+		in, err := authn.NewIntrospector(ic)
 		if err != nil {
 			return bad("oauth2", "%v", err)
 		}
 		a.next.guards = append(a.next.guards, in.Guard())
 		ncfg.OAuth2 = in
 	}
+	observe("authn", ncfg)
+	observe("authn.service", struct {
+		APIKeyHeader string
+		AdminRoles   []string
+	}{ac.APIKeyHeader, ac.AdminRoles})
 	au, err := authn.NewAuthenticator(ncfg)
 	if err != nil {
-		return &config.Error{File: cfg.Path, Line: s.Line(), Field: "authn", Msg: "enable at least one of api_keys, jwt, mtls, oauth2"}
+		return s.Errorf("authn", "enable at least one of api_keys, jwt, mtls, oauth2")
 	}
 	ac.Authenticator = au
 	d.Authn = ac

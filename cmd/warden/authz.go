@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/wardenhq/warden/authz"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/service"
@@ -18,13 +16,10 @@ func (a *app) buildAuthz(cfg *config.File, d *service.Deps) error {
 	if err := cfg.Authz.Decode("authz", &c); err != nil {
 		return err
 	}
+	observe("authz", c)
 	p, err := authz.Compile(c)
 	if err != nil {
-		var fe *authz.FieldError
-		if errors.As(first(err), &fe) {
-			return &config.Error{File: cfg.Path, Line: cfg.Authz.FieldLine(fe.Path), Field: fe.Path, Msg: fe.Err.Error()}
-		}
-		return &config.Error{File: cfg.Path, Line: cfg.Authz.Line(), Field: "authz", Msg: err.Error()}
+		return cfg.Authz.Position(err)
 	}
 	d.Policy = p
 	d.Auditor = authz.NewAuditor(a.log.With("log", "audit"))

@@ -96,7 +96,7 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, *gene
 	for _, b := range builders {
 		if b.build == nil {
 			if !b.section.IsZero() {
-				return nil, nil, &config.Error{File: cfg.Path, Line: b.section.Line(), Field: b.name, Msg: "this Warden does not support this section yet"}
+				return nil, nil, b.section.Errorf(b.name, "this Warden does not support this section yet")
 			}
 			continue
 		}
@@ -113,11 +113,20 @@ func (a *app) build(ctx context.Context, cfg *config.File) (*service.Deps, *gene
 	return d, gen, nil
 }
 
-// fieldError turns a capability's validation error that carries a field path into a
-// *config.Error with the field's line.
+// observeConfig, when set (by TestExampleConfigsUnchanged only), receives what each builder
+// passes to its capability's constructor, so that a test can show that a config file keeps
+// building the same capabilities.
+var observeConfig func(name string, cfg any)
+
+func observe(name string, cfg any) {
+	if observeConfig != nil {
+		observeConfig(name, cfg)
+	}
+}
+
+// fieldError is a mistake at prefix.field in section s, with the field's line.
 func fieldError(s config.Section, prefix, field, msg string) error {
-	path := prefix + "." + field
-	return &config.Error{File: s.File(), Line: s.FieldLine(path), Field: path, Msg: msg}
+	return s.Errorf(prefix+"."+field, "%s", msg)
 }
 
 // first returns the first error of a joined error (config errors are reported one at a

@@ -14,13 +14,14 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/wardenhq/warden/clients/envoy"
+	"github.com/wardenhq/warden/fielderr"
 	"github.com/wardenhq/warden/internal/config"
-	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/rlconfig"
 	"github.com/wardenhq/warden/service"
 )
 
-// envoyYAML is the envoy section:
+// envoySection is the envoy section: the adapters' own configs (envoy.AuthConfig,
+// envoy.RateLimitConfig) and the server's settings around them:
 //
 //	envoy:
 //	  ratelimit_config: /etc/ratelimit/config   # envoyproxy/ratelimit files: a file or a directory
@@ -28,7 +29,7 @@ import (
 //	  rls: {enabled: true, response_headers: false, limit_response_headers_enabled: false, unavailable: decision}   # or error
 //	  ext_authz: {enabled: true, failure_mode: closed}   # or open, or error
 //	  listen_addr: 127.0.0.1:8081                # optional: also serve both on this port
-type envoyYAML struct {
+type envoySection struct {
 	// RateLimitConfig is a file or directory of envoyproxy/ratelimit config files; their
 	// domains join the rate_limit section's. Watched for changes.
 	RateLimitConfig string `yaml:"ratelimit_config"`
@@ -36,18 +37,8 @@ type envoyYAML struct {
 	// MERGE_DOMAIN_CONFIG).
 	MergeDomainConfig bool `yaml:"merge_domain_config"`
 	RLS               struct {
-		Enabled         *bool `yaml:"enabled"` // default true
-		ResponseHeaders bool  `yaml:"response_headers"`
-		// envoyproxy/ratelimit's LIMIT_RESPONSE_HEADERS_ENABLED, LIMIT_LIMIT_HEADER,
-		// LIMIT_REMAINING_HEADER and LIMIT_RESET_HEADER.
-		LimitResponseHeadersEnabled bool   `yaml:"limit_response_headers_enabled"`
-		LimitLimitHeader            string `yaml:"limit_limit_header"`
-		LimitRemainingHeader        string `yaml:"limit_remaining_header"`
-		LimitResetHeader            string `yaml:"limit_reset_header"`
-		// envoyproxy/ratelimit's QUOTA_MODE, SHADOW_MODE and RESPONSE_DYNAMIC_METADATA.
-		QuotaMode       bool `yaml:"quota_mode"`
-		ShadowMode      bool `yaml:"shadow_mode"`
-		DynamicMetadata bool `yaml:"dynamic_metadata"`
+		envoy.RateLimitConfig `yaml:",inline"`
+		Enabled               *bool `yaml:"enabled"` // default true
 		// PeerStats exports envoyproxy/ratelimit's stat names (peerstats.go); NearLimitRatio
 		// is its NEAR_LIMIT_RATIO (default 0.8).
 		PeerStats      bool    `yaml:"peer_stats"`
@@ -58,8 +49,8 @@ type envoyYAML struct {
 		Unavailable string `yaml:"unavailable"`
 	} `yaml:"rls"`
 	ExtAuthz struct {
-		Enabled     *bool  `yaml:"enabled"` // default true
-		FailureMode string `yaml:"failure_mode"`
+		envoy.AuthConfig `yaml:",inline"`
+		Enabled          *bool `yaml:"enabled"` // default true
 	} `yaml:"ext_authz"`
 	// ListenAddr, when set, serves the two Envoy services (and health) on a separate
 	// listener too, with the same server options. Read at start only.
@@ -76,8 +67,8 @@ type envoyState struct {
 	pendingRLS  envoy.RateLimitConfig
 }
 
-func decodeEnvoy(cfg *config.File) (envoyYAML, error) {
-	var y envoyYAML
+func decodeEnvoy(cfg *config.File) (envoySection, error) {
+	var y envoySection
 	if err := cfg.Envoy.Decode("envoy", &y); err != nil {
 		return y, err
 	}
@@ -93,19 +84,11 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 	if err != nil {
 		return err
 	}
-	authCfg := envoy.AuthConfig{Logger: a.log, Disabled: y.ExtAuthz.Enabled != nil && !*y.ExtAuthz.Enabled,
-		Identity: d.Headers.Identity} // authn.identity_headers (built before)
-	if y.ExtAuthz.FailureMode != "" {
-		m, ok := envoy.ParseFailureMode(y.ExtAuthz.FailureMode)
-		if !ok {
-			return cfg.Envoy.Errorf("envoy.ext_authz.failure_mode", "must be closed, open or error, not %q", y.ExtAuthz.FailureMode)
-		}
-		authCfg.FailureMode = m
-	}
-	rlsCfg := envoy.RateLimitConfig{Disabled: y.RLS.Enabled != nil && !*y.RLS.Enabled, ResponseHeaders: y.RLS.ResponseHeaders,
-		LimitResponseHeaders: y.RLS.LimitResponseHeadersEnabled, LimitHeader: y.RLS.LimitLimitHeader,
-		RemainingHeader: y.RLS.LimitRemainingHeader, ResetHeader: y.RLS.LimitResetHeader,
-		QuotaMode: y.RLS.QuotaMode, ShadowMode: y.RLS.ShadowMode, DynamicMetadata: y.RLS.DynamicMetadata}
+	authCfg := y.ExtAuthz.AuthConfig
+	authCfg.Disabled = y.ExtAuthz.Enabled != nil && !*y.ExtAuthz.Enabled
+	authCfg.Logger, authCfg.Identity = a.log, d.Headers.Identity // authn.identity_headers (built before)
+	rlsCfg := y.RLS.RateLimitConfig
+	rlsCfg.Disabled = y.RLS.Enabled != nil && !*y.RLS.Enabled
 	switch y.RLS.Unavailable {
 	case "", "decision":
 	case "error":
@@ -123,11 +106,7 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 		if err != nil {
 			return err // names the ratelimit file, line and field
 		}
-		var ry rateLimitYAML
-		if err := cfg.RateLimit.Decode("rate_limit", &ry); err != nil {
-			return err
-		}
-		own, err := rateLimitDomains(cfg.RateLimit, ry)
+		own, err := rateLimitDomains(cfg.RateLimit)
 		if err != nil {
 			return err
 		}
@@ -141,14 +120,17 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 		if d.Limiter == nil {
 			return cfg.Envoy.Errorf("envoy.ratelimit_config", "no limiter was built (rate_limit section)")
 		}
+		observe("envoy.domains", append(own, files...))
 		if err := d.Limiter.SetDomains(append(own, files...)); err != nil {
-			var ce *limiter.ConfigError
+			var ce *fielderr.Error
 			if errors.As(err, &ce) {
 				return cfg.Envoy.Errorf("envoy.ratelimit_config", "%s: %v", path, err)
 			}
 			return err
 		}
 	}
+	observe("envoy.ext_authz", authCfg)
+	observe("envoy.rls", rlsCfg)
 	a.envoy.pendingAuth, a.envoy.pendingRLS = authCfg, rlsCfg
 	if a.envoy.auth != nil {
 		a.applyEnvoy()

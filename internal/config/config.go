@@ -1,9 +1,15 @@
 // Package config reads Warden's one YAML configuration file: it decodes it strictly (unknown
-// keys are errors), resolves secret references (${ENV} and file:PATH), validates it, and
-// reports every mistake as one line naming the file, the line and the field.
+// keys are errors), resolves secret references (${ENV} and file:PATH: Secret fields, and the
+// string fields of capability Configs tagged config:"secret"), validates it, and
+// reports every mistake as one line naming the file, the line and the field
+// (*fielderr.Error).
 //
 // It knows the shape of the file, not what the settings do: each capability's section is
-// turned into that package's own Config by the code that builds it (cmd/warden).
+// decoded as is into that package's own Config (Section.Decode; the Config's yaml tags are
+// the section's schema, with the few settings of the server around it beside it in
+// cmd/warden), and the field errors the capability's constructor returns get their
+// file and line here (Section.Position), so that cmd/warden reports every mistake the same
+// way.
 package config
 
 import (
@@ -21,6 +27,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // File is the whole configuration file. The zero value (no file at all) is a valid
@@ -221,7 +229,7 @@ func (s Section) Decode(name string, v any) error {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
-	return resolveSecrets(s.file, reflect.ValueOf(v), name, env)
+	return resolveSecrets(s.file, reflect.ValueOf(v), name, env, s.FieldLine)
 }
 
 // FieldLine returns the line of the value at a dotted path ("webhooks.sources[2].secret";
@@ -234,37 +242,70 @@ func (s Section) FieldLine(path string) int {
 	return lineOf(s.node, path)
 }
 
-// Errorf returns an *Error for a field path inside the section.
+// Errorf returns a positioned *fielderr.Error for a field path inside the section
+// ("envoy.rls.unavailable").
 func (s Section) Errorf(path, format string, args ...any) error {
-	return &Error{File: s.file, Line: s.FieldLine(path), Field: path, Msg: fmt.Sprintf(format, args...)}
+	return errAt(s.file, s.FieldLine(path), path, fmt.Sprintf(format, args...))
 }
 
-// Error is one configuration mistake.
-type Error struct {
-	File  string
-	Line  int
-	Field string
-	Msg   string
+// Position is where a capability's validation errors get their file and line: every
+// *fielderr.Error in err (one, a fielderr.List, or several joined), whose path is relative to
+// the section's own Config, gets the section's name before its path and the line of that
+// field (a path that already starts with the section's name is kept); an error of another
+// type is reported at the section's line. It returns a
+// *fielderr.Error, or a fielderr.List of them when there are several.
+func (s Section) Position(err error) error {
+	if err == nil {
+		return nil
+	}
+	l := fielderr.Flatten(err)
+	out := make(fielderr.List, len(l))
+	for i, e := range l {
+		c := *e
+		if c.File == "" { // positioned already (a file the section names) otherwise
+			if !underSection(c.Path, s.name) {
+				c.Path = joinField(s.name, c.Path)
+			}
+			c.File, c.Line = fileName(s.file), s.FieldLine(c.Path)
+		}
+		out[i] = &c
+	}
+	if len(out) == 1 {
+		return out[0]
+	}
+	return out
 }
 
-func (e *Error) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-	} else {
-		b.WriteString("config")
+// underSection reports whether path already starts with the section's name (authz's paths
+// do).
+func underSection(path, name string) bool {
+	return name != "" && (path == name || strings.HasPrefix(path, name+".") || strings.HasPrefix(path, name+"["))
+}
+
+// joinField is fielderr's path joining: name.path, name[i] for a path starting with "[".
+func joinField(name, path string) string {
+	switch {
+	case path == "":
+		return name
+	case name == "":
+		return path
+	case strings.HasPrefix(path, "["):
+		return name + path
 	}
-	if e.Line > 0 {
-		b.WriteString(":")
-		b.WriteString(strconv.Itoa(e.Line))
+	return name + "." + path
+}
+
+// errAt is a positioned mistake.
+func errAt(file string, line int, path, msg string) *fielderr.Error {
+	return &fielderr.Error{File: fileName(file), Line: line, Path: path, Err: errors.New(msg)}
+}
+
+// fileName is how errors name the file: "config" when the bytes came from no file.
+func fileName(file string) string {
+	if file == "" {
+		return "config"
 	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return file
 }
 
 // Env looks up an environment variable; cmd passes os.LookupEnv.
@@ -280,7 +321,7 @@ func Load(path string, env Env) (*File, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Msg: err.Error()}
+		return nil, errAt(path, 0, "", err.Error())
 	}
 	return Parse(path, data, env)
 }
@@ -313,7 +354,7 @@ func Parse(path string, data []byte, env Env) (*File, error) {
 		s.env = env
 	}
 	doc := root.Content[0]
-	if err := resolveSecrets(path, reflect.ValueOf(f), "", env); err != nil {
+	if err := resolveSecrets(path, reflect.ValueOf(f), "", env, func(p string) int { return lineOf(doc, p) }); err != nil {
 		return nil, err
 	}
 	f.applyDefaults()
@@ -392,7 +433,7 @@ func (f *File) applyDefaults() {
 
 func (f *File) validate(doc *yaml.Node) error {
 	bad := func(path, format string, args ...any) error {
-		return &Error{File: f.Path, Line: lineOf(doc, path), Field: path, Msg: fmt.Sprintf(format, args...)}
+		return errAt(f.Path, lineOf(doc, path), path, fmt.Sprintf(format, args...))
 	}
 	switch f.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -478,7 +519,7 @@ func splitHostPort(a string) (string, string, error) {
 
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
 
-// yamlError turns a yaml error into an *Error with the first problem's line. offset is added
+// yamlError turns a yaml error into a *fielderr.Error with the first problem's line. offset is added
 // to line numbers (for sections decoded from a re-encoded node).
 func yamlError(path string, err error, offset int, field string) error {
 	var te *yaml.TypeError
@@ -489,9 +530,9 @@ func yamlError(path string, err error, offset int, field string) error {
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return &Error{File: path, Line: line + offset, Field: field, Msg: cleanYAMLMsg(m[2])}
+		return errAt(path, line+offset, field, cleanYAMLMsg(m[2]))
 	}
-	return &Error{File: path, Field: field, Msg: msg}
+	return errAt(path, 0, field, msg)
 }
 
 var notFound = regexp.MustCompile(`^field (\S+) not found in type \S+$`)

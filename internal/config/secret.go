@@ -1,6 +1,8 @@
 package config
 
 import (
+	"encoding"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -51,36 +53,73 @@ func (s *Secret) resolve(file, field string, env Env) error {
 	if s.ref == "" {
 		return nil
 	}
-	bad := func(format string, args ...any) error {
-		return &Error{File: file, Line: s.line, Field: field, Msg: fmt.Sprintf(format, args...)}
+	v, err := resolveRef(s.ref, env)
+	if err != nil {
+		return errAt(file, s.line, field, err.Error())
 	}
+	s.value = v
+	return nil
+}
+
+// resolveRef returns the value of a secret reference: ${ENV_VAR} or file:/path.
+func resolveRef(ref string, env Env) (string, error) {
 	switch {
-	case strings.HasPrefix(s.ref, "${") && strings.HasSuffix(s.ref, "}"):
-		name := s.ref[2 : len(s.ref)-1]
+	case strings.HasPrefix(ref, "${") && strings.HasSuffix(ref, "}"):
+		name := ref[2 : len(ref)-1]
 		if name == "" {
-			return bad("empty environment variable name")
+			return "", errors.New("empty environment variable name")
 		}
 		v, ok := env(name)
 		if !ok {
-			return bad("environment variable %s is not set", name)
+			return "", fmt.Errorf("environment variable %s is not set", name)
 		}
 		if v == "" {
-			return bad("environment variable %s is empty", name)
+			return "", fmt.Errorf("environment variable %s is empty", name)
 		}
-		s.value = v
-	case strings.HasPrefix(s.ref, "file:"):
-		p := strings.TrimPrefix(s.ref, "file:")
+		return v, nil
+	case strings.HasPrefix(ref, "file:"):
+		p := strings.TrimPrefix(ref, "file:")
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return bad("secret file: %v", err)
+			return "", fmt.Errorf("secret file: %v", err)
 		}
 		v := strings.TrimRight(string(b), "\r\n")
 		if v == "" {
-			return bad("secret file %s is empty", p)
+			return "", fmt.Errorf("secret file %s is empty", p)
 		}
-		s.value = v
-	default:
-		return bad("secrets are never written inline: use ${ENV_VAR} or file:/path")
+		return v, nil
+	}
+	return "", errors.New("secrets are never written inline: use ${ENV_VAR} or file:/path")
+}
+
+// isSecret reports whether a capability's Config field holds a secret reference: a string
+// or []string field tagged config:"secret" (the capability packages do not import this
+// one, so they cannot use Secret).
+func isSecret(f reflect.StructField) bool {
+	return f.Tag.Get("config") == "secret" &&
+		(f.Type.Kind() == reflect.String || f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.String)
+}
+
+// resolveTagged resolves the reference(s) in a config:"secret" field in place.
+func resolveTagged(file string, v reflect.Value, path string, env Env, line func(string) int) error {
+	one := func(v reflect.Value, path string) error {
+		if v.String() == "" {
+			return nil
+		}
+		val, err := resolveRef(v.String(), env)
+		if err != nil {
+			return errAt(file, line(path), path, err.Error())
+		}
+		v.SetString(val)
+		return nil
+	}
+	if v.Kind() == reflect.String {
+		return one(v, path)
+	}
+	for i := 0; i < v.Len(); i++ {
+		if err := one(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -89,13 +128,13 @@ var secretType = reflect.TypeOf(Secret{})
 
 // resolveSecrets walks v (structs, pointers, slices, maps of them) and resolves every Secret,
 // naming fields by their yaml paths.
-func resolveSecrets(file string, v reflect.Value, path string, env Env) error {
+func resolveSecrets(file string, v reflect.Value, path string, env Env, line func(string) int) error {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
 			return nil
 		}
-		return resolveSecrets(file, v.Elem(), path, env)
+		return resolveSecrets(file, v.Elem(), path, env, line)
 	case reflect.Struct:
 		if v.Type() == secretType {
 			if !v.CanAddr() {
@@ -117,13 +156,19 @@ func resolveSecrets(file string, v reflect.Value, path string, env Env) error {
 			if !inline {
 				p = joinPath(path, name)
 			}
-			if err := resolveSecrets(file, v.Field(i), p, env); err != nil {
+			if isSecret(f) {
+				if err := resolveTagged(file, v.Field(i), p, env, line); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := resolveSecrets(file, v.Field(i), p, env, line); err != nil {
 				return err
 			}
 		}
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
-			if err := resolveSecrets(file, v.Index(i), fmt.Sprintf("%s[%d]", path, i), env); err != nil {
+			if err := resolveSecrets(file, v.Index(i), fmt.Sprintf("%s[%d]", path, i), env, line); err != nil {
 				return err
 			}
 		}
@@ -136,7 +181,7 @@ func resolveSecrets(file string, v reflect.Value, path string, env Env) error {
 			// Map values are not addressable: copy, resolve, store back.
 			cp := reflect.New(v.Type().Elem()).Elem()
 			cp.Set(iter.Value())
-			if err := resolveSecrets(file, cp, joinPath(path, fmt.Sprint(iter.Key().Interface())), env); err != nil {
+			if err := resolveSecrets(file, cp, joinPath(path, fmt.Sprint(iter.Key().Interface())), env, line); err != nil {
 				return err
 			}
 			v.SetMapIndex(iter.Key(), cp)
@@ -167,7 +212,10 @@ func joinPath(a, b string) string {
 	return a + "." + b
 }
 
-var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+var (
+	unmarshalerType     = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+)
 
 // checkKnown reports the first mapping key in n that has no field in t, with its line. yaml's
 // own strict mode works only on whole documents; sections are nodes, so this walks them.
@@ -176,6 +224,14 @@ func checkKnown(file string, n *yaml.Node, t reflect.Type, path string) error {
 		t = t.Elem()
 	}
 	if n == nil || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(textUnmarshalerType) && n.Tag != "!!null" {
+		// yaml reports a TextUnmarshaler's error without its line: check it here, where the
+		// line and the path are known.
+		if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
+			return errAt(file, n.Line, path, err.Error())
+		}
 		return nil
 	}
 	if n.Kind == yaml.AliasNode {
@@ -192,7 +248,7 @@ func checkKnown(file string, n *yaml.Node, t reflect.Type, path string) error {
 			k := n.Content[i]
 			ft, ok := fields[k.Value]
 			if !ok {
-				return &Error{File: file, Line: k.Line, Field: path, Msg: fmt.Sprintf("unknown field %q", k.Value)}
+				return errAt(file, k.Line, path, fmt.Sprintf("unknown field %q", k.Value))
 			}
 			if err := checkKnown(file, n.Content[i+1], ft, joinPath(path, k.Value)); err != nil {
 				return err

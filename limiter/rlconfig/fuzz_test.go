@@ -8,9 +8,11 @@ import (
 
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/rlconfig"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
-// FuzzParse checks that Parse never panics, that every error is an *rlconfig.Error naming the
+// FuzzParse checks that Parse never panics, that every error is an *fielderr.Error naming the
 // file, and that whatever it accepts the limiter accepts too.
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*/*.yaml")
@@ -25,9 +27,9 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := rlconfig.Parse("fuzz.yaml", data)
 		if err != nil {
-			var e *rlconfig.Error
+			var e *fielderr.Error
 			if !errors.As(err, &e) || e.File != "fuzz.yaml" {
-				t.Fatalf("got %T %v, want an *rlconfig.Error for fuzz.yaml", err, err)
+				t.Fatalf("got %T %v, want an *fielderr.Error for fuzz.yaml", err, err)
 			}
 			return
 		}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/rlconfig"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // peerBasic restates test/config/basic_config.yaml.
@@ -383,11 +385,11 @@ func TestPeerConfigVerdicts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.peer, func(t *testing.T) {
 			_, err := rlconfig.Parse(tt.file, []byte(tt.yaml))
-			var e *rlconfig.Error
+			var e *fielderr.Error
 			if !errors.As(err, &e) {
-				t.Fatalf("got %v, want an *rlconfig.Error", err)
+				t.Fatalf("got %v, want an *fielderr.Error", err)
 			}
-			if e.File != tt.file || e.Line != tt.line || !strings.Contains(e.Msg, tt.msg) {
+			if e.File != tt.file || e.Line != tt.line || !strings.Contains(e.Msg(), tt.msg) {
 				t.Errorf("got %q (line %d), want %s:%d and a message containing %q", err, e.Line, tt.file, tt.line, tt.msg)
 			}
 		})
@@ -411,8 +413,8 @@ func TestPeerDomains(t *testing.T) {
 	}
 	t.Run("test/config/config_test.go:357", func(t *testing.T) {
 		_, err := rlconfig.Load(dir(map[string]string{"basic_config.yaml": peerBasic, "duplicate_domain.yaml": "domain: test-domain\ndescriptors:\n"}))
-		var e *rlconfig.Error
-		if !errors.As(err, &e) || filepath.Base(e.File) != "duplicate_domain.yaml" || e.Line != 1 || !strings.Contains(e.Msg, `duplicate domain "test-domain"`) {
+		var e *fielderr.Error
+		if !errors.As(err, &e) || filepath.Base(e.File) != "duplicate_domain.yaml" || e.Line != 1 || !strings.Contains(e.Msg(), `duplicate domain "test-domain"`) {
 			t.Errorf("got %v, want duplicate_domain.yaml:1: duplicate domain", err)
 		}
 	})
@@ -428,8 +430,8 @@ func TestPeerDomains(t *testing.T) {
 	})
 	t.Run("test/config/config_test.go:390", func(t *testing.T) {
 		_, err := rlconfig.LoadOptions(dir(map[string]string{"a.yaml": key1, "b.yaml": key1}), rlconfig.Options{MergeDomains: true})
-		var e *rlconfig.Error
-		if !errors.As(err, &e) || filepath.Base(e.File) != "b.yaml" || e.Line != 4 || !strings.Contains(e.Msg, "duplicate descriptor composite key 'test-domain.key1_value1'") {
+		var e *fielderr.Error
+		if !errors.As(err, &e) || filepath.Base(e.File) != "b.yaml" || e.Line != 4 || !strings.Contains(e.Msg(), "duplicate descriptor composite key 'test-domain.key1_value1'") {
 			t.Errorf("got %v, want b.yaml:4: duplicate descriptor composite key", err)
 		}
 	})

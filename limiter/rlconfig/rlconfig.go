@@ -21,7 +21,7 @@
 // they name another algorithm. Units are second, minute, hour, day, week, and, as
 // envoyproxy/ratelimit's proto allows, month (30 days) and year (365 days).
 //
-// Errors are *Error values naming the file, the line and the field. The package knows nothing
+// Errors are *fielderr.Error values naming the file, the line and the field. The package knows nothing
 // of gRPC, Envoy's protos or how Warden is configured: it turns bytes into plain values.
 //
 //	domains, err := rlconfig.Load("/srv/runtime_data/current/ratelimit/config")
@@ -46,35 +46,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/wardenhq/warden/limiter"
+
+	"github.com/wardenhq/warden/fielderr"
 )
-
-// Error is one mistake in a ratelimit config file.
-type Error struct {
-	// File is the file's path (or the name given to Parse).
-	File string
-	// Line is the 1-based line of the offending field, 0 when unknown.
-	Line int
-	// Field is the path of the field in the file, e.g. "descriptors[0].rate_limit.unit"
-	// ("" for the whole file).
-	Field string
-	Msg   string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteByte(':')
-		b.WriteString(strconv.Itoa(e.Line))
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
 
 // MaxFileSize bounds one config file; larger files are refused rather than read.
 const MaxFileSize = 16 << 20
@@ -101,13 +75,13 @@ func Load(path string) ([]limiter.Domain, error) {
 func LoadOptions(path string, o Options) ([]limiter.Domain, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, &Error{File: path, Msg: err.Error()}
+		return nil, &fielderr.Error{File: path, Err: err}
 	}
 	var files []string
 	if fi.IsDir() {
 		entries, err := os.ReadDir(path)
 		if err != nil {
-			return nil, &Error{File: path, Msg: err.Error()}
+			return nil, &fielderr.Error{File: path, Err: err}
 		}
 		for _, e := range entries {
 			name := e.Name()
@@ -138,8 +112,8 @@ func LoadOptions(path string, o Options) ([]limiter.Domain, error) {
 		}
 		if prev, dup := seen[d.Name]; dup {
 			if !o.MergeDomains {
-				return nil, &Error{File: f, Line: domainLine(data), Field: "domain",
-					Msg: fmt.Sprintf("duplicate domain %q (also in %s)", d.Name, prev)}
+				return nil, &fielderr.Error{File: f, Line: domainLine(data), Path: "domain",
+					Err: fmt.Errorf("duplicate domain %q (also in %s)", d.Name, prev)}
 			}
 			if err := merge(&domains[index[d.Name]], d, f, prev, data); err != nil {
 				return nil, err
@@ -157,8 +131,8 @@ func LoadOptions(path string, o Options) ([]limiter.Domain, error) {
 func merge(into *limiter.Domain, d limiter.Domain, file, prev string, data []byte) error {
 	if (d.FailurePolicy != into.FailurePolicy && d.FailurePolicy != limiter.FailOpen) ||
 		(d.HashTagKey != into.HashTagKey && d.HashTagKey != "") || d.CountRefused != into.CountRefused {
-		return &Error{File: file, Line: domainLine(data), Field: "domain",
-			Msg: fmt.Sprintf("domain %q: failure_policy, hash_tag_key or all_or_nothing differs from %s", d.Name, prev)}
+		return &fielderr.Error{File: file, Line: domainLine(data), Path: "domain",
+			Err: fmt.Errorf("domain %q: failure_policy, hash_tag_key or all_or_nothing differs from %s", d.Name, prev)}
 	}
 	for i, nd := range d.Descriptors {
 		for _, od := range into.Descriptors {
@@ -174,8 +148,8 @@ func merge(into *limiter.Domain, d limiter.Domain, file, prev string, data []byt
 				if nd.Value != "" {
 					name += "_" + nd.Value
 				}
-				return &Error{File: file, Line: line, Field: field,
-					Msg: fmt.Sprintf("duplicate descriptor composite key '%s.%s' (also in %s)", d.Name, name, prev)}
+				return &fielderr.Error{File: file, Line: line, Path: field,
+					Err: fmt.Errorf("duplicate descriptor composite key '%s.%s' (also in %s)", d.Name, name, prev)}
 			}
 		}
 	}
@@ -186,15 +160,15 @@ func merge(into *limiter.Domain, d limiter.Domain, file, prev string, data []byt
 func readFile(name string) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, &Error{File: name, Msg: err.Error()}
+		return nil, &fielderr.Error{File: name, Err: err}
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return nil, &Error{File: name, Msg: err.Error()}
+		return nil, &fielderr.Error{File: name, Err: err}
 	}
 	if len(data) > MaxFileSize {
-		return nil, &Error{File: name, Msg: fmt.Sprintf("larger than %d bytes", MaxFileSize)}
+		return nil, &fielderr.Error{File: name, Err: fmt.Errorf("larger than %d bytes", MaxFileSize)}
 	}
 	return data, nil
 }
@@ -219,13 +193,13 @@ func Parse(name string, data []byte) (limiter.Domain, error) {
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return limiter.Domain{}, &Error{File: name, Field: "domain", Msg: "config file cannot have empty domain"}
+			return limiter.Domain{}, &fielderr.Error{File: name, Path: "domain", Err: errors.New("config file cannot have empty domain")}
 		}
 		return limiter.Domain{}, p.yamlError(err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return limiter.Domain{}, &Error{File: name, Line: extra.Line, Msg: "more than one YAML document: a file holds one domain"}
+		return limiter.Domain{}, &fielderr.Error{File: name, Line: extra.Line, Err: errors.New("more than one YAML document: a file holds one domain")}
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
@@ -251,7 +225,7 @@ func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) error {
 	if n != nil {
 		line = n.Line
 	}
-	return &Error{File: p.file, Line: line, Field: path, Msg: fmt.Sprintf(format, args...)}
+	return &fielderr.Error{File: p.file, Line: line, Path: path, Err: fmt.Errorf(format, args...)}
 }
 
 var yamlLine = strings.NewReplacer("yaml: ", "")
@@ -268,7 +242,7 @@ func (p *parser) yamlError(err error) error {
 			}
 		}
 	}
-	return &Error{File: p.file, Line: line, Msg: msg}
+	return &fielderr.Error{File: p.file, Line: line, Err: errors.New(msg)}
 }
 
 // field returns the key and value nodes of name in mapping m.
@@ -638,18 +612,18 @@ func (p *parser) tier(n *yaml.Node, path string) (limiter.TierLimit, error) {
 	return t, nil
 }
 
-// validationError maps a *limiter.ConfigError path ("domains[0].descriptors[1].rate_limit.unit")
+// validationError maps a *fielderr.Error path ("domains[0].descriptors[1].rate_limit.unit")
 // to the line of that field in the file.
 func (p *parser) validationError(doc *yaml.Node, err error) error {
-	var ce *limiter.ConfigError
+	var ce *fielderr.Error
 	if !errors.As(err, &ce) {
-		return &Error{File: p.file, Msg: err.Error()}
+		return &fielderr.Error{File: p.file, Err: err}
 	}
 	path := ce.Path
 	if strings.HasPrefix(path, "domains[0]") {
 		path = strings.TrimPrefix(strings.TrimPrefix(path, "domains[0]"), ".")
 	}
-	return &Error{File: p.file, Line: lineOf(doc, path), Field: path, Msg: ce.Err.Error()}
+	return &fielderr.Error{File: p.file, Line: lineOf(doc, path), Path: path, Err: errors.New(ce.Err.Error())}
 }
 
 // lineOf finds the line of a dotted path with [i] indexes in a mapping node, or of the nearest

@@ -14,6 +14,8 @@ import (
 	"github.com/wardenhq/warden/limiter"
 	"github.com/wardenhq/warden/limiter/memstore"
 	"github.com/wardenhq/warden/limiter/rlconfig"
+
+	"github.com/wardenhq/warden/fielderr"
 )
 
 // newLimiter builds a limiter on the in-memory store at a fixed instant (the start of a day,
@@ -237,12 +239,12 @@ func TestErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := rlconfig.Parse("f.yaml", []byte(tt.yaml))
-			var e *rlconfig.Error
+			var e *fielderr.Error
 			if !errors.As(err, &e) {
-				t.Fatalf("got %v, want an *rlconfig.Error", err)
+				t.Fatalf("got %v, want an *fielderr.Error", err)
 			}
-			if e.File != "f.yaml" || e.Line != tt.line || e.Field != tt.field || !strings.Contains(e.Msg, tt.msg) {
-				t.Errorf("got %q (line %d, field %q), want line %d, field %q, message containing %q", err, e.Line, e.Field, tt.line, tt.field, tt.msg)
+			if e.File != "f.yaml" || e.Line != tt.line || e.Path != tt.field || !strings.Contains(e.Msg(), tt.msg) {
+				t.Errorf("got %q (line %d, field %q), want line %d, field %q, message containing %q", err, e.Line, e.Path, tt.line, tt.field, tt.msg)
 			}
 		})
 	}
@@ -274,8 +276,8 @@ func TestLoadDirectory(t *testing.T) {
 
 	write("c.yaml", "# same domain as a.yml\n\ndomain: a\n")
 	_, err = rlconfig.Load(dir)
-	var e *rlconfig.Error
-	if !errors.As(err, &e) || e.File != filepath.Join(dir, "c.yaml") || e.Line != 3 || !strings.Contains(e.Msg, `duplicate domain "a"`) || !strings.Contains(e.Msg, "a.yml") {
+	var e *fielderr.Error
+	if !errors.As(err, &e) || e.File != filepath.Join(dir, "c.yaml") || e.Line != 3 || !strings.Contains(e.Msg(), `duplicate domain "a"`) || !strings.Contains(e.Msg(), "a.yml") {
 		t.Errorf("duplicate domain: got %v, want an error at c.yaml:3 naming a.yml", err)
 	}
 
