@@ -141,11 +141,11 @@ func buildDump(t *testing.T, path string, env map[string]string) string {
 	}
 	a := &app{log: slog.New(slog.DiscardHandler), cfg: cfg, env: lookup}
 	defer a.close()
-	if a.tel, err = newTelemetry(cfg.Telemetry, lookup); err != nil {
+	if a.tel, err = newTelemetry(cfg.Telemetry, lookup, nil); err != nil {
 		t.Fatal(err)
 	}
 	a.closers = append(a.closers, a.tel.close)
-	if err := a.openStores(context.Background()); err != nil {
+	if _, err := a.openStores(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	observeConfig = func(name string, v any) {
