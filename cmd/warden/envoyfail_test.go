@@ -167,6 +167,11 @@ func TestEnvoyFailuresAreDecisions(t *testing.T) {
 		lastOther.Store(fmt.Sprint(failKindNames[kind], ": ", err))
 	}
 
+	openFallbacks := func() int64 { return fallbackCount(t, p.admin, "open") }
+	// Read before any call: on a loaded machine even a healthy-phase call may fail open,
+	// and every fail_open answer of every phase is compared with the metric's growth.
+	fallbacksBefore := openFallbacks()
+
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for g := range 2 * nKinds {
@@ -179,12 +184,9 @@ func TestEnvoyFailuresAreDecisions(t *testing.T) {
 			}
 		})
 	}
-	openFallbacks := func() int64 { return fallbackCount(t, p.admin, "open") }
-
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ReadTimeout: 10 * time.Second})
 	defer admin.Close()
 	time.Sleep(500 * time.Millisecond)
-	fallbacksBefore := openFallbacks()
 	phase.Store(transition)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -219,7 +221,9 @@ func TestEnvoyFailuresAreDecisions(t *testing.T) {
 				t.Errorf("%s, %s: %d RPC errors, %d other answers (last: %v), want 0", phases[ph], failKindNames[kind],
 					tl.rpcErr.Load(), tl.other.Load(), lastOther.Load())
 			}
-			if kind == rlsLocal {
+			if kind == rlsLocal && ph != healthy {
+				// The healthy phase counts on another key ("stall"): a loaded machine can
+				// send a few of its calls to the fallback too, each within that key's share.
 				localShareOK += tl.markedOK.Load()
 			}
 			if ph != stalled && ph != down {
