@@ -78,14 +78,26 @@ func ClassifyToken(tok string) TokenKind {
 	return TokenOpaque
 }
 
+// DefaultAPIKeyHeader is the header that carries a bare API key when ExtractConfig does
+// not name another.
+const DefaultAPIKeyHeader = "x-api-key"
+
 // ExtractConfig says where credentials are found in headers. The zero value uses the
 // defaults.
 type ExtractConfig struct {
 	// APIKeyHeader is the header that carries a bare API key, lower case. Default
-	// "x-api-key".
+	// DefaultAPIKeyHeader.
 	APIKeyHeader string `yaml:"api_key_header"`
 	// MaxCredentialBytes caps the length of a credential. Default 8192.
 	MaxCredentialBytes int `yaml:"max_credential_bytes"`
+}
+
+// KeyHeader is the header that carries a bare API key: APIKeyHeader, or its default.
+func (c ExtractConfig) KeyHeader() string {
+	if c.APIKeyHeader == "" {
+		return DefaultAPIKeyHeader
+	}
+	return c.APIKeyHeader
 }
 
 // Extracted is the one bearer-style credential found in headers.
@@ -105,10 +117,7 @@ type Extracted struct {
 // once. Several credentials are refused (Malformed) unless they are the same API key in both
 // headers; another scheme (Basic, Digest…) is Malformed too. No credential is NoCredentials.
 func (c ExtractConfig) Extract(h map[string][]string) (Extracted, Reason) {
-	apiHeader, max := c.APIKeyHeader, c.MaxCredentialBytes
-	if apiHeader == "" {
-		apiHeader = "x-api-key"
-	}
+	apiHeader, max := c.KeyHeader(), c.MaxCredentialBytes
 	if max <= 0 {
 		max = 8192
 	}

@@ -69,10 +69,7 @@ func (a *Admin) admin(ctx context.Context, op string) (*Deps, authn.Principal, e
 }
 
 func (a *Authn) apiKeyHeader() string {
-	if a.APIKeyHeader == "" {
-		return "x-api-key"
-	}
-	return a.APIKeyHeader
+	return authn.ExtractConfig{APIKeyHeader: a.APIKeyHeader}.KeyHeader()
 }
 
 func (a *Admin) keys(ctx context.Context, op string) (*authn.APIKeys, error) {

@@ -14,7 +14,8 @@ import (
 // kinds, and what AdminService needs besides it.
 type Authn struct {
 	Authenticator *authn.Authenticator
-	// APIKeyHeader is the header that carries a bare API key (lower case). Default x-api-key.
+	// APIKeyHeader is the header that carries a bare API key (lower case). Default
+	// authn.DefaultAPIKeyHeader.
 	APIKeyHeader string
 	// APIKeys manages keys for AdminService; nil when API keys are not enabled.
 	APIKeys *authn.APIKeys
@@ -100,10 +101,7 @@ func (a *Authn) authenticate(ctx context.Context, c *wardenv1.Credentials) (auth
 	// Only the headers that can carry a credential are passed on: converting every header
 	// of every request would cost more than the authentication itself.
 	if hs := c.GetHeaders(); len(hs) > 0 {
-		keyHeader := a.APIKeyHeader
-		if keyHeader == "" {
-			keyHeader = "x-api-key"
-		}
+		keyHeader := a.apiKeyHeader()
 		auth, hasAuth := hs["authorization"]
 		key, hasKey := hs[keyHeader]
 		if hasAuth || hasKey {

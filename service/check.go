@@ -320,7 +320,7 @@ func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 			return nil
 		}
 		if err != nil {
-			return s.limiterError(ctx, err)
+			return s.limiterError(ctx, sc.requestField(err))
 		}
 		resp.RateLimits = parts.statuses(&sc.res, resp.RateLimits)
 		resp.ResponseHeaders = parts.headers(&sc.res, resp.ResponseHeaders, d.Headers.RateLimit)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,9 @@ type rlScratch struct {
 	// A route's descriptors for Check (resolveDescriptors), copied into descs by fill.
 	routeDescs   []limiter.RequestDescriptor
 	routeEntries []limiter.Entry
+	// prefix and nExtra map the limiter's field paths back to the request's (requestField).
+	prefix string
+	nExtra int
 }
 
 // rlPool recycles scratch buffers; it carries no data from one call to the next.
@@ -57,7 +61,7 @@ func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 	}
 	if err := d.Limiter.Check(ctx, sc.req, &sc.res); err != nil {
 		if !req.GetUnavailableAsDenial() || !errors.Is(err, limiter.ErrUnavailable) {
-			return nil, s.limiterError(ctx, err)
+			return nil, s.limiterError(ctx, sc.requestField(err))
 		}
 		// The caller asked for the fail_closed policy's answer as a decision: sc.res holds it.
 		s.audit.LogAttrs(ctx, slogWarn, "rate-limit store unavailable: denied by fail_closed", attrRPC("CheckRateLimit"),
@@ -69,10 +73,13 @@ func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 	return rateLimitResponse(&sc.res, d.Headers.RateLimit), nil
 }
 
-// fill validates a request's descriptors into the scratch request. prefix names the
-// request's field for error messages ("" or "rate_limit_"). extra descriptors (a route's)
-// come first.
+// fill turns a request's descriptors into the scratch request, checking only what the wire
+// bounds (a domain, how many descriptors and entries, entry sizes, a limit's window): what a
+// limit means (costs, overrides, empty descriptors) is limiter.Check's to validate, once,
+// with its field paths, which requestField maps back to the request's. prefix names the
+// request's fields ("" or "rate_limit_"). extra descriptors (a route's) come first.
 func (sc *rlScratch) fill(domain string, descs []*wardenv1.RateLimitDescriptor, cost *int64, tier, prefix string, extra []limiter.RequestDescriptor) error {
+	sc.prefix, sc.nExtra = prefix, len(extra)
 	if domain == "" {
 		return invalidArgument(prefix+"domain", "required")
 	}
@@ -85,20 +92,24 @@ func (sc *rlScratch) fill(domain string, descs []*wardenv1.RateLimitDescriptor, 
 	c := int64(1)
 	if cost != nil {
 		c = *cost
-		if c < 0 {
-			return invalidArgument("cost", "must not be negative (0 peeks)")
-		}
 	}
 	sc.descs = append(sc.descs[:0], extra...)
 	sc.entries = sc.entries[:0]
 	for i, desc := range descs {
 		es := desc.GetEntries()
-		if len(es) == 0 || len(es) > maxEntries {
-			return invalidArgument(prefix+"descriptors["+strconv.Itoa(i)+"].entries", "between 1 and "+strconv.Itoa(maxEntries)+" entries")
+		if len(es) > maxEntries {
+			return invalidArgument(prefix+"descriptors["+strconv.Itoa(i)+"].entries", "at most "+strconv.Itoa(maxEntries)+" entries")
 		}
 		for _, e := range es {
 			if e.GetKey() == "" || len(e.GetKey()) > maxEntryBytes || len(e.GetValue()) > maxEntryBytes {
 				return invalidArgument(prefix+"descriptors["+strconv.Itoa(i)+"].entries", "keys must be non-empty; keys and values at most 1024 bytes")
+			}
+		}
+		if o := desc.GetLimit(); o != nil {
+			// The limiter reads a zero period as "no override": a limit without a valid
+			// window is the wire's mistake, not a request without a limit.
+			if w := o.GetWindow(); w == nil || !w.IsValid() || w.AsDuration() <= 0 {
+				return invalidArgument(prefix+"descriptors["+strconv.Itoa(i)+"].limit.window", "required, positive")
 			}
 		}
 	}
@@ -114,26 +125,35 @@ func (sc *rlScratch) fill(domain string, descs []*wardenv1.RateLimitDescriptor, 
 		n := len(desc.GetEntries())
 		rd := limiter.RequestDescriptor{Entries: sc.entries[off : off+n : off+n]}
 		if desc.Cost != nil {
-			if *desc.Cost < 0 {
-				return invalidArgument(prefix+"descriptors.cost", "must not be negative (0 peeks)")
-			}
 			rd.Cost, rd.HasCost = *desc.Cost, true
 		}
 		if o := desc.GetLimit(); o != nil {
-			w := o.GetWindow()
-			if w == nil || !w.IsValid() || w.AsDuration() <= 0 {
-				return invalidArgument(prefix+"descriptors.limit.window", "required, positive")
-			}
-			if o.GetRequestsPerUnit() < 0 {
-				return invalidArgument(prefix+"descriptors.limit.requests_per_unit", "must not be negative")
-			}
-			rd.Override = limiter.LimitOverride{RequestsPerUnit: o.GetRequestsPerUnit(), Period: w.AsDuration()}
+			rd.Override = limiter.LimitOverride{RequestsPerUnit: o.GetRequestsPerUnit(), Period: o.GetWindow().AsDuration()}
 		}
 		sc.descs = append(sc.descs, rd)
 		off += n
 	}
 	sc.req = limiter.Request{Domain: domain, Descriptors: sc.descs, Cost: c, Tier: tier}
 	return nil
+}
+
+// requestField rewrites the field path of a *limiter.RequestError from the limiter's
+// request (the route's descriptors first, then the caller's) to the caller's own fields:
+// "descriptors[i]…" becomes prefix+"descriptors[i−nExtra]…". Other errors pass through.
+func (sc *rlScratch) requestField(err error) error {
+	var re *limiter.RequestError
+	if !errors.As(err, &re) {
+		return err
+	}
+	const d = "descriptors["
+	if rest, ok := strings.CutPrefix(re.Field, d); ok {
+		if j := strings.IndexByte(rest, ']'); j > 0 {
+			if i, perr := strconv.Atoi(rest[:j]); perr == nil && i >= sc.nExtra {
+				return &limiter.RequestError{Field: sc.prefix + d + strconv.Itoa(i-sc.nExtra) + rest[j:], Reason: re.Reason}
+			}
+		}
+	}
+	return err
 }
 
 // limiterError maps the limiter's errors to codes.

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/redistest"
@@ -201,4 +203,43 @@ func hasHeader(hs []*wardenv1.Header, name, value string) bool {
 		}
 	}
 	return false
+}
+
+// TestCheckRateLimitInvalidFieldPaths: what a limit means is validated once, by
+// limiter.Check, and its field paths name the caller's fields, index included.
+func TestCheckRateLimitInvalidFieldPaths(t *testing.T) {
+	c := limiterServer(t, memstore.New(memstore.Options{}))
+	neg := desc("a", "b")
+	neg.Cost = proto.Int64(-2)
+	badOverride := desc("a", "b")
+	badOverride.Limit = &wardenv1.RateLimitDescriptor_LimitOverride{RequestsPerUnit: -1, Window: durationpb.New(time.Second)}
+	noWindow := desc("a", "b")
+	noWindow.Limit = &wardenv1.RateLimitDescriptor_LimitOverride{RequestsPerUnit: 5}
+	for _, tc := range []struct {
+		name  string
+		req   *wardenv1.CheckRateLimitRequest
+		field string
+	}{
+		{"negative cost", &wardenv1.CheckRateLimitRequest{Domain: "api", Descriptors: []*wardenv1.RateLimitDescriptor{desc("a", "b")}, Cost: proto.Int64(-1)}, "cost"},
+		{"empty second descriptor", &wardenv1.CheckRateLimitRequest{Domain: "api", Descriptors: []*wardenv1.RateLimitDescriptor{desc("a", "b"), {}}}, "descriptors[1].entries"},
+		{"negative cost of the second descriptor", &wardenv1.CheckRateLimitRequest{Domain: "api", Descriptors: []*wardenv1.RateLimitDescriptor{desc("a", "b"), neg}}, "descriptors[1].cost"},
+		{"negative override", &wardenv1.CheckRateLimitRequest{Domain: "api", Descriptors: []*wardenv1.RateLimitDescriptor{badOverride}}, "descriptors[0].limit"},
+		{"override without a window", &wardenv1.CheckRateLimitRequest{Domain: "api", Descriptors: []*wardenv1.RateLimitDescriptor{desc("a", "b"), noWindow}}, "descriptors[1].limit.window"},
+	} {
+		_, err := c.CheckRateLimit(context.Background(), tc.req)
+		st := status.Convert(err)
+		if st.Code() != codes.InvalidArgument {
+			t.Errorf("%s: got %v, want INVALID_ARGUMENT", tc.name, err)
+			continue
+		}
+		var field string
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+				field = br.FieldViolations[0].Field
+			}
+		}
+		if field != tc.field {
+			t.Errorf("%s: field %q (%s), want %q", tc.name, field, st.Message(), tc.field)
+		}
+	}
 }
