@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/trace"
@@ -22,12 +23,14 @@ const maxRequestIDLen = 128
 
 // reqInfo is the context of one unary call as its handler sees it: the call's request, and
 // its request id, found (or generated) only when a line is logged, then the same for every
-// line of the call. It is unaryStack's one allocation per call.
+// line of the call. It is unaryStack's one allocation per call: a generated id is written
+// into gen and id points into it, so that logging costs no allocation either.
 type reqInfo struct {
 	context.Context
 	req  any
 	once sync.Once
 	id   string
+	gen  [requestIDLen]byte
 }
 
 type reqInfoKey struct{}
@@ -40,7 +43,13 @@ func (r *reqInfo) Value(k any) any {
 }
 
 func (r *reqInfo) requestID() string {
-	r.once.Do(func() { r.id = findRequestID(r.Context, r.req) })
+	r.once.Do(func() {
+		if r.id = callerRequestID(r.Context, r.req); r.id == "" {
+			newRequestID(&r.gen)
+			// gen is written once, here, before the string is made, and never again.
+			r.id = unsafe.String(&r.gen[0], len(r.gen))
+		}
+	})
 	return r.id
 }
 
@@ -57,14 +66,24 @@ type unaryStack struct {
 func (u unaryStack) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	mm, start := u.rpc.begin(info.FullMethod)
 	resp, err := u.recover(&reqInfo{Context: ctx, req: req}, req, info, handler)
-	u.rpc.end(ctx, mm, start, resp, err)
+	u.rpc.end(mm, start, resp, err)
 	return resp, err
 }
 
-// findRequestID is the call's request id: Envoy's (attributes.request.http.id of an ext_authz
-// check, or its x-request-id header), else the x-request-id of a Warden API check's HTTP
-// request or of the call's gRPC metadata, else a new one.
+// findRequestID is the call's request id: the caller's (see callerRequestID), else a new one.
 func findRequestID(ctx context.Context, req any) string {
+	if id := callerRequestID(ctx, req); id != "" {
+		return id
+	}
+	var b [requestIDLen]byte
+	newRequestID(&b)
+	return string(b[:])
+}
+
+// callerRequestID is the request id the caller gave: Envoy's (attributes.request.http.id of
+// an ext_authz check, or its x-request-id header), else the x-request-id of a Warden API
+// check's HTTP request or of the call's gRPC metadata; "" when none.
+func callerRequestID(ctx context.Context, req any) string {
 	var id string
 	switch r := req.(type) {
 	case *authv3.CheckRequest:
@@ -80,9 +99,6 @@ func findRequestID(ctx context.Context, req any) string {
 			id = v[0]
 		}
 	}
-	if id == "" {
-		return newRequestID()
-	}
 	if len(id) > maxRequestIDLen {
 		id = id[:maxRequestIDLen]
 	}
@@ -96,12 +112,16 @@ var (
 
 func init() { _, _ = rand.Read(requestIDBase[:]) }
 
-// newRequestID is 32 hex digits: the process's random base and a sequence number.
-func newRequestID() string {
-	var b [16]byte
+// requestIDLen is the length of a generated request id.
+const requestIDLen = 32
+
+// newRequestID writes a new request id into id: 32 hex digits, the process's random base
+// and a sequence number.
+func newRequestID(id *[requestIDLen]byte) {
+	var b [requestIDLen / 2]byte
 	copy(b[:8], requestIDBase[:])
 	binary.BigEndian.PutUint64(b[8:], requestIDSeq.Add(1))
-	return hex.EncodeToString(b[:])
+	hex.Encode(id[:], b[:])
 }
 
 // ctxHandler adds to every record logged with a call's context its request_id and, when the

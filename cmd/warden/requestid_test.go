@@ -127,8 +127,8 @@ func TestFindRequestID(t *testing.T) {
 func testStack(tb testing.TB) unaryStack {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	tb.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	r, err := newRPCMetrics(mp.Meter(""))
-	if err != nil {
+	r := newRPCMetrics()
+	if err := r.observe(mp.Meter("")); err != nil {
 		tb.Fatal(err)
 	}
 	s := grpc.NewServer()

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"math"
+	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
@@ -16,6 +21,7 @@ import (
 
 	"github.com/wardenhq/warden/clients/envoy"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
+	"github.com/wardenhq/warden/internal/config"
 )
 
 var exampleEnv = map[string]string{
@@ -130,8 +136,8 @@ func meteredUnary(tb testing.TB, withMetrics bool) func() {
 		tb.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 		m = mp.Meter("")
 	}
-	r, err := newRPCMetrics(m)
-	if err != nil {
+	r := newRPCMetrics()
+	if err := r.observe(m); err != nil {
 		tb.Fatal(err)
 	}
 	s := grpc.NewServer()
@@ -152,10 +158,7 @@ func TestRPCMetricsAllocateNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, call); n != 0 {
 		t.Errorf("allocs per metered call: got %v, want 0", n)
 	}
-	r, err := newRPCMetrics(noop.NewMeterProvider().Meter(""))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := newRPCMetrics()
 	ctx := context.Background()
 	unavailable := status.Error(codes.Unavailable, "x")
 	dc := decisionChecker{Checker: checkerFunc(func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
@@ -179,10 +182,7 @@ func cpuTime(t *testing.T) int64 {
 // interceptor: the fail-open is counted, and so is the error beneath it.
 func TestExtAuthzFailOpenCounted(t *testing.T) {
 	for _, mode := range []envoy.FailureMode{envoy.FailOpen, envoy.FailClosed} {
-		r, err := newRPCMetrics(noop.NewMeterProvider().Meter(""))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := newRPCMetrics()
 		s := grpc.NewServer()
 		failing := checkerFunc(func(context.Context, *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 			return nil, status.Error(codes.Unavailable, "redis down")
@@ -256,5 +256,77 @@ func TestTimingRPCMetricsOverhead(t *testing.T) {
 	t.Logf("CPU per decision: %.0f ns without metrics, %.0f ns with", off, on)
 	if on-off > 1000 {
 		t.Errorf("metrics add %.0f ns per decision, want at most 1000", on-off)
+	}
+}
+
+// TestRPCDurationHistogramExposed records known durations into the RPC latency histogram of
+// a real telemetry (its Prometheus exporter and registry) and reads them back from the
+// /metrics text: each lands in the bucket whose le is the first bound at least as large (a
+// bound belongs to its own bucket), the count is the +Inf bucket, the sum is exact, and the
+// calls and in-flight series agree with the histogram.
+func TestRPCDurationHistogramExposed(t *testing.T) {
+	tel, err := newTelemetry(config.Telemetry{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tel.close)
+	s := grpc.NewServer()
+	wardenv1.RegisterWardenServiceServer(s, wardenv1.UnimplementedWardenServiceServer{})
+	tel.rpc.addMethods(s)
+	mm := tel.rpc.method(wardenv1.WardenService_CheckRateLimit_FullMethodName)
+	ns := []time.Duration{
+		0, 1, 50 * time.Microsecond, // le 5e-05
+		50*time.Microsecond + 1, 100 * time.Microsecond, // le 0.0001
+		250 * time.Microsecond,                 // le 0.00025
+		time.Millisecond - 1, time.Millisecond, // le 0.001
+		20*time.Millisecond + 1,          // le 0.05
+		time.Second,                      // le 1
+		time.Second + 1, 3 * time.Second, // +Inf
+	}
+	var sum time.Duration
+	for _, d := range ns {
+		mm.durations[codes.OK].record(d)
+		sum += d
+	}
+	mm.durations[codes.Unavailable].record(2 * time.Millisecond)
+	mm.started.Add(uint64(len(ns)) + 1 + 1) // one call still in flight
+
+	srv := httptest.NewServer(promhttp.HandlerFor(tel.reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	_, body := httpGet(t, srv.URL)
+	ok := []string{`grpc_service="warden.v1.WardenService"`, `grpc_method="CheckRateLimit"`, `grpc_code="OK"`}
+	for _, want := range []struct{ le, n string }{
+		{"5e-05", "3"}, {"0.0001", "5"}, {"0.00025", "6"}, {"0.0005", "6"}, {"0.001", "8"},
+		{"0.0025", "8"}, {"0.005", "8"}, {"0.01", "8"}, {"0.02", "8"}, {"0.05", "9"},
+		{"0.1", "9"}, {"0.25", "9"}, {"0.5", "9"}, {"1", "10"}, {"+Inf", "12"},
+	} {
+		if got := metricLine(body, "warden_grpc_server_duration_seconds_bucket", append(ok, `le="`+want.le+`"`)...); got != want.n {
+			t.Errorf("bucket le=%s: got %q, want %s", want.le, got, want.n)
+		}
+	}
+	if got := metricLine(body, "warden_grpc_server_duration_seconds_count", ok...); got != "12" {
+		t.Errorf("count: got %q, want 12", got)
+	}
+	if got, err := strconv.ParseFloat(metricLine(body, "warden_grpc_server_duration_seconds_sum", ok...), 64); err != nil || math.Abs(got-sum.Seconds()) > 1e-9 {
+		t.Errorf("sum: got %v (%v), want %v", got, err, sum.Seconds())
+	}
+	unavailable := []string{`grpc_method="CheckRateLimit"`, `grpc_code="Unavailable"`}
+	for _, want := range []struct{ le, n string }{{"0.001", "0"}, {"0.0025", "1"}, {"+Inf", "1"}} {
+		if got := metricLine(body, "warden_grpc_server_duration_seconds_bucket", append(unavailable, `le="`+want.le+`"`)...); got != want.n {
+			t.Errorf("Unavailable bucket le=%s: got %q, want %s", want.le, got, want.n)
+		}
+	}
+	if got := metricLine(body, "warden_grpc_server_calls_total", ok...); got != "12" {
+		t.Errorf("calls: got %q, want 12", got)
+	}
+	if got := metricLine(body, "warden_grpc_server_in_flight", `grpc_method="CheckRateLimit"`); got != "1" {
+		t.Errorf("in flight: got %q, want 1", got)
+	}
+	if got := metricLine(body, "warden_grpc_server_duration_seconds_count", `grpc_method="Check"`); got != "" {
+		t.Errorf("a method without calls has a histogram: count %q", got)
+	}
+	if !strings.Contains(body, "# TYPE warden_grpc_server_duration_seconds histogram") ||
+		!strings.Contains(body, `otel_scope_name="github.com/wardenhq/warden"`) {
+		t.Errorf("the histogram is not exposed as before (TYPE histogram, otel_scope_name):\n%s", body)
 	}
 }

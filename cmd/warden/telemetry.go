@@ -25,6 +25,9 @@ import (
 	"github.com/wardenhq/warden/internal/streamguard"
 )
 
+// meterName is the instrumentation scope of Warden's metrics (the otel_scope_name label).
+const meterName = "github.com/wardenhq/warden"
+
 // telemetry owns the meter provider (exported for Prometheus on the admin listener) and, when
 // sampling is on, a tracer provider behind the gRPC stats handler.
 type telemetry struct {
@@ -50,12 +53,14 @@ func newTelemetry(c config.Telemetry, env config.Env, spans sdktrace.SpanExporte
 	if err != nil {
 		return nil, err
 	}
-	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg))
+	// The RPC latency histogram is aggregated by t.rpc itself, and read from it at collection.
+	t.rpc = newRPCMetrics()
+	exp, err := otelprom.New(otelprom.WithRegisterer(t.reg), otelprom.WithProducer(t.rpc))
 	if err != nil {
 		return nil, err
 	}
 	t.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
-	t.meter = t.mp.Meter("github.com/wardenhq/warden")
+	t.meter = t.mp.Meter(meterName)
 	if c.TraceSampleRatio > 0 {
 		opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res),
 			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio)))}
@@ -97,7 +102,7 @@ func newTelemetry(c config.Telemetry, env config.Env, spans sdktrace.SpanExporte
 	if err = t.observeAPIKeyCache(); err != nil {
 		return nil, err
 	}
-	if t.rpc, err = newRPCMetrics(t.meter); err != nil {
+	if err = t.rpc.observe(t.meter); err != nil {
 		return nil, err
 	}
 	return t, nil
