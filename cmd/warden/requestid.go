@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/trace"
@@ -23,14 +22,12 @@ const maxRequestIDLen = 128
 
 // reqInfo is the context of one unary call as its handler sees it: the call's request, and
 // its request id, found (or generated) only when a line is logged, then the same for every
-// line of the call. It is unaryStack's one allocation per call: a generated id is written
-// into gen and id points into it, so that logging costs no allocation either.
+// line of the call. It is unaryStack's one allocation per call.
 type reqInfo struct {
 	context.Context
 	req  any
 	once sync.Once
 	id   string
-	gen  [requestIDLen]byte
 }
 
 type reqInfoKey struct{}
@@ -43,13 +40,7 @@ func (r *reqInfo) Value(k any) any {
 }
 
 func (r *reqInfo) requestID() string {
-	r.once.Do(func() {
-		if r.id = callerRequestID(r.Context, r.req); r.id == "" {
-			newRequestID(&r.gen)
-			// gen is written once, here, before the string is made, and never again.
-			r.id = unsafe.String(&r.gen[0], len(r.gen))
-		}
-	})
+	r.once.Do(func() { r.id = findRequestID(r.Context, r.req) })
 	return r.id
 }
 
@@ -70,20 +61,10 @@ func (u unaryStack) intercept(ctx context.Context, req any, info *grpc.UnaryServ
 	return resp, err
 }
 
-// findRequestID is the call's request id: the caller's (see callerRequestID), else a new one.
+// findRequestID is the call's request id: Envoy's (attributes.request.http.id of an ext_authz
+// check, or its x-request-id header), else the x-request-id of a Warden API check's HTTP
+// request or of the call's gRPC metadata, else a new one.
 func findRequestID(ctx context.Context, req any) string {
-	if id := callerRequestID(ctx, req); id != "" {
-		return id
-	}
-	var b [requestIDLen]byte
-	newRequestID(&b)
-	return string(b[:])
-}
-
-// callerRequestID is the request id the caller gave: Envoy's (attributes.request.http.id of
-// an ext_authz check, or its x-request-id header), else the x-request-id of a Warden API
-// check's HTTP request or of the call's gRPC metadata; "" when none.
-func callerRequestID(ctx context.Context, req any) string {
 	var id string
 	switch r := req.(type) {
 	case *authv3.CheckRequest:
@@ -99,6 +80,9 @@ func callerRequestID(ctx context.Context, req any) string {
 			id = v[0]
 		}
 	}
+	if id == "" {
+		return newRequestID()
+	}
 	if len(id) > maxRequestIDLen {
 		id = id[:maxRequestIDLen]
 	}
@@ -112,16 +96,12 @@ var (
 
 func init() { _, _ = rand.Read(requestIDBase[:]) }
 
-// requestIDLen is the length of a generated request id.
-const requestIDLen = 32
-
-// newRequestID writes a new request id into id: 32 hex digits, the process's random base
-// and a sequence number.
-func newRequestID(id *[requestIDLen]byte) {
-	var b [requestIDLen / 2]byte
+// newRequestID is 32 hex digits: the process's random base and a sequence number.
+func newRequestID() string {
+	var b [16]byte
 	copy(b[:8], requestIDBase[:])
 	binary.BigEndian.PutUint64(b[8:], requestIDSeq.Add(1))
-	hex.Encode(id[:], b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // ctxHandler adds to every record logged with a call's context its request_id and, when the
