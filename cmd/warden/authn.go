@@ -243,5 +243,5 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 }
 
 func (a *app) apiKeysRedis() redisauth.Config {
-	return redisauth.Config{Client: a.redis, Prefix: a.cfg.Redis.KeyPrefix + "apikey:", Channel: a.cfg.Redis.KeyPrefix + "apikey:invalidate"}
+	return redisauth.Config{Client: a.redis, Prefix: a.cfg.Redis.KeyPrefix + apiKeyKeys, Channel: a.cfg.Redis.KeyPrefix + apiKeyKeys + "invalidate"}
 }

@@ -39,12 +39,12 @@ func (a *app) openStores(ctx context.Context) ([]runFunc, error) {
 	runs := []runFunc{fallback.Run}
 	a.stores.limitsFallback = fallback
 	if a.redis != nil {
-		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: prefix + "webhook:"})
+		a.stores.webhookReplay = redisreplay.New(a.redis, redisreplay.Config{Prefix: prefix + webhookKeys})
 		obs, err := a.tel.redisObserver()
 		if err != nil {
 			return nil, err
 		}
-		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + "rl:", Logger: a.log, Pipelines: a.cfg.Redis.Pipelines, Observer: obs})
+		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + rateLimitKeys, Logger: a.log, Pipelines: a.cfg.Redis.Pipelines, Observer: obs})
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +66,7 @@ func (a *app) openStores(ctx context.Context) ([]runFunc, error) {
 			return nil, err
 		}
 		a.stores.apiKeys = ks
-		a.stores.jwtRevocations = redisrevoke.New(a.redis, redisrevoke.Config{Prefix: prefix + "jti:"})
+		a.stores.jwtRevocations = redisrevoke.New(a.redis, redisrevoke.Config{Prefix: prefix + jtiKeys})
 	} else {
 		a.stores.webhookReplay = webhook.NewMemoryReplay(webhook.MemoryReplayConfig{})
 		a.stores.limits = fallback

@@ -15,6 +15,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 
+	"github.com/wardenhq/warden/authn"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/redistest"
 )
@@ -120,7 +121,12 @@ func TestREADMEMetricsTable(t *testing.T) {
 	ea := authv3.NewAuthorizationClient(cc)
 	rls := rlsv3.NewRateLimitServiceClient(cc)
 	ctx := context.Background()
+	unknownKey, _, err := authn.NewAPIKey(authn.EnvLive) // well formed: looked up in the Redis key store
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 20 {
+		_, _ = c.Authenticate(ctx, &wardenv1.AuthenticateRequest{Credentials: &wardenv1.Credentials{ApiKey: unknownKey}})
 		_, _ = c.Check(ctx, &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/healthz"}})
 		_, _ = c.Check(ctx, &wardenv1.CheckRequest{Http: &wardenv1.HttpRequest{Method: "GET", Path: "/v1/users/alice/orders"}})
 		_, _ = c.Authenticate(ctx, &wardenv1.AuthenticateRequest{Credentials: &wardenv1.Credentials{ApiKey: "not-a-key"}})

@@ -241,6 +241,11 @@ func (a *app) openRedis(ctx context.Context) error {
 	if err := a.tel.observeRedisPool(a.redis); err != nil {
 		return err
 	}
+	hook, err := a.tel.redisCommandHook(rc.KeyPrefix)
+	if err != nil {
+		return err
+	}
+	a.redis.AddHook(hook)
 	return redisconn.Check(ctx, a.redis, a.cfg.Redis.Addrs)
 }
 
