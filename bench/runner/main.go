@@ -94,7 +94,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.maxOther, "max-other", 10, "a run where CPU 0 is busier than this (%) with anything but Warden and Redis is disturbed")
 	fs.IntVar(&o.reruns, "reruns", 1, "re-run a disturbed round up to this many times")
 	fs.IntVar(&o.checks, "checks", 10, "decision samples with a real client before and after every measured load")
-	fs.IntVar(&o.perScript, "decisions-per-script", 1, "a Redis row is INVALID if Redis ran fewer than one script call per this many store decisions (the batching the Redis store claims: 1 = one EVALSHA per decision)")
+	fs.IntVar(&o.perScript, "decisions-per-script", 64, "a Redis row is INVALID if Redis ran fewer than one script call per this many store decisions (the Redis store carries up to 64 Takes in one EVALSHA; 1: one EVALSHA per decision, as Wardens before that did)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -39,10 +39,12 @@ func report(o *options, pinNote string, loads []load, rows []*row, setups []*set
 	for _, r := range rows {
 		fmt.Fprintf(&b, "- %s: %s\n", r.label, decisionSummary(r.decisions))
 	}
-	b.WriteString("\n## Redis rows: did they decide on Redis?\n\nWarden's decision counters (/metrics, by source) and Redis's script calls " +
-		"(INFO commandstats) read before and after every measured load; a row with a fail_open or fallback decision, " +
-		"no store decision, or fewer script calls than the batching claims is INVALID and shows no figures. " +
-		"The Redis floors and envoyproxy/ratelimit have no decision counters: each call answered OK is a decision, " +
+	fmt.Fprintf(&b, "\n## Redis rows: did they decide on Redis?\n\nWarden's counters (/metrics: decisions by source, and the Takes and script calls its Redis store sent) "+
+		"and Redis's script calls (INFO commandstats) read before and after every measured load; a row with a fail_open or fallback decision, "+
+		"no store decision, fewer Takes sent than store decisions, fewer script calls run by Redis than Warden sent, "+
+		"or fewer than one script call per %d store decisions (-decisions-per-script; one EVALSHA carries up to 64 Takes) is INVALID and shows no figures. "+
+		"Decisions per script call are measured: above 1 when several Takes share an EVALSHA. ", o.perScript)
+	b.WriteString("The Redis floors and envoyproxy/ratelimit have no decision counters: each call answered OK is a decision, " +
 		"and Redis must have run at least one counted command (EVALSHA; INCRBY for the peer) per decision.\n\n")
 	for _, r := range rows {
 		if r.sc.Redis {

@@ -16,14 +16,19 @@ import (
 // A Redis row measures Warden deciding on Redis only if Warden did: with a store that timed
 // out or a circuit breaker that opened, Warden answers from its failure policy (fail_open:
 // allowed, uncounted) at a fraction of the cost, and the row's figures would measure that.
-// So around every measured load of a Redis row the runner reads Warden's own decision
-// counters (its /metrics on the admin port) and Redis's script calls (INFO commandstats), and
-// the row is INVALID, printed with the reason instead of its figures, unless:
+// So around every measured load of a Redis row the runner reads Warden's own counters (its
+// /metrics on the admin port: decisions by source, and the Takes and script calls its Redis
+// store sent) and Redis's script calls (INFO commandstats), and the row is INVALID, printed
+// with the reason instead of its figures, unless:
 //
 //   - no decision was taken with source fail_open or fallback (Warden did not ask Redis);
 //   - some decisions were taken by the store;
-//   - Redis ran at least one script call per -decisions-per-script store decisions (the
-//     batching the Redis store claims: 1 while every decision is its own EVALSHA).
+//   - when Warden exports them (warden_redis_pipeline_commands and _scripts), its store sent
+//     at least one Take per store decision, and Redis ran at least the script calls that
+//     carried them: every store decision was a Take that Redis ran;
+//   - Redis ran at least one script call per -decisions-per-script store decisions. The
+//     Redis store carries up to 64 Takes (decisions) in one script call, so decisions per
+//     script call are above 1 under load; the report prints the measured ratio.
 
 // decisionsMetric is the Prometheus name of limiter's warden.ratelimit.decisions counter
 // (limiter/metrics.go), labelled domain, decision and source.
@@ -36,6 +41,11 @@ type counters struct {
 	decisions map[string]float64
 	// scripts is Redis's EVALSHA and EVAL calls since it started.
 	scripts uint64
+	// sentTakes and sentScripts are the Takes and the script calls Warden's Redis store sent
+	// (the sums of warden_redis_pipeline_commands and warden_redis_pipeline_scripts); hasSent
+	// is false for a Warden that exports no scripts histogram (before several Takes per call).
+	sentTakes, sentScripts float64
+	hasSent                bool
 }
 
 // validity is what a Redis row's check found over one load.
@@ -43,6 +53,8 @@ type validity struct {
 	store, failOpen, fallback float64 // decisions by source during the load
 	total                     float64 // decisions of every source during the load
 	scripts                   uint64  // script calls Redis ran during the load
+	hasSent                   bool    // Warden exports sentTakes and sentScripts
+	sentTakes, sentScripts    float64 // Takes and script calls Warden's store sent
 	invalid                   string  // "" when valid, else why the row is not a figure
 
 	// Rows checked by their Redis commands alone (Scenario.Counted): the calls answered
@@ -71,7 +83,7 @@ func (s *setup) readCounters(ctx context.Context) (counters, error) {
 	if resp.StatusCode != http.StatusOK {
 		return c, fmt.Errorf("warden /metrics: %s", resp.Status)
 	}
-	if c.decisions, err = parseDecisions(resp.Body); err != nil {
+	if c.decisions, c.sentTakes, c.sentScripts, c.hasSent, err = parseMetrics(resp.Body); err != nil {
 		return c, fmt.Errorf("warden /metrics: %w", err)
 	}
 	info, err := redisCommand(s.redisAddr, "INFO commandstats")
@@ -84,24 +96,52 @@ func (s *setup) readCounters(ctx context.Context) (counters, error) {
 	return c, nil
 }
 
+// Prometheus names of the Redis store's histograms of Takes and script calls per round trip
+// (cmd/warden/redismetrics.go): their sums count what the store sent.
+const (
+	sentTakesMetric   = "warden_redis_pipeline_commands_sum"
+	sentScriptsMetric = "warden_redis_pipeline_scripts_sum"
+)
+
 // parseDecisions sums the decisions counter of a Prometheus text exposition by source.
 func parseDecisions(r io.Reader) (map[string]float64, error) {
-	bySource := map[string]float64{}
+	m, _, _, _, err := parseMetrics(r)
+	return m, err
+}
+
+// parseMetrics sums the decisions counter of a Prometheus text exposition by source, and
+// reads the Takes and the script calls the Redis store sent (hasSent: the scripts' sum is
+// exported).
+func parseMetrics(r io.Reader) (bySource map[string]float64, takes, scripts float64, hasSent bool, err error) {
+	bySource = map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		for _, m := range [...]struct {
+			name string
+			to   *float64
+		}{{sentTakesMetric, &takes}, {sentScriptsMetric, &scripts}} {
+			if strings.HasPrefix(line, m.name+"{") || strings.HasPrefix(line, m.name+" ") {
+				v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				if err != nil {
+					return nil, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
+				}
+				*m.to += v
+				hasSent = hasSent || m.name == sentScriptsMetric
+			}
+		}
 		rest, ok := strings.CutPrefix(line, decisionsMetric+"{")
 		if !ok {
 			continue
 		}
 		labels, value, ok := strings.Cut(rest, "} ")
 		if !ok {
-			return nil, fmt.Errorf("cannot parse %q", line)
+			return nil, 0, 0, false, fmt.Errorf("cannot parse %q", line)
 		}
 		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
 		if err != nil {
-			return nil, fmt.Errorf("cannot parse %q: %w", line, err)
+			return nil, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
 		}
 		source := ""
 		for _, kv := range strings.Split(labels, ",") {
@@ -110,11 +150,11 @@ func parseDecisions(r io.Reader) (map[string]float64, error) {
 			}
 		}
 		if source == "" {
-			return nil, fmt.Errorf("no source label in %q", line)
+			return nil, 0, 0, false, fmt.Errorf("no source label in %q", line)
 		}
 		bySource[source] += v
 	}
-	return bySource, sc.Err()
+	return bySource, takes, scripts, hasSent, sc.Err()
 }
 
 // parseScriptCalls adds the calls of cmdstat_evalsha and cmdstat_eval in INFO commandstats.
@@ -243,11 +283,18 @@ func check(before, after counters, perScript int) validity {
 	if after.scripts >= before.scripts {
 		v.scripts = after.scripts - before.scripts
 	}
+	if v.hasSent = before.hasSent && after.hasSent; v.hasSent {
+		v.sentTakes, v.sentScripts = after.sentTakes-before.sentTakes, after.sentScripts-before.sentScripts
+	}
 	switch {
 	case v.failOpen > 0 || v.fallback > 0:
 		v.invalid = fmt.Sprintf("%.0f of %.0f decisions fail_open and %.0f fallback during the load: Warden answered without Redis", v.failOpen, v.total, v.fallback)
 	case v.store <= 0:
 		v.invalid = "no decision taken by the store during the load"
+	case v.hasSent && v.sentTakes < v.store:
+		v.invalid = fmt.Sprintf("Warden's store sent %.0f Takes for %.0f store decisions", v.sentTakes, v.store)
+	case v.hasSent && float64(v.scripts) < v.sentScripts:
+		v.invalid = fmt.Sprintf("Redis ran %d script calls, fewer than the %.0f Warden's store sent", v.scripts, v.sentScripts)
 	case float64(v.scripts)*float64(perScript) < v.store:
 		v.invalid = fmt.Sprintf("Redis ran %d script calls for %.0f store decisions, fewer than one per %d", v.scripts, v.store, perScript)
 	}
@@ -273,15 +320,19 @@ func checkLoad(ctx context.Context, st *setup, perScript int, load func() error)
 
 // summary is a row's validity over all its loads and rounds, for the report.
 func validitySummary(vs []validity) string {
-	var store, scripts float64
+	var store, scripts, sentTakes, sentScripts float64
 	var calls, counted uint64
 	var names []string
+	hasSent := len(vs) > 0
 	for _, v := range vs {
 		if v.invalid != "" {
 			return "INVALID: " + v.invalid
 		}
 		store += v.store
 		scripts += float64(v.scripts)
+		sentTakes += v.sentTakes
+		sentScripts += v.sentScripts
+		hasSent = hasSent && v.hasSent
 		calls += v.calls
 		counted += v.counted
 		names = v.countedNames
@@ -294,5 +345,9 @@ func validitySummary(vs []validity) string {
 	if scripts > 0 {
 		per = store / scripts
 	}
-	return fmt.Sprintf("valid: %.0f decisions by the store, 0 fail_open or fallback; Redis ran %.0f script calls (%.2f decisions per call)", store, scripts, per)
+	sent := "Warden exports no count of the Takes and script calls it sent"
+	if hasSent {
+		sent = fmt.Sprintf("Warden's store sent %.0f Takes in %.0f script calls", sentTakes, sentScripts)
+	}
+	return fmt.Sprintf("valid: %.0f decisions by the store, 0 fail_open or fallback; %s; Redis ran %.0f script calls: %.2f decisions per script call", store, sent, scripts, per)
 }

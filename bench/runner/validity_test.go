@@ -38,6 +38,25 @@ warden_ratelimit_store_unavailable_total{domain="bench",policy="fail_open"} 7
 	}
 }
 
+// TestParseSent: the Takes and script calls the Redis store sent are the sums of its two
+// histograms; a Warden without the scripts histogram has none.
+func TestParseSent(t *testing.T) {
+	text := `warden_redis_pipeline_commands_bucket{otel_scope_name="warden",le="1"} 3
+warden_redis_pipeline_commands_sum{otel_scope_name="warden"} 1500
+warden_redis_pipeline_commands_count{otel_scope_name="warden"} 40
+warden_redis_pipeline_scripts_sum{otel_scope_name="warden"} 60
+warden_ratelimit_decisions_total{decision="allowed",domain="api",source="store"} 1500
+`
+	_, takes, scripts, has, err := parseMetrics(strings.NewReader(text))
+	if err != nil || takes != 1500 || scripts != 60 || !has {
+		t.Errorf("got %v Takes, %v scripts, exported %v, %v; want 1500, 60, true", takes, scripts, has, err)
+	}
+	_, _, _, has, err = parseMetrics(strings.NewReader("warden_redis_pipeline_commands_sum 3\n"))
+	if err != nil || has {
+		t.Errorf("without the scripts histogram: exported %v, %v; want false", has, err)
+	}
+}
+
 func TestParseScriptCalls(t *testing.T) {
 	info := "# Commandstats\r\ncmdstat_ping:calls=3,usec=1,usec_per_call=0.33,rejected_calls=0,failed_calls=0\r\n" +
 		"cmdstat_evalsha:calls=1000,usec=90000,usec_per_call=90.00,rejected_calls=0,failed_calls=2\r\n" +
@@ -53,6 +72,12 @@ func TestCheck(t *testing.T) {
 		return counters{decisions: map[string]float64{"store": store, "fail_open": failOpen, "fallback": fallback, "cache": 5}, scripts: scripts}
 	}
 	before := at(100, 2, 0, 100)
+	// sent: after, with the Takes and script calls Warden's store sent during the load.
+	sent := func(c counters, takes, scripts float64) counters {
+		c.hasSent, c.sentTakes, c.sentScripts = true, takes, scripts
+		return c
+	}
+	before.hasSent = true
 	for _, tc := range []struct {
 		name      string
 		after     counters
@@ -66,6 +91,9 @@ func TestCheck(t *testing.T) {
 		{"no store decision", at(100, 2, 0, 100), 1, "no decision taken by the store"},
 		{"fewer script calls than decisions", at(1100, 2, 0, 600), 1, "500 script calls for 1000 store decisions"},
 		{"fewer script calls than the batching claims", at(1100, 2, 0, 199), 10, "fewer than one per 10"},
+		{"several Takes per script call, all run", sent(at(1100, 2, 0, 150), 1000, 50), 64, ""},
+		{"fewer Takes sent than store decisions", sent(at(1100, 2, 0, 150), 990, 50), 64, "sent 990 Takes for 1000 store decisions"},
+		{"fewer script calls run than sent", sent(at(1100, 2, 0, 140), 1000, 50), 64, "Redis ran 40 script calls, fewer than the 50"},
 	} {
 		v := check(before, tc.after, tc.perScript)
 		if tc.invalid == "" && v.invalid != "" || !strings.Contains(v.invalid, tc.invalid) {

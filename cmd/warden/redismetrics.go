@@ -16,17 +16,20 @@ import (
 var pipelineBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128}
 
 // redisRoundTrips is the rate-limit store's redisstore.Observer: the latency and the size of
-// each round trip to Redis (a pipeline, per Cluster master), recorded from the store's
-// batcher goroutines with no attribute (options built once: 0 allocations).
+// each round trip to Redis (a pipeline, per Cluster master: its Takes, and the script calls
+// that carried them), recorded from the store's batcher goroutines with no attribute
+// (options built once: 0 allocations).
 type redisRoundTrips struct {
 	duration metric.Float64Histogram
-	commands metric.Int64Histogram
+	takes    metric.Int64Histogram
+	scripts  metric.Int64Histogram
 }
 
-func (r *redisRoundTrips) RoundTrip(commands int, took time.Duration) {
+func (r *redisRoundTrips) RoundTrip(takes, scripts int, took time.Duration) {
 	ctx := context.Background()
 	r.duration.Record(ctx, took.Seconds())
-	r.commands.Record(ctx, int64(commands))
+	r.takes.Record(ctx, int64(takes))
+	r.scripts.Record(ctx, int64(scripts))
 }
 
 // redisObserver returns the Observer to give the Redis rate-limit store.
@@ -38,8 +41,14 @@ func (t *telemetry) redisObserver() (*redisRoundTrips, error) {
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
 		return nil, err
 	}
-	if r.commands, err = t.meter.Int64Histogram("warden.redis.pipeline.commands",
-		metric.WithDescription("Commands (Takes) per rate-limit store round trip to Redis."),
+	// The name stays: a "command" was a Take when every Take was its own EVALSHA.
+	if r.takes, err = t.meter.Int64Histogram("warden.redis.pipeline.commands",
+		metric.WithDescription("Takes (rate-limit decisions) per rate-limit store round trip to Redis: the batch size."),
+		metric.WithExplicitBucketBoundaries(pipelineBuckets...)); err != nil {
+		return nil, err
+	}
+	if r.scripts, err = t.meter.Int64Histogram("warden.redis.pipeline.scripts",
+		metric.WithDescription("Script calls (EVALSHA, EVAL) per rate-limit store round trip to Redis; each carries one or more Takes."),
 		metric.WithExplicitBucketBoundaries(pipelineBuckets...)); err != nil {
 		return nil, err
 	}

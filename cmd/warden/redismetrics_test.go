@@ -22,7 +22,7 @@ import (
 )
 
 // TestRedisRoundTripMetrics: rate-limit decisions on a real Redis move the round-trip
-// histograms (latency, commands per pipeline); nothing is left in flight once they are answered.
+// histograms (latency, Takes and script calls per pipeline); nothing is left in flight once they are answered.
 func TestRedisRoundTripMetrics(t *testing.T) {
 	srv := redistest.Start(t)
 	r := start(t, nil, "-config", writeConfig(t, limitConfig("  addrs: ["+srv.Addr()+"]\n", 1000)))
@@ -50,6 +50,9 @@ func TestRedisRoundTripMetrics(t *testing.T) {
 	if n := count("warden_redis_pipeline_commands_sum"); n < calls {
 		t.Errorf("warden_redis_pipeline_commands_sum = %d, want at least %d", n, calls)
 	}
+	if n := count("warden_redis_pipeline_scripts_sum"); n < 1 || n > calls {
+		t.Errorf("warden_redis_pipeline_scripts_sum = %d, want 1..%d", n, calls)
+	}
 	if v := metricLine(body, "warden_redis_round_trips_in_flight"); v != "0" {
 		t.Errorf("warden_redis_round_trips_in_flight = %q, want 0", v)
 	}
@@ -67,7 +70,7 @@ func TestRedisObserverAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := testing.AllocsPerRun(1000, func() { obs.RoundTrip(12, 300*time.Microsecond) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { obs.RoundTrip(12, 2, 300*time.Microsecond) }); n != 0 {
 		t.Errorf("allocs per round trip recorded: got %v, want 0", n)
 	}
 }

@@ -259,7 +259,7 @@ func (s tracedStore) Take(ctx context.Context, tag string, hits []limiter.Hit, o
 }
 
 // TakeAnswered is the Redis store's hook (redisstore.Options.Observer): it records on the
-// Take's span the number of commands in the pipeline that answered it.
+// Take's span the number of Takes in the pipeline that answered it.
 func (r *redisRoundTrips) TakeAnswered(ctx context.Context, batch int) {
 	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
 		sp.SetAttributes(attrBatch.Int(batch))

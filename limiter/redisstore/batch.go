@@ -22,21 +22,29 @@ const (
 )
 
 // call is one Take on its way through the batcher. It is pooled: its buffers and its done
-// channel are reused, so a Take allocates only what go-redis needs for its command. The
+// channel are reused, so a Take allocates only its keys and the values go-redis boxes. The
 // batcher never touches the caller's hits or out: everything it needs is copied into args.
 type call struct {
 	ctx      context.Context
 	deadline time.Time // the Take's deadline; zero: Options.Timeout only
+	tag      string    // the Take's hash tag (its Takes grouped by tag on a Ring)
+	slot     int       // the Cluster slot of its keys (batched on a Cluster only)
 	keybuf   []byte
 	keys     []string
-	args     []any // "evalsha", sha, len(keys), keys..., now, 5 values per hit
-	cmd      *redis.Cmd
-	err      error
-	state    atomic.Int32
-	sent     atomic.Bool   // the command has left the queue for Redis
-	done     chan struct{} // capacity 1: the batcher's answer
-	batch    int32         // commands in the pipeline that answered it (0: none did)
+	// args is the Take as a call of its own: "evalsha", sha, len(keys), keys..., now, min
+	// TTL, then the Take's part of ARGV: len(hits), 6 values per hit. A script call of
+	// several Takes is made of the keys and the ARGV parts of each (see scriptCall.build).
+	args  []any
+	reply []any // the Take's 1 + 4·len(hits) values of its script call's reply
+	err   error
+	state atomic.Int32
+	sent  atomic.Bool   // the command has left the queue for Redis
+	done  chan struct{} // capacity 1: the batcher's answer
+	batch int32         // Takes in the round trip that answered it (0: none did)
 }
+
+// argv is the Take's part of a script call's ARGV: len(hits), then 6 values per hit.
+func (c *call) argv() []any { return c.args[3+len(c.keys)+2:] }
 
 // build fills c.keys and c.args for hits under tag.
 func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
@@ -55,6 +63,7 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 		c.keybuf = append(c.keybuf, h.Key...)
 	}
 	all := string(c.keybuf) // one allocation for every key of the Take
+	c.tag = tag
 	c.keys = c.keys[:0]
 	c.args = append(c.args[:0], "evalsha", s.sha, len(hits))
 	off := 0
@@ -70,6 +79,7 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 	} else {
 		c.args = append(c.args, "", 1)
 	}
+	c.args = append(c.args, len(hits))
 	for _, h := range hits {
 		p := h.Limit.Params()
 		x, y := p.Granule, p.Granules
@@ -83,7 +93,7 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 }
 
 func (s *Store) recycle(c *call) {
-	c.ctx, c.cmd, c.err, c.deadline = nil, nil, nil, time.Time{}
+	c.ctx, c.reply, c.err, c.deadline, c.tag = nil, nil, nil, time.Time{}, ""
 	clear(c.args)
 	clear(c.keys)
 	c.sent.Store(false)
@@ -100,29 +110,120 @@ func (s *Store) deliver(c *call) {
 	s.recycle(c)
 }
 
+// Limits of one script call: a batch of more Takes (or of Takes with more hits in all) is sent
+// as several calls in one pipeline, so that one call does not hold Redis for long.
+const (
+	maxScriptTakes = 64
+	maxScriptKeys  = 256
+)
+
+// grouping says which Takes one script call may carry.
+type grouping int
+
+const (
+	groupAll  grouping = iota // one server (a *redis.Client, also through Sentinel): any Takes
+	groupSlot                 // a Cluster master: Takes of one slot (Redis refuses CROSSSLOT)
+	groupTag                  // another client (a Ring routes a command by its first key): one tag
+)
+
+// scriptCall is one EVALSHA of several Takes: their keys, one after the other, then now and
+// the minimal TTL, then each Take's part of ARGV (see take.lua). Its args are reused from one
+// batch to the next.
+type scriptCall struct {
+	cmd   *redis.Cmd
+	args  []any
+	calls []*call
+	keys  int
+}
+
+// fits reports whether c may join sc.
+func (sc *scriptCall) fits(c *call, g grouping) bool {
+	if len(sc.calls) >= maxScriptTakes || sc.keys+len(c.keys) > maxScriptKeys {
+		return false
+	}
+	first := sc.calls[0]
+	switch {
+	case g == groupSlot && c.slot != first.slot, g == groupTag && c.tag != first.tag:
+		return false
+	}
+	// The same time for all (only a test's Options.Now makes them differ).
+	nk := len(first.keys)
+	return c.args[3+len(c.keys)] == first.args[3+nk]
+}
+
+// build fills sc.args from its calls and returns its command, on ctx.
+func (sc *scriptCall) build(ctx context.Context, sha string) *redis.Cmd {
+	sc.args = append(sc.args[:0], "evalsha", sha, sc.keys)
+	for _, c := range sc.calls {
+		sc.args = append(sc.args, c.args[3:3+len(c.keys)]...)
+	}
+	first := sc.calls[0]
+	nk := len(first.keys)
+	sc.args = append(sc.args, first.args[3+nk], first.args[3+nk+1])
+	for _, c := range sc.calls {
+		sc.args = append(sc.args, c.argv()...)
+	}
+	sc.cmd = redis.NewCmd(ctx, sc.args...)
+	sc.cmd.SetFirstKeyPos(3)
+	return sc.cmd
+}
+
+// answer gives each of sc's calls its part of the reply, or the call's error.
+func (sc *scriptCall) answer() {
+	err := sc.cmd.Err()
+	var reply []any
+	if err == nil {
+		var ok bool
+		reply, ok = sc.cmd.Val().([]any)
+		want := 0
+		for _, c := range sc.calls {
+			want += 1 + 4*len(c.keys)
+		}
+		if !ok || len(reply) != want {
+			err = fmt.Errorf("unexpected script reply %T of %d values, want %d", sc.cmd.Val(), len(reply), want)
+		}
+	}
+	off := 0
+	for _, c := range sc.calls {
+		if c.err = err; err == nil {
+			n := 1 + 4*len(c.keys)
+			c.reply = reply[off : off+n : off+n]
+			off += n
+		}
+	}
+}
+
 // batcher is one of Options.Pipelines goroutines sharing the queue reqs (the store's, or one
 // Cluster master's). It waits for a call, then takes whatever else is already queued (up to
-// MaxBatch) without waiting, and sends it all as one pipeline, on client or, for a Cluster
-// master, on n's client: a lone call goes out at once, and under load the calls that queue up
-// while a pipeline is in Redis form the next one. There is no timer. It returns once Close
-// has closed the queue and the queue is drained.
+// MaxBatch) without waiting, and sends it all as one pipeline of script calls, on client or,
+// for a Cluster master, on n's client: a lone call goes out at once, and under load the
+// calls that queue up while a pipeline is in Redis form the next one. There is no timer. It
+// returns once Close has closed the queue and the queue is drained.
 func (s *Store) batcher(reqs chan *call, client Client, n *node) {
 	defer s.workers.Done()
-	batch := make([]*call, 0, s.opts.MaxBatch)
+	b := &batchState{calls: make([]*call, 0, s.opts.MaxBatch), group: groupAll}
+	switch {
+	case n != nil:
+		b.group = groupSlot
+	default:
+		if _, ok := client.(*redis.Client); !ok {
+			b.group = groupTag
+		}
+	}
 	for {
 		c, ok := <-reqs
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], c)
+		b.calls = append(b.calls[:0], c)
 	fill:
-		for len(batch) < s.opts.MaxBatch {
+		for len(b.calls) < s.opts.MaxBatch {
 			select {
 			case c, ok := <-reqs:
 				if !ok {
 					break fill
 				}
-				batch = append(batch, c)
+				b.calls = append(b.calls, c)
 			default:
 				break fill
 			}
@@ -130,21 +231,58 @@ func (s *Store) batcher(reqs chan *call, client Client, n *node) {
 		if n != nil {
 			client = n.client.Load()
 		}
-		s.exec(batch, client, n)
-		clear(batch)
+		s.exec(b, client, n)
+		clear(b.calls)
 	}
 }
 
-// exec sends batch as one pipeline on client and answers every call (n is the Cluster master
-// that client speaks to, nil if none). Calls whose ctx has ended or whose deadline has passed
-// are answered at once and not sent. The pipeline's deadline is the earliest of its calls'
-// deadlines, capped by Options.Timeout: no call waits past its own deadline (one deadline
-// per batch, no timer per call; a call with a later deadline may then time out up to the
-// spread of its batch's deadlines early, only when Redis is slow).
-func (s *Store) exec(batch []*call, client Client, n *node) {
+// batchState is a batcher's: the batch, and its script calls (reused).
+type batchState struct {
+	calls   []*call
+	scripts []*scriptCall
+	used    int // scripts[:used] are this batch's
+	group   grouping
+}
+
+// add puts c in a script call of the batch that it fits, or in a new one.
+func (b *batchState) add(c *call) {
+	for _, sc := range b.scripts[:b.used] {
+		if sc.fits(c, b.group) {
+			sc.calls = append(sc.calls, c)
+			sc.keys += len(c.keys)
+			return
+		}
+	}
+	if b.used == len(b.scripts) {
+		b.scripts = append(b.scripts, &scriptCall{})
+	}
+	sc := b.scripts[b.used]
+	b.used++
+	sc.calls = append(sc.calls[:0], c)
+	sc.keys = len(c.keys)
+}
+
+// reset drops the batch's script calls, keeping their buffers.
+func (b *batchState) reset() {
+	for _, sc := range b.scripts[:b.used] {
+		clear(sc.args)
+		clear(sc.calls)
+		sc.args, sc.calls, sc.cmd = sc.args[:0], sc.calls[:0], nil
+	}
+	b.used = 0
+}
+
+// exec sends b's calls as one pipeline of script calls on client and answers every call (n is
+// the Cluster master that client speaks to, nil if none). Calls whose ctx has ended or whose
+// deadline has passed are answered at once and not sent. The pipeline's deadline is the
+// earliest of its calls' deadlines, capped by Options.Timeout: no call waits past its own
+// deadline (one deadline per batch, no timer per call; a call with a later deadline may then
+// time out up to the spread of its batch's deadlines early, only when Redis is slow).
+func (s *Store) exec(b *batchState, client Client, n *node) {
 	now := time.Now()
 	deadline := now.Add(s.opts.Timeout)
 	live := 0
+	batch := b.calls
 	for _, c := range batch {
 		err := c.ctx.Err()
 		if err == nil && !c.deadline.IsZero() && !now.Before(c.deadline) {
@@ -161,46 +299,56 @@ func (s *Store) exec(batch []*call, client Client, n *node) {
 			deadline = c.deadline
 		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	pipe := client.Pipeline()
+	if live == 0 {
+		return
+	}
+	defer b.reset()
 	for _, c := range batch[:live] {
 		c.deadline = deadline // its command's: finish reads a failure after it as a timeout
-		c.cmd = redis.NewCmd(ctx, c.args...)
-		c.cmd.SetFirstKeyPos(3)
-		_ = pipe.Process(ctx, c.cmd)
-		c.sent.Store(true)
+		b.add(c)
 	}
-	if live > 0 {
-		s.execPipe(ctx, pipe)
-	}
-	s.retryNoScript(ctx, client, batch[:live])
-	if n != nil && live > 0 {
-		s.afterPipeline(ctx, n, batch[:live])
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	scripts := b.scripts[:b.used]
+	pipe := client.Pipeline()
+	for _, sc := range scripts {
+		_ = pipe.Process(ctx, sc.build(ctx, s.sha))
 	}
 	for _, c := range batch[:live] {
-		c.err = c.cmd.Err()
+		c.sent.Store(true)
+	}
+	s.execPipe(ctx, pipe, live)
+	s.retryNoScript(ctx, client, scripts)
+	if n != nil {
+		s.afterPipeline(ctx, n, scripts)
+	}
+	for _, sc := range scripts {
+		sc.answer()
+	}
+	for _, c := range batch[:live] {
 		c.batch = int32(live)
 		s.deliver(c)
 	}
 }
 
-// retryNoScript resends as EVAL, on client, the calls that it answered NOSCRIPT: that server
-// lost its script cache (restart, failover, SCRIPT FLUSH). The script did not run, so sending
-// the same call again is safe; EVAL caches it.
-func (s *Store) retryNoScript(ctx context.Context, client Client, calls []*call) {
+// retryNoScript resends as EVAL, on client, the script calls that it answered NOSCRIPT: that
+// server lost its script cache (restart, failover, SCRIPT FLUSH). The script did not run, so
+// sending the same call again is safe; EVAL caches it.
+func (s *Store) retryNoScript(ctx context.Context, client Client, scripts []*scriptCall) {
 	var retry redis.Pipeliner
-	for _, c := range calls {
-		if isNoScript(c.cmd.Err()) {
+	takes := 0
+	for _, sc := range scripts {
+		if isNoScript(sc.cmd.Err()) {
 			if retry == nil {
 				retry = client.Pipeline()
 			}
-			c.cmd = s.evalCmd(ctx, c)
-			_ = retry.Process(ctx, c.cmd)
+			sc.cmd = evalCmd(ctx, sc.cmd.Args())
+			takes += len(sc.calls)
+			_ = retry.Process(ctx, sc.cmd)
 		}
 	}
 	if retry != nil {
 		s.log.Info("redisstore: script not cached on a Redis server, sent with EVAL", "calls", retry.Len())
-		s.execPipe(ctx, retry)
+		s.execPipe(ctx, retry, takes)
 	}
 }

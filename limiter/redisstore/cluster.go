@@ -88,8 +88,8 @@ func (s *Store) Shard(tag string) int {
 	return 0
 }
 
-// nodeFor returns the master that owns key, loading the slot map first if there is none.
-func (s *Store) nodeFor(ctx context.Context, key string) *node {
+// nodeFor returns the master that owns slot, loading the slot map first if there is none.
+func (s *Store) nodeFor(ctx context.Context, slot int) *node {
 	t := s.cl.topo.Load()
 	if t == nil {
 		s.refresh(ctx)
@@ -97,7 +97,7 @@ func (s *Store) nodeFor(ctx context.Context, key string) *node {
 			return nil
 		}
 	}
-	n := t.slots[keySlot(key)]
+	n := t.slots[slot]
 	if n == nil {
 		s.kickRefresh()
 	}
@@ -247,14 +247,14 @@ func (s *Store) refresh(ctx context.Context) {
 	}
 }
 
-// afterPipeline runs after a pipeline to master n: it resends the calls that n refused with
-// MOVED to the master named (the script did not run on n), marks n failing or not, and kicks
-// a refresh when the map looks stale.
-func (s *Store) afterPipeline(ctx context.Context, n *node, calls []*call) {
+// afterPipeline runs after a pipeline to master n: it resends the script calls that n refused
+// with MOVED to the master named (the script did not run on n), marks n failing or not, and
+// kicks a refresh when the map looks stale.
+func (s *Store) afterPipeline(ctx context.Context, n *node, scripts []*scriptCall) {
 	ok, sick, stale := false, false, false
-	var moved map[string][]*call
-	for _, c := range calls {
-		err := c.cmd.Err()
+	var moved map[string][]*scriptCall
+	for _, sc := range scripts {
+		err := sc.cmd.Err()
 		switch {
 		case err == nil:
 			ok = true
@@ -262,9 +262,9 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, calls []*call) {
 			stale = true
 			if addr := movedAddr(err); addr != "" {
 				if moved == nil {
-					moved = map[string][]*call{}
+					moved = map[string][]*scriptCall{}
 				}
-				moved[addr] = append(moved[addr], c)
+				moved[addr] = append(moved[addr], sc)
 			}
 		case isClusterState(err):
 			stale = true
@@ -282,7 +282,7 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, calls []*call) {
 	if stale || sick {
 		s.kickRefresh()
 	}
-	for addr, cs := range moved {
+	for addr, scs := range moved {
 		c := s.clientOf(addr)
 		if c == nil {
 			// A node unknown at the last refresh (a replica promoted since): refresh now.
@@ -292,14 +292,16 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, calls []*call) {
 			}
 		}
 		pipe := c.Pipeline()
-		for _, cl := range cs {
-			cmd := redis.NewCmd(ctx, cl.cmd.Args()...)
+		takes := 0
+		for _, sc := range scs {
+			cmd := redis.NewCmd(ctx, sc.cmd.Args()...)
 			cmd.SetFirstKeyPos(3)
-			cl.cmd = cmd
+			sc.cmd = cmd
+			takes += len(sc.calls)
 			_ = pipe.Process(ctx, cmd)
 		}
-		s.execPipe(ctx, pipe)
-		s.retryNoScript(ctx, c, cs)
+		s.execPipe(ctx, pipe, takes)
+		s.retryNoScript(ctx, c, scs)
 	}
 }
 

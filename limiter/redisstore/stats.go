@@ -10,16 +10,20 @@ import (
 
 // Observer is told of every round trip the Store makes to Redis: each pipeline (batched, on a
 // single node or one Cluster master, including the resends after MOVED or NOSCRIPT) and each
-// unbatched Take's command. It is called from the goroutine that made the round trip, once
-// the answer is in: it must be quick and must not block.
+// unbatched Take's command. takes is the number of Takes it carried (the batch size) and
+// scripts the number of script calls (EVALSHA or EVAL) they went in: a batcher sends the
+// Takes of its batch in as few script calls as it may (one per Cluster slot, at most 64
+// Takes each), so takes/scripts is the Takes per script call. It is called from the
+// goroutine that made the round trip, once the answer is in: it must be quick and must not
+// block.
 type Observer interface {
-	RoundTrip(commands int, took time.Duration)
+	RoundTrip(takes, scripts int, took time.Duration)
 }
 
 // TakeObserver, when the Options.Observer also implements it, is told of every batched Take
-// that a pipeline answered: the Take's ctx and the number of commands in that pipeline (for
-// a span of the Take). It is called from the Take's goroutine before Take returns: it must
-// be quick and must not block.
+// that a pipeline answered: the Take's ctx and the number of Takes in that pipeline (for a
+// span of the Take). It is called from the Take's goroutine before Take returns: it must be
+// quick and must not block.
 type TakeObserver interface {
 	TakeAnswered(ctx context.Context, batch int)
 }
@@ -28,19 +32,21 @@ type TakeObserver interface {
 type Stats struct {
 	InFlight   int64  // round trips sent and not yet answered
 	RoundTrips uint64 // round trips answered (or failed)
-	Commands   uint64 // commands in them: Commands/RoundTrips is the mean pipeline size
+	Takes      uint64 // Takes in them: Takes/RoundTrips is the mean batch size
+	Scripts    uint64 // script calls in them: Takes/Scripts is the mean Takes per script call
 }
 
 // rtStats is the Store's share of Stats.
 type rtStats struct {
 	inFlight   atomic.Int64
 	roundTrips atomic.Uint64
-	commands   atomic.Uint64
+	takes      atomic.Uint64
+	scripts    atomic.Uint64
 }
 
-// Stats returns the Store's round-trip counts. It is cheap: three atomic loads.
+// Stats returns the Store's round-trip counts. It is cheap: four atomic loads.
 func (s *Store) Stats() Stats {
-	return Stats{InFlight: s.rt.inFlight.Load(), RoundTrips: s.rt.roundTrips.Load(), Commands: s.rt.commands.Load()}
+	return Stats{InFlight: s.rt.inFlight.Load(), RoundTrips: s.rt.roundTrips.Load(), Takes: s.rt.takes.Load(), Scripts: s.rt.scripts.Load()}
 }
 
 // rtBegin counts a round trip going out; rtDone, with rtBegin's result, counts it answered.
@@ -49,20 +55,21 @@ func (s *Store) rtBegin() time.Time {
 	return time.Now()
 }
 
-func (s *Store) rtDone(commands int, start time.Time) {
+func (s *Store) rtDone(takes, scripts int, start time.Time) {
 	took := time.Since(start)
 	s.rt.inFlight.Add(-1)
 	s.rt.roundTrips.Add(1)
-	s.rt.commands.Add(uint64(commands))
+	s.rt.takes.Add(uint64(takes))
+	s.rt.scripts.Add(uint64(scripts))
 	if s.opts.Observer != nil {
-		s.opts.Observer.RoundTrip(commands, took)
+		s.opts.Observer.RoundTrip(takes, scripts, took)
 	}
 }
 
-// execPipe sends pipe as one round trip, counted.
-func (s *Store) execPipe(ctx context.Context, pipe redis.Pipeliner) {
+// execPipe sends pipe (of script calls carrying takes Takes) as one round trip, counted.
+func (s *Store) execPipe(ctx context.Context, pipe redis.Pipeliner, takes int) {
 	n := pipe.Len()
 	start := s.rtBegin()
 	_, _ = pipe.Exec(ctx)
-	s.rtDone(n, start)
+	s.rtDone(takes, n, start)
 }

@@ -14,13 +14,14 @@ import (
 
 // roundTrips is an Observer that counts what it is told.
 type roundTrips struct {
-	n, commands, maxCommands atomic.Int64
-	took                     atomic.Int64 // ns
+	n, commands, scripts, maxCommands atomic.Int64
+	took                              atomic.Int64 // ns
 }
 
-func (r *roundTrips) RoundTrip(commands int, took time.Duration) {
+func (r *roundTrips) RoundTrip(commands, scripts int, took time.Duration) {
 	r.n.Add(1)
 	r.commands.Add(int64(commands))
+	r.scripts.Add(int64(scripts))
 	r.took.Add(int64(took))
 	for m := r.maxCommands.Load(); int64(commands) > m && !r.maxCommands.CompareAndSwap(m, int64(commands)); m = r.maxCommands.Load() {
 	}
@@ -45,16 +46,16 @@ func takeConcurrently(t *testing.T, s *redisstore.Store, tags []string, n int) {
 	wg.Wait()
 }
 
-// checkStats: every Take was one command of a counted round trip, none is left in flight,
-// and the Observer was told of each round trip with a latency.
+// checkStats: every Take went in a script call of a counted round trip, none is left in
+// flight, and the Observer was told of each round trip with a latency.
 func checkStats(t *testing.T, s *redisstore.Store, obs *roundTrips, takes int) {
 	t.Helper()
 	st := s.Stats()
-	if st.Commands != uint64(takes) || st.RoundTrips == 0 || st.RoundTrips > st.Commands || st.InFlight != 0 {
-		t.Errorf("Stats = %+v, want %d commands in 1..%d round trips, none in flight", st, takes, takes)
+	if st.Takes != uint64(takes) || st.RoundTrips == 0 || st.RoundTrips > st.Scripts || st.Scripts > st.Takes || st.InFlight != 0 {
+		t.Errorf("Stats = %+v, want %d Takes in 1..%d script calls in at most as many round trips, none in flight", st, takes, takes)
 	}
-	if obs.n.Load() != int64(st.RoundTrips) || obs.commands.Load() != int64(st.Commands) {
-		t.Errorf("Observer told of %d round trips, %d commands; Stats %+v", obs.n.Load(), obs.commands.Load(), st)
+	if obs.n.Load() != int64(st.RoundTrips) || obs.commands.Load() != int64(st.Takes) || obs.scripts.Load() != int64(st.Scripts) {
+		t.Errorf("Observer told of %d round trips, %d Takes, %d scripts; Stats %+v", obs.n.Load(), obs.commands.Load(), obs.scripts.Load(), st)
 	}
 	if obs.took.Load() <= 0 {
 		t.Errorf("Observer latencies sum to %v, want > 0", time.Duration(obs.took.Load()))

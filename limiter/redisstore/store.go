@@ -2,7 +2,9 @@
 // script, called by EVALSHA (falling back to EVAL after a restart or failover emptied the
 // script cache), on the time of the Redis server, with hash-tagged keys so that one Take never
 // spans two Cluster slots. Concurrent Takes are coalesced into pipelines, so throughput is
-// bound by Redis rather than by round trips. On a Redis Cluster the pipelines are formed and
+// bound by Redis rather than by round trips, and the Takes of a batch into one script call
+// (up to 64; on a Cluster, one call per slot), so Redis parses one command and enters the
+// script once for all of them. On a Redis Cluster the pipelines are formed and
 // sent per master, from the store's own map of slots to masters (see cluster.go), and the
 // store names the master of a tag (Shard) so that the Limiter keeps a breaker per master.
 //
@@ -111,14 +113,15 @@ var ErrClosed = errors.New("redisstore: store closed")
 // refreshed).
 var errNoNode = errors.New("redisstore: no cluster master known for the slot")
 
-// Store is a limiter.Store and limiter.Resetter on Redis. Each Take is one script execution:
-// all of its hits are checked, and consumed only if all are allowed, atomically with respect to
-// every other Take on the same Redis, from any process. Time is the Redis server's, so the
+// Store is a limiter.Store and limiter.Resetter on Redis. Each Take runs in one script
+// execution (alone, or with the other Takes of its batch, one after the other): all of its
+// hits are checked, and consumed only if all are allowed, atomically with respect to every
+// other Take on the same Redis, from any process. Time is the Redis server's, so the
 // local clock does not matter.
 //
 // Build it with New; the zero value is not usable. Unless Options.Unbatched is set, New starts
 // the batcher goroutines and Close stops them: call Close when done. A Store is safe for
-// concurrent use; concurrent Takes are sent together as pipelines.
+// concurrent use; concurrent Takes are sent together, as pipelines of script calls.
 type Store struct {
 	client  Client
 	opts    Options
@@ -287,7 +290,8 @@ func (s *Store) TakeBy(ctx context.Context, deadline time.Time, tag string, hits
 	c.ctx, c.batch = ctx, 0
 	reqs := s.reqs
 	if s.cl != nil {
-		n := s.nodeFor(ctx, c.keys[0])
+		c.slot = keySlot(c.keys[0])
+		n := s.nodeFor(ctx, c.slot)
 		if n == nil {
 			c.ctx = nil
 			s.pool.Put(c)
@@ -355,9 +359,9 @@ func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []l
 		}
 		return false, fmt.Errorf("redisstore: %w", c.err)
 	}
-	reply, ok := c.cmd.Val().([]any)
-	if !ok || len(reply) != 1+4*len(hits) {
-		return false, fmt.Errorf("redisstore: unexpected script reply %T of %d values", c.cmd.Val(), len(reply))
+	reply := c.reply
+	if len(reply) != 1+4*len(hits) {
+		return false, fmt.Errorf("redisstore: unexpected script reply of %d values, want %d", len(reply), 1+4*len(hits))
 	}
 	all, _ := reply[0].(int64)
 	for i, h := range hits {
@@ -416,23 +420,26 @@ func (s *Store) runOne(ctx context.Context, c *call) {
 	c.sent.Store(true)
 	argv := c.args[3+len(c.keys):]
 	start := s.rtBegin()
-	c.cmd = s.client.EvalSha(ctx, s.sha, c.keys, argv...)
-	s.rtDone(1, start)
-	if isNoScript(c.cmd.Err()) {
+	cmd := s.client.EvalSha(ctx, s.sha, c.keys, argv...)
+	s.rtDone(1, 1, start)
+	if isNoScript(cmd.Err()) {
 		start = s.rtBegin()
-		c.cmd = s.client.Eval(ctx, takeLua, c.keys, argv...)
-		s.rtDone(1, start)
+		cmd = s.client.Eval(ctx, takeLua, c.keys, argv...)
+		s.rtDone(1, 1, start)
 	}
-	c.err = c.cmd.Err()
+	if c.err = cmd.Err(); c.err == nil {
+		c.reply, _ = cmd.Val().([]any)
+	}
 }
 
-// evalCmd is c's command with the script's source instead of its hash, for after NOSCRIPT.
-// EVAL also caches the script on that server, so the next EVALSHA finds it.
-func (s *Store) evalCmd(ctx context.Context, c *call) *redis.Cmd {
-	args := make([]any, len(c.args))
-	copy(args, c.args)
-	args[0], args[1] = "eval", takeLua
-	cmd := redis.NewCmd(ctx, args...)
+// evalCmd is the script call of args ("evalsha", sha, …) with the script's source instead of
+// its hash, for after NOSCRIPT. EVAL also caches the script on that server, so the next
+// EVALSHA finds it.
+func evalCmd(ctx context.Context, args []any) *redis.Cmd {
+	a := make([]any, len(args))
+	copy(a, args)
+	a[0], a[1] = "eval", takeLua
+	cmd := redis.NewCmd(ctx, a...)
 	cmd.SetFirstKeyPos(3)
 	return cmd
 }

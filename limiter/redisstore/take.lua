@@ -1,19 +1,26 @@
--- Warden rate limiter: one Take, every algorithm, all or nothing.
+-- Warden rate limiter: several Takes, every algorithm, each Take all or nothing.
 --
 -- This script mirrors limiter/algo.go line for line (same state, same integer units, same
 -- rounding) and the Take of limiter/memstore (hits applied in order, rolled back if any is
 -- refused, the allowed hits of a refused Take then reported as peeks). Read algo.go for the
 -- formulas; the comments here only say where each one lives.
 --
--- KEYS[i]  the counter of hit i. All KEYS share one hash tag, so one Cluster slot.
--- ARGV[1]  now, integer µs since the Unix epoch, or "" to read Redis TIME.
--- ARGV[2]  the smallest TTL in ms to give a key (1 in production).
--- ARGV[3 + 6*(i-1) ...] for hit i: algorithm (0 token bucket, 1 sliding window, 2 fixed
---          window, 3 sliding log), cost n, P (µs), L (B for the token bucket), then
---          UnitTicks, MicroTicks (token bucket) or Granule, Granules (sliding window, per
---          bucket; the script derives Q and S from P and L).
+-- One call carries one or more Takes (a batch of the store's batcher), run in order on one
+-- reading of the clock: each Take sees what the Takes before it wrote, exactly as if each
+-- were its own call, and the call pays Redis's per-command and per-script cost once.
 --
--- Reply: {allowed, then for each hit: allowed, remaining, reset_after µs, retry_after µs}.
+-- KEYS     the counters of every Take's hits, Take after Take. On a Cluster every key of one
+--          call is in one slot (the keys of a Take share a hash tag; the store groups Takes
+--          by slot).
+-- ARGV[1]  now, integer µs since the Unix epoch, or "" to read Redis TIME (once per call).
+-- ARGV[2]  the smallest TTL in ms to give a key (1 in production).
+-- Then for each Take: h, its number of hits, then 6 values for each hit: algorithm (0 token
+--          bucket, 1 sliding window, 2 fixed window, 3 sliding log), cost n, P (µs), L (B for
+--          the token bucket), then UnitTicks, MicroTicks (token bucket) or Granule, Granules
+--          (sliding window, per bucket; the script derives Q and S from P and L).
+--
+-- Reply: for each Take, in order: allowed, then for each hit: allowed, remaining,
+-- reset_after µs, retry_after µs (1 + 4h integers per Take, one flat array for the call).
 --
 -- State, one key per counter, each written with SET ... PX (or, for the log, PEXPIRE) at its
 -- limiter.Params.Expiry rounded up to a millisecond (see the README's "Redis storage"):
@@ -28,22 +35,32 @@
 -- Warden is another type), so a key written by another algorithm is an absent counter.
 -- Every integer stays below 2^53 (limiter.Limit.Validate sees to it), so doubles are exact.
 
--- The common case first, before the general script below defines its functions: one hit of a
--- token bucket or a fixed window. The same formulas as bucket/bucketCommit and
--- fixed/fixedCommit below, and the same encoding as decode/encode (the mirror test and the
--- conformance suite run through both paths).
-if #KEYS == 1 and (ARGV[3] == '0' or ARGV[3] == '2') then
-  local t = tonumber(ARGV[1])
-  if not t then
-    local tm = redis.call('TIME')
-    t = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-  end
-  local now, floor = t, math.floor
-  local n, P, L = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = tonumber(ARGV[1])
+if not now then
+  local tm = redis.call('TIME')
+  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+end
+local minttl = tonumber(ARGV[2])
+
+local floor = math.floor
+local function ceildiv(x, y) return floor((x + y - 1) / y) end
+local function max(a, b) if a > b then return a end return b end
+local function min(a, b) if a < b then return a end return b end
+
+-- The reply, filled Take after Take; nres is its length.
+local res, nres = {}, 0
+
+-- The common case: one hit of a token bucket or a fixed window (key, its 6 values from
+-- ARGV[a]). The same formulas as bucket/bucketCommit and fixed/fixedCommit below, and the
+-- same encoding as decode/encode (the mirror test and the conformance suite run through both
+-- paths), without the tables of the general Take.
+local function fast(key, a)
+  local t = now
+  local n, P, L = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local tb = ARGV[a] == '0'
   local At, N = 0, 0
-  local v = redis.pcall('GET', KEYS[1])
+  local v = redis.pcall('GET', key)
   if type(v) == 'string' then
-    local tb = ARGV[3] == '0'
     local b = string.byte(v, 1)
     if tb and b and b >= 48 and b <= 57 or not tb and b == 45 then
       if not tb then v = string.sub(v, 2) end
@@ -62,26 +79,27 @@ if #KEYS == 1 and (ARGV[3] == '0' or ARGV[3] == '2') then
       if not At or not N then At, N = 0, 0 end
     end
   end
-  local function ceildiv(x, y) return floor((x + y - 1) / y) end
-  local function max(a, b) if a > b then return a end return b end
-  local ttl
-  if ARGV[3] == '0' then
-    local UT, MT = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local r = nres
+  nres = r + 5
+  if tb then
+    local UT, MT = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
     local cp, dt = L * UT, 0
     if At >= t then
       local d = At - t
-      if d > floor(cp / MT) then dt = cp else dt = math.min(cp, d * MT + N) end
+      if d > floor(cp / MT) then dt = cp else dt = min(cp, d * MT + N) end
     end
     if n > L then
       local reset = ceildiv(dt, MT)
-      return { 0, 0, max(0, floor((cp - dt) / UT)), reset, max(reset, P) }
+      res[r + 1], res[r + 2], res[r + 3], res[r + 4], res[r + 5] = 0, 0, max(0, floor((cp - dt) / UT)), reset, max(reset, P)
+      return
     end
     local nx = dt + n * UT
     if nx > cp then
-      return { 0, 0, floor((cp - dt) / UT), ceildiv(dt, MT), ceildiv(nx - cp, MT) }
+      res[r + 1], res[r + 2], res[r + 3], res[r + 4], res[r + 5] = 0, 0, floor((cp - dt) / UT), ceildiv(dt, MT), ceildiv(nx - cp, MT)
+      return
     end
-    local out = { 1, 1, floor((cp - nx) / UT), ceildiv(nx, MT), 0 }
-    if n == 0 then return out end
+    res[r + 1], res[r + 2], res[r + 3], res[r + 4], res[r + 5] = 1, 1, floor((cp - nx) / UT), ceildiv(nx, MT), 0
+    if n == 0 then return end
     At, N = t + floor(nx / MT), nx % MT
     local exp = At
     if N > 0 then
@@ -90,9 +108,8 @@ if #KEYS == 1 and (ARGV[3] == '0' or ARGV[3] == '2') then
     else
       v = string.format('%d', At)
     end
-    ttl = max(tonumber(ARGV[2]), ceildiv(max(exp - now, 0), 1000))
-    redis.call('SET', KEYS[1], v, 'PX', ttl)
-    return out
+    redis.call('SET', key, v, 'PX', max(minttl, ceildiv(max(exp - now, 0), 1000)))
+    return
   end
   t = max(t, At)
   local w = t - t % P
@@ -104,410 +121,423 @@ if #KEYS == 1 and (ARGV[3] == '0' or ARGV[3] == '2') then
     if count > 0 then reset = toEnd end
     local retry = toEnd
     if n > L then retry = max(reset, P) end
-    return { 0, 0, max(0, L - count), reset, retry }
+    res[r + 1], res[r + 2], res[r + 3], res[r + 4], res[r + 5] = 0, 0, max(0, L - count), reset, retry
+    return
   end
   local after = count + n
   local reset = 0
   if after > 0 then reset = toEnd end
-  local out = { 1, 1, max(0, L - after), reset, 0 }
-  if n == 0 then return out end
+  res[r + 1], res[r + 2], res[r + 3], res[r + 4], res[r + 5] = 1, 1, max(0, L - after), reset, 0
+  if n == 0 then return end
   if after < P then
     v = string.format('-%d', w + after)
   else
     v = string.format('-%d:%d', w, after)
   end
-  ttl = max(tonumber(ARGV[2]), ceildiv(max(w + P - now, 0), 1000))
-  redis.call('SET', KEYS[1], v, 'PX', ttl)
-  return out
+  redis.call('SET', key, v, 'PX', max(minttl, ceildiv(max(w + P - now, 0), 1000)))
 end
 
-local now = tonumber(ARGV[1])
-if not now then
-  local tm = redis.call('TIME')
-  now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-end
-local minttl = tonumber(ARGV[2])
-
-local floor = math.floor
-local function ceildiv(x, y) return floor((x + y - 1) / y) end
-local function max(a, b) if a > b then return a end return b end
-local function min(a, b) if a < b then return a end return b end
-
--- A status: allowed (bool), remaining, reset, retry.
-local function impossible(P, remaining, reset)
-  return false, max(0, remaining), reset, max(reset, P)
-end
-
--- Token bucket (algo.go: debt, evalBucket, Commit).
-local function debt(c, t, B, UT, MT)
-  if c.At < t then return 0 end
-  local cp = B * UT
-  local d = c.At - t
-  if d > floor(cp / MT) then return cp end
-  return min(cp, d * MT + c.N)
-end
-
-local function bucket(c, t, n, P, B, UT, MT)
-  local cp = B * UT
-  local dt = debt(c, t, B, UT, MT)
-  if n > B then
-    return impossible(P, floor((cp - dt) / UT), ceildiv(dt, MT))
+-- general returns the general Take (any algorithm, any number of hits). Its functions are
+-- defined only by a call that has such a Take: a call of common cases alone skips them.
+local function general()
+  -- A status: allowed (bool), remaining, reset, retry.
+  local function impossible(P, remaining, reset)
+    return false, max(0, remaining), reset, max(reset, P)
   end
-  local nx = dt + n * UT
-  local ok = nx <= cp
-  local after, retry = dt, 0
-  if ok then after = nx else retry = ceildiv(nx - cp, MT) end
-  return ok, floor((cp - after) / UT), ceildiv(after, MT), retry
-end
 
-local function bucketCommit(c, t, n, B, UT, MT)
-  local d = debt(c, t, B, UT, MT) + n * UT
-  c.At, c.N = t + floor(d / MT), d % MT
-end
+  -- Token bucket (algo.go: debt, evalBucket, Commit).
+  local function debt(c, t, B, UT, MT)
+    if c.At < t then return 0 end
+    local cp = B * UT
+    local d = c.At - t
+    if d > floor(cp / MT) then return cp end
+    return min(cp, d * MT + c.N)
+  end
 
--- Fixed window (algo.go: evalFixed, Commit).
-local function fixed(c, t, n, P, L)
-  t = max(t, c.At)
-  local w = t - t % P
-  local count = 0
-  if c.At == w then count = c.N end
-  local toEnd = w + P - t
-  if n > L then
+  local function bucket(c, t, n, P, B, UT, MT)
+    local cp = B * UT
+    local dt = debt(c, t, B, UT, MT)
+    if n > B then
+      return impossible(P, floor((cp - dt) / UT), ceildiv(dt, MT))
+    end
+    local nx = dt + n * UT
+    local ok = nx <= cp
+    local after, retry = dt, 0
+    if ok then after = nx else retry = ceildiv(nx - cp, MT) end
+    return ok, floor((cp - after) / UT), ceildiv(after, MT), retry
+  end
+
+  local function bucketCommit(c, t, n, B, UT, MT)
+    local d = debt(c, t, B, UT, MT) + n * UT
+    c.At, c.N = t + floor(d / MT), d % MT
+  end
+
+  -- Fixed window (algo.go: evalFixed, Commit).
+  local function fixed(c, t, n, P, L)
+    t = max(t, c.At)
+    local w = t - t % P
+    local count = 0
+    if c.At == w then count = c.N end
+    local toEnd = w + P - t
+    if n > L then
+      local reset = 0
+      if count > 0 then reset = toEnd end
+      return impossible(P, L - count, reset)
+    end
+    local ok = count + n <= L
+    local after, retry = count, 0
+    if ok then after = count + n else retry = toEnd end
     local reset = 0
-    if count > 0 then reset = toEnd end
-    return impossible(P, L - count, reset)
+    if after > 0 then reset = toEnd end
+    return ok, max(0, L - after), reset, retry
   end
-  local ok = count + n <= L
-  local after, retry = count, 0
-  if ok then after = count + n else retry = toEnd end
-  local reset = 0
-  if after > 0 then reset = toEnd end
-  return ok, max(0, L - after), reset, retry
-end
 
-local function fixedCommit(c, t, n, P)
-  t = max(t, c.At)
-  local w = t - t % P
-  if c.At ~= w then c.At, c.N = w, 0 end
-  c.N = c.N + n
-end
-
--- Sliding window (algo.go: slot, bucketCount, oldest, evalSliding, slidingRetry, Commit).
--- NB is limiter.SlidingBuckets; Q = ceil(P/NB) and S = floor(L/NB) are limiter.Params'
--- Bucket and Slack. c.B is the ring of NB+1 bucket counts, 1-based.
-local NB = 10
-
-local function slot(s, Q) return (s / Q) % (NB + 1) + 1 end
-
-local function bcount(c, s, Q)
-  if s > c.At or s < c.At - NB * Q then return 0 end
-  return c.B[slot(s, Q)]
-end
-
-local function sliding(c, t, n, P, L, G, Gs)
-  local Q, S = ceildiv(P, NB), floor(L / NB)
-  t = max(t, c.At)
-  local w = t - t % Q
-  local k = floor((t - w) / G)
-  local est, reset = 0, 0
-  for j = 0, NB - 1 do
-    local b = bcount(c, w - j * Q, Q)
-    est = est + b
-    if b > 0 and reset == 0 then reset = w - j * Q + (NB + 1) * Q - t end
+  local function fixedCommit(c, t, n, P)
+    t = max(t, c.At)
+    local w = t - t % P
+    if c.At ~= w then c.At, c.N = w, 0 end
+    c.N = c.N + n
   end
-  local old = bcount(c, w - NB * Q, Q)
-  est = est + max(ceildiv(old * (Gs - k), Gs), old - S)
-  if old > 0 and reset == 0 then reset = w + Q - t end
-  if n > L then
-    return impossible(P, L - est, reset)
+
+  -- Sliding window (algo.go: slot, bucketCount, oldest, evalSliding, slidingRetry, Commit).
+  -- NB is limiter.SlidingBuckets; Q = ceil(P/NB) and S = floor(L/NB) are limiter.Params'
+  -- Bucket and Slack. c.B is the ring of NB+1 bucket counts, 1-based.
+  local NB = 10
+
+  local function slot(s, Q) return (s / Q) % (NB + 1) + 1 end
+
+  local function bcount(c, s, Q)
+    if s > c.At or s < c.At - NB * Q then return 0 end
+    return c.B[slot(s, Q)]
   end
-  if est + n <= L then
-    if n > 0 then reset = w + (NB + 1) * Q - t end
-    return true, max(0, L - est - n), reset, 0
+
+  local function sliding(c, t, n, P, L, G, Gs)
+    local Q, S = ceildiv(P, NB), floor(L / NB)
+    t = max(t, c.At)
+    local w = t - t % Q
+    local k = floor((t - w) / G)
+    local est, reset = 0, 0
+    for j = 0, NB - 1 do
+      local b = bcount(c, w - j * Q, Q)
+      est = est + b
+      if b > 0 and reset == 0 then reset = w - j * Q + (NB + 1) * Q - t end
+    end
+    local old = bcount(c, w - NB * Q, Q)
+    est = est + max(ceildiv(old * (Gs - k), Gs), old - S)
+    if old > 0 and reset == 0 then reset = w + Q - t end
+    if n > L then
+      return impossible(P, L - est, reset)
+    end
+    if est + n <= L then
+      if n > 0 then reset = w + (NB + 1) * Q - t end
+      return true, max(0, L - est - n), reset, 0
+    end
+    local retry = w + (NB + 1) * Q - t
+    for i = 0, NB do
+      local b = w + i * Q
+      local full = 0
+      for j = 0, NB - 1 do full = full + bcount(c, b - j * Q, Q) end
+      local o = bcount(c, b - NB * Q, Q)
+      local r = L - n - full
+      if r >= 0 and o - S <= r then
+        local j = 0
+        if o > 0 then j = Gs - floor(r * Gs / o) end
+        if j <= 0 then
+          retry = max(b, t) - t
+          break
+        elseif j * G < Q then
+          retry = b + j * G - t
+          break
+        end
+      end
+    end
+    return false, max(0, L - est), reset, retry
   end
-  local retry = w + (NB + 1) * Q - t
-  for i = 0, NB do
-    local b = w + i * Q
-    local full = 0
-    for j = 0, NB - 1 do full = full + bcount(c, b - j * Q, Q) end
-    local o = bcount(c, b - NB * Q, Q)
-    local r = L - n - full
-    if r >= 0 and o - S <= r then
-      local j = 0
-      if o > 0 then j = Gs - floor(r * Gs / o) end
-      if j <= 0 then
-        retry = max(b, t) - t
-        break
-      elseif j * G < Q then
-        retry = b + j * G - t
-        break
+
+  local function slidingCommit(c, t, n, P)
+    local Q = ceildiv(P, NB)
+    t = max(t, c.At)
+    local w = t - t % Q
+    if w - c.At > NB * Q then
+      for j = 1, NB + 1 do c.B[j] = 0 end
+    else
+      local s = c.At + Q
+      while s <= w do
+        c.B[slot(s, Q)] = 0
+        s = s + Q
+      end
+    end
+    c.At = w
+    local i = slot(w, Q)
+    c.B[i] = c.B[i] + n
+  end
+
+  -- Sliding log (algo.go: logStart, evalLog, Commit). c.Log ascending, 1-based.
+  local function logStart(c, t, P)
+    local lo, hi = 1, #c.Log + 1
+    while lo < hi do
+      local m = floor((lo + hi) / 2)
+      if c.Log[m] <= t - P then lo = m + 1 else hi = m end
+    end
+    return lo
+  end
+
+  local function slog(c, t, n, P, L)
+    local newest = 0
+    if #c.Log > 0 then
+      newest = c.Log[#c.Log]
+      t = max(t, newest)
+    end
+    local i = logStart(c, t, P)
+    local count = #c.Log - i + 1
+    local reset = 0
+    if count > 0 then reset = newest + P - t end
+    if n > L then
+      return impossible(P, L - count, reset)
+    end
+    if count + n <= L then
+      if n > 0 then reset = P end
+      return true, max(0, L - count - n), reset, 0
+    end
+    return false, max(0, L - count), reset, c.Log[i + count + n - L - 1] + P - t
+  end
+
+  local function slogCommit(c, t, n, P)
+    if #c.Log > 0 then t = max(t, c.Log[#c.Log]) end
+    local i = logStart(c, t, P)
+    local kept = {}
+    for j = i, #c.Log do kept[#kept + 1] = c.Log[j] end
+    for _ = 1, n do kept[#kept + 1] = t end
+    c.Log = kept
+    c.dropped = c.dropped + (i - 1)
+  end
+
+  -- Expiry (algo.go: Params.Expiry).
+  local function expiry(c, algo, P)
+    if algo == 0 then
+      if c.N > 0 then return c.At + 1 end
+      return c.At
+    elseif algo == 1 then
+      return c.At + (NB + 1) * ceildiv(P, NB)
+    elseif algo == 2 then
+      return c.At + P
+    end
+    if #c.Log == 0 then return 0 end
+    return c.Log[#c.Log] + P
+  end
+
+  -- Loading and saving. A counter is {algo, At, N, B, Log, foreign, dropped, loaded}; B (the
+  -- sliding window's ring) and Log (the sliding log) only for their algorithm.
+  local function absent(algo, foreign)
+    local c = { algo = algo, At = 0, N = 0, foreign = foreign, dropped = 0, loaded = 0 }
+    if algo == 1 then
+      c.B = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    elseif algo == 3 then
+      c.Log = {}
+    end
+    return c
+  end
+
+  -- The stored values (see the header): one string per key but for the sliding log, its type
+  -- told by its first byte, so that a key written by another algorithm reads as absent.
+  local SWHEAD = string.char(0x9c) -- a MessagePack array of NB + 2 = 12 elements
+  local byte, sub, find = string.byte, string.sub, string.find
+  local MINUS, DIGIT0, DIGIT9 = byte('-'), byte('0'), byte('9')
+
+  -- decode returns the counter stored as v for algo, or nil if v is another algorithm's.
+  local function decode(v, algo, P)
+    local b = byte(v, 1)
+    if algo == 1 then
+      if sub(v, 1, 1) ~= SWHEAD then return nil end
+      local ok, a = pcall(cmsgpack.unpack, v)
+      if not ok or type(a) ~= 'table' or #a ~= NB + 2 then return nil end
+      local c = absent(algo, false)
+      c.At = a[1]
+      for j = 1, NB + 1 do c.B[j] = a[j + 1] end
+      return c
+    end
+    local neg = b == MINUS
+    if (algo == 2) ~= neg then return nil end
+    if neg then v = sub(v, 2) end
+    if not b or not neg and (b < DIGIT0 or b > DIGIT9) then return nil end
+    local c = absent(algo, false)
+    local i = find(v, ':', 1, true)
+    if i then
+      c.At, c.N = tonumber(sub(v, 1, i - 1)), tonumber(sub(v, i + 1))
+    elseif algo == 0 then
+      c.At = tonumber(v)
+    else
+      -- Fixed window: At + N with N < P (At is a multiple of P).
+      local x = tonumber(v)
+      if x then
+        c.N = math.fmod(x, P) -- exact, unlike x % P near 2^53
+        c.At = x - c.N
+      end
+    end
+    if not c.At or not c.N then return nil end
+    return c
+  end
+
+  local function load(key, algo, P)
+    if algo == 3 then
+      local r = redis.pcall('ZRANGE', key, 0, -1, 'WITHSCORES')
+      if r.err then return absent(algo, true) end
+      local c = absent(algo, false)
+      for j = 2, #r, 2 do c.Log[#c.Log + 1] = tonumber(r[j]) end
+      c.loaded = #c.Log
+      return c
+    end
+    local v = redis.pcall('GET', key)
+    if type(v) == 'table' then return absent(algo, true) end -- WRONGTYPE: a hash or a set
+    if not v then return absent(algo, false) end
+    local c = decode(v, algo, P)
+    if not c then return absent(algo, true) end
+    return c
+  end
+
+  local function copy(c)
+    local d = {}
+    for k, v in pairs(c) do d[k] = v end
+    if c.Log then
+      local log = {}
+      for j = 1, #c.Log do log[j] = c.Log[j] end
+      d.Log = log
+    end
+    if c.B then
+      local B = {}
+      for j = 1, NB + 1 do B[j] = c.B[j] end
+      d.B = B
+    end
+    return d
+  end
+
+  local fmt = string.format
+
+  -- encode is the value of c (not a sliding log): see the header.
+  local function encode(c, P)
+    if c.algo == 1 then
+      return cmsgpack.pack({ c.At, unpack(c.B) })
+    elseif c.algo == 0 then
+      if c.N == 0 then return fmt('%d', c.At) end
+      return fmt('%d:%d', c.At, c.N)
+    end
+    if c.N < P then return fmt('-%d', c.At + c.N) end
+    return fmt('-%d:%d', c.At, c.N)
+  end
+
+  local function save(key, c, P)
+    local ttl = max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000))
+    if c.algo ~= 3 then
+      redis.call('SET', key, encode(c, P), 'PX', ttl)
+      return
+    end
+    if c.foreign then redis.call('DEL', key) end
+    if not c.foreign and c.dropped > 0 then
+      redis.call('ZREMRANGEBYRANK', key, 0, min(c.dropped, c.loaded) - 1)
+    end
+    -- Units taken now are the tail beyond what was kept of the loaded log. Their member
+    -- is "timestamp:k", k counting the units with that timestamp before them.
+    local first = max(c.loaded - c.dropped, 0) + 1
+    if c.foreign then first = 1 end
+    local args = {}
+    for j = first, #c.Log do
+      local ts = c.Log[j]
+      local k = 0
+      local m = j - 1
+      while m >= 1 and c.Log[m] == ts do k = k + 1; m = m - 1 end
+      args[#args + 1] = ts
+      args[#args + 1] = fmt('%d:%d', ts, k)
+    end
+    if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+    redis.call('PEXPIRE', key, ttl)
+  end
+
+  local function eval(c, algo, t, n, P, L, x, y)
+    if algo == 0 then return bucket(c, t, n, P, L, x, y)
+    elseif algo == 1 then return sliding(c, t, n, P, L, x, y)
+    elseif algo == 2 then return fixed(c, t, n, P, L)
+    end
+    return slog(c, t, n, P, L)
+  end
+
+  local function commit(c, algo, t, n, P, L, x, y)
+    if algo == 0 then bucketCommit(c, t, n, L, x, y)
+    elseif algo == 1 then slidingCommit(c, t, n, P)
+    elseif algo == 2 then fixedCommit(c, t, n, P)
+    else slogCommit(c, t, n, P) end
+  end
+
+  -- take runs the Take of h hits whose keys start at KEYS[k0] and whose values start at
+  -- ARGV[a0], and appends its 1 + 4h integers to the reply.
+  return function(k0, a0, h)
+    local states, origs, periods, order = {}, {}, {}, {}
+    local o0 = nres
+    nres = o0 + 1 + 4 * h
+    res[o0 + 1] = 1
+    local all = true
+    for i = 1, h do
+      local key = KEYS[k0 + i - 1]
+      local b = a0 - 1 + (i - 1) * 6
+      local algo, n = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+      local P, L = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
+      local x, y = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+      local c = states[key]
+      if c == nil then
+        c = load(key, algo, P)
+        states[key] = c
+        if h > 1 then origs[key] = copy(c) end
+      elseif c.algo ~= algo then
+        c = absent(algo, true)
+        states[key] = c
+      end
+      local ok, remaining, reset, retry = eval(c, algo, now, n, P, L, x, y)
+      if not ok then
+        all = false
+      elseif n > 0 and all then
+        commit(c, algo, now, n, P, L, x, y)
+        if not periods[key] then order[#order + 1] = key end
+        periods[key] = P
+      end
+      local o = o0 + 1 + (i - 1) * 4
+      res[o + 1], res[o + 2], res[o + 3], res[o + 4] = ok and 1 or 0, remaining, reset, retry
+    end
+
+    if all then
+      for _, key in ipairs(order) do save(key, states[key], periods[key]) end
+      return
+    end
+
+    -- Refused: nothing is written; the hits this limit alone allowed are reported as peeks
+    -- of the state before the Take.
+    res[o0 + 1] = 0
+    for i = 1, h do
+      local o = o0 + 1 + (i - 1) * 4
+      if res[o + 1] == 1 then
+        local b = a0 - 1 + (i - 1) * 6
+        local algo = tonumber(ARGV[b + 1])
+        local c = origs[KEYS[k0 + i - 1]]
+        if c.algo ~= algo then c = absent(algo, true) end
+        local ok, remaining, reset, retry = eval(c, algo, now, 0,
+          tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]))
+        res[o + 1], res[o + 2], res[o + 3], res[o + 4] = ok and 1 or 0, remaining, reset, retry
       end
     end
   end
-  return false, max(0, L - est), reset, retry
 end
 
-local function slidingCommit(c, t, n, P)
-  local Q = ceildiv(P, NB)
-  t = max(t, c.At)
-  local w = t - t % Q
-  if w - c.At > NB * Q then
-    for j = 1, NB + 1 do c.B[j] = 0 end
+-- The Takes, in order.
+local take
+local pos, k, last = 3, 1, #ARGV
+while pos <= last do
+  local h = tonumber(ARGV[pos])
+  local algo = ARGV[pos + 1]
+  if h == 1 and (algo == '0' or algo == '2') then
+    fast(KEYS[k], pos + 1)
   else
-    local s = c.At + Q
-    while s <= w do
-      c.B[slot(s, Q)] = 0
-      s = s + Q
-    end
+    if not take then take = general() end
+    take(k, pos + 1, h)
   end
-  c.At = w
-  local i = slot(w, Q)
-  c.B[i] = c.B[i] + n
+  k = k + h
+  pos = pos + 1 + 6 * h
 end
-
--- Sliding log (algo.go: logStart, evalLog, Commit). c.Log ascending, 1-based.
-local function logStart(c, t, P)
-  local lo, hi = 1, #c.Log + 1
-  while lo < hi do
-    local m = floor((lo + hi) / 2)
-    if c.Log[m] <= t - P then lo = m + 1 else hi = m end
-  end
-  return lo
-end
-
-local function slog(c, t, n, P, L)
-  local newest = 0
-  if #c.Log > 0 then
-    newest = c.Log[#c.Log]
-    t = max(t, newest)
-  end
-  local i = logStart(c, t, P)
-  local count = #c.Log - i + 1
-  local reset = 0
-  if count > 0 then reset = newest + P - t end
-  if n > L then
-    return impossible(P, L - count, reset)
-  end
-  if count + n <= L then
-    if n > 0 then reset = P end
-    return true, max(0, L - count - n), reset, 0
-  end
-  return false, max(0, L - count), reset, c.Log[i + count + n - L - 1] + P - t
-end
-
-local function slogCommit(c, t, n, P)
-  if #c.Log > 0 then t = max(t, c.Log[#c.Log]) end
-  local i = logStart(c, t, P)
-  local kept = {}
-  for j = i, #c.Log do kept[#kept + 1] = c.Log[j] end
-  for _ = 1, n do kept[#kept + 1] = t end
-  c.Log = kept
-  c.dropped = c.dropped + (i - 1)
-end
-
--- Expiry (algo.go: Params.Expiry).
-local function expiry(c, algo, P)
-  if algo == 0 then
-    if c.N > 0 then return c.At + 1 end
-    return c.At
-  elseif algo == 1 then
-    return c.At + (NB + 1) * ceildiv(P, NB)
-  elseif algo == 2 then
-    return c.At + P
-  end
-  if #c.Log == 0 then return 0 end
-  return c.Log[#c.Log] + P
-end
-
--- Loading and saving. A counter is {algo, At, N, B, Log, foreign, dropped, loaded}; B (the
--- sliding window's ring) and Log (the sliding log) only for their algorithm.
-local function absent(algo, foreign)
-  local c = { algo = algo, At = 0, N = 0, foreign = foreign, dropped = 0, loaded = 0 }
-  if algo == 1 then
-    c.B = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
-  elseif algo == 3 then
-    c.Log = {}
-  end
-  return c
-end
-
--- The stored values (see the header): one string per key but for the sliding log, its type
--- told by its first byte, so that a key written by another algorithm reads as absent.
-local SWHEAD = string.char(0x9c) -- a MessagePack array of NB + 2 = 12 elements
-local byte, sub, find = string.byte, string.sub, string.find
-local MINUS, DIGIT0, DIGIT9 = byte('-'), byte('0'), byte('9')
-
--- decode returns the counter stored as v for algo, or nil if v is another algorithm's.
-local function decode(v, algo, P)
-  local b = byte(v, 1)
-  if algo == 1 then
-    if sub(v, 1, 1) ~= SWHEAD then return nil end
-    local ok, a = pcall(cmsgpack.unpack, v)
-    if not ok or type(a) ~= 'table' or #a ~= NB + 2 then return nil end
-    local c = absent(algo, false)
-    c.At = a[1]
-    for j = 1, NB + 1 do c.B[j] = a[j + 1] end
-    return c
-  end
-  local neg = b == MINUS
-  if (algo == 2) ~= neg then return nil end
-  if neg then v = sub(v, 2) end
-  if not b or not neg and (b < DIGIT0 or b > DIGIT9) then return nil end
-  local c = absent(algo, false)
-  local i = find(v, ':', 1, true)
-  if i then
-    c.At, c.N = tonumber(sub(v, 1, i - 1)), tonumber(sub(v, i + 1))
-  elseif algo == 0 then
-    c.At = tonumber(v)
-  else
-    -- Fixed window: At + N with N < P (At is a multiple of P).
-    local x = tonumber(v)
-    if x then
-      c.N = math.fmod(x, P) -- exact, unlike x % P near 2^53
-      c.At = x - c.N
-    end
-  end
-  if not c.At or not c.N then return nil end
-  return c
-end
-
-local function load(key, algo, P)
-  if algo == 3 then
-    local r = redis.pcall('ZRANGE', key, 0, -1, 'WITHSCORES')
-    if r.err then return absent(algo, true) end
-    local c = absent(algo, false)
-    for j = 2, #r, 2 do c.Log[#c.Log + 1] = tonumber(r[j]) end
-    c.loaded = #c.Log
-    return c
-  end
-  local v = redis.pcall('GET', key)
-  if type(v) == 'table' then return absent(algo, true) end -- WRONGTYPE: a hash or a set
-  if not v then return absent(algo, false) end
-  local c = decode(v, algo, P)
-  if not c then return absent(algo, true) end
-  return c
-end
-
-local function copy(c)
-  local d = {}
-  for k, v in pairs(c) do d[k] = v end
-  if c.Log then
-    local log = {}
-    for j = 1, #c.Log do log[j] = c.Log[j] end
-    d.Log = log
-  end
-  if c.B then
-    local B = {}
-    for j = 1, NB + 1 do B[j] = c.B[j] end
-    d.B = B
-  end
-  return d
-end
-
-local fmt = string.format
-
--- encode is the value of c (not a sliding log): see the header.
-local function encode(c, P)
-  if c.algo == 1 then
-    return cmsgpack.pack({ c.At, unpack(c.B) })
-  elseif c.algo == 0 then
-    if c.N == 0 then return fmt('%d', c.At) end
-    return fmt('%d:%d', c.At, c.N)
-  end
-  if c.N < P then return fmt('-%d', c.At + c.N) end
-  return fmt('-%d:%d', c.At, c.N)
-end
-
-local function save(key, c, P)
-  local ttl = max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000))
-  if c.algo ~= 3 then
-    redis.call('SET', key, encode(c, P), 'PX', ttl)
-    return
-  end
-  if c.foreign then redis.call('DEL', key) end
-  if not c.foreign and c.dropped > 0 then
-    redis.call('ZREMRANGEBYRANK', key, 0, min(c.dropped, c.loaded) - 1)
-  end
-  -- Units taken now are the tail beyond what was kept of the loaded log. Their member
-  -- is "timestamp:k", k counting the units with that timestamp before them.
-  local first = max(c.loaded - c.dropped, 0) + 1
-  if c.foreign then first = 1 end
-  local args = {}
-  for j = first, #c.Log do
-    local ts = c.Log[j]
-    local k = 0
-    local m = j - 1
-    while m >= 1 and c.Log[m] == ts do k = k + 1; m = m - 1 end
-    args[#args + 1] = ts
-    args[#args + 1] = fmt('%d:%d', ts, k)
-  end
-  if #args > 0 then redis.call('ZADD', key, unpack(args)) end
-  redis.call('PEXPIRE', key, ttl)
-end
-
-local function eval(c, algo, t, n, P, L, x, y)
-  if algo == 0 then return bucket(c, t, n, P, L, x, y)
-  elseif algo == 1 then return sliding(c, t, n, P, L, x, y)
-  elseif algo == 2 then return fixed(c, t, n, P, L)
-  end
-  return slog(c, t, n, P, L)
-end
-
-local function commit(c, algo, t, n, P, L, x, y)
-  if algo == 0 then bucketCommit(c, t, n, L, x, y)
-  elseif algo == 1 then slidingCommit(c, t, n, P)
-  elseif algo == 2 then fixedCommit(c, t, n, P)
-  else slogCommit(c, t, n, P) end
-end
-
-local states, origs, periods, order = {}, {}, {}, {}
-local out = { 1 }
-local all = true
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  local b = 2 + (i - 1) * 6
-  local algo, n = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-  local P, L = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
-  local x, y = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-  local c = states[key]
-  if c == nil then
-    c = load(key, algo, P)
-    states[key] = c
-    if #KEYS > 1 then origs[key] = copy(c) end
-  elseif c.algo ~= algo then
-    c = absent(algo, true)
-    states[key] = c
-  end
-  local ok, remaining, reset, retry = eval(c, algo, now, n, P, L, x, y)
-  if not ok then
-    all = false
-  elseif n > 0 and all then
-    commit(c, algo, now, n, P, L, x, y)
-    if not periods[key] then order[#order + 1] = key end
-    periods[key] = P
-  end
-  local o = #out
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = ok and 1 or 0, remaining, reset, retry
-end
-
-if all then
-  for _, key in ipairs(order) do save(key, states[key], periods[key]) end
-  return out
-end
-
--- Refused: nothing is written; the hits this limit alone allowed are reported as peeks of
--- the state before the Take.
-out[1] = 0
-for i = 1, #KEYS do
-  local o = 1 + (i - 1) * 4
-  if out[o + 1] == 1 then
-    local b = 2 + (i - 1) * 6
-    local algo = tonumber(ARGV[b + 1])
-    local c = origs[KEYS[i]]
-    if c.algo ~= algo then c = absent(algo, true) end
-    local ok, remaining, reset, retry = eval(c, algo, now, 0,
-      tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]))
-    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = ok and 1 or 0, remaining, reset, retry
-  end
-end
-return out
+return res
