@@ -18,13 +18,19 @@ warden_ratelimit_decisions_total{decision="allowed",domain="api",otel_scope_name
 warden_ratelimit_decisions_total{decision="over_limit",domain="api",otel_scope_name="warden",source="store"} 3
 warden_ratelimit_decisions_total{decision="allowed",domain="bench",otel_scope_name="warden",source="fail_open"} 7
 warden_ratelimit_decisions_total{decision="allowed",domain="bench",otel_scope_name="warden",source="cache"} 1e+06
+warden_ratelimit_decisions_total{decision="allowed",domain="benchlease",otel_scope_name="warden",source="lease"} 900
+warden_ratelimit_decisions_total{decision="allowed",domain="benchlease",otel_scope_name="warden",source="store"} 20
+warden_ratelimit_decisions_total{decision="over_limit",domain="benchlease",otel_scope_name="warden",source="store"} 4
 warden_ratelimit_store_unavailable_total{domain="bench",policy="fail_open"} 7
 `
-	got, err := parseDecisions(strings.NewReader(text))
+	got, leaseAllowed, err := parseDecisions(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"store": 123, "fail_open": 7, "cache": 1e6}
+	if leaseAllowed != 920 {
+		t.Errorf("allowed decisions of %s: got %v, want 920", leaseDomain, leaseAllowed)
+	}
+	want := map[string]float64{"store": 147, "fail_open": 7, "cache": 1e6, "lease": 900}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -33,7 +39,7 @@ warden_ratelimit_store_unavailable_total{domain="bench",policy="fail_open"} 7
 			t.Errorf("source %s: got %v, want %v", k, got[k], v)
 		}
 	}
-	if _, err := parseDecisions(strings.NewReader(`warden_ratelimit_decisions_total{decision="allowed"} 1` + "\n")); err == nil {
+	if _, _, err := parseDecisions(strings.NewReader(`warden_ratelimit_decisions_total{decision="allowed"} 1` + "\n")); err == nil {
 		t.Error("a line without a source label: got no error")
 	}
 }
