@@ -217,7 +217,7 @@ func (l *Limiter) leaseTake(ctx context.Context, d *cdomain, tag string, sc *scr
 	for range sc.hits {
 		sc.out = append(sc.out, Status{})
 	}
-	all, refill := true, false
+	all := true
 	for i := range sc.hits {
 		h := &sc.hits[i]
 		var lh leaseHit
@@ -238,7 +238,6 @@ func (l *Limiter) leaseTake(ctx context.Context, d *cdomain, tag string, sc *scr
 		}
 		sc.ls = append(sc.ls, lh)
 		all = all && lh.state == leaseCovered
-		refill = refill || lh.state == leaseRefill
 	}
 	if all {
 		l.fill(ctx, d, sc, res, FromLease, now, tag)
@@ -249,12 +248,14 @@ func (l *Limiter) leaseTake(ctx context.Context, d *cdomain, tag string, sc *scr
 		return FromCache, nil
 	}
 	sc.sub, sc.subH, sc.subL = sc.sub[:0], sc.subH[:0], sc.subL[:0]
+	raised := false // some hit asks for more than its cost
 	for i := range sc.hits {
 		if sc.ls[i].state == leaseCovered {
 			continue
 		}
 		h := sc.hits[i]
 		if sc.ls[i].state == leaseRefill {
+			raised = raised || sc.lease[i].units > h.Cost
 			h.Cost = max(h.Cost, sc.lease[i].units)
 		}
 		sc.sub = append(sc.sub, i)
@@ -263,7 +264,7 @@ func (l *Limiter) leaseTake(ctx context.Context, d *cdomain, tag string, sc *scr
 	}
 	sc.subO = append(sc.subO[:0], make([]Status, len(sc.subH))...)
 	allowed, reason, err := l.leaseAsk(ctx, tag, sc, now)
-	if err == nil && !allowed && refill {
+	if err == nil && !allowed && raised {
 		// The store refused whole slices: ask for exactly the request's costs.
 		for j, i := range sc.sub {
 			sc.subH[j].Cost = sc.hits[i].Cost
