@@ -339,3 +339,55 @@ func TestLeaseConfig(t *testing.T) {
 		t.Errorf("valid lease: %v", err)
 	}
 }
+
+// TestLeaseTokenBucketBound walks a clock through the token bucket's worst case: units leased
+// just after the bucket was full are admitted up to TTL later, beside the units the bucket
+// emitted meanwhile. With rate r = 10/s, B = 10, TTL = 1s and 4 replicas, an interval of
+// d = 9ms admits 17 units: more than the exact bucket's B + r*d = 10.09, within the stated
+// B + r*(d+TTL) = 20.09.
+func TestLeaseTokenBucketBound(t *testing.T) {
+	c := &clock{t: base}
+	store := memstore.New(memstore.Options{Now: c.now})
+	dom := leasedDomain(limiter.TokenBucket, 10, "second", &limiter.Lease{Units: 5, TTL: time.Second})
+	var ls [4]*limiter.Limiter
+	for i := range ls {
+		l, err := limiter.New(limiter.Config{Store: store, Domains: []limiter.Domain{dom}, Now: c.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls[i] = l
+	}
+	ctx := context.Background()
+	admit := func(l *limiter.Limiter, n int) (got int) {
+		var res limiter.Result
+		for range n {
+			if err := l.Check(ctx, req(1, "k"), &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Allowed {
+				got++
+			}
+		}
+		return got
+	}
+	// t = 0: replicas 0 and 1 each lease 5 units (the full bucket) and use 1.
+	if got := admit(ls[0], 1) + admit(ls[1], 1); got != 2 {
+		t.Fatalf("t=0: %d admitted, want 2", got)
+	}
+	// t = 990ms: the bucket has emitted 9 units; replicas 2 and 3 lease them (5, then 4 by
+	// exact costs). Then, within 9ms, every replica spends what it holds.
+	c.at(990 * time.Millisecond)
+	in := admit(ls[2], 10) + admit(ls[3], 10)
+	c.at(999 * time.Millisecond)
+	in += admit(ls[0], 10) + admit(ls[1], 10)
+	const r, b, ttl, d = 10.0, 10.0, 1.0, 0.009
+	if exact := b + r*d; float64(in) <= exact {
+		t.Errorf("%d admitted in %vs: want more than the exact bucket's %.2f (the case the bound is for)", in, d, exact)
+	}
+	if bound := b + r*(d+ttl); float64(in) > bound {
+		t.Errorf("%d admitted in %vs: over the stated bound %.2f", in, d, bound)
+	}
+	if in != 17 {
+		t.Errorf("%d admitted in [990ms, 999ms], want 17 (8 left from t=0, 9 emitted)", in)
+	}
+}
