@@ -221,9 +221,16 @@ func (l *Limiter) leaseTake(ctx context.Context, d *cdomain, tag string, sc *scr
 	for i := range sc.hits {
 		h := &sc.hits[i]
 		var lh leaseHit
+		// Never wait for a refill that this request makes itself (two hits on one key).
+		mayWait := true
+		for j := range sc.ls {
+			if sc.ls[j].state == leaseRefill && sc.hits[j].Key == h.Key {
+				mayWait = false
+			}
+		}
 		for wait := 0; ; wait++ {
 			var ch <-chan struct{}
-			lh, ch = l.leases.take(h.Key, h.Limit, h.Cost, nowNs, &sc.out[i], wait < 1)
+			lh, ch = l.leases.take(h.Key, h.Limit, h.Cost, nowNs, &sc.out[i], mayWait && wait < 1)
 			if lh.state != leaseWait {
 				break
 			}

@@ -391,3 +391,29 @@ func TestLeaseTokenBucketBound(t *testing.T) {
 		t.Errorf("%d admitted in [990ms, 999ms], want 17 (8 left from t=0, 9 emitted)", in)
 	}
 }
+
+// TestLeaseSameKeyTwice sends requests whose two descriptors count on one key: the second hit
+// must not wait for the refill the first one makes.
+func TestLeaseSameKeyTwice(t *testing.T) {
+	store := &takeCounter{Store: memstore.New(memstore.Options{})}
+	dom := leasedDomain(limiter.FixedWindow, 100, "hour", &limiter.Lease{Units: 10, TTL: time.Minute})
+	l, err := limiter.New(limiter.Config{Store: store, Domains: []limiter.Domain{dom}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var res limiter.Result
+	admitted := 0
+	for range 60 {
+		if err := l.Check(ctx, req(1, "k", "k"), &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Allowed {
+			admitted++
+		}
+	}
+	if admitted != 50 {
+		t.Errorf("%d requests of 2 units admitted, want 50", admitted)
+	}
+}
