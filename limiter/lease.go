@@ -221,10 +221,11 @@ func (l *Limiter) leaseTake(ctx context.Context, d *cdomain, tag string, sc *scr
 	for i := range sc.hits {
 		h := &sc.hits[i]
 		var lh leaseHit
-		// Never wait for a refill that this request makes itself (two hits on one key).
+		// A request that makes a refill itself never waits for another one: not for its own
+		// (two hits on one key), nor for a request that waits for its refill (a cycle).
 		mayWait := true
 		for j := range sc.ls {
-			if sc.ls[j].state == leaseRefill && sc.hits[j].Key == h.Key {
+			if sc.ls[j].state == leaseRefill {
 				mayWait = false
 			}
 		}

@@ -417,3 +417,39 @@ func TestLeaseSameKeyTwice(t *testing.T) {
 		t.Errorf("%d requests of 2 units admitted, want 50", admitted)
 	}
 }
+
+// TestLeaseCrossedRefills sends two-limit requests in both orders from many goroutines:
+// requests that refill one slice and need the other's must not wait for each other.
+func TestLeaseCrossedRefills(t *testing.T) {
+	store := memstore.New(memstore.Options{})
+	lease := &limiter.Lease{Units: 5, TTL: time.Minute}
+	dom := limiter.Domain{Name: "d", Descriptors: []limiter.Descriptor{
+		{Key: "a", RateLimit: &limiter.RateLimit{Name: "a", Algorithm: limiter.FixedWindow, Unit: "hour", RequestsPerUnit: 100000, Lease: lease}},
+		{Key: "b", RateLimit: &limiter.RateLimit{Name: "b", Algorithm: limiter.FixedWindow, Unit: "hour", RequestsPerUnit: 100000, Lease: lease}},
+	}}
+	l, err := limiter.New(limiter.Config{Store: store, Domains: []limiter.Domain{dom}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := req(1, "a", "b")
+			if w%2 == 1 {
+				r = req(1, "b", "a")
+			}
+			var res limiter.Result
+			for range 500 {
+				if err := l.Check(ctx, r, &res); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
