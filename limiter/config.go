@@ -116,7 +116,43 @@ type RateLimit struct {
 	// (Request.Tier), e.g. {"free": 100 per minute, "paid": 1000 per minute} ("tiers"; Warden).
 	// A request of another tier, or none, gets the limit above.
 	Tiers map[string]TierLimit `yaml:"tiers"`
+	// Lease, when set, lets each replica take a slice of this limit's quota from the store in
+	// one Take and decide locally until the slice or its lease runs out ("lease"; Warden).
+	// Off by default. See Lease for what it trades.
+	Lease *Lease `yaml:"lease"`
 }
+
+// Lease is a limit's quota leasing ("rate_limit.lease"): a replica debits Units from the
+// store at once, for one counter key, and admits the next requests on that key from this
+// local slice without asking the store, until the slice cannot cover a request's cost or TTL
+// has passed since it was taken (for a fixed window, also no later than the end of the window
+// the units were counted in). When the store refuses a whole slice, the request asks for
+// exactly its cost, so the limit can still be reached exactly.
+//
+// What it trades, with N replicas sharing the store and unit-cost requests:
+//   - fixed_window: no overshoot (every admitted unit was counted by the store in the window
+//     it is admitted in); the limit stays exact.
+//   - token_bucket: a leased unit is admitted up to TTL after the store debited it, so any
+//     interval of length d admits at most Burst + rate*(d+TTL): the exact bucket's bound plus
+//     rate*TTL (Limit*TTL/Period units), whatever N.
+//   - under-admission: units debited into a replica's slice and not used there (at most
+//     Units-1 per replica, so (N-1)*(Units-1) when one replica is refused) are refused to the
+//     others until the slice expires.
+//
+// Only token_bucket and fixed_window limits take a lease: a sliding_window or sliding_log
+// unit admitted later than the store counted it has no stated bound (sliding_log's point is
+// exactness). Not with shadow_mode, and not in envoyproxy/ratelimit files.
+type Lease struct {
+	// Units is the slice size, 1 to the limit's quota (RequestsPerUnit, or Burst for a
+	// token bucket), checked for every tier ("units").
+	Units int64 `yaml:"units"`
+	// TTL is how long a slice may be used after it was taken: more than 0, at most the limit's
+	// period and at most MaxLeaseTTL ("ttl").
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// MaxLeaseTTL bounds Lease.TTL: the token bucket's overshoot grows with it.
+const MaxLeaseTTL = time.Minute
 
 // TierLimit is a RateLimit's override for one tier ("tiers.NAME"). Zero fields keep the
 // RateLimit's values, except that a tier setting RequestsPerUnit without Burst gets the default
@@ -320,6 +356,14 @@ type tierLimit struct {
 	key string
 	// suffix identifies the algorithm and period in the counter key.
 	suffix string
+	// lease is RateLimit.Lease (zero: none).
+	lease leaseConf
+}
+
+// leaseConf is a compiled Lease; units 0 means no leasing.
+type leaseConf struct {
+	units int64
+	ttl   time.Duration
 }
 
 func compile(domains []Domain) (*compiled, error) {
@@ -477,7 +521,52 @@ func compileLimit(d *Descriptor, path, defaultName string, names map[string]bool
 			cl.tiers[t] = &tl
 		}
 	}
+	if r.Lease != nil {
+		if err := compileLease(cl, d, r, path+".lease"); err != nil {
+			return nil, err
+		}
+	}
 	return cl, nil
+}
+
+// compileLease checks RateLimit.Lease against the base limit and every tier, and sets it on
+// each.
+func compileLease(cl *climit, d *Descriptor, r *RateLimit, path string) error {
+	ls := r.Lease
+	if d.ShadowMode {
+		return &fielderr.Error{Path: path, Err: errors.New("not with shadow_mode")}
+	}
+	switch r.Algorithm {
+	case TokenBucket, FixedWindow:
+	default:
+		return &fielderr.Error{Path: path, Err: fmt.Errorf("only token_bucket and fixed_window limits can be leased, not %s (a unit admitted after the store counted it has no stated bound)", r.Algorithm)}
+	}
+	if ls.Units < 1 {
+		return &fielderr.Error{Path: path + ".units", Err: errors.New("must be at least 1")}
+	}
+	if ls.TTL <= 0 {
+		return &fielderr.Error{Path: path + ".ttl", Err: errors.New("must be positive")}
+	}
+	if ls.TTL > MaxLeaseTTL {
+		return &fielderr.Error{Path: path + ".ttl", Err: fmt.Errorf("must be at most %v", MaxLeaseTTL)}
+	}
+	tls := []*tierLimit{&cl.base}
+	for _, tl := range cl.tiers {
+		tls = append(tls, tl)
+	}
+	for _, tl := range tls {
+		if tl.unlimited {
+			continue
+		}
+		if q := tl.params.Burst; ls.Units > q {
+			return &fielderr.Error{Path: path + ".units", Err: fmt.Errorf("%d is more than the limit's quota %d", ls.Units, q)}
+		}
+		if ls.TTL > tl.limit.Period {
+			return &fielderr.Error{Path: path + ".ttl", Err: fmt.Errorf("%v is longer than the limit's period %v", ls.TTL, tl.limit.Period)}
+		}
+		tl.lease = leaseConf{units: ls.Units, ttl: ls.TTL}
+	}
+	return nil
 }
 
 func compileTier(path, name string, alg Algorithm, unlimited bool, unit string, rpu int64, period time.Duration, burst int64) (tierLimit, error) {

@@ -175,9 +175,13 @@ const (
 	// FromFailClosed: the store failed and the FailClosed policy refused the request (Check
 	// returns an error wrapping ErrUnavailable with this answer in its Result).
 	FromFailClosed
+	// FromLease: every limit of the request was covered by this replica's leased slice of
+	// its quota (RateLimit.Lease); the store was not asked, it counted the units in bulk when
+	// the slice was taken.
+	FromLease
 )
 
-var sourceNames = [...]string{"store", "cache", "fallback", "fail_open", "fail_closed"}
+var sourceNames = [...]string{"store", "cache", "fallback", "fail_open", "fail_closed", "lease"}
 
 // Unavailable reports whether the store could not be asked for this status: the failure
 // policy decided it.
@@ -294,6 +298,7 @@ type Limiter struct {
 	lat     latency                // of the store's answers: its baseline
 	lastErr atomic.Pointer[string] // the last store failure, for the log line when a breaker opens
 	cache   *overCache
+	leases  leaseTable
 	pool    sync.Pool
 	m       instruments
 	peer    *PeerStats
@@ -400,12 +405,19 @@ type scratch struct {
 	key  []byte
 	// after is the count after each hit of a CountRefused domain (-1: not counted so).
 	after []int64
+	// Quota leasing (lease.go): each hit's lease, and the work buffers of leaseTake.
+	lease []leaseConf
+	ls    []leaseHit
+	sub   []int // the hits that go to the store
+	subH  []Hit
+	subO  []Status
+	subL  []*climit
 }
 
 func (l *Limiter) getScratch() *scratch {
 	sc := l.pool.Get().(*scratch)
 	sc.hits, sc.out, sc.desc, sc.lims, sc.all = sc.hits[:0], sc.out[:0], sc.desc[:0], sc.lims[:0], sc.all[:0]
-	sc.after = sc.after[:0]
+	sc.after, sc.lease = sc.after[:0], sc.lease[:0]
 	return sc
 }
 
@@ -413,6 +425,8 @@ func (l *Limiter) putScratch(sc *scratch) {
 	clear(sc.hits[:cap(sc.hits)]) // drop key strings
 	clear(sc.lims[:cap(sc.lims)])
 	clear(sc.all[:cap(sc.all)])
+	clear(sc.subH[:cap(sc.subH)])
+	clear(sc.subL[:cap(sc.subL)])
 	l.pool.Put(sc)
 }
 
@@ -466,6 +480,7 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		sc.drop = d.applyReplaces(sc.all, req.Tier, sc.drop[:0])
 	}
 	banned := false
+	leased := !d.counts // every hit has a lease (checked below)
 	for i, cl := range sc.all {
 		if cl == nil {
 			continue
@@ -506,6 +521,8 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		sc.hits = append(sc.hits, Hit{Key: key, Limit: hl, Cost: cost})
 		sc.desc = append(sc.desc, i)
 		sc.lims = append(sc.lims, cl)
+		sc.lease = append(sc.lease, tl.lease)
+		leased = leased && tl.lease.units > 0 && cost > 0 && !cl.shadow && !cl.quota
 	}
 	if banned {
 		// A ban (requests_per_unit 0) refuses the request: nothing is consumed.
@@ -526,6 +543,21 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 	}
 	tag := d.tag(&req)
 	now := l.now()
+	if leased {
+		src, err := l.leaseTake(ctx, d, tag, sc, res, now)
+		if err != nil {
+			return err
+		}
+		if d.peerStats != nil {
+			if src.Unavailable() {
+				d.storeUnavailable()
+			}
+			d.countPeer(sc, &req, res)
+		}
+		res.quotaVerdict()
+		d.metrics.decision(ctx, res.Allowed, src)
+		return nil
+	}
 	// A CountRefused domain counts every hit, refused or not: no answer from the cache.
 	if !d.counts && l.fromCache(sc, res, tag, now) {
 		if d.peerStats != nil {
@@ -663,17 +695,27 @@ func (l *Limiter) fromCache(sc *scratch, res *Result, tag string, now time.Time)
 // take asks the store, through the breaker, and applies the failure policy when it cannot
 // answer. It leaves the statuses in sc.out (except for FromFailOpen).
 func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch, now time.Time) (Source, error) {
+	reason, err := l.tryStore(ctx, tag, sc, now)
+	if err == nil {
+		return FromStore, nil
+	}
+	if ctx.Err() != nil {
+		// The caller gave up: not the store's fault, and no one to answer.
+		return 0, ctx.Err()
+	}
+	return l.policy(ctx, d, tag, sc, reason, err)
+}
+
+// tryStore asks the store through the breaker; on failure it returns the reason to count
+// (reasonUnavailable, reasonUnknown, reasonDeadline) with the error.
+func (l *Limiter) tryStore(ctx context.Context, tag string, sc *scratch, now time.Time) (int, error) {
 	err := errBreakerOpen
 	reason := reasonUnavailable
 	br := l.breakerFor(tag)
 	if ok, probe := br.allow(now); ok {
 		var o outcome
 		if o, err = l.ask(ctx, br, tag, sc, probe); o == succeeded {
-			return FromStore, nil
-		}
-		if ctx.Err() != nil {
-			// The caller gave up: not the store's fault, and no one to answer.
-			return 0, ctx.Err()
+			return 0, nil
 		}
 		switch {
 		case errors.Is(err, ErrTimeout) || errors.Is(err, ErrLost):
@@ -687,6 +729,11 @@ func (l *Limiter) take(ctx context.Context, d *cdomain, tag string, sc *scratch,
 			reason = reasonDeadline
 		}
 	}
+	return reason, err
+}
+
+// policy applies the domain's failure policy to a request the store could not decide.
+func (l *Limiter) policy(ctx context.Context, d *cdomain, tag string, sc *scratch, reason int, err error) (Source, error) {
 	d.metrics.fallback(ctx, reason)
 	switch d.policy {
 	case FailClosed:
@@ -1046,6 +1093,7 @@ func (l *Limiter) Reset(ctx context.Context, domain string, entries []Entry) err
 		if err := r.Reset(ctx, tag, key); err != nil {
 			return err
 		}
+		l.leases.remove(key)
 		if fr != nil {
 			if err := fr.Reset(ctx, tag, key); err != nil {
 				return err

@@ -11,7 +11,7 @@ import (
 
 // instruments are the Limiter's counters:
 //
-//   - warden.ratelimit.decisions{domain, decision=allowed|over_limit, source=store|cache|fallback|fail_open}
+//   - warden.ratelimit.decisions{domain, decision=allowed|over_limit, source=store|cache|lease|fallback|fail_open|fail_closed}
 //   - warden.ratelimit.store_unavailable{domain, policy, reason}: every decision taken
 //     without the store by the failure policy (fail_open, fail_closed, local). reason is
 //     "unavailable" when the store failed (connection error, error reply) or its circuit

@@ -146,6 +146,15 @@ rate_limit:
       descriptors:
         - key: user
           rate_limit: {name: per_user, unit: second, requests_per_unit: 100000}
+    - domain: benchlease
+      descriptors:
+        - key: user
+          rate_limit:
+            name: per_user
+            algorithm: fixed_window
+            period: 87600h
+            requests_per_unit: 4000000000
+            lease: {units: 50, ttl: 10s}
     - domain: benchmem
       descriptors:
         - key: user

@@ -263,6 +263,8 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 						}
 						var v validity
 						switch {
+						case r.sc.Redis && r.sc.Leased:
+							v, err = checkLeasedLoad(ctx, st, conns[st], o.perScript, measure)
 						case r.sc.Redis && len(r.sc.Counted) > 0:
 							v, err = checkCountedLoad(st, r.sc.Counted, measure, func() uint64 { return res.ok })
 						case r.sc.Redis:

@@ -154,6 +154,20 @@ func rlsRequest(i int) proto.Message {
 	}}
 }
 
+// leasedRow marks a Redis row as leased and measures it beside "RLS, Redis".
+func leasedRow(s Scenario) Scenario {
+	s.Leased = true
+	s.Beside = "RLS, Redis"
+	return s
+}
+
+// rlsLeasedRequest is rlsRequest in the leased domain.
+func rlsLeasedRequest(i int) proto.Message {
+	return &rlsv3.RateLimitRequest{Domain: leaseDomain, Descriptors: []*rlcommon.RateLimitDescriptor{
+		{Entries: []*rlcommon.RateLimitDescriptor_Entry{{Key: "user", Value: user(i)}}},
+	}}
+}
+
 func rlsDecide(ctx context.Context, cc *grpc.ClientConn, req proto.Message) (string, error) {
 	resp, err := rlsv3.NewRateLimitServiceClient(cc).ShouldRateLimit(ctx, req.(*rlsv3.RateLimitRequest))
 	if err != nil {

@@ -64,6 +64,10 @@ type Scenario struct {
 	// in an OK response. The runner samples requests before and after every measured
 	// load, outside the CPU window, and prints the counts. An error fails the run.
 	Decide func(ctx context.Context, cc *grpc.ClientConn, req proto.Message) (string, error)
+	// Leased marks a Warden Redis row whose limit is leased (rate_limit.lease, in the
+	// leaseDomain): its check admits the lease source and compares Redis's debited units with
+	// the admitted decisions (checkLeasedLoad).
+	Leased bool
 }
 
 // configData is what a Scenario's Config template sees.
@@ -145,6 +149,9 @@ var scenarios = []Scenario{
 	redisRow(wardenRow(Scenario{Name: "CheckRateLimit, Redis", Method: wardenMethod + "CheckRateLimit", Request: checkRateLimitRequest, Decide: checkRateLimitDecide})),
 	redisRow(envoyRow(Scenario{Name: "ext_authz, API key + route + Redis limit", Method: "envoy.service.auth.v3.Authorization/Check", Request: extAuthzRequest, Decide: extAuthzDecide})),
 	redisRow(envoyRow(Scenario{Name: "RLS, Redis", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsRequest, Decide: rlsDecide})),
+	// Quota leasing: the same RLS call on a leased limit (50 units a slice, 10s), on the
+	// same Warden process as "RLS, Redis"; measured beside it.
+	leasedRow(redisRow(envoyRow(Scenario{Name: "RLS, Redis, leased", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsLeasedRequest, Decide: rlsDecide}))),
 	// The references of the Redis path (issue 19): bench/floor deciding each descriptor with
 	// one GCRA script (GET + SET PX on a string), and envoyproxy/ratelimit on its own Redis.
 	rlsReference(Scenario{Name: rowEvalsha, Server: serverFloorEvalsha, Counted: []string{"evalsha", "eval"}}),

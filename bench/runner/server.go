@@ -214,6 +214,8 @@ type setup struct {
 	stopped   bool
 	idleRSS   uint64 // the server's VmRSS once it listened, before any load, bytes
 	peak      uint64 // the server's VmHWM after the rounds, bytes
+	// leasePeeks counts the cost-0 CheckRateLimit calls checkLeasedLoad made in leaseDomain.
+	leasePeeks int
 }
 
 // binaries are the servers the runner starts.

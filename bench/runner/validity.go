@@ -11,6 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 )
 
 // A Redis row measures Warden deciding on Redis only if Warden did: with a store that timed
@@ -39,6 +44,8 @@ type counters struct {
 	// decisions sums warden_ratelimit_decisions_total by its source label (store, cache,
 	// fallback, fail_open).
 	decisions map[string]float64
+	// leaseAllowed is the allowed decisions of leaseDomain, every source.
+	leaseAllowed float64
 	// scripts is Redis's EVALSHA and EVAL calls since it started.
 	scripts uint64
 	// sentTakes and sentScripts are the Takes and the script calls Warden's Redis store sent
@@ -51,6 +58,8 @@ type counters struct {
 // validity is what a Redis row's check found over one load.
 type validity struct {
 	store, failOpen, fallback float64 // decisions by source during the load
+	lease                     float64 // decisions from a leased slice during the load (Scenario.Leased)
+	debited, admitted         float64 // leaseDomain's units debited in Redis and decisions admitted, since Warden started
 	total                     float64 // decisions of every source during the load
 	scripts                   uint64  // script calls Redis ran during the load
 	hasSent                   bool    // Warden exports sentTakes and sentScripts
@@ -83,7 +92,7 @@ func (s *setup) readCounters(ctx context.Context) (counters, error) {
 	if resp.StatusCode != http.StatusOK {
 		return c, fmt.Errorf("warden /metrics: %s", resp.Status)
 	}
-	if c.decisions, c.sentTakes, c.sentScripts, c.hasSent, err = parseMetrics(resp.Body); err != nil {
+	if c.decisions, c.leaseAllowed, c.sentTakes, c.sentScripts, c.hasSent, err = parseMetrics(resp.Body); err != nil {
 		return c, fmt.Errorf("warden /metrics: %w", err)
 	}
 	info, err := redisCommand(s.redisAddr, "INFO commandstats")
@@ -103,16 +112,17 @@ const (
 	sentScriptsMetric = "warden_redis_pipeline_scripts_sum"
 )
 
-// parseDecisions sums the decisions counter of a Prometheus text exposition by source.
-func parseDecisions(r io.Reader) (map[string]float64, error) {
-	m, _, _, _, err := parseMetrics(r)
-	return m, err
+// parseDecisions sums the decisions counter of a Prometheus text exposition by source, and
+// returns the allowed decisions of leaseDomain apart.
+func parseDecisions(r io.Reader) (map[string]float64, float64, error) {
+	m, lease, _, _, _, err := parseMetrics(r)
+	return m, lease, err
 }
 
-// parseMetrics sums the decisions counter of a Prometheus text exposition by source, and
-// reads the Takes and the script calls the Redis store sent (hasSent: the scripts' sum is
-// exported).
-func parseMetrics(r io.Reader) (bySource map[string]float64, takes, scripts float64, hasSent bool, err error) {
+// parseMetrics sums the decisions counter of a Prometheus text exposition by source, returns
+// the allowed decisions of leaseDomain apart, and reads the Takes and the script calls the
+// Redis store sent (hasSent: the scripts' sum is exported).
+func parseMetrics(r io.Reader) (bySource map[string]float64, leaseAllowed, takes, scripts float64, hasSent bool, err error) {
 	bySource = map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -125,7 +135,7 @@ func parseMetrics(r io.Reader) (bySource map[string]float64, takes, scripts floa
 			if strings.HasPrefix(line, m.name+"{") || strings.HasPrefix(line, m.name+" ") {
 				v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 				if err != nil {
-					return nil, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
+					return nil, 0, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
 				}
 				*m.to += v
 				hasSent = hasSent || m.name == sentScriptsMetric
@@ -137,24 +147,34 @@ func parseMetrics(r io.Reader) (bySource map[string]float64, takes, scripts floa
 		}
 		labels, value, ok := strings.Cut(rest, "} ")
 		if !ok {
-			return nil, 0, 0, false, fmt.Errorf("cannot parse %q", line)
+			return nil, 0, 0, 0, false, fmt.Errorf("cannot parse %q", line)
 		}
 		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
 		if err != nil {
-			return nil, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
+			return nil, 0, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
 		}
-		source := ""
+		source, domain, decision := "", "", ""
 		for _, kv := range strings.Split(labels, ",") {
-			if k, val, ok := strings.Cut(kv, "="); ok && k == "source" {
-				source = strings.Trim(val, `"`)
+			if k, val, ok := strings.Cut(kv, "="); ok {
+				switch val = strings.Trim(val, `"`); k {
+				case "source":
+					source = val
+				case "domain":
+					domain = val
+				case "decision":
+					decision = val
+				}
 			}
 		}
 		if source == "" {
-			return nil, 0, 0, false, fmt.Errorf("no source label in %q", line)
+			return nil, 0, 0, 0, false, fmt.Errorf("no source label in %q", line)
 		}
 		bySource[source] += v
+		if domain == leaseDomain && decision == "allowed" {
+			leaseAllowed += v
+		}
 	}
-	return bySource, takes, scripts, hasSent, sc.Err()
+	return bySource, leaseAllowed, takes, scripts, hasSent, sc.Err()
 }
 
 // parseScriptCalls adds the calls of cmdstat_evalsha and cmdstat_eval in INFO commandstats.
@@ -318,9 +338,81 @@ func checkLoad(ctx context.Context, st *setup, perScript int, load func() error)
 	return check(before, after, perScript), nil
 }
 
+// leaseDomain is the bench config's domain with a leased limit (fixtures.go): a fixed window
+// of 4e9 units in 87600h, so that no window ends during a run and a peek's remaining tells
+// how many units Redis has debited.
+const leaseDomain = "benchlease"
+
+// checkLeasedLoad is checkLoad for a leased row (Scenario.Leased). Decisions may come from
+// the store or from a lease, from no other source; and Redis must have debited at least as
+// many units as Warden admitted: after the load, each of the row's counters is peeked (a
+// CheckRateLimit of cost 0, which the store answers: a lease never covers a peek), its
+// debited units are its limit less its remaining, and their sum must reach the allowed
+// decisions of leaseDomain since Warden started, less the peeks (allowed, debiting nothing).
+// Both are counted since the start, because units debited into a slice during one load are
+// admitted during the next.
+func checkLeasedLoad(ctx context.Context, st *setup, cc *grpc.ClientConn, perScript int, load func() error) (validity, error) {
+	before, err := st.readCounters(ctx)
+	if err != nil {
+		return validity{invalid: "cannot read the counters before the load: " + err.Error()}, load()
+	}
+	if err := load(); err != nil {
+		return validity{}, err
+	}
+	after, err := st.readCounters(ctx)
+	if err != nil {
+		return validity{invalid: "cannot read the counters after the load: " + err.Error()}, nil
+	}
+	v := check(before, after, perScript)
+	v.lease = after.decisions["lease"] - before.decisions["lease"]
+	if v.invalid != "" {
+		return v, nil
+	}
+	for source := range after.decisions {
+		if d := after.decisions[source] - before.decisions[source]; source != "store" && source != "lease" && d > 0 {
+			v.invalid = fmt.Sprintf("%.0f decisions with source %s during the load: want store and lease only", d, source)
+			return v, nil
+		}
+	}
+	debited, err := peekDebited(ctx, cc)
+	if err != nil {
+		v.invalid = "cannot peek the leased counters: " + err.Error()
+		return v, nil
+	}
+	v.debited, v.admitted = debited, after.leaseAllowed-float64(st.leasePeeks)
+	st.leasePeeks += requests
+	if v.debited < v.admitted {
+		v.invalid = fmt.Sprintf("Redis debited %.0f units for %.0f admitted decisions", v.debited, v.admitted)
+	}
+	return v, nil
+}
+
+// peekDebited sums the units Redis has debited from leaseDomain's counters of the row's
+// requests.
+func peekDebited(ctx context.Context, cc *grpc.ClientConn) (float64, error) {
+	c := wardenv1.NewWardenServiceClient(cc)
+	var sum float64
+	for i := range requests {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := c.CheckRateLimit(ctx, &wardenv1.CheckRateLimitRequest{Domain: leaseDomain, Cost: proto.Int64(0),
+			Descriptors: []*wardenv1.RateLimitDescriptor{{Entries: []*wardenv1.RateLimitDescriptor_Entry{{Key: "user", Value: user(i)}}}}})
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		if len(resp.GetStatuses()) != 1 {
+			return 0, fmt.Errorf("peek %d: got %v, want one status", i, resp)
+		}
+		s := resp.GetStatuses()[0]
+		sum += float64(s.GetLimit() - s.GetRemaining())
+	}
+	return sum, nil
+}
+
 // summary is a row's validity over all its loads and rounds, for the report.
 func validitySummary(vs []validity) string {
-	var store, scripts, sentTakes, sentScripts float64
+	var store, scripts, sentTakes, sentScripts, lease float64
+	var last validity
 	var calls, counted uint64
 	var names []string
 	hasSent := len(vs) > 0
@@ -333,6 +425,8 @@ func validitySummary(vs []validity) string {
 		sentTakes += v.sentTakes
 		sentScripts += v.sentScripts
 		hasSent = hasSent && v.hasSent
+		lease += v.lease
+		last = v
 		calls += v.calls
 		counted += v.counted
 		names = v.countedNames
@@ -348,6 +442,10 @@ func validitySummary(vs []validity) string {
 	sent := "Warden exports no count of the Takes and script calls it sent"
 	if hasSent {
 		sent = fmt.Sprintf("Warden's store sent %.0f Takes in %.0f script calls", sentTakes, sentScripts)
+	}
+	if lease > 0 {
+		return fmt.Sprintf("valid: %.0f decisions by the store and %.0f from a lease (%.1f%%), no other source; %s; Redis ran %.0f script calls (%.2f store decisions per call); Redis debited %.0f units for %.0f admitted since start",
+			store, lease, 100*lease/(store+lease), sent, scripts, per, last.debited, last.admitted)
 	}
 	return fmt.Sprintf("valid: %.0f decisions by the store, 0 fail_open or fallback; %s; Redis ran %.0f script calls: %.2f decisions per script call", store, sent, scripts, per)
 }

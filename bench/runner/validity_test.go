@@ -18,13 +18,19 @@ warden_ratelimit_decisions_total{decision="allowed",domain="api",otel_scope_name
 warden_ratelimit_decisions_total{decision="over_limit",domain="api",otel_scope_name="warden",source="store"} 3
 warden_ratelimit_decisions_total{decision="allowed",domain="bench",otel_scope_name="warden",source="fail_open"} 7
 warden_ratelimit_decisions_total{decision="allowed",domain="bench",otel_scope_name="warden",source="cache"} 1e+06
+warden_ratelimit_decisions_total{decision="allowed",domain="benchlease",otel_scope_name="warden",source="lease"} 900
+warden_ratelimit_decisions_total{decision="allowed",domain="benchlease",otel_scope_name="warden",source="store"} 20
+warden_ratelimit_decisions_total{decision="over_limit",domain="benchlease",otel_scope_name="warden",source="store"} 4
 warden_ratelimit_store_unavailable_total{domain="bench",policy="fail_open"} 7
 `
-	got, err := parseDecisions(strings.NewReader(text))
+	got, leaseAllowed, err := parseDecisions(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"store": 123, "fail_open": 7, "cache": 1e6}
+	if leaseAllowed != 920 {
+		t.Errorf("allowed decisions of %s: got %v, want 920", leaseDomain, leaseAllowed)
+	}
+	want := map[string]float64{"store": 147, "fail_open": 7, "cache": 1e6, "lease": 900}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -33,7 +39,7 @@ warden_ratelimit_store_unavailable_total{domain="bench",policy="fail_open"} 7
 			t.Errorf("source %s: got %v, want %v", k, got[k], v)
 		}
 	}
-	if _, err := parseDecisions(strings.NewReader(`warden_ratelimit_decisions_total{decision="allowed"} 1` + "\n")); err == nil {
+	if _, _, err := parseDecisions(strings.NewReader(`warden_ratelimit_decisions_total{decision="allowed"} 1` + "\n")); err == nil {
 		t.Error("a line without a source label: got no error")
 	}
 }
@@ -47,11 +53,11 @@ warden_redis_pipeline_commands_count{otel_scope_name="warden"} 40
 warden_redis_pipeline_scripts_sum{otel_scope_name="warden"} 60
 warden_ratelimit_decisions_total{decision="allowed",domain="api",source="store"} 1500
 `
-	_, takes, scripts, has, err := parseMetrics(strings.NewReader(text))
+	_, _, takes, scripts, has, err := parseMetrics(strings.NewReader(text))
 	if err != nil || takes != 1500 || scripts != 60 || !has {
 		t.Errorf("got %v Takes, %v scripts, exported %v, %v; want 1500, 60, true", takes, scripts, has, err)
 	}
-	_, _, _, has, err = parseMetrics(strings.NewReader("warden_redis_pipeline_commands_sum 3\n"))
+	_, _, _, _, has, err = parseMetrics(strings.NewReader("warden_redis_pipeline_commands_sum 3\n"))
 	if err != nil || has {
 		t.Errorf("without the scripts histogram: exported %v, %v; want false", has, err)
 	}

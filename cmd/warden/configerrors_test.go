@@ -58,6 +58,9 @@ func TestConfigMistakesNameTheLine(t *testing.T) {
 		{"envoy unknown field", "envoy:\n  rls: {enable: true}\n"},
 		{"envoy ratelimit file", "envoy:\n  ratelimit_config: rl.yaml\n"},
 		{"envoy domain twice", "rate_limit:\n  domains:\n    - domain: edge\nenvoy:\n  ratelimit_config: rl-ok.yaml\n"},
+		{"rate_limit lease algorithm", "rate_limit:\n  domains:\n    - domain: a\n      descriptors:\n        - key: k\n          rate_limit:\n            unit: second\n            requests_per_unit: 10\n            algorithm: sliding_window\n            lease: {units: 5, ttl: 100ms}\n"},
+		{"rate_limit lease units", "rate_limit:\n  domains:\n    - domain: a\n      descriptors:\n        - key: k\n          rate_limit:\n            unit: second\n            requests_per_unit: 10\n            lease: {units: 50, ttl: 100ms}\n"},
+		{"rate_limit lease ttl", "rate_limit:\n  domains:\n    - domain: a\n      descriptors:\n        - key: k\n          rate_limit:\n            unit: second\n            requests_per_unit: 10\n            lease:\n              units: 5\n              ttl: 2s\n"},
 	}
 	env := map[string]string{
 		"WARDEN_PEPPER": "an-example-pepper-that-is-long-enough-0123456789",
