@@ -310,7 +310,7 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 	}
 
 	for _, st := range setups {
-		st.peak = st.peakRSS()
+		st.peak, st.endSplit = st.peakRSS(), st.split()
 		if err := st.stop(); err != nil {
 			failures = append(failures, err)
 		}

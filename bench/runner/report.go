@@ -265,13 +265,23 @@ func p99Ratio(res, ref []result) string {
 	return fmt.Sprintf("%.2f", median(v))
 }
 
+func (r rssSplit) String() string {
+	if r.anon == 0 && r.file == 0 {
+		return "–"
+	}
+	return mib(r.anon) + " / " + mib(r.file)
+}
+
 // memorySection prints every process's idle and peak RSS and the fills of the Memory
 // section.
 func memorySection(o *options, setups []*setup, mem []memoryResult) string {
 	var b strings.Builder
-	b.WriteString("\n## Memory\n\n| process | idle RSS (after start, before load) | peak RSS (VmHWM after the rounds) |\n|---|--:|--:|\n")
+	b.WriteString("\n## Memory\n\nidle: VmRSS after start, before load; anon / file: its RssAnon (Go heap, stacks, runtime) and RssFile " +
+		"(the binary's code and read-only data mapped in, and shared libraries: clean pages, whose count varies by a few MiB with the page cache's state). " +
+		"peak: VmHWM after the rounds; after the rounds: RssAnon / RssFile then.\n\n" +
+		"| process | idle RSS | idle anon / file | peak RSS | after the rounds anon / file |\n|---|--:|--:|--:|--:|\n")
 	for _, st := range setups {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", setupName(st), mib(st.idleRSS), mib(st.peak))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", setupName(st), mib(st.idleRSS), st.idleSplit, mib(st.peak), st.endSplit)
 	}
 	if o.memoryKeys == 0 {
 		b.WriteString("\nNo fill (-memory-keys 0).\n")

@@ -22,7 +22,7 @@ import (
 
 // buildWarden compiles cmd/warden and the Envoy floor server (bench/floor) with the root
 // module's own dependency versions (GOWORK=off), so bench/'s larger module graph never
-// reaches the binaries. With rev "" it builds the working tree; else the tree of that
+// reaches the binaries, and the image's build flags. With rev "" it builds the working tree; else the tree of that
 // commit, exported with git archive (a commit without bench/floor gets the working tree's).
 func buildWarden(ctx context.Context, root, rev, dir string) (warden, floor string, err error) {
 	src := root
@@ -43,9 +43,11 @@ func buildWarden(ctx context.Context, root, rev, dir string) (warden, floor stri
 		floorSrc = root
 	}
 	for _, b := range []struct{ dir, out, pkg string }{{src, warden, "./cmd/warden"}, {floorSrc, floor, "./bench/floor"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
+		// Built as deploy/image/build.sh builds the shipped binary: static (no libc mapped
+		// in: about 1 MiB less RSS), without symbol tables or DWARF (not mapped at run time).
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", b.out, b.pkg)
 		cmd.Dir = b.dir
-		cmd.Env = append(os.Environ(), "GOWORK=off")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 		}
@@ -213,7 +215,9 @@ type setup struct {
 	listening chan [2]string // gRPC and admin addresses
 	stopped   bool
 	idleRSS   uint64 // the server's VmRSS once it listened, before any load, bytes
-	peak      uint64 // the server's VmHWM after the rounds, bytes
+	idleSplit rssSplit
+	peak      uint64   // the server's VmHWM after the rounds, bytes
+	endSplit  rssSplit // after the rounds
 	// leasePeeks counts the cost-0 CheckRateLimit calls checkLeasedLoad made in leaseDomain.
 	leasePeeks int
 }
@@ -235,6 +239,17 @@ func (s *setup) peakRSS() uint64 { return procStatus(s.warden.pid(), "VmHWM:") }
 
 // rss is the server's resident set now, VmRSS, in bytes; 0 if unreadable.
 func (s *setup) rss() uint64 { return procStatus(s.warden.pid(), "VmRSS:") }
+
+// rssSplit is a resident set's two parts (/proc/PID/status), in bytes: anon (RssAnon: the Go
+// heap, stacks, the runtime's own memory) and file (RssFile: the binary's code and read-only
+// data mapped in, and shared libraries; clean pages the kernel can drop and read back, whose
+// count varies by a few MiB with the page cache's state).
+type rssSplit struct{ anon, file uint64 }
+
+// split is the server's resident set now, by kind.
+func (s *setup) split() rssSplit {
+	return rssSplit{procStatus(s.warden.pid(), "RssAnon:"), procStatus(s.warden.pid(), "RssFile:")}
+}
 
 // procStatus reads a "kB" field of /proc/PID/status in bytes; 0 if unreadable.
 func procStatus(pid int, field string) uint64 {
@@ -271,7 +286,7 @@ func (s *setup) pids() []int {
 func (s *setup) start(bins binaries, dir, cpu string) error {
 	err := s.startServer(bins, dir, cpu)
 	if err == nil {
-		s.idleRSS = s.rss()
+		s.idleRSS, s.idleSplit = s.rss(), s.split()
 	}
 	return err
 }

@@ -49,28 +49,40 @@ func (r *reloader) runs() []runFunc {
 // reload reads the file and applies it if it changed (or always, when forced).
 func (r *reloader) reload(ctx context.Context, force bool) { _ = r.reloadErr(ctx, force) }
 
+// reloadErr reloads (see reload). When it parsed a file, valid or not, it then returns the
+// garbage of reading it to the OS (see releaseGarbage), outside the reload's lock.
 func (r *reloader) reloadErr(ctx context.Context, force bool) error {
+	parsed, err := r.apply(ctx, force)
+	if parsed {
+		releaseGarbage()
+	}
+	return err
+}
+
+// apply reads the file and applies it if it changed (or always, when forced); parsed says
+// whether it got as far as parsing it.
+func (r *reloader) apply(ctx context.Context, force bool) (parsed bool, _ error) {
 	a := r.app
 	data, err := os.ReadFile(r.path)
 	if err != nil {
 		r.fail(err)
-		return err
+		return false, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	sum := sha256.Sum256(data)
 	if !force && hex.EncodeToString(sum[:8]) == a.cfg.Version {
-		return nil
+		return false, nil
 	}
 	cfg, err := config.Parse(r.path, data, a.env)
 	if err != nil {
 		r.fail(err)
-		return err
+		return true, err
 	}
 	deps, next, err := a.build(ctx, cfg)
 	if err != nil {
 		r.fail(err)
-		return err
+		return true, err
 	}
 	if !reflect.DeepEqual(cfg.Server, a.cfg.Server) || !reflect.DeepEqual(cfg.Redis, a.cfg.Redis) ||
 		cfg.Log != a.cfg.Log || !reflect.DeepEqual(cfg.Telemetry, a.cfg.Telemetry) {
@@ -90,7 +102,7 @@ func (r *reloader) reloadErr(ctx context.Context, force bool) error {
 	a.tel.reloads.Add(ctx, 1, metric.WithAttributes(attrResult("ok")))
 	a.peer.configLoaded(nil)
 	r.log.Info("config reloaded", "from", oldVersion, "to", cfg.Version)
-	return nil
+	return true, nil
 }
 
 func (r *reloader) fail(err error) {

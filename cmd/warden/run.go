@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -73,8 +74,16 @@ func runWith(ctx context.Context, args []string, env config.Env, stderr io.Write
 		return err
 	}
 	cfg.Release() // every section is decoded: drop the YAML trees
+	releaseGarbage()
 	return a.serve(ctx, ready)
 }
+
+// releaseGarbage collects and returns to the OS what reading a config left behind. Decoding
+// the YAML allocates about ten times what the built config keeps (11 MiB for the bench's
+// config of 1,000 API keys, of which 1.5 MiB stays live); without this the heap keeps
+// that peak's pages, and its next GC target is twice the peak: 7–8 MiB of the idle RSS
+// was that garbage. It runs once after the start and after each reload, never per call.
+func releaseGarbage() { debug.FreeOSMemory() }
 
 // newLogger returns the process's logger and its level, which AdminService.SetLogLevel
 // changes at run time. The audit log (the loggers With "log", "audit") is written at info
