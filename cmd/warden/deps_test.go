@@ -73,7 +73,10 @@ func TestExtAuthzHangingIntrospection(t *testing.T) {
 	}
 	want503 := func(what string, a answer) {
 		t.Helper()
-		if a.err != nil || a.status != 503 || a.retry == "" || a.took >= 200*time.Millisecond {
+		// Within 200 ms is the RPC's own deadline (checkWithin): an answer later than that is
+		// a DeadlineExceeded error, so a nil error is the proof. took is not compared: on a
+		// loaded machine it also counts the client's scheduling after the answer arrived.
+		if a.err != nil || a.status != 503 || a.retry == "" {
 			t.Errorf("%s: got status %d, Retry-After %q, RPC error %v after %v; want a 503 decision with Retry-After within 200 ms",
 				what, a.status, a.retry, a.err, a.took)
 		}
