@@ -19,7 +19,8 @@ import (
 // Take from the caller's goroutine (unbatched) against the batcher, on one hot key and on
 // 1000 keys. Run with -cpu to vary callers; ops/s is reported beside ns/op, and Redis's own
 // share: redis-cpu-µs/op (the server process's CPU, from INFO cpu) and script-µs/op (the
-// EVALSHA/EVAL time of INFO commandstats, per Take).
+// EVALSHA/EVAL time of INFO commandstats, per Take), and takes/script (Stats: Takes per
+// script call).
 //
 //	go test -run '^$' -bench Take -benchtime=1s -cpu 2 ./limiter/redisstore/
 func BenchmarkTake(b *testing.B) {
@@ -40,7 +41,7 @@ func BenchmarkTake(b *testing.B) {
 					var next atomic.Int64
 					b.SetParallelism(64) // many callers per CPU, as concurrent gRPC requests are
 					b.ReportAllocs()
-					before := redisCost(b, client)
+					before, st0 := redisCost(b, client), s.Stats()
 					b.ResetTimer()
 					b.RunParallel(func(pb *testing.PB) {
 						hits := []limiter.Hit{{Limit: l, Cost: 1}}
@@ -54,8 +55,9 @@ func BenchmarkTake(b *testing.B) {
 						}
 					})
 					b.StopTimer()
-					after := redisCost(b, client)
+					after, st := redisCost(b, client), s.Stats()
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+					b.ReportMetric(float64(st.Takes-st0.Takes)/float64(max(st.Scripts-st0.Scripts, 1)), "takes/script")
 					b.ReportMetric((after.cpu-before.cpu)/float64(b.N), "redis-cpu-µs/op")
 					b.ReportMetric((after.script-before.script)/float64(b.N), "script-µs/op")
 				})

@@ -222,8 +222,9 @@ func (s *Store) refresh(ctx context.Context) {
 			n.client.Store(c)
 			s.cl.nodes[addr] = n
 			s.workers.Add(s.opts.Pipelines)
+			g := newGate(s.opts.Pipelines)
 			for range s.opts.Pipelines {
-				go s.batcher(n.reqs, nil, n)
+				go s.batcher(n.reqs, nil, n, g)
 			}
 		} else if c != nil && n.client.Load() != c {
 			n.client.Store(c) // the ClusterClient replaced its client for addr

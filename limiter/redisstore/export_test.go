@@ -42,7 +42,7 @@ func TakeBatch(ctx context.Context, s *Store, client Client, takes []BatchTake) 
 		calls[i] = c
 		b.calls = append(b.calls, c)
 	}
-	s.exec(b, client, nil)
+	s.exec(b, client, nil, nil)
 	for i, c := range calls {
 		if c != nil {
 			<-c.done
@@ -50,3 +50,6 @@ func TakeBatch(ctx context.Context, s *Store, client Client, takes []BatchTake) 
 		}
 	}
 }
+
+// Holds is the number of batches whose collector held for more calls since New.
+func Holds(s *Store) uint64 { return s.rt.holds.Load() }

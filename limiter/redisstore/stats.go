@@ -42,6 +42,7 @@ type rtStats struct {
 	roundTrips atomic.Uint64
 	takes      atomic.Uint64
 	scripts    atomic.Uint64
+	holds      atomic.Uint64 // batches whose collector held for more calls (see batcher)
 }
 
 // Stats returns the Store's round-trip counts. It is cheap: four atomic loads.

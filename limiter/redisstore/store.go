@@ -74,9 +74,11 @@ type Options struct {
 	MaxBatch int
 	// Pipelines is the largest number of pipelines in flight at once (the number of batcher
 	// goroutines, each using one connection of the client's pool while its pipeline is out).
-	// A batcher sends what is queued as soon as it is free, so a lone Take goes out at once,
-	// with no timer, and under load the Takes that queue while the others are in Redis form
-	// the next batch. Default 16: enough that a Redis a few milliseconds away stays busy; keep
+	// One batcher at a time collects what is queued: with fewer than two pipelines in flight
+	// it sends it at once, so a lone Take goes out without waiting; with more, it keeps
+	// collecting until one comes back, the batch fills a script call, or 50 µs have passed,
+	// so that under load the Takes that queue while the others are in Redis share a script
+	// call. Default 16: enough that a Redis a few milliseconds away stays busy; keep
 	// the client's pool size above it. On a Cluster, per master.
 	Pipelines int
 	// Unbatched sends every Take as its own EVALSHA from the caller's goroutine, starting no
@@ -187,8 +189,9 @@ func New(client Client, opts Options) (*Store, error) {
 	}
 	s.reqs = make(chan *call, opts.MaxBatch*opts.Pipelines)
 	s.workers.Add(opts.Pipelines)
+	g := newGate(opts.Pipelines)
 	for range opts.Pipelines {
-		go s.batcher(s.reqs, client, nil)
+		go s.batcher(s.reqs, client, nil, g)
 	}
 	return s, nil
 }
