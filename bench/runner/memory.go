@@ -95,7 +95,7 @@ func measureMemory(ctx context.Context, o *options, rows []*row, setups []*setup
 			label = "envoyproxy/ratelimit"
 		}
 		logf("memory: %d keys on a fresh %s", o.memoryKeys, cmpLabel(label))
-		m, err := fill(ctx, st, bins, dir, cpu, o.memoryKeys)
+		m, err := fill(ctx, st, bins, dir, cpu, o.memoryKeys, o.perScript)
 		m.label = cmpLabel(label)
 		if err != nil {
 			m.invalid = err.Error()
@@ -113,7 +113,7 @@ func cmpLabel(l string) string {
 	return l
 }
 
-func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n int) (memoryResult, error) {
+func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, perScript int) (memoryResult, error) {
 	st := &setup{label: like.label, config: like.config, redis: like.redis, server: like.server, files: like.files}
 	m := memoryResult{keys: n, redis: st.redis}
 	if err := st.start(bins, dir, cpu); err != nil {
@@ -182,7 +182,7 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n in
 			if err != nil {
 				return m, err
 			}
-			if v := check(before, after, 1); v.invalid != "" {
+			if v := check(before, after, perScript); v.invalid != "" {
 				return m, errors.New(v.invalid)
 			}
 		}
