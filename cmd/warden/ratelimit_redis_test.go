@@ -284,7 +284,7 @@ func TestFailClosedUnderLoadAndOutage(t *testing.T) {
 	if err := admin.Do(ctx, "DEBUG", "SLEEP", 3).Err(); err != nil {
 		t.Fatalf("DEBUG SLEEP: %v", err)
 	}
-	pinged := shutdownAndRestart(t, ctx, admin, srv, func() { phase.Store(down) }, func() { phase.Store(back) })
+	pinged := shutdownAndRestart(t, ctx, admin, srv, func() { phase.Store(down) }, nil, func() { phase.Store(back) })
 	// The first decision by Redis again, on a key nothing else touches.
 	checkRecovered(t, pinged, func() bool {
 		_, err := c.CheckRateLimit(context.Background(), rlRequest("closed", "probe", 1))
@@ -315,8 +315,8 @@ func TestFailClosedUnderLoadAndOutage(t *testing.T) {
 }
 
 // shutdownAndRestart shuts Redis down (SHUTDOWN NOSAVE through admin), calls down, keeps it
-// down for 500ms, restarts it, calls back, and returns when Redis answered PING again.
-func shutdownAndRestart(t *testing.T, ctx context.Context, admin *redis.Client, srv *redistest.Server, down, back func()) (pinged time.Time) {
+// down for 500ms, calls restarting (if not nil), restarts it, calls back, and returns when Redis answered PING again.
+func shutdownAndRestart(t *testing.T, ctx context.Context, admin *redis.Client, srv *redistest.Server, down, restarting, back func()) (pinged time.Time) {
 	t.Helper()
 	if err := admin.Do(ctx, "SHUTDOWN", "NOSAVE").Err(); err != nil && !isConnClosed(err) {
 		t.Fatalf("SHUTDOWN NOSAVE: %v", err)
@@ -324,6 +324,9 @@ func shutdownAndRestart(t *testing.T, ctx context.Context, admin *redis.Client, 
 	down()
 	srv.Stop() // reap the process
 	time.Sleep(500 * time.Millisecond)
+	if restarting != nil {
+		restarting()
+	}
 	srv.Restart() // returns once Redis answers PING
 	pinged = time.Now()
 	back()
