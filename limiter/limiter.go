@@ -548,14 +548,7 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		if err != nil {
 			return err
 		}
-		if d.peerStats != nil {
-			if src.Unavailable() {
-				d.storeUnavailable()
-			}
-			d.countPeer(sc, &req, res)
-		}
-		res.quotaVerdict()
-		d.metrics.decision(ctx, res.Allowed, src)
+		d.settle(ctx, sc, &req, res, src)
 		return nil
 	}
 	// A CountRefused domain counts every hit, refused or not: no answer from the cache.
@@ -581,15 +574,21 @@ func (l *Limiter) Check(ctx context.Context, req Request, res *Result) error {
 		l.peerStatuses(sc, res, src)
 	}
 	l.fill(ctx, d, sc, res, src, now, tag)
+	d.settle(ctx, sc, &req, res, src)
+	return nil
+}
+
+// settle ends a decision taken by src (the store, a lease, or the failure policy): the peer
+// stats, the quota-mode verdict and the decision's count.
+func (d *cdomain) settle(ctx context.Context, sc *scratch, req *Request, res *Result, src Source) {
 	if d.peerStats != nil {
 		if src.Unavailable() {
 			d.storeUnavailable()
 		}
-		d.countPeer(sc, &req, res)
+		d.countPeer(sc, req, res)
 	}
 	res.quotaVerdict()
 	d.metrics.decision(ctx, res.Allowed, src)
-	return nil
 }
 
 // quotaVerdict refuses the request when every quota-mode limit that applied (not unlimited,

@@ -324,18 +324,26 @@ func check(before, after counters, perScript int) validity {
 // checkLoad runs load between two readings of st's counters and returns the verdict;
 // unreadable counters make the row invalid too.
 func checkLoad(ctx context.Context, st *setup, perScript int, load func() error) (validity, error) {
-	before, err := st.readCounters(ctx)
-	if err != nil {
-		return validity{invalid: "cannot read the counters before the load: " + err.Error()}, load()
-	}
-	if err := load(); err != nil {
-		return validity{}, err
-	}
-	after, err := st.readCounters(ctx)
-	if err != nil {
-		return validity{invalid: "cannot read the counters after the load: " + err.Error()}, nil
+	before, after, invalid, err := countedLoad(ctx, st, load)
+	if invalid != "" || err != nil {
+		return validity{invalid: invalid}, err
 	}
 	return check(before, after, perScript), nil
+}
+
+// countedLoad runs load between two readings of st's counters; invalid says which reading
+// failed (the load still runs when the first one did).
+func countedLoad(ctx context.Context, st *setup, load func() error) (before, after counters, invalid string, err error) {
+	if before, err = st.readCounters(ctx); err != nil {
+		return before, after, "cannot read the counters before the load: " + err.Error(), load()
+	}
+	if err = load(); err != nil {
+		return before, after, "", err
+	}
+	if after, err = st.readCounters(ctx); err != nil {
+		return before, after, "cannot read the counters after the load: " + err.Error(), nil
+	}
+	return before, after, "", nil
 }
 
 // leaseDomain is the bench config's domain with a leased limit (fixtures.go): a fixed window
@@ -352,16 +360,9 @@ const leaseDomain = "benchlease"
 // Both are counted since the start, because units debited into a slice during one load are
 // admitted during the next.
 func checkLeasedLoad(ctx context.Context, st *setup, cc *grpc.ClientConn, perScript int, load func() error) (validity, error) {
-	before, err := st.readCounters(ctx)
-	if err != nil {
-		return validity{invalid: "cannot read the counters before the load: " + err.Error()}, load()
-	}
-	if err := load(); err != nil {
-		return validity{}, err
-	}
-	after, err := st.readCounters(ctx)
-	if err != nil {
-		return validity{invalid: "cannot read the counters after the load: " + err.Error()}, nil
+	before, after, invalid, err := countedLoad(ctx, st, load)
+	if invalid != "" || err != nil {
+		return validity{invalid: invalid}, err
 	}
 	v := check(before, after, perScript)
 	v.lease = after.decisions["lease"] - before.decisions["lease"]
