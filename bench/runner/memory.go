@@ -133,12 +133,19 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, p
 			}
 		}
 	}
-	cc, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return m, err
+	// Four connections, as the loads use: one connection opening streams faster than
+	// Warden's server.stream_rate (20,000/s by default) has streams refused, and a memory
+	// store decides faster than that.
+	const conns, workers = 4, 32
+	var ccs [conns]*grpc.ClientConn
+	for i := range ccs {
+		cc, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return m, err
+		}
+		defer cc.Close()
+		ccs[i] = cc
 	}
-	defer cc.Close()
-	const workers = 32
 	var (
 		next    atomic.Int64
 		errs    atomic.Uint64
@@ -146,7 +153,8 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, p
 		mu      sync.Mutex
 		lastErr error
 	)
-	for range workers {
+	for w := range workers {
+		cc := ccs[w%conns]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -174,6 +182,7 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, p
 	}
 	m.rssAfter, m.peakRSS = st.rss(), st.peakRSS()
 	if st.redis {
+		var err error
 		if m.usedMemory[1], m.dbSize[1], err = redisMemory(st.redisAddr); err != nil {
 			return m, err
 		}

@@ -292,6 +292,10 @@ func redisCommand(addr, cmd string) (string, error) {
 	return line[1:], nil
 }
 
+// noStoreDecision is check's verdict on a load that no store decision took part in (the
+// checks after it are then vacuous: no Take was sent).
+const noStoreDecision = "no decision taken by the store during the load"
+
 // check compares the counters read before and after a load. perScript is the most store
 // decisions one script call may take.
 func check(before, after counters, perScript int) validity {
@@ -310,7 +314,7 @@ func check(before, after counters, perScript int) validity {
 	case v.failOpen > 0 || v.fallback > 0:
 		v.invalid = fmt.Sprintf("%.0f of %.0f decisions fail_open and %.0f fallback during the load: Warden answered without Redis", v.failOpen, v.total, v.fallback)
 	case v.store <= 0:
-		v.invalid = "no decision taken by the store during the load"
+		v.invalid = noStoreDecision
 	case v.hasSent && v.sentTakes < v.store:
 		v.invalid = fmt.Sprintf("Warden's store sent %.0f Takes for %.0f store decisions", v.sentTakes, v.store)
 	case v.hasSent && float64(v.scripts) < v.sentScripts:
@@ -366,6 +370,11 @@ func checkLeasedLoad(ctx context.Context, st *setup, cc *grpc.ClientConn, perScr
 	}
 	v := check(before, after, perScript)
 	v.lease = after.decisions["lease"] - before.decisions["lease"]
+	if v.invalid == noStoreDecision && v.lease > 0 {
+		// Every decision of the load came from slices leased before it (a short load): the
+		// debited units below still prove each was counted by the store.
+		v.invalid = ""
+	}
 	if v.invalid != "" {
 		return v, nil
 	}
