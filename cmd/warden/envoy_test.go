@@ -225,6 +225,16 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 }
 
+// replaceFile replaces path's content by a rename, as editors and ConfigMaps do, so that a
+// watcher never reads it half written.
+func replaceFile(t *testing.T, path, s string) {
+	t.Helper()
+	writeFile(t, path+".tmp", []byte(s))
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // extAuthz asks Warden's ext_authz service over gRPC, as Envoy does.
 func extAuthz(t *testing.T, c authv3.AuthorizationClient, r envoytest.Request) *authv3.CheckResponse {
 	t.Helper()

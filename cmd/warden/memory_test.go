@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
@@ -54,15 +53,7 @@ func TestConfigGarbageReturnedAfterStartAndReload(t *testing.T) {
 	const limit = 2 << 20
 	dir := t.TempDir()
 	p := filepath.Join(dir, "warden.yaml")
-	write := func(s string) {
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string) { replaceFile(t, p, s) }
 	config := manyKeysConfig(t, 1000)
 	write(config("info"))
 	r := start(t, map[string]string{"PEPPER": testPepper}, "-config", p)

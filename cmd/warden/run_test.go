@@ -192,16 +192,7 @@ func configVersion(t *testing.T, admin string) string {
 func TestHotReloadKeepsOldConfigWhenInvalid(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "warden.yaml")
-	write := func(s string) {
-		// Replace by rename, as editors and ConfigMaps do.
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string) { replaceFile(t, p, s) }
 	write("log:\n  level: info\n")
 	r := start(t, nil, "-config", p)
 	v1 := configVersion(t, r.Admin)
