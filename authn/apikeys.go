@@ -510,6 +510,21 @@ func (a *APIKeys) Create(ctx context.Context, spec KeySpec) (string, KeyRecord, 
 // until now + RotationGrace (or its earlier expiry or revocation). It returns the new
 // plaintext key once.
 func (a *APIKeys) Rotate(ctx context.Context, id string) (string, KeyRecord, error) {
+	return a.RotateWithGrace(ctx, id, a.cfg.RotationGrace)
+}
+
+// RotationGrace is how long Rotate keeps an old key working, and the longest grace
+// RotateWithGrace takes.
+func (a *APIKeys) RotationGrace() time.Duration { return a.cfg.RotationGrace }
+
+// RotateWithGrace is Rotate with the old key working until now + grace instead: a shorter
+// overlap, down to none, e.g. for a key that leaked. grace may not be negative nor exceed
+// RotationGrace (the deployment's policy bounds how long two keys of one principal both work):
+// either is an ErrBadGrace.
+func (a *APIKeys) RotateWithGrace(ctx context.Context, id string, grace time.Duration) (string, KeyRecord, error) {
+	if grace < 0 || grace > a.cfg.RotationGrace {
+		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: grace %v: %w", id, grace, ErrBadGrace)
+	}
 	old, err := a.cfg.Store.Key(ctx, id)
 	if err != nil {
 		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: %w", id, err)
@@ -529,7 +544,7 @@ func (a *APIKeys) Rotate(ctx context.Context, id string) (string, KeyRecord, err
 		return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: %w", id, err)
 	}
 	a.InvalidateKey(rec.ID)
-	until := now.Add(a.cfg.RotationGrace)
+	until := now.Add(grace)
 	if old.RevokedAt.IsZero() || until.Before(old.RevokedAt) {
 		if err := a.cfg.Store.Revoke(ctx, id, until); err != nil {
 			return "", KeyRecord{}, fmt.Errorf("authn: rotate API key %s: revoke old key: %w", id, err)

@@ -69,6 +69,9 @@ var (
 	ErrReadOnlyKey = errors.New("authn: this API key is defined in the config file: change it there")
 	// ErrKeyNotFound is returned by KeyStore methods for an id that has no record.
 	ErrKeyNotFound = errors.New("authn: API key not found")
+	// ErrBadGrace is returned by APIKeys.RotateWithGrace for a negative grace or one longer
+	// than the configured rotation grace.
+	ErrBadGrace = errors.New("authn: rotation grace must be between 0 and the configured rotation_grace")
 	// ErrEmptyFilter is returned by KeyStore.List when the filter selects nothing.
 	ErrEmptyFilter = errors.New("authn: key filter needs an owner or a tenant")
 )

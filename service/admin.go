@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -186,10 +187,16 @@ func (a *Admin) RotateApiKey(ctx context.Context, req *wardenv1.RotateApiKeyRequ
 	if req.GetId() == "" {
 		return nil, invalidArgument("id", "required")
 	}
-	if req.GetGrace() != nil {
-		return nil, invalidArgument("grace", "a per-call grace is not supported: the grace is authn.api_keys.rotation_grace")
+	grace := k.RotationGrace()
+	if g := req.GetGrace(); g != nil {
+		if err := g.CheckValid(); err != nil {
+			return nil, invalidArgument("grace", "not a valid duration")
+		}
+		if grace = g.AsDuration(); grace < 0 || grace > k.RotationGrace() {
+			return nil, invalidArgument("grace", fmt.Sprintf("must be between 0 and %v (authn.api_keys.rotation_grace)", k.RotationGrace()))
+		}
 	}
-	secret, rec, err := k.Rotate(ctx, req.GetId())
+	secret, rec, err := k.RotateWithGrace(ctx, req.GetId(), grace)
 	if err != nil {
 		return nil, a.keyError(ctx, "RotateApiKey", err)
 	}

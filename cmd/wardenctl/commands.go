@@ -92,7 +92,7 @@ const ephemeralWarning = "warning: this Warden keeps API keys in memory only (no
 func keysRotate(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags("keys rotate", c)
 	id := fs.String("id", "", "key id")
-	grace := fs.Duration("grace", 0, "how long the old key stays valid (0: the configured default)")
+	grace := fs.Duration("grace", 0, "how long the old key stays valid, from 0 (it stops at once) to the server's authn.api_keys.rotation_grace (the default when -grace is not given)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,9 +100,11 @@ func keysRotate(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("-id is required")
 	}
 	req := &wardenv1.RotateApiKeyRequest{Id: *id}
-	if *grace > 0 {
-		req.Grace = durationpb.New(*grace)
-	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "grace" {
+			req.Grace = durationpb.New(*grace)
+		}
+	})
 	a, err := admin(c)
 	if err != nil {
 		return err

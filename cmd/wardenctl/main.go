@@ -2,7 +2,7 @@
 // webhook signing, and dry-run decisions.
 //
 //	wardenctl -addr 127.0.0.1:50051 keys create -owner alice -tenant acme -roles user -scopes orders:read
-//	wardenctl keys rotate -id KEYID    # the old key stays valid for authn.api_keys.rotation_grace
+//	wardenctl keys rotate -id KEYID    # the old key stays valid for authn.api_keys.rotation_grace (-grace: shorter)
 //	wardenctl tokens revoke -jti 4f1c… -exp 2026-12-01T00:00:00Z
 //	wardenctl limits get -domain api -d tenant=acme,path=/v1/orders
 //	wardenctl webhook sign -scheme github -secret file:/run/secrets/gh -body payload.json

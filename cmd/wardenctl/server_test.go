@@ -197,6 +197,22 @@ rate_limit:
 		t.Errorf("check with the revoked key: %q, want DENIED … REVOKED", got)
 	}
 
+	// keys rotate -grace 0: alice's first key, still in its default grace, stops at once.
+	if got := checkOrders(t, alice.Secret); got != "ALLOWED" {
+		t.Errorf("check with alice's key in its rotation grace: %q, want ALLOWED", got)
+	}
+	var again key
+	jsonOf(t, ok(t, asAdmin, "-o", "json", "keys", "rotate", "-id", alice.Key.ID, "-grace", "0s"), &again)
+	if again.Secret == "" || again.Secret == rotated.Secret {
+		t.Errorf("keys rotate -grace 0s: secret %q, want a new one", again.Secret)
+	}
+	if got := checkOrders(t, alice.Secret); !strings.Contains(got, "DENIED") || !strings.Contains(got, "REVOKED") {
+		t.Errorf("check with the key rotated with -grace 0s: %q, want DENIED … REVOKED", got)
+	}
+	if got := checkOrders(t, again.Secret); got != "ALLOWED" {
+		t.Errorf("check with its new key: %q, want ALLOWED", got)
+	}
+
 	// tokens revoke: a JWT of the configured issuer stops authenticating.
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
 	tok, err := issuer.Token(map[string]any{"iss": "https://issuer.test", "aud": "warden", "sub": "bob",
@@ -218,15 +234,15 @@ rate_limit:
 
 	// Errors: Warden's refusals name the gRPC code; bad flags never reach the server.
 	fails(t, nil, "wardenctl: Unauthenticated: ", "keys", "list", "-owner", "alice")
-	fails(t, []string{"WARDEN_API_KEY=" + alice.Secret}, "wardenctl: PermissionDenied: ", "keys", "list", "-owner", "alice")
+	fails(t, []string{"WARDEN_API_KEY=" + again.Secret}, "wardenctl: PermissionDenied: ", "keys", "list", "-owner", "alice")
 	fails(t, asAdmin, "wardenctl: -owner is required", "keys", "create")
 	fails(t, asAdmin, "flag provided but not defined: -bogus", "keys", "create", "-owner", "a", "-bogus")
 	fails(t, asAdmin, "wardenctl: -env must be live or test", "keys", "create", "-owner", "a", "-env", "prod")
 	fails(t, asAdmin, "wardenctl: -id is required", "keys", "rotate")
 	fails(t, asAdmin, "wardenctl: -id is required", "keys", "revoke")
 	fails(t, asAdmin, "wardenctl: NotFound: ", "keys", "revoke", "-id", "no-such-key")
-	// The grace is the server's authn.api_keys.rotation_grace, whatever the flag says.
-	fails(t, asAdmin, "wardenctl: InvalidArgument: grace: ", "keys", "rotate", "-id", alice.Key.ID, "-grace", "1h")
+	// A grace longer than the server's authn.api_keys.rotation_grace (24h here) is refused.
+	fails(t, asAdmin, "wardenctl: InvalidArgument: grace: must be between 0 and 24h0m0s", "keys", "rotate", "-id", again.Key.ID, "-grace", "25h")
 	fails(t, asAdmin, "wardenctl: -jti and -exp are required", "tokens", "revoke", "-jti", "j-2")
 	fails(t, asAdmin, "wardenctl: -exp: ", "tokens", "revoke", "-jti", "j-2", "-exp", "tomorrow")
 	fails(t, asAdmin, "wardenctl: -domain and at least one -d are required", "limits", "get", "-domain", "api")
