@@ -57,7 +57,7 @@ func TestExampleConfigsUnchanged(t *testing.T) {
 		case strings.Contains(f, "kubernetes-"):
 			name = "deploy/kubernetes/warden.yaml (ConfigMap warden.yaml)"
 		case strings.Contains(f, "envoy-example"):
-			name = "examples/envoy/warden.yaml (with examples/jwks.json beside it)"
+			name = "examples/envoy/warden.yaml"
 		}
 		fmt.Fprintf(&out, "== %s\n", strings.TrimPrefix(name, "../../"))
 		out.WriteString(strings.ReplaceAll(buildDump(t, f, env), filepath.Dir(f)+"/", "$DIR/"))
@@ -84,18 +84,11 @@ func compareGolden(t *testing.T, name, got string) {
 	}
 }
 
-// envoyExample copies examples/envoy's warden.yaml and ratelimit directory beside a
-// jwks.json (the example names one it does not ship).
+// envoyExample copies examples/envoy as shipped (warden.yaml, its jwks.json and ratelimit
+// directory) to a directory of the test.
 func envoyExample(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "envoy-example")
 	if err := os.CopyFS(dir, os.DirFS("../../examples/envoy")); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile("../../examples/jwks.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, "warden.yaml")
