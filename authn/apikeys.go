@@ -478,11 +478,20 @@ type KeySpec struct {
 	ExpiresAt time.Time
 }
 
+// Principal is the principal a key made from spec names (its identity values, for
+// Principal.Passable).
+func (spec KeySpec) Principal() Principal {
+	return Principal{Subject: spec.Owner, Tenant: spec.Tenant, Roles: spec.Roles, Scopes: spec.Scopes, Tier: spec.Tier}
+}
+
 // Create issues a key in the configured environment and stores its record. The plaintext
 // key is returned once and never stored.
 func (a *APIKeys) Create(ctx context.Context, spec KeySpec) (string, KeyRecord, error) {
 	if spec.Owner == "" {
 		return "", KeyRecord{}, errors.New("authn: create API key: owner is required")
+	}
+	if !spec.Principal().Passable() {
+		return "", KeyRecord{}, errors.New("authn: create API key: a value the identity headers cannot carry (see Principal.Passable)")
 	}
 	now := a.now()
 	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {
@@ -631,6 +640,9 @@ func (a *APIKeys) importRecord(key string, env Environment, spec KeySpec) (KeyRe
 	}
 	if spec.Owner == "" {
 		return KeyRecord{}, importError("owner is required")
+	}
+	if !spec.Principal().Passable() {
+		return KeyRecord{}, importError("owner, tenant, tier, roles and scopes may hold no control character, a role no comma, and a scope only RFC 6749 scope-token characters")
 	}
 	now := a.now()
 	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {

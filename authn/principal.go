@@ -58,3 +58,52 @@ type Principal struct {
 	// authorization conditions and identity headers. Read-only.
 	Claims map[string]string
 }
+
+// Passable reports whether p can be passed on to an upstream unambiguously in the identity
+// headers (package idheader): no value holds a control character (CR and LF would end a
+// header line), no role holds a comma (the roles header is a comma-separated list), and every
+// scope is an RFC 6749 §3.3 scope-token (the scopes header is space-separated). A principal
+// that is not would let its credential's issuer name a role or a scope it was not given to
+// the upstream that splits the header, e.g. the role "user,admin": the service refuses its
+// credential as Malformed. It does not allocate.
+func (p Principal) Passable() bool {
+	if !headerText(p.Subject, false) || !headerText(p.Tenant, false) || !headerText(p.CredentialID, false) || !headerText(p.Tier, false) {
+		return false
+	}
+	for _, r := range p.Roles {
+		if r == "" || !headerText(r, true) {
+			return false
+		}
+	}
+	for _, s := range p.Scopes {
+		if !scopeToken(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// headerText reports whether s holds no control character (C0, DEL) and, if noComma, no comma.
+func headerText(s string, noComma bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || noComma && c == ',' {
+			return false
+		}
+	}
+	return true
+}
+
+// scopeToken reports whether s is an RFC 6749 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
+func scopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

@@ -122,6 +122,9 @@ func (a *Admin) CreateApiKey(ctx context.Context, req *wardenv1.CreateApiKeyRequ
 	if req.GetDescription() != "" {
 		spec.Labels = map[string]string{"description": req.GetDescription()}
 	}
+	if !spec.Principal().Passable() {
+		return nil, invalidArgument("roles", "owner, tenant, tier, roles and scopes may hold no control character, a role no comma, and a scope only RFC 6749 scope-token characters (they are passed on in identity headers)")
+	}
 	if t := req.GetTtl(); t != nil {
 		if t.AsDuration() <= 0 {
 			return nil, invalidArgument("ttl", "must be positive")

@@ -69,6 +69,12 @@ func (s *Server) authenticate(ctx context.Context, d *Deps, c *wardenv1.Credenti
 		return authn.Principal{}, nil, unimplemented("authentication is not configured (config section authn)")
 	}
 	p, reason := a.authenticate(ctx, c)
+	if reason == authn.OK && !p.Passable() {
+		// Authentic, but naming values the identity headers cannot carry unambiguously (see
+		// Principal.Passable): refused, so that no upstream reads a role it was not given.
+		p, reason = authn.Principal{}, authn.Malformed
+		s.audit.LogAttrs(ctx, slog.LevelWarn, "credential names an identity the identity headers cannot carry (a control character, a comma in a role, or a scope that is not an RFC 6749 scope-token)", attrRPC("Authenticate"))
+	}
 	switch reason {
 	case authn.OK:
 		return p, nil, nil
