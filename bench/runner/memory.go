@@ -133,9 +133,9 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, p
 			}
 		}
 	}
-	// Four connections, as the loads use: one connection opening streams faster than
-	// Warden's server.stream_rate (20,000/s by default) has streams refused, and a memory
-	// store decides faster than that.
+	// Four connections, as the loads use (Wardens before 100,000/s became server.stream_rate's
+	// default refused streams of one connection faster than 20,000/s, and a memory store
+	// decides faster than that).
 	const conns, workers = 4, 32
 	var ccs [conns]*grpc.ClientConn
 	for i := range ccs {

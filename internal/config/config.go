@@ -73,7 +73,7 @@ type Server struct {
 	// connection refused StreamBurst streams within a second is closed. StreamResetRate
 	// bounds the streams per second a client may reset (RST_STREAM; as many at once)
 	// before its connection is closed (HTTP/2 rapid reset). After a close, the source's new
-	// connections are refused for StreamPenalty. Defaults 20000/s, 2000, 500/s, 1s
+	// connections are refused for StreamPenalty. Defaults 100000/s, 10000, 500/s, 1s
 	// (negative StreamPenalty: none).
 	StreamRate      float64       `yaml:"stream_rate"`
 	StreamBurst     float64       `yaml:"stream_burst"`

@@ -38,9 +38,13 @@ import (
 // Config bounds the streams of one connection. The zero value takes every default.
 type Config struct {
 	// Rate is how many new streams per second one connection may open, sustained. Default
-	// 20000: a gateway worker's connection rarely needs a tenth of it.
+	// 100000: above what one busy gateway worker's connection sends (Envoy keeps one
+	// connection per worker, and a worker may pass tens of thousands of requests a second),
+	// since a refused stream reaches the gateway as a failure, not a decision. Open streams
+	// are bounded by MaxConcurrentStreams and resets by ResetRate; Rate bounds the rest, such
+	// as streams the server itself resets (HTTP/2 "MadeYouReset").
 	Rate float64
-	// Burst is how many it may open at once, above Rate. Default 2000.
+	// Burst is how many it may open at once, above Rate. Default 10000.
 	Burst float64
 	// CloseAfter is how many refused streams within one second close the connection.
 	// Default Burst.
@@ -61,10 +65,10 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Rate <= 0 {
-		c.Rate = 20000
+		c.Rate = 100000
 	}
 	if c.Burst <= 0 {
-		c.Burst = 2000
+		c.Burst = 10000
 	}
 	if c.CloseAfter <= 0 {
 		c.CloseAfter = int(c.Burst)
