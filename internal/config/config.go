@@ -223,7 +223,7 @@ func (s Section) Decode(name string, v any) error {
 		return err
 	}
 	if err := s.node.Decode(v); err != nil {
-		return yamlError(s.file, err, 0, name)
+		return yamlError(s.file, err, 0, name, s.node)
 	}
 	env := s.env
 	if env == nil {
@@ -333,7 +333,7 @@ func Parse(path string, data []byte, env Env) (*File, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(path, err, 0, "")
+		return nil, yamlError(path, err, 0, "", nil)
 	}
 	f := &File{Path: path}
 	sum := sha256.Sum256(data)
@@ -345,7 +345,11 @@ func Parse(path string, data []byte, env Env) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(path, err, 0, "")
+		var doc *yaml.Node
+		if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+			doc = root.Content[0]
+		}
+		return nil, yamlError(path, err, 0, "", doc)
 	}
 	for name, s := range f.sections() {
 		s.file, s.name = path, name
@@ -520,8 +524,9 @@ func splitHostPort(a string) (string, string, error) {
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
 
 // yamlError turns a yaml error into a *fielderr.Error with the first problem's line. offset is added
-// to line numbers (for sections decoded from a re-encoded node).
-func yamlError(path string, err error, offset int, field string) error {
+// to line numbers (for sections decoded from a re-encoded node). When node (the mapping that
+// was decoded, whose path is field) is given, the error names the field at that line.
+func yamlError(path string, err error, offset int, field string, node *yaml.Node) error {
 	var te *yaml.TypeError
 	msg := err.Error()
 	if errors.As(err, &te) && len(te.Errors) > 0 {
@@ -530,16 +535,107 @@ func yamlError(path string, err error, offset int, field string) error {
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return errAt(path, line+offset, field, cleanYAMLMsg(m[2]))
+		value := ""
+		if kind := wrongKind.MatchString(m[2]); node != nil && (kind || wrongType.MatchString(m[2])) {
+			if p, v, ok := pathAt(node, line, field, kind); ok {
+				field, value = p, v
+			}
+		}
+		return errAt(path, line+offset, field, cleanYAMLMsg(m[2], value))
 	}
 	return errAt(path, 0, field, msg)
 }
 
+// pathAt returns the dotted path (under prefix) and the value of the scalar at line in n,
+// for an error yaml reports by line only; with collection, of the list or mapping there.
+func pathAt(n *yaml.Node, line int, prefix string, collection bool) (string, string, bool) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinField(prefix, k.Value)
+			if v.Kind == yaml.ScalarNode || v.Kind == yaml.AliasNode {
+				if !collection && (v.Line == line || k.Line == line) {
+					return p, v.Value, true
+				}
+				continue
+			}
+			if q, val, ok := pathAt(v, line, p, collection); ok {
+				return q, val, true
+			}
+			if collection && v.Line == line {
+				return p, "", true
+			}
+		}
+	case yaml.SequenceNode:
+		for i, v := range n.Content {
+			p := prefix + "[" + strconv.Itoa(i) + "]"
+			if v.Kind == yaml.ScalarNode {
+				if !collection && v.Line == line {
+					return p, v.Value, true
+				}
+				continue
+			}
+			if q, val, ok := pathAt(v, line, p, collection); ok {
+				return q, val, true
+			}
+			if collection && v.Line == line {
+				return p, "", true
+			}
+		}
+	}
+	return "", "", false
+}
+
 var notFound = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 
-func cleanYAMLMsg(m string) string {
+// wrongType is yaml's message for a value of the wrong kind.
+var wrongType = regexp.MustCompile("^cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+
+// wrongKind is yaml's message for a list or a mapping where a scalar was wanted.
+var wrongKind = regexp.MustCompile(`^cannot unmarshal !!(seq|map) into (\S+)$`)
+
+// wantType says in words what a Go type named in yaml's messages wants.
+var wantType = map[string]string{
+	"time.Duration": "a duration (e.g. 500ms, 30s, 1m30s)",
+	"bool":          "true or false",
+	"string":        "a string",
+	"float64":       "a number",
+	"float32":       "a number",
+}
+
+// cleanYAMLMsg rewords yaml's message m; value, when known, is the value it is about (yaml
+// shortens long ones).
+func cleanYAMLMsg(m, value string) string {
 	if s := notFound.FindStringSubmatch(m); s != nil {
 		return "unknown field " + strconv.Quote(s[1])
+	}
+	if s := wrongKind.FindStringSubmatch(m); s != nil {
+		if want, ok := wantType[s[2]]; ok || strings.HasPrefix(s[2], "int") || strings.HasPrefix(s[2], "uint") {
+			if !ok {
+				want = "an integer"
+			}
+			return "want " + want + ", not a " + map[string]string{"seq": "list", "map": "mapping"}[s[1]]
+		}
+		return m
+	}
+	if s := wrongType.FindStringSubmatch(m); s != nil {
+		want, ok := wantType[s[2]]
+		switch {
+		case ok:
+		case strings.HasPrefix(s[2], "int"), strings.HasPrefix(s[2], "uint"):
+			want = "an integer"
+		case strings.HasPrefix(s[2], "[]"):
+			want = "a list"
+		case strings.HasPrefix(s[2], "map["):
+			want = "a mapping"
+		default:
+			return m
+		}
+		if value == "" {
+			value = s[1]
+		}
+		return "want " + want + ", not " + strconv.Quote(value)
 	}
 	return m
 }

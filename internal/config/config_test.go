@@ -68,7 +68,17 @@ func TestParseErrorsNameFileLineField(t *testing.T) {
 		{
 			name: "wrong type",
 			yaml: "server:\n  drain: soon\n",
-			want: "warden.yaml:2: cannot unmarshal !!str `soon` into time.Duration",
+			want: `warden.yaml:2: server.drain: want a duration (e.g. 500ms, 30s, 1m30s), not "soon"`,
+		},
+		{
+			name: "wrong type in a list",
+			yaml: "redis:\n  addrs:\n    - [a]\n",
+			want: `warden.yaml:3: redis.addrs[0]: want a string, not a list`,
+		},
+		{
+			name: "wrong kind",
+			yaml: "redis:\n  addrs: 127.0.0.1:6379\n",
+			want: `warden.yaml:2: redis.addrs: want a list, not "127.0.0.1:6379"`,
 		},
 		{
 			name: "redis mode",
