@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wardenhq/warden/fielderr"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -162,17 +163,17 @@ func NewAPIKeys(cfg APIKeysConfig) (*APIKeys, error) {
 	}
 	for _, e := range cfg.Environments {
 		if e != EnvLive && e != EnvTest {
-			return nil, errors.New("authn: APIKeysConfig.Environments may hold only EnvLive and EnvTest")
+			return nil, fielderr.New("environments", errors.New("may hold only live and test"))
 		}
 	}
 	cfg.Imported = append([]ImportedFormat(nil), cfg.Imported...)
 	for i := range cfg.Imported {
 		f := &cfg.Imported[i]
 		if err := f.setDefaults(); err != nil {
-			return nil, fmt.Errorf("authn: APIKeysConfig.Imported[%d]: %w", i, err)
+			return nil, fielderr.New(fmt.Sprintf("imported_formats[%d]", i), err)
 		}
 		if f.Env != EnvUnspecified && !slices.Contains(cfg.Environments, f.Env) {
-			return nil, fmt.Errorf("authn: APIKeysConfig.Imported[%d]: environment %v is not accepted (Environments)", i, f.Env)
+			return nil, fielderr.New(fmt.Sprintf("imported_formats[%d].environment", i), fmt.Errorf("environment %v is not one of environments", f.Env))
 		}
 	}
 	cfg.setDefaults()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/wardenhq/warden/fielderr"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -318,7 +319,12 @@ func (v *Verifier) Load(ctx context.Context) error {
 			err := is.src.refresh(ctx)
 			var je *JWKSError
 			if err != nil && (is.src.file != "" || errors.As(err, &je)) {
-				errs[i] = fmt.Errorf("jwtauth: issuer %q: %w", is.name, err)
+				field := "jwks_url"
+				if is.src.file != "" {
+					field = "jwks_file"
+				}
+				// Config.Issuers[i] is v.ordered[i]: the path names the field of the config.
+				errs[i] = fielderr.New(fmt.Sprintf("issuers[%d].%s", i, field), fmt.Errorf("issuer %q: %w", is.name, err))
 			}
 		})
 	}

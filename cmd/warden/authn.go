@@ -114,7 +114,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		check, err := authn.NewAPIKeys(authn.APIKeysConfig{Store: &authn.MemoryKeyStore{}, Pepper: pepper, Env: env,
 			Environments: kc.Environments, Imported: kc.Imported})
 		if err != nil {
-			return bad("api_keys", "%v", err)
+			return s.Position(fielderr.Prefix("api_keys", err))
 		}
 		var imported []authn.StaticKey
 		for i, ik := range k.ImportedKeys {
@@ -155,7 +155,7 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		observe("authn.api_keys.records", recs)
 		keys, err := authn.NewAPIKeys(kc)
 		if err != nil {
-			return bad("api_keys", "%v", err)
+			return s.Position(fielderr.Prefix("api_keys", err))
 		}
 		ac.APIKeys, ncfg.APIKeys = keys, keys
 		_, ac.EphemeralKeys = a.stores.apiKeys.(*authn.MemoryKeyStore) // no Redis: keys vanish on restart
@@ -186,20 +186,15 @@ func (a *app) buildAuthn(cfg *config.File, d *service.Deps) error {
 		// The key sets are loaded and checked now, before this config can replace the running
 		// one. Each fetch is bounded by its issuer's fetch_timeout.
 		if err := v.Load(context.Background()); err != nil {
-			field := "jwt.issuers"
+			// Load names the issuer's jwks_file or jwks_url; a refused set says which key, at
+			// which line of the set, without the issuer's name again.
+			e := first(err)
+			var fe *fielderr.Error
 			var je *jwtauth.JWKSError
-			if errors.As(first(err), &je) {
-				for i, is := range jc.Issuers {
-					if is.Issuer == je.Issuer {
-						field = fmt.Sprintf("jwt.issuers[%d].jwks_url", i)
-						if is.JWKSFile != "" {
-							field = fmt.Sprintf("jwt.issuers[%d].jwks_file", i)
-						}
-						return bad(field, "%v", je)
-					}
-				}
+			if errors.As(e, &fe) && errors.As(e, &je) {
+				e = fielderr.New(fe.Path, je)
 			}
-			return bad(field, "%v", first(err))
+			return s.Position(fielderr.Prefix("jwt", e))
 		}
 		a.next.jwt = v
 		ncfg.JWT, ac.Revoker = v, v
