@@ -17,7 +17,7 @@ trap 'rm -rf "$ctx"' EXIT
 # served by Warden: they register on http.DefaultServeMux) execute html/template. Template
 # execution looks methods up by name through reflection, so while it is reachable the linker
 # keeps every exported method of every type in the binary (all of go-redis's command API):
-# 11.5 MB of binary and 5 MiB of idle RSS. deploy_test.go checks the tag's effect.
+# 11.5 MB of binary and 5 MiB of idle RSS. deploy/image_test.go checks the tag's effect.
 CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags='-s -w' -o "$ctx/warden" ./cmd/warden
 cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
 printf 'nonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' >"$ctx/passwd"
