@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -82,6 +83,34 @@ func TestMedian(t *testing.T) {
 	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}} {
 		if got := median(c.in); got != c.want {
 			t.Errorf("median(%v): got %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+// The figures are the shipped binary's only if Warden and the floor are built as the image
+// builds it: build.sh's go build command has every one of buildFlags.
+func TestBuildFlagsAreTheImages(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/image/build.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var build string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "go build") && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			build = strings.ReplaceAll(line, "'", "")
+		}
+	}
+	if build == "" {
+		t.Fatal("deploy/image/build.sh: no go build command")
+	}
+	for i := 0; i < len(buildFlags); i++ {
+		flag := buildFlags[i]
+		if strings.HasPrefix(flag, "-") && !strings.Contains(flag, "=") && i+1 < len(buildFlags) && !strings.HasPrefix(buildFlags[i+1], "-") {
+			flag += " " + buildFlags[i+1]
+			i++
+		}
+		if !strings.Contains(build, " "+flag+" ") {
+			t.Errorf("deploy/image/build.sh builds with %q: it lacks %q", strings.TrimSpace(build), flag)
 		}
 	}
 }

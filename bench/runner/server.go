@@ -43,9 +43,7 @@ func buildWarden(ctx context.Context, root, rev, dir string) (warden, floor stri
 		floorSrc = root
 	}
 	for _, b := range []struct{ dir, out, pkg string }{{src, warden, "./cmd/warden"}, {floorSrc, floor, "./bench/floor"}} {
-		// Built as deploy/image/build.sh builds the shipped binary: static (no libc mapped
-		// in: about 1 MiB less RSS), without symbol tables or DWARF (not mapped at run time).
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", b.out, b.pkg)
+		cmd := exec.CommandContext(ctx, "go", append(append([]string{"build"}, buildFlags...), "-o", b.out, b.pkg)...)
 		cmd.Dir = b.dir
 		cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -54,6 +52,13 @@ func buildWarden(ctx context.Context, root, rev, dir string) (warden, floor stri
 	}
 	return warden, floor, nil
 }
+
+// buildFlags build Warden and the floor as deploy/image/build.sh builds the shipped binary
+// (with CGO_ENABLED=0: static, no libc mapped in, about 1 MiB less RSS): without symbol
+// tables or DWARF (not mapped at run time), and with grpc-go's tracing (golang.org/x/net/trace)
+// left out, whose html/template use makes the linker keep every exported method (5 MiB more
+// RSS, see build.sh). TestBuildFlagsAreTheImages checks that build.sh has them.
+var buildFlags = []string{"-trimpath", "-tags", "grpcnotrace", "-ldflags=-s -w"}
 
 // pinned returns the command line that runs argv on cpu ("" or no taskset: unpinned).
 func pinned(cpu string, argv ...string) []string {

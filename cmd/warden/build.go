@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"time"
 
 	"github.com/wardenhq/warden/authn"
@@ -35,7 +36,7 @@ type stores struct {
 // counted like the others, and readiness (/readyz) keeps checking both Redis and the script.
 func (a *app) openStores(ctx context.Context) ([]runFunc, error) {
 	prefix := a.cfg.Redis.KeyPrefix
-	fallback := memstore.New(memstore.Options{})
+	fallback := memstore.New(fallbackOptions(a.redis != nil))
 	runs := []runFunc{fallback.Run}
 	a.stores.limitsFallback = fallback
 	if a.redis != nil {
@@ -74,6 +75,18 @@ func (a *app) openStores(ctx context.Context) ([]runFunc, error) {
 		a.stores.jwtRevocations = jwtauth.NewMemoryRevocations(nil)
 	}
 	return runs, nil
+}
+
+// fallbackOptions are the options of the in-process store: the store itself without Redis;
+// with Redis, the local failure policy's fallback, which decides only while Redis is out, so
+// it gets 16 shards per P (enough that its locks are not contended) instead of the default
+// 256, each of which costs about 1 KiB however few keys it holds: 240 KiB less of an idle
+// heap on one P (issue 19).
+func fallbackOptions(redis bool) memstore.Options {
+	if !redis {
+		return memstore.Options{}
+	}
+	return memstore.Options{Shards: min(256, 16*runtime.GOMAXPROCS(0))}
 }
 
 // build turns one config into the service's capabilities and its generation: the background

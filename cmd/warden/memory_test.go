@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wardenhq/warden/internal/testutil"
+	"github.com/wardenhq/warden/limiter/memstore"
 )
 
 // heapBytes reads the heap's object bytes (live and not yet collected), its free bytes not
@@ -80,5 +81,24 @@ func TestConfigGarbageReturnedAfterStartAndReload(t *testing.T) {
 		return held <= live+limit
 	}) {
 		t.Errorf("after a reload, the heap held %d KiB, want at most %d KiB (the live heap after the start and %d KiB)", held>>10, (live+limit)>>10, limit>>10)
+	}
+}
+
+// With Redis, the in-process store is only the local failure policy's fallback: it holds
+// no key until Redis is out, so it starts with few shards (about 1 KiB each, 256 by
+// default: 300 KiB of an idle heap).
+func TestRedisFallbackStoreStartsSmall(t *testing.T) {
+	// Not parallel: TotalAlloc is the process's.
+	procs := runtime.GOMAXPROCS(0)
+	if 16*procs >= 256 {
+		t.Skipf("GOMAXPROCS %d: the fallback has the default shards", procs)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	s := memstore.New(fallbackOptions(true))
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(s)
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(16*procs*2<<10+32<<10); got > limit {
+		t.Errorf("the fallback store allocated %d KiB at its start, want at most %d KiB", got>>10, limit>>10)
 	}
 }
