@@ -284,6 +284,10 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 						logf("round %d %-16s %-28s %8.0f rps %7.1f CPU-µs/call  p99 %-9v errors %d  steal %.1f%%  CPU0 other %.1f%%%s",
 							round, l.name, r.label, res.rps, res.cpuPerCall(), res.p99.Round(time.Microsecond),
 							res.errors, res.stealPct, res.otherPct, map[bool]string{true: "  DISTURBED"}[res.disturbed])
+						if v.hasHolds && v.roundTrips > 0 {
+							logf("round %d %-16s %-28s %.0f round trips, %.2f Takes each, %.1f%% held", round, l.name, r.label,
+								v.roundTrips, v.sentTakes/v.roundTrips, 100*v.holds/v.roundTrips)
+						}
 						if v.invalid != "" {
 							logf("round %d %-16s %-28s INVALID: %s", round, l.name, r.label, v.invalid)
 							failures = append(failures, fmt.Errorf("%s, %s, round %d: INVALID: %s", r.label, l.name, round, v.invalid))

@@ -228,7 +228,8 @@ func p99Section(loads []load, rows []*row) string {
 	}
 	var b strings.Builder
 	b.WriteString("\n## p99 against the one-EVALSHA floor\n\nEach Redis row's p99 divided by that of \"" + rowEvalsha +
-		"\" in the same round, median over rounds (target for Warden: ≤ 1.2 in open loop).\n\n")
+		"\" in the same round, median over rounds (target for Warden: ≤ 1.2 in open loop); " +
+		"\"held\": the share of Warden's round trips to Redis whose batch waited (up to 50 µs) for more Takes, over the rounds.\n\n")
 	b.WriteString("| scenario |")
 	for _, l := range loads {
 		b.WriteString(" " + l.name + " |")
@@ -262,7 +263,25 @@ func p99Ratio(res, ref []result) string {
 	if len(v) == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%.2f", median(v))
+	return fmt.Sprintf("%.2f", median(v)) + heldShare(res)
+}
+
+// heldShare says, for a row whose Warden exports its holds, the share of its store's round
+// trips whose batch was held for more Takes (redisstore's collector, up to 50 µs), over every
+// round: " (held 0%)" says that the hold took no part in the row's latency.
+func heldShare(res []result) string {
+	var trips, holds float64
+	for _, r := range res {
+		if !r.redis.hasHolds {
+			return ""
+		}
+		trips += r.redis.roundTrips
+		holds += r.redis.holds
+	}
+	if trips <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (held %.1f%%)", 100*holds/trips)
 }
 
 func (r rssSplit) String() string {

@@ -53,6 +53,11 @@ type counters struct {
 	// is false for a Warden that exports no scripts histogram (before several Takes per call).
 	sentTakes, sentScripts float64
 	hasSent                bool
+	// roundTrips and holds are the store's round trips (warden_redis_pipeline_commands_count)
+	// and those whose batch its collector held for more Takes (warden_redis_batch_holds_total);
+	// hasHolds is false for a Warden that exports no holds.
+	roundTrips, holds float64
+	hasHolds          bool
 }
 
 // validity is what a Redis row's check found over one load.
@@ -64,6 +69,8 @@ type validity struct {
 	scripts                   uint64  // script calls Redis ran during the load
 	hasSent                   bool    // Warden exports sentTakes and sentScripts
 	sentTakes, sentScripts    float64 // Takes and script calls Warden's store sent
+	hasHolds                  bool    // Warden exports roundTrips and holds
+	roundTrips, holds         float64 // the store's round trips, and those whose batch was held
 	invalid                   string  // "" when valid, else why the row is not a figure
 
 	// Rows checked by their Redis commands alone (Scenario.Counted): the calls answered
@@ -92,9 +99,12 @@ func (s *setup) readCounters(ctx context.Context) (counters, error) {
 	if resp.StatusCode != http.StatusOK {
 		return c, fmt.Errorf("warden /metrics: %s", resp.Status)
 	}
-	if c.decisions, c.leaseAllowed, c.sentTakes, c.sentScripts, c.hasSent, err = parseMetrics(resp.Body); err != nil {
+	m, err := parseMetrics(resp.Body)
+	if err != nil {
 		return c, fmt.Errorf("warden /metrics: %w", err)
 	}
+	c.decisions, c.leaseAllowed, c.sentTakes, c.sentScripts, c.hasSent = m.bySource, m.leaseAllowed, m.takes, m.scripts, m.hasSent
+	c.roundTrips, c.holds, c.hasHolds = m.roundTrips, m.holds, m.hasHolds
 	info, err := redisCommand(s.redisAddr, "INFO commandstats")
 	if err != nil {
 		return c, fmt.Errorf("redis INFO commandstats: %w", err)
@@ -110,35 +120,47 @@ func (s *setup) readCounters(ctx context.Context) (counters, error) {
 const (
 	sentTakesMetric   = "warden_redis_pipeline_commands_sum"
 	sentScriptsMetric = "warden_redis_pipeline_scripts_sum"
+	roundTripsMetric  = "warden_redis_pipeline_commands_count"
+	holdsMetric       = "warden_redis_batch_holds_total"
 )
 
 // parseDecisions sums the decisions counter of a Prometheus text exposition by source, and
 // returns the allowed decisions of leaseDomain apart.
 func parseDecisions(r io.Reader) (map[string]float64, float64, error) {
-	m, lease, _, _, _, err := parseMetrics(r)
-	return m, lease, err
+	m, err := parseMetrics(r)
+	return m.bySource, m.leaseAllowed, err
+}
+
+// metrics is what parseMetrics reads.
+type metrics struct {
+	bySource                     map[string]float64
+	leaseAllowed, takes, scripts float64
+	roundTrips, holds            float64
+	hasSent, hasHolds            bool
 }
 
 // parseMetrics sums the decisions counter of a Prometheus text exposition by source, returns
 // the allowed decisions of leaseDomain apart, and reads the Takes and the script calls the
-// Redis store sent (hasSent: the scripts' sum is exported).
-func parseMetrics(r io.Reader) (bySource map[string]float64, leaseAllowed, takes, scripts float64, hasSent bool, err error) {
-	bySource = map[string]float64{}
+// Redis store sent (hasSent: the scripts' sum is exported), its round trips and its holds
+// (hasHolds: the holds are exported).
+func parseMetrics(r io.Reader) (metrics, error) {
+	m := metrics{bySource: map[string]float64{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		for _, m := range [...]struct {
+		for _, s := range [...]struct {
 			name string
 			to   *float64
-		}{{sentTakesMetric, &takes}, {sentScriptsMetric, &scripts}} {
-			if strings.HasPrefix(line, m.name+"{") || strings.HasPrefix(line, m.name+" ") {
+		}{{sentTakesMetric, &m.takes}, {sentScriptsMetric, &m.scripts}, {roundTripsMetric, &m.roundTrips}, {holdsMetric, &m.holds}} {
+			if strings.HasPrefix(line, s.name+"{") || strings.HasPrefix(line, s.name+" ") {
 				v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 				if err != nil {
-					return nil, 0, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
+					return m, fmt.Errorf("cannot parse %q: %w", line, err)
 				}
-				*m.to += v
-				hasSent = hasSent || m.name == sentScriptsMetric
+				*s.to += v
+				m.hasSent = m.hasSent || s.name == sentScriptsMetric
+				m.hasHolds = m.hasHolds || s.name == holdsMetric
 			}
 		}
 		rest, ok := strings.CutPrefix(line, decisionsMetric+"{")
@@ -147,11 +169,11 @@ func parseMetrics(r io.Reader) (bySource map[string]float64, leaseAllowed, takes
 		}
 		labels, value, ok := strings.Cut(rest, "} ")
 		if !ok {
-			return nil, 0, 0, 0, false, fmt.Errorf("cannot parse %q", line)
+			return m, fmt.Errorf("cannot parse %q", line)
 		}
 		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
 		if err != nil {
-			return nil, 0, 0, 0, false, fmt.Errorf("cannot parse %q: %w", line, err)
+			return m, fmt.Errorf("cannot parse %q: %w", line, err)
 		}
 		source, domain, decision := "", "", ""
 		for _, kv := range strings.Split(labels, ",") {
@@ -167,14 +189,14 @@ func parseMetrics(r io.Reader) (bySource map[string]float64, leaseAllowed, takes
 			}
 		}
 		if source == "" {
-			return nil, 0, 0, 0, false, fmt.Errorf("no source label in %q", line)
+			return m, fmt.Errorf("no source label in %q", line)
 		}
-		bySource[source] += v
+		m.bySource[source] += v
 		if domain == leaseDomain && decision == "allowed" {
-			leaseAllowed += v
+			m.leaseAllowed += v
 		}
 	}
-	return bySource, leaseAllowed, takes, scripts, hasSent, sc.Err()
+	return m, sc.Err()
 }
 
 // parseScriptCalls adds the calls of cmdstat_evalsha and cmdstat_eval in INFO commandstats.
@@ -310,6 +332,9 @@ func check(before, after counters, perScript int) validity {
 	if v.hasSent = before.hasSent && after.hasSent; v.hasSent {
 		v.sentTakes, v.sentScripts = after.sentTakes-before.sentTakes, after.sentScripts-before.sentScripts
 	}
+	if v.hasHolds = before.hasHolds && after.hasHolds; v.hasHolds {
+		v.roundTrips, v.holds = after.roundTrips-before.roundTrips, after.holds-before.holds
+	}
 	switch {
 	case v.failOpen > 0 || v.fallback > 0:
 		v.invalid = fmt.Sprintf("%.0f of %.0f decisions fail_open and %.0f fallback during the load: Warden answered without Redis", v.failOpen, v.total, v.fallback)
@@ -419,6 +444,22 @@ func peekDebited(ctx context.Context, cc *grpc.ClientConn) (float64, error) {
 	return sum, nil
 }
 
+// heldSummary is "; …" saying how many of the store's round trips were held, when Warden
+// exports its holds in every load of vs.
+func heldSummary(vs []validity) string {
+	var trips, holds, takes float64
+	for _, v := range vs {
+		if !v.hasHolds {
+			return ""
+		}
+		trips, holds, takes = trips+v.roundTrips, holds+v.holds, takes+v.sentTakes
+	}
+	if trips <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %.0f round trips, %.2f Takes each, %.0f held for more Takes (%.1f%%)", trips, takes/trips, holds, 100*holds/trips)
+}
+
 // summary is a row's validity over all its loads and rounds, for the report.
 func validitySummary(vs []validity) string {
 	var store, scripts, sentTakes, sentScripts, lease float64
@@ -457,5 +498,5 @@ func validitySummary(vs []validity) string {
 		return fmt.Sprintf("valid: %.0f decisions by the store and %.0f from a lease (%.1f%%), no other source; %s; Redis ran %.0f script calls (%.2f store decisions per call); Redis debited %.0f units for %.0f admitted since start",
 			store, lease, 100*lease/(store+lease), sent, scripts, per, last.debited, last.admitted)
 	}
-	return fmt.Sprintf("valid: %.0f decisions by the store, 0 fail_open or fallback; %s; Redis ran %.0f script calls: %.2f decisions per script call", store, sent, scripts, per)
+	return fmt.Sprintf("valid: %.0f decisions by the store, 0 fail_open or fallback; %s; Redis ran %.0f script calls: %.2f decisions per script call%s", store, sent, scripts, per, heldSummary(vs))
 }

@@ -53,13 +53,17 @@ warden_redis_pipeline_commands_count{otel_scope_name="warden"} 40
 warden_redis_pipeline_scripts_sum{otel_scope_name="warden"} 60
 warden_ratelimit_decisions_total{decision="allowed",domain="api",source="store"} 1500
 `
-	_, _, takes, scripts, has, err := parseMetrics(strings.NewReader(text))
-	if err != nil || takes != 1500 || scripts != 60 || !has {
-		t.Errorf("got %v Takes, %v scripts, exported %v, %v; want 1500, 60, true", takes, scripts, has, err)
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil || m.takes != 1500 || m.scripts != 60 || !m.hasSent || m.roundTrips != 40 || m.hasHolds {
+		t.Errorf("got %+v, %v; want 1500 Takes, 60 scripts, exported, 40 round trips, no holds", m, err)
 	}
-	_, _, _, _, has, err = parseMetrics(strings.NewReader("warden_redis_pipeline_commands_sum 3\n"))
-	if err != nil || has {
-		t.Errorf("without the scripts histogram: exported %v, %v; want false", has, err)
+	m, err = parseMetrics(strings.NewReader(text + "warden_redis_batch_holds_total{otel_scope_name=\"warden\"} 7\n"))
+	if err != nil || m.holds != 7 || !m.hasHolds {
+		t.Errorf("with holds: got %+v, %v; want 7 holds, exported", m, err)
+	}
+	m, err = parseMetrics(strings.NewReader("warden_redis_pipeline_commands_sum 3\n"))
+	if err != nil || m.hasSent {
+		t.Errorf("without the scripts histogram: exported %v, %v; want false", m.hasSent, err)
 	}
 }
 

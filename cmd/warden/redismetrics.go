@@ -55,13 +55,22 @@ func (t *telemetry) redisObserver() (*redisRoundTrips, error) {
 	return r, nil
 }
 
-// observeRedisStore exports the rate-limit store's round trips in flight, read at collection
-// time.
+// observeRedisStore exports the rate-limit store's round trips in flight and its holds, read
+// at collection time.
 func (t *telemetry) observeRedisStore(s *redisstore.Store) error {
 	_, err := t.meter.Int64ObservableGauge("warden.redis.round_trips.in_flight",
 		metric.WithDescription("Rate-limit store round trips to Redis sent and not yet answered."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(s.Stats().InFlight)
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	_, err = t.meter.Int64ObservableCounter("warden.redis.batch.holds",
+		metric.WithDescription("Rate-limit store round trips whose batch was held (up to 50 µs, with pipelines in flight) for more Takes before it was sent; the round trips are the count of warden.redis.pipeline.commands."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(s.Stats().Holds))
 			return nil
 		}))
 	return err

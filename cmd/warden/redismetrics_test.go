@@ -56,6 +56,9 @@ func TestRedisRoundTripMetrics(t *testing.T) {
 	if v := metricLine(body, "warden_redis_round_trips_in_flight"); v != "0" {
 		t.Errorf("warden_redis_round_trips_in_flight = %q, want 0", v)
 	}
+	if v := metricLine(body, "warden_redis_batch_holds_total"); v == "" {
+		t.Error("warden_redis_batch_holds_total not exported")
+	}
 }
 
 // TestRedisObserverAllocatesNothing: recording a round trip (from the store's batchers)

@@ -50,6 +50,3 @@ func TakeBatch(ctx context.Context, s *Store, client Client, takes []BatchTake) 
 		}
 	}
 }
-
-// Holds is the number of batches whose collector held for more calls since New.
-func Holds(s *Store) uint64 { return s.rt.holds.Load() }

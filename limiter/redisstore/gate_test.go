@@ -82,7 +82,7 @@ func TestLoneTakeNotHeld(t *testing.T) {
 		s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{})
 		closedLoop(t, s, callers, 300)
 		st := s.Stats()
-		if h := redisstore.Holds(s); h != 0 {
+		if h := s.Stats().Holds; h != 0 {
 			t.Errorf("%d callers: the collector held %d batches, want 0", callers, h)
 		}
 		if callers == 1 && (st.RoundTrips != st.Takes || st.Scripts != st.Takes) {
@@ -104,10 +104,10 @@ func TestCloseWhileHolding(t *testing.T) {
 	done := make(chan int64)
 	go func() { done <- closedLoop(t, s, 200, 1000) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for redisstore.Holds(s) == 0 && time.Now().Before(deadline) {
+	for s.Stats().Holds == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	held := redisstore.Holds(s) > 0
+	held := s.Stats().Holds > 0
 	start := time.Now()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

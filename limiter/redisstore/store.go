@@ -74,8 +74,9 @@ type Options struct {
 	MaxBatch int
 	// Pipelines is the largest number of pipelines in flight at once (the number of batcher
 	// goroutines, each using one connection of the client's pool while its pipeline is out).
-	// One batcher at a time collects what is queued: with fewer than two pipelines in flight
-	// it sends it at once, so a lone Take goes out without waiting; with more, it keeps
+	// One batcher at a time collects what is queued, once the goroutines already runnable
+	// have queued theirs (one yield, no timer): with fewer than two pipelines in flight it
+	// sends it at once, so a lone Take goes out without waiting; with more, it keeps
 	// collecting until one comes back, the batch fills a script call, or 50 µs have passed,
 	// so that under load the Takes that queue while the others are in Redis share a script
 	// call. Default 16: enough that a Redis a few milliseconds away stays busy; keep
