@@ -30,23 +30,23 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*warden
 }
 
 // CheckPooled is Check for a caller that reads the answer at once and then hands its
-// messages back with the returned CheckAnswer's Release, for the next call to reuse: the
+// messages back with the returned Release, for the next call to reuse: the
 // Envoy adapter, which converts the answer to Envoy's. The answer, and every message and
 // slice it holds, must not be read after Release (the strings it holds may be kept). An
 // answer sent by gRPC is not released: Check allocates its own.
 func (s *Server) CheckPooled(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, interface{ Release() }, error) {
-	a := answerPool.Get().(*CheckAnswer)
+	a := answerPool.Get().(*checkAnswer)
 	resp, err := s.check(ctx, req, &a.parts)
 	return resp, a, err
 }
 
-// CheckAnswer holds the messages of one answer of CheckPooled.
-type CheckAnswer struct{ parts checkParts }
+// checkAnswer holds the messages of one answer of CheckPooled.
+type checkAnswer struct{ parts checkParts }
 
-var answerPool = sync.Pool{New: func() any { return new(CheckAnswer) }}
+var answerPool = sync.Pool{New: func() any { return new(checkAnswer) }}
 
-// Release hands the answer's messages back for reuse; a nil CheckAnswer is ignored.
-func (a *CheckAnswer) Release() {
+// Release hands the answer's messages back for reuse; a nil checkAnswer is ignored.
+func (a *checkAnswer) Release() {
 	if a == nil {
 		return
 	}
