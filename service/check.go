@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/wardenhq/warden/authn"
 	"github.com/wardenhq/warden/authn/webhook"
@@ -24,7 +25,78 @@ const maxPath = 8192
 // It reads as its steps: target (validate, match the route), authenticate (or verify the
 // webhook, or nothing for a public route), permit, limit, allow. Each step returns a denial
 // (a response to send as it is) or an error, or nil and nil to continue.
-func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (resp *wardenv1.CheckResponse, err error) {
+func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	return s.check(ctx, req, nil)
+}
+
+// CheckPooled is Check for a caller that reads the answer at once and then hands its
+// messages back with the returned Release, for the next call to reuse: the
+// Envoy adapter, which converts the answer to Envoy's. The answer, and every message and
+// slice it holds, must not be read after Release (the strings it holds may be kept). An
+// answer sent by gRPC is not released: Check allocates its own.
+func (s *Server) CheckPooled(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, interface{ Release() }, error) {
+	a := answerPool.Get().(*checkAnswer)
+	resp, err := s.check(ctx, req, &a.parts)
+	return resp, a, err
+}
+
+// checkAnswer holds the messages of one answer of CheckPooled.
+type checkAnswer struct{ parts checkParts }
+
+var answerPool = sync.Pool{New: func() any { return new(checkAnswer) }}
+
+// Release hands the answer's messages back for reuse; a nil checkAnswer is ignored.
+func (a *checkAnswer) Release() {
+	if a == nil {
+		return
+	}
+	a.parts.reset()
+	answerPool.Put(a)
+}
+
+// checkParts is the messages of an allowed answer of Check, in one allocation: the response,
+// its principal, the identity headers and the rate-limit statuses and headers. A nil
+// *checkParts allocates each part apart, when needed (Check, whose answer gRPC marshals after
+// it returns).
+type checkParts struct {
+	resp      wardenv1.CheckResponse
+	principal wardenv1.Principal
+	identity  identityParts
+	rl        rlParts
+}
+
+// reset zeroes p for its next answer.
+func (p *checkParts) reset() { *p = checkParts{} }
+
+func (p *checkParts) response() *wardenv1.CheckResponse {
+	if p == nil {
+		return &wardenv1.CheckResponse{}
+	}
+	return &p.resp
+}
+
+func (p *checkParts) principalMsg() *wardenv1.Principal {
+	if p == nil {
+		return new(wardenv1.Principal)
+	}
+	return &p.principal
+}
+
+func (p *checkParts) identityParts() *identityParts {
+	if p == nil {
+		return new(identityParts)
+	}
+	return &p.identity
+}
+
+func (p *checkParts) rlParts() *rlParts {
+	if p == nil {
+		return new(rlParts)
+	}
+	return &p.rl
+}
+
+func (s *Server) check(ctx context.Context, req *wardenv1.CheckRequest, parts *checkParts) (resp *wardenv1.CheckResponse, err error) {
 	d := s.deps.Load()
 	ctx, sp := s.start(ctx, spanCheck) // spans only when sampled: see span
 	if sp.on() {
@@ -39,12 +111,12 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (resp *w
 	if step.endStep(denied, err); denied != nil || err != nil {
 		return denied, err
 	}
-	resp = &wardenv1.CheckResponse{}
+	resp = parts.response()
 	if t.route != nil {
 		resp.Route = t.route.Name
 	}
 	sctx, step = sp.child(ctx, spanAuthn)
-	p, denied, err := s.checkAuthenticate(sctx, d, req, &t, resp)
+	p, denied, err := s.checkAuthenticate(sctx, d, req, &t, resp, parts)
 	if step.endStep(denied, err); denied != nil || err != nil {
 		return denied, err
 	}
@@ -54,7 +126,7 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (resp *w
 		return denied, err
 	}
 	sctx, step = sp.child(ctx, spanLimits)
-	err = s.checkLimits(sctx, d, req, t.route, &t.ps, p, t.http, resp)
+	err = s.checkLimits(sctx, d, req, t.route, &t.ps, p, t.http, resp, parts)
 	if step.on() && resp.Stage != wardenv1.CheckStage_CHECK_STAGE_UNSPECIFIED {
 		denied = resp
 	}
@@ -65,7 +137,7 @@ func (s *Server) Check(ctx context.Context, req *wardenv1.CheckRequest) (resp *w
 		return resp, nil
 	}
 	_, step = sp.child(ctx, spanAllow)
-	resp = checkAllow(d, &t, p, resp)
+	resp = checkAllow(d, &t, p, resp, parts)
 	step.endStep(nil, nil)
 	return resp, nil
 }
@@ -131,7 +203,7 @@ func (s *Server) checkTarget(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 // a public route needs no credentials (both answer the zero Principal); any other request
 // authenticates its credentials, or the HTTP request's headers when it gives none. A backend
 // that cannot answer is a 503 decision.
-func (s *Server) checkAuthenticate(ctx context.Context, d *Deps, req *wardenv1.CheckRequest, t *target, resp *wardenv1.CheckResponse) (authn.Principal, *wardenv1.CheckResponse, error) {
+func (s *Server) checkAuthenticate(ctx context.Context, d *Deps, req *wardenv1.CheckRequest, t *target, resp *wardenv1.CheckResponse, parts *checkParts) (authn.Principal, *wardenv1.CheckResponse, error) {
 	switch {
 	case t.route != nil && t.route.Webhook != "":
 		if denied, err := s.checkWebhook(ctx, d, t.route, t.http, resp); err != nil || denied {
@@ -158,7 +230,7 @@ func (s *Server) checkAuthenticate(ctx context.Context, d *Deps, req *wardenv1.C
 		resp.Reason, resp.HttpStatus, resp.ResponseHeaders = denied.Reason, denied.HttpStatus, denied.ResponseHeaders
 		return p, resp, nil
 	}
-	resp.Principal = principalToProto(p)
+	resp.Principal = principalInto(p, parts.principalMsg())
 	return p, nil, nil
 }
 
@@ -198,10 +270,10 @@ func (s *Server) checkPermit(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 }
 
 // checkAllow makes resp the allowing answer, with the identity headers for the upstream.
-func checkAllow(d *Deps, t *target, p authn.Principal, resp *wardenv1.CheckResponse) *wardenv1.CheckResponse {
+func checkAllow(d *Deps, t *target, p authn.Principal, resp *wardenv1.CheckResponse, parts *checkParts) *wardenv1.CheckResponse {
 	resp.Allowed = true
 	resp.HttpStatus = 200
-	identityHeaders(p, t.route, t.http.GetHeaders(), d.Headers.Identity, resp)
+	identityHeaders(p, t.route, t.http.GetHeaders(), d.Headers.Identity, resp, parts.identityParts())
 	return resp
 }
 
@@ -268,7 +340,7 @@ func (s *Server) checkWebhook(ctx context.Context, d *Deps, route *authz.Route, 
 
 // checkLimits applies the route's rate limits and the request's own descriptors, one
 // limiter call per domain (all or nothing within a domain).
-func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRequest, route *authz.Route, ps *authz.Params, p authn.Principal, http *wardenv1.HttpRequest, resp *wardenv1.CheckResponse) error {
+func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRequest, route *authz.Route, ps *authz.Params, p authn.Principal, http *wardenv1.HttpRequest, resp *wardenv1.CheckResponse, cp *checkParts) error {
 	var routeLimits []authz.RateLimitSpec
 	if route != nil {
 		routeLimits = route.RateLimits
@@ -308,7 +380,7 @@ func (s *Server) checkLimits(ctx context.Context, d *Deps, req *wardenv1.CheckRe
 		}
 		err := d.Limiter.Check(ctx, sc.req, &sc.res)
 		if parts == nil {
-			parts = new(rlParts)
+			parts = cp.rlParts()
 		}
 		if errors.Is(err, limiter.ErrUnavailable) {
 			// fail_closed with no answer from the store: a 503 decision, not an error, like
@@ -393,8 +465,7 @@ func contains(xs []string, x string) bool {
 // identityHeaders tells the upstream who called (the headers names names). Values always
 // replace the client's headers of the same name; empty ones are removed instead, and so is
 // every other header of the request that names reserves: those names are Warden's alone.
-func identityHeaders(p authn.Principal, route *authz.Route, reqHeaders map[string]string, names idheader.Set, resp *wardenv1.CheckResponse) {
-	parts := new(identityParts)
+func identityHeaders(p authn.Principal, route *authz.Route, reqHeaders map[string]string, names idheader.Set, resp *wardenv1.CheckResponse, parts *identityParts) {
 	set, remove := parts.ptrs[:0], parts.remove[:0]
 	add := func(name, value string) {
 		if value == "" {

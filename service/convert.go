@@ -33,7 +33,12 @@ func principalFromProto(p *wardenv1.Principal) authn.Principal {
 }
 
 func principalToProto(p authn.Principal) *wardenv1.Principal {
-	out := &wardenv1.Principal{
+	return principalInto(p, new(wardenv1.Principal))
+}
+
+// principalInto fills out, a zero message, with p and returns it.
+func principalInto(p authn.Principal, out *wardenv1.Principal) *wardenv1.Principal {
+	*out = wardenv1.Principal{
 		Subject:      p.Subject,
 		Tenant:       p.Tenant,
 		Roles:        p.Roles,

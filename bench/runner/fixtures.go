@@ -91,7 +91,8 @@ func benchFiles() map[string]string {
 }
 
 // wardenConfig is the config of the rows that need Warden's capabilities: static API keys,
-// a JWT issuer, a route with a per-user limit, a per-user CheckRateLimit domain, a GitHub
+// a JWT issuer, a route with a per-user limit and one with a per-user leased limit (in the
+// leaseDomain that the leased RLS row asks too), a per-user CheckRateLimit domain, a GitHub
 // webhook source (replay protection off: the data file repeats its deliveries), a
 // "benchmem" domain for the Memory section (10 an hour: each key decided once lives for
 // minutes, a GCRA key expiring when its bucket is full again), and the
@@ -135,6 +136,15 @@ authz:
       owner_param: user_id
       rate_limits:
         - domain: api
+          descriptors: [{key: user, from: principal.subject}]
+    - name: user_orders_leased
+      method: GET
+      path: /v1/leased/users/{user_id}/orders
+      action: orders:read
+      resource_type: order
+      owner_param: user_id
+      rate_limits:
+        - domain: benchlease
           descriptors: [{key: user, from: principal.subject}]
 rate_limit:
   domains:

@@ -47,6 +47,7 @@ type options struct {
 	memoryKeys             int
 	out                    string
 	cpuProfile             string
+	serverProfile          string // directory for Warden's CPU profiles, "" for none
 	match                  *regexp.Regexp
 	warmup                 time.Duration
 	rounds, reruns, checks int
@@ -81,6 +82,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.memoryKeys, "memory-keys", 100000, "Memory section: decide this many distinct keys on a fresh process of each RLS setup (and its fresh Redis) after the rounds; 0 skips it")
 	fs.StringVar(&o.out, "out", "", "also write the table to DIR/<date>-<gitsha>.md (e.g. results)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to FILE; each measured load is labelled row=<row> load=<load> (go tool pprof -tagfocus)")
+	fs.StringVar(&o.serverProfile, "server-profile", "", "take a CPU profile of Warden (its admin port's /debug/pprof, turned on in its config) during every measured load of a Warden row and write it to DIR/<row>.<load>.r<round>.pprof; the profiler costs Warden about 1% CPU")
 	fs.StringVar(&match, "scenarios", "", "run only the scenarios whose name matches this regexp (their floors always run)")
 	fs.DurationVar(&o.warmup, "warmup", 5*time.Second, "discarded warm-up per process and method")
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "length of each measured load")
@@ -165,6 +167,14 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 	rows, setups, err := plan(o.match, o.peerBin != "")
 	if err != nil {
 		return err
+	}
+	if o.serverProfile != "" {
+		if err := os.MkdirAll(o.serverProfile, 0o755); err != nil {
+			return err
+		}
+		for _, st := range setups {
+			st.pprof = st.server == ""
+		}
 	}
 	for _, r := range rows {
 		if err := writeData(dir, r, requests); err != nil {
@@ -256,6 +266,10 @@ func run(ctx context.Context, o *options, serverCPU, pinNote string, stdout, std
 						}
 						var res result
 						measure := func() (err error) {
+							if st.pprof {
+								stop := st.profile(ctx, filepath.Join(o.serverProfile, profileName(r.label, l.name, round)), o.duration, logf)
+								defer stop()
+							}
 							pprof.Do(ctx, pprof.Labels("row", r.label, "load", l.name), func(context.Context) {
 								res, err = ghzRun(root, r, o.loadSettings, l, o.duration, serverCPU)
 							})

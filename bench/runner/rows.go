@@ -116,15 +116,25 @@ func webhookDecide(ctx context.Context, cc *grpc.ClientConn, req proto.Message) 
 }
 
 // extAuthzRequest is what Envoy's ext_authz filter sends for user i's request with key i.
-func extAuthzRequest(i int) proto.Message {
+func extAuthzRequest(i int) proto.Message { return extAuthzRequestFor(ordersPath(i), i) }
+
+// extAuthzLeasedRequest is extAuthzRequest on the route whose limit is leased (leaseDomain).
+func extAuthzLeasedRequest(i int) proto.Message { return extAuthzRequestFor(leasedOrdersPath(i), i) }
+
+// leasedOrdersPath is ordersPath on the route limited in leaseDomain.
+func leasedOrdersPath(i int) string { return "/v1/leased/users/" + user(i) + "/orders" }
+
+// extAuthzRequestFor is what Envoy's ext_authz filter sends for user i's request of path
+// with key i.
+func extAuthzRequestFor(path string, i int) proto.Message {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source:      &authv3.AttributeContext_Peer{Address: sockAddr("10.0.0.7", 50000+uint32(i))},
 		Destination: &authv3.AttributeContext_Peer{Address: sockAddr("10.0.0.2", 8080)},
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: fmt.Sprint("req-", i), Method: "GET", Path: ordersPath(i) + "?page=1", Host: "api.bench",
+			Id: fmt.Sprint("req-", i), Method: "GET", Path: path + "?page=1", Host: "api.bench",
 			Scheme: "http", Protocol: "HTTP/1.1",
 			Headers: map[string]string{
-				":authority": "api.bench", ":method": "GET", ":path": ordersPath(i) + "?page=1",
+				":authority": "api.bench", ":method": "GET", ":path": path + "?page=1",
 				"authorization": "Bearer " + fixtures().keys[i], "user-agent": "bench",
 				"x-request-id": fmt.Sprint("req-", i), "x-forwarded-proto": "http",
 			},
@@ -154,10 +164,10 @@ func rlsRequest(i int) proto.Message {
 	}}
 }
 
-// leasedRow marks a Redis row as leased and measures it beside "RLS, Redis".
-func leasedRow(s Scenario) Scenario {
+// leasedRow marks a Redis row as leased and measures it beside the unleased row named beside.
+func leasedRow(beside string, s Scenario) Scenario {
 	s.Leased = true
-	s.Beside = "RLS, Redis"
+	s.Beside = beside
 	return s
 }
 

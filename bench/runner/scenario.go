@@ -148,10 +148,14 @@ var scenarios = []Scenario{
 	envoyRow(Scenario{Name: "RLS, memory", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsRequest, Decide: rlsDecide}),
 	redisRow(wardenRow(Scenario{Name: "CheckRateLimit, Redis", Method: wardenMethod + "CheckRateLimit", Request: checkRateLimitRequest, Decide: checkRateLimitDecide})),
 	redisRow(envoyRow(Scenario{Name: "ext_authz, API key + route + Redis limit", Method: "envoy.service.auth.v3.Authorization/Check", Request: extAuthzRequest, Decide: extAuthzDecide})),
+	// Quota leasing: the same ext_authz call on a route whose limit is leased (50 units a
+	// slice, 10s; the leaseDomain of the RLS row below), on the same Warden process;
+	// measured beside the unleased row.
+	leasedRow("ext_authz, API key + route + Redis limit", redisRow(envoyRow(Scenario{Name: "ext_authz, API key + route + Redis limit, leased", Method: "envoy.service.auth.v3.Authorization/Check", Request: extAuthzLeasedRequest, Decide: extAuthzDecide}))),
 	redisRow(envoyRow(Scenario{Name: "RLS, Redis", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsRequest, Decide: rlsDecide})),
 	// Quota leasing: the same RLS call on a leased limit (50 units a slice, 10s), on the
 	// same Warden process as "RLS, Redis"; measured beside it.
-	leasedRow(redisRow(envoyRow(Scenario{Name: "RLS, Redis, leased", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsLeasedRequest, Decide: rlsDecide}))),
+	leasedRow("RLS, Redis", redisRow(envoyRow(Scenario{Name: "RLS, Redis, leased", Method: "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", Request: rlsLeasedRequest, Decide: rlsDecide}))),
 	// The references of the Redis path (issue 19): bench/floor deciding each descriptor with
 	// one GCRA script (GET + SET PX on a string), and envoyproxy/ratelimit on its own Redis.
 	rlsReference(Scenario{Name: rowEvalsha, Server: serverFloorEvalsha, Counted: []string{"evalsha", "eval"}}),

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,6 +224,8 @@ type setup struct {
 	idleSplit rssSplit
 	peak      uint64   // the server's VmHWM after the rounds, bytes
 	endSplit  rssSplit // after the rounds
+	// pprof turns on Warden's /debug/pprof (server.pprof) and its admin port (-server-profile).
+	pprof bool
 	// leasePeeks counts the cost-0 CheckRateLimit calls checkLeasedLoad made in leaseDomain.
 	leasePeeks int
 }
@@ -332,6 +335,9 @@ func (s *setup) startServer(bins binaries, dir, cpu string) error {
 	if text == "" {
 		text = defaultConfig
 	}
+	if s.pprof {
+		text = strings.Replace(text, "server:\n", "server:\n  pprof: true\n", 1)
+	}
 	tmpl, err := template.New("config").Option("missingkey=error").Parse(text)
 	if err != nil {
 		return fmt.Errorf("config template: %w", err)
@@ -352,9 +358,10 @@ func (s *setup) startServer(bins binaries, dir, cpu string) error {
 		return err
 	}
 
-	// The admin port serves /metrics, which the validity check of Redis rows reads.
+	// The admin port serves /metrics, which the validity check of Redis rows reads, and
+	// /debug/pprof for -server-profile.
 	admin := "off"
-	if s.redis {
+	if s.redis || s.pprof {
 		admin = "127.0.0.1:0"
 	}
 	return s.listen(startProc("warden", pinned(cpu, bins.warden, "-config", f.Name(), "-grpc-addr", "127.0.0.1:0", "-admin-addr", admin), s.onListening()))
@@ -410,4 +417,56 @@ func (s *setup) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// profile starts fetching a CPU profile of Warden for d (whole seconds, at least one) into
+// path; the returned function waits for it. A failure is logged: the load's figures stand.
+func (s *setup) profile(ctx context.Context, path string, d time.Duration, logf func(string, ...any)) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := fetchProfile(ctx, s.adminAddr, path, max(int(d/time.Second), 1)); err != nil {
+			logf("server profile %s: %v", path, err)
+		}
+	}()
+	return func() { <-done }
+}
+
+func fetchProfile(ctx context.Context, admin, path string, seconds int) error {
+	if admin == "" {
+		return errors.New("Warden has no admin address")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+30)*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, seconds), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// profileName is a profile's file name: the row and the load with anything but letters and
+// digits as '-', and the round.
+func profileName(row, load string, round int) string {
+	clean := func(s string) string {
+		return strings.Trim(strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '-'
+		}, s), "-")
+	}
+	return fmt.Sprintf("%s.%s.r%d.pprof", clean(row), clean(load), round)
 }

@@ -172,6 +172,33 @@ func TestRedisRowValidity(t *testing.T) {
 		}
 	})
 
+	t.Run("ext_authz leased", func(t *testing.T) {
+		// The ext_authz row on the route whose limit is leased: 10 users, 20 calls each,
+		// so that most decisions come from a slice of 50.
+		st, cc := start(t, strings.Replace(redisConfig(), "rate_limit:\n", "rate_limit:\n  store_timeout: 2s\n", 1))
+		ext := func(from, n int) error {
+			for i := from; i < from+n; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := extAuthzDecide(ctx, cc, extAuthzLeasedRequest(i%10))
+				cancel()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := ext(0, 5); err != nil {
+			t.Fatal(err)
+		}
+		v, err := checkLeasedLoad(t.Context(), st, cc, 64, func() error { return ext(5, 200) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.invalid != "" || v.lease < 150 || v.admitted != 205 || v.debited < v.admitted {
+			t.Fatalf("got %+v, want valid, most of 200 decisions from a lease, 205 admitted and as many units debited", v)
+		}
+	})
+
 	t.Run("fail_open", func(t *testing.T) {
 		st, cc := start(t, redisConfig()) // the default store_timeout and failure policy
 		if err := calls(cc, 0, 5); err != nil {

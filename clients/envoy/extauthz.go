@@ -27,6 +27,14 @@ type Checker interface {
 	Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error)
 }
 
+// PooledChecker is a Checker whose answers are handed back once read: *service.Server in
+// process (CheckPooled). The adapter converts the answer to Envoy's, then calls Release, after
+// which it reads nothing of the answer (the strings it copied excepted), so that the next
+// call reuses its messages instead of allocating them. release may be nil.
+type PooledChecker interface {
+	CheckPooled(ctx context.Context, req *wardenv1.CheckRequest) (resp *wardenv1.CheckResponse, release interface{ Release() }, err error)
+}
+
 // FailureMode is what the ext_authz adapter answers when Warden cannot decide (Check returns
 // an error other than INVALID_ARGUMENT and UNIMPLEMENTED, which are always denied).
 type FailureMode uint8
@@ -147,7 +155,19 @@ func (s *AuthServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 		return nil, status.Error(codes.Unimplemented, "ext_authz is not enabled on this Warden (config: envoy.ext_authz.enabled)")
 	}
 	c := &checkCall{identity: &cfg.Identity}
-	resp, err := s.checker.Check(ctx, c.request(req))
+	var (
+		resp *wardenv1.CheckResponse
+		err  error
+	)
+	if pc, ok := s.checker.(PooledChecker); ok {
+		var release interface{ Release() }
+		resp, release, err = pc.CheckPooled(ctx, c.request(req))
+		if release != nil {
+			defer release.Release() // after c.response has copied what it needs
+		}
+	} else {
+		resp, err = s.checker.Check(ctx, c.request(req))
+	}
 	if err != nil {
 		return s.failure(ctx, c, cfg, req, err)
 	}
@@ -172,6 +192,9 @@ func (s *AuthServer) mode(cfg *AuthConfig, req *authv3.CheckRequest) FailureMode
 // the answer).
 type checkCall struct {
 	identity *idheader.Set // the names whose client copies are removed
+	// remove holds the answer's headers to remove: a copy, since the Warden answer that
+	// listed them may be reused once converted (PooledChecker).
+	remove [idheader.Count + 4]string
 
 	req  wardenv1.CheckRequest
 	http wardenv1.HttpRequest
@@ -376,7 +399,9 @@ func CheckResponseToEnvoy(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 	if r.GetAllowed() {
 		up, down := r.GetUpstreamHeaders(), r.GetResponseHeaders()
-		c.okResp.HeadersToRemove = c.withClientIdentity(r.GetUpstreamHeadersToRemove(), up)
+		if rm := c.withClientIdentity(r.GetUpstreamHeadersToRemove(), up); len(rm) > 0 {
+			c.okResp.HeadersToRemove = append(c.remove[:0], rm...)
+		}
 		if len(up)+len(down) == 0 {
 			return c.okResponse()
 		}

@@ -53,7 +53,13 @@ envoy:
 // adapters, the metrics interceptor and, with tracing, the tracing wrappers.
 func hotPathApp(tb testing.TB, tracing bool) *app {
 	tb.Helper()
-	p := writeConfigTB(tb, hotPathConfig(tracing))
+	return handlersApp(tb, hotPathConfig(tracing))
+}
+
+// handlersApp builds Warden's handlers from config text, as run does (without serving).
+func handlersApp(tb testing.TB, text string) *app {
+	tb.Helper()
+	p := writeConfigTB(tb, text)
 	env := func(k string) (string, bool) { v, ok := exampleEnv[k]; return v, ok }
 	cfg, err := config.Load(p, env)
 	if err != nil {

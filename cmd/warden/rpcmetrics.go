@@ -475,10 +475,33 @@ type decisionChecker struct {
 
 func (c decisionChecker) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
 	resp, err := c.Checker.Check(ctx, req)
+	c.count(resp, err)
+	return resp, err
+}
+
+// count records one decision of the adapter, or its error.
+func (c decisionChecker) count(resp *wardenv1.CheckResponse, err error) {
 	if err != nil {
 		c.d.errors[kindExtAuthz][codeIndex(err)].n.Add(1)
 	} else {
 		c.d.record(kindExtAuthz, resp.GetAllowed(), resp.GetReason())
 	}
-	return resp, err
+}
+
+// CheckPooled is Check through the checker's CheckPooled (envoy.PooledChecker: the
+// in-process Warden), counted the same way.
+func (c decisionChecker) CheckPooled(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, interface{ Release() }, error) {
+	resp, release, err := checkPooled(ctx, c.Checker, req, true)
+	c.count(resp, err)
+	return resp, release, err
+}
+
+// checkPooled asks ch through its CheckPooled when it has one and pooled is set, else
+// through Check (no release).
+func checkPooled(ctx context.Context, ch envoy.Checker, req *wardenv1.CheckRequest, pooled bool) (*wardenv1.CheckResponse, interface{ Release() }, error) {
+	if pc, ok := ch.(envoy.PooledChecker); ok && pooled {
+		return pc.CheckPooled(ctx, req)
+	}
+	resp, err := ch.Check(ctx, req)
+	return resp, nil, err
 }

@@ -117,25 +117,35 @@ type tracedChecker struct {
 var traceContext propagation.TraceContext
 
 func (c tracedChecker) Check(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, error) {
+	resp, _, err := c.check(ctx, req, false)
+	return resp, err
+}
+
+// CheckPooled is Check through the checker's CheckPooled (envoy.PooledChecker), if it has one.
+func (c tracedChecker) CheckPooled(ctx context.Context, req *wardenv1.CheckRequest) (*wardenv1.CheckResponse, interface{ Release() }, error) {
+	return c.check(ctx, req, true)
+}
+
+func (c tracedChecker) check(ctx context.Context, req *wardenv1.CheckRequest, pooled bool) (*wardenv1.CheckResponse, interface{ Release() }, error) {
 	h := req.GetHttp().GetHeaders()
 	tp := h["traceparent"]
 	if !sampledTraceparent(tp) {
 		// No trace, or one its client chose not to sample: nothing to join, nothing parsed.
-		return c.Checker.Check(ctx, req)
+		return checkPooled(ctx, c.Checker, req, pooled)
 	}
 	remote := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.MapCarrier(h)))
 	if !remote.IsValid() {
-		return c.Checker.Check(ctx, req)
+		return checkPooled(ctx, c.Checker, req, pooled)
 	}
 	server := trace.SpanContextFromContext(ctx)
 	ctx, span := c.tracer.Start(trace.ContextWithRemoteSpanContext(ctx, remote), "warden.ext_authz.decide",
 		trace.WithLinks(trace.Link{SpanContext: server}), trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
-	resp, err := c.Checker.Check(ctx, req)
+	resp, release, err := checkPooled(ctx, c.Checker, req, pooled)
 	if err != nil {
 		span.SetStatus(codes.Error, status.Code(err).String())
 	}
-	return resp, err
+	return resp, release, err
 }
 
 // sampledTraceparent reports whether a W3C traceparent header value
