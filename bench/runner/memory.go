@@ -23,7 +23,8 @@ import (
 // decided through RLS in the "benchmem" domain, whose limit of 10 an hour keeps every key
 // alive while it is counted (a GCRA key lives until its bucket is full again: with a limit
 // of 100,000 a second that is microseconds). On Warden with Redis, its decision counters
-// must show every decision taken by the store, as for a Redis row. Redis bytes per key are used_memory's growth over DBSIZE's; the
+// must show every decision taken by the store, as for a Redis row. Redis bytes per key are used_memory's growth over the counters
+// Redis gained (redisCounters: a key, or a field of one of Warden's hashes); the
 // server's are its VmRSS growth over the keys decided (a Go heap's RSS includes garbage not
 // yet collected, so this is an upper bound).
 
@@ -36,17 +37,17 @@ type memoryResult struct {
 	rssAfter    uint64 // its VmRSS after the fill
 	peakRSS     uint64 // its VmHWM after the fill
 	usedMemory  [2]uint64
-	dbSize      [2]uint64
+	counters    [2]uint64 // redisCounters
 	errorsCount uint64
 	invalid     string // why the fill is not a figure; "" when it is
 }
 
-// redisBytesPerKey is used_memory's growth over the keys Redis gained.
+// redisBytesPerKey is used_memory's growth over the counters Redis gained.
 func (m memoryResult) redisBytesPerKey() float64 {
-	if m.dbSize[1] <= m.dbSize[0] || m.usedMemory[1] < m.usedMemory[0] {
+	if m.counters[1] <= m.counters[0] || m.usedMemory[1] < m.usedMemory[0] {
 		return 0
 	}
-	return float64(m.usedMemory[1]-m.usedMemory[0]) / float64(m.dbSize[1]-m.dbSize[0])
+	return float64(m.usedMemory[1]-m.usedMemory[0]) / float64(m.counters[1]-m.counters[0])
 }
 
 // rssBytesPerKey is the server's RSS growth over the keys decided.
@@ -124,7 +125,7 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, p
 	var before counters
 	if st.redis {
 		var err error
-		if m.usedMemory[0], m.dbSize[0], err = redisMemory(st.redisAddr); err != nil {
+		if m.usedMemory[0], m.counters[0], err = redisMemory(st.redisAddr); err != nil {
 			return m, err
 		}
 		if st.server == "" {
@@ -183,7 +184,7 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, p
 	m.rssAfter, m.peakRSS = st.rss(), st.peakRSS()
 	if st.redis {
 		var err error
-		if m.usedMemory[1], m.dbSize[1], err = redisMemory(st.redisAddr); err != nil {
+		if m.usedMemory[1], m.counters[1], err = redisMemory(st.redisAddr); err != nil {
 			return m, err
 		}
 		if st.server == "" {
@@ -195,15 +196,22 @@ func fill(ctx context.Context, like *setup, bins binaries, dir, cpu string, n, p
 				return m, errors.New(v.invalid)
 			}
 		}
-		if m.dbSize[1]-m.dbSize[0] < uint64(n) {
-			return m, fmt.Errorf("Redis gained %d keys for %d distinct keys decided: not every decision was stored", m.dbSize[1]-m.dbSize[0], n)
+		if m.counters[1]-m.counters[0] < uint64(n) {
+			return m, fmt.Errorf("Redis gained %d counters for %d distinct keys decided: not every decision was stored", m.counters[1]-m.counters[0], n)
 		}
 	}
 	return m, nil
 }
 
-// redisMemory reads used_memory (INFO memory) and DBSIZE.
-func redisMemory(addr string) (used, keys uint64, err error) {
+// redisCounters counts the counters a Redis holds: one per key, but one per field of a hash,
+// less the two fields of Warden's own in each of its hashes ('e' and 'n', see the README's
+// "Redis storage").
+const redisCounters = `EVAL "local n = 0 for _, k in ipairs(redis.call('KEYS', '*')) do ` +
+	`if redis.call('TYPE', k).ok == 'hash' then for _, f in ipairs(redis.call('HKEYS', k)) do ` +
+	`if f ~= 'e' and f ~= 'n' then n = n + 1 end end else n = n + 1 end end return n" 0`
+
+// redisMemory reads used_memory (INFO memory) and the counters held (redisCounters).
+func redisMemory(addr string) (used, counters uint64, err error) {
 	info, err := redisCommand(addr, "INFO memory")
 	if err != nil {
 		return 0, 0, err
@@ -211,12 +219,12 @@ func redisMemory(addr string) (used, keys uint64, err error) {
 	if used, err = infoField(info, "used_memory"); err != nil {
 		return 0, 0, err
 	}
-	n, err := redisCommand(addr, "DBSIZE")
+	n, err := redisCommand(addr, redisCounters)
 	if err != nil {
 		return 0, 0, err
 	}
-	keys, err = strconv.ParseUint(n, 10, 64)
-	return used, keys, err
+	counters, err = strconv.ParseUint(n, 10, 64)
+	return used, counters, err
 }
 
 // infoField returns the integer field name of an INFO reply.

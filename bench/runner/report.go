@@ -307,9 +307,9 @@ func memorySection(o *options, setups []*setup, mem []memoryResult) string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "\nA fresh process (and a fresh Redis) of each RLS setup, after the rounds: %d distinct keys decided through RLS "+
-		"in the \"benchmem\" domain, 10 an hour, so that every key lives while counted (32 calls in flight). Redis bytes/key: used_memory's growth over DBSIZE's. "+
+		"in the \"benchmem\" domain, 10 an hour, so that every key lives while counted (32 calls in flight). Redis bytes/key: used_memory's growth over the counters Redis gained (keys, or fields of Warden's hashes). "+
 		"Server RSS bytes/key: VmRSS growth over the keys decided (garbage not yet collected included).\n\n", o.memoryKeys)
-	b.WriteString("| process | keys decided | Redis keys added | Redis bytes/key | server idle RSS | RSS after | server RSS bytes/key | peak RSS |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| process | keys decided | Redis counters added | Redis bytes/key | server idle RSS | RSS after | server RSS bytes/key | peak RSS |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, m := range mem {
 		if m.invalid != "" {
 			fmt.Fprintf(&b, "| %s | INVALID: %s | | | | | | |\n", m.label, m.invalid)
@@ -317,7 +317,7 @@ func memorySection(o *options, setups []*setup, mem []memoryResult) string {
 		}
 		rk, rb := "–", "–"
 		if m.redis {
-			rk = fmt.Sprint(m.dbSize[1] - m.dbSize[0])
+			rk = fmt.Sprint(m.counters[1] - m.counters[0])
 			rb = fmt.Sprintf("%.0f", m.redisBytesPerKey())
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.0f | %s |\n", m.label, m.keys, rk, rb,

@@ -45,7 +45,7 @@ func (a *app) openStores(ctx context.Context) ([]runFunc, error) {
 		if err != nil {
 			return nil, err
 		}
-		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + rateLimitKeys, Logger: a.log, Pipelines: a.cfg.Redis.Pipelines, Observer: obs})
+		rs, err := redisstore.New(a.redis, redisstore.Options{Prefix: prefix + rateLimitKeys, Logger: a.log, Pipelines: a.cfg.Redis.Pipelines, Hashes: a.cfg.Redis.RateLimitHashes, Observer: obs})
 		if err != nil {
 			return nil, err
 		}

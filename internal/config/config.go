@@ -139,6 +139,10 @@ type Redis struct {
 	TLS          RedisTLS      `yaml:"tls"`
 	// KeyPrefix is put before every key Warden writes. Default "warden:".
 	KeyPrefix string `yaml:"key_prefix"`
+	// RateLimitHashes is the number of Redis hashes that the rate-limit counters of one
+	// Cluster hash slot are packed into (redisstore.Options.Hashes). Default 16384, at most
+	// 65536: about the live counters of the busiest slot divided by 60.
+	RateLimitHashes int `yaml:"rate_limit_hashes"`
 }
 
 // RedisTLS configures TLS to Redis.

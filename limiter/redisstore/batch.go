@@ -58,19 +58,15 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 		if h.Cost < 0 {
 			return fmt.Errorf("redisstore: limit %q: negative cost %d", h.Limit.Name, h.Cost)
 		}
-		c.keybuf = append(c.keybuf, s.opts.Prefix...)
-		c.keybuf = append(c.keybuf, '{')
-		c.keybuf = append(c.keybuf, tag...)
-		c.keybuf = append(c.keybuf, '}')
-		c.keybuf = append(c.keybuf, h.Key...)
+		c.keybuf = s.appendName(c.keybuf, tag, h.Key)
 	}
 	all := string(c.keybuf) // one allocation for every key of the Take
 	c.tag = tag
 	c.keys = c.keys[:0]
 	c.args = append(c.args[:0], "evalsha", s.sha, len(hits))
 	off := 0
-	for _, h := range hits {
-		n := len(s.opts.Prefix) + len(tag) + 2 + len(h.Key)
+	n := len(all) / len(hits) // the names of one tag have one length
+	for range hits {
 		k := all[off : off+n]
 		off += n
 		c.keys = append(c.keys, k)

@@ -2,8 +2,12 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +21,9 @@ import (
 
 // BenchmarkTake measures Take under b.RunParallel against a throwaway Redis: one EVALSHA per
 // Take from the caller's goroutine (unbatched) against the batcher, on one hot key and on
-// 1000 keys. Run with -cpu to vary callers; ops/s is reported beside ns/op, and Redis's own
+// 1000 keys (one per hash), and on 1000 keys in 16 hashes (about 62 per hash, as a million
+// live counters in the default 16,384 hashes). Run with -cpu to vary callers; ops/s is
+// reported beside ns/op, and Redis's own
 // share: redis-cpu-µs/op (the server process's CPU, from INFO cpu) and script-µs/op (the
 // EVALSHA/EVAL time of INFO commandstats, per Take), and takes/script (Stats: Takes per
 // script call).
@@ -30,40 +36,102 @@ func BenchmarkTake(b *testing.B) {
 		// token bucket stores one integer, as most configured rates do.
 		l := limiter.Limit{Algorithm: alg, Limit: 1_000_000, Period: time.Second}
 		for _, m := range modes {
-			for _, nkeys := range []int{1, 1000} {
-				b.Run(alg.String()+"/"+m.name+"/keys="+strconv.Itoa(nkeys), func(b *testing.B) {
+			for _, c := range []struct{ nkeys, hashes int }{{1, 0}, {1000, 0}, {1000, 16}} {
+				nkeys := c.nkeys
+				name := alg.String() + "/" + m.name + "/keys=" + strconv.Itoa(nkeys)
+				if c.hashes > 0 {
+					name += "/hashes=" + strconv.Itoa(c.hashes)
+				}
+				b.Run(name, func(b *testing.B) {
 					client := newClient(b, srv.Addr())
-					s := newStore(b, client, redisstore.Options{Unbatched: m.unbatched})
+					s := newStore(b, client, redisstore.Options{Unbatched: m.unbatched, Hashes: c.hashes})
 					keys := make([]string, nkeys)
 					for i := range keys {
 						keys[i] = "bench:" + strconv.Itoa(i)
 					}
-					var next atomic.Int64
-					b.SetParallelism(64) // many callers per CPU, as concurrent gRPC requests are
-					b.ReportAllocs()
-					before, st0 := redisCost(b, client), s.Stats()
-					b.ResetTimer()
-					b.RunParallel(func(pb *testing.PB) {
-						hits := []limiter.Hit{{Limit: l, Cost: 1}}
-						out := make([]limiter.Status, 1)
-						for pb.Next() {
-							hits[0].Key = keys[int(next.Add(1))%nkeys]
-							if _, err := s.Take(b.Context(), "bench", hits, out); err != nil {
-								b.Error(err)
-								return
-							}
+					for _, k := range keys { // every counter live before the measurement
+						hits := []limiter.Hit{{Key: k, Limit: l, Cost: 1}}
+						if _, err := s.Take(b.Context(), "bench", hits, make([]limiter.Status, 1)); err != nil {
+							b.Fatal(err)
 						}
-					})
-					b.StopTimer()
-					after, st := redisCost(b, client), s.Stats()
-					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
-					b.ReportMetric(float64(st.Takes-st0.Takes)/float64(max(st.Scripts-st0.Scripts, 1)), "takes/script")
-					b.ReportMetric((after.cpu-before.cpu)/float64(b.N), "redis-cpu-µs/op")
-					b.ReportMetric((after.script-before.script)/float64(b.N), "script-µs/op")
+					}
+					var next atomic.Int64
+					measureTakes(b, client, s, l, func(*rand.Rand) string { return keys[int(next.Add(1))%nkeys] })
 				})
 			}
 		}
 	}
+}
+
+// BenchmarkTakeLive measures Take (batched, 64 callers per CPU) on counters picked at random
+// among WARDEN_BENCH_LIVE live ones (default 100,000), all taken once before the measurement:
+// Redis's cost per Take where its memory per counter matters. Reported as BenchmarkTake's.
+//
+//	WARDEN_BENCH_LIVE=1000000 go test -run '^$' -bench TakeLive -benchtime 3s -cpu 2 ./limiter/redisstore/
+func BenchmarkTakeLive(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("WARDEN_BENCH_LIVE")); err == nil && v > 0 {
+		n = v
+	}
+	srv := redistest.Start(b)
+	for _, alg := range []limiter.Algorithm{limiter.TokenBucket, limiter.FixedWindow, limiter.SlidingWindow} {
+		b.Run(fmt.Sprintf("%s/live=%d", alg, n), func(b *testing.B) {
+			client := newClient(b, srv.Addr())
+			if err := client.FlushAll(b.Context()).Err(); err != nil {
+				b.Fatal(err)
+			}
+			s := newStore(b, client, redisstore.Options{})
+			// A million in 1000 days: never refused here, and every counter lives through the
+			// run (a token bucket's for 86 s per unit taken).
+			l := limiter.Limit{Algorithm: alg, Limit: 1_000_000, Period: 1000 * 24 * time.Hour}
+			key := func(i int) string { return "bench|user=u" + strconv.Itoa(i) + "|x86400000000" }
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Go(func() {
+					hits := []limiter.Hit{{Limit: l, Cost: 1}}
+					out := make([]limiter.Status, 1)
+					for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+						hits[0].Key = key(i)
+						if _, err := s.Take(b.Context(), "bench", hits, out); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			measureTakes(b, client, s, l, func(r *rand.Rand) string { return key(r.IntN(n)) })
+		})
+	}
+}
+
+// measureTakes runs b.N Takes of cost 1 of l on s, from 64 callers per CPU, each on the key
+// that key gives (r: the caller's own source), and reports the Takes per second and Redis's
+// cost per Take: Takes per script call, Redis's CPU, its scripts' time.
+func measureTakes(b *testing.B, client *redis.Client, s *redisstore.Store, l limiter.Limit, key func(r *rand.Rand) string) {
+	b.SetParallelism(64) // many callers per CPU, as concurrent gRPC requests are
+	b.ReportAllocs()
+	before, st0 := redisCost(b, client), s.Stats()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		hits := []limiter.Hit{{Limit: l, Cost: 1}}
+		out := make([]limiter.Status, 1)
+		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		for pb.Next() {
+			hits[0].Key = key(r)
+			if _, err := s.Take(b.Context(), "bench", hits, out); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	after, st := redisCost(b, client), s.Stats()
+	b.ReportMetric(float64(st.Takes-st0.Takes)/float64(max(st.Scripts-st0.Scripts, 1)), "takes/script")
+	b.ReportMetric((after.cpu-before.cpu)/float64(b.N), "redis-cpu-µs/op")
+	b.ReportMetric((after.script-before.script)/float64(b.N), "script-µs/op")
 }
 
 // cost is what Redis spent so far: its process's CPU and its scripts' time, in µs.

@@ -77,10 +77,10 @@ func (s *Store) Shard(tag string) int {
 		return 0
 	}
 	var slot int
-	if tag != "" && !strings.Contains(tag, "}") && !strings.Contains(s.opts.Prefix, "{") {
-		slot = int(crc16(tag)) % numSlots
+	if !strings.Contains(s.opts.Prefix, "{") {
+		slot = tagSlot(tag)
 	} else {
-		slot = keySlot(s.key(tag, "")) // a rare tag: allocating is fine
+		slot = keySlot(s.name(tag, "")) // a rare tag: allocating is fine
 	}
 	if n := t.slots[slot]; n != nil {
 		return n.id

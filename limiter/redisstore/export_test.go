@@ -11,6 +11,13 @@ import (
 // Script is the Lua source, for tests that look for it on a server.
 func Script() string { return takeLua }
 
+// Name is the name of the counter key under tag (its hash's key, then its field; a sliding
+// log's sorted set).
+func Name(s *Store, tag, key string) string { return s.name(tag, key) }
+
+// FieldLen is the length of a counter's field in its hash.
+const FieldLen = fieldLen
+
 // KeySlot is the Cluster slot of a key, as the store computes it to pick a master.
 func KeySlot(key string) int { return keySlot(key) }
 

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,61 +18,81 @@ import (
 	"github.com/wardenhq/warden/limiter/redisstore"
 )
 
-// TestMemoryPerKey measures Redis's used_memory per live counter key, for each algorithm but
-// the sliding log, with the key names the Limiter gives (domain "bench", one descriptor
-// entry, the limit suffix). It takes one key through the Store, then copies its value and TTL
-// to WARDEN_REDIS_MEMKEYS keys of names of the same shape with a server-side loop (a Take per
-// key would take minutes), and prints the growth of used_memory per key and MEMORY USAGE.
-// Skipped unless WARDEN_REDIS_MEMKEYS is set:
+// TestMemoryPerKey measures Redis's used_memory per live counter, for each algorithm but the
+// sliding log, with the key names the Limiter gives (domain "bench", one descriptor entry, the
+// limit suffix): it takes each of WARDEN_REDIS_MEMKEYS counters once through the Store (64
+// callers, batched, as a Warden under load does), and prints the growth of used_memory per
+// counter, the hashes and how many of them Redis keeps as listpacks. WARDEN_REDIS_MEMKEYS is a
+// comma-separated list of counts, each measured on a fresh server. Skipped unless it is set:
 //
-//	WARDEN_REDIS_MEMKEYS=1000000 go test -run MemoryPerKey -v ./limiter/redisstore/
+//	WARDEN_REDIS_MEMKEYS=10000,100000,1000000 go test -run MemoryPerKey -v ./limiter/redisstore/
 func TestMemoryPerKey(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("WARDEN_REDIS_MEMKEYS"))
-	if n <= 0 {
-		t.Skip("set WARDEN_REDIS_MEMKEYS to the number of keys")
+	var counts []int
+	for f := range strings.SplitSeq(os.Getenv("WARDEN_REDIS_MEMKEYS"), ",") {
+		if n, _ := strconv.Atoi(f); n > 0 {
+			counts = append(counts, n)
+		}
+	}
+	if len(counts) == 0 {
+		t.Skip("set WARDEN_REDIS_MEMKEYS to the numbers of counters")
 	}
 	for _, alg := range []limiter.Algorithm{limiter.TokenBucket, limiter.FixedWindow, limiter.SlidingWindow} {
-		t.Run(alg.String(), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			srv := redistest.Start(t)
-			client := newClient(t, srv.Addr())
-			s := newStore(t, client, redisstore.Options{Prefix: "warden:rl:"})
-			suffix := "|" + string("tsfl"[alg]) + "60000000"
-			l := limiter.Limit{Algorithm: alg, Limit: 1000, Period: time.Minute}
-			hits := []limiter.Hit{{Key: "bench|user=u0000000" + suffix, Limit: l, Cost: 1}}
-			if _, err := s.Take(ctx, "bench", hits, make([]limiter.Status, 1)); err != nil {
-				t.Fatal(err)
-			}
-			keys, err := client.Keys(ctx, "*").Result()
-			if err != nil || len(keys) != 1 {
-				t.Fatalf("keys %q, %v; want one", keys, err)
-			}
-			name := keys[0]
-			val, err := client.Dump(ctx, name).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			before := usedMemory(t, client)
-			format := strings.Replace(name, "u0000000", "u%07d", 1)
-			const fill = `for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do
-  redis.call('RESTORE', string.format(ARGV[3], i), 3600000, ARGV[4], 'REPLACE')
-end
-return 1`
-			for i := 1; i <= n; i += 50000 {
-				if err := client.Eval(ctx, fill, nil, i, min(n, i+49999), format, val).Err(); err != nil {
+		for _, n := range counts {
+			t.Run(fmt.Sprintf("%s/%d", alg, n), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				srv := redistest.Start(t)
+				client := newClient(t, srv.Addr())
+				s := newStore(t, client, redisstore.Options{Prefix: "warden:rl:"})
+				suffix := "|" + string("tsfl"[alg]) + "60000000"
+				// 10 a day: every counter lives for hours (a fixed window to midnight UTC).
+				l := limiter.Limit{Algorithm: alg, Limit: 10, Period: 24 * time.Hour}
+				take := func(i int) error {
+					hits := []limiter.Hit{{Key: fmt.Sprintf("bench|user=u%07d%s", i, suffix), Limit: l, Cost: 1}}
+					_, err := s.Take(ctx, "bench", hits, make([]limiter.Status, 1))
+					return err
+				}
+				if err := take(n); err != nil { // loads the script before the first reading
 					t.Fatal(err)
 				}
-			}
-			after := usedMemory(t, client)
-			usage, _ := client.MemoryUsage(ctx, name).Result()
-			enc, err := client.ObjectEncoding(ctx, name).Result()
-			if err != nil {
-				enc = err.Error()
-			}
-			t.Logf("%s: key %q (%d bytes, %s): %.1f B per key in used_memory over %d keys; MEMORY USAGE %d",
-				alg, name, len(name), enc, float64(after-before)/float64(n), n, usage)
-		})
+				before := usedMemory(t, client)
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				errs := make(chan error, 64)
+				for range 64 {
+					wg.Go(func() {
+						for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+							if err := take(i); err != nil {
+								errs <- err
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+				after := usedMemory(t, client)
+				keys, listpacks := 0, 0
+				iter := client.Scan(ctx, 0, "*", 1000).Iterator()
+				for iter.Next(ctx) {
+					keys++
+					if enc, _ := client.ObjectEncoding(ctx, iter.Val()).Result(); enc == "listpack" {
+						listpacks++
+					}
+				}
+				if err := iter.Err(); err != nil {
+					t.Fatal(err)
+				}
+				if live := storedCounters(t, client, "*"); live != n+1 {
+					t.Fatalf("%d counters stored, want %d: some expired or were lost", live, n+1)
+				}
+				t.Logf("%s: %d live counters: %.1f B per counter in used_memory; %d keys (%.1f counters each), %d listpacks",
+					alg, n+1, float64(after-before)/float64(n), keys, float64(n+1)/float64(keys), listpacks)
+			})
+		}
 	}
 }
 

@@ -55,11 +55,22 @@ type Client interface {
 
 // Options configures a Store. The zero value is usable: every field has a default.
 type Options struct {
-	// Prefix starts every key. Default "warden:rl:". A key is Prefix + "{" + tag + "}" +
-	// Hit.Key, so the keys of one Take share a Cluster hash slot. (Before the string layout
-	// of take.lua, a ":" followed the "}": the new names differ from the old ones, so that old
-	// and new replicas count apart during a rolling upgrade; see the README.)
+	// Prefix starts every key. Default "warden:rl:". The counters of a tag are fields of
+	// hashes named Prefix + "{" + a short name of the tag's Cluster slot + "}" + 4 hex
+	// digits, so the keys of one Take share a Cluster hash slot (see names.go and the
+	// README's "Redis storage"; older Wardens named a key per counter, Prefix + "{" + tag +
+	// "}" + Hit.Key: old and new replicas count apart during a rolling upgrade).
 	Prefix string
+	// Hashes is the number of Redis hashes that the counters of one Cluster hash slot (on a
+	// single server: of one slot of the tags, usually of one domain) are spread over. Each
+	// should hold from about 20 to at most 126 live counters (Redis's
+	// hash-max-listpack-entries, 128 by default, less two fields of the store's own): keep
+	// Hashes near the live counters of one slot divided by 60. Fewer counters per hash cost
+	// memory (a hash costs about 100 B of its own), more than the listpack's limit make
+	// Redis store the hash as a table (about 80 B per counter). Default 16384 (from 300,000
+	// to 2,000,000 live counters per slot); at most 65536. Changing it renames the hashes:
+	// counters start over (as during an upgrade, see the README).
+	Hashes int
 	// Now, when set, supplies the time passed to the script instead of the Redis server's
 	// TIME. Only for tests that walk a grid of instants: in production, nil, so that replicas
 	// with skewed clocks agree. With Now set, keys live at least a minute (Redis expires them
@@ -166,6 +177,12 @@ func New(client Client, opts Options) (*Store, error) {
 	}
 	if opts.Pipelines <= 0 {
 		opts.Pipelines = defaultPipelines
+	}
+	if opts.Hashes <= 0 {
+		opts.Hashes = defaultHashes
+	}
+	if opts.Hashes > maxHashes {
+		return nil, fmt.Errorf("redisstore: Hashes = %d, at most %d", opts.Hashes, maxHashes)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -399,18 +416,19 @@ func timeoutError(ctx context.Context) error {
 	return fmt.Errorf("redisstore: %w: %w", limiter.ErrTimeout, err)
 }
 
-// Reset implements limiter.Resetter: it deletes the counter of key under tag.
+// Reset implements limiter.Resetter: it deletes the counter of key under tag (its field, or
+// the sorted set of a sliding log).
 func (s *Store) Reset(ctx context.Context, tag, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	if err := s.client.Del(ctx, s.key(tag, key)).Err(); err != nil {
+	name := s.name(tag, key)
+	pipe := s.client.Pipeline()
+	pipe.HDel(ctx, name[:len(name)-fieldLen], name[len(name)-fieldLen:])
+	pipe.Del(ctx, name)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("redisstore: reset: %w", err)
 	}
 	return nil
-}
-
-func (s *Store) key(tag, key string) string {
-	return s.opts.Prefix + "{" + tag + "}" + key
 }
 
 // runOne runs c alone, from the caller's goroutine: one EVALSHA, and one EVAL after NOSCRIPT.

@@ -374,7 +374,7 @@ func TestTTL(t *testing.T) {
 		t.Fatal("no keys written")
 	}
 	for _, k := range keys {
-		if !strings.HasPrefix(k, "warden:rl:{tag") {
+		if !strings.HasPrefix(k, "warden:rl:{") {
 			t.Errorf("key %q lacks the prefix and hash tag", k)
 		}
 		ttl, err := client.PTTL(t.Context(), k).Result()
@@ -546,25 +546,36 @@ func TestContextEnds(t *testing.T) {
 
 func TestReset(t *testing.T) {
 	srv := redistest.Start(t)
-	s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{})
-	l := limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: 1, Period: time.Hour}
-	hits := []limiter.Hit{{Key: "k", Limit: l, Cost: 1}}
-	out := make([]limiter.Status, 1)
-	var got []bool
-	for _, reset := range []bool{false, false, true} {
-		if reset {
-			if err := s.Reset(t.Context(), "t", "k"); err != nil {
+	for _, l := range allLimits(1) {
+		// Another counter in the same hash (a single hash) keeps its count.
+		s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Hashes: 1, Prefix: l.Name + ":"})
+		hits := []limiter.Hit{{Key: "k", Limit: l, Cost: 1}}
+		other := []limiter.Hit{{Key: "other", Limit: l, Cost: 1}}
+		out := make([]limiter.Status, 1)
+		if _, err := s.Take(t.Context(), "t", other, out); err != nil {
+			t.Fatal(err)
+		}
+		var got []bool
+		for _, reset := range []bool{false, false, true} {
+			if reset {
+				if err := s.Reset(t.Context(), "t", "k"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ok, err := s.Take(t.Context(), "t", hits, out)
+			if err != nil {
 				t.Fatal(err)
 			}
+			got = append(got, ok)
 		}
-		ok, err := s.Take(t.Context(), "t", hits, out)
+		ok, err := s.Take(t.Context(), "t", other, out)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, ok)
-	}
-	if diff := cmp.Diff(got, []bool{true, false, true}); diff != "" {
-		t.Errorf("allowed (-got +want):\n%s", diff)
+		if diff := cmp.Diff(got, []bool{true, false, true, false}); diff != "" {
+			t.Errorf("%s: allowed (-got +want):\n%s", l.Name, diff)
+		}
 	}
 }
 
@@ -606,42 +617,45 @@ func TestClosed(t *testing.T) {
 	}
 }
 
-// TestStorageLayout: a counter is one string key with a TTL, named Prefix{tag}key, and the
-// token bucket and the fixed window keep an integer (no allocation of its own in Redis); a
-// key of the older hash layout, or of another algorithm, reads as an empty counter.
+// TestStorageLayout: a counter is a field of a hash with a TTL, the token bucket and the fixed
+// window keeping an integer, in a listpack (see the README's "Redis storage"); a sliding log is
+// a sorted set with a TTL under the counter's whole name. A key of another type under the
+// hash's name, or another algorithm's value in the field, reads as an empty counter.
 func TestStorageLayout(t *testing.T) {
 	srv := redistest.Start(t)
 	client := newClient(t, srv.Addr())
 	s := newStore(t, client, redisstore.Options{Prefix: "p:"})
 	ctx := t.Context()
 	for _, tt := range []struct {
-		alg limiter.Algorithm
-		enc string
-	}{{limiter.TokenBucket, "int"}, {limiter.FixedWindow, "int"}, {limiter.SlidingWindow, "embstr"}} {
+		alg   limiter.Algorithm
+		first string // the value's first byte
+	}{{limiter.TokenBucket, "1"}, {limiter.FixedWindow, "-"}, {limiter.SlidingWindow, "\x9c"}} {
 		l := limiter.Limit{Algorithm: tt.alg, Limit: 10, Period: time.Hour}
 		key := "k-" + tt.alg.String()
 		out := make([]limiter.Status, 1)
 		if _, err := s.Take(ctx, "tag", []limiter.Hit{{Key: key, Limit: l, Cost: 3}}, out); err != nil {
 			t.Fatal(err)
 		}
-		name := "p:{tag}" + key
-		if typ, err := client.Type(ctx, name).Result(); err != nil || typ != "string" {
-			t.Errorf("%s: TYPE %s = %q, %v; want string", tt.alg, name, typ, err)
+		name := redisstore.Name(s, "tag", key)
+		hash, field := name[:len(name)-redisstore.FieldLen], name[len(name)-redisstore.FieldLen:]
+		if !strings.HasPrefix(hash, "p:{") || redisstore.KeySlot(hash) != redisstore.KeySlot("{tag}") {
+			t.Errorf("%s: hash %q, not in the slot of {tag}", tt.alg, hash)
 		}
-		if enc, err := client.ObjectEncoding(ctx, name).Result(); err != nil || enc != tt.enc {
-			t.Errorf("%s: OBJECT ENCODING = %q, %v; want %s", tt.alg, enc, err, tt.enc)
+		if enc, err := client.ObjectEncoding(ctx, hash).Result(); err != nil || enc != "listpack" {
+			t.Errorf("%s: OBJECT ENCODING = %q, %v; want listpack", tt.alg, enc, err)
 		}
-		if ttl, err := client.PTTL(ctx, name).Result(); err != nil || ttl <= 0 {
-			t.Errorf("%s: PTTL = %v, %v; want positive", tt.alg, ttl, err)
+		if ttl, err := client.PTTL(ctx, hash).Result(); err != nil || ttl < out[0].ResetAfter {
+			t.Errorf("%s: PTTL = %v, %v; want at least the counter's %v to its expiry", tt.alg, ttl, err, out[0].ResetAfter)
 		}
-		// A hash of the older layout, then another algorithm's value: an empty counter.
+		v, err := client.HGet(ctx, hash, field).Result()
+		if err != nil || !strings.HasPrefix(v, tt.first) {
+			t.Errorf("%s: value %q, %v; want it to start with %q", tt.alg, v, err, tt.first)
+		}
+		// A string under the hash's name, then another algorithm's value: an empty counter.
 		for _, seed := range []func() error{
-			func() error { return client.HSet(ctx, name, "a", "0", "t", "1", "n", "0").Err() },
-			func() error { return client.Set(ctx, name, "\x9c-12:3", time.Hour).Err() },
+			func() error { return client.Set(ctx, hash, "12", time.Hour).Err() },
+			func() error { return client.HSet(ctx, hash, field, "\x9c-12:3").Err() },
 		} {
-			if err := client.Del(ctx, name).Err(); err != nil {
-				t.Fatal(err)
-			}
 			if err := seed(); err != nil {
 				t.Fatal(err)
 			}
@@ -653,4 +667,122 @@ func TestStorageLayout(t *testing.T) {
 			}
 		}
 	}
+	l := limiter.Limit{Algorithm: limiter.SlidingLog, Limit: 10, Period: time.Hour}
+	if _, err := s.Take(ctx, "tag", []limiter.Hit{{Key: "log", Limit: l, Cost: 3}}, make([]limiter.Status, 1)); err != nil {
+		t.Fatal(err)
+	}
+	name := redisstore.Name(s, "tag", "log")
+	if n, err := client.ZCard(ctx, name).Result(); err != nil || n != 3 {
+		t.Errorf("sliding log: ZCARD = %d, %v; want 3", n, err)
+	}
+	if ttl, err := client.PTTL(ctx, name).Result(); err != nil || ttl <= 0 {
+		t.Errorf("sliding log: PTTL = %v, %v; want positive", ttl, err)
+	}
+}
+
+// TestHashTTL: a hash outlives every counter in it, whatever order they are written in, also
+// by one Take, on Redis's clock: a counter of an hour, then one of a second, in one hash.
+func TestHashTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	client := newClient(t, srv.Addr())
+	ctx := t.Context()
+	hour := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 10, Period: time.Hour}
+	second := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 10, Period: time.Second}
+	for i, takes := range [][]limiter.Hit{
+		{{Key: "h", Limit: hour, Cost: 1}, {Key: "s", Limit: second, Cost: 1}},
+		{{Key: "s", Limit: second, Cost: 1}, {Key: "h", Limit: hour, Cost: 1}},
+	} {
+		for _, oneTake := range []bool{false, true} {
+			s := newStore(t, client, redisstore.Options{Hashes: 1, Prefix: fmt.Sprintf("ttl%d%v:", i, oneTake)})
+			if oneTake {
+				if _, err := s.Take(ctx, "t", takes, make([]limiter.Status, 2)); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				for _, h := range takes {
+					if _, err := s.Take(ctx, "t", []limiter.Hit{h}, make([]limiter.Status, 1)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			name := redisstore.Name(s, "t", "h")
+			hash := name[:len(name)-redisstore.FieldLen]
+			// The window of the hour ends within the hour, at a whole hour of Unix time.
+			end := time.Now().Truncate(time.Hour).Add(time.Hour)
+			if ttl, err := client.PTTL(ctx, hash).Result(); err != nil || time.Now().Add(ttl).Before(end) {
+				t.Errorf("order %d, one Take %v: PTTL %v, %v: the hash expires before the hour's window ends (%v)", i, oneTake, ttl, err, end)
+			}
+		}
+	}
+}
+
+// TestChurnBounded: counters that expire make room for new ones: over rounds of 100 new keys,
+// each round a minute after the last, what Redis holds stays near the live counters (a
+// store of a key per counter, each expiring on Redis's clock, held every round's keys: the
+// test's clock runs ahead of Redis's), and no live counter is lost to a sweep.
+func TestChurnBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	client := newClient(t, srv.Addr())
+	clock := &grid{t: t0}
+	const hashes, perRound, rounds = 4, 100, 12
+	s := newStore(t, client, redisstore.Options{Prefix: "churn:", Now: clock.Now, Hashes: hashes})
+	ctx := t.Context()
+	algs := []limiter.Algorithm{limiter.TokenBucket, limiter.FixedWindow, limiter.SlidingWindow}
+	out := make([]limiter.Status, 1)
+	for r := range rounds {
+		for pass := range 2 {
+			for i := range perRound {
+				l := limiter.Limit{Algorithm: algs[i%len(algs)], Limit: 1, Period: time.Minute}
+				hits := []limiter.Hit{{Key: fmt.Sprintf("r%d-k%d", r, i), Limit: l, Cost: 1}}
+				ok, err := s.Take(ctx, "t", hits, out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok != (pass == 0) {
+					t.Fatalf("round %d, key %d, pass %d: allowed %v", r, i, pass, ok)
+				}
+			}
+		}
+		// A round later (the sliding window lives 1.1 periods), only this round is live.
+		clock.Set(clock.Now().Add(2 * time.Minute))
+		// Live counters, plus per hash at most max(16, half its length after its last
+		// sweep, when it had at most its live counters and the counters of one round).
+		stored := storedCounters(t, client, "churn:*")
+		t.Logf("round %d: %d counters stored", r, stored)
+		if bound := 2*perRound + hashes*(16+perRound/hashes); stored > bound {
+			t.Fatalf("round %d: %d counters stored, want at most %d", r, stored, bound)
+		}
+	}
+}
+
+// storedCounters counts what Redis holds under pattern: one per key of a counter (a string or
+// a sorted set), one per field of a counter in a hash.
+func storedCounters(t *testing.T, client *redis.Client, pattern string) int {
+	t.Helper()
+	ctx := t.Context()
+	n := 0
+	iter := client.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		typ, err := client.Type(ctx, iter.Val()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ != "hash" {
+			n++
+			continue
+		}
+		fields, err := client.HKeys(ctx, iter.Val()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fields {
+			if len(f) == redisstore.FieldLen {
+				n++
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

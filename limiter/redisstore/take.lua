@@ -9,9 +9,10 @@
 -- reading of the clock: each Take sees what the Takes before it wrote, exactly as if each
 -- were its own call, and the call pays Redis's per-command and per-script cost once.
 --
--- KEYS     the counters of every Take's hits, Take after Take. On a Cluster every key of one
---          call is in one slot (the keys of a Take share a hash tag; the store groups Takes
---          by slot).
+-- KEYS     the counters of every Take's hits, Take after Take. A counter's name is its hash's
+--          key followed by its field, the last FL bytes (see names.go); a sliding log is a
+--          sorted set under the whole name. On a Cluster every name of one call is in one slot
+--          (the names of a Take share a hash tag; the store groups Takes by slot).
 -- ARGV[1]  now, integer µs since the Unix epoch, or "" to read Redis TIME (once per call).
 -- ARGV[2]  the smallest TTL in ms to give a key (1 in production).
 -- Then for each Take: h, its number of hits, then 6 values for each hit: algorithm (0 token
@@ -22,17 +23,29 @@
 -- Reply: for each Take, in order: allowed, then for each hit: allowed, remaining,
 -- reset_after µs, retry_after µs (1 + 4h integers per Take, one flat array for the call).
 --
--- State, one key per counter, each written with SET ... PX (or, for the log, PEXPIRE) at its
--- limiter.Params.Expiry rounded up to a millisecond (see the README's "Redis storage"):
---   token bucket    "At" (decimal) when N = 0, else "At:N". "At" alone is an integer, which
---                   Redis keeps inside the key's object (no separate allocation).
---   fixed window    "-X" with X = At + N when N < P (At is a multiple of P, so N = X mod P),
---                   else "-At:N". Also an integer for Redis.
---   sliding window  MessagePack array {At, the NB + 1 bucket counts} (about 21 bytes).
+-- State (see the README's "Redis storage"): the counters of the token bucket, the fixed window
+-- and the sliding window are fields of hashes, one value each, which tells its own expiry E
+-- (limiter.Params.Expiry), the instant from which it reads as an absent counter:
+--   token bucket    "At" (decimal) when N = 0, else "At:N" (E = At, or At + 1 when N > 0).
+--                   "At" alone is an integer, which the hash's listpack keeps in 9 bytes.
+--   fixed window    "-X" with X = W + N when N < P, W = At + P the window's end, E = W (W is
+--                   a multiple of P, so N = X mod P; X - E = N is below P), else "-W:N".
+--                   Also an integer.
+--   sliding window  MessagePack array {E, the NB + 1 bucket counts} (about 21 bytes), with
+--                   E = At + (NB + 1) Q.
 --   sliding log     a sorted set with one member per unit, scored by its timestamp (member
---                   "timestamp:k", k counting the units of one timestamp).
--- The first byte tells them apart (a digit, '-', 0x9c; a sorted set or a hash of an older
--- Warden is another type), so a key written by another algorithm is an absent counter.
+--                   "timestamp:k", k counting the units of one timestamp), with a TTL.
+-- The first byte tells them apart (a digit, '-', 0x9c), so a value written by another
+-- algorithm is an absent counter; a key of another type under a hash's name is deleted.
+-- A value past its expiry reads exactly as an absent counter (algo.go's formulas give the
+-- same result for both), so a field need not be removed when it expires: each hash keeps, in
+-- two fields of its own, 'e', an instant by which every counter in it has expired (its TTL is
+-- set to it: PEXPIRE only when a counter's expiry passes it, then as far past that expiry as
+-- the counter has left, at least a minute, at most an hour; so the hash of live counters never
+-- expires and a hash left alone does), and 'n', its length after its last sweep. Adding a field to a hash of length at least n + max(16, n/2) sweeps it:
+-- HGETALL, and HDEL of the fields past their expiry, so the expired fields of a hash are at
+-- most max(16, half its live ones) plus those that expired since, and the sweeps cost O(1)
+-- field reads per added field.
 -- Every integer stays below 2^53 (limiter.Limit.Validate sees to it), so doubles are exact.
 
 local now = tonumber(ARGV[1])
@@ -46,6 +59,86 @@ local floor = math.floor
 local function ceildiv(x, y) return floor((x + y - 1) / y) end
 local function max(a, b) if a > b then return a end return b end
 local function min(a, b) if a < b then return a end return b end
+local byte, sub, find = string.byte, string.sub, string.find
+local MINUS, DIGIT0, DIGIT9 = byte('-'), byte('0'), byte('9')
+local SWHEAD = string.char(0x9c) -- a MessagePack array of NB + 2 = 12 elements
+local NB = 10 -- limiter.SlidingBuckets
+
+-- The hashes. FL is names.go's fieldLen.
+local FL = 12
+
+local function split(name) return sub(name, 1, -FL - 1), sub(name, -FL) end
+
+-- read returns the value of field f of hash h (false if there is none) and h's field 'e' (-1
+-- if there is none).
+local function read(h, f)
+  local r = redis.pcall('HMGET', h, f, 'e')
+  if r.err then -- another type under the hash's name: the counters are absent
+    redis.call('DEL', h)
+    return false, -1
+  end
+  return r[1], tonumber(r[2]) or -1
+end
+
+-- expiryOf is the expiry of a stored value (see the header), 0 if it is none of ours.
+local function expiryOf(v)
+  local b = byte(v, 1)
+  if b == MINUS then
+    local i = find(v, ':', 2, true)
+    if i then return tonumber(sub(v, 2, i - 1)) or 0 end
+    return tonumber(sub(v, 2)) or 0 -- X = E + N with N < P: E <= X, by less than P
+  elseif b and b >= DIGIT0 and b <= DIGIT9 then
+    local i = find(v, ':', 1, true)
+    if i then return (tonumber(sub(v, 1, i - 1)) or -1) + 1 end
+    return tonumber(v) or 0
+  elseif sub(v, 1, 1) == SWHEAD then
+    local ok, a = pcall(cmsgpack.unpack, v)
+    if ok and type(a) == 'table' then return tonumber(a[1]) or 0 end
+  end
+  return 0
+end
+
+-- sweep removes the fields of h past their expiry, and records its length in 'n'.
+local function sweep(h)
+  local a = redis.call('HGETALL', h)
+  local dead = {}
+  for j = 1, #a, 2 do
+    if #a[j] == FL and expiryOf(a[j + 1]) <= now then dead[#dead + 1] = a[j] end
+  end
+  if #dead > 0 then redis.call('HDEL', h, unpack(dead)) end
+  redis.call('HSET', h, 'n', #a / 2 - #dead)
+end
+
+-- write stores v, of expiry exp (after now), as field f of h, whose 'e' is e (fresh: f was
+-- absent), and returns h's 'e' after it.
+local function write(h, f, v, exp, fresh, e)
+  if e < 0 or exp > e or minttl > 1 then
+    -- The hash's expiry passes the counter's by as much as the counter has left, at least a
+    -- minute and at most an hour: a PEXPIRE per hash once in a while, not per write. With a
+    -- test's clock (minttl > 1), every write sets the TTL, as Redis's clock does not follow
+    -- the test's.
+    local ne = max(e, exp + min(max(exp - now, 60000000), 3600000000))
+    local ttl = max(minttl, ceildiv(ne - now, 1000))
+    if e < 0 then
+      redis.call('HSET', h, 'e', ne, 'n', 0, f, v)
+      redis.call('PEXPIRE', h, ttl)
+      return ne
+    end
+    redis.call('HSET', h, f, v, 'e', ne)
+    redis.call('PEXPIRE', h, ttl)
+    e = ne
+  else
+    redis.call('HSET', h, f, v)
+  end
+  if fresh then
+    local n = redis.call('HLEN', h)
+    if n >= 16 then
+      local base = tonumber(redis.call('HGET', h, 'n')) or 0
+      if n >= base + max(16, floor(base / 2)) then sweep(h) end
+    end
+  end
+  return e
+end
 
 -- The reply, filled Take after Take; nres is its length.
 local res, nres = {}, 0
@@ -59,21 +152,24 @@ local function fast(key, a)
   local n, P, L = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local tb = ARGV[a] == '0'
   local At, N = 0, 0
-  local v = redis.pcall('GET', key)
-  if type(v) == 'string' then
-    local b = string.byte(v, 1)
-    if tb and b and b >= 48 and b <= 57 or not tb and b == 45 then
-      if not tb then v = string.sub(v, 2) end
-      local i = string.find(v, ':', 1, true)
+  local h, f = split(key)
+  local v, e = read(h, f)
+  local fresh = not v
+  if v then
+    local b = byte(v, 1)
+    if tb and b and b >= DIGIT0 and b <= DIGIT9 or not tb and b == MINUS then
+      if not tb then v = sub(v, 2) end
+      local i = find(v, ':', 1, true)
       if i then
-        At, N = tonumber(string.sub(v, 1, i - 1)), tonumber(string.sub(v, i + 1))
+        At, N = tonumber(sub(v, 1, i - 1)), tonumber(sub(v, i + 1))
+        if At and not tb then At = At - P end
       elseif tb then
         At = tonumber(v)
       else
         local x = tonumber(v)
         if x then
           N = math.fmod(x, P)
-          At = x - N
+          At = x - N - P
         end
       end
       if not At or not N then At, N = 0, 0 end
@@ -108,7 +204,7 @@ local function fast(key, a)
     else
       v = string.format('%d', At)
     end
-    redis.call('SET', key, v, 'PX', max(minttl, ceildiv(max(exp - now, 0), 1000)))
+    write(h, f, v, exp, fresh, e)
     return
   end
   t = max(t, At)
@@ -130,11 +226,11 @@ local function fast(key, a)
   res[r + 1], res[r + 2], res[r + 3], res[r + 4], res[r + 5] = 1, 1, max(0, L - after), reset, 0
   if n == 0 then return end
   if after < P then
-    v = string.format('-%d', w + after)
+    v = string.format('-%d', w + P + after)
   else
-    v = string.format('-%d:%d', w, after)
+    v = string.format('-%d:%d', w + P, after)
   end
-  redis.call('SET', key, v, 'PX', max(minttl, ceildiv(max(w + P - now, 0), 1000)))
+  write(h, f, v, w + P, fresh, e)
 end
 
 -- general returns the general Take (any algorithm, any number of hits). Its functions are
@@ -202,7 +298,6 @@ local function general()
   -- Sliding window (algo.go: slot, bucketCount, oldest, evalSliding, slidingRetry, Commit).
   -- NB is limiter.SlidingBuckets; Q = ceil(P/NB) and S = floor(L/NB) are limiter.Params'
   -- Bucket and Slack. c.B is the ring of NB+1 bucket counts, 1-based.
-  local NB = 10
 
   local function slot(s, Q) return (s / Q) % (NB + 1) + 1 end
 
@@ -326,7 +421,12 @@ local function general()
     return c.Log[#c.Log] + P
   end
 
-  -- Loading and saving. A counter is {algo, At, N, B, Log, foreign, dropped, loaded}; B (the
+  -- es[h] is the field 'e' of hash h as the Take being run last read or wrote it: its saves
+  -- follow all its loads, and may write several counters of one hash.
+  local es
+
+  -- Loading and saving. A counter is {algo, At, N, B, Log, foreign, dropped, loaded, fresh}
+  -- (fresh: its field was absent); B (the
   -- sliding window's ring) and Log (the sliding log) only for their algorithm.
   local function absent(algo, foreign)
     local c = { algo = algo, At = 0, N = 0, foreign = foreign, dropped = 0, loaded = 0 }
@@ -338,11 +438,8 @@ local function general()
     return c
   end
 
-  -- The stored values (see the header): one string per key but for the sliding log, its type
-  -- told by its first byte, so that a key written by another algorithm reads as absent.
-  local SWHEAD = string.char(0x9c) -- a MessagePack array of NB + 2 = 12 elements
-  local byte, sub, find = string.byte, string.sub, string.find
-  local MINUS, DIGIT0, DIGIT9 = byte('-'), byte('0'), byte('9')
+  -- The stored values (see the header): one field per counter but for the sliding log, its
+  -- algorithm told by its first byte, so that a value written by another reads as absent.
 
   -- decode returns the counter stored as v for algo, or nil if v is another algorithm's.
   local function decode(v, algo, P)
@@ -352,7 +449,7 @@ local function general()
       local ok, a = pcall(cmsgpack.unpack, v)
       if not ok or type(a) ~= 'table' or #a ~= NB + 2 then return nil end
       local c = absent(algo, false)
-      c.At = a[1]
+      c.At = a[1] - (NB + 1) * ceildiv(P, NB)
       for j = 1, NB + 1 do c.B[j] = a[j + 1] end
       return c
     end
@@ -364,14 +461,15 @@ local function general()
     local i = find(v, ':', 1, true)
     if i then
       c.At, c.N = tonumber(sub(v, 1, i - 1)), tonumber(sub(v, i + 1))
+      if c.At and algo == 2 then c.At = c.At - P end -- the window's end
     elseif algo == 0 then
       c.At = tonumber(v)
     else
-      -- Fixed window: At + N with N < P (At is a multiple of P).
+      -- Fixed window: W + N with N < P (W = At + P, a multiple of P).
       local x = tonumber(v)
       if x then
         c.N = math.fmod(x, P) -- exact, unlike x % P near 2^53
-        c.At = x - c.N
+        c.At = x - c.N - P
       end
     end
     if not c.At or not c.N then return nil end
@@ -387,11 +485,11 @@ local function general()
       c.loaded = #c.Log
       return c
     end
-    local v = redis.pcall('GET', key)
-    if type(v) == 'table' then return absent(algo, true) end -- WRONGTYPE: a hash or a set
-    if not v then return absent(algo, false) end
-    local c = decode(v, algo, P)
-    if not c then return absent(algo, true) end
+    local h, f = split(key)
+    local v, e = read(h, f)
+    es[h] = e
+    local c = v and decode(v, algo, P) or absent(algo, false)
+    c.fresh = not v
     return c
   end
 
@@ -416,21 +514,27 @@ local function general()
   -- encode is the value of c (not a sliding log): see the header.
   local function encode(c, P)
     if c.algo == 1 then
-      return cmsgpack.pack({ c.At, unpack(c.B) })
+      return cmsgpack.pack({ c.At + (NB + 1) * ceildiv(P, NB), unpack(c.B) })
     elseif c.algo == 0 then
       if c.N == 0 then return fmt('%d', c.At) end
       return fmt('%d:%d', c.At, c.N)
     end
-    if c.N < P then return fmt('-%d', c.At + c.N) end
-    return fmt('-%d:%d', c.At, c.N)
+    if c.N < P then return fmt('-%d', c.At + P + c.N) end
+    return fmt('-%d:%d', c.At + P, c.N)
   end
 
   local function save(key, c, P)
-    local ttl = max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000))
     if c.algo ~= 3 then
-      redis.call('SET', key, encode(c, P), 'PX', ttl)
+      local h, f = split(key)
+      local e = es[h]
+      if not e then -- a log's name, then another algorithm, in one Take
+        local _
+        _, e = read(h, f)
+      end
+      es[h] = write(h, f, encode(c, P), expiry(c, c.algo, P), c.fresh, e)
       return
     end
+    local ttl = max(minttl, ceildiv(max(expiry(c, c.algo, P) - now, 0), 1000))
     if c.foreign then redis.call('DEL', key) end
     if not c.foreign and c.dropped > 0 then
       redis.call('ZREMRANGEBYRANK', key, 0, min(c.dropped, c.loaded) - 1)
@@ -471,6 +575,7 @@ local function general()
   -- ARGV[a0], and appends its 1 + 4h integers to the reply.
   return function(k0, a0, h)
     local states, origs, periods, order = {}, {}, {}, {}
+    es = {}
     local o0 = nres
     nres = o0 + 1 + 4 * h
     res[o0 + 1] = 1
