@@ -52,18 +52,24 @@ authz:
 `
 }
 
+// startJWTAdmin starts Warden on jwtAdminConfig and returns its token issuer and a connection.
+func startJWTAdmin(t *testing.T) (*jwtIssuer, *grpc.ClientConn) {
+	t.Helper()
+	dir := t.TempDir()
+	issuer, jwksPath := newIssuer(t, dir)
+	p := filepath.Join(dir, "warden.yaml")
+	writeFile(t, p, []byte(jwtAdminConfig(jwksPath)))
+	r := start(t, nil, "-config", p)
+	return issuer, dial(t, r.GRPC)
+}
+
 // A scope string is split on U+0020 only (RFC 6749 §3.3): a token signed by the trusted
 // issuer whose scope hides admin:write behind another Unicode space is refused on the admin
 // route, through ext_authz and through warden.v1 Check alike (issue 16 item 1). Such a scope
 // is not an RFC 6749 scope-token, so the token is refused as malformed (401) wherever it goes:
 // passed on in x-warden-scopes, it could be split there on the other space.
 func TestJWTScopesSplitOnlyOnSpace(t *testing.T) {
-	dir := t.TempDir()
-	issuer, jwksPath := newIssuer(t, dir)
-	p := filepath.Join(dir, "warden.yaml")
-	writeFile(t, p, []byte(jwtAdminConfig(jwksPath)))
-	r := start(t, nil, "-config", p)
-	cc := dial(t, r.GRPC)
+	issuer, cc := startJWTAdmin(t)
 	envoy, warden := authv3.NewAuthorizationClient(cc), wardenv1.NewWardenServiceClient(cc)
 	token := func(scope string) string {
 		now := time.Now()
@@ -113,12 +119,8 @@ func TestJWTScopesSplitOnlyOnSpace(t *testing.T) {
 // or a subject holding CR LF (a header line of its own) would reach the upstream on a route the
 // token may use. Such a token is refused as malformed; a well-formed one passes with its headers.
 func TestIdentityHeadersCannotBeForged(t *testing.T) {
-	dir := t.TempDir()
-	issuer, jwksPath := newIssuer(t, dir)
-	p := filepath.Join(dir, "warden.yaml")
-	writeFile(t, p, []byte(jwtAdminConfig(jwksPath)))
-	r := start(t, nil, "-config", p)
-	envoy := authv3.NewAuthorizationClient(dial(t, r.GRPC))
+	issuer, cc := startJWTAdmin(t)
+	envoy := authv3.NewAuthorizationClient(cc)
 	for _, tc := range []struct {
 		name   string
 		claims map[string]any

@@ -553,38 +553,28 @@ func yamlError(path string, err error, offset int, field string, node *yaml.Node
 // pathAt returns the dotted path (under prefix) and the value of the scalar at line in n,
 // for an error yaml reports by line only; with collection, of the list or mapping there.
 func pathAt(n *yaml.Node, line int, prefix string, collection bool) (string, string, bool) {
+	// at looks at v, the value at path p: a scalar at line, or (with collection) the
+	// deepest list or mapping at line.
+	at := func(p string, v *yaml.Node, keyLine int) (string, string, bool) {
+		if v.Kind == yaml.ScalarNode || v.Kind == yaml.AliasNode {
+			return p, v.Value, !collection && (v.Line == line || keyLine == line)
+		}
+		if q, val, ok := pathAt(v, line, p, collection); ok {
+			return q, val, true
+		}
+		return p, "", collection && v.Line == line
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := joinField(prefix, k.Value)
-			if v.Kind == yaml.ScalarNode || v.Kind == yaml.AliasNode {
-				if !collection && (v.Line == line || k.Line == line) {
-					return p, v.Value, true
-				}
-				continue
-			}
-			if q, val, ok := pathAt(v, line, p, collection); ok {
-				return q, val, true
-			}
-			if collection && v.Line == line {
-				return p, "", true
+			if p, v, ok := at(joinField(prefix, n.Content[i].Value), n.Content[i+1], n.Content[i].Line); ok {
+				return p, v, true
 			}
 		}
 	case yaml.SequenceNode:
 		for i, v := range n.Content {
-			p := prefix + "[" + strconv.Itoa(i) + "]"
-			if v.Kind == yaml.ScalarNode {
-				if !collection && v.Line == line {
-					return p, v.Value, true
-				}
-				continue
-			}
-			if q, val, ok := pathAt(v, line, p, collection); ok {
-				return q, val, true
-			}
-			if collection && v.Line == line {
-				return p, "", true
+			if p, val, ok := at(prefix+"["+strconv.Itoa(i)+"]", v, -1); ok {
+				return p, val, true
 			}
 		}
 	}
