@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,7 +104,9 @@ func TestScriptLoaded(t *testing.T) {
 // the store and Redis and runs 50 callers in a closed loop through a Limiter with the default
 // configuration. With enough pipelines in flight the delay only adds itself to each call's
 // time: throughput must be at least 80% of X = C / (C/X0 + d), where X0 is the throughput
-// through the same proxy without delay, and no decision may be taken by the failure policy.
+// through the same proxy without delay and d the delay the proxy adds as measured (a lone
+// caller's median time with the delay less without it: at least 2ms, more by the proxy's own
+// scheduling on a busy machine), and no decision may be taken by the failure policy.
 // A throughput ratio on a shared 2-core machine: it runs without the race detector (.ci/test's
 // timing step), and takes the best of three attempts so that one disturbed run does not fail it.
 func TestTimingPipeliningHidesLatency(t *testing.T) {
@@ -116,7 +119,7 @@ func TestTimingPipeliningHidesLatency(t *testing.T) {
 		window  = 1500 * time.Millisecond
 	)
 	srv := redistest.Start(t)
-	measure := func(delay time.Duration) (rate float64, notStore int64) {
+	measure := func(delay time.Duration) (rate float64, lone time.Duration, notStore int64) {
 		p := redistest.StartProxy(t, srv.Addr(), delay)
 		c := redis.NewClient(&redis.Options{Addr: p.Addr(), ContextTimeoutEnabled: true, OnConnect: redisstore.OnConnect})
 		t.Cleanup(func() { _ = c.Close() })
@@ -164,14 +167,29 @@ func TestTimingPipeliningHidesLatency(t *testing.T) {
 		run(false) // warm up: connections, the pool, the pipelines
 		start := time.Now()
 		run(true)
-		return float64(n.Load()) / time.Since(start).Seconds(), bad.Load()
+		rate = float64(n.Load()) / time.Since(start).Seconds()
+		// A lone caller's median time per call: what the proxy really adds (its own
+		// scheduling and timer slack come on top of delay) is the difference of two.
+		var res limiter.Result
+		times := make([]time.Duration, 31)
+		for i := range times {
+			t0 := time.Now()
+			if err := l.Check(context.Background(), req, &res); err != nil {
+				t.Fatal(err)
+			}
+			times[i] = time.Since(t0)
+		}
+		slices.Sort(times)
+		return rate, times[len(times)/2], bad.Load()
 	}
 	best := 0.0
 	for attempt := 1; attempt <= 3 && best < 0.8; attempt++ {
-		x0, bad0 := measure(0)
-		x, bad := measure(d)
-		want := callers / (callers/x0 + d.Seconds())
-		t.Logf("attempt %d: X0 = %.0f/s, X(d=%v) = %.0f/s, C/(C/X0+d) = %.0f/s, ratio %.2f", attempt, x0, d, x, want, x/want)
+		x0, lone0, bad0 := measure(0)
+		x, lone, bad := measure(d)
+		// The delay as the proxy applies it: d nominal, plus the proxy's own slack.
+		dd := max(d, lone-lone0)
+		want := callers / (callers/x0 + dd.Seconds())
+		t.Logf("attempt %d: X0 = %.0f/s, X(d=%v, %v measured) = %.0f/s, C/(C/X0+d) = %.0f/s, ratio %.2f", attempt, x0, d, dd, x, want, x/want)
 		if bad0 != 0 || bad != 0 {
 			t.Fatalf("decisions not taken by the store: %d without delay, %d with %v, want 0", bad0, bad, d)
 		}
