@@ -410,7 +410,7 @@ func (s *Store) exec(b *batchState, client Client, n *node, g *gate) {
 	scripts := b.scripts[:b.used]
 	pipe := client.Pipeline()
 	for _, sc := range scripts {
-		_ = pipe.Process(ctx, sc.build(ctx, s.sha))
+		_ = pipe.Process(ctx, once{sc.build(ctx, s.sha)})
 	}
 	for _, c := range batch[:live] {
 		c.sent.Store(true)
@@ -430,6 +430,15 @@ func (s *Store) exec(b *batchState, client Client, n *node, g *gate) {
 	}
 }
 
+// once is a script call that go-redis must not send again by itself (its MaxRetries): a
+// connection lost after Redis ran the script and before its reply came back would run it a
+// second time, and count the Takes twice. Redis's answer NOSCRIPT, MOVED or ASK says that it
+// did not run, and the store resends those itself (retryNoScript, afterPipeline).
+type once struct{ *redis.Cmd }
+
+// NoRetry tells go-redis not to resend the command after an error.
+func (once) NoRetry() bool { return true }
+
 // retryNoScript resends as EVAL, on client, the script calls that it answered NOSCRIPT: that
 // server lost its script cache (restart, failover, SCRIPT FLUSH). The script did not run, so
 // sending the same call again is safe; EVAL caches it.
@@ -443,7 +452,7 @@ func (s *Store) retryNoScript(ctx context.Context, client Client, scripts []*scr
 			}
 			sc.cmd = evalCmd(ctx, sc.cmd.Args())
 			takes += len(sc.calls)
-			_ = retry.Process(ctx, sc.cmd)
+			_ = retry.Process(ctx, once{sc.cmd})
 		}
 	}
 	if retry != nil {

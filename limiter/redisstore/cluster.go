@@ -299,7 +299,7 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, scripts []*scriptCal
 			cmd.SetFirstKeyPos(3)
 			sc.cmd = cmd
 			takes += len(sc.calls)
-			_ = pipe.Process(ctx, cmd)
+			_ = pipe.Process(ctx, once{cmd})
 		}
 		s.execPipe(ctx, pipe, takes)
 		s.retryNoScript(ctx, c, scs)

@@ -50,6 +50,7 @@ import (
 type Client interface {
 	redis.Scripter
 	Pipeline() redis.Pipeliner
+	Process(ctx context.Context, cmd redis.Cmder) error
 	Del(ctx context.Context, keys ...string) *redis.IntCmd
 }
 
@@ -440,13 +441,15 @@ func (s *Store) runOne(ctx context.Context, c *call) {
 	ctx, cancel := context.WithDeadline(ctx, dl)
 	defer cancel()
 	c.sent.Store(true)
-	argv := c.args[3+len(c.keys):]
 	start := s.rtBegin()
-	cmd := s.client.EvalSha(ctx, s.sha, c.keys, argv...)
+	cmd := redis.NewCmd(ctx, c.args...) // "evalsha", sha, len(keys), keys..., ARGV...
+	cmd.SetFirstKeyPos(3)
+	_ = s.client.Process(ctx, once{cmd})
 	s.rtDone(1, 1, start)
 	if isNoScript(cmd.Err()) {
 		start = s.rtBegin()
-		cmd = s.client.Eval(ctx, takeLua, c.keys, argv...)
+		cmd = evalCmd(ctx, c.args)
+		_ = s.client.Process(ctx, once{cmd})
 		s.rtDone(1, 1, start)
 	}
 	if c.err = cmd.Err(); c.err == nil {

@@ -1,11 +1,7 @@
 package redisreplay_test
 
 import (
-	"bytes"
 	"context"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,7 +103,7 @@ func TestConcurrentDeliveries(t *testing.T) {
 // value the resent SET NX found the delivery's own record and refused the event.
 func TestRetriedRecordIsFirst(t *testing.T) {
 	srv := redistest.Start(t)
-	proxy := dropFirstReply(t, srv.Addr())
+	proxy := redistest.StartLoseReply(t, srv.Addr(), "set")
 	c := redis.NewClient(&redis.Options{Addr: proxy, MaxRetries: 1, DialTimeout: time.Second})
 	t.Cleanup(func() { _ = c.Close() })
 	s := redisreplay.New(c, redisreplay.Config{})
@@ -122,75 +118,4 @@ func TestRetriedRecordIsFirst(t *testing.T) {
 	if first, err := other.Seen(ctx, "billing", "evt_1", time.Minute); err != nil || first {
 		t.Fatalf("Seen of a second delivery on another replica = %v, %v; want false, nil", first, err)
 	}
-}
-
-// dropFirstReply starts a loopback proxy to addr that loses the reply to the first SET it
-// passes: once addr has answered that SET (so it has run), it closes the client's connection
-// instead of passing the reply on. Everything else passes both ways. It returns the proxy's
-// address.
-func dropFirstReply(t *testing.T, addr string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var dropped atomic.Bool
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", addr)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			var drop atomic.Bool // this connection's next reply is lost
-			wg.Add(2)
-			go func() { // client → Redis
-				defer wg.Done()
-				defer out.Close()
-				buf := make([]byte, 4096)
-				for {
-					n, err := in.Read(buf)
-					if n > 0 {
-						if bytes.Contains(bytes.ToLower(buf[:n]), []byte("\r\nset\r\n")) && dropped.CompareAndSwap(false, true) {
-							drop.Store(true)
-						}
-						if _, err := out.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() { // Redis → client
-				defer wg.Done()
-				defer in.Close()
-				buf := make([]byte, 4096)
-				for {
-					n, err := out.Read(buf)
-					if n > 0 {
-						if drop.Load() {
-							return // the SET ran; its reply is lost with the connection
-						}
-						if _, err := in.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return l.Addr().String()
 }
