@@ -297,10 +297,11 @@ func memorySection(o *options, setups []*setup, mem []memoryResult) string {
 	var b strings.Builder
 	b.WriteString("\n## Memory\n\nidle: VmRSS after start, before load; anon / file: its RssAnon (Go heap, stacks, runtime) and RssFile " +
 		"(the binary's code and read-only data mapped in, and shared libraries: clean pages, whose count varies by a few MiB with the page cache's state). " +
+		"start peak: VmHWM when idle, the peak of the start (reading the config) before any load. " +
 		"peak: VmHWM after the rounds; after the rounds: RssAnon / RssFile then.\n\n" +
-		"| process | idle RSS | idle anon / file | peak RSS | after the rounds anon / file |\n|---|--:|--:|--:|--:|\n")
+		"| process | idle RSS | idle anon / file | start peak | peak RSS | after the rounds anon / file |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, st := range setups {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", setupName(st), mib(st.idleRSS), st.idleSplit, mib(st.peak), st.endSplit)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", setupName(st), mib(st.idleRSS), st.idleSplit, mib(st.startPeak), mib(st.peak), st.endSplit)
 	}
 	if o.memoryKeys == 0 {
 		b.WriteString("\nNo fill (-memory-keys 0).\n")

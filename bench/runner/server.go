@@ -222,6 +222,7 @@ type setup struct {
 	stopped   bool
 	idleRSS   uint64 // the server's VmRSS once it listened, before any load, bytes
 	idleSplit rssSplit
+	startPeak uint64   // its VmHWM then: the peak of its start (reading its config), bytes
 	peak      uint64   // the server's VmHWM after the rounds, bytes
 	endSplit  rssSplit // after the rounds
 	// pprof turns on Warden's /debug/pprof (server.pprof) and its admin port (-server-profile).
@@ -294,7 +295,7 @@ func (s *setup) pids() []int {
 func (s *setup) start(bins binaries, dir, cpu string) error {
 	err := s.startServer(bins, dir, cpu)
 	if err == nil {
-		s.idleRSS, s.idleSplit = s.rss(), s.split()
+		s.idleRSS, s.idleSplit, s.startPeak = s.rss(), s.split(), s.peakRSS()
 	}
 	return err
 }

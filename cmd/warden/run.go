@@ -33,6 +33,8 @@ import (
 // addrs is what run reports once it listens (tests use it).
 type addrs struct {
 	GRPC, Admin string
+	// pprof: the admin listener serves /debug/pprof (server.pprof).
+	pprof bool
 }
 
 // run is the whole server. It returns when ctx ends (after a graceful shutdown) or on a
@@ -302,7 +304,7 @@ func (a *app) listen() (addrs, error) {
 		return addrs{}, fmt.Errorf("grpc listener: %w", err)
 	}
 	a.closers = append(a.closers, func() { lis.Close() })
-	got := addrs{GRPC: lis.Addr().String()}
+	got := addrs{GRPC: lis.Addr().String(), pprof: sc.Pprof && sc.AdminAddr != "off"}
 	a.servers = append(a.servers, serveGRPC("grpc", a.grpc, a.streams.Listener(lis), a.stopping, sc.Drain, sc.ShutdownTimeout, a.log))
 	if sc.AdminAddr == "off" {
 		return got, nil
