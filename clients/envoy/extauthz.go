@@ -187,8 +187,8 @@ func (s *AuthServer) mode(cfg *AuthConfig, req *authv3.CheckRequest) FailureMode
 }
 
 // checkCall is what one Check builds, in one allocation: the Warden request and Envoy's
-// answer when allowed. A denial's parts, the peer's credentials and the header options are
-// allocated apart, when needed. The parts live as long as the call (until gRPC has marshalled
+// answer when allowed, with up to ten header options. A denial's parts, the peer's
+// credentials and more header options are allocated apart, when needed. The parts live as long as the call (until gRPC has marshalled
 // the answer).
 type checkCall struct {
 	identity *idheader.Set // the names whose client copies are removed
@@ -202,6 +202,23 @@ type checkCall struct {
 	resp   authv3.CheckResponse
 	ok     authv3.CheckResponse_OkResponse
 	okResp authv3.OkHttpResponse
+
+	// An allow's header options, when they fit: the identity headers and the rate-limit
+	// ones (RateLimit-Policy, RateLimit, and Retry-After on a shadow refusal).
+	opts    [idheader.Count + 3]headerOption
+	optPtrs [idheader.Count + 3]*corev3.HeaderValueOption
+}
+
+// headerOptions holds n header options: c's own when they fit, else new ones.
+func (c *checkCall) headerOptions(n int) headerOptions {
+	if n > len(c.opts) {
+		return newHeaderOptions(n)
+	}
+	o := headerOptions{c.optPtrs[:n:n], c.opts[:n:n]}
+	for i := range o.ptrs {
+		o.ptrs[i] = &o.opts[i].opt
+	}
+	return o
 }
 
 // deniedParts is the rest of a denial, in one allocation.
@@ -405,7 +422,7 @@ func (c *checkCall) response(r *wardenv1.CheckResponse) *authv3.CheckResponse {
 		if len(up)+len(down) == 0 {
 			return c.okResponse()
 		}
-		all := newHeaderOptions(len(up) + len(down))
+		all := c.headerOptions(len(up) + len(down))
 		if len(up) > 0 {
 			o := all.take(len(up))
 			for i, h := range up {

@@ -116,7 +116,8 @@ func hasUpstream(resp *authv3.CheckResponse, name, value string) bool {
 // TestExtAuthzAPIKeyRouteLimitAllocs: an allowed ext_authz decision with an API key, a route
 // and a rate limit allocates its Warden answer (response, principal, identity headers,
 // rate-limit statuses and headers) once per call at most, reused from one call to the next:
-// 6 allocations in all (9 before CheckPooled).
+// 4 allocations in all (9 before CheckPooled, 6 before the adapter kept an allow's header
+// options in its own block).
 func TestExtAuthzAPIKeyRouteLimitAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts vary under the race detector (sync.Pool drops items at random)")
@@ -134,7 +135,7 @@ func TestExtAuthzAPIKeyRouteLimitAllocs(t *testing.T) {
 		_, _ = a.envoy.auth.Check(ctx, reqs[i])
 		i++
 	})
-	if n > 6 {
-		t.Errorf("got %v allocs per decision, want at most 6", n)
+	if n > 4 {
+		t.Errorf("got %v allocs per decision, want at most 4", n)
 	}
 }

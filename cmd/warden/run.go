@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/wardenhq/warden/authn/jwtauth"
+	"github.com/wardenhq/warden/clients/envoy"
 	wardenv1 "github.com/wardenhq/warden/gen/warden/v1"
 	"github.com/wardenhq/warden/internal/config"
 	"github.com/wardenhq/warden/internal/redisconn"
@@ -282,6 +283,8 @@ func (a *app) serverOptions() ([]grpc.ServerOption, error) {
 		grpc.ChainStreamInterceptor(a.tel.rpc.stream, service.RecoverStream(a.log)),
 	}
 	opts = append(opts, transportOptions()...)
+	// The proto codec, with a fast decoder of Envoy's ext_authz requests (envoy.Codec).
+	opts = append(opts, grpc.ForceServerCodecV2(envoy.Codec{}))
 	if h := a.tel.statsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
