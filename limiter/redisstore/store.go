@@ -143,6 +143,7 @@ type Store struct {
 	sha     string
 	pool    sync.Pool // of *call
 	reqs    chan *call
+	gate    *gate        // of reqs
 	mu      sync.RWMutex // held for reading while enqueueing, for writing by Close
 	closed  bool
 	workers sync.WaitGroup
@@ -207,9 +208,9 @@ func New(client Client, opts Options) (*Store, error) {
 	}
 	s.reqs = make(chan *call, opts.MaxBatch*opts.Pipelines)
 	s.workers.Add(opts.Pipelines)
-	g := newGate(opts.Pipelines)
+	s.gate = newGate(opts.Pipelines, groupOf(client, nil))
 	for range opts.Pipelines {
-		go s.batcher(s.reqs, client, nil, g)
+		go s.batcher(s.reqs, client, nil, s.gate)
 	}
 	return s, nil
 }
@@ -309,16 +310,16 @@ func (s *Store) TakeBy(ctx context.Context, deadline time.Time, tag string, hits
 		return s.finish(ctx, c, hits, out)
 	}
 	c.ctx, c.batch = ctx, 0
-	reqs := s.reqs
+	reqs, g := s.reqs, s.gate
+	var n *node
 	if s.cl != nil {
 		c.slot = keySlot(c.keys[0])
-		n := s.nodeFor(ctx, c.slot)
-		if n == nil {
+		if n = s.nodeFor(ctx, c.slot); n == nil {
 			c.ctx = nil
 			s.pool.Put(c)
 			return false, errNoNode
 		}
-		reqs = n.reqs
+		reqs, g = n.reqs, n.gate
 	}
 	s.mu.RLock()
 	if s.closed {
@@ -327,14 +328,21 @@ func (s *Store) TakeBy(ctx context.Context, deadline time.Time, tag string, hits
 		s.pool.Put(c)
 		return false, ErrClosed
 	}
-	select {
-	case reqs <- c:
+	if g.claim(reqs) {
+		// Nothing to batch with: sent from here, answered in c.done before sendAlone returns.
+		s.workers.Add(1) // Close waits for it as for a batcher
 		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		c.ctx = nil
-		s.pool.Put(c)
-		return false, ctx.Err()
+		s.sendAlone(c, n, g)
+	} else {
+		select {
+		case reqs <- c:
+			s.mu.RUnlock()
+		case <-ctx.Done():
+			s.mu.RUnlock()
+			c.ctx = nil
+			s.pool.Put(c)
+			return false, ctx.Err()
+		}
 	}
 	select {
 	case <-c.done:
