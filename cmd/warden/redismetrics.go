@@ -55,8 +55,8 @@ func (t *telemetry) redisObserver() (*redisRoundTrips, error) {
 	return r, nil
 }
 
-// observeRedisStore exports the rate-limit store's round trips in flight and its holds, read
-// at collection time.
+// observeRedisStore exports the rate-limit store's round trips in flight, its holds and its
+// direct sends, read at collection time.
 func (t *telemetry) observeRedisStore(s *redisstore.Store) error {
 	_, err := t.meter.Int64ObservableGauge("warden.redis.round_trips.in_flight",
 		metric.WithDescription("Rate-limit store round trips to Redis sent and not yet answered."),
@@ -71,6 +71,15 @@ func (t *telemetry) observeRedisStore(s *redisstore.Store) error {
 		metric.WithDescription("Rate-limit store round trips whose batch was held (up to 50 µs, with pipelines in flight) for more Takes before it was sent; the round trips are the count of warden.redis.pipeline.commands."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(int64(s.Stats().Holds))
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	_, err = t.meter.Int64ObservableCounter("warden.redis.batch.direct",
+		metric.WithDescription("Rate-limit store round trips that a decision sent from its own goroutine, alone, having found nothing queued and no round trip in flight (no batcher in between); of warden.redis.pipeline.commands round trips."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(s.Stats().Direct))
 			return nil
 		}))
 	return err

@@ -219,20 +219,26 @@ type gate struct {
 	done     chan struct{} // capacity Options.Pipelines
 	send     sync.Mutex    // held by the caller that sends its Take itself (see claim)
 	one      batchState    // that caller's batch
+	lone     atomic.Bool   // the last pipeline sent carried one Take
 }
 
 func newGate(pipelines int, group grouping) *gate {
-	return &gate{slots: int32(pipelines), done: make(chan struct{}, pipelines), one: batchState{group: group}}
+	g := &gate{slots: int32(pipelines), done: make(chan struct{}, pipelines), one: batchState{group: group}}
+	g.lone.Store(true)
+	return g
 }
 
 // claim reports whether the caller of a Take for g's queue reqs sends it itself, at once,
-// from its own goroutine: when nothing is queued and no pipeline is in flight, no batch is
-// forming that the Take could join, and handing it to a batcher would only cost a switch of
-// goroutines (and the collector's yield) before the same lone script call. It then counts
-// that pipeline in flight, so that the Takes that come meanwhile queue and are batched as
-// usual, and the caller holds g.send until its pipeline is back (see Store.sendAlone).
+// from its own goroutine: when nothing is queued, no pipeline is in flight and the last one
+// carried a single Take (load is low), no batch is forming that the Take could join, and
+// handing it to a batcher would only cost a switch of goroutines (and the collector's
+// yield) before the same lone script call. It then counts that pipeline in flight, so that
+// the Takes that come meanwhile queue and are batched as usual, and the caller holds g.send
+// until its pipeline is back (see Store.sendAlone). Under load, the last pipeline carried
+// several Takes: a Take that finds none in flight goes to the collector, whose yield lets
+// the callers already runnable join it.
 func (g *gate) claim(reqs chan *call) bool {
-	if len(reqs) != 0 || g.inFlight.Load() != 0 || !g.send.TryLock() {
+	if len(reqs) != 0 || g.inFlight.Load() != 0 || !g.lone.Load() || !g.send.TryLock() {
 		return false
 	}
 	if g.inFlight.CompareAndSwap(0, 1) {
@@ -304,10 +310,11 @@ func (s *Store) sendAlone(c *call, n *node, g *gate) {
 // MaxBatch) without waiting. With fewer than
 // busyPipelines pipelines in flight, it sends the batch at once: a lone call never waits.
 // With more, it holds: it keeps taking calls until a pipeline comes back, the batch fills a
-// script call or holdTime has passed (one timer per batcher, reused). It sends the batch as
-// one pipeline of script calls, on client or, for a Cluster master, on n's client, and
-// another batcher becomes the collector meanwhile. It returns once Close has closed the
-// queue and the queue is drained.
+// script call or holdTime has passed (one timer per batcher, reused). Once a slot is free
+// (a Take sent by its own caller may hold one, see gate.claim), it sends the batch as one
+// pipeline of script calls, on client or, for a Cluster master, on n's client, and another
+// batcher becomes the collector meanwhile. It returns once Close has closed the queue and
+// the queue is drained.
 func (s *Store) batcher(reqs chan *call, client Client, n *node, g *gate) {
 	defer s.workers.Done()
 	b := &batchState{calls: make([]*call, 0, s.opts.MaxBatch), group: groupOf(client, n)}
@@ -362,6 +369,7 @@ func (s *Store) batcher(reqs chan *call, client Client, n *node, g *gate) {
 			}
 			hold.Stop() // since Go 1.23, no stale tick is left in hold.C after Stop
 		}
+		g.lone.Store(len(b.calls) == 1)
 		g.acquire()
 		g.collect.Unlock()
 		if n != nil {

@@ -85,13 +85,15 @@ type Options struct {
 	MaxBatch int
 	// Pipelines is the largest number of pipelines in flight at once (the number of batcher
 	// goroutines, each using one connection of the client's pool while its pipeline is out).
-	// One batcher at a time collects what is queued, once the goroutines already runnable
-	// have queued theirs (one yield, no timer): with fewer than two pipelines in flight it
-	// sends it at once, so a lone Take goes out without waiting; with more, it keeps
-	// collecting until one comes back, the batch fills a script call, or 50 µs have passed,
-	// so that under load the Takes that queue while the others are in Redis share a script
-	// call. Default 16: enough that a Redis a few milliseconds away stays busy; keep
-	// the client's pool size above it. On a Cluster, per master.
+	// A Take that finds nothing queued and no pipeline in flight goes out at once from its
+	// own goroutine, alone, in one of these slots: no batcher in between (Stats.Direct).
+	// Otherwise it is queued, and one batcher at a time collects what is queued, once the
+	// goroutines already runnable have queued theirs (one yield, no timer): with fewer than
+	// two pipelines in flight it sends it at once, so a Take never waits for others; with
+	// more, it keeps collecting until one comes back, the batch fills a script call, or 50
+	// µs have passed, so that under load the Takes that queue while the others are in Redis
+	// share a script call. Default 16: enough that a Redis a few milliseconds away stays
+	// busy; keep the client's pool size above it. On a Cluster, per master.
 	Pipelines int
 	// Unbatched sends every Take as its own EVALSHA from the caller's goroutine, starting no
 	// goroutine; on a Cluster, the ClusterClient routes it, and Shard names no master (one
