@@ -55,8 +55,8 @@ func (t *telemetry) redisObserver() (*redisRoundTrips, error) {
 	return r, nil
 }
 
-// observeRedisStore exports the rate-limit store's round trips in flight and its holds, read
-// at collection time.
+// observeRedisStore exports the rate-limit store's round trips in flight, its holds and its
+// direct sends, read at collection time.
 func (t *telemetry) observeRedisStore(s *redisstore.Store) error {
 	_, err := t.meter.Int64ObservableGauge("warden.redis.round_trips.in_flight",
 		metric.WithDescription("Rate-limit store round trips to Redis sent and not yet answered."),
@@ -67,13 +67,24 @@ func (t *telemetry) observeRedisStore(s *redisstore.Store) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.meter.Int64ObservableCounter("warden.redis.batch.holds",
-		metric.WithDescription("Rate-limit store round trips whose batch was held (up to 50 µs, with pipelines in flight) for more Takes before it was sent; the round trips are the count of warden.redis.pipeline.commands."),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(int64(s.Stats().Holds))
-			return nil
-		}))
-	return err
+	for _, c := range []struct {
+		name, desc string
+		count      func(redisstore.Stats) uint64
+	}{
+		{"warden.redis.batch.holds", "Rate-limit store round trips whose batch was held (up to 50 µs, with pipelines in flight) for more Takes before it was sent; the round trips are the count of warden.redis.pipeline.commands.",
+			func(st redisstore.Stats) uint64 { return st.Holds }},
+		{"warden.redis.batch.direct", "Rate-limit store round trips that a decision sent from its own goroutine, alone, having found nothing queued and no round trip in flight (no batcher in between); of warden.redis.pipeline.commands round trips.",
+			func(st redisstore.Stats) uint64 { return st.Direct }},
+	} {
+		if _, err := t.meter.Int64ObservableCounter(c.name, metric.WithDescription(c.desc),
+			metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(int64(c.count(s.Stats())))
+				return nil
+			})); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // The key prefixes of the Redis stores, each after redis.key_prefix.

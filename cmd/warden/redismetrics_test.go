@@ -59,6 +59,10 @@ func TestRedisRoundTripMetrics(t *testing.T) {
 	if v := metricLine(body, "warden_redis_batch_holds_total"); v == "" {
 		t.Error("warden_redis_batch_holds_total not exported")
 	}
+	// One call at a time: each finds nothing in flight and is sent by its own goroutine.
+	if n := count("warden_redis_batch_direct_total"); n < calls {
+		t.Errorf("warden_redis_batch_direct_total = %d, want at least %d", n, calls)
+	}
 }
 
 // TestRedisObserverAllocatesNothing: recording a round trip (from the store's batchers)

@@ -209,15 +209,53 @@ const busyPipelines = 2
 const holdTime = 50 * time.Microsecond
 
 // gate is what the batchers of one queue share: which of them takes calls from the queue
-// (the collector, holding collect), the number of pipelines in flight, and a token per
-// pipeline come back (for a holding collector).
+// (the collector, holding collect), the number of pipelines in flight (the batchers' and a
+// direct send's, at most slots), a token per pipeline come back (for a holding collector or
+// one waiting for a slot), and the batch state of a direct send (held by send).
 type gate struct {
 	collect  sync.Mutex
 	inFlight atomic.Int32
+	slots    int32         // Options.Pipelines
 	done     chan struct{} // capacity Options.Pipelines
+	send     sync.Mutex    // held by the caller that sends its Take itself (see claim)
+	one      batchState    // that caller's batch
+	lone     atomic.Bool   // the last pipeline sent carried one Take
 }
 
-func newGate(pipelines int) *gate { return &gate{done: make(chan struct{}, pipelines)} }
+func newGate(pipelines int, group grouping) *gate {
+	g := &gate{slots: int32(pipelines), done: make(chan struct{}, pipelines), one: batchState{group: group}}
+	g.lone.Store(true)
+	return g
+}
+
+// claim reports whether the caller of a Take for g's queue reqs sends it itself, at once,
+// from its own goroutine: when nothing is queued, no pipeline is in flight and the last one
+// carried a single Take (load is low), no batch is forming that the Take could join, and
+// handing it to a batcher would only cost a switch of goroutines (and the collector's
+// yield) before the same lone script call. It then counts that pipeline in flight, so that
+// the Takes that come meanwhile queue and are batched as usual, and the caller holds g.send
+// until its pipeline is back (see Store.sendAlone). Under load, the last pipeline carried
+// several Takes: a Take that finds none in flight goes to the collector, whose yield lets
+// the callers already runnable join it.
+func (g *gate) claim(reqs chan *call) bool {
+	if len(reqs) != 0 || g.inFlight.Load() != 0 || !g.lone.Load() || !g.send.TryLock() {
+		return false
+	}
+	if g.inFlight.CompareAndSwap(0, 1) {
+		return true
+	}
+	g.send.Unlock()
+	return false
+}
+
+// acquire counts a batcher's pipeline in flight, once one of g's slots is free: a direct
+// send (claim) may hold one, so that no more than Options.Pipelines are ever in flight.
+func (g *gate) acquire() {
+	for g.inFlight.Add(1) > g.slots {
+		g.inFlight.Add(-1)
+		<-g.done // a pipeline came back (or a token of an earlier one: look again)
+	}
+}
 
 // landed counts a pipeline of g (nil: none) out of flight, before its calls are answered: a
 // caller that takes again at once does not find its own answered pipeline still counted.
@@ -227,6 +265,44 @@ func (g *gate) landed() {
 	}
 }
 
+// returned tells a holding collector, or one waiting for a slot, that a pipeline is back.
+func (g *gate) returned() {
+	select {
+	case g.done <- struct{}{}:
+	default:
+	}
+}
+
+// groupOf says which Takes may share a script call on client (n: the Cluster master it
+// speaks to, nil if none).
+func groupOf(client Client, n *node) grouping {
+	if n != nil {
+		return groupSlot
+	}
+	if _, ok := client.(*redis.Client); ok {
+		return groupAll
+	}
+	return groupTag
+}
+
+// sendAlone sends c, alone, from the caller's goroutine on the pipeline slot of g that claim
+// took (n: the Cluster master of g's queue, nil if none), exactly as a batcher sends a batch
+// of one, and answers it in c.done.
+func (s *Store) sendAlone(c *call, n *node, g *gate) {
+	defer s.workers.Done()
+	client := s.client
+	if n != nil {
+		client = n.client.Load()
+	}
+	b := &g.one
+	b.calls = append(b.calls[:0], c)
+	s.rt.direct.Add(1)
+	s.exec(b, client, n, g)
+	clear(b.calls)
+	g.send.Unlock()
+	g.returned()
+}
+
 // batcher is one of Options.Pipelines goroutines sharing the queue reqs (the store's, or one
 // Cluster master's) and its gate g. One at a time, the collector, waits for a call, yields
 // once (runtime.Gosched, with fewer than busyPipelines in flight) so that the goroutines
@@ -234,21 +310,14 @@ func (g *gate) landed() {
 // MaxBatch) without waiting. With fewer than
 // busyPipelines pipelines in flight, it sends the batch at once: a lone call never waits.
 // With more, it holds: it keeps taking calls until a pipeline comes back, the batch fills a
-// script call or holdTime has passed (one timer per batcher, reused). It sends the batch as
-// one pipeline of script calls, on client or, for a Cluster master, on n's client, and
-// another batcher becomes the collector meanwhile. It returns once Close has closed the
-// queue and the queue is drained.
+// script call or holdTime has passed (one timer per batcher, reused). Once a slot is free
+// (a Take sent by its own caller may hold one, see gate.claim), it sends the batch as one
+// pipeline of script calls, on client or, for a Cluster master, on n's client, and another
+// batcher becomes the collector meanwhile. It returns once Close has closed the queue and
+// the queue is drained.
 func (s *Store) batcher(reqs chan *call, client Client, n *node, g *gate) {
 	defer s.workers.Done()
-	b := &batchState{calls: make([]*call, 0, s.opts.MaxBatch), group: groupAll}
-	switch {
-	case n != nil:
-		b.group = groupSlot
-	default:
-		if _, ok := client.(*redis.Client); !ok {
-			b.group = groupTag
-		}
-	}
+	b := &batchState{calls: make([]*call, 0, s.opts.MaxBatch), group: groupOf(client, n)}
 	full := min(s.opts.MaxBatch, maxScriptTakes)
 	hold := time.NewTimer(time.Hour)
 	hold.Stop()
@@ -300,17 +369,15 @@ func (s *Store) batcher(reqs chan *call, client Client, n *node, g *gate) {
 			}
 			hold.Stop() // since Go 1.23, no stale tick is left in hold.C after Stop
 		}
-		g.inFlight.Add(1)
+		g.lone.Store(len(b.calls) == 1)
+		g.acquire()
 		g.collect.Unlock()
 		if n != nil {
 			client = n.client.Load()
 		}
 		s.exec(b, client, n, g)
 		clear(b.calls)
-		select {
-		case g.done <- struct{}{}:
-		default:
-		}
+		g.returned()
 	}
 }
 

@@ -41,6 +41,7 @@ type node struct {
 	addr    string
 	client  atomic.Pointer[redis.Client]
 	reqs    chan *call
+	gate    *gate       // of reqs
 	failing atomic.Bool // the last pipeline failed for want of the node (not a script error)
 }
 
@@ -218,13 +219,13 @@ func (s *Store) refresh(ctx context.Context) {
 			if c == nil || s.closed {
 				continue
 			}
-			n = &node{id: len(s.cl.nodes) + 1, addr: addr, reqs: make(chan *call, s.opts.MaxBatch*s.opts.Pipelines)}
+			n = &node{id: len(s.cl.nodes) + 1, addr: addr, reqs: make(chan *call, s.opts.MaxBatch*s.opts.Pipelines),
+				gate: newGate(s.opts.Pipelines, groupSlot)}
 			n.client.Store(c)
 			s.cl.nodes[addr] = n
 			s.workers.Add(s.opts.Pipelines)
-			g := newGate(s.opts.Pipelines)
 			for range s.opts.Pipelines {
-				go s.batcher(n.reqs, nil, n, g)
+				go s.batcher(n.reqs, nil, n, n.gate)
 			}
 		} else if c != nil && n.client.Load() != c {
 			n.client.Store(c) // the ClusterClient replaced its client for addr

@@ -3,6 +3,8 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -129,4 +131,70 @@ func TestCloseWhileHolding(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Takes still unanswered 10s after Close")
 	}
+}
+
+// goroutineID is the id of the calling goroutine, from the first line of its stack
+// ("goroutine 7 [running]:").
+func goroutineID() string {
+	var buf [64]byte
+	f := strings.Fields(string(buf[:runtime.Stack(buf[:], false)]))
+	return f[1]
+}
+
+// senders is an Observer that records the goroutine each round trip was made from.
+type senders struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (o *senders) RoundTrip(int, int, time.Duration) {
+	id := goroutineID()
+	o.mu.Lock()
+	o.ids = append(o.ids, id)
+	o.mu.Unlock()
+}
+
+// TestLoneTakeSentByCaller: a Take that finds nothing queued and no pipeline in flight is
+// sent from the caller's own goroutine (the Observer is told of a round trip from the
+// goroutine that made it), not handed to a batcher goroutine and back, on one server and on
+// each master of a Cluster; Stats counts those round trips as Direct.
+func TestLoneTakeSentByCaller(t *testing.T) {
+	const takes = 20
+	l := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 1 << 30, Period: time.Hour}
+	check := func(t *testing.T, client redisstore.Client, tags []string) {
+		obs := &senders{}
+		s := newStore(t, client, redisstore.Options{Observer: obs})
+		if err := s.Load(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]limiter.Status, 1)
+		for i := range takes {
+			if _, err := s.Take(t.Context(), tags[i%len(tags)], []limiter.Hit{{Key: "lone", Limit: l, Cost: 1}}, out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		me := goroutineID()
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		for i, id := range obs.ids {
+			if id != me {
+				t.Fatalf("round trip %d made by goroutine %s, want the caller's, %s", i, id, me)
+			}
+		}
+		if st := s.Stats(); len(obs.ids) != takes || st.Direct != takes || st.RoundTrips != takes || st.Takes != takes {
+			t.Errorf("%d round trips observed, Stats %+v; want %d Takes, each in a direct round trip", len(obs.ids), st, takes)
+		}
+	}
+	t.Run("single", func(t *testing.T) {
+		srv := redistest.Start(t)
+		check(t, newClient(t, srv.Addr()), []string{"lone"})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cc := newClusterClient(t, redistest.StartCluster(t))
+		var tags []string
+		for _, tag := range tagsOnEveryNode(t, cc) {
+			tags = append(tags, tag)
+		}
+		check(t, cc, tags)
+	})
 }

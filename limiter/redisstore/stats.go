@@ -38,6 +38,10 @@ type Stats struct {
 	// flight (see Options.Pipelines): Holds/RoundTrips is the share of round trips that
 	// waited for others (up to 50 µs), none when Takes come one at a time.
 	Holds uint64
+	// Direct counts the round trips that a Take's own goroutine sent, with no batcher in
+	// between: a Take that finds nothing queued and no pipeline in flight has nothing to
+	// share its round trip with, so it is sent at once, alone (see Options.Pipelines).
+	Direct uint64
 }
 
 // rtStats is the Store's share of Stats.
@@ -47,12 +51,13 @@ type rtStats struct {
 	takes      atomic.Uint64
 	scripts    atomic.Uint64
 	holds      atomic.Uint64 // batches whose collector held for more calls (see batcher)
+	direct     atomic.Uint64 // round trips sent by the Take's goroutine (see gate.claim)
 }
 
-// Stats returns the Store's round-trip counts. It is cheap: five atomic loads.
+// Stats returns the Store's round-trip counts. It is cheap: six atomic loads.
 func (s *Store) Stats() Stats {
 	return Stats{InFlight: s.rt.inFlight.Load(), RoundTrips: s.rt.roundTrips.Load(), Takes: s.rt.takes.Load(),
-		Scripts: s.rt.scripts.Load(), Holds: s.rt.holds.Load()}
+		Scripts: s.rt.scripts.Load(), Holds: s.rt.holds.Load(), Direct: s.rt.direct.Load()}
 }
 
 // rtBegin counts a round trip going out; rtDone, with rtBegin's result, counts it answered.

@@ -86,13 +86,15 @@ type Options struct {
 	MaxBatch int
 	// Pipelines is the largest number of pipelines in flight at once (the number of batcher
 	// goroutines, each using one connection of the client's pool while its pipeline is out).
-	// One batcher at a time collects what is queued, once the goroutines already runnable
-	// have queued theirs (one yield, no timer): with fewer than two pipelines in flight it
-	// sends it at once, so a lone Take goes out without waiting; with more, it keeps
-	// collecting until one comes back, the batch fills a script call, or 50 µs have passed,
-	// so that under load the Takes that queue while the others are in Redis share a script
-	// call. Default 16: enough that a Redis a few milliseconds away stays busy; keep
-	// the client's pool size above it. On a Cluster, per master.
+	// A Take that finds nothing queued and no pipeline in flight goes out at once from its
+	// own goroutine, alone, in one of these slots: no batcher in between (Stats.Direct).
+	// Otherwise it is queued, and one batcher at a time collects what is queued, once the
+	// goroutines already runnable have queued theirs (one yield, no timer): with fewer than
+	// two pipelines in flight it sends it at once, so a Take never waits for others; with
+	// more, it keeps collecting until one comes back, the batch fills a script call, or 50
+	// µs have passed, so that under load the Takes that queue while the others are in Redis
+	// share a script call. Default 16: enough that a Redis a few milliseconds away stays
+	// busy; keep the client's pool size above it. On a Cluster, per master.
 	Pipelines int
 	// Unbatched sends every Take as its own EVALSHA from the caller's goroutine, starting no
 	// goroutine; on a Cluster, the ClusterClient routes it, and Shard names no master (one
@@ -144,6 +146,7 @@ type Store struct {
 	sha     string
 	pool    sync.Pool // of *call
 	reqs    chan *call
+	gate    *gate        // of reqs
 	mu      sync.RWMutex // held for reading while enqueueing, for writing by Close
 	closed  bool
 	workers sync.WaitGroup
@@ -208,9 +211,9 @@ func New(client Client, opts Options) (*Store, error) {
 	}
 	s.reqs = make(chan *call, opts.MaxBatch*opts.Pipelines)
 	s.workers.Add(opts.Pipelines)
-	g := newGate(opts.Pipelines)
+	s.gate = newGate(opts.Pipelines, groupOf(client, nil))
 	for range opts.Pipelines {
-		go s.batcher(s.reqs, client, nil, g)
+		go s.batcher(s.reqs, client, nil, s.gate)
 	}
 	return s, nil
 }
@@ -310,16 +313,16 @@ func (s *Store) TakeBy(ctx context.Context, deadline time.Time, tag string, hits
 		return s.finish(ctx, c, hits, out)
 	}
 	c.ctx, c.batch = ctx, 0
-	reqs := s.reqs
+	reqs, g := s.reqs, s.gate
+	var n *node
 	if s.cl != nil {
 		c.slot = keySlot(c.keys[0])
-		n := s.nodeFor(ctx, c.slot)
-		if n == nil {
+		if n = s.nodeFor(ctx, c.slot); n == nil {
 			c.ctx = nil
 			s.pool.Put(c)
 			return false, errNoNode
 		}
-		reqs = n.reqs
+		reqs, g = n.reqs, n.gate
 	}
 	s.mu.RLock()
 	if s.closed {
@@ -328,14 +331,21 @@ func (s *Store) TakeBy(ctx context.Context, deadline time.Time, tag string, hits
 		s.pool.Put(c)
 		return false, ErrClosed
 	}
-	select {
-	case reqs <- c:
+	if g.claim(reqs) {
+		// Nothing to batch with: sent from here, answered in c.done before sendAlone returns.
+		s.workers.Add(1) // Close waits for it as for a batcher
 		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		c.ctx = nil
-		s.pool.Put(c)
-		return false, ctx.Err()
+		s.sendAlone(c, n, g)
+	} else {
+		select {
+		case reqs <- c:
+			s.mu.RUnlock()
+		case <-ctx.Done():
+			s.mu.RUnlock()
+			c.ctx = nil
+			s.pool.Put(c)
+			return false, ctx.Err()
+		}
 	}
 	select {
 	case <-c.done:
