@@ -103,6 +103,12 @@ func TestCloseWhileHolding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Loaded first, as Warden does before it is ready: otherwise the first pipelines come
+	// back NOSCRIPT and go again as EVALs of the whole script, which on a loaded machine took
+	// some Takes past their timeout (an error here, not the hold under test).
+	if err := s.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan int64)
 	go func() { done <- closedLoop(t, s, 200, 1000) }()
 	deadline := time.Now().Add(10 * time.Second)
