@@ -352,6 +352,16 @@ type batchState struct {
 	scripts []*scriptCall
 	used    int // scripts[:used] are this batch's
 	group   grouping
+	pipe    redis.Pipeliner // reused: go-redis's Pipeline() allocates it and two closures
+	pipeOf  Client          // the client of pipe
+}
+
+// pipeline returns a pipeline on client, empty (Exec empties it), reused from batch to batch.
+func (b *batchState) pipeline(client Client) redis.Pipeliner {
+	if b.pipe == nil || b.pipeOf != client {
+		b.pipe, b.pipeOf = client.Pipeline(), client
+	}
+	return b.pipe
 }
 
 // add puts c in a script call of the batch that it fits, or in a new one.
@@ -423,7 +433,7 @@ func (s *Store) exec(b *batchState, client Client, n *node, g *gate) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	scripts := b.scripts[:b.used]
-	pipe := client.Pipeline()
+	pipe := b.pipeline(client)
 	for _, sc := range scripts {
 		_ = pipe.Process(ctx, once{sc.build(ctx, &s.sha)})
 	}
