@@ -261,21 +261,30 @@ func addLimitHeaders(out *rlsv3.RateLimitResponse, r *wardenv1.CheckRateLimitRes
 // INVALID_ARGUMENT when the descriptor's cost is not 0: Warden does not refund hits, and
 // envoyproxy/ratelimit, which ignores the flag, would count the refund as more hits.
 func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRateLimitRequest, error) {
-	cost := int64(max(1, req.GetHitsAddend()))
-	out := &wardenv1.CheckRateLimitRequest{
-		Domain:      req.GetDomain(),
-		Descriptors: make([]*wardenv1.RateLimitDescriptor, len(req.GetDescriptors())),
-		Cost:        &cost,
-	}
+	ds := req.GetDescriptors()
 	entries := 0
-	for _, d := range req.GetDescriptors() {
+	for _, d := range ds {
 		entries += len(d.GetEntries())
 	}
-	backing := make([]wardenv1.RateLimitDescriptor_Entry, entries)
-	ptrs := make([]*wardenv1.RateLimitDescriptor_Entry, entries)
-	descs := make([]wardenv1.RateLimitDescriptor, len(req.GetDescriptors()))
+	a := new(rlsRequest)
+	a.cost = int64(max(1, req.GetHitsAddend()))
+	out := &a.req
+	out.Domain, out.Cost = req.GetDomain(), &a.cost
+	cost := a.cost
+	var backing []wardenv1.RateLimitDescriptor_Entry
+	var ptrs []*wardenv1.RateLimitDescriptor_Entry
+	var descs []wardenv1.RateLimitDescriptor
+	if entries <= len(a.entries) && len(ds) <= len(a.descs) {
+		backing, ptrs = a.entries[:entries], a.entryPtrs[:entries]
+		descs, out.Descriptors = a.descs[:len(ds)], a.descPtrs[:len(ds)]
+	} else {
+		backing = make([]wardenv1.RateLimitDescriptor_Entry, entries)
+		ptrs = make([]*wardenv1.RateLimitDescriptor_Entry, entries)
+		descs = make([]wardenv1.RateLimitDescriptor, len(ds))
+		out.Descriptors = make([]*wardenv1.RateLimitDescriptor, len(ds))
+	}
 	k := 0
-	for i, d := range req.GetDescriptors() {
+	for i, d := range ds {
 		wd := &descs[i]
 		start := k
 		for _, e := range d.GetEntries() {
@@ -290,7 +299,8 @@ func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRate
 				return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].hits_addend: too large", i)
 			}
 			c = int64(ha.GetValue())
-			wd.Cost = &c
+			wd.Cost = new(int64) // only here: a pointer to c would move c to the heap
+			*wd.Cost = c
 		}
 		if d.GetIsNegativeHits() && c != 0 {
 			return nil, status.Errorf(codes.InvalidArgument, "descriptors[%d].is_negative_hits: Warden does not refund hits", i)
@@ -317,14 +327,19 @@ func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRate
 // client's response.
 func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors int, headers bool) *rlsv3.RateLimitResponse {
 	now := time.Now()
-	out := &rlsv3.RateLimitResponse{
-		OverallCode: rlsv3.RateLimitResponse_OK,
-		Statuses:    make([]*rlsv3.RateLimitResponse_DescriptorStatus, descriptors),
+	a := new(rlsResponse)
+	out := &a.resp
+	out.OverallCode = rlsv3.RateLimitResponse_OK
+	var backing []rlsv3.RateLimitResponse_DescriptorStatus
+	if descriptors <= len(a.statuses) {
+		backing, out.Statuses = a.statuses[:descriptors], a.statusPtrs[:descriptors]
+	} else {
+		backing = make([]rlsv3.RateLimitResponse_DescriptorStatus, descriptors)
+		out.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, descriptors)
 	}
 	if !r.GetAllowed() {
 		out.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 	}
-	backing := make([]rlsv3.RateLimitResponse_DescriptorStatus, descriptors)
 	for i := range out.Statuses {
 		backing[i].Code = rlsv3.RateLimitResponse_OK
 		out.Statuses[i] = &backing[i]
@@ -342,10 +357,8 @@ func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors in
 			continue
 		}
 		unit, mult := envoyUnit(window)
-		ds.CurrentLimit = &rlsv3.RateLimitResponse_RateLimit{
-			RequestsPerUnit: clampUint32(st.GetLimit()),
-			Unit:            unit,
-		}
+		ds.CurrentLimit = a.limit()
+		ds.CurrentLimit.RequestsPerUnit, ds.CurrentLimit.Unit = clampUint32(st.GetLimit()), unit
 		if st.GetNamed() {
 			// Only a name the configuration gave: Envoy copies it into x-ratelimit-limit.
 			ds.CurrentLimit.Name = st.GetName()
@@ -361,7 +374,8 @@ func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors in
 		default:
 			ds.LimitRemaining = clampUint32(st.GetRemaining())
 		}
-		ds.DurationUntilReset = &durationpb.Duration{Seconds: wholeSeconds(st.GetResetAfter().AsDuration(), window, now)}
+		ds.DurationUntilReset = a.duration()
+		ds.DurationUntilReset.Seconds = wholeSeconds(st.GetResetAfter().AsDuration(), window, now)
 		if over && !st.GetShadow() {
 			ds.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
@@ -373,6 +387,44 @@ func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors in
 		}
 	}
 	return out
+}
+
+// rlsRequest is one allocation for the messages of RateLimitRequestFromEnvoy in the common
+// case of a few descriptors and entries (past the arrays' sizes they are allocated apart).
+type rlsRequest struct {
+	req       wardenv1.CheckRateLimitRequest
+	cost      int64
+	descPtrs  [1]*wardenv1.RateLimitDescriptor
+	descs     [1]wardenv1.RateLimitDescriptor
+	entryPtrs [2]*wardenv1.RateLimitDescriptor_Entry
+	entries   [2]wardenv1.RateLimitDescriptor_Entry
+}
+
+// rlsResponse is one allocation for the messages of RateLimitResponseToEnvoy in the common
+// case of a few descriptors; limit and duration hand out its parts, then allocate.
+type rlsResponse struct {
+	resp       rlsv3.RateLimitResponse
+	statusPtrs [1]*rlsv3.RateLimitResponse_DescriptorStatus
+	statuses   [1]rlsv3.RateLimitResponse_DescriptorStatus
+	limits     [1]rlsv3.RateLimitResponse_RateLimit
+	durs       [1]durationpb.Duration
+	nl, nd     int
+}
+
+func (a *rlsResponse) limit() *rlsv3.RateLimitResponse_RateLimit {
+	if a.nl == len(a.limits) {
+		return new(rlsv3.RateLimitResponse_RateLimit)
+	}
+	a.nl++
+	return &a.limits[a.nl-1]
+}
+
+func (a *rlsResponse) duration() *durationpb.Duration {
+	if a.nd == len(a.durs) {
+		return new(durationpb.Duration)
+	}
+	a.nd++
+	return &a.durs[a.nd-1]
 }
 
 // unitWindow is the window of each unit Envoy can send in a limit override, month and year

@@ -24,8 +24,9 @@ const (
 )
 
 // call is one Take on its way through the batcher. It is pooled: its buffers and its done
-// channel are reused, so a Take allocates only its keys and the values go-redis boxes. The
-// batcher never touches the caller's hits or out: everything it needs is copied into args.
+// channel are reused, so a Take allocates only the string of its keys. The batcher never
+// touches the caller's hits or out: everything it needs is copied into keys and nums, and
+// args points into them.
 type call struct {
 	ctx      context.Context
 	deadline time.Time // the Take's deadline; zero: Options.Timeout only
@@ -33,11 +34,15 @@ type call struct {
 	slot     int       // the Cluster slot of its keys (batched on a Cluster only)
 	keybuf   []byte
 	keys     []string
+	nums     []int64 // the Take's part of ARGV: len(hits), then 6 values per hit
 	// args is the Take as a call of its own: "evalsha", sha, len(keys), keys..., now, min
-	// TTL, then the Take's part of ARGV: len(hits), 6 values per hit. A script call of
-	// several Takes is made of the keys and the ARGV parts of each (see scriptCall.build).
+	// TTL, then the Take's part of ARGV. A script call of several Takes is made of the keys
+	// and the ARGV parts of each (see scriptCall.build). The keys, the sha and the numbers
+	// are there as pointers (*string, *int64, into keys, nums and the Store), which go-redis
+	// writes as their values: a value put in an any would be an allocation of its own, one
+	// per key and per number above 255.
 	args  []any
-	reply []any // the Take's 1 + 4·len(hits) values of its script call's reply
+	reply []int64 // the Take's 1 + 4·len(hits) values of its script call's reply
 	err   error
 	state atomic.Int32
 	sent  atomic.Bool   // the command has left the queue for Redis
@@ -63,21 +68,11 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 	all := string(c.keybuf) // one allocation for every key of the Take
 	c.tag = tag
 	c.keys = c.keys[:0]
-	c.args = append(c.args[:0], "evalsha", s.sha, len(hits))
-	off := 0
 	n := len(all) / len(hits) // the names of one tag have one length
-	for range hits {
-		k := all[off : off+n]
-		off += n
-		c.keys = append(c.keys, k)
-		c.args = append(c.args, k)
+	for i := range hits {
+		c.keys = append(c.keys, all[i*n:(i+1)*n])
 	}
-	if s.opts.Now != nil {
-		c.args = append(c.args, strconv.FormatInt(s.opts.Now().UnixMicro(), 10), testMinTTL)
-	} else {
-		c.args = append(c.args, "", 1)
-	}
-	c.args = append(c.args, len(hits))
+	c.nums = append(c.nums[:0], int64(len(hits)))
 	for _, h := range hits {
 		p := h.Limit.Params()
 		x, y := p.Granule, p.Granules
@@ -85,7 +80,20 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 		if p.Algorithm == limiter.TokenBucket {
 			x, y, l = p.UnitTicks, p.MicroTicks, p.Burst
 		}
-		c.args = append(c.args, int64(p.Algorithm), h.Cost, p.Period, l, x, y)
+		c.nums = append(c.nums, int64(p.Algorithm), h.Cost, p.Period, l, x, y)
+	}
+	// keys and nums are complete: pointers into them stay valid until the next build.
+	c.args = append(c.args[:0], "evalsha", &s.sha, len(hits))
+	for i := range c.keys {
+		c.args = append(c.args, &c.keys[i])
+	}
+	if s.opts.Now != nil {
+		c.args = append(c.args, strconv.FormatInt(s.opts.Now().UnixMicro(), 10), testMinTTL)
+	} else {
+		c.args = append(c.args, "", 1)
+	}
+	for i := range c.nums {
+		c.args = append(c.args, &c.nums[i])
 	}
 	return nil
 }
@@ -128,7 +136,7 @@ const (
 // the minimal TTL, then each Take's part of ARGV (see take.lua). Its args are reused from one
 // batch to the next.
 type scriptCall struct {
-	cmd   *redis.Cmd
+	cmd   *redis.IntSliceCmd
 	args  []any
 	calls []*call
 	keys  int
@@ -150,7 +158,7 @@ func (sc *scriptCall) fits(c *call, g grouping) bool {
 }
 
 // build fills sc.args from its calls and returns its command, on ctx.
-func (sc *scriptCall) build(ctx context.Context, sha string) *redis.Cmd {
+func (sc *scriptCall) build(ctx context.Context, sha *string) *redis.IntSliceCmd {
 	sc.args = append(sc.args[:0], "evalsha", sha, sc.keys)
 	for _, c := range sc.calls {
 		sc.args = append(sc.args, c.args[3:3+len(c.keys)]...)
@@ -161,24 +169,31 @@ func (sc *scriptCall) build(ctx context.Context, sha string) *redis.Cmd {
 	for _, c := range sc.calls {
 		sc.args = append(sc.args, c.argv()...)
 	}
-	sc.cmd = redis.NewCmd(ctx, sc.args...)
-	sc.cmd.SetFirstKeyPos(3)
+	sc.cmd = scriptCmd(ctx, sc.args)
 	return sc.cmd
+}
+
+// scriptCmd is the script call of args ("evalsha" or "eval", …). Its reply is read as the
+// integers that take.lua returns, into one []int64: read as a []any, each integer above 255
+// would be an allocation of its own.
+func scriptCmd(ctx context.Context, args []any) *redis.IntSliceCmd {
+	cmd := redis.NewIntSliceCmd(ctx, args...)
+	cmd.SetFirstKeyPos(3)
+	return cmd
 }
 
 // answer gives each of sc's calls its part of the reply, or the call's error.
 func (sc *scriptCall) answer() {
 	err := sc.cmd.Err()
-	var reply []any
+	var reply []int64
 	if err == nil {
-		var ok bool
-		reply, ok = sc.cmd.Val().([]any)
+		reply = sc.cmd.Val()
 		want := 0
 		for _, c := range sc.calls {
 			want += 1 + 4*len(c.keys)
 		}
-		if !ok || len(reply) != want {
-			err = fmt.Errorf("unexpected script reply %T of %d values, want %d", sc.cmd.Val(), len(reply), want)
+		if len(reply) != want {
+			err = fmt.Errorf("unexpected script reply of %d values, want %d", len(reply), want)
 		}
 	}
 	off := 0
@@ -404,6 +419,16 @@ type batchState struct {
 	scripts []*scriptCall
 	used    int // scripts[:used] are this batch's
 	group   grouping
+	pipe    redis.Pipeliner // reused: go-redis's Pipeline() allocates it and two closures
+	pipeOf  Client          // the client of pipe
+}
+
+// pipeline returns a pipeline on client, empty (Exec empties it), reused from batch to batch.
+func (b *batchState) pipeline(client Client) redis.Pipeliner {
+	if b.pipe == nil || b.pipeOf != client {
+		b.pipe, b.pipeOf = client.Pipeline(), client
+	}
+	return b.pipe
 }
 
 // add puts c in a script call of the batch that it fits, or in a new one.
@@ -475,9 +500,9 @@ func (s *Store) exec(b *batchState, client Client, n *node, g *gate) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	scripts := b.scripts[:b.used]
-	pipe := client.Pipeline()
+	pipe := b.pipeline(client)
 	for _, sc := range scripts {
-		_ = pipe.Process(ctx, once{sc.build(ctx, s.sha)})
+		_ = pipe.Process(ctx, once{sc.build(ctx, &s.sha)})
 	}
 	for _, c := range batch[:live] {
 		c.sent.Store(true)
@@ -501,7 +526,7 @@ func (s *Store) exec(b *batchState, client Client, n *node, g *gate) {
 // connection lost after Redis ran the script and before its reply came back would run it a
 // second time, and count the Takes twice. Redis's answer NOSCRIPT, MOVED or ASK says that it
 // did not run, and the store resends those itself (retryNoScript, afterPipeline).
-type once struct{ *redis.Cmd }
+type once struct{ *redis.IntSliceCmd }
 
 // NoRetry tells go-redis not to resend the command after an error.
 func (once) NoRetry() bool { return true }

@@ -296,8 +296,7 @@ func (s *Store) afterPipeline(ctx context.Context, n *node, scripts []*scriptCal
 		pipe := c.Pipeline()
 		takes := 0
 		for _, sc := range scs {
-			cmd := redis.NewCmd(ctx, sc.cmd.Args()...)
-			cmd.SetFirstKeyPos(3)
+			cmd := scriptCmd(ctx, sc.cmd.Args())
 			sc.cmd = cmd
 			takes += len(sc.calls)
 			_ = pipe.Process(ctx, once{cmd})

@@ -395,26 +395,21 @@ func (s *Store) finish(ctx context.Context, c *call, hits []limiter.Hit, out []l
 	if len(reply) != 1+4*len(hits) {
 		return false, fmt.Errorf("redisstore: unexpected script reply of %d values, want %d", len(reply), 1+4*len(hits))
 	}
-	all, _ := reply[0].(int64)
 	for i, h := range hits {
-		r := reply[1+4*i:]
-		allowed, _ := r[0].(int64)
-		remaining, _ := r[1].(int64)
-		reset, _ := r[2].(int64)
-		retry, _ := r[3].(int64)
+		r := reply[1+4*i : 1+4*i+4]
 		st := limiter.Status{
-			Allowed:    allowed == 1,
+			Allowed:    r[0] == 1,
 			Limit:      h.Limit.Limit,
-			Remaining:  remaining,
-			ResetAfter: time.Duration(reset) * time.Microsecond,
-			RetryAfter: time.Duration(retry) * time.Microsecond,
+			Remaining:  r[1],
+			ResetAfter: time.Duration(r[2]) * time.Microsecond,
+			RetryAfter: time.Duration(r[3]) * time.Microsecond,
 		}
 		if h.Limit.Algorithm == limiter.TokenBucket && h.Limit.Burst > 0 {
 			st.Limit = h.Limit.Burst
 		}
 		out[i] = st
 	}
-	return all == 1, nil
+	return reply[0] == 1, nil
 }
 
 // timeoutError is the error of a Take whose command was sent and whose ctx ended before the
@@ -452,8 +447,7 @@ func (s *Store) runOne(ctx context.Context, c *call) {
 	defer cancel()
 	c.sent.Store(true)
 	start := s.rtBegin()
-	cmd := redis.NewCmd(ctx, c.args...) // "evalsha", sha, len(keys), keys..., ARGV...
-	cmd.SetFirstKeyPos(3)
+	cmd := scriptCmd(ctx, c.args) // "evalsha", sha, len(keys), keys..., ARGV...
 	_ = s.client.Process(ctx, once{cmd})
 	s.rtDone(1, 1, start)
 	if isNoScript(cmd.Err()) {
@@ -462,21 +456,17 @@ func (s *Store) runOne(ctx context.Context, c *call) {
 		_ = s.client.Process(ctx, once{cmd})
 		s.rtDone(1, 1, start)
 	}
-	if c.err = cmd.Err(); c.err == nil {
-		c.reply, _ = cmd.Val().([]any)
-	}
+	c.reply, c.err = cmd.Val(), cmd.Err()
 }
 
 // evalCmd is the script call of args ("evalsha", sha, …) with the script's source instead of
 // its hash, for after NOSCRIPT. EVAL also caches the script on that server, so the next
 // EVALSHA finds it.
-func evalCmd(ctx context.Context, args []any) *redis.Cmd {
+func evalCmd(ctx context.Context, args []any) *redis.IntSliceCmd {
 	a := make([]any, len(args))
 	copy(a, args)
 	a[0], a[1] = "eval", takeLua
-	cmd := redis.NewCmd(ctx, a...)
-	cmd.SetFirstKeyPos(3)
-	return cmd
+	return scriptCmd(ctx, a)
 }
 
 // lost reports whether err says that the connection failed while reading or writing: a
