@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -42,42 +43,40 @@ func StartLoseReply(t testing.TB, addr, command string) string {
 			go func() { // client → server
 				defer wg.Done()
 				defer out.Close()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := in.Read(buf)
-					if n > 0 {
-						if bytes.Contains(bytes.ToLower(buf[:n]), match) && dropped.CompareAndSwap(false, true) {
-							drop.Store(true)
-						}
-						if _, err := out.Write(buf[:n]); err != nil {
-							return
-						}
+				copyChunks(out, in, func(b []byte) bool {
+					if bytes.Contains(bytes.ToLower(b), match) && dropped.CompareAndSwap(false, true) {
+						drop.Store(true)
 					}
-					if err != nil {
-						return
-					}
-				}
+					return true
+				})
 			}()
 			go func() { // server → client
 				defer wg.Done()
 				defer in.Close()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := out.Read(buf)
-					if n > 0 {
-						if drop.Load() {
-							return // the command ran; its reply is lost with the connection
-						}
-						if _, err := in.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
+				// Once the command ran, its reply is lost with the connection.
+				copyChunks(in, out, func([]byte) bool { return !drop.Load() })
 			}()
 		}
 	}()
 	return l.Addr().String()
+}
+
+// copyChunks copies what src reads to dst, chunk by chunk, while pass accepts each chunk
+// before it is written; it returns at the first refusal or error.
+func copyChunks(dst io.Writer, src io.Reader, pass func([]byte) bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !pass(buf[:n]) {
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
