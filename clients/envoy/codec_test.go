@@ -86,11 +86,10 @@ func codecCases(t testing.TB) []struct {
 
 	badUTF8 := envoyRequest()
 	badUTF8.Attributes.Request.Http.Headers["x-bad"] = "\xff"
-	bad, err := proto.MarshalOptions{}.Marshal(badUTF8)
-	if err == nil {
+	if _, err := (proto.MarshalOptions{}).Marshal(badUTF8); err == nil {
 		t.Fatal("marshalling a non-UTF-8 header: want an error")
 	}
-	bad = marshal(t, envoyRequest())
+	bad := marshal(t, envoyRequest())
 	// Swap a byte of "bench" (the user-agent's value) for 0xff: still well formed, not UTF-8.
 	for i := 0; i+5 <= len(bad); i++ {
 		if string(bad[i:i+5]) == "bench" && i > 0 && bad[i-1] == 5 {
