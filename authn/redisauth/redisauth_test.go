@@ -115,6 +115,29 @@ func TestKeyStoreRoundTrip(t *testing.T) {
 
 type replica struct {
 	keys *authn.APIKeys
+	seen *countingTarget // what the replica's subscriber applied
+}
+
+// countingTarget passes invalidations on to the replica's cache and counts them, so a test
+// can wait until an announcement has been applied before it relies on the cache.
+type countingTarget struct {
+	next                   redisauth.Invalidator
+	flushes, invalidations atomic.Int64
+}
+
+func (c *countingTarget) InvalidateKey(id string) { c.next.InvalidateKey(id); c.invalidations.Add(1) }
+func (c *countingTarget) FlushKeys()              { c.next.FlushKeys(); c.flushes.Add(1) }
+
+// waitApplied waits until the replica's subscriber has applied at least n invalidations.
+func (r replica) waitApplied(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.seen.invalidations.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber applied %d invalidations, want %d", r.seen.invalidations.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func startReplica(t *testing.T, ctx context.Context, srv *redistest.Server, pepper *authn.Pepper) replica {
@@ -127,8 +150,9 @@ func startReplica(t *testing.T, ctx context.Context, srv *redistest.Server, pepp
 	if err != nil {
 		t.Fatal(err)
 	}
+	seen := &countingTarget{next: keys}
 	sub, err := redisauth.NewSubscriber(redisauth.SubscriberConfig{
-		Redis: redisauth.Config{Client: c, Prefix: "t:"}, Target: keys, Logger: slog.New(slog.DiscardHandler)})
+		Redis: redisauth.Config{Client: c, Prefix: "t:"}, Target: seen, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +163,7 @@ func startReplica(t *testing.T, ctx context.Context, srv *redistest.Server, pepp
 			t.Errorf("Subscriber.Run = %v, want nil", err)
 		}
 	})
-	return replica{keys: keys}
+	return replica{keys: keys, seen: seen}
 }
 
 // waitSubscribers waits until n clients listen on the invalidation channel.
@@ -189,6 +213,9 @@ func testRevocationReachesOtherReplica(t *testing.T, imported bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Storing the key announces its id; B applies that asynchronously, and an announcement
+	// applied after B cached the key would evict it and make the lookup count below racy.
+	b.waitApplied(t, 1)
 	for i := 0; i < 2; i++ {
 		if p, r := b.keys.Authenticate(ctx, key); r != authn.OK || p.Subject != "alice" {
 			t.Fatalf("replica B before revocation: %v %+v, want OK for alice", r, p)
