@@ -58,12 +58,13 @@ if not now then
 end
 local minttl = tonumber(ARGV[2])
 
--- The specs: specs[i] = {algorithm, n, P, L, x, y}.
+-- The specs: specs[i] = {algorithm, n, P, L, x, y}, under i's decimal string, as ARGV has it
+-- (a table lookup, where tonumber would be a strtod per hit).
 local specs = {}
 local nspecs = tonumber(ARGV[3])
 for i = 1, nspecs do
   local b = 3 + (i - 1) * 6
-  specs[i] = { tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
+  specs[tostring(i)] = { tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
     tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]) }
 end
 
@@ -593,7 +594,7 @@ local function general()
     local all = true
     for i = 1, h do
       local key = KEYS[k0 + i - 1]
-      local sp = specs[tonumber(ARGV[a0 + i - 1])]
+      local sp = specs[ARGV[a0 + i - 1]]
       local algo, n, P, L, x, y = sp[1], sp[2], sp[3], sp[4], sp[5], sp[6]
       local c = states[key]
       if c == nil then
@@ -627,7 +628,7 @@ local function general()
     for i = 1, h do
       local o = o0 + 1 + (i - 1) * 4
       if res[o + 1] == 1 then
-        local sp = specs[tonumber(ARGV[a0 + i - 1])]
+        local sp = specs[ARGV[a0 + i - 1]]
         local algo = sp[1]
         local c = origs[KEYS[k0 + i - 1]]
         if c.algo ~= algo then c = absent(algo, true) end
@@ -642,9 +643,8 @@ end
 local take
 local pos, k, last = 4 + 6 * nspecs, 1, #ARGV
 while pos <= last do
-  local v = tonumber(ARGV[pos])
-  if v > 0 then -- one hit, of spec v
-    local sp = specs[v]
+  local sp = specs[ARGV[pos]]
+  if sp then -- one hit, of that spec
     if sp[1] == 0 or sp[1] == 2 then
       fast(KEYS[k], sp)
     else
@@ -653,11 +653,12 @@ while pos <= last do
     end
     k = k + 1
     pos = pos + 1
-  else
+  else -- -h
+    local h = -tonumber(ARGV[pos])
     if not take then take = general() end
-    take(k, pos + 1, -v)
-    k = k - v
-    pos = pos + 1 - v
+    take(k, pos + 1, h)
+    k = k + h
+    pos = pos + 1 + h
   end
 end
 return res
