@@ -108,7 +108,7 @@ func (a *scriptArgs) build(sha *string, calls []*call) []any {
 			a.takes = append(a.takes, a.index(sp))
 		}
 	}
-	a.specs[0] = int64(len(a.specs) / len(spec{}))
+	a.specs[0] = int64(len(a.specs) / len(spec{})) // (1 + 6S) / 6
 	// specs and takes are complete: pointers into them stay valid until the next build.
 	a.args = append(a.args[:0], "evalsha", sha, nkeys)
 	for _, c := range calls {
