@@ -25,8 +25,7 @@ const (
 
 // call is one Take on its way through the batcher. It is pooled: its buffers and its done
 // channel are reused, so a Take allocates only the string of its keys. The batcher never
-// touches the caller's hits or out: everything it needs is copied into keys and nums, and
-// args points into them.
+// touches the caller's hits or out: everything it needs is copied into keys and specs.
 type call struct {
 	ctx      context.Context
 	deadline time.Time // the Take's deadline; zero: Options.Timeout only
@@ -34,28 +33,26 @@ type call struct {
 	slot     int       // the Cluster slot of its keys (batched on a Cluster only)
 	keybuf   []byte
 	keys     []string
-	nums     []int64 // the Take's part of ARGV: len(hits), then 6 values per hit
-	// args is the Take as a call of its own: "evalsha", sha, len(keys), keys..., now, min
-	// TTL, then the Take's part of ARGV. A script call of several Takes is made of the keys
-	// and the ARGV parts of each (see scriptCall.build). The keys, the sha and the numbers
-	// are there as pointers (*string, *int64, into keys, nums and the Store), which go-redis
-	// writes as their values: a value put in an any would be an allocation of its own, one
-	// per key and per number above 255.
-	args  []any
-	reply []int64 // the Take's 1 + 4·len(hits) values of its script call's reply
-	err   error
-	state atomic.Int32
-	sent  atomic.Bool   // the command has left the queue for Redis
-	done  chan struct{} // capacity 1: the batcher's answer
-	batch int32         // Takes in the round trip that answered it (0: none did)
+	specs    []spec     // each hit's values (see spec)
+	now      string     // ARGV[1]: "" (Redis's TIME), or a test's Options.Now in µs
+	minTTL   int64      // ARGV[2]
+	one      scriptArgs // the Take as a script call of its own (Options.Unbatched)
+	reply    []int64    // the Take's 1 + 4·len(hits) values of its script call's reply
+	err      error
+	state    atomic.Int32
+	sent     atomic.Bool   // the command has left the queue for Redis
+	done     chan struct{} // capacity 1: the batcher's answer
+	batch    int32         // Takes in the round trip that answered it (0: none did)
 }
 
-// argv is the Take's part of a script call's ARGV: len(hits), then 6 values per hit.
-func (c *call) argv() []any { return c.args[3+len(c.keys)+2:] }
+// spec is what the script needs of a hit but its key: algorithm, cost, P, L, x, y (see
+// take.lua). The hits of a batch mostly share a few specs, which a script call sends once.
+type spec [6]int64
 
-// build fills c.keys and c.args for hits under tag.
+// build fills c.keys, c.specs and the clock for hits under tag.
 func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 	c.keybuf = c.keybuf[:0]
+	c.specs = c.specs[:0]
 	for _, h := range hits {
 		if err := h.Limit.Validate(); err != nil {
 			return fmt.Errorf("redisstore: limit %q: %w", h.Limit.Name, err)
@@ -64,6 +61,13 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 			return fmt.Errorf("redisstore: limit %q: negative cost %d", h.Limit.Name, h.Cost)
 		}
 		c.keybuf = s.appendName(c.keybuf, tag, h.Key)
+		p := h.Limit.Params()
+		x, y := p.Granule, p.Granules
+		l := p.Limit
+		if p.Algorithm == limiter.TokenBucket {
+			x, y, l = p.UnitTicks, p.MicroTicks, p.Burst
+		}
+		c.specs = append(c.specs, spec{int64(p.Algorithm), h.Cost, p.Period, l, x, y})
 	}
 	all := string(c.keybuf) // one allocation for every key of the Take
 	c.tag = tag
@@ -72,35 +76,79 @@ func (c *call) build(s *Store, tag string, hits []limiter.Hit) error {
 	for i := range hits {
 		c.keys = append(c.keys, all[i*n:(i+1)*n])
 	}
-	c.nums = append(c.nums[:0], int64(len(hits)))
-	for _, h := range hits {
-		p := h.Limit.Params()
-		x, y := p.Granule, p.Granules
-		l := p.Limit
-		if p.Algorithm == limiter.TokenBucket {
-			x, y, l = p.UnitTicks, p.MicroTicks, p.Burst
-		}
-		c.nums = append(c.nums, int64(p.Algorithm), h.Cost, p.Period, l, x, y)
-	}
-	// keys and nums are complete: pointers into them stay valid until the next build.
-	c.args = append(c.args[:0], "evalsha", &s.sha, len(hits))
-	for i := range c.keys {
-		c.args = append(c.args, &c.keys[i])
-	}
+	c.now, c.minTTL = "", 1
 	if s.opts.Now != nil {
-		c.args = append(c.args, strconv.FormatInt(s.opts.Now().UnixMicro(), 10), testMinTTL)
-	} else {
-		c.args = append(c.args, "", 1)
-	}
-	for i := range c.nums {
-		c.args = append(c.args, &c.nums[i])
+		c.now, c.minTTL = strconv.FormatInt(s.opts.Now().UnixMicro(), 10), testMinTTL
 	}
 	return nil
 }
 
+// scriptArgs is the arguments of one script call ("evalsha", sha, the number of keys, the
+// keys, then ARGV: see take.lua), and the numbers behind them. The keys and the numbers are
+// there as pointers (*string, *int64, into the calls' keys and into specs and takes), which
+// go-redis writes as their values: a value put in an any would be an allocation of its own,
+// one per key and per number above 255. Its buffers are reused from one call to the next.
+type scriptArgs struct {
+	args  []any
+	specs []int64 // the number S of distinct specs, then each spec's 6 values
+	takes []int64 // each Take: its spec's index (one hit), or -h and its h hits' indexes
+}
+
+// build fills a.args with the script call of calls (on one clock) and returns them.
+func (a *scriptArgs) build(sha *string, calls []*call) []any {
+	a.specs = append(a.specs[:0], 0)
+	a.takes = a.takes[:0]
+	nkeys := 0
+	for _, c := range calls {
+		nkeys += len(c.keys)
+		if len(c.specs) > 1 {
+			a.takes = append(a.takes, -int64(len(c.specs)))
+		}
+		for _, sp := range c.specs {
+			a.takes = append(a.takes, a.index(sp))
+		}
+	}
+	a.specs[0] = int64(len(a.specs) / len(spec{})) // (1 + 6S) / 6
+	// specs and takes are complete: pointers into them stay valid until the next build.
+	a.args = append(a.args[:0], "evalsha", sha, nkeys)
+	for _, c := range calls {
+		for i := range c.keys {
+			a.args = append(a.args, &c.keys[i])
+		}
+	}
+	first := calls[0]
+	a.args = append(a.args, first.now, &first.minTTL)
+	for i := range a.specs {
+		a.args = append(a.args, &a.specs[i])
+	}
+	for i := range a.takes {
+		a.args = append(a.args, &a.takes[i])
+	}
+	return a.args
+}
+
+// index returns the index (from 1) of sp in a.specs, added if it is not there yet. A batch
+// has few distinct specs (one per limit and cost), so a scan is fast.
+func (a *scriptArgs) index(sp spec) int64 {
+	const w = len(spec{})
+	for i := 1; i < len(a.specs); i += w {
+		if spec(a.specs[i:i+w]) == sp {
+			return int64(i/w + 1)
+		}
+	}
+	a.specs = append(a.specs, sp[:]...)
+	return int64(len(a.specs) / w)
+}
+
+// reset drops a's arguments, keeping its buffers.
+func (a *scriptArgs) reset() {
+	clear(a.args)
+	a.args = a.args[:0]
+}
+
 func (s *Store) recycle(c *call) {
 	c.ctx, c.reply, c.err, c.deadline, c.tag = nil, nil, nil, time.Time{}, ""
-	clear(c.args)
+	c.one.reset()
 	clear(c.keys)
 	c.sent.Store(false)
 	c.state.Store(pending)
@@ -132,12 +180,11 @@ const (
 	groupTag                  // another client (a Ring routes a command by its first key): one tag
 )
 
-// scriptCall is one EVALSHA of several Takes: their keys, one after the other, then now and
-// the minimal TTL, then each Take's part of ARGV (see take.lua). Its args are reused from one
+// scriptCall is one EVALSHA of several Takes (see take.lua). Its args are reused from one
 // batch to the next.
 type scriptCall struct {
 	cmd   *redis.IntSliceCmd
-	args  []any
+	args  scriptArgs
 	calls []*call
 	keys  int
 }
@@ -152,24 +199,12 @@ func (sc *scriptCall) fits(c *call, g grouping) bool {
 	case g == groupSlot && c.slot != first.slot, g == groupTag && c.tag != first.tag:
 		return false
 	}
-	// The same time for all (only a test's Options.Now makes them differ).
-	nk := len(first.keys)
-	return c.args[3+len(c.keys)] == first.args[3+nk]
+	return c.now == first.now // only a test's Options.Now makes them differ
 }
 
 // build fills sc.args from its calls and returns its command, on ctx.
 func (sc *scriptCall) build(ctx context.Context, sha *string) *redis.IntSliceCmd {
-	sc.args = append(sc.args[:0], "evalsha", sha, sc.keys)
-	for _, c := range sc.calls {
-		sc.args = append(sc.args, c.args[3:3+len(c.keys)]...)
-	}
-	first := sc.calls[0]
-	nk := len(first.keys)
-	sc.args = append(sc.args, first.args[3+nk], first.args[3+nk+1])
-	for _, c := range sc.calls {
-		sc.args = append(sc.args, c.argv()...)
-	}
-	sc.cmd = scriptCmd(ctx, sc.args)
+	sc.cmd = scriptCmd(ctx, sc.args.build(sha, sc.calls))
 	return sc.cmd
 }
 
@@ -452,9 +487,9 @@ func (b *batchState) add(c *call) {
 // reset drops the batch's script calls, keeping their buffers.
 func (b *batchState) reset() {
 	for _, sc := range b.scripts[:b.used] {
-		clear(sc.args)
+		sc.args.reset()
 		clear(sc.calls)
-		sc.args, sc.calls, sc.cmd = sc.args[:0], sc.calls[:0], nil
+		sc.calls, sc.cmd = sc.calls[:0], nil
 	}
 	b.used = 0
 }

@@ -57,3 +57,17 @@ func TakeBatch(ctx context.Context, s *Store, client Client, takes []BatchTake) 
 		}
 	}
 }
+
+// ScriptArgs returns the arguments of the one script call that takes would make, and each
+// Take's error.
+func ScriptArgs(s *Store, takes []BatchTake) []any {
+	calls := make([]*call, 0, len(takes))
+	for i := range takes {
+		c := &call{}
+		if takes[i].Err = c.build(s, takes[i].Tag, takes[i].Hits); takes[i].Err == nil {
+			calls = append(calls, c)
+		}
+	}
+	var a scriptArgs
+	return a.build(&s.sha, calls)
+}

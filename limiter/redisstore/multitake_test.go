@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,4 +267,132 @@ func counterState(t *testing.T, client *redis.Client, name string) (string, erro
 	}
 	n := len(name) - redisstore.FieldLen
 	return client.HGet(t.Context(), name[:n], name[n:]).Result()
+}
+
+// TestBatchSpecs: a script call sends each distinct spec of its hits (algorithm, cost,
+// period, limit and the algorithm's two derived values) once, and each hit its spec's index.
+// One batch of Takes that share a few specs, among them limits that differ from another in
+// one value only, on shared keys, and one batch of 256 hits of 256 distinct specs (as many as
+// a call's keys), each answer and store exactly as the same Takes one by one.
+func TestBatchSpecs(t *testing.T) {
+	srv := redistest.Start(t)
+	client := newClient(t, srv.Addr())
+	clock := &grid{t: t0}
+	batched := newStore(t, client, redisstore.Options{Prefix: "batch:", Now: clock.Now})
+	oneByOne := newStore(t, client, redisstore.Options{Prefix: "seq:", Now: clock.Now, Unbatched: true})
+	if err := batched.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fw := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 3, Period: time.Hour}
+	tb := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 4, Period: time.Minute, Burst: 6}
+	limits := []limiter.Limit{
+		fw,
+		{Algorithm: limiter.FixedWindow, Limit: 4, Period: time.Hour},         // L
+		{Algorithm: limiter.FixedWindow, Limit: 3, Period: 2 * time.Hour},     // P
+		{Algorithm: limiter.SlidingWindow, Limit: 3, Period: time.Hour},       // algorithm
+		{Algorithm: limiter.SlidingLog, Limit: 3, Period: time.Hour},          // algorithm
+		{Algorithm: limiter.SlidingWindow, Limit: 3, Period: 7 * time.Second}, // P, x, y
+		tb,
+		{Algorithm: limiter.TokenBucket, Limit: 4, Period: time.Minute, Burst: 5},     // B
+		{Algorithm: limiter.TokenBucket, Limit: 3, Period: time.Minute, Burst: 6},     // x, y
+		{Algorithm: limiter.TokenBucket, Limit: 28, Period: time.Minute, Burst: 6},    // y
+		{Algorithm: limiter.TokenBucket, Limit: 4, Period: 2 * time.Minute, Burst: 6}, // P, x
+	}
+	keys := []string{"a", "b", "c"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var shared []redisstore.BatchTake
+	for range 64 {
+		hits := make([]limiter.Hit, 1+rng.IntN(3))
+		for i := range hits {
+			hits[i] = limiter.Hit{Key: keys[rng.IntN(len(keys))], Limit: limits[rng.IntN(len(limits))], Cost: int64(rng.IntN(3))}
+		}
+		shared = append(shared, redisstore.BatchTake{Tag: "t", Hits: hits})
+	}
+	var distinct []redisstore.BatchTake
+	for i := range 64 {
+		hits := make([]limiter.Hit, 4)
+		for j := range hits {
+			l := fw
+			l.Limit = int64(2 + 4*(63-i) + j) // 256 limits, the later Takes refused
+			hits[j] = limiter.Hit{Key: "d" + strconv.Itoa(j), Limit: l, Cost: 1}
+		}
+		distinct = append(distinct, redisstore.BatchTake{Tag: "t", Hits: hits})
+	}
+	type answer struct {
+		Allowed bool
+		Out     []limiter.Status
+	}
+	for _, c := range []struct {
+		name  string
+		takes []redisstore.BatchTake
+		specs int // distinct (limit, cost) pairs
+		keys  []string
+	}{
+		{"shared", shared, 0, keys},
+		{"distinct", distinct, 256, []string{"d0", "d1", "d2", "d3"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// The call's arguments: each spec once.
+			specs := map[[2]any]bool{}
+			nkeys, ntakes := 0, 0
+			for _, tk := range c.takes {
+				nkeys += len(tk.Hits)
+				ntakes++
+				if len(tk.Hits) > 1 {
+					ntakes += len(tk.Hits)
+				}
+				for _, h := range tk.Hits {
+					specs[[2]any{h.Limit, h.Cost}] = true
+				}
+			}
+			if c.specs != 0 && len(specs) != c.specs {
+				t.Fatalf("%d distinct specs, want %d", len(specs), c.specs)
+			}
+			args := redisstore.ScriptArgs(batched, c.takes)
+			// evalsha, sha, numkeys, keys, now, min TTL, S, 6 per spec, the Takes.
+			if want := 3 + nkeys + 3 + 6*len(specs) + ntakes; len(args) != want {
+				t.Errorf("%d Takes of %d hits and %d specs: %d arguments, want %d", len(c.takes), nkeys, len(specs), len(args), want)
+			}
+			for i := range c.takes {
+				c.takes[i].Out = make([]limiter.Status, len(c.takes[i].Hits))
+			}
+			before := scriptCalls(t, client)
+			redisstore.TakeBatch(t.Context(), batched, client, c.takes)
+			if n := scriptCalls(t, client) - before; n != 1 {
+				t.Errorf("the batch of %d Takes ran as %d script calls, want 1", len(c.takes), n)
+			}
+			var got, want []answer
+			allowed, refused := 0, 0
+			for i, tk := range c.takes {
+				if tk.Err != nil {
+					t.Fatalf("batched Take %d: %v", i, tk.Err)
+				}
+				got = append(got, answer{tk.Allowed, tk.Out})
+				out := make([]limiter.Status, len(tk.Hits))
+				ok, err := oneByOne.Take(t.Context(), "t", tk.Hits, out)
+				if err != nil {
+					t.Fatalf("Take %d: %v", i, err)
+				}
+				want = append(want, answer{ok, out})
+				if ok {
+					allowed++
+				} else {
+					refused++
+				}
+			}
+			if diff := cmp.Diff(got, want); diff != "" {
+				t.Errorf("batched answers (-got +want, one Take after the other):\n%s", diff)
+			}
+			if allowed < 5 || refused < 5 {
+				t.Errorf("%d allowed, %d refused: the test no longer mixes them", allowed, refused)
+			}
+			for _, k := range c.keys {
+				g, err1 := counterState(t, client, redisstore.Name(batched, "t", k))
+				w, err2 := counterState(t, client, redisstore.Name(oneByOne, "t", k))
+				if err1 != nil || err2 != nil || g != w || g == "" {
+					t.Errorf("key %s: batched state %q (%v), one by one %q (%v)", k, g, err1, w, err2)
+				}
+			}
+		})
+	}
 }

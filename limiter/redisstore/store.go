@@ -447,12 +447,14 @@ func (s *Store) runOne(ctx context.Context, c *call) {
 	defer cancel()
 	c.sent.Store(true)
 	start := s.rtBegin()
-	cmd := scriptCmd(ctx, c.args) // "evalsha", sha, len(keys), keys..., ARGV...
+	one := [1]*call{c}
+	args := c.one.build(&s.sha, one[:]) // "evalsha", sha, len(keys), keys..., ARGV...
+	cmd := scriptCmd(ctx, args)
 	_ = s.client.Process(ctx, once{cmd})
 	s.rtDone(1, 1, start)
 	if isNoScript(cmd.Err()) {
 		start = s.rtBegin()
-		cmd = evalCmd(ctx, c.args)
+		cmd = evalCmd(ctx, args)
 		_ = s.client.Process(ctx, once{cmd})
 		s.rtDone(1, 1, start)
 	}

@@ -15,10 +15,13 @@
 --          (the names of a Take share a hash tag; the store groups Takes by slot).
 -- ARGV[1]  now, integer µs since the Unix epoch, or "" to read Redis TIME (once per call).
 -- ARGV[2]  the smallest TTL in ms to give a key (1 in production).
--- Then for each Take: h, its number of hits, then 6 values for each hit: algorithm (0 token
---          bucket, 1 sliding window, 2 fixed window, 3 sliding log), cost n, P (µs), L (B for
---          the token bucket), then UnitTicks, MicroTicks (token bucket) or Granule, Granules
---          (sliding window, per bucket; the script derives Q and S from P and L).
+-- ARGV[3]  S, the number of specs, then S specs of 6 values each: algorithm (0 token bucket,
+--          1 sliding window, 2 fixed window, 3 sliding log), cost n, P (µs), L (B for the
+--          token bucket), then UnitTicks, MicroTicks (token bucket) or Granule, Granules
+--          (sliding window, per bucket; the script derives Q and S from P and L). A spec is
+--          what a hit needs but its key: the hits of a call mostly share a few, sent once.
+-- Then for each Take: the index (from 1) of its hit's spec if it has one hit, else -h (h its
+--          number of hits) followed by the index of each hit's spec.
 --
 -- Reply: for each Take, in order: allowed, then for each hit: allowed, remaining,
 -- reset_after µs, retry_after µs (1 + 4h integers per Take, one flat array for the call).
@@ -54,6 +57,16 @@ if not now then
   now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 end
 local minttl = tonumber(ARGV[2])
+
+-- The specs: specs[i] = {algorithm, n, P, L, x, y}, under i's decimal string, as ARGV has it
+-- (a table lookup, where tonumber would be a strtod per hit).
+local specs = {}
+local nspecs = tonumber(ARGV[3])
+for i = 1, nspecs do
+  local b = 3 + (i - 1) * 6
+  specs[tostring(i)] = { tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
+    tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]) }
+end
 
 local floor = math.floor
 local function ceildiv(x, y) return floor((x + y - 1) / y) end
@@ -143,14 +156,13 @@ end
 -- The reply, filled Take after Take; nres is its length.
 local res, nres = {}, 0
 
--- The common case: one hit of a token bucket or a fixed window (key, its 6 values from
--- ARGV[a]). The same formulas as bucket/bucketCommit and fixed/fixedCommit below, and the
+-- The common case: one hit of a token bucket or a fixed window (key, its spec sp). The same formulas as bucket/bucketCommit and fixed/fixedCommit below, and the
 -- same encoding as decode/encode (the mirror test and the conformance suite run through both
 -- paths), without the tables of the general Take.
-local function fast(key, a)
+local function fast(key, sp)
   local t = now
-  local n, P, L = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local tb = ARGV[a] == '0'
+  local n, P, L = sp[2], sp[3], sp[4]
+  local tb = sp[1] == 0
   local At, N = 0, 0
   local h, f = split(key)
   local v, e = read(h, f)
@@ -178,7 +190,7 @@ local function fast(key, a)
   local r = nres
   nres = r + 5
   if tb then
-    local UT, MT = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+    local UT, MT = sp[5], sp[6]
     local cp, dt = L * UT, 0
     if At >= t then
       local d = At - t
@@ -571,8 +583,8 @@ local function general()
     else slogCommit(c, t, n, P) end
   end
 
-  -- take runs the Take of h hits whose keys start at KEYS[k0] and whose values start at
-  -- ARGV[a0], and appends its 1 + 4h integers to the reply.
+  -- take runs the Take of h hits whose keys start at KEYS[k0] and whose specs' indexes start
+  -- at ARGV[a0], and appends its 1 + 4h integers to the reply.
   return function(k0, a0, h)
     local states, origs, periods, order = {}, {}, {}, {}
     es = {}
@@ -582,10 +594,8 @@ local function general()
     local all = true
     for i = 1, h do
       local key = KEYS[k0 + i - 1]
-      local b = a0 - 1 + (i - 1) * 6
-      local algo, n = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-      local P, L = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
-      local x, y = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+      local sp = specs[ARGV[a0 + i - 1]]
+      local algo, n, P, L, x, y = sp[1], sp[2], sp[3], sp[4], sp[5], sp[6]
       local c = states[key]
       if c == nil then
         c = load(key, algo, P)
@@ -618,12 +628,11 @@ local function general()
     for i = 1, h do
       local o = o0 + 1 + (i - 1) * 4
       if res[o + 1] == 1 then
-        local b = a0 - 1 + (i - 1) * 6
-        local algo = tonumber(ARGV[b + 1])
+        local sp = specs[ARGV[a0 + i - 1]]
+        local algo = sp[1]
         local c = origs[KEYS[k0 + i - 1]]
         if c.algo ~= algo then c = absent(algo, true) end
-        local ok, remaining, reset, retry = eval(c, algo, now, 0,
-          tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]))
+        local ok, remaining, reset, retry = eval(c, algo, now, 0, sp[3], sp[4], sp[5], sp[6])
         res[o + 1], res[o + 2], res[o + 3], res[o + 4] = ok and 1 or 0, remaining, reset, retry
       end
     end
@@ -632,17 +641,24 @@ end
 
 -- The Takes, in order.
 local take
-local pos, k, last = 3, 1, #ARGV
+local pos, k, last = 4 + 6 * nspecs, 1, #ARGV
 while pos <= last do
-  local h = tonumber(ARGV[pos])
-  local algo = ARGV[pos + 1]
-  if h == 1 and (algo == '0' or algo == '2') then
-    fast(KEYS[k], pos + 1)
-  else
+  local sp = specs[ARGV[pos]]
+  if sp then -- one hit, of that spec
+    if sp[1] == 0 or sp[1] == 2 then
+      fast(KEYS[k], sp)
+    else
+      if not take then take = general() end
+      take(k, pos, 1)
+    end
+    k = k + 1
+    pos = pos + 1
+  else -- -h
+    local h = -tonumber(ARGV[pos])
     if not take then take = general() end
     take(k, pos + 1, h)
+    k = k + h
+    pos = pos + 1 + h
   end
-  k = k + h
-  pos = pos + 1 + 6 * h
 end
 return res
