@@ -23,16 +23,23 @@ import (
 )
 
 // pipelineBuffer is the read and the write buffer of each pipeline connection (go-redis's
-// default is 128 KiB each). A rate-limit pipeline carries at most its store's MaxBatch (128)
-// EVALSHAs of about 150 bytes, and their replies are smaller: 16 KiB holds the batches seen
-// under load (a few to a few dozen calls) in one write and one read, and a rare larger batch
-// is flushed in two. With the default, 16 pipelines held 3.2 MiB of buffers under a
-// closed-loop load, most of the live heap, which the heap's GC target doubles.
-const pipelineBuffer = 16 << 10
+// default is 128 KiB each). A rate-limit round trip carries one script call with the Takes of
+// a batch (7-9 on average under the bench's closed loop, at most 64, each a key and a few
+// numbers), and its reply is an array of small integers: 4 KiB holds the common batch in one
+// write and one read, and a rare larger one is written or read in two. With the default, 16
+// pipelines held 3.2 MiB of buffers under a closed-loop load, most of the live heap, which the
+// heap's GC target doubles; at 16 KiB they still held 0.5 MiB.
+const pipelineBuffer = 4 << 10
+
+// connBuffer is the read and the write buffer of each connection of the main pool (go-redis's
+// default is 32 KiB each): its commands are single script calls (a lone Take), API-key
+// lookups, Pub/Sub announcements and health checks, all well under a KiB. A larger reply is
+// still read whole (bulk replies go around the buffer), only with more reads.
+const connBuffer = 4 << 10
 
 // New builds a client for c. It does not connect; call Check. Its pipeline pool has a
 // connection for each of c.Pipelines (go-redis's default of 10 when 0), with
-// pipelineBuffer-sized buffers. onConnect, if given, run in
+// pipelineBuffer-sized buffers; its main pool's connections have connBuffer-sized ones. onConnect, if given, run in
 // order on every new connection (go-redis's OnConnect), e.g. to load scripts.
 func New(c config.Redis, onConnect ...func(context.Context, *redis.Conn) error) (redis.UniversalClient, error) {
 	tlsCfg, err := tlsConfig(c.TLS)
@@ -54,7 +61,7 @@ func New(c config.Redis, onConnect ...func(context.Context, *redis.Conn) error) 
 	case "single":
 		return redis.NewClient(&redis.Options{
 			Addr: c.Addrs[0], Username: c.Username, Password: c.Password.Reveal(), DB: c.DB,
-			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
+			PoolSize: c.PoolSize, ReadBufferSize: connBuffer, WriteBufferSize: connBuffer, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
 			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true, OnConnect: hook,
 			PipelinePoolSize: c.Pipelines, PipelineReadBufferSize: pipelineBuffer, PipelineWriteBufferSize: pipelineBuffer,
 		}), nil
@@ -62,7 +69,7 @@ func New(c config.Redis, onConnect ...func(context.Context, *redis.Conn) error) 
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: c.MasterName, SentinelAddrs: c.Addrs, SentinelPassword: c.SentinelPassword.Reveal(),
 			Username: c.Username, Password: c.Password.Reveal(), DB: c.DB,
-			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
+			PoolSize: c.PoolSize, ReadBufferSize: connBuffer, WriteBufferSize: connBuffer, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
 			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true, OnConnect: hook,
 			PipelinePoolSize: c.Pipelines, PipelineReadBufferSize: pipelineBuffer, PipelineWriteBufferSize: pipelineBuffer,
 		}), nil
@@ -72,7 +79,7 @@ func New(c config.Redis, onConnect ...func(context.Context, *redis.Conn) error) 
 		}
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.Addrs, Username: c.Username, Password: c.Password.Reveal(),
-			PoolSize: c.PoolSize, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
+			PoolSize: c.PoolSize, ReadBufferSize: connBuffer, WriteBufferSize: connBuffer, DialTimeout: c.DialTimeout, ReadTimeout: c.ReadTimeout,
 			WriteTimeout: c.WriteTimeout, TLSConfig: tlsCfg, ContextTimeoutEnabled: true, OnConnect: hook,
 			PipelinePoolSize: c.Pipelines, PipelineReadBufferSize: pipelineBuffer, PipelineWriteBufferSize: pipelineBuffer,
 		}), nil

@@ -59,10 +59,12 @@ func TestCluster(t *testing.T) {
 }
 
 // Each rate-limit pipeline gets a connection of go-redis's pipeline pool, with buffers sized
-// for a batch (16 KiB) instead of go-redis's 128 KiB each way: 16 pipelines held 3.2 MiB of
-// buffers under load, most of the live heap, which the GC's target doubles.
-func TestPipelineConnectionsAreSmall(t *testing.T) {
-	type pipelineOpts struct{ read, write, pool int }
+// for a batch (4 KiB) instead of go-redis's 128 KiB each way: 16 pipelines held 3.2 MiB of
+// buffers under load, most of the live heap, which the GC's target doubles. The main pool's
+// connections (lone Takes, API-key lookups, Pub/Sub, health) get 4 KiB too, not 32 KiB.
+func TestConnectionBuffersAreSmall(t *testing.T) {
+	const limit = 4 << 10
+	type bufferOpts struct{ read, write, pipeRead, pipeWrite, pool int }
 	for _, c := range []config.Redis{
 		{Mode: "single", Addrs: []string{"127.0.0.1:1"}, Pipelines: 16},
 		{Mode: "sentinel", Addrs: []string{"127.0.0.1:1"}, MasterName: "m", Pipelines: 16},
@@ -72,20 +74,25 @@ func TestPipelineConnectionsAreSmall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got pipelineOpts
+		var got bufferOpts
 		switch rc := rc.(type) {
 		case *redis.Client:
 			o := rc.Options()
-			got = pipelineOpts{o.PipelineReadBufferSize, o.PipelineWriteBufferSize, o.PipelinePoolSize}
+			got = bufferOpts{o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize, o.PipelinePoolSize}
 		case *redis.ClusterClient:
 			o := rc.Options()
-			got = pipelineOpts{o.PipelineReadBufferSize, o.PipelineWriteBufferSize, o.PipelinePoolSize}
+			got = bufferOpts{o.ReadBufferSize, o.WriteBufferSize, o.PipelineReadBufferSize, o.PipelineWriteBufferSize, o.PipelinePoolSize}
 		default:
 			t.Fatalf("%s: a %T", c.Mode, rc)
 		}
 		rc.Close()
-		if got.read <= 0 || got.read > 16<<10 || got.write <= 0 || got.write > 16<<10 {
-			t.Errorf("%s: pipeline buffers read %d, write %d bytes, want 1..16 KiB each", c.Mode, got.read, got.write)
+		for _, b := range []struct {
+			what string
+			n    int
+		}{{"connection read", got.read}, {"connection write", got.write}, {"pipeline read", got.pipeRead}, {"pipeline write", got.pipeWrite}} {
+			if b.n <= 0 || b.n > limit {
+				t.Errorf("%s: %s buffer of %d bytes, want 1..%d", c.Mode, b.what, b.n, limit)
+			}
 		}
 		if got.pool < c.Pipelines {
 			t.Errorf("%s: pipeline pool of %d connections for %d pipelines", c.Mode, got.pool, c.Pipelines)

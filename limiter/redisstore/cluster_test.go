@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"runtime/metrics"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -185,4 +186,28 @@ func TestCluster(t *testing.T) {
 			t.Errorf("%d keys, want %d", got, want)
 		}
 	})
+}
+
+// A Cluster store's slot-map refresher keeps a small stack: it ranged over the map's array of
+// 16384 masters by value, a 128 KiB copy in its frame that made its goroutine's stack
+// 256 KiB for the store's whole life (and the GC's heap goal counts stacks).
+func TestClusterRefresherStackIsSmall(t *testing.T) {
+	// Not parallel: the stacks measured are the process's.
+	cluster := redistest.StartCluster(t)
+	cc := newClusterClient(t, cluster)
+	if err := cc.Ping(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	stacks := func() uint64 {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := stacks()
+	newStore(t, cc, redisstore.Options{})
+	// The refresher checks the slot map as soon as it starts.
+	time.Sleep(200 * time.Millisecond)
+	if grown, limit := int64(stacks())-int64(before), int64(192<<10); grown > limit {
+		t.Errorf("stacks grew by %d KiB with a Cluster store, want at most %d KiB", grown>>10, limit>>10)
+	}
 }
