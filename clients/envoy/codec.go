@@ -23,6 +23,8 @@ import (
 // The generic decoder spends most of an ext_authz request's decoding on its headers map
 // (reflection per entry) and on one allocation per nested message; on Envoy's usual request
 // the fast path allocates one block for the nested messages, the map and its strings.
+//
+// Answers (CheckResponse) take a fast path too (Marshal), with the standard codec's bytes.
 type Codec struct{}
 
 // standard is grpc-go's proto codec, registered by its package.
@@ -31,8 +33,18 @@ var standard = encoding.GetCodecV2(protoenc.Name)
 // Name is the standard codec's: "proto".
 func (Codec) Name() string { return protoenc.Name }
 
-// Marshal is the standard codec's.
-func (Codec) Marshal(v any) (mem.BufferSlice, error) { return standard.Marshal(v) }
+// Marshal is the standard codec's, with the same bytes, and faster on the ext_authz answers
+// the adapter builds (an allow's headers, a denial's): it writes them with protowire, without
+// the generic encoder's reflection and size cache. An answer with anything else set (see
+// marshalCheckResponse), and every other message, goes to the standard codec.
+func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*authv3.CheckResponse); ok && r != nil {
+		if data, ok := marshalCheckResponse(r); ok {
+			return data, nil
+		}
+	}
+	return standard.Marshal(v)
+}
 
 // Unmarshal decodes an ext_authz CheckRequest with DecodeCheckRequest, anything else with the
 // standard codec.
