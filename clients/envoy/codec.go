@@ -130,6 +130,27 @@ func scan(b []byte, varint func(num protowire.Number, x uint64) bool, bytes func
 	return true
 }
 
+// countFields counts the length-delimited fields numbered num in b (a map's entries), up to
+// the first malformed one.
+func countFields(b []byte, num protowire.Number) int {
+	n := 0
+	for len(b) > 0 {
+		k, typ, m := protowire.ConsumeTag(b)
+		if m < 0 {
+			break
+		}
+		if k == num && typ == protowire.BytesType {
+			n++
+		}
+		v := protowire.ConsumeFieldValue(k, typ, b[m:])
+		if v < 0 {
+			break
+		}
+		b = b[m+v:]
+	}
+	return n
+}
+
 // fields is scan of a message of length-delimited fields only.
 func fields(b []byte, f func(num protowire.Number, v []byte) bool) bool { return scan(b, nil, f) }
 
@@ -280,7 +301,10 @@ func fastHTTP(b []byte, h *authv3.AttributeContext_HttpRequest) bool {
 			return ok
 		case 3:
 			if h.Headers == nil {
-				h.Headers = make(map[string]string, 16)
+				// Sized for its entries: a map of at most 8 is one small block, where a
+				// larger hint costs a table of groups (several allocations, four times the
+				// bytes for Envoy's usual handful of headers).
+				h.Headers = make(map[string]string, countFields(b, 3))
 			}
 			return mapEntry(v, h.Headers)
 		case 4:
