@@ -37,13 +37,21 @@ func (Codec) Name() string { return protoenc.Name }
 // the adapter builds (an allow's headers, a denial's): it writes them with protowire, without
 // the generic encoder's reflection and size cache. An answer with anything else set (see
 // marshalCheckResponse), and every other message, goes to the standard codec.
+//
+// Once an answer of an AuthServer with AuthConfig.ReuseAnswers is marshalled, its memory is
+// handed back for a later call's answer.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	if r, ok := v.(*authv3.CheckResponse); ok && r != nil {
-		if data, ok := marshalCheckResponse(r); ok {
-			return data, nil
-		}
+	r, ok := v.(*authv3.CheckResponse)
+	if !ok || r == nil {
+		return standard.Marshal(v)
 	}
-	return standard.Marshal(v)
+	data, ok := marshalCheckResponse(r)
+	var err error
+	if !ok {
+		data, err = standard.Marshal(v)
+	}
+	releaseAnswer(r)
+	return data, err
 }
 
 // Unmarshal decodes an ext_authz CheckRequest with DecodeCheckRequest, anything else with the
