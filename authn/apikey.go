@@ -123,13 +123,16 @@ func ParseAPIKey(key string) (ParsedAPIKey, error) {
 	if key[apiKeySepPos] != '_' {
 		return ParsedAPIKey{}, ErrMalformedAPIKey
 	}
-	for i := apiKeyPrefixLen; i < APIKeyLen; i++ {
-		if i == apiKeySepPos {
-			continue
-		}
-		if base62Value(key[i]) < 0 {
-			return ParsedAPIKey{}, ErrMalformedAPIKey
-		}
+	// One table lookup per byte, the bytes not base62 found at once by the sign of their OR.
+	var bad int8
+	for i := apiKeyPrefixLen; i < apiKeySepPos; i++ {
+		bad |= base62Values[key[i]]
+	}
+	for i := apiKeySecretPos; i < APIKeyLen; i++ {
+		bad |= base62Values[key[i]]
+	}
+	if bad < 0 {
+		return ParsedAPIKey{}, ErrMalformedAPIKey
 	}
 	var sum uint64
 	for i := apiKeySumPos; i < APIKeyLen; i++ {
@@ -164,17 +167,19 @@ func ValidAPIKeyID(id string) bool {
 	return true
 }
 
-func base62Value(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'A' && c <= 'Z':
-		return int(c-'A') + 10
-	case c >= 'a' && c <= 'z':
-		return int(c-'a') + 36
+// base62Value is c's value in base62Alphabet, or -1.
+func base62Value(c byte) int { return int(base62Values[c]) }
+
+// base62Values maps a byte to its value in base62Alphabet, or -1.
+var base62Values = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
 	}
-	return -1
-}
+	for i := 0; i < len(base62Alphabet); i++ {
+		t[base62Alphabet[i]] = int8(i)
+	}
+	return t
+}()
 
 // apiKeyChecksum hashes body through a stack buffer, so that it does not allocate.
 func apiKeyChecksum(body string) uint32 {

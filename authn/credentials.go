@@ -156,6 +156,16 @@ func (c ExtractConfig) Extract(h map[string][]string) (Extracted, Reason) {
 	return Extracted{}, Malformed
 }
 
+// token68Chars are the bytes of a token68 before its padding: ALPHA / DIGIT / "-" / "." /
+// "_" / "~" / "+" / "/".
+var token68Chars = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
+
 // validToken68 reports whether s is a non-empty RFC 7235 token68 of at most max bytes:
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func validToken68(s string, max int) bool {
@@ -163,12 +173,8 @@ func validToken68(s string, max int) bool {
 		return false
 	}
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
-			break
-		}
+	for i < len(s) && token68Chars[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false

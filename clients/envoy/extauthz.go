@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -115,6 +116,13 @@ type AuthConfig struct {
 	IdentityHeaders []string `yaml:"-"`
 	// Logger receives the errors that triggered the failure mode. Default: discard.
 	Logger *slog.Logger `yaml:"-"`
+	// ReuseAnswers makes Check build its answers in reused memory: an answer is handed back
+	// for the next call's use once Codec has marshalled it, so that an allowed decision
+	// allocates no answer. Set it only on a server whose codec is Codec
+	// (grpc.ForceServerCodecV2) and where nothing reads a sent answer after marshalling (a
+	// stats handler's OutPayload.Payload, grpc's EnableTracing): cmd/warden does. An answer
+	// never marshalled by Codec (one of a direct call of Check) is simply not reused.
+	ReuseAnswers bool `yaml:"-"`
 }
 
 // AuthServer implements envoy.service.auth.v3.Authorization by asking a Checker. Create it
@@ -154,7 +162,7 @@ func (s *AuthServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 	if cfg.Disabled {
 		return nil, status.Error(codes.Unimplemented, "ext_authz is not enabled on this Warden (config: envoy.ext_authz.enabled)")
 	}
-	c := &checkCall{identity: &cfg.Identity}
+	c := newCheckCall(cfg)
 	var (
 		resp *wardenv1.CheckResponse
 		err  error
@@ -169,13 +177,13 @@ func (s *AuthServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 		resp, err = s.checker.Check(ctx, c.request(req))
 	}
 	if err != nil {
-		return s.failure(ctx, c, cfg, req, err)
+		return c.sent(s.failure(ctx, c, cfg, req, err))
 	}
 	if !resp.GetAllowed() && resp.GetHttpStatus() == 503 && s.mode(cfg, req) == FailError {
 		// A dependency could not answer: Envoy's failure mode decides, as asked.
-		return nil, status.Error(codes.Unavailable, "Warden could not decide: a dependency is unavailable")
+		return c.sent(nil, status.Error(codes.Unavailable, "Warden could not decide: a dependency is unavailable"))
 	}
-	return c.response(resp), nil
+	return c.sent(c.response(resp), nil)
 }
 
 // mode is the failure mode of req: its route's (context extension), else the adapter's.
@@ -188,10 +196,12 @@ func (s *AuthServer) mode(cfg *AuthConfig, req *authv3.CheckRequest) FailureMode
 
 // checkCall is what one Check builds, in one allocation: the Warden request and Envoy's
 // answer when allowed, with up to ten header options. A denial's parts, the peer's
-// credentials and more header options are allocated apart, when needed. The parts live as long as the call (until gRPC has marshalled
-// the answer).
+// credentials and more header options are allocated apart, when needed. The parts live as
+// long as the call (until gRPC has marshalled the answer); with AuthConfig.ReuseAnswers the
+// call is then reused (callPool, releaseAnswer).
 type checkCall struct {
 	identity *idheader.Set // the names whose client copies are removed
+	pooled   bool          // from callPool: handed back once its answer is marshalled
 	// remove holds the answer's headers to remove: a copy, since the Warden answer that
 	// listed them may be reused once converted (PooledChecker).
 	remove [idheader.Count + 4]string
@@ -207,6 +217,68 @@ type checkCall struct {
 	// ones (RateLimit-Policy, RateLimit, and Retry-After on a shadow refusal).
 	opts    [idheader.Count + 3]headerOption
 	optPtrs [idheader.Count + 3]*corev3.HeaderValueOption
+}
+
+// callPool holds the calls whose answers were marshalled (AuthConfig.ReuseAnswers).
+var callPool = sync.Pool{New: func() any { return new(checkCall) }}
+
+// newCheckCall returns a zero call for one Check under cfg: a reused one with
+// cfg.ReuseAnswers.
+func newCheckCall(cfg *AuthConfig) *checkCall {
+	if !cfg.ReuseAnswers {
+		return &checkCall{identity: &cfg.Identity}
+	}
+	c := callPool.Get().(*checkCall)
+	c.identity, c.pooled = &cfg.Identity, true
+	return c
+}
+
+// sent passes Check's result through. A pooled call's answer is registered for
+// releaseAnswer, which hands the call back once Codec has marshalled it; with no answer
+// (an error), nothing refers to the call any more, and it is handed back at once.
+func (c *checkCall) sent(resp *authv3.CheckResponse, err error) (*authv3.CheckResponse, error) {
+	if c.pooled {
+		if resp == &c.resp {
+			sending(c).Store(c)
+		} else {
+			c.release()
+		}
+	}
+	return resp, err
+}
+
+// release zeroes c and hands it back to callPool.
+func (c *checkCall) release() {
+	*c = checkCall{}
+	callPool.Put(c)
+}
+
+// inFlight holds the pooled calls whose answers are on their way to Codec.Marshal, each in
+// the slot of its answer's address. A call that finds its slot taken replaces the one there,
+// which is then not reused but collected (an answer that was never marshalled, or a
+// collision): the table holds at most its size of calls, and finding one costs an atomic
+// load and a compare-and-swap, where a map would need a lock.
+var inFlight [1024]atomic.Pointer[checkCall]
+
+// sending is the slot of c's answer.
+func sending(c *checkCall) *atomic.Pointer[checkCall] { return slotOf(&c.resp) }
+
+func slotOf(r *authv3.CheckResponse) *atomic.Pointer[checkCall] {
+	h := uint64(uintptr(unsafe.Pointer(r))) // heap objects do not move; only hashed
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return &inFlight[h&(uint64(len(inFlight))-1)]
+}
+
+// releaseAnswer hands back the call whose answer r is, if r is the answer of a pooled call
+// (AuthConfig.ReuseAnswers) still registered: Codec.Marshal calls it once r is written, after
+// which the server reads nothing of r. Any other answer is left alone.
+func releaseAnswer(r *authv3.CheckResponse) {
+	slot := slotOf(r)
+	if c := slot.Load(); c != nil && &c.resp == r && slot.CompareAndSwap(c, nil) {
+		c.release()
+	}
 }
 
 // headerOptions holds n header options: c's own when they fit, else new ones.

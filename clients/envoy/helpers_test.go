@@ -34,8 +34,14 @@ func serveEnvoy(t *testing.T, auth *envoy.AuthServer, rls *envoy.RateLimitServer
 // and returns a connection to it.
 func serveGRPC(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 	t.Helper()
+	return serveGRPCWith(t, nil, register)
+}
+
+// serveGRPCWith is serveGRPC with server options.
+func serveGRPCWith(t *testing.T, opts []grpc.ServerOption, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	register(gs)
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)

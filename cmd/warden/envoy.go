@@ -87,6 +87,9 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 	authCfg := y.ExtAuthz.AuthConfig
 	authCfg.Disabled = y.ExtAuthz.Enabled != nil && !*y.ExtAuthz.Enabled
 	authCfg.Logger, authCfg.Identity = a.log, d.Headers.Identity // authn.identity_headers (built before)
+	// Both gRPC servers marshal with envoy.Codec (serverOptions), which hands an answer back
+	// once written, and no stats handler reads a sent message: an allow allocates no answer.
+	authCfg.ReuseAnswers = true
 	rlsCfg := y.RLS.RateLimitConfig
 	rlsCfg.Disabled = y.RLS.Enabled != nil && !*y.RLS.Enabled
 	switch y.RLS.Unavailable {
