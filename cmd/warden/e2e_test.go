@@ -67,18 +67,7 @@ func TestEndToEnd(t *testing.T) {
         jwks_file: ` + jwksPath + `
         claims: {tenant: tenant, roles: roles}
 authz:
-  roles:
-    user: {permissions: ["orders:read"]}
-  ownership:
-    order: {}
-  routes:
-    - name: user_orders
-      method: GET
-      path: /v1/users/{user_id}/orders
-      action: orders:read
-      resource_type: order
-      owner_param: user_id
-      rate_limits:
+` + userOrdersAuthz + `      rate_limits:
         - domain: api
           descriptors: [{key: user, from: principal.subject}]
 rate_limit:

@@ -322,18 +322,7 @@ func TestEnvoyExtAuthzEndToEnd(t *testing.T) {
     trust_gateway_principal: true
 authz:
   default_allow: true
-  roles:
-    user: {permissions: ["orders:read"]}
-  ownership:
-    order: {}
-  routes:
-    - name: user_orders
-      method: GET
-      path: /v1/users/{user_id}/orders
-      action: orders:read
-      resource_type: order
-      owner_param: user_id
-      allowed_methods: [api_key, jwt]
+` + userOrdersAuthz + `      allowed_methods: [api_key, jwt]
 `
 	p := filepath.Join(dir, "warden.yaml")
 	writeFile(t, p, []byte(cfg))

@@ -48,18 +48,7 @@ func extAuthzPathApp(tb testing.TB, redisAddr string) (*app, [][]byte) {
     pepper: "${WARDEN_PEPPER}"
     keys:
 `+entries+`authz:
-  roles:
-    user: {permissions: ["orders:read"]}
-  ownership:
-    order: {}
-  routes:
-    - name: user_orders
-      method: GET
-      path: /v1/users/{user_id}/orders
-      action: orders:read
-      resource_type: order
-      owner_param: user_id
-      rate_limits:
+`+userOrdersAuthz+`      rate_limits:
         - domain: api
           descriptors: [{key: user, from: principal.subject}]
 rate_limit:

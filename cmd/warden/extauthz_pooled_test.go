@@ -38,18 +38,7 @@ func pooledApp(t *testing.T) (*app, [2]string) {
     pepper: "${WARDEN_PEPPER}"
     keys:
 `+entries+`authz:
-  roles:
-    user: {permissions: ["orders:read"]}
-  ownership:
-    order: {}
-  routes:
-    - name: user_orders
-      method: GET
-      path: /v1/users/{user_id}/orders
-      action: orders:read
-      resource_type: order
-      owner_param: user_id
-      strip_headers: [x-internal]
+`+userOrdersAuthz+`      strip_headers: [x-internal]
       rate_limits:
         - domain: api
           descriptors: [{key: user, from: principal.subject}]

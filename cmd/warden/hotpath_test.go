@@ -56,6 +56,23 @@ func hotPathApp(tb testing.TB, tracing bool) *app {
 	return handlersApp(tb, hotPathConfig(tracing))
 }
 
+// userOrdersAuthz is the roles, ownership and the start of the routes of the tests' usual
+// authz block (after "authz:" and any setting of its own): user may read orders, and the
+// route user_orders (GET /v1/users/{user_id}/orders) reaches only the caller's own, its
+// remaining settings following.
+const userOrdersAuthz = `  roles:
+    user: {permissions: ["orders:read"]}
+  ownership:
+    order: {}
+  routes:
+    - name: user_orders
+      method: GET
+      path: /v1/users/{user_id}/orders
+      action: orders:read
+      resource_type: order
+      owner_param: user_id
+`
+
 // handlersApp builds Warden's handlers from config text, as run does (without serving).
 func handlersApp(tb testing.TB, text string) *app {
 	tb.Helper()

@@ -96,14 +96,7 @@ func TestSeveralTakesPerScript(t *testing.T) {
 // algorithm, multi-hit Takes among them, is one script call and answers every Take exactly as
 // the same Takes one after the other, each its own EVALSHA, at the same instant.
 func TestBatchSequential(t *testing.T) {
-	srv := redistest.Start(t)
-	client := newClient(t, srv.Addr())
-	clock := &grid{t: t0}
-	batched := newStore(t, client, redisstore.Options{Prefix: "batch:", Now: clock.Now})
-	oneByOne := newStore(t, client, redisstore.Options{Prefix: "seq:", Now: clock.Now, Unbatched: true})
-	if err := batched.Load(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	client, batched, oneByOne := batchedAndOneByOne(t)
 	fw := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 3, Period: time.Hour}
 	tb := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 2, Period: time.Minute}
 	sw := limiter.Limit{Algorithm: limiter.SlidingWindow, Limit: 2, Period: time.Minute}
@@ -257,6 +250,21 @@ func TestClusterBatchAcrossSlots(t *testing.T) {
 
 // counterState is the stored state of the counter of name: its field in its hash, or the
 // DUMP of a sliding log's sorted set.
+// batchedAndOneByOne starts a Redis and two stores on it, on one fixed instant: one that
+// batches Takes into script calls (its script loaded), and one that sends each Take as its
+// own EVALSHA.
+func batchedAndOneByOne(t *testing.T) (client *redis.Client, batched, oneByOne *redisstore.Store) {
+	t.Helper()
+	client = newClient(t, redistest.Start(t).Addr())
+	clock := &grid{t: t0}
+	batched = newStore(t, client, redisstore.Options{Prefix: "batch:", Now: clock.Now})
+	oneByOne = newStore(t, client, redisstore.Options{Prefix: "seq:", Now: clock.Now, Unbatched: true})
+	if err := batched.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return client, batched, oneByOne
+}
+
 func counterState(t *testing.T, client *redis.Client, name string) (string, error) {
 	t.Helper()
 	if n, err := client.Exists(t.Context(), name).Result(); err != nil || n == 1 {
@@ -275,14 +283,7 @@ func counterState(t *testing.T, client *redis.Client, name string) (string, erro
 // one value only, on shared keys, and one batch of 256 hits of 256 distinct specs (as many as
 // a call's keys), each answer and store exactly as the same Takes one by one.
 func TestBatchSpecs(t *testing.T) {
-	srv := redistest.Start(t)
-	client := newClient(t, srv.Addr())
-	clock := &grid{t: t0}
-	batched := newStore(t, client, redisstore.Options{Prefix: "batch:", Now: clock.Now})
-	oneByOne := newStore(t, client, redisstore.Options{Prefix: "seq:", Now: clock.Now, Unbatched: true})
-	if err := batched.Load(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	client, batched, oneByOne := batchedAndOneByOne(t)
 	fw := limiter.Limit{Algorithm: limiter.FixedWindow, Limit: 3, Period: time.Hour}
 	tb := limiter.Limit{Algorithm: limiter.TokenBucket, Limit: 4, Period: time.Minute, Burst: 6}
 	limits := []limiter.Limit{
