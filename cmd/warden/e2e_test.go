@@ -67,15 +67,7 @@ func TestEndToEnd(t *testing.T) {
         jwks_file: ` + jwksPath + `
         claims: {tenant: tenant, roles: roles}
 authz:
-` + userOrdersAuthz + `      rate_limits:
-        - domain: api
-          descriptors: [{key: user, from: principal.subject}]
-rate_limit:
-  domains:
-    - domain: api
-      descriptors:
-        - key: user
-          rate_limit: {name: per_user, unit: minute, requests_per_unit: 3, algorithm: fixed_window}
+` + userOrdersAuthz + `` + userOrdersPerUserLimit + `          rate_limit: {name: per_user, unit: minute, requests_per_unit: 3, algorithm: fixed_window}
 `
 	cfgPath := filepath.Join(dir, "warden.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {

@@ -48,15 +48,7 @@ func extAuthzPathApp(tb testing.TB, redisAddr string) (*app, [][]byte) {
     pepper: "${WARDEN_PEPPER}"
     keys:
 `+entries+`authz:
-`+userOrdersAuthz+`      rate_limits:
-        - domain: api
-          descriptors: [{key: user, from: principal.subject}]
-rate_limit:
-  domains:
-    - domain: api
-      descriptors:
-        - key: user
-          rate_limit: {name: per_user, unit: second, requests_per_unit: 1000000000}
+`+userOrdersAuthz+``+userOrdersPerUserLimit+`          rate_limit: {name: per_user, unit: second, requests_per_unit: 1000000000}
 envoy:
   ext_authz: {enabled: true}
 `)

@@ -39,15 +39,7 @@ func pooledApp(t *testing.T) (*app, [2]string) {
     keys:
 `+entries+`authz:
 `+userOrdersAuthz+`      strip_headers: [x-internal]
-      rate_limits:
-        - domain: api
-          descriptors: [{key: user, from: principal.subject}]
-rate_limit:
-  domains:
-    - domain: api
-      descriptors:
-        - key: user
-          rate_limit: {name: per_user, unit: second, requests_per_unit: 1000000000}
+`+userOrdersPerUserLimit+`          rate_limit: {name: per_user, unit: second, requests_per_unit: 1000000000}
 envoy:
   ext_authz: {enabled: true}
 `)

@@ -73,6 +73,19 @@ const userOrdersAuthz = `  roles:
       owner_param: user_id
 `
 
+// userOrdersPerUserLimit ends the route of userOrdersAuthz with a limit per user (domain api,
+// descriptor user from the subject) and starts the rate_limit block that defines it, up to the
+// descriptor's own limit.
+const userOrdersPerUserLimit = `      rate_limits:
+        - domain: api
+          descriptors: [{key: user, from: principal.subject}]
+rate_limit:
+  domains:
+    - domain: api
+      descriptors:
+        - key: user
+`
+
 // handlersApp builds Warden's handlers from config text, as run does (without serving).
 func handlersApp(tb testing.TB, text string) *app {
 	tb.Helper()
