@@ -290,10 +290,12 @@ func TestFailClosedUnderLoadAndOutage(t *testing.T) {
 		_, err := c.CheckRateLimit(context.Background(), rlRequest("closed", "probe", 1))
 		return err == nil
 	})
-	// 3. Exact again.
-	checkExactAgain(t, c, pinged)
+	// The load ends with the first second: a starved test machine may time out enough of its
+	// 20ms calls to open the breaker again, which is its job, and would fail the check below.
 	stop.Store(true)
 	wg.Wait()
+	// 3. Exact again.
+	checkExactAgain(t, c, pinged)
 	for ph := range tallies {
 		for p, name := range []string{"fail_closed", "fail_open"} {
 			tl := &tallies[ph][p]

@@ -76,8 +76,25 @@ func startWith(t *testing.T, spans sdktrace.SpanExporter, env map[string]string,
 	case <-time.After(10 * time.Second):
 		t.Fatal("server not ready after 10s")
 	}
-	t.Cleanup(func() { r.stop(t) })
+	t.Cleanup(func() {
+		r.stop(t)
+		if t.Failed() {
+			t.Logf("the server's last log lines but the audit's:\n%s", lastLines(r.logs.String(), 40))
+		}
+	})
 	return r
+}
+
+// lastLines is the last n lines of s that are not audit records (one per denial: a test under
+// load writes thousands).
+func lastLines(s string, n int) string {
+	var kept []string
+	for l := range strings.Lines(s) {
+		if !strings.Contains(l, `"log":"audit"`) {
+			kept = append(kept, l)
+		}
+	}
+	return strings.Join(kept[max(0, len(kept)-n):], "")
 }
 
 // stop stops the server and waits for it; calling it again does nothing.
