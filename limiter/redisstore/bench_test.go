@@ -63,6 +63,47 @@ func BenchmarkTake(b *testing.B) {
 	}
 }
 
+// BenchmarkTakeSerial measures one Take at a time, by one caller, on 1000 keys: each Take is
+// its script call's only one, the call of most Takes at low and medium load (for a token
+// bucket or a fixed window, take.lua's short path). Redis's share is reported as
+// BenchmarkTake's.
+//
+//	go test -run '^$' -bench TakeSerial -benchmem -cpu 1 ./limiter/redisstore/
+func BenchmarkTakeSerial(b *testing.B) {
+	srv := redistest.Start(b)
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "serial:" + strconv.Itoa(i)
+	}
+	for _, alg := range []limiter.Algorithm{limiter.TokenBucket, limiter.FixedWindow, limiter.SlidingWindow} {
+		l := limiter.Limit{Algorithm: alg, Limit: 1_000_000, Period: time.Second}
+		for _, m := range modes {
+			b.Run(alg.String()+"/"+m.name, func(b *testing.B) {
+				client := newClient(b, srv.Addr())
+				s := newStore(b, client, redisstore.Options{Unbatched: m.unbatched})
+				hits := []limiter.Hit{{Limit: l, Cost: 1}}
+				out := make([]limiter.Status, 1)
+				for _, k := range keys { // every counter live before the measurement
+					hits[0].Key = k
+					if _, err := s.Take(b.Context(), "bench", hits, out); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportAllocs()
+				before, n := redisCost(b, client), 0
+				for b.Loop() {
+					hits[0].Key = keys[n%len(keys)]
+					n++
+					if _, err := s.Take(b.Context(), "bench", hits, out); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportCost(b, before, redisCost(b, client), n)
+			})
+		}
+	}
+}
+
 // BenchmarkTakeLive measures Take (batched, 64 callers per CPU) on counters picked at random
 // among WARDEN_BENCH_LIVE live ones (default 100,000), all taken once before the measurement:
 // Redis's cost per Take where its memory per counter matters. Reported as BenchmarkTake's.
@@ -130,8 +171,13 @@ func measureTakes(b *testing.B, client *redis.Client, s *redisstore.Store, l lim
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 	after, st := redisCost(b, client), s.Stats()
 	b.ReportMetric(float64(st.Takes-st0.Takes)/float64(max(st.Scripts-st0.Scripts, 1)), "takes/script")
-	b.ReportMetric((after.cpu-before.cpu)/float64(b.N), "redis-cpu-µs/op")
-	b.ReportMetric((after.script-before.script)/float64(b.N), "script-µs/op")
+	reportCost(b, before, after, b.N)
+}
+
+// reportCost reports Redis's cost per Take from before to after, over n Takes.
+func reportCost(b *testing.B, before, after cost, n int) {
+	b.ReportMetric((after.cpu-before.cpu)/float64(n), "redis-cpu-µs/op")
+	b.ReportMetric((after.script-before.script)/float64(n), "script-µs/op")
 }
 
 // cost is what Redis spent so far: its process's CPU and its scripts' time, in µs.

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"slices"
 
 	"github.com/redis/go-redis/v9"
 
@@ -70,4 +71,29 @@ func ScriptArgs(s *Store, takes []BatchTake) []any {
 	}
 	var a scriptArgs
 	return a.build(&s.sha, calls)
+}
+
+// GeneralPath returns client as a Client whose script calls of one Take of one hit (those of
+// an unbatched Store, made by Process) name the Take's spec twice (S = 2, the Take's index
+// still 1): the same Take, which take.lua runs on its general path instead of the short path
+// of a lone Take.
+func GeneralPath(client *redis.Client) Client { return generalPath{client} }
+
+type generalPath struct{ *redis.Client }
+
+func (g generalPath) Process(ctx context.Context, cmd redis.Cmder) error {
+	o, ok := cmd.(once)
+	args := cmd.Args()
+	// "evalsha", sha, 1, the key, now, the TTL, S = 1, the spec, its index.
+	const w = len(spec{})
+	if !ok || len(args) != 8+w || *args[6].(*int64) != 1 {
+		return g.Client.Process(ctx, cmd)
+	}
+	two := int64(2)
+	a := append(append(append(slices.Clone(args[:6]), &two), args[7:7+w]...), args[7:]...)
+	c := scriptCmd(ctx, a)
+	err := g.Client.Process(ctx, once{c})
+	o.SetVal(c.Val())
+	o.SetErr(c.Err())
+	return err
 }

@@ -67,7 +67,8 @@ func (r *reference) take(now int64, hits []limiter.Hit, out []limiter.Status) bo
 
 // TestMirrorsAlgo drives the store and the reference through the same random walk of Takes
 // (several keys and algorithms, odd periods, costs above the quota, one key twice in a Take)
-// and requires the same answer, field for field, at every step.
+// and requires the same answer, field for field, at every step, on each of the paths of a
+// lone Take through take.lua.
 func TestMirrorsAlgo(t *testing.T) {
 	srv := redistest.Start(t)
 	limits := []limiter.Limit{
@@ -79,13 +80,13 @@ func TestMirrorsAlgo(t *testing.T) {
 		{Name: "fw", Algorithm: limiter.FixedWindow, Limit: 3, Period: 250 * time.Millisecond},
 		{Name: "sl", Algorithm: limiter.SlidingLog, Limit: 4, Period: 400 * time.Millisecond},
 	}
-	for _, m := range modes {
+	for _, m := range paths {
 		t.Run(m.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			var clock grid
 			at := t0.Add(123456789 * time.Microsecond)
 			clock.Set(at)
-			s := newStore(t, newClient(t, srv.Addr()), redisstore.Options{Now: clock.Now, Unbatched: m.unbatched})
+			s := newStore(t, pathClient(newClient(t, srv.Addr()), m.general), redisstore.Options{Now: clock.Now, Unbatched: m.unbatched})
 			ref := &reference{counters: map[string]*limiter.Counter{}}
 			for step := range 3000 {
 				at = at.Add(time.Duration(rng.IntN(120000)) * time.Microsecond)

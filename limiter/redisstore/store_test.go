@@ -54,6 +54,22 @@ var modes = []struct {
 	unbatched bool
 }{{"batched", false}, {"unbatched", true}}
 
+// paths are modes, and an unbatched store on a client that has take.lua run every lone Take
+// (one hit, of any algorithm) on its general path (redisstore.GeneralPath): in the modes, a
+// lone token-bucket or fixed-window Take takes the script's short path.
+var paths = []struct {
+	name               string
+	unbatched, general bool
+}{{"batched", false, false}, {"unbatched", true, false}, {"general", true, true}}
+
+// pathClient returns client, or client through redisstore.GeneralPath if general.
+func pathClient(client *redis.Client, general bool) redisstore.Client {
+	if general {
+		return redisstore.GeneralPath(client)
+	}
+	return client
+}
+
 // grid is a clock that a test moves by hand.
 type grid struct {
 	mu sync.Mutex
