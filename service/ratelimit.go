@@ -44,7 +44,31 @@ var rlPool = sync.Pool{New: func() any { return new(rlScratch) }}
 
 // CheckRateLimit checks and consumes the limits that apply to the request's descriptors, all
 // or nothing.
-func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (resp *wardenv1.CheckRateLimitResponse, err error) {
+func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error) {
+	return s.checkRateLimit(ctx, req, new(rlAnswer))
+}
+
+// CheckRateLimitPooled is CheckRateLimit for a caller that reads the answer at once and then
+// hands its messages back with the returned Release, for the next call to reuse: the Envoy
+// RLS adapter, which converts the answer to Envoy's. The answer, and every message and slice
+// it holds, must not be read after Release (the strings it holds, and its statuses' Metadata,
+// may be kept). An answer sent by gRPC is not released: CheckRateLimit allocates its own.
+func (s *Server) CheckRateLimitPooled(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, interface{ Release() }, error) {
+	a := rlAnswerPool.Get().(*rlAnswer)
+	resp, err := s.checkRateLimit(ctx, req, a)
+	return resp, a, err
+}
+
+var rlAnswerPool = sync.Pool{New: func() any { return new(rlAnswer) }}
+
+// Release zeroes the answer's messages and hands them back for reuse.
+func (a *rlAnswer) Release() {
+	*a = rlAnswer{}
+	rlAnswerPool.Put(a)
+}
+
+// checkRateLimit is CheckRateLimit, its answer built in a (zero).
+func (s *Server) checkRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest, a *rlAnswer) (resp *wardenv1.CheckRateLimitResponse, err error) {
 	d := s.deps.Load()
 	ctx, sp := s.start(ctx, spanCheckRateLimit) // spans only when sampled: see span
 	if sp.on() {
@@ -70,7 +94,7 @@ func (s *Server) CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimi
 		s.audit.LogAttrs(ctx, slogInfo, "rate limited", attrRPC("CheckRateLimit"),
 			attrStr("domain", req.GetDomain()), attrStr("tier", req.GetTier()))
 	}
-	return rateLimitResponse(&sc.res, d.Headers.RateLimit), nil
+	return a.response(&sc.res, d.Headers.RateLimit), nil
 }
 
 // fill turns a request's descriptors into the scratch request, checking only what the wire
@@ -182,7 +206,8 @@ type rlParts struct {
 	nd     int
 }
 
-// rlAnswer is a CheckRateLimit response with its parts, allocated together.
+// rlAnswer is a CheckRateLimit response with its parts, allocated together (or reused:
+// CheckRateLimitPooled).
 type rlAnswer struct {
 	resp wardenv1.CheckRateLimitResponse
 	rlParts
@@ -219,8 +244,8 @@ func (p *rlParts) status() *wardenv1.RateLimitStatus {
 	return st
 }
 
-func rateLimitResponse(r *limiter.Result, style limiter.HeaderStyle) *wardenv1.CheckRateLimitResponse {
-	a := new(rlAnswer)
+// response fills a (zero) with the answer of r.
+func (a *rlAnswer) response(r *limiter.Result, style limiter.HeaderStyle) *wardenv1.CheckRateLimitResponse {
 	resp := &a.resp
 	resp.Allowed = r.Allowed
 	resp.Statuses = a.statuses(r, nil)

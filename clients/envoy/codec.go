@@ -2,9 +2,11 @@ package envoy
 
 import (
 	"unicode/utf8"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc/encoding"
 	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -38,20 +40,31 @@ func (Codec) Name() string { return protoenc.Name }
 // the generic encoder's reflection and size cache. An answer with anything else set (see
 // marshalCheckResponse), and every other message, goes to the standard codec.
 //
-// Once an answer of an AuthServer with AuthConfig.ReuseAnswers is marshalled, its memory is
-// handed back for a later call's answer.
+// Once an answer of an AuthServer with AuthConfig.ReuseAnswers, or of a RateLimitServer with
+// RateLimitConfig.ReuseAnswers, is marshalled, its memory is handed back for a later call's
+// answer.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	r, ok := v.(*authv3.CheckResponse)
-	if !ok || r == nil {
-		return standard.Marshal(v)
+	switch r := v.(type) {
+	case *authv3.CheckResponse:
+		if r == nil {
+			break
+		}
+		data, ok := marshalCheckResponse(r)
+		var err error
+		if !ok {
+			data, err = standard.Marshal(v)
+		}
+		authAnswers.marshalled(unsafe.Pointer(r))
+		return data, err
+	case *rlsv3.RateLimitResponse:
+		if r == nil {
+			break
+		}
+		data, err := standard.Marshal(v)
+		rlsAnswers.marshalled(unsafe.Pointer(r))
+		return data, err
 	}
-	data, ok := marshalCheckResponse(r)
-	var err error
-	if !ok {
-		data, err = standard.Marshal(v)
-	}
-	releaseAnswer(r)
-	return data, err
+	return standard.Marshal(v)
 }
 
 // Unmarshal decodes an ext_authz CheckRequest with DecodeCheckRequest, anything else with the

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -198,10 +197,10 @@ func (s *AuthServer) mode(cfg *AuthConfig, req *authv3.CheckRequest) FailureMode
 // answer when allowed, with up to ten header options. A denial's parts, the peer's
 // credentials and more header options are allocated apart, when needed. The parts live as
 // long as the call (until gRPC has marshalled the answer); with AuthConfig.ReuseAnswers the
-// call is then reused (callPool, releaseAnswer).
+// call is then reused (authAnswers).
 type checkCall struct {
 	identity *idheader.Set // the names whose client copies are removed
-	pooled   bool          // from callPool: handed back once its answer is marshalled
+	pooled   bool          // from authAnswers: handed back once its answer is marshalled
 	// remove holds the answer's headers to remove: a copy, since the Warden answer that
 	// listed them may be reused once converted (PooledChecker).
 	remove [idheader.Count + 4]string
@@ -219,8 +218,8 @@ type checkCall struct {
 	optPtrs [idheader.Count + 3]*corev3.HeaderValueOption
 }
 
-// callPool holds the calls whose answers were marshalled (AuthConfig.ReuseAnswers).
-var callPool = sync.Pool{New: func() any { return new(checkCall) }}
+// authAnswers recycles the calls whose answers were marshalled (AuthConfig.ReuseAnswers).
+var authAnswers reused[checkCall, *checkCall]
 
 // newCheckCall returns a zero call for one Check under cfg: a reused one with
 // cfg.ReuseAnswers.
@@ -228,58 +227,22 @@ func newCheckCall(cfg *AuthConfig) *checkCall {
 	if !cfg.ReuseAnswers {
 		return &checkCall{identity: &cfg.Identity}
 	}
-	c := callPool.Get().(*checkCall)
+	c := authAnswers.get()
 	c.identity, c.pooled = &cfg.Identity, true
 	return c
 }
 
-// sent passes Check's result through. A pooled call's answer is registered for
-// releaseAnswer, which hands the call back once Codec has marshalled it; with no answer
-// (an error), nothing refers to the call any more, and it is handed back at once.
+// sent passes Check's result through, a pooled call's answer registered to be handed back
+// once Codec has marshalled it (authAnswers).
 func (c *checkCall) sent(resp *authv3.CheckResponse, err error) (*authv3.CheckResponse, error) {
 	if c.pooled {
-		if resp == &c.resp {
-			sending(c).Store(c)
-		} else {
-			c.release()
-		}
+		authAnswers.sent(c, unsafe.Pointer(resp))
 	}
 	return resp, err
 }
 
-// release zeroes c and hands it back to callPool.
-func (c *checkCall) release() {
-	*c = checkCall{}
-	callPool.Put(c)
-}
-
-// inFlight holds the pooled calls whose answers are on their way to Codec.Marshal, each in
-// the slot of its answer's address. A call that finds its slot taken replaces the one there,
-// which is then not reused but collected (an answer that was never marshalled, or a
-// collision): the table holds at most its size of calls, and finding one costs an atomic
-// load and a compare-and-swap, where a map would need a lock.
-var inFlight [1024]atomic.Pointer[checkCall]
-
-// sending is the slot of c's answer.
-func sending(c *checkCall) *atomic.Pointer[checkCall] { return slotOf(&c.resp) }
-
-func slotOf(r *authv3.CheckResponse) *atomic.Pointer[checkCall] {
-	h := uint64(uintptr(unsafe.Pointer(r))) // heap objects do not move; only hashed
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	return &inFlight[h&(uint64(len(inFlight))-1)]
-}
-
-// releaseAnswer hands back the call whose answer r is, if r is the answer of a pooled call
-// (AuthConfig.ReuseAnswers) still registered: Codec.Marshal calls it once r is written, after
-// which the server reads nothing of r. Any other answer is left alone.
-func releaseAnswer(r *authv3.CheckResponse) {
-	slot := slotOf(r)
-	if c := slot.Load(); c != nil && &c.resp == r && slot.CompareAndSwap(c, nil) {
-		c.release()
-	}
-}
+// answer is the address of c's answer.
+func (c *checkCall) answer() unsafe.Pointer { return unsafe.Pointer(&c.resp) }
 
 // headerOptions holds n header options: c's own when they fit, else new ones.
 func (c *checkCall) headerOptions(n int) headerOptions {

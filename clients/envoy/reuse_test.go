@@ -3,10 +3,14 @@ package envoy_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
+	commonrl "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -41,37 +45,65 @@ func checkEcho(t *testing.T, resp *authv3.CheckResponse, u string) {
 	}
 }
 
-// TestReusedAnswerNotReusedBeforeMarshal: with ReuseAnswers, an answer that Codec has not
-// marshalled is never the memory of a later answer: it is unchanged by later calls, whose
-// answers are marshalled (and reused).
-func TestReusedAnswerNotReusedBeforeMarshal(t *testing.T) {
-	s := envoy.NewAuthServer(&fakeChecker{decide: echoSubject}, envoy.AuthConfig{ReuseAnswers: true})
-	ctx := context.Background()
-	first, err := s.Check(ctx, userRequest("alice"))
+// viaCodec marshals m with Codec, as the gRPC server does once the handler has returned, and
+// decodes the bytes into out.
+func viaCodec[M proto.Message](t *testing.T, m, out M) M {
+	t.Helper()
+	data, err := envoy.Codec{}.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer data.Free()
+	if err := proto.Unmarshal(data.Materialize(), out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestReusedAnswerNotReusedBeforeMarshal: with ReuseAnswers, an answer that Codec has not
+// marshalled is never the memory of a later answer (notReusedBeforeMarshal).
+func TestReusedAnswerNotReusedBeforeMarshal(t *testing.T) {
+	s := envoy.NewAuthServer(&fakeChecker{decide: echoSubject}, envoy.AuthConfig{ReuseAnswers: true})
+	notReusedBeforeMarshal(t, func(i int) (*authv3.CheckResponse, error) {
+		return s.Check(context.Background(), userRequest(fmt.Sprint("user-", i)))
+	}, func(t *testing.T, resp *authv3.CheckResponse, i int) { checkEcho(t, resp, fmt.Sprint("user-", i)) })
+}
+
+// notReusedBeforeMarshal checks that the answer of call(-1), not marshalled, is unchanged by
+// 50 later calls (call(i)), whose answers are marshalled by Codec (and reused); check checks
+// that an answer, and its bytes, are the i-th call's.
+func notReusedBeforeMarshal[M proto.Message](t *testing.T, call func(i int) (M, error), check func(t *testing.T, resp M, i int)) {
+	t.Helper()
+	first, err := call(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, first, -1)
 	want := proto.Clone(first)
 	for i := range 50 {
-		u := fmt.Sprint("user-", i)
-		resp, err := s.Check(ctx, userRequest(u))
+		resp, err := call(i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkEcho(t, resp, u)
-		data, err := envoy.Codec{}.Marshal(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := new(authv3.CheckResponse)
-		if err := proto.Unmarshal(data.Materialize(), got); err != nil {
-			t.Fatal(err)
-		}
-		checkEcho(t, got, u)
+		check(t, resp, i)
+		check(t, viaCodec(t, resp, resp.ProtoReflect().New().Interface().(M)), i)
 	}
 	if !proto.Equal(first, want) {
 		t.Errorf("an answer not yet marshalled changed:\ngot  %v\nwant %v", first, want)
 	}
+}
+
+// concurrently runs call(g, i) for i from 0 to 99 in each of 8 goroutines g.
+func concurrently(call func(g, i int)) {
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				call(g, i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestReusedAnswersOverGRPC: many concurrent clients of a real gRPC server with Codec and
@@ -83,21 +115,15 @@ func TestReusedAnswersOverGRPC(t *testing.T) {
 		authv3.RegisterAuthorizationServer(gs, s)
 	})
 	c := authv3.NewAuthorizationClient(cc)
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range 100 {
-				u := fmt.Sprintf("user-%d-%d", g, i)
-				resp, err := c.Check(context.Background(), userRequest(u))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				checkEcho(t, resp, u)
-			}
-		})
-	}
-	wg.Wait()
+	concurrently(func(g, i int) {
+		u := fmt.Sprintf("user-%d-%d", g, i)
+		resp, err := c.Check(context.Background(), userRequest(u))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		checkEcho(t, resp, u)
+	})
 }
 
 // TestReusedAnswerAllocs: with ReuseAnswers, an allowed Check whose answer Codec marshals
@@ -129,4 +155,54 @@ func TestReusedAnswerAllocs(t *testing.T) {
 			t.Errorf("ReuseAnswers %v: got %v allocations per call, want %v", tc.reuse, got, tc.want)
 		}
 	}
+}
+
+// rlsUserRequest asks for user u's descriptor of domain "bench" with a limit override of n
+// per second: the answer (limit, remaining, headers) differs from call to call.
+func rlsUserRequest(u string, n uint32) *rlsv3.RateLimitRequest {
+	return &rlsv3.RateLimitRequest{Domain: "bench", Descriptors: []*commonrl.RateLimitDescriptor{{
+		Entries: []*commonrl.RateLimitDescriptor_Entry{{Key: "user", Value: u}},
+		Limit:   &commonrl.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: n, Unit: typev3.RateLimitUnit_SECOND},
+	}}}
+}
+
+// checkRLS checks that resp answers the first hit of a limit of n per second.
+func checkRLS(t *testing.T, resp *rlsv3.RateLimitResponse, n uint32) {
+	t.Helper()
+	want := fmt.Sprintf("q=%d;", n)
+	if st := resp.GetStatuses(); resp.GetOverallCode() != rlsv3.RateLimitResponse_OK || len(st) != 1 ||
+		st[0].GetCurrentLimit().GetRequestsPerUnit() != n || st[0].GetLimitRemaining() != n-1 ||
+		len(resp.GetResponseHeadersToAdd()) == 0 || !strings.Contains(resp.GetResponseHeadersToAdd()[0].GetValue(), want) {
+		t.Fatalf("got %v, want the first hit of a limit of %d", resp, n)
+	}
+}
+
+// TestReusedRateLimitAnswerNotReusedBeforeMarshal: with ReuseAnswers, an RLS answer that
+// Codec has not marshalled is never the memory of a later answer (notReusedBeforeMarshal).
+func TestReusedRateLimitAnswerNotReusedBeforeMarshal(t *testing.T) {
+	s, _ := rlsBench(t, envoy.RateLimitConfig{ReuseAnswers: true, ResponseHeaders: true})
+	notReusedBeforeMarshal(t, func(i int) (*rlsv3.RateLimitResponse, error) {
+		return s.ShouldRateLimit(context.Background(), rlsUserRequest(fmt.Sprint("user-", i), uint32(100+i)))
+	}, func(t *testing.T, resp *rlsv3.RateLimitResponse, i int) { checkRLS(t, resp, uint32(100+i)) })
+}
+
+// TestReusedRateLimitAnswersOverGRPC: many concurrent clients of a real gRPC server with
+// Codec and ReuseAnswers, in front of Warden (whose answers the adapter reuses too), each get
+// their own answer, never another call's (run it with -race: a call reused while the server
+// still read its answer is a data race).
+func TestReusedRateLimitAnswersOverGRPC(t *testing.T) {
+	s, _ := rlsBench(t, envoy.RateLimitConfig{ReuseAnswers: true, ResponseHeaders: true})
+	cc := serveGRPCWith(t, []grpc.ServerOption{grpc.ForceServerCodecV2(envoy.Codec{})}, func(gs *grpc.Server) {
+		rlsv3.RegisterRateLimitServiceServer(gs, s)
+	})
+	c := rlsv3.NewRateLimitServiceClient(cc)
+	concurrently(func(g, i int) {
+		n := uint32(1000*(g+1) + i)
+		resp, err := c.ShouldRateLimit(context.Background(), rlsUserRequest(fmt.Sprint("user-", n), n))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		checkRLS(t, resp, n)
+	})
 }

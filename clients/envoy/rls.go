@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -23,6 +24,15 @@ import (
 // wardenv1.WardenServiceClient remotely.
 type RateLimiter interface {
 	CheckRateLimit(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (*wardenv1.CheckRateLimitResponse, error)
+}
+
+// PooledRateLimiter is a RateLimiter whose answers are handed back once read: *service.Server
+// in process (CheckRateLimitPooled). The adapter converts the answer to Envoy's, then calls
+// Release, after which it reads nothing of the answer (the strings and metadata it copied
+// excepted), so that the next call reuses its messages instead of allocating them. release
+// may be nil.
+type PooledRateLimiter interface {
+	CheckRateLimitPooled(ctx context.Context, req *wardenv1.CheckRateLimitRequest) (resp *wardenv1.CheckRateLimitResponse, release interface{ Release() }, err error)
 }
 
 // RateLimitConfig configures a RateLimitServer. The zero value is usable.
@@ -65,6 +75,12 @@ type RateLimitConfig struct {
 	// envoy.rls.unavailable: error). By default the answer is the policy's decision,
 	// OVER_LIMIT, which Envoy enforces whatever its failure_mode_deny.
 	UnavailableAsError bool `yaml:"-"`
+	// ReuseAnswers makes ShouldRateLimit build Warden's request and Envoy's answer in reused
+	// memory: they are handed back for the next call's use once Codec has marshalled the
+	// answer. The same conditions as AuthConfig.ReuseAnswers apply: set it only on a server
+	// whose codec is Codec and where nothing reads a sent answer after marshalling;
+	// cmd/warden does. An answer never marshalled by Codec is simply not reused.
+	ReuseAnswers bool `yaml:"-"`
 }
 
 // RateLimitServer implements envoy.service.ratelimit.v3.RateLimitService by asking a
@@ -114,16 +130,26 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 	if len(req.GetDescriptors()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "rate limit descriptor list must not be empty")
 	}
-	wreq, err := RateLimitRequestFromEnvoy(req)
+	c := newRLSCall(cfg)
+	wreq, err := c.req.fromEnvoy(req)
 	if err != nil {
-		return nil, err
+		return c.sent(nil, err)
 	}
 	wreq.UnavailableAsDenial = !cfg.UnavailableAsError
-	resp, err := s.rl.CheckRateLimit(ctx, wreq)
-	if err != nil {
-		return nil, err
+	var resp *wardenv1.CheckRateLimitResponse
+	if pr, ok := s.rl.(PooledRateLimiter); ok {
+		var release interface{ Release() }
+		resp, release, err = pr.CheckRateLimitPooled(ctx, wreq)
+		if release != nil {
+			defer release.Release() // after the answer is converted
+		}
+	} else {
+		resp, err = s.rl.CheckRateLimit(ctx, wreq)
 	}
-	out := RateLimitResponseToEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders)
+	if err != nil {
+		return c.sent(nil, err)
+	}
+	out := c.resp.toEnvoy(resp, len(req.GetDescriptors()), cfg.ResponseHeaders)
 	if cfg.QuotaMode {
 		out.OverallCode = allQuotasOver(out)
 	}
@@ -137,8 +163,41 @@ func (s *RateLimitServer) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLi
 		out.DynamicMetadata = dynamicMetadata(req, out, resp)
 	}
 	markUnavailable(out, resp, cfg.ResponseHeaders)
-	return out, nil
+	return c.sent(out, nil)
 }
+
+// rlsCall is what one ShouldRateLimit builds in the common case (rlsRequest, rlsResponse),
+// in one allocation; with RateLimitConfig.ReuseAnswers it is reused once Codec has
+// marshalled its answer (rlsAnswers).
+type rlsCall struct {
+	req    rlsRequest
+	resp   rlsResponse
+	pooled bool // from rlsAnswers
+}
+
+// rlsAnswers recycles the calls whose answers were marshalled (RateLimitConfig.ReuseAnswers).
+var rlsAnswers reused[rlsCall, *rlsCall]
+
+func newRLSCall(cfg *RateLimitConfig) *rlsCall {
+	if !cfg.ReuseAnswers {
+		return new(rlsCall)
+	}
+	c := rlsAnswers.get()
+	c.pooled = true
+	return c
+}
+
+// sent passes ShouldRateLimit's result through, a pooled call's answer registered to be
+// handed back once Codec has marshalled it (rlsAnswers).
+func (c *rlsCall) sent(out *rlsv3.RateLimitResponse, err error) (*rlsv3.RateLimitResponse, error) {
+	if c.pooled {
+		rlsAnswers.sent(c, unsafe.Pointer(out))
+	}
+	return out, err
+}
+
+// answer is the address of c's answer.
+func (c *rlsCall) answer() unsafe.Pointer { return unsafe.Pointer(&c.resp.resp) }
 
 // dynamicMetadata is envoyproxy/ratelimit's response dynamic metadata
 // (src/service/ratelimit.go, ratelimitToMetadata): the metadata of the limits whose
@@ -261,12 +320,16 @@ func addLimitHeaders(out *rlsv3.RateLimitResponse, r *wardenv1.CheckRateLimitRes
 // INVALID_ARGUMENT when the descriptor's cost is not 0: Warden does not refund hits, and
 // envoyproxy/ratelimit, which ignores the flag, would count the refund as more hits.
 func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRateLimitRequest, error) {
+	return new(rlsRequest).fromEnvoy(req)
+}
+
+// fromEnvoy is RateLimitRequestFromEnvoy, the request built in a (zero).
+func (a *rlsRequest) fromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRateLimitRequest, error) {
 	ds := req.GetDescriptors()
 	entries := 0
 	for _, d := range ds {
 		entries += len(d.GetEntries())
 	}
-	a := new(rlsRequest)
 	a.cost = int64(max(1, req.GetHitsAddend()))
 	out := &a.req
 	out.Domain, out.Cost = req.GetDomain(), &a.cost
@@ -326,8 +389,12 @@ func RateLimitRequestFromEnvoy(req *rlsv3.RateLimitRequest) (*wardenv1.CheckRate
 // its own X-RateLimit headers. With headers set, Warden's RateLimit headers are added to the
 // client's response.
 func RateLimitResponseToEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors int, headers bool) *rlsv3.RateLimitResponse {
+	return new(rlsResponse).toEnvoy(r, descriptors, headers)
+}
+
+// toEnvoy is RateLimitResponseToEnvoy, the answer built in a (zero).
+func (a *rlsResponse) toEnvoy(r *wardenv1.CheckRateLimitResponse, descriptors int, headers bool) *rlsv3.RateLimitResponse {
 	now := time.Now()
-	a := new(rlsResponse)
 	out := &a.resp
 	out.OverallCode = rlsv3.RateLimitResponse_OK
 	var backing []rlsv3.RateLimitResponse_DescriptorStatus

@@ -39,24 +39,57 @@ func rlsBench(tb testing.TB, cfg envoy.RateLimitConfig) (*envoy.RateLimitServer,
 	return envoy.NewRateLimitServer(srv, cfg), reqs
 }
 
-// BenchmarkShouldRateLimit is the RLS path in process as Warden serves it: the adapter,
-// CheckRateLimit on the in-memory store, and Codec's marshalling of the answer, as the gRPC
-// server does after the handler returns (one descriptor, allowed).
+// decideRLS is one RLS decision as Warden serves it: ShouldRateLimit, then Codec's
+// marshalling of the answer, as the gRPC server does after the handler returns.
+func decideRLS(tb testing.TB, s *envoy.RateLimitServer, r *rlsv3.RateLimitRequest) {
+	out, err := s.ShouldRateLimit(context.Background(), r)
+	if err != nil || out.GetOverallCode() != rlsv3.RateLimitResponse_OK {
+		tb.Fatalf("got %v, %v", out, err)
+	}
+	data, err := envoy.Codec{}.Marshal(out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data.Free()
+}
+
+// BenchmarkShouldRateLimit is the RLS path in process (decideRLS): the adapter,
+// CheckRateLimit on the in-memory store, and Codec's marshalling of the answer (one
+// descriptor, allowed), with ReuseAnswers as cmd/warden sets it.
 func BenchmarkShouldRateLimit(b *testing.B) {
-	s, reqs := rlsBench(b, envoy.RateLimitConfig{})
-	ctx := context.Background()
+	s, reqs := rlsBench(b, envoy.RateLimitConfig{ReuseAnswers: true})
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		out, err := s.ShouldRateLimit(ctx, reqs[i%rlsBenchUsers])
-		if err != nil || out.GetOverallCode() != rlsv3.RateLimitResponse_OK {
-			b.Fatalf("got %v, %v", out, err)
-		}
-		data, err := envoy.Codec{}.Marshal(out)
-		if err != nil {
-			b.Fatal(err)
-		}
-		data.Free()
+		decideRLS(b, s, reqs[i%rlsBenchUsers])
 		i++
+	}
+}
+
+// TestShouldRateLimitAllocs guards the RLS path's allocations per decision (decideRLS):
+// Warden's answer is reused (CheckRateLimitPooled), and with ReuseAnswers the call's block
+// too (Warden's request and Envoy's answer; 6 allocations without it, 8 before either),
+// which leaves the limit's key, the answer's header values and the marshalled bytes with
+// their buffer slice.
+func TestShouldRateLimitAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	allocs := func(reuse bool) float64 {
+		s, reqs := rlsBench(t, envoy.RateLimitConfig{ReuseAnswers: reuse})
+		for _, r := range reqs { // every limit key created
+			decideRLS(t, s, r)
+		}
+		i := 0
+		return testing.AllocsPerRun(1000, func() {
+			decideRLS(t, s, reqs[i%rlsBenchUsers])
+			i++
+		})
+	}
+	if got := allocs(false); got != 6 {
+		t.Errorf("without ReuseAnswers: got %v allocations per decision, want 6", got)
+	}
+	if got := allocs(true); got != 5 {
+		t.Errorf("with ReuseAnswers: got %v allocations per decision, want 5", got)
 	}
 }

@@ -88,9 +88,11 @@ func (a *app) buildEnvoy(cfg *config.File, d *service.Deps) error {
 	authCfg.Disabled = y.ExtAuthz.Enabled != nil && !*y.ExtAuthz.Enabled
 	authCfg.Logger, authCfg.Identity = a.log, d.Headers.Identity // authn.identity_headers (built before)
 	// Both gRPC servers marshal with envoy.Codec (serverOptions), which hands an answer back
-	// once written, and no stats handler reads a sent message: an allow allocates no answer.
+	// once written, and no stats handler reads a sent message: an allow allocates no answer,
+	// nor an RLS decision its request and answer.
 	authCfg.ReuseAnswers = true
 	rlsCfg := y.RLS.RateLimitConfig
+	rlsCfg.ReuseAnswers = true
 	rlsCfg.Disabled = y.RLS.Enabled != nil && !*y.RLS.Enabled
 	switch y.RLS.Unavailable {
 	case "", "decision":

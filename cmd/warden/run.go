@@ -284,9 +284,9 @@ func (a *app) serverOptions() ([]grpc.ServerOption, error) {
 	}
 	opts = append(opts, transportOptions()...)
 	// The proto codec, with a fast decoder of Envoy's ext_authz requests and a fast encoder
-	// of its answers, which hands each answer back for reuse once written
-	// (envoy.AuthConfig.ReuseAnswers: the stats handler must not read sent messages; otelgrpc's
-	// does not).
+	// of its answers, which hands each ext_authz and RLS answer back for reuse once written
+	// (envoy.AuthConfig and RateLimitConfig.ReuseAnswers: the stats handler must not read
+	// sent messages; otelgrpc's does not).
 	opts = append(opts, grpc.ForceServerCodecV2(envoy.Codec{}))
 	if h := a.tel.statsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
