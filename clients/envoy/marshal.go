@@ -1,6 +1,7 @@
 package envoy
 
 import (
+	"sync"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -83,15 +84,39 @@ func marshalCheckResponse(r *authv3.CheckResponse) (data mem.BufferSlice, ok boo
 		return nil, false
 	}
 	n := sizeCheckResponse(r)
-	// As the standard codec: a small answer in a buffer of its own, a large one pooled.
-	if mem.IsBelowBufferPoolingThreshold(n) {
-		return mem.BufferSlice{mem.SliceBuffer(appendCheckResponse(make([]byte, 0, n), r))}, true
-	}
+	// In a pooled buffer, which gRPC hands back (mem.Buffer.Free) once it has sent the bytes.
 	pool := mem.DefaultBufferPool()
+	if n <= answerBufSize {
+		pool = &answerBufs
+	}
 	buf := pool.Get(n)
 	*buf = appendCheckResponse((*buf)[:0], r)
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, true
 }
+
+// answerBufs holds the buffers of marshalled answers of up to answerBufSize bytes (all but
+// unusual ones): the standard codec writes an answer below mem's pooling threshold (1 KiB)
+// into a fresh buffer, and the default pool's smallest buffers are below that threshold too,
+// so that mem.NewBuffer would not hand them back.
+var answerBufs answerBufferPool
+
+// answerBufSize is the capacity of answerBufs' buffers: above mem's pooling threshold.
+const answerBufSize = 2048
+
+// answerBufferPool is a mem.BufferPool of buffers of answerBufSize bytes. Get does not clear
+// them: marshalCheckResponse writes every byte it returns.
+type answerBufferPool struct{ p sync.Pool }
+
+func (p *answerBufferPool) Get(n int) *[]byte {
+	if b, ok := p.p.Get().(*[]byte); ok {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, answerBufSize)
+	return &b
+}
+
+func (p *answerBufferPool) Put(b *[]byte) { p.p.Put(b) }
 
 // The valid functions report whether the fast encoder writes a message as proto.Marshal
 // would; the size functions give the size of a valid message, the append functions write it.
