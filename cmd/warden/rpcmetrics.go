@@ -36,7 +36,9 @@ import (
 //     Warden could not decide and the failure mode was open
 //
 // Every label value comes from a closed set fixed at start (the registered methods, the
-// DenyReason and gRPC code enums): a caller cannot create one. A call costs the request path
+// DenyReason and gRPC code enums): a caller cannot create one. Each label set is built the
+// first time it is exported (see lazyLabels): most never see a call, and building all of
+// them at start took some 3,500 allocations and their heap. A call costs the request path
 // a map lookup, two reads of the monotonic clock and four atomic adds (started, a duration
 // bucket, the duration sum, the decision); nothing allocates. Everything is read when
 // /metrics is scraped: the counters and the in-flight gauge by observable instruments (see
@@ -117,11 +119,45 @@ type methodMetrics struct {
 	// started counts the calls begun: in flight are those begun and not yet timed.
 	started   atomic.Uint64
 	durations [numCodes]durationHist
-	// The attribute sets: per code for the histogram, and each observe option in its own
-	// slice (passed with "...": a variadic call building the slice would allocate).
-	attrs         [numCodes]attribute.Set
-	callsAttrs    [numCodes][]metric.ObserveOption
-	inFlightAttrs []metric.ObserveOption
+	// service and method are the labels of the method's series; byCode (grpc_code added, for
+	// the calls and the histogram) and inFlightLabels are their sets, built when exported.
+	service, method string
+	byCode          [numCodes]lazyLabels
+	inFlightLabels  lazyLabels
+}
+
+// labels is one label set as the exporter takes it.
+type labels struct {
+	set attribute.Set
+	// opts holds the set as an observe option, in a slice of its own: passed with "...", a
+	// variadic call building the slice would allocate.
+	opts []metric.ObserveOption
+}
+
+func newLabels(kv ...attribute.KeyValue) *labels {
+	set := attribute.NewSet(kv...)
+	return &labels{set: set, opts: []metric.ObserveOption{metric.WithAttributeSet(set)}}
+}
+
+// lazyLabels is a label set built by the first export that needs it: only the collection
+// of /metrics reads it, never a call. Its zero value is unbuilt. Safe for concurrent use:
+// collections racing to build it build equal sets, and all of them keep the first stored.
+type lazyLabels struct{ p atomic.Pointer[labels] }
+
+func (l *lazyLabels) get(build func() *labels) *labels {
+	if p := l.p.Load(); p != nil {
+		return p
+	}
+	l.p.CompareAndSwap(nil, build())
+	return l.p.Load()
+}
+
+// codeLabels is the label set of mm's calls that ended with code c.
+func (mm *methodMetrics) codeLabels(c int) *labels {
+	return mm.byCode[c].get(func() *labels {
+		return newLabels(attribute.String("grpc_service", mm.service), attribute.String("grpc_method", mm.method),
+			attribute.String("grpc_code", codes.Code(c).String()))
+	})
 }
 
 // calls is the number of calls finished with code c.
@@ -174,16 +210,46 @@ type decisionMetrics struct {
 	errors [numKinds][numCodes]counted
 }
 
-// counted is one counter of a label set.
+// counted is one counter of a label set, built by its first export.
 type counted struct {
-	n     atomic.Uint64
-	attrs []metric.ObserveOption
+	n      atomic.Uint64
+	labels lazyLabels
 }
 
-func (c *counted) observe(o metric.Observer, inst metric.Int64Observable) {
-	if n := c.n.Load(); n > 0 {
-		o.ObserveInt64(inst, int64(n), c.attrs...)
+// observe exports c, when it has counted anything, as kind's decisions of outcome and reason
+// (a function, called only to build the set the first time).
+func (c *counted) observe(o metric.Observer, inst metric.Int64Observable, k decisionKind, outcome string, reason func() string) {
+	n := c.n.Load()
+	if n == 0 {
+		return
 	}
+	l := c.labels.get(func() *labels {
+		return newLabels(attribute.String("kind", kindNames[k]), attribute.String("outcome", outcome), attribute.String("reason", reason()))
+	})
+	o.ObserveInt64(inst, int64(n), l.opts...)
+}
+
+// observe exports every decision counted.
+func (d *decisionMetrics) observe(o metric.Observer, inst metric.Int64Observable) {
+	for k := kindAuthenticate; k < numKinds; k++ {
+		d.allowed[k].observe(o, inst, k, "allowed", func() string { return "none" })
+		for v := range d.denied[k] {
+			d.denied[k][v].observe(o, inst, k, "denied", func() string { return denyReasonLabel(v) })
+		}
+		for c := range d.errors[k] {
+			d.errors[k][c].observe(o, inst, k, "error", func() string { return snake(codes.Code(c).String()) })
+		}
+	}
+}
+
+// denyReasonLabel is the reason label of DenyReason v: its name in snake case without its
+// prefix (unspecified for a value this build does not know).
+func denyReasonLabel(v int) string {
+	name, ok := wardenv1.DenyReason_name[int32(v)]
+	if !ok {
+		name = wardenv1.DenyReason_DENY_REASON_UNSPECIFIED.String()
+	}
+	return strings.ToLower(strings.TrimPrefix(name, "DENY_REASON_"))
 }
 
 // maxDenyReason is the largest DenyReason value.
@@ -200,22 +266,9 @@ var maxDenyReason = func() int32 {
 func newRPCMetrics() *rpcMetrics {
 	r := &rpcMetrics{base: time.Now(), methods: map[string]*methodMetrics{}}
 	for k := kindAuthenticate; k < numKinds; k++ {
-		kind := attribute.String("kind", kindNames[k])
-		r.d.allowed[k].attrs = observeOpts(kind, attribute.String("outcome", "allowed"), attribute.String("reason", "none"))
 		r.d.denied[k] = make([]counted, maxDenyReason+1)
-		for v := range r.d.denied[k] {
-			name, ok := wardenv1.DenyReason_name[int32(v)]
-			if !ok {
-				name = wardenv1.DenyReason_DENY_REASON_UNSPECIFIED.String()
-			}
-			reason := strings.ToLower(strings.TrimPrefix(name, "DENY_REASON_"))
-			r.d.denied[k][v].attrs = observeOpts(kind, attribute.String("outcome", "denied"), attribute.String("reason", reason))
-		}
-		for c := range numCodes {
-			r.d.errors[k][c].attrs = observeOpts(kind, attribute.String("outcome", "error"), attribute.String("reason", snake(codes.Code(c).String())))
-		}
 	}
-	r.other = newMethod("other", "other", kindNone)
+	r.other = &methodMetrics{kind: kindNone, service: "other", method: "other"}
 	return r
 }
 
@@ -246,22 +299,17 @@ func (r *rpcMetrics) observe(m metric.Meter) error {
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, mm := range r.all() {
-			o.ObserveInt64(inFlight, mm.inFlight(), mm.inFlightAttrs...)
+			l := mm.inFlightLabels.get(func() *labels {
+				return newLabels(attribute.String("grpc_service", mm.service), attribute.String("grpc_method", mm.method))
+			})
+			o.ObserveInt64(inFlight, mm.inFlight(), l.opts...)
 			for c := range numCodes {
 				if n := mm.calls(c); n > 0 {
-					o.ObserveInt64(calls, int64(n), mm.callsAttrs[c]...)
+					o.ObserveInt64(calls, int64(n), mm.codeLabels(c).opts...)
 				}
 			}
 		}
-		for k := range r.d.allowed {
-			r.d.allowed[k].observe(o, decisions)
-			for i := range r.d.denied[k] {
-				r.d.denied[k][i].observe(o, decisions)
-			}
-			for i := range r.d.errors[k] {
-				r.d.errors[k][i].observe(o, decisions)
-			}
-		}
+		r.d.observe(o, decisions)
 		o.ObserveInt64(failOpen, int64(r.failOpen.Load()))
 		return nil
 	}, calls, inFlight, failOpen, decisions)
@@ -287,7 +335,7 @@ func (r *rpcMetrics) Produce(context.Context) ([]metricdata.ScopeMetrics, error)
 				continue
 			}
 			points = append(points, metricdata.HistogramDataPoint[float64]{
-				Attributes: mm.attrs[c], StartTime: r.base, Time: now,
+				Attributes: mm.codeLabels(c).set, StartTime: r.base, Time: now,
 				Count: n, Bounds: durationBuckets, BucketCounts: counts,
 				Sum: float64(h.sumNanos.Load()) / 1e9,
 			})
@@ -313,10 +361,6 @@ func (r *rpcMetrics) all() []*methodMetrics {
 	return append(all, r.other)
 }
 
-func observeOpts(kv ...attribute.KeyValue) []metric.ObserveOption {
-	return []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
-}
-
 // snake turns a gRPC code's name (DeadlineExceeded, OK) into deadline_exceeded, ok.
 func snake(s string) string {
 	var b strings.Builder
@@ -336,17 +380,6 @@ func snake(s string) string {
 	return b.String()
 }
 
-func newMethod(service, method string, kind decisionKind) *methodMetrics {
-	mm := &methodMetrics{kind: kind}
-	svc, meth := attribute.String("grpc_service", service), attribute.String("grpc_method", method)
-	mm.inFlightAttrs = observeOpts(svc, meth)
-	for c := range numCodes {
-		mm.attrs[c] = attribute.NewSet(svc, meth, attribute.String("grpc_code", codes.Code(c).String()))
-		mm.callsAttrs[c] = []metric.ObserveOption{metric.WithAttributeSet(mm.attrs[c])}
-	}
-	return mm
-}
-
 // addMethods adds the methods of every service registered on s. Call it after registering
 // them, before s serves.
 func (r *rpcMetrics) addMethods(s *grpc.Server) {
@@ -354,7 +387,7 @@ func (r *rpcMetrics) addMethods(s *grpc.Server) {
 		for _, m := range info.Methods {
 			full := "/" + svc + "/" + m.Name
 			if _, ok := r.methods[full]; !ok {
-				r.methods[full] = newMethod(svc, m.Name, methodKinds[full])
+				r.methods[full] = &methodMetrics{kind: methodKinds[full], service: svc, method: m.Name}
 			}
 		}
 	}
