@@ -22,7 +22,10 @@ func main() {
 	defer stop()
 	restoreGC := startGC()
 	started := func(a addrs) {
-		restoreGC()
+		gogc := restoreGC()
+		if paceGC(a.gcHeadroom, gogc, os.Getenv("GOGC")) {
+			startGCPacer(gogc, gcPaceInterval, uint64(a.gcHeadroom))
+		}
 		if !a.pprof {
 			// Nothing can read a heap profile without /debug/pprof (server.pprof is read at
 			// start only): stop sampling allocations, whose stack records and bucket table
@@ -44,8 +47,9 @@ func main() {
 const startGCPercent = 10
 
 // startGC sets GOGC to startGCPercent and returns the function that puts back the GOGC the
-// process started with (the environment's, or 100), to be called once the server is started.
-func startGC() (restore func()) {
+// process started with (the environment's, or 100), to be called once the server is started;
+// it returns that GOGC.
+func startGC() (restore func() int) {
 	old := debug.SetGCPercent(startGCPercent)
-	return func() { debug.SetGCPercent(old) }
+	return func() int { debug.SetGCPercent(old); return old }
 }

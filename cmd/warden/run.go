@@ -36,6 +36,8 @@ type addrs struct {
 	GRPC, Admin string
 	// pprof: the admin listener serves /debug/pprof (server.pprof).
 	pprof bool
+	// gcHeadroom is server.gc_headroom (main's GC pacer).
+	gcHeadroom int
 }
 
 // run is the whole server. It returns when ctx ends (after a graceful shutdown) or on a
@@ -310,7 +312,7 @@ func (a *app) listen() (addrs, error) {
 		return addrs{}, fmt.Errorf("grpc listener: %w", err)
 	}
 	a.closers = append(a.closers, func() { lis.Close() })
-	got := addrs{GRPC: lis.Addr().String(), pprof: sc.Pprof && sc.AdminAddr != "off"}
+	got := addrs{GRPC: lis.Addr().String(), pprof: sc.Pprof && sc.AdminAddr != "off", gcHeadroom: sc.GCHeadroom}
 	a.servers = append(a.servers, serveGRPC("grpc", a.grpc, a.streams.Listener(lis), a.stopping, sc.Drain, sc.ShutdownTimeout, a.log))
 	if sc.AdminAddr == "off" {
 		return got, nil

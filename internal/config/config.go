@@ -95,6 +95,13 @@ type Server struct {
 	// Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	TLS             ServerTLS     `yaml:"tls"`
+	// GCHeadroom is the most heap, in bytes, Warden lets the Go GC's goal rise above what
+	// GOGC gives while the process allocates fast: enough for a quarter of a second of
+	// allocation at the last cycle's rate, so that a loaded server collects a few times a
+	// second, not dozens. An idle or slowly allocating server runs at GOGC as Go sets it.
+	// Default 16 MiB; negative: off (Go's own pacing, the lowest memory under load). Not
+	// used when GOGC is set in the environment.
+	GCHeadroom int `yaml:"gc_headroom"`
 }
 
 // ServerTLS turns on TLS (and optionally mTLS) for the gRPC listener.
@@ -421,6 +428,9 @@ func (f *File) applyDefaults() {
 	}
 	if s.ShutdownTimeout == 0 {
 		s.ShutdownTimeout = 10 * time.Second
+	}
+	if s.GCHeadroom == 0 {
+		s.GCHeadroom = 16 << 20
 	}
 	if f.Log.Level == "" {
 		f.Log.Level = "info"
