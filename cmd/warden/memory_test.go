@@ -111,12 +111,16 @@ func TestRedisFallbackStoreStartsSmall(t *testing.T) {
 // The start's peak resident set (VmHWM) stays near the idle one: reading a config of 1,000
 // API keys allocates 11 MiB, and with the default GOGC the heap grew to twice that before
 // each collection, so that the peak was set at start, 7-8 MiB above the idle RSS, before any
-// call (the bench's peak RSS is VmHWM). The real binary: the GC setting is main's.
+// call (the bench's peak RSS is VmHWM). The real binary: the GC setting is main's. At GOGC 10
+// the peak is 2.6-4.5 MiB above on a quiet machine (16 starts each with and without the GC
+// pacer, which starts once listening and changes nothing here), and reached 5.1 MiB in a CI
+// run of the whole suite, where the other packages' tests compete for the CPU and the page
+// cache: the limit sits between that and the 7-8 MiB it guards against.
 func TestStartPeakNearIdleRSS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	const limit = 5 << 20
+	const limit = 6 << 20
 	bin := wardenBinary(t)
 	p := filepath.Join(t.TempDir(), "warden.yaml")
 	replaceFile(t, p, manyKeysConfig(t, 1000)("info"))
