@@ -9,7 +9,10 @@
 // with go-redis either as one EVALSHA per descriptor (-rls evalsha) or, for concurrent
 // calls, batched into one pipeline that a single sender flushes whenever its queue empties
 // (-rls batch). The limit (-limit per second) is high: every decision is OK unless the
-// script says otherwise, and an over-limit descriptor answers OVER_LIMIT.
+// script says otherwise, and an over-limit descriptor answers OVER_LIMIT. Its ext_authz
+// Check then counts each call the same way, one script call keyed by the request's path,
+// and allows it unless over the limit: the floor of an ext_authz decision that counts a
+// Redis limit.
 //
 //	go build -o /tmp/floor ./bench/floor && /tmp/floor -grpc-addr 127.0.0.1:0
 //	/tmp/floor -grpc-addr 127.0.0.1:0 -redis 127.0.0.1:6379 -rls batch
@@ -43,26 +46,29 @@ import (
 func main() {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "listen address")
 	redisAddr := flag.String("redis", "", "decide RLS calls on this Redis (host:port) with a GCRA script; \"\" answers OK without deciding")
-	mode := flag.String("rls", "evalsha", "with -redis: evalsha (one EVALSHA per descriptor) or batch (concurrent calls in one pipeline)")
+	mode := flag.String("rls", "evalsha", "with -redis: evalsha (one EVALSHA per RLS descriptor or ext_authz call) or batch (concurrent calls in one pipeline)")
 	limit := flag.Int64("limit", 100000, "with -redis: requests per second per key")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	var rls rlsv3.RateLimitServiceServer = okRLS{}
+	var (
+		authz authv3.AuthorizationServer   = allowAll{}
+		rls   rlsv3.RateLimitServiceServer = okRLS{}
+	)
 	if *redisAddr != "" {
 		r, err := newRedisRLS(*redisAddr, *mode, *limit)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "floor:", err)
 			os.Exit(1)
 		}
-		rls = r
+		authz, rls = redisAuthz{r: r}, r
 	}
-	if err := run(*addr, rls, log); err != nil {
+	if err := run(*addr, authz, rls, log); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, rls rlsv3.RateLimitServiceServer, log *slog.Logger) error {
+func run(addr string, authz authv3.AuthorizationServer, rls rlsv3.RateLimitServiceServer, log *slog.Logger) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -79,7 +85,7 @@ func run(addr string, rls rlsv3.RateLimitServiceServer, log *slog.Logger) error 
 		grpc.ChainUnaryInterceptor(service.RecoverUnary(log)),
 		grpc.ChainStreamInterceptor(service.RecoverStream(log)),
 	)
-	authv3.RegisterAuthorizationServer(s, allowAll{})
+	authv3.RegisterAuthorizationServer(s, authz)
 	rlsv3.RegisterRateLimitServiceServer(s, rls)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)

@@ -7,8 +7,11 @@ import (
 	"strings"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/redis/go-redis/v9"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
 )
 
 // gcraScript is GCRA on one string per key: the theoretical arrival time (TAT) in
@@ -93,6 +96,27 @@ func (r *redisRLS) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequ
 		resp.Statuses[i] = &rlsv3.RateLimitResponse_DescriptorStatus{Code: code}
 	}
 	return resp, nil
+}
+
+// redisAuthz is an ext_authz handler that counts each call with one script call on the
+// request's path (one key per bench user) and allows it unless over the limit.
+type redisAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	r *redisRLS
+}
+
+func (a redisAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	ok, err := a.r.take(ctx, "authz_"+req.GetAttributes().GetRequest().GetHttp().GetPath())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(codes.ResourceExhausted)},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{}},
+		}, nil
+	}
+	return allowAll{}.Check(ctx, req)
 }
 
 // take runs the script for key: its own EVALSHA, or a place in the next pipeline.

@@ -100,6 +100,25 @@ func TestPlanPeerAndReferences(t *testing.T) {
 	if slices.Contains(got, "envoyproxy/ratelimit, Redis") {
 		t.Errorf("got %q: the peer without -peer-ratelimit", got)
 	}
+	rows, _, err = plan(regexp.MustCompile(`^ext_authz, API key \+ route \+ Redis limit$|^RLS, Redis$`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extFloor, rlsBatch *row
+	for _, r := range rows {
+		switch r.label {
+		case rowExtAuthzBatch:
+			extFloor = r
+		case "floor: RLS batched pipeline, Redis":
+			rlsBatch = r
+		}
+	}
+	if extFloor == nil || rlsBatch == nil {
+		t.Fatalf("got %q, want the ext_authz Redis floor beside the ext_authz Redis row", names(rows))
+	}
+	if extFloor.floor.label != "floor: ext_authz allow" || extFloor.st != rlsBatch.st || extFloor.st.server != serverFloorBatch || !extFloor.st.redis {
+		t.Errorf("ext_authz Redis floor: compared with %q on %+v; want the empty ext_authz floor, on the RLS batched floor's process", extFloor.floor.label, extFloor.st)
+	}
 	rows, setups, err := plan(regexp.MustCompile("RLS"), true)
 	if err != nil {
 		t.Fatal(err)

@@ -47,8 +47,8 @@ type Scenario struct {
 	// whose ext_authz Check always allows and whose RLS answers OK, the floor of the Envoy
 	// rows. A floor with a Server of its own is measured once, on that server, and every row
 	// naming it is compared with that row of the same round. "floor-evalsha" and
-	// "floor-batch" are bench/floor deciding RLS calls on its Redis (one EVALSHA per
-	// descriptor, or concurrent calls batched into one pipeline); "ratelimit" is
+	// "floor-batch" are bench/floor deciding RLS (and ext_authz) calls on its Redis (one
+	// EVALSHA per descriptor, or concurrent calls batched into one pipeline); "ratelimit" is
 	// envoyproxy/ratelimit (-peer-ratelimit), without which the row is left out.
 	Server string
 	// Beside names a row this one is measured beside: it runs whenever that row is
@@ -161,7 +161,24 @@ var scenarios = []Scenario{
 	rlsReference(Scenario{Name: rowEvalsha, Server: serverFloorEvalsha, Counted: []string{"evalsha", "eval"}}),
 	rlsReference(Scenario{Name: "floor: RLS batched pipeline, Redis", Server: serverFloorBatch, Counted: []string{"evalsha", "eval"}}),
 	rlsReference(Scenario{Name: "envoyproxy/ratelimit, Redis", Server: serverPeer, Counted: peerIncrements}),
+	// The floor of the ext_authz row on Redis: bench/floor's ext_authz handler counting each
+	// call with one GCRA script in its batched pipeline (the process of the RLS batched
+	// floor), compared with the empty ext_authz handler.
+	{
+		Name:    rowExtAuthzBatch,
+		Floor:   "floor: ext_authz allow",
+		Beside:  "ext_authz, API key + route + Redis limit",
+		Method:  "envoy.service.auth.v3.Authorization/Check",
+		Request: extAuthzRequest,
+		Decide:  extAuthzDecide,
+		Server:  serverFloorBatch,
+		Redis:   true,
+		Counted: []string{"evalsha", "eval"},
+	},
 }
+
+// rowExtAuthzBatch is the floor of an ext_authz decision that counts a Redis limit.
+const rowExtAuthzBatch = "floor: ext_authz batched pipeline, Redis"
 
 // rowEvalsha is the row Warden's Redis rows compare their open-loop p99 with (issue 19:
 // p99 ≤ 1.2× a one-EVALSHA handler's at 500 and 2000 calls/s).

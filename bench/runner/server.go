@@ -238,7 +238,7 @@ type binaries struct{ warden, floor, peer string }
 const (
 	serverFloor        = "floor"         // bench/floor: empty ext_authz and RLS handlers
 	serverFloorEvalsha = "floor-evalsha" // bench/floor: RLS with one EVALSHA per descriptor
-	serverFloorBatch   = "floor-batch"   // bench/floor: RLS batched into pipelines
+	serverFloorBatch   = "floor-batch"   // bench/floor: RLS and ext_authz batched into pipelines
 	serverPeer         = "ratelimit"     // envoyproxy/ratelimit (-peer-ratelimit)
 )
 
