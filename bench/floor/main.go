@@ -45,7 +45,7 @@ import (
 
 func main() {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "listen address")
-	redisAddr := flag.String("redis", "", "decide RLS calls on this Redis (host:port) with a GCRA script; \"\" answers OK without deciding")
+	redisAddr := flag.String("redis", "", "decide RLS and ext_authz calls on this Redis (host:port) with a GCRA script; \"\" answers OK without deciding")
 	mode := flag.String("rls", "evalsha", "with -redis: evalsha (one EVALSHA per RLS descriptor or ext_authz call) or batch (concurrent calls in one pipeline)")
 	limit := flag.Int64("limit", 100000, "with -redis: requests per second per key")
 	flag.Parse()
